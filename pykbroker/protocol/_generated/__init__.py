@@ -1,0 +1,1 @@
+"""Generated codecs, one module per schema file. Regenerate with ``make gen``."""

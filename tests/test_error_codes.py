@@ -102,7 +102,8 @@ def test_codes_added_after_3_9_are_absent() -> None:
 
 
 def test_is_an_int() -> None:
-    assert ErrorCode.NONE == 0
+    zero: int = 0
+    assert ErrorCode.NONE == zero
     assert int(ErrorCode.NOT_COORDINATOR) == 16
     assert ErrorCode.REQUEST_TIMED_OUT + 0 == 7
     assert isinstance(ErrorCode.NONE, int)

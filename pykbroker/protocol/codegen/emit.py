@@ -179,7 +179,7 @@ def _emit_field_decode(w: Writer, ctx: _Ctx, f: Field, v: int, var: str) -> None
             w.indent()
         if f.struct is not None:
             w(f"{var} = []")
-            w(f"for _ in range(n):")
+            w("for _ in range(n):")
             w.indent()(f"e_{f.attr}, pos = {_fn(ctx, 'd', f.struct, v)}(buf, pos)")
             w(f"{var}.append(e_{f.attr})")
             w.dedent()
@@ -515,7 +515,7 @@ def _emit_class(w: Writer, ctx: _Ctx, s: Struct, root: bool) -> None:
         w()
         w("@classmethod")
         w("def decode(")
-        w.indent()(f"cls, buf: bytes | bytearray | memoryview, pos: int, version: int")
+        w.indent()("cls, buf: bytes | bytearray | memoryview, pos: int, version: int")
         w.dedent()
         w(f") -> tuple[{s.name}, int]:")
         w.indent()

@@ -1,0 +1,7 @@
+"""``python -m pykbroker``."""
+
+import sys
+
+from pykbroker.cli import main
+
+sys.exit(main())

@@ -27,6 +27,7 @@ __all__ = [
     "CREATE_TIME",
     "LOG_OVERHEAD",
     "MAGIC",
+    "MIN_BATCH_LENGTH",
     "BatchHeader",
     "TIMESTAMP_TYPE_FLAG",
     "TRANSACTIONAL_FLAG",
@@ -206,6 +207,8 @@ def iter_batches(
     A trailing partial batch raises :class:`CorruptRecordError` unless ``allow_partial``
     (fetch responses may end in one), in which case iteration just stops there.
     """
+    if pos < 0:
+        raise ValueError(f"negative position {pos}")
     end = len(buf)
     while pos < end:
         remaining = end - pos

@@ -130,7 +130,7 @@ def _gunzip(data: Buffer, max_size: int) -> bytes:
             if len(out) > max_size:
                 raise _too_big(GZIP, max_size)
             tail = obj.unconsumed_tail
-            if not chunk and not tail:
+            if not chunk and not tail and not obj.eof:
                 raise CorruptRecordError("truncated gzip stream")
         rest = obj.unused_data
         if not rest:
@@ -150,6 +150,8 @@ def _unsnappy_raw(data: Buffer, max_size: int, already: int = 0) -> bytes:
 
 def _unsnappy(data: Buffer, max_size: int) -> bytes:
     view = memoryview(data)
+    if not view:
+        raise CorruptRecordError("empty snappy stream")
     if bytes(view[:8]) != XERIAL_MAGIC:
         return _unsnappy_raw(view, max_size)
     if len(view) < 16:

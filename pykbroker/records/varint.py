@@ -88,7 +88,9 @@ def size_of_varlong(value: int) -> int:
     return _unsigned_size(((value << 1) ^ (value >> 63)) & _MASK64)
 
 
-def _read_unsigned(buf: bytes | bytearray | memoryview, pos: int, max_bytes: int) -> tuple[int, int]:
+def _read_unsigned(
+    buf: bytes | bytearray | memoryview, pos: int, max_bytes: int
+) -> tuple[int, int]:
     result = 0
     shift = 0
     end = pos + max_bytes

@@ -1,0 +1,1 @@
+"""The network layer: listeners, connections, and the dispatch table of API handlers."""

@@ -1,0 +1,232 @@
+"""One client connection: cut size-prefixed frames, dispatch each request, answer in order.
+
+Requests on one connection are handled one at a time, as Kafka does (it mutes a channel while
+a request is in flight), so responses go out in request order. Only this module touches the
+socket. A malformed frame or header closes this connection alone; handler failures become
+Kafka error responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from pykbroker.error_codes import ErrorCode
+from pykbroker.errors import DecodeError, EncodeError, KafkaError
+from pykbroker.protocol.api import ApiKey, response_class
+from pykbroker.protocol.framing import (
+    RequestFrame,
+    decode_request_body,
+    encode_response,
+    parse_request_header,
+)
+from pykbroker.server.dispatch import DispatchTable
+from pykbroker.server.request_context import RequestContext
+
+log = logging.getLogger("pykbroker.server.connection")
+request_log = logging.getLogger("pykbroker.request.logger")
+
+_SIZE = struct.Struct(">i")
+_RECEIVE_CHUNK = 256 * 1024
+
+
+class ConnectionClosed(Exception):
+    """The peer closed the connection, or it must be closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerInfo:
+    name: str
+    security_protocol: str
+
+
+@dataclass(slots=True)
+class ConnectionSettings:
+    max_request_bytes: int  # socket.request.max.bytes
+    idle_timeout_s: float  # connections.max.idle.ms / 1000
+
+
+# Called after each request with (context, seconds spent, response bytes or 0); metrics use it.
+RequestObserver = Callable[[RequestContext, float, int], None]
+
+
+class FrameReader:
+    """Buffered reads of whole frames; the size is checked before any body byte is read."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buf = bytearray()
+
+    async def _fill(self, need: int) -> bool:
+        while len(self._buf) < need:
+            chunk = await self._stream.receive_some(max(_RECEIVE_CHUNK, need - len(self._buf)))
+            if not chunk:
+                return False
+            self._buf += chunk
+        return True
+
+    async def next_frame(self, max_bytes: int) -> bytearray | None:
+        """The next frame without its size prefix, or None at a clean end of stream."""
+        if not await self._fill(4):
+            if self._buf:
+                raise ConnectionClosed(f"connection closed inside a size prefix ({len(self._buf)} bytes)")
+            return None
+        (size,) = _SIZE.unpack_from(self._buf, 0)
+        if size < 0 or size > max_bytes:
+            raise ConnectionClosed(
+                f"frame of {size} bytes is larger than socket.request.max.bytes={max_bytes}"
+                if size > 0 else f"invalid frame size {size}"
+            )
+        if not await self._fill(4 + size):
+            raise ConnectionClosed(f"connection closed inside a frame of {size} bytes")
+        frame = self._buf[4 : 4 + size]
+        del self._buf[: 4 + size]
+        return frame
+
+
+def error_response(api_key: int, request: Any, code: ErrorCode, message: str | None) -> Any:
+    """A response carrying ``code`` at the top level, or None when the API has no such field.
+
+    Handlers answer partition-level errors themselves; this serves request-level failures.
+    """
+    resp = response_class(api_key)()
+    if hasattr(resp, "error_code"):
+        resp.error_code = int(code)
+        if hasattr(resp, "error_message") and message is not None:
+            resp.error_message = message
+        return resp
+    return None
+
+
+class Connection:
+    """Serves one accepted stream until the peer leaves, it misbehaves, or shutdown."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        conn_id: int,
+        peer: str,
+        listener: ListenerInfo,
+        dispatch: DispatchTable,
+        services: Any,
+        settings: ConnectionSettings,
+        observer: RequestObserver | None = None,
+    ) -> None:
+        self.stream = stream
+        self.conn_id = conn_id
+        self.peer = peer
+        self.listener = listener
+        self.dispatch = dispatch
+        self.services = services
+        self.settings = settings
+        self.observer = observer
+        self.reader = FrameReader(stream)
+        self.read_scope: trio.CancelScope | None = None
+        self.busy = False
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                with trio.CancelScope() as scope:
+                    self.read_scope = scope
+                    scope.deadline = trio.current_time() + self.settings.idle_timeout_s
+                    frame = await self.reader.next_frame(self.settings.max_request_bytes)
+                self.read_scope = None
+                if scope.cancelled_caught:
+                    log.debug("closing idle or draining connection %s", self.peer)
+                    return
+                if frame is None:
+                    return
+                self.busy = True
+                try:
+                    await self._handle(frame)
+                finally:
+                    self.busy = False
+        except ConnectionClosed as exc:
+            log.warning("closing connection from %s: %s", self.peer, exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            log.debug("connection from %s dropped", self.peer)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def _handle(self, frame: bytearray) -> None:
+        started = time.perf_counter()
+        try:
+            req = parse_request_header(frame)
+        except DecodeError as exc:
+            raise ConnectionClosed(f"malformed request header: {exc}") from exc
+        spec = self.dispatch.get(req.api_key)
+        version_ok = spec is not None and spec.min_version <= req.api_version <= spec.max_version
+        if not version_ok:
+            if req.api_key == ApiKey.API_VERSIONS:
+                await self._unsupported_api_versions(req)
+                return
+            raise ConnectionClosed(
+                f"unsupported request {ApiKey(req.api_key).name} v{req.api_version}"
+            )
+        assert spec is not None
+        try:
+            body = decode_request_body(frame, req)
+        except DecodeError as exc:
+            raise ConnectionClosed(
+                f"malformed {ApiKey(req.api_key).name} v{req.api_version} request: {exc}"
+            ) from exc
+        ctx = RequestContext(
+            api_key=req.api_key,
+            api_version=req.api_version,
+            correlation_id=req.correlation_id,
+            client_id=req.client_id,
+            peer=self.peer,
+            listener=self.listener.name,
+            security_protocol=self.listener.security_protocol,
+            connection_id=self.conn_id,
+            services=self.services,
+        )
+        try:
+            resp = await spec.handler(ctx, body)
+        except KafkaError as exc:
+            resp = error_response(req.api_key, body, exc.error_code, str(exc))
+            if resp is None:
+                raise ConnectionClosed(f"{ApiKey(req.api_key).name} failed: {exc}") from exc
+        except Exception as exc:
+            log.exception("error handling %s v%d from %s", ApiKey(req.api_key).name,
+                          req.api_version, self.peer)
+            resp = error_response(req.api_key, body, ErrorCode.UNKNOWN_SERVER_ERROR, None)
+            if resp is None:
+                raise ConnectionClosed("unexpected error without a way to report it") from exc
+        sent = 0
+        if resp is not None:
+            try:
+                data = encode_response(req.api_key, req.api_version, req.correlation_id, resp)
+            except EncodeError:
+                log.exception("cannot encode the %s response", ApiKey(req.api_key).name)
+                raise ConnectionClosed("response encoding failed") from None
+            await self._send(data)
+            sent = len(data)
+        elapsed = time.perf_counter() - started
+        if request_log.isEnabledFor(logging.DEBUG):
+            request_log.debug(
+                "%s v%d corr=%d client=%s peer=%s %.3f ms", ApiKey(req.api_key).name,
+                req.api_version, req.correlation_id, req.client_id, self.peer, elapsed * 1000)
+        if self.observer is not None:
+            self.observer(ctx, elapsed, sent)
+
+    async def _unsupported_api_versions(self, req: RequestFrame) -> None:
+        """KIP-511: answer with v0 so that any client can read the error and our ranges."""
+        from pykbroker.handlers.api_versions import api_versions_response
+
+        resp = api_versions_response(self.dispatch, ErrorCode.UNSUPPORTED_VERSION)
+        await self._send(encode_response(req.api_key, 0, req.correlation_id, resp))
+
+    async def _send(self, data: bytes | bytearray) -> None:
+        # Shielded: a cancelled task must never leave half a frame on the wire.
+        with trio.CancelScope(shield=True):
+            await self.stream.send_all(data)

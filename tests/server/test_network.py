@@ -1,0 +1,157 @@
+"""The network layer over real loopback sockets: framing, ordering, bad input, shutdown."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import trio
+
+from pykbroker.error_codes import ErrorCode
+from pykbroker.handlers.api_versions import HANDLERS as API_VERSIONS_HANDLERS
+from pykbroker.protocol._generated.api_versions_request import ApiVersionsRequest
+from pykbroker.protocol._generated.api_versions_response import ApiVersionsResponse
+from pykbroker.protocol.api import ApiKey
+from pykbroker.protocol.framing import decode_response, encode_request
+from pykbroker.server.connection import ConnectionSettings
+from pykbroker.server.dispatch import DispatchTable, HandlerSpec
+from pykbroker.server.listener import BindAddress, NetworkServer
+
+
+async def _slow_heartbeat(ctx: Any, req: Any) -> Any:
+    from pykbroker.protocol._generated.heartbeat_response import HeartbeatResponse
+
+    await trio.sleep(0.2 if req.generation_id == 1 else 0)
+    return HeartbeatResponse(error_code=req.generation_id)
+
+
+def _server(max_bytes: int = 1 << 20, idle: float = 30.0) -> NetworkServer:
+    dispatch = DispatchTable([*API_VERSIONS_HANDLERS,
+                              HandlerSpec(ApiKey.HEARTBEAT, 0, 4, _slow_heartbeat)])
+    services = SimpleNamespace(dispatch=dispatch)
+    return NetworkServer(
+        [BindAddress("PLAINTEXT", "127.0.0.1", 0, "PLAINTEXT")], dispatch=dispatch,
+        services=services, settings=ConnectionSettings(max_bytes, idle), max_connections=100,
+    )
+
+
+async def _read_frame(stream: trio.SocketStream) -> bytes | None:
+    buf = b""
+    while len(buf) < 4:
+        chunk = await stream.receive_some(4 - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    (size,) = struct.unpack(">i", buf)
+    body = b""
+    while len(body) < size:
+        chunk = await stream.receive_some(size - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    return body
+
+
+async def _closed(stream: trio.SocketStream) -> bool:
+    with trio.fail_after(5):
+        try:
+            return await stream.receive_some(100) == b""
+        except trio.BrokenResourceError:
+            return True
+
+
+@pytest.mark.trio
+async def test_api_versions_and_in_order_responses(nursery: trio.Nursery) -> None:
+    server = _server()
+    await nursery.start(server.run)
+    stream = await trio.open_tcp_stream("127.0.0.1", server.bound_ports["PLAINTEXT"])
+    await stream.send_all(encode_request(18, 3, 11, "t", ApiVersionsRequest("pytest", "1.0")))
+    corr, resp = decode_response(await _read_frame(stream) or b"", 18, 3)
+    assert corr == 11 and resp.error_code == 0
+    keys = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
+    assert keys == {18: (0, 4), 12: (0, 4)}
+    # Pipelined requests: the slow first one is still answered first.
+    from pykbroker.protocol._generated.heartbeat_request import HeartbeatRequest
+
+    await stream.send_all(encode_request(12, 4, 1, "t", HeartbeatRequest("g", 1, "m"))
+                          + encode_request(12, 4, 2, "t", HeartbeatRequest("g", 2, "m")))
+    first = decode_response(await _read_frame(stream) or b"", 12, 4)
+    second = decode_response(await _read_frame(stream) or b"", 12, 4)
+    assert (first[0], first[1].error_code) == (1, 1)
+    assert (second[0], second[1].error_code) == (2, 2)
+    await stream.aclose()
+    await server.shutdown(1)
+
+
+@pytest.mark.trio
+async def test_unsupported_api_versions_version_gets_v0_error(nursery: trio.Nursery) -> None:
+    server = _server()
+    await nursery.start(server.run)
+    stream = await trio.open_tcp_stream("127.0.0.1", server.bound_ports["PLAINTEXT"])
+    # Version 9 does not exist; a flexible header (v2) as a newer client would send.
+    frame = struct.pack(">hhih", 18, 9, 5, 1) + b"x" + b"\x00" + b"\x02y\x021\x00"
+    await stream.send_all(struct.pack(">i", len(frame)) + frame)
+    body = await _read_frame(stream) or b""
+    assert struct.unpack_from(">i", body)[0] == 5
+    resp, _ = ApiVersionsResponse.decode(body, 4, 0)
+    assert resp.error_code == ErrorCode.UNSUPPORTED_VERSION
+    assert any(k.api_key == 18 and k.max_version == 4 for k in resp.api_keys)
+    await server.shutdown(1)
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # garbage: a huge size prefix
+        struct.pack(">i", 2**31 - 1) + b"\x00\x12",  # a frame declaring 2 GiB
+        struct.pack(">i", 20) + b"\x00\x12\x00\x03",  # truncated, then EOF from us
+        struct.pack(">i", 6) + struct.pack(">hhh", 999, 0, 0),  # unknown API key
+        struct.pack(">i", -5),
+    ],
+)
+async def test_bad_input_closes_only_that_connection(nursery: trio.Nursery, bad: bytes) -> None:
+    server = _server()
+    await nursery.start(server.run)
+    port = server.bound_ports["PLAINTEXT"]
+    good = await trio.open_tcp_stream("127.0.0.1", port)
+    evil = await trio.open_tcp_stream("127.0.0.1", port)
+    await evil.send_all(bad)
+    if bad.startswith(struct.pack(">i", 20)):
+        await evil.send_eof()
+    assert await _closed(evil)
+    await good.send_all(encode_request(18, 0, 3, "t", ApiVersionsRequest()))
+    corr, resp = decode_response(await _read_frame(good) or b"", 18, 0)
+    assert corr == 3 and resp.error_code == 0
+    await server.shutdown(1)
+
+
+@pytest.mark.trio
+async def test_idle_connections_are_closed(nursery: trio.Nursery) -> None:
+    server = _server(idle=0.2)
+    await nursery.start(server.run)
+    stream = await trio.open_tcp_stream("127.0.0.1", server.bound_ports["PLAINTEXT"])
+    assert await _closed(stream)
+    await server.shutdown(1)
+
+
+@pytest.mark.trio
+async def test_shutdown_finishes_in_flight_request(nursery: trio.Nursery) -> None:
+    from pykbroker.protocol._generated.heartbeat_request import HeartbeatRequest
+
+    server = _server()
+    await nursery.start(server.run)
+    port = server.bound_ports["PLAINTEXT"]
+    idle = await trio.open_tcp_stream("127.0.0.1", port)
+    busy = await trio.open_tcp_stream("127.0.0.1", port)
+    await busy.send_all(encode_request(12, 4, 7, "t", HeartbeatRequest("g", 1, "m")))
+    await trio.sleep(0.05)
+    await server.shutdown(5)
+    corr, resp = decode_response(await _read_frame(busy) or b"", 12, 4)
+    assert corr == 7
+    assert await _closed(idle)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).recv(1)

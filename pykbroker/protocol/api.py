@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from typing import Any, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from pykbroker.protocol._generated.api_index import APIS, DATA_MODULES, ApiKey, ApiSpec
 
@@ -19,11 +19,11 @@ __all__ = ["APIS", "ApiKey", "ApiSpec", "Message", "request_class", "response_cl
 class Message(Protocol):
     """What every generated top-level message class offers."""
 
-    NAME: str
-    API_KEY: int | None
-    MIN_VERSION: int
-    MAX_VERSION: int
-    FIRST_FLEXIBLE_VERSION: int | None
+    NAME: ClassVar[str]
+    API_KEY: ClassVar[int | None]
+    MIN_VERSION: ClassVar[int]
+    MAX_VERSION: ClassVar[int]
+    FIRST_FLEXIBLE_VERSION: ClassVar[int | None]
 
     def encode(self, out: bytearray, version: int) -> None: ...
 

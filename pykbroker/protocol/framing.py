@@ -25,7 +25,7 @@ def frame_size(prefix: bytes | bytearray | memoryview) -> int:
     (size,) = _I32.unpack_from(prefix, 0)
     if size < 0:
         raise DecodeError(f"negative frame size {size}")
-    return size
+    return int(size)
 
 
 class RequestFrame:

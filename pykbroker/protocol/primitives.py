@@ -15,7 +15,7 @@ from typing import Any
 from pykbroker.errors import DecodeError, EncodeError
 
 __all__ = [
-    "DecodeError", "EncodeError", "ZERO_UUID", "NOARG",
+    "ARRAY_STRUCTS", "ARRAY_STRUCTS_MAX", "DecodeError", "EncodeError", "ZERO_UUID", "NOARG",
     "read_uvarint", "write_uvarint",
     "read_string", "read_nullable_string", "read_compact_string", "read_compact_nullable_string",
     "write_string", "write_nullable_string", "write_compact_string",
@@ -29,6 +29,12 @@ __all__ = [
 ]
 
 ZERO_UUID = uuid.UUID(int=0)
+# Precompiled structs for arrays of fixed-width elements shorter than ARRAY_STRUCTS_MAX;
+# formatting ">%di" % n on every call costs more than the unpacking itself.
+ARRAY_STRUCTS_MAX = 64
+ARRAY_STRUCTS: dict[str, list[struct.Struct]] = {
+    fmt: [struct.Struct(f">{n}{fmt}") for n in range(ARRAY_STRUCTS_MAX)] for fmt in "?bhHiIqd"
+}
 # Sentinel default for list and struct parameters, so that an explicit None means "null".
 NOARG: Any = object()
 

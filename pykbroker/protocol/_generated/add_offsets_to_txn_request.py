@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qh')
 
 
@@ -130,13 +142,13 @@ class AddOffsetsToTxnRequest:
 
 
 def _d_AddOffsetsToTxnRequest_0(buf: memoryview, pos: int) -> tuple[AddOffsetsToTxnRequest, int]:
-    v_transactional_id: str
-    v_group_id: str
-    v_transactional_id, pos = read_string(buf, pos)
-    v_producer_id, v_producer_epoch = _S0.unpack_from(buf, pos)
+    o = _new(AddOffsetsToTxnRequest)
+    o.transactional_id, pos = read_string(buf, pos)
+    o.producer_id, o.producer_epoch = _S0.unpack_from(buf, pos)
     pos += 10
-    v_group_id, pos = read_string(buf, pos)
-    return AddOffsetsToTxnRequest(v_transactional_id, v_producer_id, v_producer_epoch, v_group_id, None), pos
+    o.group_id, pos = read_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AddOffsetsToTxnRequest_0(o: AddOffsetsToTxnRequest, out: bytearray) -> None:
@@ -146,14 +158,17 @@ def _e_AddOffsetsToTxnRequest_0(o: AddOffsetsToTxnRequest, out: bytearray) -> No
 
 
 def _d_AddOffsetsToTxnRequest_1(buf: memoryview, pos: int) -> tuple[AddOffsetsToTxnRequest, int]:
-    v_transactional_id: str
-    v_group_id: str
-    v_transactional_id, pos = read_compact_string(buf, pos)
-    v_producer_id, v_producer_epoch = _S0.unpack_from(buf, pos)
+    o = _new(AddOffsetsToTxnRequest)
+    o.transactional_id, pos = read_compact_string(buf, pos)
+    o.producer_id, o.producer_epoch = _S0.unpack_from(buf, pos)
     pos += 10
-    v_group_id, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return AddOffsetsToTxnRequest(v_transactional_id, v_producer_id, v_producer_epoch, v_group_id, unknown), pos
+    o.group_id, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddOffsetsToTxnRequest_1(o: AddOffsetsToTxnRequest, out: bytearray) -> None:

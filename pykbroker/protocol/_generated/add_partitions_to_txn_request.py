@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qh?')
 _S1 = struct.Struct('>qh')
 
@@ -215,13 +227,18 @@ class AddPartitionsToTxnRequest:
 
 
 def _d_AddPartitionsToTxnTopic_1(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnTopic, int]:
-    v_name: str
-    v_partitions: list[int]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(AddPartitionsToTxnTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AddPartitionsToTxnRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return AddPartitionsToTxnTopic(v_name, v_partitions, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AddPartitionsToTxnTopic_1(o: AddPartitionsToTxnTopic, out: bytearray) -> None:
@@ -230,18 +247,31 @@ def _e_AddPartitionsToTxnTopic_1(o: AddPartitionsToTxnTopic, out: bytearray) -> 
     if x_partitions is None:
         raise EncodeError("AddPartitionsToTxnRequest: Partitions is not nullable in version 0")
     out += pack_i32(len(x_partitions))
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
 
 
 def _d_AddPartitionsToTxnTopic_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnTopic, int]:
-    v_name: str
-    v_partitions: list[int]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(AddPartitionsToTxnTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AddPartitionsToTxnRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return AddPartitionsToTxnTopic(v_name, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddPartitionsToTxnTopic_0(o: AddPartitionsToTxnTopic, out: bytearray) -> None:
@@ -249,8 +279,13 @@ def _e_AddPartitionsToTxnTopic_0(o: AddPartitionsToTxnTopic, out: bytearray) -> 
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AddPartitionsToTxnRequest: Partitions is not nullable in version 3")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -258,18 +293,31 @@ def _e_AddPartitionsToTxnTopic_0(o: AddPartitionsToTxnTopic, out: bytearray) -> 
 
 
 def _d_AddPartitionsToTxnTransaction_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnTransaction, int]:
-    v_transactional_id: str
-    v_topics: list[AddPartitionsToTxnTopic]
-    v_transactional_id, pos = read_compact_string(buf, pos)
-    v_producer_id, v_producer_epoch, v_verify_only = _S0.unpack_from(buf, pos)
+    o = _new(AddPartitionsToTxnTransaction)
+    o.transactional_id, pos = read_compact_string(buf, pos)
+    o.producer_id, o.producer_epoch, o.verify_only = _S0.unpack_from(buf, pos)
     pos += 11
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AddPartitionsToTxnRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[AddPartitionsToTxnTopic] = []
     for _ in range(n):
         e_topics, pos = _d_AddPartitionsToTxnTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AddPartitionsToTxnTransaction(v_transactional_id, v_producer_id, v_producer_epoch, v_verify_only, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddPartitionsToTxnTransaction_0(o: AddPartitionsToTxnTransaction, out: bytearray) -> None:
@@ -278,7 +326,11 @@ def _e_AddPartitionsToTxnTransaction_0(o: AddPartitionsToTxnTransaction, out: by
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AddPartitionsToTxnRequest: Topics is not nullable in version 4")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_AddPartitionsToTxnTopic_0(e_topics, out)
     if o.unknown_tags:
@@ -288,17 +340,24 @@ def _e_AddPartitionsToTxnTransaction_0(o: AddPartitionsToTxnTransaction, out: by
 
 
 def _d_AddPartitionsToTxnRequest_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnRequest, int]:
-    v_v3_and_below_transactional_id: str
-    v_v3_and_below_topics: list[AddPartitionsToTxnTopic]
-    v_v3_and_below_transactional_id, pos = read_string(buf, pos)
-    v_v3_and_below_producer_id, v_v3_and_below_producer_epoch = _S1.unpack_from(buf, pos)
+    o = _new(AddPartitionsToTxnRequest)
+    o.transactions = []
+    o.v3_and_below_transactional_id, pos = read_string(buf, pos)
+    o.v3_and_below_producer_id, o.v3_and_below_producer_epoch = _S1.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_array_len(buf, pos)
-    v_v3_and_below_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AddPartitionsToTxnRequest.V3AndBelowTopics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnRequest.V3AndBelowTopics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_v3_and_below_topics: list[AddPartitionsToTxnTopic] = []
     for _ in range(n):
         e_v3_and_below_topics, pos = _d_AddPartitionsToTxnTopic_1(buf, pos)
-        v_v3_and_below_topics.append(e_v3_and_below_topics)
-    return AddPartitionsToTxnRequest([], v_v3_and_below_transactional_id, v_v3_and_below_producer_id, v_v3_and_below_producer_epoch, v_v3_and_below_topics, None), pos
+        a_v3_and_below_topics.append(e_v3_and_below_topics)
+    o.v3_and_below_topics = a_v3_and_below_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AddPartitionsToTxnRequest_0(o: AddPartitionsToTxnRequest, out: bytearray) -> None:
@@ -315,18 +374,32 @@ def _e_AddPartitionsToTxnRequest_0(o: AddPartitionsToTxnRequest, out: bytearray)
 
 
 def _d_AddPartitionsToTxnRequest_1(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnRequest, int]:
-    v_v3_and_below_transactional_id: str
-    v_v3_and_below_topics: list[AddPartitionsToTxnTopic]
-    v_v3_and_below_transactional_id, pos = read_compact_string(buf, pos)
-    v_v3_and_below_producer_id, v_v3_and_below_producer_epoch = _S1.unpack_from(buf, pos)
+    o = _new(AddPartitionsToTxnRequest)
+    o.transactions = []
+    o.v3_and_below_transactional_id, pos = read_compact_string(buf, pos)
+    o.v3_and_below_producer_id, o.v3_and_below_producer_epoch = _S1.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_compact_array_len(buf, pos)
-    v_v3_and_below_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AddPartitionsToTxnRequest.V3AndBelowTopics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnRequest.V3AndBelowTopics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_v3_and_below_topics: list[AddPartitionsToTxnTopic] = []
     for _ in range(n):
         e_v3_and_below_topics, pos = _d_AddPartitionsToTxnTopic_0(buf, pos)
-        v_v3_and_below_topics.append(e_v3_and_below_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AddPartitionsToTxnRequest([], v_v3_and_below_transactional_id, v_v3_and_below_producer_id, v_v3_and_below_producer_epoch, v_v3_and_below_topics, unknown), pos
+        a_v3_and_below_topics.append(e_v3_and_below_topics)
+    o.v3_and_below_topics = a_v3_and_below_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddPartitionsToTxnRequest_1(o: AddPartitionsToTxnRequest, out: bytearray) -> None:
@@ -337,7 +410,11 @@ def _e_AddPartitionsToTxnRequest_1(o: AddPartitionsToTxnRequest, out: bytearray)
     x_v3_and_below_topics = o.v3_and_below_topics
     if x_v3_and_below_topics is None:
         raise EncodeError("AddPartitionsToTxnRequest: V3AndBelowTopics is not nullable in version 3")
-    write_uvarint(out, len(x_v3_and_below_topics) + 1)
+    n = len(x_v3_and_below_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_v3_and_below_topics in x_v3_and_below_topics:
         _e_AddPartitionsToTxnTopic_0(e_v3_and_below_topics, out)
     if o.unknown_tags:
@@ -347,21 +424,43 @@ def _e_AddPartitionsToTxnRequest_1(o: AddPartitionsToTxnRequest, out: bytearray)
 
 
 def _d_AddPartitionsToTxnRequest_2(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnRequest, int]:
-    v_transactions: list[AddPartitionsToTxnTransaction]
-    n, pos = read_compact_array_len(buf, pos)
-    v_transactions = []
+    o = _new(AddPartitionsToTxnRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AddPartitionsToTxnRequest.Transactions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnRequest.Transactions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_transactions: list[AddPartitionsToTxnTransaction] = []
     for _ in range(n):
         e_transactions, pos = _d_AddPartitionsToTxnTransaction_0(buf, pos)
-        v_transactions.append(e_transactions)
-    unknown, pos = skip_tags(buf, pos)
-    return AddPartitionsToTxnRequest(v_transactions, '', 0, 0, [], unknown), pos
+        a_transactions.append(e_transactions)
+    o.transactions = a_transactions
+    o.v3_and_below_transactional_id = ''
+    o.v3_and_below_producer_id = 0
+    o.v3_and_below_producer_epoch = 0
+    o.v3_and_below_topics = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddPartitionsToTxnRequest_2(o: AddPartitionsToTxnRequest, out: bytearray) -> None:
     x_transactions = o.transactions
     if x_transactions is None:
         raise EncodeError("AddPartitionsToTxnRequest: Transactions is not nullable in version 4")
-    write_uvarint(out, len(x_transactions) + 1)
+    n = len(x_transactions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_transactions in x_transactions:
         _e_AddPartitionsToTxnTransaction_0(e_transactions, out)
     if o.v3_and_below_transactional_id != '':
@@ -378,5 +477,7 @@ def _e_AddPartitionsToTxnRequest_2(o: AddPartitionsToTxnRequest, out: bytearray)
         out.append(0)
 
 
+_DEF_AddPartitionsToTxnTopic = AddPartitionsToTxnTopic()
+_DEF_AddPartitionsToTxnTransaction = AddPartitionsToTxnTransaction()
 _DECODERS = (_d_AddPartitionsToTxnRequest_0, _d_AddPartitionsToTxnRequest_0, _d_AddPartitionsToTxnRequest_0, _d_AddPartitionsToTxnRequest_1, _d_AddPartitionsToTxnRequest_2, _d_AddPartitionsToTxnRequest_2,)
 _ENCODERS = (_e_AddPartitionsToTxnRequest_0, _e_AddPartitionsToTxnRequest_0, _e_AddPartitionsToTxnRequest_0, _e_AddPartitionsToTxnRequest_1, _e_AddPartitionsToTxnRequest_2, _e_AddPartitionsToTxnRequest_2,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>i')
 
@@ -233,9 +245,11 @@ class AddPartitionsToTxnResponse:
 
 
 def _d_AddPartitionsToTxnPartitionResult_1(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnPartitionResult, int]:
-    v_partition_index, v_partition_error_code = _S0.unpack_from(buf, pos)
+    o = _new(AddPartitionsToTxnPartitionResult)
+    o.partition_index, o.partition_error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    return AddPartitionsToTxnPartitionResult(v_partition_index, v_partition_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AddPartitionsToTxnPartitionResult_1(o: AddPartitionsToTxnPartitionResult, out: bytearray) -> None:
@@ -243,10 +257,15 @@ def _e_AddPartitionsToTxnPartitionResult_1(o: AddPartitionsToTxnPartitionResult,
 
 
 def _d_AddPartitionsToTxnPartitionResult_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnPartitionResult, int]:
-    v_partition_index, v_partition_error_code = _S0.unpack_from(buf, pos)
+    o = _new(AddPartitionsToTxnPartitionResult)
+    o.partition_index, o.partition_error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return AddPartitionsToTxnPartitionResult(v_partition_index, v_partition_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddPartitionsToTxnPartitionResult_0(o: AddPartitionsToTxnPartitionResult, out: bytearray) -> None:
@@ -258,15 +277,21 @@ def _e_AddPartitionsToTxnPartitionResult_0(o: AddPartitionsToTxnPartitionResult,
 
 
 def _d_AddPartitionsToTxnTopicResult_1(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnTopicResult, int]:
-    v_name: str
-    v_results_by_partition: list[AddPartitionsToTxnPartitionResult]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_results_by_partition = []
+    o = _new(AddPartitionsToTxnTopicResult)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AddPartitionsToTxnResponse.ResultsByPartition has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnResponse.ResultsByPartition length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results_by_partition: list[AddPartitionsToTxnPartitionResult] = []
     for _ in range(n):
         e_results_by_partition, pos = _d_AddPartitionsToTxnPartitionResult_1(buf, pos)
-        v_results_by_partition.append(e_results_by_partition)
-    return AddPartitionsToTxnTopicResult(v_name, v_results_by_partition, None), pos
+        a_results_by_partition.append(e_results_by_partition)
+    o.results_by_partition = a_results_by_partition
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AddPartitionsToTxnTopicResult_1(o: AddPartitionsToTxnTopicResult, out: bytearray) -> None:
@@ -280,16 +305,29 @@ def _e_AddPartitionsToTxnTopicResult_1(o: AddPartitionsToTxnTopicResult, out: by
 
 
 def _d_AddPartitionsToTxnTopicResult_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnTopicResult, int]:
-    v_name: str
-    v_results_by_partition: list[AddPartitionsToTxnPartitionResult]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_results_by_partition = []
+    o = _new(AddPartitionsToTxnTopicResult)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AddPartitionsToTxnResponse.ResultsByPartition is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnResponse.ResultsByPartition length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results_by_partition: list[AddPartitionsToTxnPartitionResult] = []
     for _ in range(n):
         e_results_by_partition, pos = _d_AddPartitionsToTxnPartitionResult_0(buf, pos)
-        v_results_by_partition.append(e_results_by_partition)
-    unknown, pos = skip_tags(buf, pos)
-    return AddPartitionsToTxnTopicResult(v_name, v_results_by_partition, unknown), pos
+        a_results_by_partition.append(e_results_by_partition)
+    o.results_by_partition = a_results_by_partition
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddPartitionsToTxnTopicResult_0(o: AddPartitionsToTxnTopicResult, out: bytearray) -> None:
@@ -297,7 +335,11 @@ def _e_AddPartitionsToTxnTopicResult_0(o: AddPartitionsToTxnTopicResult, out: by
     x_results_by_partition = o.results_by_partition
     if x_results_by_partition is None:
         raise EncodeError("AddPartitionsToTxnResponse: ResultsByPartition is not nullable in version 3")
-    write_uvarint(out, len(x_results_by_partition) + 1)
+    n = len(x_results_by_partition) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results_by_partition in x_results_by_partition:
         _e_AddPartitionsToTxnPartitionResult_0(e_results_by_partition, out)
     if o.unknown_tags:
@@ -307,16 +349,29 @@ def _e_AddPartitionsToTxnTopicResult_0(o: AddPartitionsToTxnTopicResult, out: by
 
 
 def _d_AddPartitionsToTxnResult_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnResult, int]:
-    v_transactional_id: str
-    v_topic_results: list[AddPartitionsToTxnTopicResult]
-    v_transactional_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_results = []
+    o = _new(AddPartitionsToTxnResult)
+    o.transactional_id, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AddPartitionsToTxnResponse.TopicResults is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnResponse.TopicResults length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_results: list[AddPartitionsToTxnTopicResult] = []
     for _ in range(n):
         e_topic_results, pos = _d_AddPartitionsToTxnTopicResult_0(buf, pos)
-        v_topic_results.append(e_topic_results)
-    unknown, pos = skip_tags(buf, pos)
-    return AddPartitionsToTxnResult(v_transactional_id, v_topic_results, unknown), pos
+        a_topic_results.append(e_topic_results)
+    o.topic_results = a_topic_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddPartitionsToTxnResult_0(o: AddPartitionsToTxnResult, out: bytearray) -> None:
@@ -324,7 +379,11 @@ def _e_AddPartitionsToTxnResult_0(o: AddPartitionsToTxnResult, out: bytearray) -
     x_topic_results = o.topic_results
     if x_topic_results is None:
         raise EncodeError("AddPartitionsToTxnResponse: TopicResults is not nullable in version 4")
-    write_uvarint(out, len(x_topic_results) + 1)
+    n = len(x_topic_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_results in x_topic_results:
         _e_AddPartitionsToTxnTopicResult_0(e_topic_results, out)
     if o.unknown_tags:
@@ -334,15 +393,24 @@ def _e_AddPartitionsToTxnResult_0(o: AddPartitionsToTxnResult, out: bytearray) -
 
 
 def _d_AddPartitionsToTxnResponse_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnResponse, int]:
-    v_results_by_topic_v3_and_below: list[AddPartitionsToTxnTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(AddPartitionsToTxnResponse)
+    o.error_code = 0
+    o.results_by_transaction = []
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_results_by_topic_v3_and_below = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results_by_topic_v3_and_below: list[AddPartitionsToTxnTopicResult] = []
     for _ in range(n):
         e_results_by_topic_v3_and_below, pos = _d_AddPartitionsToTxnTopicResult_1(buf, pos)
-        v_results_by_topic_v3_and_below.append(e_results_by_topic_v3_and_below)
-    return AddPartitionsToTxnResponse(v_throttle_time_ms, 0, [], v_results_by_topic_v3_and_below, None), pos
+        a_results_by_topic_v3_and_below.append(e_results_by_topic_v3_and_below)
+    o.results_by_topic_v3_and_below = a_results_by_topic_v3_and_below
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AddPartitionsToTxnResponse_0(o: AddPartitionsToTxnResponse, out: bytearray) -> None:
@@ -358,16 +426,32 @@ def _e_AddPartitionsToTxnResponse_0(o: AddPartitionsToTxnResponse, out: bytearra
 
 
 def _d_AddPartitionsToTxnResponse_1(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnResponse, int]:
-    v_results_by_topic_v3_and_below: list[AddPartitionsToTxnTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(AddPartitionsToTxnResponse)
+    o.error_code = 0
+    o.results_by_transaction = []
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_results_by_topic_v3_and_below = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results_by_topic_v3_and_below: list[AddPartitionsToTxnTopicResult] = []
     for _ in range(n):
         e_results_by_topic_v3_and_below, pos = _d_AddPartitionsToTxnTopicResult_0(buf, pos)
-        v_results_by_topic_v3_and_below.append(e_results_by_topic_v3_and_below)
-    unknown, pos = skip_tags(buf, pos)
-    return AddPartitionsToTxnResponse(v_throttle_time_ms, 0, [], v_results_by_topic_v3_and_below, unknown), pos
+        a_results_by_topic_v3_and_below.append(e_results_by_topic_v3_and_below)
+    o.results_by_topic_v3_and_below = a_results_by_topic_v3_and_below
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddPartitionsToTxnResponse_1(o: AddPartitionsToTxnResponse, out: bytearray) -> None:
@@ -377,7 +461,11 @@ def _e_AddPartitionsToTxnResponse_1(o: AddPartitionsToTxnResponse, out: bytearra
     x_results_by_topic_v3_and_below = o.results_by_topic_v3_and_below
     if x_results_by_topic_v3_and_below is None:
         raise EncodeError("AddPartitionsToTxnResponse: ResultsByTopicV3AndBelow is not nullable in version 3")
-    write_uvarint(out, len(x_results_by_topic_v3_and_below) + 1)
+    n = len(x_results_by_topic_v3_and_below) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results_by_topic_v3_and_below in x_results_by_topic_v3_and_below:
         _e_AddPartitionsToTxnTopicResult_0(e_results_by_topic_v3_and_below, out)
     if o.unknown_tags:
@@ -387,16 +475,31 @@ def _e_AddPartitionsToTxnResponse_1(o: AddPartitionsToTxnResponse, out: bytearra
 
 
 def _d_AddPartitionsToTxnResponse_2(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnResponse, int]:
-    v_results_by_transaction: list[AddPartitionsToTxnResult]
-    v_throttle_time_ms, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(AddPartitionsToTxnResponse)
+    o.throttle_time_ms, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_results_by_transaction = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AddPartitionsToTxnResponse.ResultsByTransaction is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddPartitionsToTxnResponse.ResultsByTransaction length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results_by_transaction: list[AddPartitionsToTxnResult] = []
     for _ in range(n):
         e_results_by_transaction, pos = _d_AddPartitionsToTxnResult_0(buf, pos)
-        v_results_by_transaction.append(e_results_by_transaction)
-    unknown, pos = skip_tags(buf, pos)
-    return AddPartitionsToTxnResponse(v_throttle_time_ms, v_error_code, v_results_by_transaction, [], unknown), pos
+        a_results_by_transaction.append(e_results_by_transaction)
+    o.results_by_transaction = a_results_by_transaction
+    o.results_by_topic_v3_and_below = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddPartitionsToTxnResponse_2(o: AddPartitionsToTxnResponse, out: bytearray) -> None:
@@ -404,7 +507,11 @@ def _e_AddPartitionsToTxnResponse_2(o: AddPartitionsToTxnResponse, out: bytearra
     x_results_by_transaction = o.results_by_transaction
     if x_results_by_transaction is None:
         raise EncodeError("AddPartitionsToTxnResponse: ResultsByTransaction is not nullable in version 4")
-    write_uvarint(out, len(x_results_by_transaction) + 1)
+    n = len(x_results_by_transaction) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results_by_transaction in x_results_by_transaction:
         _e_AddPartitionsToTxnResult_0(e_results_by_transaction, out)
     if o.results_by_topic_v3_and_below != []:
@@ -415,5 +522,8 @@ def _e_AddPartitionsToTxnResponse_2(o: AddPartitionsToTxnResponse, out: bytearra
         out.append(0)
 
 
+_DEF_AddPartitionsToTxnPartitionResult = AddPartitionsToTxnPartitionResult()
+_DEF_AddPartitionsToTxnTopicResult = AddPartitionsToTxnTopicResult()
+_DEF_AddPartitionsToTxnResult = AddPartitionsToTxnResult()
 _DECODERS = (_d_AddPartitionsToTxnResponse_0, _d_AddPartitionsToTxnResponse_0, _d_AddPartitionsToTxnResponse_0, _d_AddPartitionsToTxnResponse_1, _d_AddPartitionsToTxnResponse_2, _d_AddPartitionsToTxnResponse_2,)
 _ENCODERS = (_e_AddPartitionsToTxnResponse_0, _e_AddPartitionsToTxnResponse_0, _e_AddPartitionsToTxnResponse_0, _e_AddPartitionsToTxnResponse_1, _e_AddPartitionsToTxnResponse_2, _e_AddPartitionsToTxnResponse_2,)

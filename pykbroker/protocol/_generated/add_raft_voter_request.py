@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>H')
 _S1 = struct.Struct('>ii')
 
@@ -173,14 +185,17 @@ class AddRaftVoterRequest:
 
 
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
-    v_name: str
-    v_host: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o = _new(Listener)
+    o.name, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return Listener(v_name, v_host, v_port, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Listener_0(o: Listener, out: bytearray) -> None:
@@ -194,20 +209,32 @@ def _e_Listener_0(o: Listener, out: bytearray) -> None:
 
 
 def _d_AddRaftVoterRequest_0(buf: memoryview, pos: int) -> tuple[AddRaftVoterRequest, int]:
-    v_cluster_id: str | None
-    v_voter_directory_id: uuid.UUID
-    v_listeners: list[Listener]
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    v_timeout_ms, v_voter_id = _S1.unpack_from(buf, pos)
+    o = _new(AddRaftVoterRequest)
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    o.timeout_ms, o.voter_id = _S1.unpack_from(buf, pos)
     pos += 8
-    v_voter_directory_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_listeners = []
+    o.voter_directory_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AddRaftVoterRequest.Listeners is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AddRaftVoterRequest.Listeners length {n} exceeds the {len(buf) - pos} bytes left")
+    a_listeners: list[Listener] = []
     for _ in range(n):
         e_listeners, pos = _d_Listener_0(buf, pos)
-        v_listeners.append(e_listeners)
-    unknown, pos = skip_tags(buf, pos)
-    return AddRaftVoterRequest(v_cluster_id, v_timeout_ms, v_voter_id, v_voter_directory_id, v_listeners, unknown), pos
+        a_listeners.append(e_listeners)
+    o.listeners = a_listeners
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AddRaftVoterRequest_0(o: AddRaftVoterRequest, out: bytearray) -> None:
@@ -217,7 +244,11 @@ def _e_AddRaftVoterRequest_0(o: AddRaftVoterRequest, out: bytearray) -> None:
     x_listeners = o.listeners
     if x_listeners is None:
         raise EncodeError("AddRaftVoterRequest: Listeners is not nullable in version 0")
-    write_uvarint(out, len(x_listeners) + 1)
+    n = len(x_listeners) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_listeners in x_listeners:
         _e_Listener_0(e_listeners, out)
     if o.unknown_tags:
@@ -226,5 +257,6 @@ def _e_AddRaftVoterRequest_0(o: AddRaftVoterRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_Listener = Listener()
 _DECODERS = (_d_AddRaftVoterRequest_0,)
 _ENCODERS = (_e_AddRaftVoterRequest_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ihqi')
 
 
@@ -130,10 +142,15 @@ class AllocateProducerIdsResponse:
 
 
 def _d_AllocateProducerIdsResponse_0(buf: memoryview, pos: int) -> tuple[AllocateProducerIdsResponse, int]:
-    v_throttle_time_ms, v_error_code, v_producer_id_start, v_producer_id_len = _S0.unpack_from(buf, pos)
+    o = _new(AllocateProducerIdsResponse)
+    o.throttle_time_ms, o.error_code, o.producer_id_start, o.producer_id_len = _S0.unpack_from(buf, pos)
     pos += 18
-    unknown, pos = skip_tags(buf, pos)
-    return AllocateProducerIdsResponse(v_throttle_time_ms, v_error_code, v_producer_id_start, v_producer_id_len, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AllocateProducerIdsResponse_0(o: AllocateProducerIdsResponse, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>d?')
 _S1 = struct.Struct('>?')
 
@@ -229,11 +241,11 @@ class AlterClientQuotasRequest:
 
 
 def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
-    v_entity_type: str
-    v_entity_name: str | None
-    v_entity_type, pos = read_string(buf, pos)
-    v_entity_name, pos = read_nullable_string(buf, pos)
-    return EntityData(v_entity_type, v_entity_name, None), pos
+    o = _new(EntityData)
+    o.entity_type, pos = read_string(buf, pos)
+    o.entity_name, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_EntityData_0(o: EntityData, out: bytearray) -> None:
@@ -242,12 +254,15 @@ def _e_EntityData_0(o: EntityData, out: bytearray) -> None:
 
 
 def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
-    v_entity_type: str
-    v_entity_name: str | None
-    v_entity_type, pos = read_compact_string(buf, pos)
-    v_entity_name, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return EntityData(v_entity_type, v_entity_name, unknown), pos
+    o = _new(EntityData)
+    o.entity_type, pos = read_compact_string(buf, pos)
+    o.entity_name, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EntityData_1(o: EntityData, out: bytearray) -> None:
@@ -260,11 +275,12 @@ def _e_EntityData_1(o: EntityData, out: bytearray) -> None:
 
 
 def _d_OpData_0(buf: memoryview, pos: int) -> tuple[OpData, int]:
-    v_key: str
-    v_key, pos = read_string(buf, pos)
-    v_value, v_remove = _S0.unpack_from(buf, pos)
+    o = _new(OpData)
+    o.key, pos = read_string(buf, pos)
+    o.value, o.remove = _S0.unpack_from(buf, pos)
     pos += 9
-    return OpData(v_key, v_value, v_remove, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OpData_0(o: OpData, out: bytearray) -> None:
@@ -273,12 +289,16 @@ def _e_OpData_0(o: OpData, out: bytearray) -> None:
 
 
 def _d_OpData_1(buf: memoryview, pos: int) -> tuple[OpData, int]:
-    v_key: str
-    v_key, pos = read_compact_string(buf, pos)
-    v_value, v_remove = _S0.unpack_from(buf, pos)
+    o = _new(OpData)
+    o.key, pos = read_compact_string(buf, pos)
+    o.value, o.remove = _S0.unpack_from(buf, pos)
     pos += 9
-    unknown, pos = skip_tags(buf, pos)
-    return OpData(v_key, v_value, v_remove, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OpData_1(o: OpData, out: bytearray) -> None:
@@ -291,19 +311,31 @@ def _e_OpData_1(o: OpData, out: bytearray) -> None:
 
 
 def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
-    v_entity: list[EntityData]
-    v_ops: list[OpData]
-    n, pos = read_array_len(buf, pos)
-    v_entity = []
+    o = _new(EntryData)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AlterClientQuotasRequest.Entity has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterClientQuotasRequest.Entity length {n} exceeds the {len(buf) - pos} bytes left")
+    a_entity: list[EntityData] = []
     for _ in range(n):
         e_entity, pos = _d_EntityData_0(buf, pos)
-        v_entity.append(e_entity)
-    n, pos = read_array_len(buf, pos)
-    v_ops = []
+        a_entity.append(e_entity)
+    o.entity = a_entity
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AlterClientQuotasRequest.Ops has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterClientQuotasRequest.Ops length {n} exceeds the {len(buf) - pos} bytes left")
+    a_ops: list[OpData] = []
     for _ in range(n):
         e_ops, pos = _d_OpData_0(buf, pos)
-        v_ops.append(e_ops)
-    return EntryData(v_entity, v_ops, None), pos
+        a_ops.append(e_ops)
+    o.ops = a_ops
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_EntryData_0(o: EntryData, out: bytearray) -> None:
@@ -322,33 +354,64 @@ def _e_EntryData_0(o: EntryData, out: bytearray) -> None:
 
 
 def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
-    v_entity: list[EntityData]
-    v_ops: list[OpData]
-    n, pos = read_compact_array_len(buf, pos)
-    v_entity = []
+    o = _new(EntryData)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterClientQuotasRequest.Entity is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterClientQuotasRequest.Entity length {n} exceeds the {len(buf) - pos} bytes left")
+    a_entity: list[EntityData] = []
     for _ in range(n):
         e_entity, pos = _d_EntityData_1(buf, pos)
-        v_entity.append(e_entity)
-    n, pos = read_compact_array_len(buf, pos)
-    v_ops = []
+        a_entity.append(e_entity)
+    o.entity = a_entity
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterClientQuotasRequest.Ops is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterClientQuotasRequest.Ops length {n} exceeds the {len(buf) - pos} bytes left")
+    a_ops: list[OpData] = []
     for _ in range(n):
         e_ops, pos = _d_OpData_1(buf, pos)
-        v_ops.append(e_ops)
-    unknown, pos = skip_tags(buf, pos)
-    return EntryData(v_entity, v_ops, unknown), pos
+        a_ops.append(e_ops)
+    o.ops = a_ops
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EntryData_1(o: EntryData, out: bytearray) -> None:
     x_entity = o.entity
     if x_entity is None:
         raise EncodeError("AlterClientQuotasRequest: Entity is not nullable in version 1")
-    write_uvarint(out, len(x_entity) + 1)
+    n = len(x_entity) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_entity in x_entity:
         _e_EntityData_1(e_entity, out)
     x_ops = o.ops
     if x_ops is None:
         raise EncodeError("AlterClientQuotasRequest: Ops is not nullable in version 1")
-    write_uvarint(out, len(x_ops) + 1)
+    n = len(x_ops) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_ops in x_ops:
         _e_OpData_1(e_ops, out)
     if o.unknown_tags:
@@ -358,15 +421,22 @@ def _e_EntryData_1(o: EntryData, out: bytearray) -> None:
 
 
 def _d_AlterClientQuotasRequest_0(buf: memoryview, pos: int) -> tuple[AlterClientQuotasRequest, int]:
-    v_entries: list[EntryData]
-    n, pos = read_array_len(buf, pos)
-    v_entries = []
+    o = _new(AlterClientQuotasRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AlterClientQuotasRequest.Entries has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterClientQuotasRequest.Entries length {n} exceeds the {len(buf) - pos} bytes left")
+    a_entries: list[EntryData] = []
     for _ in range(n):
         e_entries, pos = _d_EntryData_0(buf, pos)
-        v_entries.append(e_entries)
-    v_validate_only, = _S1.unpack_from(buf, pos)
+        a_entries.append(e_entries)
+    o.entries = a_entries
+    (o.validate_only,) = _S1.unpack_from(buf, pos)
     pos += 1
-    return AlterClientQuotasRequest(v_entries, v_validate_only, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterClientQuotasRequest_0(o: AlterClientQuotasRequest, out: bytearray) -> None:
@@ -380,23 +450,41 @@ def _e_AlterClientQuotasRequest_0(o: AlterClientQuotasRequest, out: bytearray) -
 
 
 def _d_AlterClientQuotasRequest_1(buf: memoryview, pos: int) -> tuple[AlterClientQuotasRequest, int]:
-    v_entries: list[EntryData]
-    n, pos = read_compact_array_len(buf, pos)
-    v_entries = []
+    o = _new(AlterClientQuotasRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterClientQuotasRequest.Entries is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterClientQuotasRequest.Entries length {n} exceeds the {len(buf) - pos} bytes left")
+    a_entries: list[EntryData] = []
     for _ in range(n):
         e_entries, pos = _d_EntryData_1(buf, pos)
-        v_entries.append(e_entries)
-    v_validate_only, = _S1.unpack_from(buf, pos)
+        a_entries.append(e_entries)
+    o.entries = a_entries
+    (o.validate_only,) = _S1.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return AlterClientQuotasRequest(v_entries, v_validate_only, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterClientQuotasRequest_1(o: AlterClientQuotasRequest, out: bytearray) -> None:
     x_entries = o.entries
     if x_entries is None:
         raise EncodeError("AlterClientQuotasRequest: Entries is not nullable in version 1")
-    write_uvarint(out, len(x_entries) + 1)
+    n = len(x_entries) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_entries in x_entries:
         _e_EntryData_1(e_entries, out)
     out += _S1.pack(o.validate_only)
@@ -406,5 +494,8 @@ def _e_AlterClientQuotasRequest_1(o: AlterClientQuotasRequest, out: bytearray) -
         out.append(0)
 
 
+_DEF_EntityData = EntityData()
+_DEF_OpData = OpData()
+_DEF_EntryData = EntryData()
 _DECODERS = (_d_AlterClientQuotasRequest_0, _d_AlterClientQuotasRequest_1,)
 _ENCODERS = (_e_AlterClientQuotasRequest_0, _e_AlterClientQuotasRequest_1,)

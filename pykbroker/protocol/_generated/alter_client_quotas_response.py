@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>i')
 
@@ -195,11 +207,11 @@ class AlterClientQuotasResponse:
 
 
 def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
-    v_entity_type: str
-    v_entity_name: str | None
-    v_entity_type, pos = read_string(buf, pos)
-    v_entity_name, pos = read_nullable_string(buf, pos)
-    return EntityData(v_entity_type, v_entity_name, None), pos
+    o = _new(EntityData)
+    o.entity_type, pos = read_string(buf, pos)
+    o.entity_name, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_EntityData_0(o: EntityData, out: bytearray) -> None:
@@ -208,12 +220,15 @@ def _e_EntityData_0(o: EntityData, out: bytearray) -> None:
 
 
 def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
-    v_entity_type: str
-    v_entity_name: str | None
-    v_entity_type, pos = read_compact_string(buf, pos)
-    v_entity_name, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return EntityData(v_entity_type, v_entity_name, unknown), pos
+    o = _new(EntityData)
+    o.entity_type, pos = read_compact_string(buf, pos)
+    o.entity_name, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EntityData_1(o: EntityData, out: bytearray) -> None:
@@ -226,17 +241,23 @@ def _e_EntityData_1(o: EntityData, out: bytearray) -> None:
 
 
 def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
-    v_error_message: str | None
-    v_entity: list[EntityData]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(EntryData)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_entity = []
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AlterClientQuotasResponse.Entity has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterClientQuotasResponse.Entity length {n} exceeds the {len(buf) - pos} bytes left")
+    a_entity: list[EntityData] = []
     for _ in range(n):
         e_entity, pos = _d_EntityData_0(buf, pos)
-        v_entity.append(e_entity)
-    return EntryData(v_error_code, v_error_message, v_entity, None), pos
+        a_entity.append(e_entity)
+    o.entity = a_entity
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_EntryData_0(o: EntryData, out: bytearray) -> None:
@@ -251,18 +272,31 @@ def _e_EntryData_0(o: EntryData, out: bytearray) -> None:
 
 
 def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
-    v_error_message: str | None
-    v_entity: list[EntityData]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(EntryData)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_entity = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterClientQuotasResponse.Entity is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterClientQuotasResponse.Entity length {n} exceeds the {len(buf) - pos} bytes left")
+    a_entity: list[EntityData] = []
     for _ in range(n):
         e_entity, pos = _d_EntityData_1(buf, pos)
-        v_entity.append(e_entity)
-    unknown, pos = skip_tags(buf, pos)
-    return EntryData(v_error_code, v_error_message, v_entity, unknown), pos
+        a_entity.append(e_entity)
+    o.entity = a_entity
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EntryData_1(o: EntryData, out: bytearray) -> None:
@@ -271,7 +305,11 @@ def _e_EntryData_1(o: EntryData, out: bytearray) -> None:
     x_entity = o.entity
     if x_entity is None:
         raise EncodeError("AlterClientQuotasResponse: Entity is not nullable in version 1")
-    write_uvarint(out, len(x_entity) + 1)
+    n = len(x_entity) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_entity in x_entity:
         _e_EntityData_1(e_entity, out)
     if o.unknown_tags:
@@ -281,15 +319,22 @@ def _e_EntryData_1(o: EntryData, out: bytearray) -> None:
 
 
 def _d_AlterClientQuotasResponse_0(buf: memoryview, pos: int) -> tuple[AlterClientQuotasResponse, int]:
-    v_entries: list[EntryData]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(AlterClientQuotasResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_entries = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AlterClientQuotasResponse.Entries has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterClientQuotasResponse.Entries length {n} exceeds the {len(buf) - pos} bytes left")
+    a_entries: list[EntryData] = []
     for _ in range(n):
         e_entries, pos = _d_EntryData_0(buf, pos)
-        v_entries.append(e_entries)
-    return AlterClientQuotasResponse(v_throttle_time_ms, v_entries, None), pos
+        a_entries.append(e_entries)
+    o.entries = a_entries
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterClientQuotasResponse_0(o: AlterClientQuotasResponse, out: bytearray) -> None:
@@ -303,16 +348,30 @@ def _e_AlterClientQuotasResponse_0(o: AlterClientQuotasResponse, out: bytearray)
 
 
 def _d_AlterClientQuotasResponse_1(buf: memoryview, pos: int) -> tuple[AlterClientQuotasResponse, int]:
-    v_entries: list[EntryData]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(AlterClientQuotasResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_entries = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterClientQuotasResponse.Entries is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterClientQuotasResponse.Entries length {n} exceeds the {len(buf) - pos} bytes left")
+    a_entries: list[EntryData] = []
     for _ in range(n):
         e_entries, pos = _d_EntryData_1(buf, pos)
-        v_entries.append(e_entries)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterClientQuotasResponse(v_throttle_time_ms, v_entries, unknown), pos
+        a_entries.append(e_entries)
+    o.entries = a_entries
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterClientQuotasResponse_1(o: AlterClientQuotasResponse, out: bytearray) -> None:
@@ -320,7 +379,11 @@ def _e_AlterClientQuotasResponse_1(o: AlterClientQuotasResponse, out: bytearray)
     x_entries = o.entries
     if x_entries is None:
         raise EncodeError("AlterClientQuotasResponse: Entries is not nullable in version 1")
-    write_uvarint(out, len(x_entries) + 1)
+    n = len(x_entries) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_entries in x_entries:
         _e_EntryData_1(e_entries, out)
     if o.unknown_tags:
@@ -329,5 +392,7 @@ def _e_AlterClientQuotasResponse_1(o: AlterClientQuotasResponse, out: bytearray)
         out.append(0)
 
 
+_DEF_EntityData = EntityData()
+_DEF_EntryData = EntryData()
 _DECODERS = (_d_AlterClientQuotasResponse_0, _d_AlterClientQuotasResponse_1,)
 _ENCODERS = (_e_AlterClientQuotasResponse_0, _e_AlterClientQuotasResponse_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -190,17 +202,28 @@ class AlterPartitionReassignmentsRequest:
 
 
 def _d_ReassignablePartition_0(buf: memoryview, pos: int) -> tuple[ReassignablePartition, int]:
-    v_replicas: list[int] | None
-    v_partition_index, = _S0.unpack_from(buf, pos)
+    o = _new(ReassignablePartition)
+    (o.partition_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_replicas = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_replicas = list(unpack_from(">%di" % n, buf, pos))
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionReassignmentsRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.replicas = None
+    else:
+        o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
         pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return ReassignablePartition(v_partition_index, v_replicas, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReassignablePartition_0(o: ReassignablePartition, out: bytearray) -> None:
@@ -209,8 +232,13 @@ def _e_ReassignablePartition_0(o: ReassignablePartition, out: bytearray) -> None
     if x_replicas is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_replicas) + 1)
-        out += pack(">%di" % len(x_replicas), *x_replicas)
+        n = len(x_replicas) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
+        n = len(x_replicas)
+        out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -218,16 +246,29 @@ def _e_ReassignablePartition_0(o: ReassignablePartition, out: bytearray) -> None
 
 
 def _d_ReassignableTopic_0(buf: memoryview, pos: int) -> tuple[ReassignableTopic, int]:
-    v_name: str
-    v_partitions: list[ReassignablePartition]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ReassignableTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionReassignmentsRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionReassignmentsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[ReassignablePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_ReassignablePartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ReassignableTopic(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReassignableTopic_0(o: ReassignableTopic, out: bytearray) -> None:
@@ -235,7 +276,11 @@ def _e_ReassignableTopic_0(o: ReassignableTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterPartitionReassignmentsRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_ReassignablePartition_0(e_partitions, out)
     if o.unknown_tags:
@@ -245,16 +290,30 @@ def _e_ReassignableTopic_0(o: ReassignableTopic, out: bytearray) -> None:
 
 
 def _d_AlterPartitionReassignmentsRequest_0(buf: memoryview, pos: int) -> tuple[AlterPartitionReassignmentsRequest, int]:
-    v_topics: list[ReassignableTopic]
-    v_timeout_ms, = _S0.unpack_from(buf, pos)
+    o = _new(AlterPartitionReassignmentsRequest)
+    (o.timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionReassignmentsRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionReassignmentsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ReassignableTopic] = []
     for _ in range(n):
         e_topics, pos = _d_ReassignableTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterPartitionReassignmentsRequest(v_timeout_ms, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterPartitionReassignmentsRequest_0(o: AlterPartitionReassignmentsRequest, out: bytearray) -> None:
@@ -262,7 +321,11 @@ def _e_AlterPartitionReassignmentsRequest_0(o: AlterPartitionReassignmentsReques
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AlterPartitionReassignmentsRequest: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_ReassignableTopic_0(e_topics, out)
     if o.unknown_tags:
@@ -271,5 +334,7 @@ def _e_AlterPartitionReassignmentsRequest_0(o: AlterPartitionReassignmentsReques
         out.append(0)
 
 
+_DEF_ReassignablePartition = ReassignablePartition()
+_DEF_ReassignableTopic = ReassignableTopic()
 _DECODERS = (_d_AlterPartitionReassignmentsRequest_0,)
 _ENCODERS = (_e_AlterPartitionReassignmentsRequest_0,)

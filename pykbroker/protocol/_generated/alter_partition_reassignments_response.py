@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 
 
@@ -202,12 +214,16 @@ class AlterPartitionReassignmentsResponse:
 
 
 def _d_ReassignablePartitionResponse_0(buf: memoryview, pos: int) -> tuple[ReassignablePartitionResponse, int]:
-    v_error_message: str | None
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(ReassignablePartitionResponse)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return ReassignablePartitionResponse(v_partition_index, v_error_code, v_error_message, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReassignablePartitionResponse_0(o: ReassignablePartitionResponse, out: bytearray) -> None:
@@ -220,16 +236,29 @@ def _e_ReassignablePartitionResponse_0(o: ReassignablePartitionResponse, out: by
 
 
 def _d_ReassignableTopicResponse_0(buf: memoryview, pos: int) -> tuple[ReassignableTopicResponse, int]:
-    v_name: str
-    v_partitions: list[ReassignablePartitionResponse]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ReassignableTopicResponse)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionReassignmentsResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionReassignmentsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[ReassignablePartitionResponse] = []
     for _ in range(n):
         e_partitions, pos = _d_ReassignablePartitionResponse_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ReassignableTopicResponse(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReassignableTopicResponse_0(o: ReassignableTopicResponse, out: bytearray) -> None:
@@ -237,7 +266,11 @@ def _e_ReassignableTopicResponse_0(o: ReassignableTopicResponse, out: bytearray)
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterPartitionReassignmentsResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_ReassignablePartitionResponse_0(e_partitions, out)
     if o.unknown_tags:
@@ -247,18 +280,31 @@ def _e_ReassignableTopicResponse_0(o: ReassignableTopicResponse, out: bytearray)
 
 
 def _d_AlterPartitionReassignmentsResponse_0(buf: memoryview, pos: int) -> tuple[AlterPartitionReassignmentsResponse, int]:
-    v_error_message: str | None
-    v_responses: list[ReassignableTopicResponse]
-    v_throttle_time_ms, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(AlterPartitionReassignmentsResponse)
+    o.throttle_time_ms, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionReassignmentsResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionReassignmentsResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[ReassignableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_ReassignableTopicResponse_0(buf, pos)
-        v_responses.append(e_responses)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterPartitionReassignmentsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_responses, unknown), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterPartitionReassignmentsResponse_0(o: AlterPartitionReassignmentsResponse, out: bytearray) -> None:
@@ -267,7 +313,11 @@ def _e_AlterPartitionReassignmentsResponse_0(o: AlterPartitionReassignmentsRespo
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("AlterPartitionReassignmentsResponse: Responses is not nullable in version 0")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_ReassignableTopicResponse_0(e_responses, out)
     if o.unknown_tags:
@@ -276,5 +326,7 @@ def _e_AlterPartitionReassignmentsResponse_0(o: AlterPartitionReassignmentsRespo
         out.append(0)
 
 
+_DEF_ReassignablePartitionResponse = ReassignablePartitionResponse()
+_DEF_ReassignableTopicResponse = ReassignableTopicResponse()
 _DECODERS = (_d_AlterPartitionReassignmentsResponse_0,)
 _ENCODERS = (_e_AlterPartitionReassignmentsResponse_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iq')
 _S1 = struct.Struct('>ii')
 _S2 = struct.Struct('>i')
@@ -251,10 +263,15 @@ class AlterPartitionRequest:
 
 
 def _d_BrokerState_0(buf: memoryview, pos: int) -> tuple[BrokerState, int]:
-    v_broker_id, v_broker_epoch = _S0.unpack_from(buf, pos)
+    o = _new(BrokerState)
+    o.broker_id, o.broker_epoch = _S0.unpack_from(buf, pos)
     pos += 12
-    unknown, pos = skip_tags(buf, pos)
-    return BrokerState(v_broker_id, v_broker_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_BrokerState_0(o: BrokerState, out: bytearray) -> None:
@@ -266,16 +283,31 @@ def _e_BrokerState_0(o: BrokerState, out: bytearray) -> None:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_new_isr: list[int]
-    v_partition_index, v_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.leader_epoch = _S1.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_compact_array_len(buf, pos)
-    v_new_isr = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.NewIsr is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.NewIsr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.new_isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_partition_epoch, = _S2.unpack_from(buf, pos)
+    o.new_isr_with_epochs = []
+    o.leader_recovery_state = 0
+    (o.partition_epoch,) = _S2.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_leader_epoch, v_new_isr, [], 0, v_partition_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -283,8 +315,13 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
     x_new_isr = o.new_isr
     if x_new_isr is None:
         raise EncodeError("AlterPartitionRequest: NewIsr is not nullable in version 0")
-    write_uvarint(out, len(x_new_isr) + 1)
-    out += pack(">%di" % len(x_new_isr), *x_new_isr)
+    n = len(x_new_isr) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_new_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_new_isr)
     if o.new_isr_with_epochs != []:
         raise EncodeError("PartitionData.new_isr_with_epochs can not be written in AlterPartitionRequest version 0")
     if o.leader_recovery_state != 0:
@@ -297,16 +334,30 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_new_isr: list[int]
-    v_partition_index, v_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.leader_epoch = _S1.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_compact_array_len(buf, pos)
-    v_new_isr = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.NewIsr is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.NewIsr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.new_isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_leader_recovery_state, v_partition_epoch = _S3.unpack_from(buf, pos)
+    o.new_isr_with_epochs = []
+    o.leader_recovery_state, o.partition_epoch = _S3.unpack_from(buf, pos)
     pos += 5
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_leader_epoch, v_new_isr, [], v_leader_recovery_state, v_partition_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
@@ -314,8 +365,13 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
     x_new_isr = o.new_isr
     if x_new_isr is None:
         raise EncodeError("AlterPartitionRequest: NewIsr is not nullable in version 1")
-    write_uvarint(out, len(x_new_isr) + 1)
-    out += pack(">%di" % len(x_new_isr), *x_new_isr)
+    n = len(x_new_isr) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_new_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_new_isr)
     if o.new_isr_with_epochs != []:
         raise EncodeError("PartitionData.new_isr_with_epochs can not be written in AlterPartitionRequest version 1")
     out += _S3.pack(o.leader_recovery_state, o.partition_epoch)
@@ -326,18 +382,33 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_2(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_new_isr_with_epochs: list[BrokerState]
-    v_partition_index, v_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.new_isr = []
+    o.partition_index, o.leader_epoch = _S1.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_compact_array_len(buf, pos)
-    v_new_isr_with_epochs = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.NewIsrWithEpochs is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.NewIsrWithEpochs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_new_isr_with_epochs: list[BrokerState] = []
     for _ in range(n):
         e_new_isr_with_epochs, pos = _d_BrokerState_0(buf, pos)
-        v_new_isr_with_epochs.append(e_new_isr_with_epochs)
-    v_leader_recovery_state, v_partition_epoch = _S3.unpack_from(buf, pos)
+        a_new_isr_with_epochs.append(e_new_isr_with_epochs)
+    o.new_isr_with_epochs = a_new_isr_with_epochs
+    o.leader_recovery_state, o.partition_epoch = _S3.unpack_from(buf, pos)
     pos += 5
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_leader_epoch, [], v_new_isr_with_epochs, v_leader_recovery_state, v_partition_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_2(o: PartitionData, out: bytearray) -> None:
@@ -347,7 +418,11 @@ def _e_PartitionData_2(o: PartitionData, out: bytearray) -> None:
     x_new_isr_with_epochs = o.new_isr_with_epochs
     if x_new_isr_with_epochs is None:
         raise EncodeError("AlterPartitionRequest: NewIsrWithEpochs is not nullable in version 3")
-    write_uvarint(out, len(x_new_isr_with_epochs) + 1)
+    n = len(x_new_isr_with_epochs) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_new_isr_with_epochs in x_new_isr_with_epochs:
         _e_BrokerState_0(e_new_isr_with_epochs, out)
     out += _S3.pack(o.leader_recovery_state, o.partition_epoch)
@@ -358,16 +433,30 @@ def _e_PartitionData_2(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, ZERO_UUID, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
@@ -375,7 +464,11 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterPartitionRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_0(e_partitions, out)
     if o.unknown_tags:
@@ -385,16 +478,30 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, ZERO_UUID, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
@@ -402,7 +509,11 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterPartitionRequest: Partitions is not nullable in version 1")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_1(e_partitions, out)
     if o.unknown_tags:
@@ -412,16 +523,30 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_2(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionData]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name = ''
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData('', v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_2(o: TopicData, out: bytearray) -> None:
@@ -429,7 +554,11 @@ def _e_TopicData_2(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterPartitionRequest: Partitions is not nullable in version 2")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_1(e_partitions, out)
     if o.unknown_tags:
@@ -439,16 +568,30 @@ def _e_TopicData_2(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_3(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionData]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name = ''
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_2(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData('', v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_3(o: TopicData, out: bytearray) -> None:
@@ -456,7 +599,11 @@ def _e_TopicData_3(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterPartitionRequest: Partitions is not nullable in version 3")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_2(e_partitions, out)
     if o.unknown_tags:
@@ -466,16 +613,30 @@ def _e_TopicData_3(o: TopicData, out: bytearray) -> None:
 
 
 def _d_AlterPartitionRequest_0(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
-    v_topics: list[TopicData]
-    v_broker_id, v_broker_epoch = _S0.unpack_from(buf, pos)
+    o = _new(AlterPartitionRequest)
+    o.broker_id, o.broker_epoch = _S0.unpack_from(buf, pos)
     pos += 12
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterPartitionRequest(v_broker_id, v_broker_epoch, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterPartitionRequest_0(o: AlterPartitionRequest, out: bytearray) -> None:
@@ -483,7 +644,11 @@ def _e_AlterPartitionRequest_0(o: AlterPartitionRequest, out: bytearray) -> None
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AlterPartitionRequest: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_0(e_topics, out)
     if o.unknown_tags:
@@ -493,16 +658,30 @@ def _e_AlterPartitionRequest_0(o: AlterPartitionRequest, out: bytearray) -> None
 
 
 def _d_AlterPartitionRequest_1(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
-    v_topics: list[TopicData]
-    v_broker_id, v_broker_epoch = _S0.unpack_from(buf, pos)
+    o = _new(AlterPartitionRequest)
+    o.broker_id, o.broker_epoch = _S0.unpack_from(buf, pos)
     pos += 12
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterPartitionRequest(v_broker_id, v_broker_epoch, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterPartitionRequest_1(o: AlterPartitionRequest, out: bytearray) -> None:
@@ -510,7 +689,11 @@ def _e_AlterPartitionRequest_1(o: AlterPartitionRequest, out: bytearray) -> None
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AlterPartitionRequest: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_1(e_topics, out)
     if o.unknown_tags:
@@ -520,16 +703,30 @@ def _e_AlterPartitionRequest_1(o: AlterPartitionRequest, out: bytearray) -> None
 
 
 def _d_AlterPartitionRequest_2(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
-    v_topics: list[TopicData]
-    v_broker_id, v_broker_epoch = _S0.unpack_from(buf, pos)
+    o = _new(AlterPartitionRequest)
+    o.broker_id, o.broker_epoch = _S0.unpack_from(buf, pos)
     pos += 12
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_2(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterPartitionRequest(v_broker_id, v_broker_epoch, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterPartitionRequest_2(o: AlterPartitionRequest, out: bytearray) -> None:
@@ -537,7 +734,11 @@ def _e_AlterPartitionRequest_2(o: AlterPartitionRequest, out: bytearray) -> None
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AlterPartitionRequest: Topics is not nullable in version 2")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_2(e_topics, out)
     if o.unknown_tags:
@@ -547,16 +748,30 @@ def _e_AlterPartitionRequest_2(o: AlterPartitionRequest, out: bytearray) -> None
 
 
 def _d_AlterPartitionRequest_3(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
-    v_topics: list[TopicData]
-    v_broker_id, v_broker_epoch = _S0.unpack_from(buf, pos)
+    o = _new(AlterPartitionRequest)
+    o.broker_id, o.broker_epoch = _S0.unpack_from(buf, pos)
     pos += 12
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_3(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterPartitionRequest(v_broker_id, v_broker_epoch, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterPartitionRequest_3(o: AlterPartitionRequest, out: bytearray) -> None:
@@ -564,7 +779,11 @@ def _e_AlterPartitionRequest_3(o: AlterPartitionRequest, out: bytearray) -> None
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AlterPartitionRequest: Topics is not nullable in version 3")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_3(e_topics, out)
     if o.unknown_tags:
@@ -573,5 +792,8 @@ def _e_AlterPartitionRequest_3(o: AlterPartitionRequest, out: bytearray) -> None
         out.append(0)
 
 
+_DEF_BrokerState = BrokerState()
+_DEF_PartitionData = PartitionData()
+_DEF_TopicData = TopicData()
 _DECODERS = (_d_AlterPartitionRequest_0, _d_AlterPartitionRequest_1, _d_AlterPartitionRequest_2, _d_AlterPartitionRequest_3,)
 _ENCODERS = (_e_AlterPartitionRequest_0, _e_AlterPartitionRequest_1, _e_AlterPartitionRequest_2, _e_AlterPartitionRequest_3,)

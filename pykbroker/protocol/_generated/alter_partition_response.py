@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ihii')
 _S1 = struct.Struct('>i')
 _S2 = struct.Struct('>bi')
@@ -221,16 +233,30 @@ class AlterPartitionResponse:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_isr: list[int]
-    v_partition_index, v_error_code, v_leader_id, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.error_code, o.leader_id, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 14
-    n, pos = read_compact_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionResponse.Isr is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionResponse.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_partition_epoch, = _S1.unpack_from(buf, pos)
+    o.leader_recovery_state = 0
+    (o.partition_epoch,) = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, v_leader_id, v_leader_epoch, v_isr, 0, v_partition_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -238,8 +264,13 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
     x_isr = o.isr
     if x_isr is None:
         raise EncodeError("AlterPartitionResponse: Isr is not nullable in version 0")
-    write_uvarint(out, len(x_isr) + 1)
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.partition_epoch)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
@@ -248,16 +279,29 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_isr: list[int]
-    v_partition_index, v_error_code, v_leader_id, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.error_code, o.leader_id, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 14
-    n, pos = read_compact_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionResponse.Isr is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionResponse.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_leader_recovery_state, v_partition_epoch = _S2.unpack_from(buf, pos)
+    o.leader_recovery_state, o.partition_epoch = _S2.unpack_from(buf, pos)
     pos += 5
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, v_leader_id, v_leader_epoch, v_isr, v_leader_recovery_state, v_partition_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
@@ -265,8 +309,13 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
     x_isr = o.isr
     if x_isr is None:
         raise EncodeError("AlterPartitionResponse: Isr is not nullable in version 1")
-    write_uvarint(out, len(x_isr) + 1)
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S2.pack(o.leader_recovery_state, o.partition_epoch)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
@@ -275,16 +324,30 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, ZERO_UUID, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
@@ -292,7 +355,11 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterPartitionResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_0(e_partitions, out)
     if o.unknown_tags:
@@ -302,16 +369,30 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, ZERO_UUID, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
@@ -319,7 +400,11 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterPartitionResponse: Partitions is not nullable in version 1")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_1(e_partitions, out)
     if o.unknown_tags:
@@ -329,16 +414,30 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_2(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionData]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name = ''
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData('', v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_2(o: TopicData, out: bytearray) -> None:
@@ -346,7 +445,11 @@ def _e_TopicData_2(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterPartitionResponse: Partitions is not nullable in version 2")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_1(e_partitions, out)
     if o.unknown_tags:
@@ -356,16 +459,30 @@ def _e_TopicData_2(o: TopicData, out: bytearray) -> None:
 
 
 def _d_AlterPartitionResponse_0(buf: memoryview, pos: int) -> tuple[AlterPartitionResponse, int]:
-    v_topics: list[TopicData]
-    v_throttle_time_ms, v_error_code = _S3.unpack_from(buf, pos)
+    o = _new(AlterPartitionResponse)
+    o.throttle_time_ms, o.error_code = _S3.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterPartitionResponse(v_throttle_time_ms, v_error_code, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterPartitionResponse_0(o: AlterPartitionResponse, out: bytearray) -> None:
@@ -373,7 +490,11 @@ def _e_AlterPartitionResponse_0(o: AlterPartitionResponse, out: bytearray) -> No
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AlterPartitionResponse: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_0(e_topics, out)
     if o.unknown_tags:
@@ -383,16 +504,30 @@ def _e_AlterPartitionResponse_0(o: AlterPartitionResponse, out: bytearray) -> No
 
 
 def _d_AlterPartitionResponse_1(buf: memoryview, pos: int) -> tuple[AlterPartitionResponse, int]:
-    v_topics: list[TopicData]
-    v_throttle_time_ms, v_error_code = _S3.unpack_from(buf, pos)
+    o = _new(AlterPartitionResponse)
+    o.throttle_time_ms, o.error_code = _S3.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterPartitionResponse(v_throttle_time_ms, v_error_code, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterPartitionResponse_1(o: AlterPartitionResponse, out: bytearray) -> None:
@@ -400,7 +535,11 @@ def _e_AlterPartitionResponse_1(o: AlterPartitionResponse, out: bytearray) -> No
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AlterPartitionResponse: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_1(e_topics, out)
     if o.unknown_tags:
@@ -410,16 +549,30 @@ def _e_AlterPartitionResponse_1(o: AlterPartitionResponse, out: bytearray) -> No
 
 
 def _d_AlterPartitionResponse_2(buf: memoryview, pos: int) -> tuple[AlterPartitionResponse, int]:
-    v_topics: list[TopicData]
-    v_throttle_time_ms, v_error_code = _S3.unpack_from(buf, pos)
+    o = _new(AlterPartitionResponse)
+    o.throttle_time_ms, o.error_code = _S3.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterPartitionResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterPartitionResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_2(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterPartitionResponse(v_throttle_time_ms, v_error_code, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterPartitionResponse_2(o: AlterPartitionResponse, out: bytearray) -> None:
@@ -427,7 +580,11 @@ def _e_AlterPartitionResponse_2(o: AlterPartitionResponse, out: bytearray) -> No
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AlterPartitionResponse: Topics is not nullable in version 2")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_2(e_topics, out)
     if o.unknown_tags:
@@ -436,5 +593,7 @@ def _e_AlterPartitionResponse_2(o: AlterPartitionResponse, out: bytearray) -> No
         out.append(0)
 
 
+_DEF_PartitionData = PartitionData()
+_DEF_TopicData = TopicData()
 _DECODERS = (_d_AlterPartitionResponse_0, _d_AlterPartitionResponse_1, _d_AlterPartitionResponse_2, _d_AlterPartitionResponse_2,)
 _ENCODERS = (_e_AlterPartitionResponse_0, _e_AlterPartitionResponse_1, _e_AlterPartitionResponse_2, _e_AlterPartitionResponse_2,)

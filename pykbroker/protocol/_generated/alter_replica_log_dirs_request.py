@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class AlterReplicaLogDirTopic:
@@ -185,13 +197,18 @@ class AlterReplicaLogDirsRequest:
 
 
 def _d_AlterReplicaLogDirTopic_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirTopic, int]:
-    v_name: str
-    v_partitions: list[int]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(AlterReplicaLogDirTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AlterReplicaLogDirsRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterReplicaLogDirsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return AlterReplicaLogDirTopic(v_name, v_partitions, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterReplicaLogDirTopic_0(o: AlterReplicaLogDirTopic, out: bytearray) -> None:
@@ -200,18 +217,31 @@ def _e_AlterReplicaLogDirTopic_0(o: AlterReplicaLogDirTopic, out: bytearray) -> 
     if x_partitions is None:
         raise EncodeError("AlterReplicaLogDirsRequest: Partitions is not nullable in version 0")
     out += pack_i32(len(x_partitions))
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
 
 
 def _d_AlterReplicaLogDirTopic_1(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirTopic, int]:
-    v_name: str
-    v_partitions: list[int]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(AlterReplicaLogDirTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterReplicaLogDirsRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterReplicaLogDirsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return AlterReplicaLogDirTopic(v_name, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterReplicaLogDirTopic_1(o: AlterReplicaLogDirTopic, out: bytearray) -> None:
@@ -219,8 +249,13 @@ def _e_AlterReplicaLogDirTopic_1(o: AlterReplicaLogDirTopic, out: bytearray) -> 
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterReplicaLogDirsRequest: Partitions is not nullable in version 2")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -228,15 +263,21 @@ def _e_AlterReplicaLogDirTopic_1(o: AlterReplicaLogDirTopic, out: bytearray) -> 
 
 
 def _d_AlterReplicaLogDir_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDir, int]:
-    v_path: str
-    v_topics: list[AlterReplicaLogDirTopic]
-    v_path, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(AlterReplicaLogDir)
+    o.path, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AlterReplicaLogDirsRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterReplicaLogDirsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[AlterReplicaLogDirTopic] = []
     for _ in range(n):
         e_topics, pos = _d_AlterReplicaLogDirTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return AlterReplicaLogDir(v_path, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterReplicaLogDir_0(o: AlterReplicaLogDir, out: bytearray) -> None:
@@ -250,16 +291,29 @@ def _e_AlterReplicaLogDir_0(o: AlterReplicaLogDir, out: bytearray) -> None:
 
 
 def _d_AlterReplicaLogDir_1(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDir, int]:
-    v_path: str
-    v_topics: list[AlterReplicaLogDirTopic]
-    v_path, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(AlterReplicaLogDir)
+    o.path, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterReplicaLogDirsRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterReplicaLogDirsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[AlterReplicaLogDirTopic] = []
     for _ in range(n):
         e_topics, pos = _d_AlterReplicaLogDirTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterReplicaLogDir(v_path, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterReplicaLogDir_1(o: AlterReplicaLogDir, out: bytearray) -> None:
@@ -267,7 +321,11 @@ def _e_AlterReplicaLogDir_1(o: AlterReplicaLogDir, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AlterReplicaLogDirsRequest: Topics is not nullable in version 2")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_AlterReplicaLogDirTopic_1(e_topics, out)
     if o.unknown_tags:
@@ -277,13 +335,20 @@ def _e_AlterReplicaLogDir_1(o: AlterReplicaLogDir, out: bytearray) -> None:
 
 
 def _d_AlterReplicaLogDirsRequest_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirsRequest, int]:
-    v_dirs: list[AlterReplicaLogDir]
-    n, pos = read_array_len(buf, pos)
-    v_dirs = []
+    o = _new(AlterReplicaLogDirsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AlterReplicaLogDirsRequest.Dirs has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterReplicaLogDirsRequest.Dirs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_dirs: list[AlterReplicaLogDir] = []
     for _ in range(n):
         e_dirs, pos = _d_AlterReplicaLogDir_0(buf, pos)
-        v_dirs.append(e_dirs)
-    return AlterReplicaLogDirsRequest(v_dirs, None), pos
+        a_dirs.append(e_dirs)
+    o.dirs = a_dirs
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterReplicaLogDirsRequest_0(o: AlterReplicaLogDirsRequest, out: bytearray) -> None:
@@ -296,21 +361,39 @@ def _e_AlterReplicaLogDirsRequest_0(o: AlterReplicaLogDirsRequest, out: bytearra
 
 
 def _d_AlterReplicaLogDirsRequest_1(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirsRequest, int]:
-    v_dirs: list[AlterReplicaLogDir]
-    n, pos = read_compact_array_len(buf, pos)
-    v_dirs = []
+    o = _new(AlterReplicaLogDirsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterReplicaLogDirsRequest.Dirs is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterReplicaLogDirsRequest.Dirs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_dirs: list[AlterReplicaLogDir] = []
     for _ in range(n):
         e_dirs, pos = _d_AlterReplicaLogDir_1(buf, pos)
-        v_dirs.append(e_dirs)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterReplicaLogDirsRequest(v_dirs, unknown), pos
+        a_dirs.append(e_dirs)
+    o.dirs = a_dirs
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterReplicaLogDirsRequest_1(o: AlterReplicaLogDirsRequest, out: bytearray) -> None:
     x_dirs = o.dirs
     if x_dirs is None:
         raise EncodeError("AlterReplicaLogDirsRequest: Dirs is not nullable in version 2")
-    write_uvarint(out, len(x_dirs) + 1)
+    n = len(x_dirs) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_dirs in x_dirs:
         _e_AlterReplicaLogDir_1(e_dirs, out)
     if o.unknown_tags:
@@ -319,5 +402,7 @@ def _e_AlterReplicaLogDirsRequest_1(o: AlterReplicaLogDirsRequest, out: bytearra
         out.append(0)
 
 
+_DEF_AlterReplicaLogDirTopic = AlterReplicaLogDirTopic()
+_DEF_AlterReplicaLogDir = AlterReplicaLogDir()
 _DECODERS = (_d_AlterReplicaLogDirsRequest_0, _d_AlterReplicaLogDirsRequest_0, _d_AlterReplicaLogDirsRequest_1,)
 _ENCODERS = (_e_AlterReplicaLogDirsRequest_0, _e_AlterReplicaLogDirsRequest_0, _e_AlterReplicaLogDirsRequest_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>i')
 
@@ -191,9 +203,11 @@ class AlterReplicaLogDirsResponse:
 
 
 def _d_AlterReplicaLogDirPartitionResult_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirPartitionResult, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(AlterReplicaLogDirPartitionResult)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    return AlterReplicaLogDirPartitionResult(v_partition_index, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterReplicaLogDirPartitionResult_0(o: AlterReplicaLogDirPartitionResult, out: bytearray) -> None:
@@ -201,10 +215,15 @@ def _e_AlterReplicaLogDirPartitionResult_0(o: AlterReplicaLogDirPartitionResult,
 
 
 def _d_AlterReplicaLogDirPartitionResult_1(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirPartitionResult, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(AlterReplicaLogDirPartitionResult)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return AlterReplicaLogDirPartitionResult(v_partition_index, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterReplicaLogDirPartitionResult_1(o: AlterReplicaLogDirPartitionResult, out: bytearray) -> None:
@@ -216,15 +235,21 @@ def _e_AlterReplicaLogDirPartitionResult_1(o: AlterReplicaLogDirPartitionResult,
 
 
 def _d_AlterReplicaLogDirTopicResult_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirTopicResult, int]:
-    v_topic_name: str
-    v_partitions: list[AlterReplicaLogDirPartitionResult]
-    v_topic_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(AlterReplicaLogDirTopicResult)
+    o.topic_name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AlterReplicaLogDirsResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterReplicaLogDirsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[AlterReplicaLogDirPartitionResult] = []
     for _ in range(n):
         e_partitions, pos = _d_AlterReplicaLogDirPartitionResult_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return AlterReplicaLogDirTopicResult(v_topic_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterReplicaLogDirTopicResult_0(o: AlterReplicaLogDirTopicResult, out: bytearray) -> None:
@@ -238,16 +263,29 @@ def _e_AlterReplicaLogDirTopicResult_0(o: AlterReplicaLogDirTopicResult, out: by
 
 
 def _d_AlterReplicaLogDirTopicResult_1(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirTopicResult, int]:
-    v_topic_name: str
-    v_partitions: list[AlterReplicaLogDirPartitionResult]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(AlterReplicaLogDirTopicResult)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterReplicaLogDirsResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterReplicaLogDirsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[AlterReplicaLogDirPartitionResult] = []
     for _ in range(n):
         e_partitions, pos = _d_AlterReplicaLogDirPartitionResult_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterReplicaLogDirTopicResult(v_topic_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterReplicaLogDirTopicResult_1(o: AlterReplicaLogDirTopicResult, out: bytearray) -> None:
@@ -255,7 +293,11 @@ def _e_AlterReplicaLogDirTopicResult_1(o: AlterReplicaLogDirTopicResult, out: by
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AlterReplicaLogDirsResponse: Partitions is not nullable in version 2")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_AlterReplicaLogDirPartitionResult_1(e_partitions, out)
     if o.unknown_tags:
@@ -265,15 +307,22 @@ def _e_AlterReplicaLogDirTopicResult_1(o: AlterReplicaLogDirTopicResult, out: by
 
 
 def _d_AlterReplicaLogDirsResponse_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirsResponse, int]:
-    v_results: list[AlterReplicaLogDirTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(AlterReplicaLogDirsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"AlterReplicaLogDirsResponse.Results has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterReplicaLogDirsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[AlterReplicaLogDirTopicResult] = []
     for _ in range(n):
         e_results, pos = _d_AlterReplicaLogDirTopicResult_0(buf, pos)
-        v_results.append(e_results)
-    return AlterReplicaLogDirsResponse(v_throttle_time_ms, v_results, None), pos
+        a_results.append(e_results)
+    o.results = a_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterReplicaLogDirsResponse_0(o: AlterReplicaLogDirsResponse, out: bytearray) -> None:
@@ -287,16 +336,30 @@ def _e_AlterReplicaLogDirsResponse_0(o: AlterReplicaLogDirsResponse, out: bytear
 
 
 def _d_AlterReplicaLogDirsResponse_1(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirsResponse, int]:
-    v_results: list[AlterReplicaLogDirTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(AlterReplicaLogDirsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterReplicaLogDirsResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterReplicaLogDirsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[AlterReplicaLogDirTopicResult] = []
     for _ in range(n):
         e_results, pos = _d_AlterReplicaLogDirTopicResult_1(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterReplicaLogDirsResponse(v_throttle_time_ms, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterReplicaLogDirsResponse_1(o: AlterReplicaLogDirsResponse, out: bytearray) -> None:
@@ -304,7 +367,11 @@ def _e_AlterReplicaLogDirsResponse_1(o: AlterReplicaLogDirsResponse, out: bytear
     x_results = o.results
     if x_results is None:
         raise EncodeError("AlterReplicaLogDirsResponse: Results is not nullable in version 2")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_AlterReplicaLogDirTopicResult_1(e_results, out)
     if o.unknown_tags:
@@ -313,5 +380,7 @@ def _e_AlterReplicaLogDirsResponse_1(o: AlterReplicaLogDirsResponse, out: bytear
         out.append(0)
 
 
+_DEF_AlterReplicaLogDirPartitionResult = AlterReplicaLogDirPartitionResult()
+_DEF_AlterReplicaLogDirTopicResult = AlterReplicaLogDirTopicResult()
 _DECODERS = (_d_AlterReplicaLogDirsResponse_0, _d_AlterReplicaLogDirsResponse_0, _d_AlterReplicaLogDirsResponse_1,)
 _ENCODERS = (_e_AlterReplicaLogDirsResponse_0, _e_AlterReplicaLogDirsResponse_0, _e_AlterReplicaLogDirsResponse_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>b')
 _S1 = struct.Struct('>bi')
 
@@ -203,12 +215,16 @@ class AlterUserScramCredentialsRequest:
 
 
 def _d_ScramCredentialDeletion_0(buf: memoryview, pos: int) -> tuple[ScramCredentialDeletion, int]:
-    v_name: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_mechanism, = _S0.unpack_from(buf, pos)
+    o = _new(ScramCredentialDeletion)
+    o.name, pos = read_compact_string(buf, pos)
+    (o.mechanism,) = _S0.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return ScramCredentialDeletion(v_name, v_mechanism, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ScramCredentialDeletion_0(o: ScramCredentialDeletion, out: bytearray) -> None:
@@ -221,16 +237,18 @@ def _e_ScramCredentialDeletion_0(o: ScramCredentialDeletion, out: bytearray) -> 
 
 
 def _d_ScramCredentialUpsertion_0(buf: memoryview, pos: int) -> tuple[ScramCredentialUpsertion, int]:
-    v_name: str
-    v_salt: bytes
-    v_salted_password: bytes
-    v_name, pos = read_compact_string(buf, pos)
-    v_mechanism, v_iterations = _S1.unpack_from(buf, pos)
+    o = _new(ScramCredentialUpsertion)
+    o.name, pos = read_compact_string(buf, pos)
+    o.mechanism, o.iterations = _S1.unpack_from(buf, pos)
     pos += 5
-    v_salt, pos = read_compact_bytes(buf, pos)
-    v_salted_password, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return ScramCredentialUpsertion(v_name, v_mechanism, v_iterations, v_salt, v_salted_password, unknown), pos
+    o.salt, pos = read_compact_bytes(buf, pos)
+    o.salted_password, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ScramCredentialUpsertion_0(o: ScramCredentialUpsertion, out: bytearray) -> None:
@@ -245,33 +263,64 @@ def _e_ScramCredentialUpsertion_0(o: ScramCredentialUpsertion, out: bytearray) -
 
 
 def _d_AlterUserScramCredentialsRequest_0(buf: memoryview, pos: int) -> tuple[AlterUserScramCredentialsRequest, int]:
-    v_deletions: list[ScramCredentialDeletion]
-    v_upsertions: list[ScramCredentialUpsertion]
-    n, pos = read_compact_array_len(buf, pos)
-    v_deletions = []
+    o = _new(AlterUserScramCredentialsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterUserScramCredentialsRequest.Deletions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterUserScramCredentialsRequest.Deletions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_deletions: list[ScramCredentialDeletion] = []
     for _ in range(n):
         e_deletions, pos = _d_ScramCredentialDeletion_0(buf, pos)
-        v_deletions.append(e_deletions)
-    n, pos = read_compact_array_len(buf, pos)
-    v_upsertions = []
+        a_deletions.append(e_deletions)
+    o.deletions = a_deletions
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterUserScramCredentialsRequest.Upsertions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterUserScramCredentialsRequest.Upsertions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_upsertions: list[ScramCredentialUpsertion] = []
     for _ in range(n):
         e_upsertions, pos = _d_ScramCredentialUpsertion_0(buf, pos)
-        v_upsertions.append(e_upsertions)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterUserScramCredentialsRequest(v_deletions, v_upsertions, unknown), pos
+        a_upsertions.append(e_upsertions)
+    o.upsertions = a_upsertions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterUserScramCredentialsRequest_0(o: AlterUserScramCredentialsRequest, out: bytearray) -> None:
     x_deletions = o.deletions
     if x_deletions is None:
         raise EncodeError("AlterUserScramCredentialsRequest: Deletions is not nullable in version 0")
-    write_uvarint(out, len(x_deletions) + 1)
+    n = len(x_deletions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_deletions in x_deletions:
         _e_ScramCredentialDeletion_0(e_deletions, out)
     x_upsertions = o.upsertions
     if x_upsertions is None:
         raise EncodeError("AlterUserScramCredentialsRequest: Upsertions is not nullable in version 0")
-    write_uvarint(out, len(x_upsertions) + 1)
+    n = len(x_upsertions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_upsertions in x_upsertions:
         _e_ScramCredentialUpsertion_0(e_upsertions, out)
     if o.unknown_tags:
@@ -280,5 +329,7 @@ def _e_AlterUserScramCredentialsRequest_0(o: AlterUserScramCredentialsRequest, o
         out.append(0)
 
 
+_DEF_ScramCredentialDeletion = ScramCredentialDeletion()
+_DEF_ScramCredentialUpsertion = ScramCredentialUpsertion()
 _DECODERS = (_d_AlterUserScramCredentialsRequest_0,)
 _ENCODERS = (_e_AlterUserScramCredentialsRequest_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>i')
 
@@ -161,14 +173,17 @@ class AlterUserScramCredentialsResponse:
 
 
 def _d_AlterUserScramCredentialsResult_0(buf: memoryview, pos: int) -> tuple[AlterUserScramCredentialsResult, int]:
-    v_user: str
-    v_error_message: str | None
-    v_user, pos = read_compact_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(AlterUserScramCredentialsResult)
+    o.user, pos = read_compact_string(buf, pos)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterUserScramCredentialsResult(v_user, v_error_code, v_error_message, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterUserScramCredentialsResult_0(o: AlterUserScramCredentialsResult, out: bytearray) -> None:
@@ -182,16 +197,30 @@ def _e_AlterUserScramCredentialsResult_0(o: AlterUserScramCredentialsResult, out
 
 
 def _d_AlterUserScramCredentialsResponse_0(buf: memoryview, pos: int) -> tuple[AlterUserScramCredentialsResponse, int]:
-    v_results: list[AlterUserScramCredentialsResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(AlterUserScramCredentialsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AlterUserScramCredentialsResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AlterUserScramCredentialsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[AlterUserScramCredentialsResult] = []
     for _ in range(n):
         e_results, pos = _d_AlterUserScramCredentialsResult_0(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterUserScramCredentialsResponse(v_throttle_time_ms, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterUserScramCredentialsResponse_0(o: AlterUserScramCredentialsResponse, out: bytearray) -> None:
@@ -199,7 +228,11 @@ def _e_AlterUserScramCredentialsResponse_0(o: AlterUserScramCredentialsResponse,
     x_results = o.results
     if x_results is None:
         raise EncodeError("AlterUserScramCredentialsResponse: Results is not nullable in version 0")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_AlterUserScramCredentialsResult_0(e_results, out)
     if o.unknown_tags:
@@ -208,5 +241,6 @@ def _e_AlterUserScramCredentialsResponse_0(o: AlterUserScramCredentialsResponse,
         out.append(0)
 
 
+_DEF_AlterUserScramCredentialsResult = AlterUserScramCredentialsResult()
 _DECODERS = (_d_AlterUserScramCredentialsResponse_0,)
 _ENCODERS = (_e_AlterUserScramCredentialsResponse_0,)

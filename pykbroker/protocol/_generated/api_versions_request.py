@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class ApiVersionsRequest:
@@ -121,7 +133,11 @@ class ApiVersionsRequest:
 
 
 def _d_ApiVersionsRequest_0(buf: memoryview, pos: int) -> tuple[ApiVersionsRequest, int]:
-    return ApiVersionsRequest('', '', None), pos
+    o = _new(ApiVersionsRequest)
+    o.client_software_name = ''
+    o.client_software_version = ''
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ApiVersionsRequest_0(o: ApiVersionsRequest, out: bytearray) -> None:
@@ -129,12 +145,15 @@ def _e_ApiVersionsRequest_0(o: ApiVersionsRequest, out: bytearray) -> None:
 
 
 def _d_ApiVersionsRequest_1(buf: memoryview, pos: int) -> tuple[ApiVersionsRequest, int]:
-    v_client_software_name: str
-    v_client_software_version: str
-    v_client_software_name, pos = read_compact_string(buf, pos)
-    v_client_software_version, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return ApiVersionsRequest(v_client_software_name, v_client_software_version, unknown), pos
+    o = _new(ApiVersionsRequest)
+    o.client_software_name, pos = read_compact_string(buf, pos)
+    o.client_software_version, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ApiVersionsRequest_1(o: ApiVersionsRequest, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>hhh')
 _S1 = struct.Struct('>hh')
 _S2 = struct.Struct('>h')
@@ -261,9 +273,11 @@ class ApiVersionsResponse:
 
 
 def _d_ApiVersion_0(buf: memoryview, pos: int) -> tuple[ApiVersion, int]:
-    v_api_key, v_min_version, v_max_version = _S0.unpack_from(buf, pos)
+    o = _new(ApiVersion)
+    o.api_key, o.min_version, o.max_version = _S0.unpack_from(buf, pos)
     pos += 6
-    return ApiVersion(v_api_key, v_min_version, v_max_version, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ApiVersion_0(o: ApiVersion, out: bytearray) -> None:
@@ -271,10 +285,15 @@ def _e_ApiVersion_0(o: ApiVersion, out: bytearray) -> None:
 
 
 def _d_ApiVersion_1(buf: memoryview, pos: int) -> tuple[ApiVersion, int]:
-    v_api_key, v_min_version, v_max_version = _S0.unpack_from(buf, pos)
+    o = _new(ApiVersion)
+    o.api_key, o.min_version, o.max_version = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return ApiVersion(v_api_key, v_min_version, v_max_version, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ApiVersion_1(o: ApiVersion, out: bytearray) -> None:
@@ -286,12 +305,16 @@ def _e_ApiVersion_1(o: ApiVersion, out: bytearray) -> None:
 
 
 def _d_SupportedFeatureKey_0(buf: memoryview, pos: int) -> tuple[SupportedFeatureKey, int]:
-    v_name: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_min_version, v_max_version = _S1.unpack_from(buf, pos)
+    o = _new(SupportedFeatureKey)
+    o.name, pos = read_compact_string(buf, pos)
+    o.min_version, o.max_version = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return SupportedFeatureKey(v_name, v_min_version, v_max_version, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SupportedFeatureKey_0(o: SupportedFeatureKey, out: bytearray) -> None:
@@ -304,12 +327,16 @@ def _e_SupportedFeatureKey_0(o: SupportedFeatureKey, out: bytearray) -> None:
 
 
 def _d_FinalizedFeatureKey_0(buf: memoryview, pos: int) -> tuple[FinalizedFeatureKey, int]:
-    v_name: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_max_version_level, v_min_version_level = _S1.unpack_from(buf, pos)
+    o = _new(FinalizedFeatureKey)
+    o.name, pos = read_compact_string(buf, pos)
+    o.max_version_level, o.min_version_level = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return FinalizedFeatureKey(v_name, v_max_version_level, v_min_version_level, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FinalizedFeatureKey_0(o: FinalizedFeatureKey, out: bytearray) -> None:
@@ -322,15 +349,27 @@ def _e_FinalizedFeatureKey_0(o: FinalizedFeatureKey, out: bytearray) -> None:
 
 
 def _d_ApiVersionsResponse_0(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
-    v_api_keys: list[ApiVersion]
-    v_error_code, = _S2.unpack_from(buf, pos)
+    o = _new(ApiVersionsResponse)
+    (o.error_code,) = _S2.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_array_len(buf, pos)
-    v_api_keys = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ApiVersionsResponse.ApiKeys has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ApiVersionsResponse.ApiKeys length {n} exceeds the {len(buf) - pos} bytes left")
+    a_api_keys: list[ApiVersion] = []
     for _ in range(n):
         e_api_keys, pos = _d_ApiVersion_0(buf, pos)
-        v_api_keys.append(e_api_keys)
-    return ApiVersionsResponse(v_error_code, v_api_keys, 0, [], -1, [], False, None), pos
+        a_api_keys.append(e_api_keys)
+    o.api_keys = a_api_keys
+    o.throttle_time_ms = 0
+    o.supported_features = []
+    o.finalized_features_epoch = -1
+    o.finalized_features = []
+    o.zk_migration_ready = False
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ApiVersionsResponse_0(o: ApiVersionsResponse, out: bytearray) -> None:
@@ -344,17 +383,28 @@ def _e_ApiVersionsResponse_0(o: ApiVersionsResponse, out: bytearray) -> None:
 
 
 def _d_ApiVersionsResponse_1(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
-    v_api_keys: list[ApiVersion]
-    v_error_code, = _S2.unpack_from(buf, pos)
+    o = _new(ApiVersionsResponse)
+    (o.error_code,) = _S2.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_array_len(buf, pos)
-    v_api_keys = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ApiVersionsResponse.ApiKeys has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ApiVersionsResponse.ApiKeys length {n} exceeds the {len(buf) - pos} bytes left")
+    a_api_keys: list[ApiVersion] = []
     for _ in range(n):
         e_api_keys, pos = _d_ApiVersion_0(buf, pos)
-        v_api_keys.append(e_api_keys)
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+        a_api_keys.append(e_api_keys)
+    o.api_keys = a_api_keys
+    o.supported_features = []
+    o.finalized_features_epoch = -1
+    o.finalized_features = []
+    o.zk_migration_ready = False
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    return ApiVersionsResponse(v_error_code, v_api_keys, v_throttle_time_ms, [], -1, [], False, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ApiVersionsResponse_1(o: ApiVersionsResponse, out: bytearray) -> None:
@@ -369,50 +419,78 @@ def _e_ApiVersionsResponse_1(o: ApiVersionsResponse, out: bytearray) -> None:
 
 
 def _d_ApiVersionsResponse_2(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
-    v_api_keys: list[ApiVersion]
-    v_supported_features: list[SupportedFeatureKey]
-    v_finalized_features: list[FinalizedFeatureKey]
-    v_error_code, = _S2.unpack_from(buf, pos)
+    o = _new(ApiVersionsResponse)
+    (o.error_code,) = _S2.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_api_keys = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ApiVersionsResponse.ApiKeys is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ApiVersionsResponse.ApiKeys length {n} exceeds the {len(buf) - pos} bytes left")
+    a_api_keys: list[ApiVersion] = []
     for _ in range(n):
         e_api_keys, pos = _d_ApiVersion_1(buf, pos)
-        v_api_keys.append(e_api_keys)
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+        a_api_keys.append(e_api_keys)
+    o.api_keys = a_api_keys
+    o.supported_features = []
+    o.finalized_features_epoch = -1
+    o.finalized_features = []
+    o.zk_migration_ready = False
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    v_supported_features = []
-    v_finalized_features_epoch = -1
-    v_finalized_features = []
-    v_zk_migration_ready = False
-    unknown: list[tuple[int, bytes]] | None = None
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            n, pos = read_compact_array_len(buf, pos)
-            v_supported_features = []
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = read_uvarint(buf, pos)
+            n -= 1
+            if n < 0:
+                raise DecodeError("ApiVersionsResponse.SupportedFeatures is null but not nullable")
+            if n > len(buf) - pos:
+                raise DecodeError(f"ApiVersionsResponse.SupportedFeatures length {n} exceeds the {len(buf) - pos} bytes left")
+            a_supported_features: list[SupportedFeatureKey] = []
             for _ in range(n):
                 e_supported_features, pos = _d_SupportedFeatureKey_0(buf, pos)
-                v_supported_features.append(e_supported_features)
+                a_supported_features.append(e_supported_features)
+            o.supported_features = a_supported_features
         elif tag == 1:
-            (v_finalized_features_epoch,) = _S4.unpack_from(buf, pos)
+            (o.finalized_features_epoch,) = _S4.unpack_from(buf, pos)
         elif tag == 2:
-            n, pos = read_compact_array_len(buf, pos)
-            v_finalized_features = []
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = read_uvarint(buf, pos)
+            n -= 1
+            if n < 0:
+                raise DecodeError("ApiVersionsResponse.FinalizedFeatures is null but not nullable")
+            if n > len(buf) - pos:
+                raise DecodeError(f"ApiVersionsResponse.FinalizedFeatures length {n} exceeds the {len(buf) - pos} bytes left")
+            a_finalized_features: list[FinalizedFeatureKey] = []
             for _ in range(n):
                 e_finalized_features, pos = _d_FinalizedFeatureKey_0(buf, pos)
-                v_finalized_features.append(e_finalized_features)
+                a_finalized_features.append(e_finalized_features)
+            o.finalized_features = a_finalized_features
         elif tag == 3:
-            (v_zk_migration_ready,) = _S5.unpack_from(buf, pos)
+            (o.zk_migration_ready,) = _S5.unpack_from(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return ApiVersionsResponse(v_error_code, v_api_keys, v_throttle_time_ms, v_supported_features, v_finalized_features_epoch, v_finalized_features, v_zk_migration_ready, unknown), pos
+    return o, pos
 
 
 def _e_ApiVersionsResponse_2(o: ApiVersionsResponse, out: bytearray) -> None:
@@ -420,7 +498,11 @@ def _e_ApiVersionsResponse_2(o: ApiVersionsResponse, out: bytearray) -> None:
     x_api_keys = o.api_keys
     if x_api_keys is None:
         raise EncodeError("ApiVersionsResponse: ApiKeys is not nullable in version 3")
-    write_uvarint(out, len(x_api_keys) + 1)
+    n = len(x_api_keys) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_api_keys in x_api_keys:
         _e_ApiVersion_1(e_api_keys, out)
     out += _S3.pack(o.throttle_time_ms)
@@ -430,7 +512,11 @@ def _e_ApiVersionsResponse_2(o: ApiVersionsResponse, out: bytearray) -> None:
         x_supported_features = o.supported_features
         if x_supported_features is None:
             raise EncodeError("ApiVersionsResponse: SupportedFeatures is not nullable in version 3")
-        write_uvarint(b, len(x_supported_features) + 1)
+        n = len(x_supported_features) + 1
+        if n < 0x80:
+            b.append(n)
+        else:
+            write_uvarint(b, n)
         for e_supported_features in x_supported_features:
             _e_SupportedFeatureKey_0(e_supported_features, b)
         tags.append((0, b))
@@ -443,7 +529,11 @@ def _e_ApiVersionsResponse_2(o: ApiVersionsResponse, out: bytearray) -> None:
         x_finalized_features = o.finalized_features
         if x_finalized_features is None:
             raise EncodeError("ApiVersionsResponse: FinalizedFeatures is not nullable in version 3")
-        write_uvarint(b, len(x_finalized_features) + 1)
+        n = len(x_finalized_features) + 1
+        if n < 0x80:
+            b.append(n)
+        else:
+            write_uvarint(b, n)
         for e_finalized_features in x_finalized_features:
             _e_FinalizedFeatureKey_0(e_finalized_features, b)
         tags.append((2, b))
@@ -454,5 +544,8 @@ def _e_ApiVersionsResponse_2(o: ApiVersionsResponse, out: bytearray) -> None:
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_ApiVersion = ApiVersion()
+_DEF_SupportedFeatureKey = SupportedFeatureKey()
+_DEF_FinalizedFeatureKey = FinalizedFeatureKey()
 _DECODERS = (_d_ApiVersionsResponse_0, _d_ApiVersionsResponse_1, _d_ApiVersionsResponse_1, _d_ApiVersionsResponse_2, _d_ApiVersionsResponse_2,)
 _ENCODERS = (_e_ApiVersionsResponse_0, _e_ApiVersionsResponse_1, _e_ApiVersionsResponse_1, _e_ApiVersionsResponse_2, _e_ApiVersionsResponse_2,)

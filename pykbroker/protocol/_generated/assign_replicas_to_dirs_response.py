@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 
 
@@ -228,10 +240,15 @@ class AssignReplicasToDirsResponse:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -243,16 +260,29 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionData]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AssignReplicasToDirsResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AssignReplicasToDirsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
@@ -260,7 +290,11 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("AssignReplicasToDirsResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_0(e_partitions, out)
     if o.unknown_tags:
@@ -270,16 +304,29 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
 
 
 def _d_DirectoryData_0(buf: memoryview, pos: int) -> tuple[DirectoryData, int]:
-    v_id: uuid.UUID
-    v_topics: list[TopicData]
-    v_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(DirectoryData)
+    o.id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AssignReplicasToDirsResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AssignReplicasToDirsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return DirectoryData(v_id, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DirectoryData_0(o: DirectoryData, out: bytearray) -> None:
@@ -287,7 +334,11 @@ def _e_DirectoryData_0(o: DirectoryData, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("AssignReplicasToDirsResponse: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_0(e_topics, out)
     if o.unknown_tags:
@@ -297,16 +348,30 @@ def _e_DirectoryData_0(o: DirectoryData, out: bytearray) -> None:
 
 
 def _d_AssignReplicasToDirsResponse_0(buf: memoryview, pos: int) -> tuple[AssignReplicasToDirsResponse, int]:
-    v_directories: list[DirectoryData]
-    v_throttle_time_ms, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(AssignReplicasToDirsResponse)
+    o.throttle_time_ms, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_directories = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("AssignReplicasToDirsResponse.Directories is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"AssignReplicasToDirsResponse.Directories length {n} exceeds the {len(buf) - pos} bytes left")
+    a_directories: list[DirectoryData] = []
     for _ in range(n):
         e_directories, pos = _d_DirectoryData_0(buf, pos)
-        v_directories.append(e_directories)
-    unknown, pos = skip_tags(buf, pos)
-    return AssignReplicasToDirsResponse(v_throttle_time_ms, v_error_code, v_directories, unknown), pos
+        a_directories.append(e_directories)
+    o.directories = a_directories
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AssignReplicasToDirsResponse_0(o: AssignReplicasToDirsResponse, out: bytearray) -> None:
@@ -314,7 +379,11 @@ def _e_AssignReplicasToDirsResponse_0(o: AssignReplicasToDirsResponse, out: byte
     x_directories = o.directories
     if x_directories is None:
         raise EncodeError("AssignReplicasToDirsResponse: Directories is not nullable in version 0")
-    write_uvarint(out, len(x_directories) + 1)
+    n = len(x_directories) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_directories in x_directories:
         _e_DirectoryData_0(e_directories, out)
     if o.unknown_tags:
@@ -323,5 +392,8 @@ def _e_AssignReplicasToDirsResponse_0(o: AssignReplicasToDirsResponse, out: byte
         out.append(0)
 
 
+_DEF_PartitionData = PartitionData()
+_DEF_TopicData = TopicData()
+_DEF_DirectoryData = DirectoryData()
 _DECODERS = (_d_AssignReplicasToDirsResponse_0,)
 _ENCODERS = (_e_AssignReplicasToDirsResponse_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iii')
 _S1 = struct.Struct('>i')
 _S2 = struct.Struct('>ii')
@@ -247,9 +259,12 @@ class BeginQuorumEpochRequest:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_partition_index, v_leader_id, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.voter_directory_id = ZERO_UUID
+    o.partition_index, o.leader_id, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 12
-    return PartitionData(v_partition_index, ZERO_UUID, v_leader_id, v_leader_epoch, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -257,14 +272,18 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_voter_directory_id: uuid.UUID
-    v_partition_index, = _S1.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    (o.partition_index,) = _S1.unpack_from(buf, pos)
     pos += 4
-    v_voter_directory_id, pos = read_uuid(buf, pos)
-    v_leader_id, v_leader_epoch = _S2.unpack_from(buf, pos)
+    o.voter_directory_id, pos = read_uuid(buf, pos)
+    o.leader_id, o.leader_epoch = _S2.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_voter_directory_id, v_leader_id, v_leader_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
@@ -278,15 +297,21 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"BeginQuorumEpochRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BeginQuorumEpochRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return TopicData(v_topic_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
@@ -300,16 +325,29 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BeginQuorumEpochRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BeginQuorumEpochRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
@@ -317,7 +355,11 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("BeginQuorumEpochRequest: Partitions is not nullable in version 1")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_1(e_partitions, out)
     if o.unknown_tags:
@@ -327,14 +369,17 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
 
 
 def _d_LeaderEndpoint_0(buf: memoryview, pos: int) -> tuple[LeaderEndpoint, int]:
-    v_name: str
-    v_host: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S3.unpack_from(buf, pos)
+    o = _new(LeaderEndpoint)
+    o.name, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S3.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderEndpoint(v_name, v_host, v_port, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderEndpoint_0(o: LeaderEndpoint, out: bytearray) -> None:
@@ -348,15 +393,23 @@ def _e_LeaderEndpoint_0(o: LeaderEndpoint, out: bytearray) -> None:
 
 
 def _d_BeginQuorumEpochRequest_0(buf: memoryview, pos: int) -> tuple[BeginQuorumEpochRequest, int]:
-    v_cluster_id: str | None
-    v_topics: list[TopicData]
-    v_cluster_id, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(BeginQuorumEpochRequest)
+    o.cluster_id, pos = read_nullable_string(buf, pos)
+    o.voter_id = -1
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"BeginQuorumEpochRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BeginQuorumEpochRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_0(buf, pos)
-        v_topics.append(e_topics)
-    return BeginQuorumEpochRequest(v_cluster_id, -1, v_topics, [], None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.leader_endpoints = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_BeginQuorumEpochRequest_0(o: BeginQuorumEpochRequest, out: bytearray) -> None:
@@ -370,24 +423,46 @@ def _e_BeginQuorumEpochRequest_0(o: BeginQuorumEpochRequest, out: bytearray) -> 
 
 
 def _d_BeginQuorumEpochRequest_1(buf: memoryview, pos: int) -> tuple[BeginQuorumEpochRequest, int]:
-    v_cluster_id: str | None
-    v_topics: list[TopicData]
-    v_leader_endpoints: list[LeaderEndpoint]
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    v_voter_id, = _S1.unpack_from(buf, pos)
+    o = _new(BeginQuorumEpochRequest)
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    (o.voter_id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BeginQuorumEpochRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BeginQuorumEpochRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_1(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_compact_array_len(buf, pos)
-    v_leader_endpoints = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BeginQuorumEpochRequest.LeaderEndpoints is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BeginQuorumEpochRequest.LeaderEndpoints length {n} exceeds the {len(buf) - pos} bytes left")
+    a_leader_endpoints: list[LeaderEndpoint] = []
     for _ in range(n):
         e_leader_endpoints, pos = _d_LeaderEndpoint_0(buf, pos)
-        v_leader_endpoints.append(e_leader_endpoints)
-    unknown, pos = skip_tags(buf, pos)
-    return BeginQuorumEpochRequest(v_cluster_id, v_voter_id, v_topics, v_leader_endpoints, unknown), pos
+        a_leader_endpoints.append(e_leader_endpoints)
+    o.leader_endpoints = a_leader_endpoints
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_BeginQuorumEpochRequest_1(o: BeginQuorumEpochRequest, out: bytearray) -> None:
@@ -396,13 +471,21 @@ def _e_BeginQuorumEpochRequest_1(o: BeginQuorumEpochRequest, out: bytearray) -> 
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("BeginQuorumEpochRequest: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_1(e_topics, out)
     x_leader_endpoints = o.leader_endpoints
     if x_leader_endpoints is None:
         raise EncodeError("BeginQuorumEpochRequest: LeaderEndpoints is not nullable in version 1")
-    write_uvarint(out, len(x_leader_endpoints) + 1)
+    n = len(x_leader_endpoints) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_leader_endpoints in x_leader_endpoints:
         _e_LeaderEndpoint_0(e_leader_endpoints, out)
     if o.unknown_tags:
@@ -411,5 +494,8 @@ def _e_BeginQuorumEpochRequest_1(o: BeginQuorumEpochRequest, out: bytearray) -> 
         out.append(0)
 
 
+_DEF_PartitionData = PartitionData()
+_DEF_TopicData = TopicData()
+_DEF_LeaderEndpoint = LeaderEndpoint()
 _DECODERS = (_d_BeginQuorumEpochRequest_0, _d_BeginQuorumEpochRequest_1,)
 _ENCODERS = (_e_BeginQuorumEpochRequest_0, _e_BeginQuorumEpochRequest_1,)

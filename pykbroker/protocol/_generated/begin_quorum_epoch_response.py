@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ihii')
 _S1 = struct.Struct('>i')
 _S2 = struct.Struct('>H')
@@ -243,9 +255,11 @@ class BeginQuorumEpochResponse:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_partition_index, v_error_code, v_leader_id, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.error_code, o.leader_id, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 14
-    return PartitionData(v_partition_index, v_error_code, v_leader_id, v_leader_epoch, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -253,10 +267,15 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_partition_index, v_error_code, v_leader_id, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.error_code, o.leader_id, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 14
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, v_leader_id, v_leader_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
@@ -268,15 +287,21 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"BeginQuorumEpochResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BeginQuorumEpochResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return TopicData(v_topic_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
@@ -290,16 +315,29 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BeginQuorumEpochResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BeginQuorumEpochResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
@@ -307,7 +345,11 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("BeginQuorumEpochResponse: Partitions is not nullable in version 1")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_1(e_partitions, out)
     if o.unknown_tags:
@@ -317,14 +359,18 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
 
 
 def _d_NodeEndpoint_0(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
-    v_host: str
-    v_node_id, = _S1.unpack_from(buf, pos)
+    o = _new(NodeEndpoint)
+    (o.node_id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S2.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S2.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return NodeEndpoint(v_node_id, v_host, v_port, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
@@ -338,15 +384,23 @@ def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
 
 
 def _d_BeginQuorumEpochResponse_0(buf: memoryview, pos: int) -> tuple[BeginQuorumEpochResponse, int]:
-    v_topics: list[TopicData]
-    v_error_code, = _S3.unpack_from(buf, pos)
+    o = _new(BeginQuorumEpochResponse)
+    (o.error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"BeginQuorumEpochResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BeginQuorumEpochResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_0(buf, pos)
-        v_topics.append(e_topics)
-    return BeginQuorumEpochResponse(v_error_code, v_topics, [], None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.node_endpoints = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_BeginQuorumEpochResponse_0(o: BeginQuorumEpochResponse, out: bytearray) -> None:
@@ -362,34 +416,53 @@ def _e_BeginQuorumEpochResponse_0(o: BeginQuorumEpochResponse, out: bytearray) -
 
 
 def _d_BeginQuorumEpochResponse_1(buf: memoryview, pos: int) -> tuple[BeginQuorumEpochResponse, int]:
-    v_topics: list[TopicData]
-    v_node_endpoints: list[NodeEndpoint]
-    v_error_code, = _S3.unpack_from(buf, pos)
+    o = _new(BeginQuorumEpochResponse)
+    (o.error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BeginQuorumEpochResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BeginQuorumEpochResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_1(buf, pos)
-        v_topics.append(e_topics)
-    v_node_endpoints = []
-    unknown: list[tuple[int, bytes]] | None = None
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.node_endpoints = []
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            n, pos = read_compact_array_len(buf, pos)
-            v_node_endpoints = []
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = read_uvarint(buf, pos)
+            n -= 1
+            if n < 0:
+                raise DecodeError("BeginQuorumEpochResponse.NodeEndpoints is null but not nullable")
+            if n > len(buf) - pos:
+                raise DecodeError(f"BeginQuorumEpochResponse.NodeEndpoints length {n} exceeds the {len(buf) - pos} bytes left")
+            a_node_endpoints: list[NodeEndpoint] = []
             for _ in range(n):
                 e_node_endpoints, pos = _d_NodeEndpoint_0(buf, pos)
-                v_node_endpoints.append(e_node_endpoints)
+                a_node_endpoints.append(e_node_endpoints)
+            o.node_endpoints = a_node_endpoints
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return BeginQuorumEpochResponse(v_error_code, v_topics, v_node_endpoints, unknown), pos
+    return o, pos
 
 
 def _e_BeginQuorumEpochResponse_1(o: BeginQuorumEpochResponse, out: bytearray) -> None:
@@ -397,7 +470,11 @@ def _e_BeginQuorumEpochResponse_1(o: BeginQuorumEpochResponse, out: bytearray) -
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("BeginQuorumEpochResponse: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_1(e_topics, out)
     tags: list[tuple[int, bytes | bytearray]] = []
@@ -406,12 +483,19 @@ def _e_BeginQuorumEpochResponse_1(o: BeginQuorumEpochResponse, out: bytearray) -
         x_node_endpoints = o.node_endpoints
         if x_node_endpoints is None:
             raise EncodeError("BeginQuorumEpochResponse: NodeEndpoints is not nullable in version 1")
-        write_uvarint(b, len(x_node_endpoints) + 1)
+        n = len(x_node_endpoints) + 1
+        if n < 0x80:
+            b.append(n)
+        else:
+            write_uvarint(b, n)
         for e_node_endpoints in x_node_endpoints:
             _e_NodeEndpoint_0(e_node_endpoints, b)
         tags.append((0, b))
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_PartitionData = PartitionData()
+_DEF_TopicData = TopicData()
+_DEF_NodeEndpoint = NodeEndpoint()
 _DECODERS = (_d_BeginQuorumEpochResponse_0, _d_BeginQuorumEpochResponse_1,)
 _ENCODERS = (_e_BeginQuorumEpochResponse_0, _e_BeginQuorumEpochResponse_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iqq??')
 
 
@@ -138,10 +150,16 @@ class BrokerHeartbeatRequest:
 
 
 def _d_BrokerHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[BrokerHeartbeatRequest, int]:
-    v_broker_id, v_broker_epoch, v_current_metadata_offset, v_want_fence, v_want_shut_down = _S0.unpack_from(buf, pos)
+    o = _new(BrokerHeartbeatRequest)
+    o.offline_log_dirs = []
+    o.broker_id, o.broker_epoch, o.current_metadata_offset, o.want_fence, o.want_shut_down = _S0.unpack_from(buf, pos)
     pos += 22
-    unknown, pos = skip_tags(buf, pos)
-    return BrokerHeartbeatRequest(v_broker_id, v_broker_epoch, v_current_metadata_offset, v_want_fence, v_want_shut_down, [], unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_BrokerHeartbeatRequest_0(o: BrokerHeartbeatRequest, out: bytearray) -> None:
@@ -155,28 +173,38 @@ def _e_BrokerHeartbeatRequest_0(o: BrokerHeartbeatRequest, out: bytearray) -> No
 
 
 def _d_BrokerHeartbeatRequest_1(buf: memoryview, pos: int) -> tuple[BrokerHeartbeatRequest, int]:
-    v_offline_log_dirs: list[uuid.UUID]
-    v_broker_id, v_broker_epoch, v_current_metadata_offset, v_want_fence, v_want_shut_down = _S0.unpack_from(buf, pos)
+    o = _new(BrokerHeartbeatRequest)
+    o.offline_log_dirs = []
+    o.broker_id, o.broker_epoch, o.current_metadata_offset, o.want_fence, o.want_shut_down = _S0.unpack_from(buf, pos)
     pos += 22
-    v_offline_log_dirs = []
-    unknown: list[tuple[int, bytes]] | None = None
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            n, pos = read_compact_array_len(buf, pos)
-            v_offline_log_dirs = []
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = read_uvarint(buf, pos)
+            n -= 1
+            if n < 0:
+                raise DecodeError("BrokerHeartbeatRequest.OfflineLogDirs is null but not nullable")
+            if n > len(buf) - pos:
+                raise DecodeError(f"BrokerHeartbeatRequest.OfflineLogDirs length {n} exceeds the {len(buf) - pos} bytes left")
+            a_offline_log_dirs: list[uuid.UUID] = []
             for _ in range(n):
                 e_offline_log_dirs, pos = read_uuid(buf, pos)
-                v_offline_log_dirs.append(e_offline_log_dirs)
+                a_offline_log_dirs.append(e_offline_log_dirs)
+            o.offline_log_dirs = a_offline_log_dirs
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return BrokerHeartbeatRequest(v_broker_id, v_broker_epoch, v_current_metadata_offset, v_want_fence, v_want_shut_down, v_offline_log_dirs, unknown), pos
+    return o, pos
 
 
 def _e_BrokerHeartbeatRequest_1(o: BrokerHeartbeatRequest, out: bytearray) -> None:
@@ -187,7 +215,11 @@ def _e_BrokerHeartbeatRequest_1(o: BrokerHeartbeatRequest, out: bytearray) -> No
         x_offline_log_dirs = o.offline_log_dirs
         if x_offline_log_dirs is None:
             raise EncodeError("BrokerHeartbeatRequest: OfflineLogDirs is not nullable in version 1")
-        write_uvarint(b, len(x_offline_log_dirs) + 1)
+        n = len(x_offline_log_dirs) + 1
+        if n < 0x80:
+            b.append(n)
+        else:
+            write_uvarint(b, n)
         for e_offline_log_dirs in x_offline_log_dirs:
             b += e_offline_log_dirs.bytes
         tags.append((0, b))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>Hh')
 _S1 = struct.Struct('>hh')
 _S2 = struct.Struct('>i')
@@ -234,14 +246,17 @@ class BrokerRegistrationRequest:
 
 
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
-    v_name: str
-    v_host: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, v_security_protocol = _S0.unpack_from(buf, pos)
+    o = _new(Listener)
+    o.name, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    o.port, o.security_protocol = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return Listener(v_name, v_host, v_port, v_security_protocol, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Listener_0(o: Listener, out: bytearray) -> None:
@@ -255,12 +270,16 @@ def _e_Listener_0(o: Listener, out: bytearray) -> None:
 
 
 def _d_Feature_0(buf: memoryview, pos: int) -> tuple[Feature, int]:
-    v_name: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_min_supported_version, v_max_supported_version = _S1.unpack_from(buf, pos)
+    o = _new(Feature)
+    o.name, pos = read_compact_string(buf, pos)
+    o.min_supported_version, o.max_supported_version = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return Feature(v_name, v_min_supported_version, v_max_supported_version, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Feature_0(o: Feature, out: bytearray) -> None:
@@ -273,28 +292,51 @@ def _e_Feature_0(o: Feature, out: bytearray) -> None:
 
 
 def _d_BrokerRegistrationRequest_0(buf: memoryview, pos: int) -> tuple[BrokerRegistrationRequest, int]:
-    v_cluster_id: str
-    v_incarnation_id: uuid.UUID
-    v_listeners: list[Listener]
-    v_features: list[Feature]
-    v_rack: str | None
-    v_broker_id, = _S2.unpack_from(buf, pos)
+    o = _new(BrokerRegistrationRequest)
+    (o.broker_id,) = _S2.unpack_from(buf, pos)
     pos += 4
-    v_cluster_id, pos = read_compact_string(buf, pos)
-    v_incarnation_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_listeners = []
+    o.cluster_id, pos = read_compact_string(buf, pos)
+    o.incarnation_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BrokerRegistrationRequest.Listeners is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BrokerRegistrationRequest.Listeners length {n} exceeds the {len(buf) - pos} bytes left")
+    a_listeners: list[Listener] = []
     for _ in range(n):
         e_listeners, pos = _d_Listener_0(buf, pos)
-        v_listeners.append(e_listeners)
-    n, pos = read_compact_array_len(buf, pos)
-    v_features = []
+        a_listeners.append(e_listeners)
+    o.listeners = a_listeners
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BrokerRegistrationRequest.Features is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BrokerRegistrationRequest.Features length {n} exceeds the {len(buf) - pos} bytes left")
+    a_features: list[Feature] = []
     for _ in range(n):
         e_features, pos = _d_Feature_0(buf, pos)
-        v_features.append(e_features)
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return BrokerRegistrationRequest(v_broker_id, v_cluster_id, v_incarnation_id, v_listeners, v_features, v_rack, False, [], -1, unknown), pos
+        a_features.append(e_features)
+    o.features = a_features
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    o.is_migrating_zk_broker = False
+    o.log_dirs = []
+    o.previous_broker_epoch = -1
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_BrokerRegistrationRequest_0(o: BrokerRegistrationRequest, out: bytearray) -> None:
@@ -304,13 +346,21 @@ def _e_BrokerRegistrationRequest_0(o: BrokerRegistrationRequest, out: bytearray)
     x_listeners = o.listeners
     if x_listeners is None:
         raise EncodeError("BrokerRegistrationRequest: Listeners is not nullable in version 0")
-    write_uvarint(out, len(x_listeners) + 1)
+    n = len(x_listeners) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_listeners in x_listeners:
         _e_Listener_0(e_listeners, out)
     x_features = o.features
     if x_features is None:
         raise EncodeError("BrokerRegistrationRequest: Features is not nullable in version 0")
-    write_uvarint(out, len(x_features) + 1)
+    n = len(x_features) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_features in x_features:
         _e_Feature_0(e_features, out)
     write_compact_nullable_string(out, o.rack)
@@ -323,30 +373,52 @@ def _e_BrokerRegistrationRequest_0(o: BrokerRegistrationRequest, out: bytearray)
 
 
 def _d_BrokerRegistrationRequest_1(buf: memoryview, pos: int) -> tuple[BrokerRegistrationRequest, int]:
-    v_cluster_id: str
-    v_incarnation_id: uuid.UUID
-    v_listeners: list[Listener]
-    v_features: list[Feature]
-    v_rack: str | None
-    v_broker_id, = _S2.unpack_from(buf, pos)
+    o = _new(BrokerRegistrationRequest)
+    (o.broker_id,) = _S2.unpack_from(buf, pos)
     pos += 4
-    v_cluster_id, pos = read_compact_string(buf, pos)
-    v_incarnation_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_listeners = []
+    o.cluster_id, pos = read_compact_string(buf, pos)
+    o.incarnation_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BrokerRegistrationRequest.Listeners is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BrokerRegistrationRequest.Listeners length {n} exceeds the {len(buf) - pos} bytes left")
+    a_listeners: list[Listener] = []
     for _ in range(n):
         e_listeners, pos = _d_Listener_0(buf, pos)
-        v_listeners.append(e_listeners)
-    n, pos = read_compact_array_len(buf, pos)
-    v_features = []
+        a_listeners.append(e_listeners)
+    o.listeners = a_listeners
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BrokerRegistrationRequest.Features is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BrokerRegistrationRequest.Features length {n} exceeds the {len(buf) - pos} bytes left")
+    a_features: list[Feature] = []
     for _ in range(n):
         e_features, pos = _d_Feature_0(buf, pos)
-        v_features.append(e_features)
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    v_is_migrating_zk_broker, = _S3.unpack_from(buf, pos)
+        a_features.append(e_features)
+    o.features = a_features
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    o.log_dirs = []
+    o.previous_broker_epoch = -1
+    (o.is_migrating_zk_broker,) = _S3.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return BrokerRegistrationRequest(v_broker_id, v_cluster_id, v_incarnation_id, v_listeners, v_features, v_rack, v_is_migrating_zk_broker, [], -1, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_BrokerRegistrationRequest_1(o: BrokerRegistrationRequest, out: bytearray) -> None:
@@ -356,13 +428,21 @@ def _e_BrokerRegistrationRequest_1(o: BrokerRegistrationRequest, out: bytearray)
     x_listeners = o.listeners
     if x_listeners is None:
         raise EncodeError("BrokerRegistrationRequest: Listeners is not nullable in version 1")
-    write_uvarint(out, len(x_listeners) + 1)
+    n = len(x_listeners) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_listeners in x_listeners:
         _e_Listener_0(e_listeners, out)
     x_features = o.features
     if x_features is None:
         raise EncodeError("BrokerRegistrationRequest: Features is not nullable in version 1")
-    write_uvarint(out, len(x_features) + 1)
+    n = len(x_features) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_features in x_features:
         _e_Feature_0(e_features, out)
     write_compact_nullable_string(out, o.rack)
@@ -374,36 +454,66 @@ def _e_BrokerRegistrationRequest_1(o: BrokerRegistrationRequest, out: bytearray)
 
 
 def _d_BrokerRegistrationRequest_2(buf: memoryview, pos: int) -> tuple[BrokerRegistrationRequest, int]:
-    v_cluster_id: str
-    v_incarnation_id: uuid.UUID
-    v_listeners: list[Listener]
-    v_features: list[Feature]
-    v_rack: str | None
-    v_log_dirs: list[uuid.UUID]
-    v_broker_id, = _S2.unpack_from(buf, pos)
+    o = _new(BrokerRegistrationRequest)
+    (o.broker_id,) = _S2.unpack_from(buf, pos)
     pos += 4
-    v_cluster_id, pos = read_compact_string(buf, pos)
-    v_incarnation_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_listeners = []
+    o.cluster_id, pos = read_compact_string(buf, pos)
+    o.incarnation_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BrokerRegistrationRequest.Listeners is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BrokerRegistrationRequest.Listeners length {n} exceeds the {len(buf) - pos} bytes left")
+    a_listeners: list[Listener] = []
     for _ in range(n):
         e_listeners, pos = _d_Listener_0(buf, pos)
-        v_listeners.append(e_listeners)
-    n, pos = read_compact_array_len(buf, pos)
-    v_features = []
+        a_listeners.append(e_listeners)
+    o.listeners = a_listeners
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BrokerRegistrationRequest.Features is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BrokerRegistrationRequest.Features length {n} exceeds the {len(buf) - pos} bytes left")
+    a_features: list[Feature] = []
     for _ in range(n):
         e_features, pos = _d_Feature_0(buf, pos)
-        v_features.append(e_features)
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    v_is_migrating_zk_broker, = _S3.unpack_from(buf, pos)
+        a_features.append(e_features)
+    o.features = a_features
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    (o.is_migrating_zk_broker,) = _S3.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_compact_array_len(buf, pos)
-    v_log_dirs = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BrokerRegistrationRequest.LogDirs is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BrokerRegistrationRequest.LogDirs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_log_dirs: list[uuid.UUID] = []
     for _ in range(n):
         e_log_dirs, pos = read_uuid(buf, pos)
-        v_log_dirs.append(e_log_dirs)
-    unknown, pos = skip_tags(buf, pos)
-    return BrokerRegistrationRequest(v_broker_id, v_cluster_id, v_incarnation_id, v_listeners, v_features, v_rack, v_is_migrating_zk_broker, v_log_dirs, -1, unknown), pos
+        a_log_dirs.append(e_log_dirs)
+    o.log_dirs = a_log_dirs
+    o.previous_broker_epoch = -1
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_BrokerRegistrationRequest_2(o: BrokerRegistrationRequest, out: bytearray) -> None:
@@ -413,13 +523,21 @@ def _e_BrokerRegistrationRequest_2(o: BrokerRegistrationRequest, out: bytearray)
     x_listeners = o.listeners
     if x_listeners is None:
         raise EncodeError("BrokerRegistrationRequest: Listeners is not nullable in version 2")
-    write_uvarint(out, len(x_listeners) + 1)
+    n = len(x_listeners) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_listeners in x_listeners:
         _e_Listener_0(e_listeners, out)
     x_features = o.features
     if x_features is None:
         raise EncodeError("BrokerRegistrationRequest: Features is not nullable in version 2")
-    write_uvarint(out, len(x_features) + 1)
+    n = len(x_features) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_features in x_features:
         _e_Feature_0(e_features, out)
     write_compact_nullable_string(out, o.rack)
@@ -427,7 +545,11 @@ def _e_BrokerRegistrationRequest_2(o: BrokerRegistrationRequest, out: bytearray)
     x_log_dirs = o.log_dirs
     if x_log_dirs is None:
         raise EncodeError("BrokerRegistrationRequest: LogDirs is not nullable in version 2")
-    write_uvarint(out, len(x_log_dirs) + 1)
+    n = len(x_log_dirs) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_log_dirs in x_log_dirs:
         out += e_log_dirs.bytes
     if o.unknown_tags:
@@ -437,38 +559,67 @@ def _e_BrokerRegistrationRequest_2(o: BrokerRegistrationRequest, out: bytearray)
 
 
 def _d_BrokerRegistrationRequest_3(buf: memoryview, pos: int) -> tuple[BrokerRegistrationRequest, int]:
-    v_cluster_id: str
-    v_incarnation_id: uuid.UUID
-    v_listeners: list[Listener]
-    v_features: list[Feature]
-    v_rack: str | None
-    v_log_dirs: list[uuid.UUID]
-    v_broker_id, = _S2.unpack_from(buf, pos)
+    o = _new(BrokerRegistrationRequest)
+    (o.broker_id,) = _S2.unpack_from(buf, pos)
     pos += 4
-    v_cluster_id, pos = read_compact_string(buf, pos)
-    v_incarnation_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_listeners = []
+    o.cluster_id, pos = read_compact_string(buf, pos)
+    o.incarnation_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BrokerRegistrationRequest.Listeners is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BrokerRegistrationRequest.Listeners length {n} exceeds the {len(buf) - pos} bytes left")
+    a_listeners: list[Listener] = []
     for _ in range(n):
         e_listeners, pos = _d_Listener_0(buf, pos)
-        v_listeners.append(e_listeners)
-    n, pos = read_compact_array_len(buf, pos)
-    v_features = []
+        a_listeners.append(e_listeners)
+    o.listeners = a_listeners
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BrokerRegistrationRequest.Features is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BrokerRegistrationRequest.Features length {n} exceeds the {len(buf) - pos} bytes left")
+    a_features: list[Feature] = []
     for _ in range(n):
         e_features, pos = _d_Feature_0(buf, pos)
-        v_features.append(e_features)
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    v_is_migrating_zk_broker, = _S3.unpack_from(buf, pos)
+        a_features.append(e_features)
+    o.features = a_features
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    (o.is_migrating_zk_broker,) = _S3.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_compact_array_len(buf, pos)
-    v_log_dirs = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("BrokerRegistrationRequest.LogDirs is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"BrokerRegistrationRequest.LogDirs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_log_dirs: list[uuid.UUID] = []
     for _ in range(n):
         e_log_dirs, pos = read_uuid(buf, pos)
-        v_log_dirs.append(e_log_dirs)
-    v_previous_broker_epoch, = _S4.unpack_from(buf, pos)
+        a_log_dirs.append(e_log_dirs)
+    o.log_dirs = a_log_dirs
+    (o.previous_broker_epoch,) = _S4.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return BrokerRegistrationRequest(v_broker_id, v_cluster_id, v_incarnation_id, v_listeners, v_features, v_rack, v_is_migrating_zk_broker, v_log_dirs, v_previous_broker_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_BrokerRegistrationRequest_3(o: BrokerRegistrationRequest, out: bytearray) -> None:
@@ -478,13 +629,21 @@ def _e_BrokerRegistrationRequest_3(o: BrokerRegistrationRequest, out: bytearray)
     x_listeners = o.listeners
     if x_listeners is None:
         raise EncodeError("BrokerRegistrationRequest: Listeners is not nullable in version 3")
-    write_uvarint(out, len(x_listeners) + 1)
+    n = len(x_listeners) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_listeners in x_listeners:
         _e_Listener_0(e_listeners, out)
     x_features = o.features
     if x_features is None:
         raise EncodeError("BrokerRegistrationRequest: Features is not nullable in version 3")
-    write_uvarint(out, len(x_features) + 1)
+    n = len(x_features) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_features in x_features:
         _e_Feature_0(e_features, out)
     write_compact_nullable_string(out, o.rack)
@@ -492,7 +651,11 @@ def _e_BrokerRegistrationRequest_3(o: BrokerRegistrationRequest, out: bytearray)
     x_log_dirs = o.log_dirs
     if x_log_dirs is None:
         raise EncodeError("BrokerRegistrationRequest: LogDirs is not nullable in version 3")
-    write_uvarint(out, len(x_log_dirs) + 1)
+    n = len(x_log_dirs) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_log_dirs in x_log_dirs:
         out += e_log_dirs.bytes
     out += _S4.pack(o.previous_broker_epoch)
@@ -502,5 +665,7 @@ def _e_BrokerRegistrationRequest_3(o: BrokerRegistrationRequest, out: bytearray)
         out.append(0)
 
 
+_DEF_Listener = Listener()
+_DEF_Feature = Feature()
 _DECODERS = (_d_BrokerRegistrationRequest_0, _d_BrokerRegistrationRequest_1, _d_BrokerRegistrationRequest_2, _d_BrokerRegistrationRequest_3, _d_BrokerRegistrationRequest_3,)
 _ENCODERS = (_e_BrokerRegistrationRequest_0, _e_BrokerRegistrationRequest_1, _e_BrokerRegistrationRequest_2, _e_BrokerRegistrationRequest_3, _e_BrokerRegistrationRequest_3,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -188,14 +200,26 @@ class ConsumerGroupHeartbeatRequest:
 
 
 def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[int]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicPartitions)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ConsumerGroupHeartbeatRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupHeartbeatRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return TopicPartitions(v_topic_id, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
@@ -203,8 +227,13 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ConsumerGroupHeartbeatRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -212,40 +241,55 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
 
 
 def _d_ConsumerGroupHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[ConsumerGroupHeartbeatRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_instance_id: str | None
-    v_rack_id: str | None
-    v_subscribed_topic_names: list[str] | None
-    v_server_assignor: str | None
-    v_topic_partitions: list[TopicPartitions] | None
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_member_epoch, = _S0.unpack_from(buf, pos)
+    o = _new(ConsumerGroupHeartbeatRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.member_id, pos = read_compact_string(buf, pos)
+    (o.member_epoch,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_rack_id, pos = read_compact_nullable_string(buf, pos)
-    v_rebalance_timeout_ms, = _S0.unpack_from(buf, pos)
+    o.instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.rack_id, pos = read_compact_nullable_string(buf, pos)
+    (o.rebalance_timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_subscribed_topic_names = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_subscribed_topic_names = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupHeartbeatRequest.SubscribedTopicNames length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.subscribed_topic_names = None
+    else:
+        a_subscribed_topic_names: list[str] = []
         for _ in range(n):
             e_subscribed_topic_names, pos = read_compact_string(buf, pos)
-            v_subscribed_topic_names.append(e_subscribed_topic_names)
-    v_server_assignor, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topic_partitions = None
+            a_subscribed_topic_names.append(e_subscribed_topic_names)
+        o.subscribed_topic_names = a_subscribed_topic_names
+    o.subscribed_topic_regex = None
+    o.server_assignor, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topic_partitions = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupHeartbeatRequest.TopicPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topic_partitions = None
+    else:
+        a_topic_partitions: list[TopicPartitions] = []
         for _ in range(n):
             e_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
-            v_topic_partitions.append(e_topic_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ConsumerGroupHeartbeatRequest(v_group_id, v_member_id, v_member_epoch, v_instance_id, v_rack_id, v_rebalance_timeout_ms, v_subscribed_topic_names, None, v_server_assignor, v_topic_partitions, unknown), pos
+            a_topic_partitions.append(e_topic_partitions)
+        o.topic_partitions = a_topic_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ConsumerGroupHeartbeatRequest_0(o: ConsumerGroupHeartbeatRequest, out: bytearray) -> None:
@@ -259,7 +303,11 @@ def _e_ConsumerGroupHeartbeatRequest_0(o: ConsumerGroupHeartbeatRequest, out: by
     if x_subscribed_topic_names is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_subscribed_topic_names) + 1)
+        n = len(x_subscribed_topic_names) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_subscribed_topic_names in x_subscribed_topic_names:
             write_compact_string(out, e_subscribed_topic_names)
     if o.subscribed_topic_regex is not None:
@@ -269,7 +317,11 @@ def _e_ConsumerGroupHeartbeatRequest_0(o: ConsumerGroupHeartbeatRequest, out: by
     if x_topic_partitions is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topic_partitions) + 1)
+        n = len(x_topic_partitions) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topic_partitions in x_topic_partitions:
             _e_TopicPartitions_0(e_topic_partitions, out)
     if o.unknown_tags:
@@ -279,42 +331,55 @@ def _e_ConsumerGroupHeartbeatRequest_0(o: ConsumerGroupHeartbeatRequest, out: by
 
 
 def _d_ConsumerGroupHeartbeatRequest_1(buf: memoryview, pos: int) -> tuple[ConsumerGroupHeartbeatRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_instance_id: str | None
-    v_rack_id: str | None
-    v_subscribed_topic_names: list[str] | None
-    v_subscribed_topic_regex: str | None
-    v_server_assignor: str | None
-    v_topic_partitions: list[TopicPartitions] | None
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_member_epoch, = _S0.unpack_from(buf, pos)
+    o = _new(ConsumerGroupHeartbeatRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.member_id, pos = read_compact_string(buf, pos)
+    (o.member_epoch,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_rack_id, pos = read_compact_nullable_string(buf, pos)
-    v_rebalance_timeout_ms, = _S0.unpack_from(buf, pos)
+    o.instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.rack_id, pos = read_compact_nullable_string(buf, pos)
+    (o.rebalance_timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_subscribed_topic_names = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_subscribed_topic_names = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupHeartbeatRequest.SubscribedTopicNames length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.subscribed_topic_names = None
+    else:
+        a_subscribed_topic_names: list[str] = []
         for _ in range(n):
             e_subscribed_topic_names, pos = read_compact_string(buf, pos)
-            v_subscribed_topic_names.append(e_subscribed_topic_names)
-    v_subscribed_topic_regex, pos = read_compact_nullable_string(buf, pos)
-    v_server_assignor, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topic_partitions = None
+            a_subscribed_topic_names.append(e_subscribed_topic_names)
+        o.subscribed_topic_names = a_subscribed_topic_names
+    o.subscribed_topic_regex, pos = read_compact_nullable_string(buf, pos)
+    o.server_assignor, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topic_partitions = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupHeartbeatRequest.TopicPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topic_partitions = None
+    else:
+        a_topic_partitions: list[TopicPartitions] = []
         for _ in range(n):
             e_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
-            v_topic_partitions.append(e_topic_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ConsumerGroupHeartbeatRequest(v_group_id, v_member_id, v_member_epoch, v_instance_id, v_rack_id, v_rebalance_timeout_ms, v_subscribed_topic_names, v_subscribed_topic_regex, v_server_assignor, v_topic_partitions, unknown), pos
+            a_topic_partitions.append(e_topic_partitions)
+        o.topic_partitions = a_topic_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ConsumerGroupHeartbeatRequest_1(o: ConsumerGroupHeartbeatRequest, out: bytearray) -> None:
@@ -328,7 +393,11 @@ def _e_ConsumerGroupHeartbeatRequest_1(o: ConsumerGroupHeartbeatRequest, out: by
     if x_subscribed_topic_names is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_subscribed_topic_names) + 1)
+        n = len(x_subscribed_topic_names) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_subscribed_topic_names in x_subscribed_topic_names:
             write_compact_string(out, e_subscribed_topic_names)
     write_compact_nullable_string(out, o.subscribed_topic_regex)
@@ -337,7 +406,11 @@ def _e_ConsumerGroupHeartbeatRequest_1(o: ConsumerGroupHeartbeatRequest, out: by
     if x_topic_partitions is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topic_partitions) + 1)
+        n = len(x_topic_partitions) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topic_partitions in x_topic_partitions:
             _e_TopicPartitions_0(e_topic_partitions, out)
     if o.unknown_tags:
@@ -346,5 +419,6 @@ def _e_ConsumerGroupHeartbeatRequest_1(o: ConsumerGroupHeartbeatRequest, out: by
         out.append(0)
 
 
+_DEF_TopicPartitions = TopicPartitions()
 _DECODERS = (_d_ConsumerGroupHeartbeatRequest_0, _d_ConsumerGroupHeartbeatRequest_1,)
 _ENCODERS = (_e_ConsumerGroupHeartbeatRequest_0, _e_ConsumerGroupHeartbeatRequest_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class TopicPartition:
@@ -155,13 +167,18 @@ class ConsumerProtocolAssignment:
 
 
 def _d_TopicPartition_0(buf: memoryview, pos: int) -> tuple[TopicPartition, int]:
-    v_topic: str
-    v_partitions: list[int]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicPartition)
+    o.topic, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ConsumerProtocolAssignment.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerProtocolAssignment.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return TopicPartition(v_topic, v_partitions, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicPartition_0(o: TopicPartition, out: bytearray) -> None:
@@ -170,19 +187,26 @@ def _e_TopicPartition_0(o: TopicPartition, out: bytearray) -> None:
     if x_partitions is None:
         raise EncodeError("ConsumerProtocolAssignment: Partitions is not nullable in version 0")
     out += pack_i32(len(x_partitions))
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
 
 
 def _d_ConsumerProtocolAssignment_0(buf: memoryview, pos: int) -> tuple[ConsumerProtocolAssignment, int]:
-    v_assigned_partitions: list[TopicPartition]
-    v_user_data: bytes | None
-    n, pos = read_array_len(buf, pos)
-    v_assigned_partitions = []
+    o = _new(ConsumerProtocolAssignment)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ConsumerProtocolAssignment.AssignedPartitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerProtocolAssignment.AssignedPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_assigned_partitions: list[TopicPartition] = []
     for _ in range(n):
         e_assigned_partitions, pos = _d_TopicPartition_0(buf, pos)
-        v_assigned_partitions.append(e_assigned_partitions)
-    v_user_data, pos = read_nullable_bytes(buf, pos)
-    return ConsumerProtocolAssignment(v_assigned_partitions, v_user_data, None), pos
+        a_assigned_partitions.append(e_assigned_partitions)
+    o.assigned_partitions = a_assigned_partitions
+    o.user_data, pos = read_nullable_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ConsumerProtocolAssignment_0(o: ConsumerProtocolAssignment, out: bytearray) -> None:
@@ -195,5 +219,6 @@ def _e_ConsumerProtocolAssignment_0(o: ConsumerProtocolAssignment, out: bytearra
     write_nullable_bytes(out, o.user_data)
 
 
+_DEF_TopicPartition = TopicPartition()
 _DECODERS = (_d_ConsumerProtocolAssignment_0, _d_ConsumerProtocolAssignment_0, _d_ConsumerProtocolAssignment_0, _d_ConsumerProtocolAssignment_0,)
 _ENCODERS = (_e_ConsumerProtocolAssignment_0, _e_ConsumerProtocolAssignment_0, _e_ConsumerProtocolAssignment_0, _e_ConsumerProtocolAssignment_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -168,13 +180,18 @@ class ConsumerProtocolSubscription:
 
 
 def _d_TopicPartition_0(buf: memoryview, pos: int) -> tuple[TopicPartition, int]:
-    v_topic: str
-    v_partitions: list[int]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicPartition)
+    o.topic, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ConsumerProtocolSubscription.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerProtocolSubscription.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return TopicPartition(v_topic, v_partitions, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicPartition_0(o: TopicPartition, out: bytearray) -> None:
@@ -183,19 +200,29 @@ def _e_TopicPartition_0(o: TopicPartition, out: bytearray) -> None:
     if x_partitions is None:
         raise EncodeError("ConsumerProtocolSubscription: Partitions is not nullable in version 1")
     out += pack_i32(len(x_partitions))
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
 
 
 def _d_ConsumerProtocolSubscription_0(buf: memoryview, pos: int) -> tuple[ConsumerProtocolSubscription, int]:
-    v_topics: list[str]
-    v_user_data: bytes | None
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(ConsumerProtocolSubscription)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ConsumerProtocolSubscription.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerProtocolSubscription.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[str] = []
     for _ in range(n):
         e_topics, pos = read_string(buf, pos)
-        v_topics.append(e_topics)
-    v_user_data, pos = read_nullable_bytes(buf, pos)
-    return ConsumerProtocolSubscription(v_topics, v_user_data, [], -1, None, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.user_data, pos = read_nullable_bytes(buf, pos)
+    o.owned_partitions = []
+    o.generation_id = -1
+    o.rack_id = None
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ConsumerProtocolSubscription_0(o: ConsumerProtocolSubscription, out: bytearray) -> None:
@@ -209,21 +236,34 @@ def _e_ConsumerProtocolSubscription_0(o: ConsumerProtocolSubscription, out: byte
 
 
 def _d_ConsumerProtocolSubscription_1(buf: memoryview, pos: int) -> tuple[ConsumerProtocolSubscription, int]:
-    v_topics: list[str]
-    v_user_data: bytes | None
-    v_owned_partitions: list[TopicPartition]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(ConsumerProtocolSubscription)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ConsumerProtocolSubscription.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerProtocolSubscription.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[str] = []
     for _ in range(n):
         e_topics, pos = read_string(buf, pos)
-        v_topics.append(e_topics)
-    v_user_data, pos = read_nullable_bytes(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_owned_partitions = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.user_data, pos = read_nullable_bytes(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ConsumerProtocolSubscription.OwnedPartitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerProtocolSubscription.OwnedPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_owned_partitions: list[TopicPartition] = []
     for _ in range(n):
         e_owned_partitions, pos = _d_TopicPartition_0(buf, pos)
-        v_owned_partitions.append(e_owned_partitions)
-    return ConsumerProtocolSubscription(v_topics, v_user_data, v_owned_partitions, -1, None, None), pos
+        a_owned_partitions.append(e_owned_partitions)
+    o.owned_partitions = a_owned_partitions
+    o.generation_id = -1
+    o.rack_id = None
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ConsumerProtocolSubscription_1(o: ConsumerProtocolSubscription, out: bytearray) -> None:
@@ -243,23 +283,35 @@ def _e_ConsumerProtocolSubscription_1(o: ConsumerProtocolSubscription, out: byte
 
 
 def _d_ConsumerProtocolSubscription_2(buf: memoryview, pos: int) -> tuple[ConsumerProtocolSubscription, int]:
-    v_topics: list[str]
-    v_user_data: bytes | None
-    v_owned_partitions: list[TopicPartition]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(ConsumerProtocolSubscription)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ConsumerProtocolSubscription.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerProtocolSubscription.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[str] = []
     for _ in range(n):
         e_topics, pos = read_string(buf, pos)
-        v_topics.append(e_topics)
-    v_user_data, pos = read_nullable_bytes(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_owned_partitions = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.user_data, pos = read_nullable_bytes(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ConsumerProtocolSubscription.OwnedPartitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerProtocolSubscription.OwnedPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_owned_partitions: list[TopicPartition] = []
     for _ in range(n):
         e_owned_partitions, pos = _d_TopicPartition_0(buf, pos)
-        v_owned_partitions.append(e_owned_partitions)
-    v_generation_id, = _S0.unpack_from(buf, pos)
+        a_owned_partitions.append(e_owned_partitions)
+    o.owned_partitions = a_owned_partitions
+    o.rack_id = None
+    (o.generation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return ConsumerProtocolSubscription(v_topics, v_user_data, v_owned_partitions, v_generation_id, None, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ConsumerProtocolSubscription_2(o: ConsumerProtocolSubscription, out: bytearray) -> None:
@@ -280,25 +332,35 @@ def _e_ConsumerProtocolSubscription_2(o: ConsumerProtocolSubscription, out: byte
 
 
 def _d_ConsumerProtocolSubscription_3(buf: memoryview, pos: int) -> tuple[ConsumerProtocolSubscription, int]:
-    v_topics: list[str]
-    v_user_data: bytes | None
-    v_owned_partitions: list[TopicPartition]
-    v_rack_id: str | None
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(ConsumerProtocolSubscription)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ConsumerProtocolSubscription.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerProtocolSubscription.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[str] = []
     for _ in range(n):
         e_topics, pos = read_string(buf, pos)
-        v_topics.append(e_topics)
-    v_user_data, pos = read_nullable_bytes(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_owned_partitions = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.user_data, pos = read_nullable_bytes(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ConsumerProtocolSubscription.OwnedPartitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerProtocolSubscription.OwnedPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_owned_partitions: list[TopicPartition] = []
     for _ in range(n):
         e_owned_partitions, pos = _d_TopicPartition_0(buf, pos)
-        v_owned_partitions.append(e_owned_partitions)
-    v_generation_id, = _S0.unpack_from(buf, pos)
+        a_owned_partitions.append(e_owned_partitions)
+    o.owned_partitions = a_owned_partitions
+    (o.generation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_rack_id, pos = read_nullable_string(buf, pos)
-    return ConsumerProtocolSubscription(v_topics, v_user_data, v_owned_partitions, v_generation_id, v_rack_id, None), pos
+    o.rack_id, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ConsumerProtocolSubscription_3(o: ConsumerProtocolSubscription, out: bytearray) -> None:
@@ -319,5 +381,6 @@ def _e_ConsumerProtocolSubscription_3(o: ConsumerProtocolSubscription, out: byte
     write_nullable_string(out, o.rack_id)
 
 
+_DEF_TopicPartition = TopicPartition()
 _DECODERS = (_d_ConsumerProtocolSubscription_0, _d_ConsumerProtocolSubscription_1, _d_ConsumerProtocolSubscription_2, _d_ConsumerProtocolSubscription_3,)
 _ENCODERS = (_e_ConsumerProtocolSubscription_0, _e_ConsumerProtocolSubscription_1, _e_ConsumerProtocolSubscription_2, _e_ConsumerProtocolSubscription_3,)

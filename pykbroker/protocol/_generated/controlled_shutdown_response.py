@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>h')
 
@@ -157,11 +169,12 @@ class ControlledShutdownResponse:
 
 
 def _d_RemainingPartition_0(buf: memoryview, pos: int) -> tuple[RemainingPartition, int]:
-    v_topic_name: str
-    v_topic_name, pos = read_string(buf, pos)
-    v_partition_index, = _S0.unpack_from(buf, pos)
+    o = _new(RemainingPartition)
+    o.topic_name, pos = read_string(buf, pos)
+    (o.partition_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return RemainingPartition(v_topic_name, v_partition_index, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_RemainingPartition_0(o: RemainingPartition, out: bytearray) -> None:
@@ -170,12 +183,16 @@ def _e_RemainingPartition_0(o: RemainingPartition, out: bytearray) -> None:
 
 
 def _d_RemainingPartition_1(buf: memoryview, pos: int) -> tuple[RemainingPartition, int]:
-    v_topic_name: str
-    v_topic_name, pos = read_compact_string(buf, pos)
-    v_partition_index, = _S0.unpack_from(buf, pos)
+    o = _new(RemainingPartition)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    (o.partition_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return RemainingPartition(v_topic_name, v_partition_index, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_RemainingPartition_1(o: RemainingPartition, out: bytearray) -> None:
@@ -188,15 +205,22 @@ def _e_RemainingPartition_1(o: RemainingPartition, out: bytearray) -> None:
 
 
 def _d_ControlledShutdownResponse_0(buf: memoryview, pos: int) -> tuple[ControlledShutdownResponse, int]:
-    v_remaining_partitions: list[RemainingPartition]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(ControlledShutdownResponse)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_array_len(buf, pos)
-    v_remaining_partitions = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ControlledShutdownResponse.RemainingPartitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ControlledShutdownResponse.RemainingPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_remaining_partitions: list[RemainingPartition] = []
     for _ in range(n):
         e_remaining_partitions, pos = _d_RemainingPartition_0(buf, pos)
-        v_remaining_partitions.append(e_remaining_partitions)
-    return ControlledShutdownResponse(v_error_code, v_remaining_partitions, None), pos
+        a_remaining_partitions.append(e_remaining_partitions)
+    o.remaining_partitions = a_remaining_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ControlledShutdownResponse_0(o: ControlledShutdownResponse, out: bytearray) -> None:
@@ -210,16 +234,30 @@ def _e_ControlledShutdownResponse_0(o: ControlledShutdownResponse, out: bytearra
 
 
 def _d_ControlledShutdownResponse_1(buf: memoryview, pos: int) -> tuple[ControlledShutdownResponse, int]:
-    v_remaining_partitions: list[RemainingPartition]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(ControlledShutdownResponse)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_remaining_partitions = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ControlledShutdownResponse.RemainingPartitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ControlledShutdownResponse.RemainingPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_remaining_partitions: list[RemainingPartition] = []
     for _ in range(n):
         e_remaining_partitions, pos = _d_RemainingPartition_1(buf, pos)
-        v_remaining_partitions.append(e_remaining_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ControlledShutdownResponse(v_error_code, v_remaining_partitions, unknown), pos
+        a_remaining_partitions.append(e_remaining_partitions)
+    o.remaining_partitions = a_remaining_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ControlledShutdownResponse_1(o: ControlledShutdownResponse, out: bytearray) -> None:
@@ -227,7 +265,11 @@ def _e_ControlledShutdownResponse_1(o: ControlledShutdownResponse, out: bytearra
     x_remaining_partitions = o.remaining_partitions
     if x_remaining_partitions is None:
         raise EncodeError("ControlledShutdownResponse: RemainingPartitions is not nullable in version 3")
-    write_uvarint(out, len(x_remaining_partitions) + 1)
+    n = len(x_remaining_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_remaining_partitions in x_remaining_partitions:
         _e_RemainingPartition_1(e_remaining_partitions, out)
     if o.unknown_tags:
@@ -236,5 +278,6 @@ def _e_ControlledShutdownResponse_1(o: ControlledShutdownResponse, out: bytearra
         out.append(0)
 
 
+_DEF_RemainingPartition = RemainingPartition()
 _DECODERS = (_d_ControlledShutdownResponse_0, _d_ControlledShutdownResponse_0, _d_ControlledShutdownResponse_0, _d_ControlledShutdownResponse_1,)
 _ENCODERS = (_e_ControlledShutdownResponse_0, _e_ControlledShutdownResponse_0, _e_ControlledShutdownResponse_0, _e_ControlledShutdownResponse_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>Hh')
 _S1 = struct.Struct('>hh')
 _S2 = struct.Struct('>i')
@@ -217,14 +229,17 @@ class ControllerRegistrationRequest:
 
 
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
-    v_name: str
-    v_host: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, v_security_protocol = _S0.unpack_from(buf, pos)
+    o = _new(Listener)
+    o.name, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    o.port, o.security_protocol = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return Listener(v_name, v_host, v_port, v_security_protocol, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Listener_0(o: Listener, out: bytearray) -> None:
@@ -238,12 +253,16 @@ def _e_Listener_0(o: Listener, out: bytearray) -> None:
 
 
 def _d_Feature_0(buf: memoryview, pos: int) -> tuple[Feature, int]:
-    v_name: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_min_supported_version, v_max_supported_version = _S1.unpack_from(buf, pos)
+    o = _new(Feature)
+    o.name, pos = read_compact_string(buf, pos)
+    o.min_supported_version, o.max_supported_version = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return Feature(v_name, v_min_supported_version, v_max_supported_version, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Feature_0(o: Feature, out: bytearray) -> None:
@@ -256,26 +275,48 @@ def _e_Feature_0(o: Feature, out: bytearray) -> None:
 
 
 def _d_ControllerRegistrationRequest_0(buf: memoryview, pos: int) -> tuple[ControllerRegistrationRequest, int]:
-    v_incarnation_id: uuid.UUID
-    v_listeners: list[Listener]
-    v_features: list[Feature]
-    v_controller_id, = _S2.unpack_from(buf, pos)
+    o = _new(ControllerRegistrationRequest)
+    (o.controller_id,) = _S2.unpack_from(buf, pos)
     pos += 4
-    v_incarnation_id, pos = read_uuid(buf, pos)
-    v_zk_migration_ready, = _S3.unpack_from(buf, pos)
+    o.incarnation_id, pos = read_uuid(buf, pos)
+    (o.zk_migration_ready,) = _S3.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_compact_array_len(buf, pos)
-    v_listeners = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ControllerRegistrationRequest.Listeners is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ControllerRegistrationRequest.Listeners length {n} exceeds the {len(buf) - pos} bytes left")
+    a_listeners: list[Listener] = []
     for _ in range(n):
         e_listeners, pos = _d_Listener_0(buf, pos)
-        v_listeners.append(e_listeners)
-    n, pos = read_compact_array_len(buf, pos)
-    v_features = []
+        a_listeners.append(e_listeners)
+    o.listeners = a_listeners
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ControllerRegistrationRequest.Features is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ControllerRegistrationRequest.Features length {n} exceeds the {len(buf) - pos} bytes left")
+    a_features: list[Feature] = []
     for _ in range(n):
         e_features, pos = _d_Feature_0(buf, pos)
-        v_features.append(e_features)
-    unknown, pos = skip_tags(buf, pos)
-    return ControllerRegistrationRequest(v_controller_id, v_incarnation_id, v_zk_migration_ready, v_listeners, v_features, unknown), pos
+        a_features.append(e_features)
+    o.features = a_features
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ControllerRegistrationRequest_0(o: ControllerRegistrationRequest, out: bytearray) -> None:
@@ -285,13 +326,21 @@ def _e_ControllerRegistrationRequest_0(o: ControllerRegistrationRequest, out: by
     x_listeners = o.listeners
     if x_listeners is None:
         raise EncodeError("ControllerRegistrationRequest: Listeners is not nullable in version 0")
-    write_uvarint(out, len(x_listeners) + 1)
+    n = len(x_listeners) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_listeners in x_listeners:
         _e_Listener_0(e_listeners, out)
     x_features = o.features
     if x_features is None:
         raise EncodeError("ControllerRegistrationRequest: Features is not nullable in version 0")
-    write_uvarint(out, len(x_features) + 1)
+    n = len(x_features) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_features in x_features:
         _e_Feature_0(e_features, out)
     if o.unknown_tags:
@@ -300,5 +349,7 @@ def _e_ControllerRegistrationRequest_0(o: ControllerRegistrationRequest, out: by
         out.append(0)
 
 
+_DEF_Listener = Listener()
+_DEF_Feature = Feature()
 _DECODERS = (_d_ControllerRegistrationRequest_0,)
 _ENCODERS = (_e_ControllerRegistrationRequest_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>b')
 _S1 = struct.Struct('>bb')
 
@@ -173,17 +185,17 @@ class CreateAclsRequest:
 
 
 def _d_AclCreation_0(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
-    v_resource_name: str
-    v_principal: str
-    v_host: str
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o = _new(AclCreation)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    v_principal, pos = read_string(buf, pos)
-    v_host, pos = read_string(buf, pos)
-    v_operation, v_permission_type = _S1.unpack_from(buf, pos)
+    o.resource_name, pos = read_string(buf, pos)
+    o.resource_pattern_type = 3
+    o.principal, pos = read_string(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    o.operation, o.permission_type = _S1.unpack_from(buf, pos)
     pos += 2
-    return AclCreation(v_resource_type, v_resource_name, 3, v_principal, v_host, v_operation, v_permission_type, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AclCreation_0(o: AclCreation, out: bytearray) -> None:
@@ -197,19 +209,18 @@ def _e_AclCreation_0(o: AclCreation, out: bytearray) -> None:
 
 
 def _d_AclCreation_1(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
-    v_resource_name: str
-    v_principal: str
-    v_host: str
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o = _new(AclCreation)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    v_resource_pattern_type, = _S0.unpack_from(buf, pos)
+    o.resource_name, pos = read_string(buf, pos)
+    (o.resource_pattern_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_principal, pos = read_string(buf, pos)
-    v_host, pos = read_string(buf, pos)
-    v_operation, v_permission_type = _S1.unpack_from(buf, pos)
+    o.principal, pos = read_string(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    o.operation, o.permission_type = _S1.unpack_from(buf, pos)
     pos += 2
-    return AclCreation(v_resource_type, v_resource_name, v_resource_pattern_type, v_principal, v_host, v_operation, v_permission_type, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AclCreation_1(o: AclCreation, out: bytearray) -> None:
@@ -222,20 +233,22 @@ def _e_AclCreation_1(o: AclCreation, out: bytearray) -> None:
 
 
 def _d_AclCreation_2(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
-    v_resource_name: str
-    v_principal: str
-    v_host: str
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o = _new(AclCreation)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_compact_string(buf, pos)
-    v_resource_pattern_type, = _S0.unpack_from(buf, pos)
+    o.resource_name, pos = read_compact_string(buf, pos)
+    (o.resource_pattern_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_principal, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_operation, v_permission_type = _S1.unpack_from(buf, pos)
+    o.principal, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    o.operation, o.permission_type = _S1.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return AclCreation(v_resource_type, v_resource_name, v_resource_pattern_type, v_principal, v_host, v_operation, v_permission_type, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AclCreation_2(o: AclCreation, out: bytearray) -> None:
@@ -252,13 +265,20 @@ def _e_AclCreation_2(o: AclCreation, out: bytearray) -> None:
 
 
 def _d_CreateAclsRequest_0(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
-    v_creations: list[AclCreation]
-    n, pos = read_array_len(buf, pos)
-    v_creations = []
+    o = _new(CreateAclsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateAclsRequest.Creations has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateAclsRequest.Creations length {n} exceeds the {len(buf) - pos} bytes left")
+    a_creations: list[AclCreation] = []
     for _ in range(n):
         e_creations, pos = _d_AclCreation_0(buf, pos)
-        v_creations.append(e_creations)
-    return CreateAclsRequest(v_creations, None), pos
+        a_creations.append(e_creations)
+    o.creations = a_creations
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreateAclsRequest_0(o: CreateAclsRequest, out: bytearray) -> None:
@@ -271,13 +291,20 @@ def _e_CreateAclsRequest_0(o: CreateAclsRequest, out: bytearray) -> None:
 
 
 def _d_CreateAclsRequest_1(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
-    v_creations: list[AclCreation]
-    n, pos = read_array_len(buf, pos)
-    v_creations = []
+    o = _new(CreateAclsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateAclsRequest.Creations has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateAclsRequest.Creations length {n} exceeds the {len(buf) - pos} bytes left")
+    a_creations: list[AclCreation] = []
     for _ in range(n):
         e_creations, pos = _d_AclCreation_1(buf, pos)
-        v_creations.append(e_creations)
-    return CreateAclsRequest(v_creations, None), pos
+        a_creations.append(e_creations)
+    o.creations = a_creations
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreateAclsRequest_1(o: CreateAclsRequest, out: bytearray) -> None:
@@ -290,21 +317,39 @@ def _e_CreateAclsRequest_1(o: CreateAclsRequest, out: bytearray) -> None:
 
 
 def _d_CreateAclsRequest_2(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
-    v_creations: list[AclCreation]
-    n, pos = read_compact_array_len(buf, pos)
-    v_creations = []
+    o = _new(CreateAclsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreateAclsRequest.Creations is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateAclsRequest.Creations length {n} exceeds the {len(buf) - pos} bytes left")
+    a_creations: list[AclCreation] = []
     for _ in range(n):
         e_creations, pos = _d_AclCreation_2(buf, pos)
-        v_creations.append(e_creations)
-    unknown, pos = skip_tags(buf, pos)
-    return CreateAclsRequest(v_creations, unknown), pos
+        a_creations.append(e_creations)
+    o.creations = a_creations
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreateAclsRequest_2(o: CreateAclsRequest, out: bytearray) -> None:
     x_creations = o.creations
     if x_creations is None:
         raise EncodeError("CreateAclsRequest: Creations is not nullable in version 2")
-    write_uvarint(out, len(x_creations) + 1)
+    n = len(x_creations) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_creations in x_creations:
         _e_AclCreation_2(e_creations, out)
     if o.unknown_tags:
@@ -313,5 +358,6 @@ def _e_CreateAclsRequest_2(o: CreateAclsRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_AclCreation = AclCreation()
 _DECODERS = (_d_CreateAclsRequest_0, _d_CreateAclsRequest_1, _d_CreateAclsRequest_2, _d_CreateAclsRequest_2,)
 _ENCODERS = (_e_CreateAclsRequest_0, _e_CreateAclsRequest_1, _e_CreateAclsRequest_2, _e_CreateAclsRequest_2,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>i')
 
@@ -157,11 +169,12 @@ class CreateAclsResponse:
 
 
 def _d_AclCreationResult_0(buf: memoryview, pos: int) -> tuple[AclCreationResult, int]:
-    v_error_message: str | None
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(AclCreationResult)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    return AclCreationResult(v_error_code, v_error_message, None), pos
+    o.error_message, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AclCreationResult_0(o: AclCreationResult, out: bytearray) -> None:
@@ -170,12 +183,16 @@ def _e_AclCreationResult_0(o: AclCreationResult, out: bytearray) -> None:
 
 
 def _d_AclCreationResult_1(buf: memoryview, pos: int) -> tuple[AclCreationResult, int]:
-    v_error_message: str | None
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(AclCreationResult)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return AclCreationResult(v_error_code, v_error_message, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AclCreationResult_1(o: AclCreationResult, out: bytearray) -> None:
@@ -188,15 +205,22 @@ def _e_AclCreationResult_1(o: AclCreationResult, out: bytearray) -> None:
 
 
 def _d_CreateAclsResponse_0(buf: memoryview, pos: int) -> tuple[CreateAclsResponse, int]:
-    v_results: list[AclCreationResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(CreateAclsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateAclsResponse.Results has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateAclsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[AclCreationResult] = []
     for _ in range(n):
         e_results, pos = _d_AclCreationResult_0(buf, pos)
-        v_results.append(e_results)
-    return CreateAclsResponse(v_throttle_time_ms, v_results, None), pos
+        a_results.append(e_results)
+    o.results = a_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreateAclsResponse_0(o: CreateAclsResponse, out: bytearray) -> None:
@@ -210,16 +234,30 @@ def _e_CreateAclsResponse_0(o: CreateAclsResponse, out: bytearray) -> None:
 
 
 def _d_CreateAclsResponse_1(buf: memoryview, pos: int) -> tuple[CreateAclsResponse, int]:
-    v_results: list[AclCreationResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(CreateAclsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreateAclsResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateAclsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[AclCreationResult] = []
     for _ in range(n):
         e_results, pos = _d_AclCreationResult_1(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return CreateAclsResponse(v_throttle_time_ms, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreateAclsResponse_1(o: CreateAclsResponse, out: bytearray) -> None:
@@ -227,7 +265,11 @@ def _e_CreateAclsResponse_1(o: CreateAclsResponse, out: bytearray) -> None:
     x_results = o.results
     if x_results is None:
         raise EncodeError("CreateAclsResponse: Results is not nullable in version 2")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_AclCreationResult_1(e_results, out)
     if o.unknown_tags:
@@ -236,5 +278,6 @@ def _e_CreateAclsResponse_1(o: CreateAclsResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_AclCreationResult = AclCreationResult()
 _DECODERS = (_d_CreateAclsResponse_0, _d_CreateAclsResponse_0, _d_CreateAclsResponse_1, _d_CreateAclsResponse_1,)
 _ENCODERS = (_e_CreateAclsResponse_0, _e_CreateAclsResponse_0, _e_CreateAclsResponse_1, _e_CreateAclsResponse_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>q')
 
 
@@ -164,11 +176,11 @@ class CreateDelegationTokenRequest:
 
 
 def _d_CreatableRenewers_0(buf: memoryview, pos: int) -> tuple[CreatableRenewers, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_principal_type, pos = read_string(buf, pos)
-    v_principal_name, pos = read_string(buf, pos)
-    return CreatableRenewers(v_principal_type, v_principal_name, None), pos
+    o = _new(CreatableRenewers)
+    o.principal_type, pos = read_string(buf, pos)
+    o.principal_name, pos = read_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatableRenewers_0(o: CreatableRenewers, out: bytearray) -> None:
@@ -177,12 +189,15 @@ def _e_CreatableRenewers_0(o: CreatableRenewers, out: bytearray) -> None:
 
 
 def _d_CreatableRenewers_1(buf: memoryview, pos: int) -> tuple[CreatableRenewers, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_principal_type, pos = read_compact_string(buf, pos)
-    v_principal_name, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return CreatableRenewers(v_principal_type, v_principal_name, unknown), pos
+    o = _new(CreatableRenewers)
+    o.principal_type, pos = read_compact_string(buf, pos)
+    o.principal_name, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreatableRenewers_1(o: CreatableRenewers, out: bytearray) -> None:
@@ -195,15 +210,24 @@ def _e_CreatableRenewers_1(o: CreatableRenewers, out: bytearray) -> None:
 
 
 def _d_CreateDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenRequest, int]:
-    v_renewers: list[CreatableRenewers]
-    n, pos = read_array_len(buf, pos)
-    v_renewers = []
+    o = _new(CreateDelegationTokenRequest)
+    o.owner_principal_type = ''
+    o.owner_principal_name = ''
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateDelegationTokenRequest.Renewers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateDelegationTokenRequest.Renewers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_renewers: list[CreatableRenewers] = []
     for _ in range(n):
         e_renewers, pos = _d_CreatableRenewers_0(buf, pos)
-        v_renewers.append(e_renewers)
-    v_max_lifetime_ms, = _S0.unpack_from(buf, pos)
+        a_renewers.append(e_renewers)
+    o.renewers = a_renewers
+    (o.max_lifetime_ms,) = _S0.unpack_from(buf, pos)
     pos += 8
-    return CreateDelegationTokenRequest('', '', v_renewers, v_max_lifetime_ms, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreateDelegationTokenRequest_0(o: CreateDelegationTokenRequest, out: bytearray) -> None:
@@ -221,16 +245,32 @@ def _e_CreateDelegationTokenRequest_0(o: CreateDelegationTokenRequest, out: byte
 
 
 def _d_CreateDelegationTokenRequest_1(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenRequest, int]:
-    v_renewers: list[CreatableRenewers]
-    n, pos = read_compact_array_len(buf, pos)
-    v_renewers = []
+    o = _new(CreateDelegationTokenRequest)
+    o.owner_principal_type = ''
+    o.owner_principal_name = ''
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreateDelegationTokenRequest.Renewers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateDelegationTokenRequest.Renewers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_renewers: list[CreatableRenewers] = []
     for _ in range(n):
         e_renewers, pos = _d_CreatableRenewers_1(buf, pos)
-        v_renewers.append(e_renewers)
-    v_max_lifetime_ms, = _S0.unpack_from(buf, pos)
+        a_renewers.append(e_renewers)
+    o.renewers = a_renewers
+    (o.max_lifetime_ms,) = _S0.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return CreateDelegationTokenRequest('', '', v_renewers, v_max_lifetime_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreateDelegationTokenRequest_1(o: CreateDelegationTokenRequest, out: bytearray) -> None:
@@ -241,7 +281,11 @@ def _e_CreateDelegationTokenRequest_1(o: CreateDelegationTokenRequest, out: byte
     x_renewers = o.renewers
     if x_renewers is None:
         raise EncodeError("CreateDelegationTokenRequest: Renewers is not nullable in version 2")
-    write_uvarint(out, len(x_renewers) + 1)
+    n = len(x_renewers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_renewers in x_renewers:
         _e_CreatableRenewers_1(e_renewers, out)
     out += _S0.pack(o.max_lifetime_ms)
@@ -252,20 +296,32 @@ def _e_CreateDelegationTokenRequest_1(o: CreateDelegationTokenRequest, out: byte
 
 
 def _d_CreateDelegationTokenRequest_2(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenRequest, int]:
-    v_owner_principal_type: str | None
-    v_owner_principal_name: str | None
-    v_renewers: list[CreatableRenewers]
-    v_owner_principal_type, pos = read_compact_nullable_string(buf, pos)
-    v_owner_principal_name, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_renewers = []
+    o = _new(CreateDelegationTokenRequest)
+    o.owner_principal_type, pos = read_compact_nullable_string(buf, pos)
+    o.owner_principal_name, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreateDelegationTokenRequest.Renewers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateDelegationTokenRequest.Renewers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_renewers: list[CreatableRenewers] = []
     for _ in range(n):
         e_renewers, pos = _d_CreatableRenewers_1(buf, pos)
-        v_renewers.append(e_renewers)
-    v_max_lifetime_ms, = _S0.unpack_from(buf, pos)
+        a_renewers.append(e_renewers)
+    o.renewers = a_renewers
+    (o.max_lifetime_ms,) = _S0.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return CreateDelegationTokenRequest(v_owner_principal_type, v_owner_principal_name, v_renewers, v_max_lifetime_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreateDelegationTokenRequest_2(o: CreateDelegationTokenRequest, out: bytearray) -> None:
@@ -274,7 +330,11 @@ def _e_CreateDelegationTokenRequest_2(o: CreateDelegationTokenRequest, out: byte
     x_renewers = o.renewers
     if x_renewers is None:
         raise EncodeError("CreateDelegationTokenRequest: Renewers is not nullable in version 3")
-    write_uvarint(out, len(x_renewers) + 1)
+    n = len(x_renewers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_renewers in x_renewers:
         _e_CreatableRenewers_1(e_renewers, out)
     out += _S0.pack(o.max_lifetime_ms)
@@ -284,5 +344,6 @@ def _e_CreateDelegationTokenRequest_2(o: CreateDelegationTokenRequest, out: byte
         out.append(0)
 
 
+_DEF_CreatableRenewers = CreatableRenewers()
 _DECODERS = (_d_CreateDelegationTokenRequest_0, _d_CreateDelegationTokenRequest_0, _d_CreateDelegationTokenRequest_1, _d_CreateDelegationTokenRequest_2,)
 _ENCODERS = (_e_CreateDelegationTokenRequest_0, _e_CreateDelegationTokenRequest_0, _e_CreateDelegationTokenRequest_1, _e_CreateDelegationTokenRequest_2,)

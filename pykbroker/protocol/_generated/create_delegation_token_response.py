@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>qqq')
 _S2 = struct.Struct('>i')
@@ -160,21 +172,21 @@ class CreateDelegationTokenResponse:
 
 
 def _d_CreateDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenResponse, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_token_id: str
-    v_hmac: bytes
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(CreateDelegationTokenResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_principal_type, pos = read_string(buf, pos)
-    v_principal_name, pos = read_string(buf, pos)
-    v_issue_timestamp_ms, v_expiry_timestamp_ms, v_max_timestamp_ms = _S1.unpack_from(buf, pos)
+    o.principal_type, pos = read_string(buf, pos)
+    o.principal_name, pos = read_string(buf, pos)
+    o.token_requester_principal_type = ''
+    o.token_requester_principal_name = ''
+    o.issue_timestamp_ms, o.expiry_timestamp_ms, o.max_timestamp_ms = _S1.unpack_from(buf, pos)
     pos += 24
-    v_token_id, pos = read_string(buf, pos)
-    v_hmac, pos = read_bytes(buf, pos)
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+    o.token_id, pos = read_string(buf, pos)
+    o.hmac, pos = read_bytes(buf, pos)
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    return CreateDelegationTokenResponse(v_error_code, v_principal_type, v_principal_name, '', '', v_issue_timestamp_ms, v_expiry_timestamp_ms, v_max_timestamp_ms, v_token_id, v_hmac, v_throttle_time_ms, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreateDelegationTokenResponse_0(o: CreateDelegationTokenResponse, out: bytearray) -> None:
@@ -192,22 +204,25 @@ def _e_CreateDelegationTokenResponse_0(o: CreateDelegationTokenResponse, out: by
 
 
 def _d_CreateDelegationTokenResponse_1(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenResponse, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_token_id: str
-    v_hmac: bytes
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(CreateDelegationTokenResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_principal_type, pos = read_compact_string(buf, pos)
-    v_principal_name, pos = read_compact_string(buf, pos)
-    v_issue_timestamp_ms, v_expiry_timestamp_ms, v_max_timestamp_ms = _S1.unpack_from(buf, pos)
+    o.principal_type, pos = read_compact_string(buf, pos)
+    o.principal_name, pos = read_compact_string(buf, pos)
+    o.token_requester_principal_type = ''
+    o.token_requester_principal_name = ''
+    o.issue_timestamp_ms, o.expiry_timestamp_ms, o.max_timestamp_ms = _S1.unpack_from(buf, pos)
     pos += 24
-    v_token_id, pos = read_compact_string(buf, pos)
-    v_hmac, pos = read_compact_bytes(buf, pos)
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+    o.token_id, pos = read_compact_string(buf, pos)
+    o.hmac, pos = read_compact_bytes(buf, pos)
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return CreateDelegationTokenResponse(v_error_code, v_principal_type, v_principal_name, '', '', v_issue_timestamp_ms, v_expiry_timestamp_ms, v_max_timestamp_ms, v_token_id, v_hmac, v_throttle_time_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreateDelegationTokenResponse_1(o: CreateDelegationTokenResponse, out: bytearray) -> None:
@@ -229,26 +244,25 @@ def _e_CreateDelegationTokenResponse_1(o: CreateDelegationTokenResponse, out: by
 
 
 def _d_CreateDelegationTokenResponse_2(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenResponse, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_token_requester_principal_type: str
-    v_token_requester_principal_name: str
-    v_token_id: str
-    v_hmac: bytes
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(CreateDelegationTokenResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_principal_type, pos = read_compact_string(buf, pos)
-    v_principal_name, pos = read_compact_string(buf, pos)
-    v_token_requester_principal_type, pos = read_compact_string(buf, pos)
-    v_token_requester_principal_name, pos = read_compact_string(buf, pos)
-    v_issue_timestamp_ms, v_expiry_timestamp_ms, v_max_timestamp_ms = _S1.unpack_from(buf, pos)
+    o.principal_type, pos = read_compact_string(buf, pos)
+    o.principal_name, pos = read_compact_string(buf, pos)
+    o.token_requester_principal_type, pos = read_compact_string(buf, pos)
+    o.token_requester_principal_name, pos = read_compact_string(buf, pos)
+    o.issue_timestamp_ms, o.expiry_timestamp_ms, o.max_timestamp_ms = _S1.unpack_from(buf, pos)
     pos += 24
-    v_token_id, pos = read_compact_string(buf, pos)
-    v_hmac, pos = read_compact_bytes(buf, pos)
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+    o.token_id, pos = read_compact_string(buf, pos)
+    o.hmac, pos = read_compact_bytes(buf, pos)
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return CreateDelegationTokenResponse(v_error_code, v_principal_type, v_principal_name, v_token_requester_principal_type, v_token_requester_principal_name, v_issue_timestamp_ms, v_expiry_timestamp_ms, v_max_timestamp_ms, v_token_id, v_hmac, v_throttle_time_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreateDelegationTokenResponse_2(o: CreateDelegationTokenResponse, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>i?')
 
@@ -195,11 +207,17 @@ class CreatePartitionsRequest:
 
 
 def _d_CreatePartitionsAssignment_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsAssignment, int]:
-    v_broker_ids: list[int]
-    n, pos = read_array_len(buf, pos)
-    v_broker_ids = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(CreatePartitionsAssignment)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreatePartitionsRequest.BrokerIds has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreatePartitionsRequest.BrokerIds length {n} exceeds the {len(buf) - pos} bytes left")
+    o.broker_ids = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return CreatePartitionsAssignment(v_broker_ids, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatePartitionsAssignment_0(o: CreatePartitionsAssignment, out: bytearray) -> None:
@@ -207,24 +225,43 @@ def _e_CreatePartitionsAssignment_0(o: CreatePartitionsAssignment, out: bytearra
     if x_broker_ids is None:
         raise EncodeError("CreatePartitionsRequest: BrokerIds is not nullable in version 0")
     out += pack_i32(len(x_broker_ids))
-    out += pack(">%di" % len(x_broker_ids), *x_broker_ids)
+    n = len(x_broker_ids)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_broker_ids)
 
 
 def _d_CreatePartitionsAssignment_1(buf: memoryview, pos: int) -> tuple[CreatePartitionsAssignment, int]:
-    v_broker_ids: list[int]
-    n, pos = read_compact_array_len(buf, pos)
-    v_broker_ids = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(CreatePartitionsAssignment)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreatePartitionsRequest.BrokerIds is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreatePartitionsRequest.BrokerIds length {n} exceeds the {len(buf) - pos} bytes left")
+    o.broker_ids = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return CreatePartitionsAssignment(v_broker_ids, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreatePartitionsAssignment_1(o: CreatePartitionsAssignment, out: bytearray) -> None:
     x_broker_ids = o.broker_ids
     if x_broker_ids is None:
         raise EncodeError("CreatePartitionsRequest: BrokerIds is not nullable in version 2")
-    write_uvarint(out, len(x_broker_ids) + 1)
-    out += pack(">%di" % len(x_broker_ids), *x_broker_ids)
+    n = len(x_broker_ids) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_broker_ids)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_broker_ids)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -232,20 +269,26 @@ def _e_CreatePartitionsAssignment_1(o: CreatePartitionsAssignment, out: bytearra
 
 
 def _d_CreatePartitionsTopic_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsTopic, int]:
-    v_name: str
-    v_assignments: list[CreatePartitionsAssignment] | None
-    v_name, pos = read_string(buf, pos)
-    v_count, = _S0.unpack_from(buf, pos)
+    o = _new(CreatePartitionsTopic)
+    o.name, pos = read_string(buf, pos)
+    (o.count,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_nullable_array_len(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"CreatePartitionsRequest.Assignments has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreatePartitionsRequest.Assignments length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_assignments = None
+        o.assignments = None
     else:
-        v_assignments = []
+        a_assignments: list[CreatePartitionsAssignment] = []
         for _ in range(n):
             e_assignments, pos = _d_CreatePartitionsAssignment_0(buf, pos)
-            v_assignments.append(e_assignments)
-    return CreatePartitionsTopic(v_name, v_count, v_assignments, None), pos
+            a_assignments.append(e_assignments)
+        o.assignments = a_assignments
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatePartitionsTopic_0(o: CreatePartitionsTopic, out: bytearray) -> None:
@@ -261,21 +304,32 @@ def _e_CreatePartitionsTopic_0(o: CreatePartitionsTopic, out: bytearray) -> None
 
 
 def _d_CreatePartitionsTopic_1(buf: memoryview, pos: int) -> tuple[CreatePartitionsTopic, int]:
-    v_name: str
-    v_assignments: list[CreatePartitionsAssignment] | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_count, = _S0.unpack_from(buf, pos)
+    o = _new(CreatePartitionsTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    (o.count,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_assignments = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_assignments = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreatePartitionsRequest.Assignments length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.assignments = None
+    else:
+        a_assignments: list[CreatePartitionsAssignment] = []
         for _ in range(n):
             e_assignments, pos = _d_CreatePartitionsAssignment_1(buf, pos)
-            v_assignments.append(e_assignments)
-    unknown, pos = skip_tags(buf, pos)
-    return CreatePartitionsTopic(v_name, v_count, v_assignments, unknown), pos
+            a_assignments.append(e_assignments)
+        o.assignments = a_assignments
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreatePartitionsTopic_1(o: CreatePartitionsTopic, out: bytearray) -> None:
@@ -285,7 +339,11 @@ def _e_CreatePartitionsTopic_1(o: CreatePartitionsTopic, out: bytearray) -> None
     if x_assignments is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_assignments) + 1)
+        n = len(x_assignments) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_assignments in x_assignments:
             _e_CreatePartitionsAssignment_1(e_assignments, out)
     if o.unknown_tags:
@@ -295,15 +353,22 @@ def _e_CreatePartitionsTopic_1(o: CreatePartitionsTopic, out: bytearray) -> None
 
 
 def _d_CreatePartitionsRequest_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsRequest, int]:
-    v_topics: list[CreatePartitionsTopic]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(CreatePartitionsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreatePartitionsRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreatePartitionsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[CreatePartitionsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_CreatePartitionsTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    v_timeout_ms, v_validate_only = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.timeout_ms, o.validate_only = _S1.unpack_from(buf, pos)
     pos += 5
-    return CreatePartitionsRequest(v_topics, v_timeout_ms, v_validate_only, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatePartitionsRequest_0(o: CreatePartitionsRequest, out: bytearray) -> None:
@@ -317,23 +382,41 @@ def _e_CreatePartitionsRequest_0(o: CreatePartitionsRequest, out: bytearray) -> 
 
 
 def _d_CreatePartitionsRequest_1(buf: memoryview, pos: int) -> tuple[CreatePartitionsRequest, int]:
-    v_topics: list[CreatePartitionsTopic]
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(CreatePartitionsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreatePartitionsRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreatePartitionsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[CreatePartitionsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_CreatePartitionsTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    v_timeout_ms, v_validate_only = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.timeout_ms, o.validate_only = _S1.unpack_from(buf, pos)
     pos += 5
-    unknown, pos = skip_tags(buf, pos)
-    return CreatePartitionsRequest(v_topics, v_timeout_ms, v_validate_only, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreatePartitionsRequest_1(o: CreatePartitionsRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("CreatePartitionsRequest: Topics is not nullable in version 2")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_CreatePartitionsTopic_1(e_topics, out)
     out += _S1.pack(o.timeout_ms, o.validate_only)
@@ -343,5 +426,7 @@ def _e_CreatePartitionsRequest_1(o: CreatePartitionsRequest, out: bytearray) -> 
         out.append(0)
 
 
+_DEF_CreatePartitionsAssignment = CreatePartitionsAssignment()
+_DEF_CreatePartitionsTopic = CreatePartitionsTopic()
 _DECODERS = (_d_CreatePartitionsRequest_0, _d_CreatePartitionsRequest_0, _d_CreatePartitionsRequest_1, _d_CreatePartitionsRequest_1,)
 _ENCODERS = (_e_CreatePartitionsRequest_0, _e_CreatePartitionsRequest_0, _e_CreatePartitionsRequest_1, _e_CreatePartitionsRequest_1,)

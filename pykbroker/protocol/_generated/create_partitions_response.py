@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>i')
 
@@ -161,13 +173,13 @@ class CreatePartitionsResponse:
 
 
 def _d_CreatePartitionsTopicResult_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsTopicResult, int]:
-    v_name: str
-    v_error_message: str | None
-    v_name, pos = read_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(CreatePartitionsTopicResult)
+    o.name, pos = read_string(buf, pos)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    return CreatePartitionsTopicResult(v_name, v_error_code, v_error_message, None), pos
+    o.error_message, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatePartitionsTopicResult_0(o: CreatePartitionsTopicResult, out: bytearray) -> None:
@@ -177,14 +189,17 @@ def _e_CreatePartitionsTopicResult_0(o: CreatePartitionsTopicResult, out: bytear
 
 
 def _d_CreatePartitionsTopicResult_1(buf: memoryview, pos: int) -> tuple[CreatePartitionsTopicResult, int]:
-    v_name: str
-    v_error_message: str | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(CreatePartitionsTopicResult)
+    o.name, pos = read_compact_string(buf, pos)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return CreatePartitionsTopicResult(v_name, v_error_code, v_error_message, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreatePartitionsTopicResult_1(o: CreatePartitionsTopicResult, out: bytearray) -> None:
@@ -198,15 +213,22 @@ def _e_CreatePartitionsTopicResult_1(o: CreatePartitionsTopicResult, out: bytear
 
 
 def _d_CreatePartitionsResponse_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsResponse, int]:
-    v_results: list[CreatePartitionsTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(CreatePartitionsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreatePartitionsResponse.Results has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreatePartitionsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[CreatePartitionsTopicResult] = []
     for _ in range(n):
         e_results, pos = _d_CreatePartitionsTopicResult_0(buf, pos)
-        v_results.append(e_results)
-    return CreatePartitionsResponse(v_throttle_time_ms, v_results, None), pos
+        a_results.append(e_results)
+    o.results = a_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatePartitionsResponse_0(o: CreatePartitionsResponse, out: bytearray) -> None:
@@ -220,16 +242,30 @@ def _e_CreatePartitionsResponse_0(o: CreatePartitionsResponse, out: bytearray) -
 
 
 def _d_CreatePartitionsResponse_1(buf: memoryview, pos: int) -> tuple[CreatePartitionsResponse, int]:
-    v_results: list[CreatePartitionsTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(CreatePartitionsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreatePartitionsResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreatePartitionsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[CreatePartitionsTopicResult] = []
     for _ in range(n):
         e_results, pos = _d_CreatePartitionsTopicResult_1(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return CreatePartitionsResponse(v_throttle_time_ms, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreatePartitionsResponse_1(o: CreatePartitionsResponse, out: bytearray) -> None:
@@ -237,7 +273,11 @@ def _e_CreatePartitionsResponse_1(o: CreatePartitionsResponse, out: bytearray) -
     x_results = o.results
     if x_results is None:
         raise EncodeError("CreatePartitionsResponse: Results is not nullable in version 2")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_CreatePartitionsTopicResult_1(e_results, out)
     if o.unknown_tags:
@@ -246,5 +286,6 @@ def _e_CreatePartitionsResponse_1(o: CreatePartitionsResponse, out: bytearray) -
         out.append(0)
 
 
+_DEF_CreatePartitionsTopicResult = CreatePartitionsTopicResult()
 _DECODERS = (_d_CreatePartitionsResponse_0, _d_CreatePartitionsResponse_0, _d_CreatePartitionsResponse_1, _d_CreatePartitionsResponse_1,)
 _ENCODERS = (_e_CreatePartitionsResponse_0, _e_CreatePartitionsResponse_0, _e_CreatePartitionsResponse_1, _e_CreatePartitionsResponse_1,)

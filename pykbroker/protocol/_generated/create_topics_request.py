@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>ih')
 _S2 = struct.Struct('>i?')
@@ -242,13 +254,19 @@ class CreateTopicsRequest:
 
 
 def _d_CreatableReplicaAssignment_0(buf: memoryview, pos: int) -> tuple[CreatableReplicaAssignment, int]:
-    v_broker_ids: list[int]
-    v_partition_index, = _S0.unpack_from(buf, pos)
+    o = _new(CreatableReplicaAssignment)
+    (o.partition_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_broker_ids = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateTopicsRequest.BrokerIds has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsRequest.BrokerIds length {n} exceeds the {len(buf) - pos} bytes left")
+    o.broker_ids = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return CreatableReplicaAssignment(v_partition_index, v_broker_ids, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatableReplicaAssignment_0(o: CreatableReplicaAssignment, out: bytearray) -> None:
@@ -257,18 +275,32 @@ def _e_CreatableReplicaAssignment_0(o: CreatableReplicaAssignment, out: bytearra
     if x_broker_ids is None:
         raise EncodeError("CreateTopicsRequest: BrokerIds is not nullable in version 0")
     out += pack_i32(len(x_broker_ids))
-    out += pack(">%di" % len(x_broker_ids), *x_broker_ids)
+    n = len(x_broker_ids)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_broker_ids)
 
 
 def _d_CreatableReplicaAssignment_1(buf: memoryview, pos: int) -> tuple[CreatableReplicaAssignment, int]:
-    v_broker_ids: list[int]
-    v_partition_index, = _S0.unpack_from(buf, pos)
+    o = _new(CreatableReplicaAssignment)
+    (o.partition_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_broker_ids = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreateTopicsRequest.BrokerIds is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsRequest.BrokerIds length {n} exceeds the {len(buf) - pos} bytes left")
+    o.broker_ids = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return CreatableReplicaAssignment(v_partition_index, v_broker_ids, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreatableReplicaAssignment_1(o: CreatableReplicaAssignment, out: bytearray) -> None:
@@ -276,8 +308,13 @@ def _e_CreatableReplicaAssignment_1(o: CreatableReplicaAssignment, out: bytearra
     x_broker_ids = o.broker_ids
     if x_broker_ids is None:
         raise EncodeError("CreateTopicsRequest: BrokerIds is not nullable in version 5")
-    write_uvarint(out, len(x_broker_ids) + 1)
-    out += pack(">%di" % len(x_broker_ids), *x_broker_ids)
+    n = len(x_broker_ids) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_broker_ids)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_broker_ids)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -285,11 +322,11 @@ def _e_CreatableReplicaAssignment_1(o: CreatableReplicaAssignment, out: bytearra
 
 
 def _d_CreatableTopicConfig_0(buf: memoryview, pos: int) -> tuple[CreatableTopicConfig, int]:
-    v_name: str
-    v_value: str | None
-    v_name, pos = read_string(buf, pos)
-    v_value, pos = read_nullable_string(buf, pos)
-    return CreatableTopicConfig(v_name, v_value, None), pos
+    o = _new(CreatableTopicConfig)
+    o.name, pos = read_string(buf, pos)
+    o.value, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatableTopicConfig_0(o: CreatableTopicConfig, out: bytearray) -> None:
@@ -298,12 +335,15 @@ def _e_CreatableTopicConfig_0(o: CreatableTopicConfig, out: bytearray) -> None:
 
 
 def _d_CreatableTopicConfig_1(buf: memoryview, pos: int) -> tuple[CreatableTopicConfig, int]:
-    v_name: str
-    v_value: str | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_value, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return CreatableTopicConfig(v_name, v_value, unknown), pos
+    o = _new(CreatableTopicConfig)
+    o.name, pos = read_compact_string(buf, pos)
+    o.value, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreatableTopicConfig_1(o: CreatableTopicConfig, out: bytearray) -> None:
@@ -316,23 +356,34 @@ def _e_CreatableTopicConfig_1(o: CreatableTopicConfig, out: bytearray) -> None:
 
 
 def _d_CreatableTopic_0(buf: memoryview, pos: int) -> tuple[CreatableTopic, int]:
-    v_name: str
-    v_assignments: list[CreatableReplicaAssignment]
-    v_configs: list[CreatableTopicConfig]
-    v_name, pos = read_string(buf, pos)
-    v_num_partitions, v_replication_factor = _S1.unpack_from(buf, pos)
+    o = _new(CreatableTopic)
+    o.name, pos = read_string(buf, pos)
+    o.num_partitions, o.replication_factor = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_array_len(buf, pos)
-    v_assignments = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateTopicsRequest.Assignments has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsRequest.Assignments length {n} exceeds the {len(buf) - pos} bytes left")
+    a_assignments: list[CreatableReplicaAssignment] = []
     for _ in range(n):
         e_assignments, pos = _d_CreatableReplicaAssignment_0(buf, pos)
-        v_assignments.append(e_assignments)
-    n, pos = read_array_len(buf, pos)
-    v_configs = []
+        a_assignments.append(e_assignments)
+    o.assignments = a_assignments
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateTopicsRequest.Configs has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsRequest.Configs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_configs: list[CreatableTopicConfig] = []
     for _ in range(n):
         e_configs, pos = _d_CreatableTopicConfig_0(buf, pos)
-        v_configs.append(e_configs)
-    return CreatableTopic(v_name, v_num_partitions, v_replication_factor, v_assignments, v_configs, None), pos
+        a_configs.append(e_configs)
+    o.configs = a_configs
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatableTopic_0(o: CreatableTopic, out: bytearray) -> None:
@@ -353,24 +404,46 @@ def _e_CreatableTopic_0(o: CreatableTopic, out: bytearray) -> None:
 
 
 def _d_CreatableTopic_1(buf: memoryview, pos: int) -> tuple[CreatableTopic, int]:
-    v_name: str
-    v_assignments: list[CreatableReplicaAssignment]
-    v_configs: list[CreatableTopicConfig]
-    v_name, pos = read_compact_string(buf, pos)
-    v_num_partitions, v_replication_factor = _S1.unpack_from(buf, pos)
+    o = _new(CreatableTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    o.num_partitions, o.replication_factor = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_assignments = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreateTopicsRequest.Assignments is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsRequest.Assignments length {n} exceeds the {len(buf) - pos} bytes left")
+    a_assignments: list[CreatableReplicaAssignment] = []
     for _ in range(n):
         e_assignments, pos = _d_CreatableReplicaAssignment_1(buf, pos)
-        v_assignments.append(e_assignments)
-    n, pos = read_compact_array_len(buf, pos)
-    v_configs = []
+        a_assignments.append(e_assignments)
+    o.assignments = a_assignments
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreateTopicsRequest.Configs is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsRequest.Configs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_configs: list[CreatableTopicConfig] = []
     for _ in range(n):
         e_configs, pos = _d_CreatableTopicConfig_1(buf, pos)
-        v_configs.append(e_configs)
-    unknown, pos = skip_tags(buf, pos)
-    return CreatableTopic(v_name, v_num_partitions, v_replication_factor, v_assignments, v_configs, unknown), pos
+        a_configs.append(e_configs)
+    o.configs = a_configs
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreatableTopic_1(o: CreatableTopic, out: bytearray) -> None:
@@ -379,13 +452,21 @@ def _e_CreatableTopic_1(o: CreatableTopic, out: bytearray) -> None:
     x_assignments = o.assignments
     if x_assignments is None:
         raise EncodeError("CreateTopicsRequest: Assignments is not nullable in version 5")
-    write_uvarint(out, len(x_assignments) + 1)
+    n = len(x_assignments) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_assignments in x_assignments:
         _e_CreatableReplicaAssignment_1(e_assignments, out)
     x_configs = o.configs
     if x_configs is None:
         raise EncodeError("CreateTopicsRequest: Configs is not nullable in version 5")
-    write_uvarint(out, len(x_configs) + 1)
+    n = len(x_configs) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_configs in x_configs:
         _e_CreatableTopicConfig_1(e_configs, out)
     if o.unknown_tags:
@@ -395,15 +476,23 @@ def _e_CreatableTopic_1(o: CreatableTopic, out: bytearray) -> None:
 
 
 def _d_CreateTopicsRequest_0(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
-    v_topics: list[CreatableTopic]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(CreateTopicsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateTopicsRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[CreatableTopic] = []
     for _ in range(n):
         e_topics, pos = _d_CreatableTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    v_timeout_ms, = _S0.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.validate_only = False
+    (o.timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return CreateTopicsRequest(v_topics, v_timeout_ms, False, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreateTopicsRequest_0(o: CreateTopicsRequest, out: bytearray) -> None:
@@ -419,15 +508,22 @@ def _e_CreateTopicsRequest_0(o: CreateTopicsRequest, out: bytearray) -> None:
 
 
 def _d_CreateTopicsRequest_1(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
-    v_topics: list[CreatableTopic]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(CreateTopicsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateTopicsRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[CreatableTopic] = []
     for _ in range(n):
         e_topics, pos = _d_CreatableTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    v_timeout_ms, v_validate_only = _S2.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.timeout_ms, o.validate_only = _S2.unpack_from(buf, pos)
     pos += 5
-    return CreateTopicsRequest(v_topics, v_timeout_ms, v_validate_only, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreateTopicsRequest_1(o: CreateTopicsRequest, out: bytearray) -> None:
@@ -441,23 +537,41 @@ def _e_CreateTopicsRequest_1(o: CreateTopicsRequest, out: bytearray) -> None:
 
 
 def _d_CreateTopicsRequest_2(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
-    v_topics: list[CreatableTopic]
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(CreateTopicsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreateTopicsRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[CreatableTopic] = []
     for _ in range(n):
         e_topics, pos = _d_CreatableTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    v_timeout_ms, v_validate_only = _S2.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.timeout_ms, o.validate_only = _S2.unpack_from(buf, pos)
     pos += 5
-    unknown, pos = skip_tags(buf, pos)
-    return CreateTopicsRequest(v_topics, v_timeout_ms, v_validate_only, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreateTopicsRequest_2(o: CreateTopicsRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("CreateTopicsRequest: Topics is not nullable in version 5")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_CreatableTopic_1(e_topics, out)
     out += _S2.pack(o.timeout_ms, o.validate_only)
@@ -467,5 +581,8 @@ def _e_CreateTopicsRequest_2(o: CreateTopicsRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_CreatableReplicaAssignment = CreatableReplicaAssignment()
+_DEF_CreatableTopicConfig = CreatableTopicConfig()
+_DEF_CreatableTopic = CreatableTopic()
 _DECODERS = (_d_CreateTopicsRequest_0, _d_CreateTopicsRequest_1, _d_CreateTopicsRequest_1, _d_CreateTopicsRequest_1, _d_CreateTopicsRequest_1, _d_CreateTopicsRequest_2, _d_CreateTopicsRequest_2, _d_CreateTopicsRequest_2,)
 _ENCODERS = (_e_CreateTopicsRequest_0, _e_CreateTopicsRequest_1, _e_CreateTopicsRequest_1, _e_CreateTopicsRequest_1, _e_CreateTopicsRequest_1, _e_CreateTopicsRequest_2, _e_CreateTopicsRequest_2, _e_CreateTopicsRequest_2,)

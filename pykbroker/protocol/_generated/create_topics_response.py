@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>?b?')
 _S1 = struct.Struct('>h')
 _S2 = struct.Struct('>ih')
@@ -229,14 +241,17 @@ class CreateTopicsResponse:
 
 
 def _d_CreatableTopicConfigs_0(buf: memoryview, pos: int) -> tuple[CreatableTopicConfigs, int]:
-    v_name: str
-    v_value: str | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_value, pos = read_compact_nullable_string(buf, pos)
-    v_read_only, v_config_source, v_is_sensitive = _S0.unpack_from(buf, pos)
+    o = _new(CreatableTopicConfigs)
+    o.name, pos = read_compact_string(buf, pos)
+    o.value, pos = read_compact_nullable_string(buf, pos)
+    o.read_only, o.config_source, o.is_sensitive = _S0.unpack_from(buf, pos)
     pos += 3
-    unknown, pos = skip_tags(buf, pos)
-    return CreatableTopicConfigs(v_name, v_value, v_read_only, v_config_source, v_is_sensitive, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreatableTopicConfigs_0(o: CreatableTopicConfigs, out: bytearray) -> None:
@@ -250,11 +265,18 @@ def _e_CreatableTopicConfigs_0(o: CreatableTopicConfigs, out: bytearray) -> None
 
 
 def _d_CreatableTopicResult_0(buf: memoryview, pos: int) -> tuple[CreatableTopicResult, int]:
-    v_name: str
-    v_name, pos = read_string(buf, pos)
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(CreatableTopicResult)
+    o.name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    o.error_message = ''
+    o.topic_config_error_code = 0
+    o.num_partitions = -1
+    o.replication_factor = -1
+    o.configs = []
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    return CreatableTopicResult(v_name, ZERO_UUID, v_error_code, '', 0, -1, -1, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatableTopicResult_0(o: CreatableTopicResult, out: bytearray) -> None:
@@ -263,13 +285,18 @@ def _e_CreatableTopicResult_0(o: CreatableTopicResult, out: bytearray) -> None:
 
 
 def _d_CreatableTopicResult_1(buf: memoryview, pos: int) -> tuple[CreatableTopicResult, int]:
-    v_name: str
-    v_error_message: str | None
-    v_name, pos = read_string(buf, pos)
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(CreatableTopicResult)
+    o.name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    return CreatableTopicResult(v_name, ZERO_UUID, v_error_code, v_error_message, 0, -1, -1, [], None), pos
+    o.error_message, pos = read_nullable_string(buf, pos)
+    o.topic_config_error_code = 0
+    o.num_partitions = -1
+    o.replication_factor = -1
+    o.configs = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreatableTopicResult_1(o: CreatableTopicResult, out: bytearray) -> None:
@@ -279,38 +306,45 @@ def _e_CreatableTopicResult_1(o: CreatableTopicResult, out: bytearray) -> None:
 
 
 def _d_CreatableTopicResult_2(buf: memoryview, pos: int) -> tuple[CreatableTopicResult, int]:
-    v_name: str
-    v_error_message: str | None
-    v_configs: list[CreatableTopicConfigs] | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(CreatableTopicResult)
+    o.name, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_num_partitions, v_replication_factor = _S2.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.topic_config_error_code = 0
+    o.num_partitions, o.replication_factor = _S2.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_configs = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_configs = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsResponse.Configs length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.configs = None
+    else:
+        a_configs: list[CreatableTopicConfigs] = []
         for _ in range(n):
             e_configs, pos = _d_CreatableTopicConfigs_0(buf, pos)
-            v_configs.append(e_configs)
-    v_topic_config_error_code = 0
-    unknown: list[tuple[int, bytes]] | None = None
+            a_configs.append(e_configs)
+        o.configs = a_configs
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            (v_topic_config_error_code,) = _S1.unpack_from(buf, pos)
+            (o.topic_config_error_code,) = _S1.unpack_from(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return CreatableTopicResult(v_name, ZERO_UUID, v_error_code, v_error_message, v_topic_config_error_code, v_num_partitions, v_replication_factor, v_configs, unknown), pos
+    return o, pos
 
 
 def _e_CreatableTopicResult_2(o: CreatableTopicResult, out: bytearray) -> None:
@@ -322,7 +356,11 @@ def _e_CreatableTopicResult_2(o: CreatableTopicResult, out: bytearray) -> None:
     if x_configs is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_configs) + 1)
+        n = len(x_configs) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_configs in x_configs:
             _e_CreatableTopicConfigs_0(e_configs, out)
     tags: list[tuple[int, bytes | bytearray]] = []
@@ -334,40 +372,45 @@ def _e_CreatableTopicResult_2(o: CreatableTopicResult, out: bytearray) -> None:
 
 
 def _d_CreatableTopicResult_3(buf: memoryview, pos: int) -> tuple[CreatableTopicResult, int]:
-    v_name: str
-    v_topic_id: uuid.UUID
-    v_error_message: str | None
-    v_configs: list[CreatableTopicConfigs] | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_topic_id, pos = read_uuid(buf, pos)
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(CreatableTopicResult)
+    o.name, pos = read_compact_string(buf, pos)
+    o.topic_id, pos = read_uuid(buf, pos)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_num_partitions, v_replication_factor = _S2.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.topic_config_error_code = 0
+    o.num_partitions, o.replication_factor = _S2.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_configs = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_configs = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsResponse.Configs length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.configs = None
+    else:
+        a_configs: list[CreatableTopicConfigs] = []
         for _ in range(n):
             e_configs, pos = _d_CreatableTopicConfigs_0(buf, pos)
-            v_configs.append(e_configs)
-    v_topic_config_error_code = 0
-    unknown: list[tuple[int, bytes]] | None = None
+            a_configs.append(e_configs)
+        o.configs = a_configs
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            (v_topic_config_error_code,) = _S1.unpack_from(buf, pos)
+            (o.topic_config_error_code,) = _S1.unpack_from(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return CreatableTopicResult(v_name, v_topic_id, v_error_code, v_error_message, v_topic_config_error_code, v_num_partitions, v_replication_factor, v_configs, unknown), pos
+    return o, pos
 
 
 def _e_CreatableTopicResult_3(o: CreatableTopicResult, out: bytearray) -> None:
@@ -380,7 +423,11 @@ def _e_CreatableTopicResult_3(o: CreatableTopicResult, out: bytearray) -> None:
     if x_configs is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_configs) + 1)
+        n = len(x_configs) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_configs in x_configs:
             _e_CreatableTopicConfigs_0(e_configs, out)
     tags: list[tuple[int, bytes | bytearray]] = []
@@ -392,13 +439,21 @@ def _e_CreatableTopicResult_3(o: CreatableTopicResult, out: bytearray) -> None:
 
 
 def _d_CreateTopicsResponse_0(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
-    v_topics: list[CreatableTopicResult]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(CreateTopicsResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateTopicsResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[CreatableTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_CreatableTopicResult_0(buf, pos)
-        v_topics.append(e_topics)
-    return CreateTopicsResponse(0, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreateTopicsResponse_0(o: CreateTopicsResponse, out: bytearray) -> None:
@@ -411,13 +466,21 @@ def _e_CreateTopicsResponse_0(o: CreateTopicsResponse, out: bytearray) -> None:
 
 
 def _d_CreateTopicsResponse_1(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
-    v_topics: list[CreatableTopicResult]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(CreateTopicsResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateTopicsResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[CreatableTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_CreatableTopicResult_1(buf, pos)
-        v_topics.append(e_topics)
-    return CreateTopicsResponse(0, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreateTopicsResponse_1(o: CreateTopicsResponse, out: bytearray) -> None:
@@ -430,15 +493,22 @@ def _e_CreateTopicsResponse_1(o: CreateTopicsResponse, out: bytearray) -> None:
 
 
 def _d_CreateTopicsResponse_2(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
-    v_topics: list[CreatableTopicResult]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(CreateTopicsResponse)
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"CreateTopicsResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[CreatableTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_CreatableTopicResult_1(buf, pos)
-        v_topics.append(e_topics)
-    return CreateTopicsResponse(v_throttle_time_ms, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_CreateTopicsResponse_2(o: CreateTopicsResponse, out: bytearray) -> None:
@@ -452,16 +522,30 @@ def _e_CreateTopicsResponse_2(o: CreateTopicsResponse, out: bytearray) -> None:
 
 
 def _d_CreateTopicsResponse_3(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
-    v_topics: list[CreatableTopicResult]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(CreateTopicsResponse)
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreateTopicsResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[CreatableTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_CreatableTopicResult_2(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return CreateTopicsResponse(v_throttle_time_ms, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreateTopicsResponse_3(o: CreateTopicsResponse, out: bytearray) -> None:
@@ -469,7 +553,11 @@ def _e_CreateTopicsResponse_3(o: CreateTopicsResponse, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("CreateTopicsResponse: Topics is not nullable in version 5")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_CreatableTopicResult_2(e_topics, out)
     if o.unknown_tags:
@@ -479,16 +567,30 @@ def _e_CreateTopicsResponse_3(o: CreateTopicsResponse, out: bytearray) -> None:
 
 
 def _d_CreateTopicsResponse_4(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
-    v_topics: list[CreatableTopicResult]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(CreateTopicsResponse)
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("CreateTopicsResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"CreateTopicsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[CreatableTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_CreatableTopicResult_3(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return CreateTopicsResponse(v_throttle_time_ms, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CreateTopicsResponse_4(o: CreateTopicsResponse, out: bytearray) -> None:
@@ -496,7 +598,11 @@ def _e_CreateTopicsResponse_4(o: CreateTopicsResponse, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("CreateTopicsResponse: Topics is not nullable in version 7")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_CreatableTopicResult_3(e_topics, out)
     if o.unknown_tags:
@@ -505,5 +611,7 @@ def _e_CreateTopicsResponse_4(o: CreateTopicsResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_CreatableTopicConfigs = CreatableTopicConfigs()
+_DEF_CreatableTopicResult = CreatableTopicResult()
 _DECODERS = (_d_CreateTopicsResponse_0, _d_CreateTopicsResponse_1, _d_CreateTopicsResponse_2, _d_CreateTopicsResponse_2, _d_CreateTopicsResponse_2, _d_CreateTopicsResponse_3, _d_CreateTopicsResponse_3, _d_CreateTopicsResponse_4,)
 _ENCODERS = (_e_CreateTopicsResponse_0, _e_CreateTopicsResponse_1, _e_CreateTopicsResponse_2, _e_CreateTopicsResponse_2, _e_CreateTopicsResponse_2, _e_CreateTopicsResponse_3, _e_CreateTopicsResponse_3, _e_CreateTopicsResponse_4,)

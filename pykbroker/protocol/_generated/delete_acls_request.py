@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>b')
 _S1 = struct.Struct('>bb')
 
@@ -173,17 +185,17 @@ class DeleteAclsRequest:
 
 
 def _d_DeleteAclsFilter_0(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, int]:
-    v_resource_name_filter: str | None
-    v_principal_filter: str | None
-    v_host_filter: str | None
-    v_resource_type_filter, = _S0.unpack_from(buf, pos)
+    o = _new(DeleteAclsFilter)
+    (o.resource_type_filter,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name_filter, pos = read_nullable_string(buf, pos)
-    v_principal_filter, pos = read_nullable_string(buf, pos)
-    v_host_filter, pos = read_nullable_string(buf, pos)
-    v_operation, v_permission_type = _S1.unpack_from(buf, pos)
+    o.resource_name_filter, pos = read_nullable_string(buf, pos)
+    o.pattern_type_filter = 3
+    o.principal_filter, pos = read_nullable_string(buf, pos)
+    o.host_filter, pos = read_nullable_string(buf, pos)
+    o.operation, o.permission_type = _S1.unpack_from(buf, pos)
     pos += 2
-    return DeleteAclsFilter(v_resource_type_filter, v_resource_name_filter, 3, v_principal_filter, v_host_filter, v_operation, v_permission_type, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteAclsFilter_0(o: DeleteAclsFilter, out: bytearray) -> None:
@@ -197,19 +209,18 @@ def _e_DeleteAclsFilter_0(o: DeleteAclsFilter, out: bytearray) -> None:
 
 
 def _d_DeleteAclsFilter_1(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, int]:
-    v_resource_name_filter: str | None
-    v_principal_filter: str | None
-    v_host_filter: str | None
-    v_resource_type_filter, = _S0.unpack_from(buf, pos)
+    o = _new(DeleteAclsFilter)
+    (o.resource_type_filter,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name_filter, pos = read_nullable_string(buf, pos)
-    v_pattern_type_filter, = _S0.unpack_from(buf, pos)
+    o.resource_name_filter, pos = read_nullable_string(buf, pos)
+    (o.pattern_type_filter,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_principal_filter, pos = read_nullable_string(buf, pos)
-    v_host_filter, pos = read_nullable_string(buf, pos)
-    v_operation, v_permission_type = _S1.unpack_from(buf, pos)
+    o.principal_filter, pos = read_nullable_string(buf, pos)
+    o.host_filter, pos = read_nullable_string(buf, pos)
+    o.operation, o.permission_type = _S1.unpack_from(buf, pos)
     pos += 2
-    return DeleteAclsFilter(v_resource_type_filter, v_resource_name_filter, v_pattern_type_filter, v_principal_filter, v_host_filter, v_operation, v_permission_type, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteAclsFilter_1(o: DeleteAclsFilter, out: bytearray) -> None:
@@ -222,20 +233,22 @@ def _e_DeleteAclsFilter_1(o: DeleteAclsFilter, out: bytearray) -> None:
 
 
 def _d_DeleteAclsFilter_2(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, int]:
-    v_resource_name_filter: str | None
-    v_principal_filter: str | None
-    v_host_filter: str | None
-    v_resource_type_filter, = _S0.unpack_from(buf, pos)
+    o = _new(DeleteAclsFilter)
+    (o.resource_type_filter,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name_filter, pos = read_compact_nullable_string(buf, pos)
-    v_pattern_type_filter, = _S0.unpack_from(buf, pos)
+    o.resource_name_filter, pos = read_compact_nullable_string(buf, pos)
+    (o.pattern_type_filter,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_principal_filter, pos = read_compact_nullable_string(buf, pos)
-    v_host_filter, pos = read_compact_nullable_string(buf, pos)
-    v_operation, v_permission_type = _S1.unpack_from(buf, pos)
+    o.principal_filter, pos = read_compact_nullable_string(buf, pos)
+    o.host_filter, pos = read_compact_nullable_string(buf, pos)
+    o.operation, o.permission_type = _S1.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteAclsFilter(v_resource_type_filter, v_resource_name_filter, v_pattern_type_filter, v_principal_filter, v_host_filter, v_operation, v_permission_type, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteAclsFilter_2(o: DeleteAclsFilter, out: bytearray) -> None:
@@ -252,13 +265,20 @@ def _e_DeleteAclsFilter_2(o: DeleteAclsFilter, out: bytearray) -> None:
 
 
 def _d_DeleteAclsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
-    v_filters: list[DeleteAclsFilter]
-    n, pos = read_array_len(buf, pos)
-    v_filters = []
+    o = _new(DeleteAclsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteAclsRequest.Filters has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteAclsRequest.Filters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_filters: list[DeleteAclsFilter] = []
     for _ in range(n):
         e_filters, pos = _d_DeleteAclsFilter_0(buf, pos)
-        v_filters.append(e_filters)
-    return DeleteAclsRequest(v_filters, None), pos
+        a_filters.append(e_filters)
+    o.filters = a_filters
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteAclsRequest_0(o: DeleteAclsRequest, out: bytearray) -> None:
@@ -271,13 +291,20 @@ def _e_DeleteAclsRequest_0(o: DeleteAclsRequest, out: bytearray) -> None:
 
 
 def _d_DeleteAclsRequest_1(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
-    v_filters: list[DeleteAclsFilter]
-    n, pos = read_array_len(buf, pos)
-    v_filters = []
+    o = _new(DeleteAclsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteAclsRequest.Filters has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteAclsRequest.Filters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_filters: list[DeleteAclsFilter] = []
     for _ in range(n):
         e_filters, pos = _d_DeleteAclsFilter_1(buf, pos)
-        v_filters.append(e_filters)
-    return DeleteAclsRequest(v_filters, None), pos
+        a_filters.append(e_filters)
+    o.filters = a_filters
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteAclsRequest_1(o: DeleteAclsRequest, out: bytearray) -> None:
@@ -290,21 +317,39 @@ def _e_DeleteAclsRequest_1(o: DeleteAclsRequest, out: bytearray) -> None:
 
 
 def _d_DeleteAclsRequest_2(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
-    v_filters: list[DeleteAclsFilter]
-    n, pos = read_compact_array_len(buf, pos)
-    v_filters = []
+    o = _new(DeleteAclsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteAclsRequest.Filters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteAclsRequest.Filters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_filters: list[DeleteAclsFilter] = []
     for _ in range(n):
         e_filters, pos = _d_DeleteAclsFilter_2(buf, pos)
-        v_filters.append(e_filters)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteAclsRequest(v_filters, unknown), pos
+        a_filters.append(e_filters)
+    o.filters = a_filters
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteAclsRequest_2(o: DeleteAclsRequest, out: bytearray) -> None:
     x_filters = o.filters
     if x_filters is None:
         raise EncodeError("DeleteAclsRequest: Filters is not nullable in version 2")
-    write_uvarint(out, len(x_filters) + 1)
+    n = len(x_filters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_filters in x_filters:
         _e_DeleteAclsFilter_2(e_filters, out)
     if o.unknown_tags:
@@ -313,5 +358,6 @@ def _e_DeleteAclsRequest_2(o: DeleteAclsRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_DeleteAclsFilter = DeleteAclsFilter()
 _DECODERS = (_d_DeleteAclsRequest_0, _d_DeleteAclsRequest_1, _d_DeleteAclsRequest_2, _d_DeleteAclsRequest_2,)
 _ENCODERS = (_e_DeleteAclsRequest_0, _e_DeleteAclsRequest_1, _e_DeleteAclsRequest_2, _e_DeleteAclsRequest_2,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>b')
 _S2 = struct.Struct('>bb')
@@ -225,21 +237,20 @@ class DeleteAclsResponse:
 
 
 def _d_DeleteAclsMatchingAcl_0(buf: memoryview, pos: int) -> tuple[DeleteAclsMatchingAcl, int]:
-    v_error_message: str | None
-    v_resource_name: str
-    v_principal: str
-    v_host: str
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeleteAclsMatchingAcl)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    v_resource_type, = _S1.unpack_from(buf, pos)
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (o.resource_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    v_principal, pos = read_string(buf, pos)
-    v_host, pos = read_string(buf, pos)
-    v_operation, v_permission_type = _S2.unpack_from(buf, pos)
+    o.resource_name, pos = read_string(buf, pos)
+    o.pattern_type = 3
+    o.principal, pos = read_string(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    o.operation, o.permission_type = _S2.unpack_from(buf, pos)
     pos += 2
-    return DeleteAclsMatchingAcl(v_error_code, v_error_message, v_resource_type, v_resource_name, 3, v_principal, v_host, v_operation, v_permission_type, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteAclsMatchingAcl_0(o: DeleteAclsMatchingAcl, out: bytearray) -> None:
@@ -255,23 +266,21 @@ def _e_DeleteAclsMatchingAcl_0(o: DeleteAclsMatchingAcl, out: bytearray) -> None
 
 
 def _d_DeleteAclsMatchingAcl_1(buf: memoryview, pos: int) -> tuple[DeleteAclsMatchingAcl, int]:
-    v_error_message: str | None
-    v_resource_name: str
-    v_principal: str
-    v_host: str
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeleteAclsMatchingAcl)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    v_resource_type, = _S1.unpack_from(buf, pos)
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (o.resource_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    v_pattern_type, = _S1.unpack_from(buf, pos)
+    o.resource_name, pos = read_string(buf, pos)
+    (o.pattern_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    v_principal, pos = read_string(buf, pos)
-    v_host, pos = read_string(buf, pos)
-    v_operation, v_permission_type = _S2.unpack_from(buf, pos)
+    o.principal, pos = read_string(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    o.operation, o.permission_type = _S2.unpack_from(buf, pos)
     pos += 2
-    return DeleteAclsMatchingAcl(v_error_code, v_error_message, v_resource_type, v_resource_name, v_pattern_type, v_principal, v_host, v_operation, v_permission_type, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteAclsMatchingAcl_1(o: DeleteAclsMatchingAcl, out: bytearray) -> None:
@@ -286,24 +295,25 @@ def _e_DeleteAclsMatchingAcl_1(o: DeleteAclsMatchingAcl, out: bytearray) -> None
 
 
 def _d_DeleteAclsMatchingAcl_2(buf: memoryview, pos: int) -> tuple[DeleteAclsMatchingAcl, int]:
-    v_error_message: str | None
-    v_resource_name: str
-    v_principal: str
-    v_host: str
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeleteAclsMatchingAcl)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_resource_type, = _S1.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    (o.resource_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_compact_string(buf, pos)
-    v_pattern_type, = _S1.unpack_from(buf, pos)
+    o.resource_name, pos = read_compact_string(buf, pos)
+    (o.pattern_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    v_principal, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_operation, v_permission_type = _S2.unpack_from(buf, pos)
+    o.principal, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    o.operation, o.permission_type = _S2.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteAclsMatchingAcl(v_error_code, v_error_message, v_resource_type, v_resource_name, v_pattern_type, v_principal, v_host, v_operation, v_permission_type, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteAclsMatchingAcl_2(o: DeleteAclsMatchingAcl, out: bytearray) -> None:
@@ -322,17 +332,23 @@ def _e_DeleteAclsMatchingAcl_2(o: DeleteAclsMatchingAcl, out: bytearray) -> None
 
 
 def _d_DeleteAclsFilterResult_0(buf: memoryview, pos: int) -> tuple[DeleteAclsFilterResult, int]:
-    v_error_message: str | None
-    v_matching_acls: list[DeleteAclsMatchingAcl]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeleteAclsFilterResult)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_matching_acls = []
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteAclsResponse.MatchingAcls has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteAclsResponse.MatchingAcls length {n} exceeds the {len(buf) - pos} bytes left")
+    a_matching_acls: list[DeleteAclsMatchingAcl] = []
     for _ in range(n):
         e_matching_acls, pos = _d_DeleteAclsMatchingAcl_0(buf, pos)
-        v_matching_acls.append(e_matching_acls)
-    return DeleteAclsFilterResult(v_error_code, v_error_message, v_matching_acls, None), pos
+        a_matching_acls.append(e_matching_acls)
+    o.matching_acls = a_matching_acls
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteAclsFilterResult_0(o: DeleteAclsFilterResult, out: bytearray) -> None:
@@ -347,17 +363,23 @@ def _e_DeleteAclsFilterResult_0(o: DeleteAclsFilterResult, out: bytearray) -> No
 
 
 def _d_DeleteAclsFilterResult_1(buf: memoryview, pos: int) -> tuple[DeleteAclsFilterResult, int]:
-    v_error_message: str | None
-    v_matching_acls: list[DeleteAclsMatchingAcl]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeleteAclsFilterResult)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_matching_acls = []
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteAclsResponse.MatchingAcls has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteAclsResponse.MatchingAcls length {n} exceeds the {len(buf) - pos} bytes left")
+    a_matching_acls: list[DeleteAclsMatchingAcl] = []
     for _ in range(n):
         e_matching_acls, pos = _d_DeleteAclsMatchingAcl_1(buf, pos)
-        v_matching_acls.append(e_matching_acls)
-    return DeleteAclsFilterResult(v_error_code, v_error_message, v_matching_acls, None), pos
+        a_matching_acls.append(e_matching_acls)
+    o.matching_acls = a_matching_acls
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteAclsFilterResult_1(o: DeleteAclsFilterResult, out: bytearray) -> None:
@@ -372,18 +394,31 @@ def _e_DeleteAclsFilterResult_1(o: DeleteAclsFilterResult, out: bytearray) -> No
 
 
 def _d_DeleteAclsFilterResult_2(buf: memoryview, pos: int) -> tuple[DeleteAclsFilterResult, int]:
-    v_error_message: str | None
-    v_matching_acls: list[DeleteAclsMatchingAcl]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeleteAclsFilterResult)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_matching_acls = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteAclsResponse.MatchingAcls is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteAclsResponse.MatchingAcls length {n} exceeds the {len(buf) - pos} bytes left")
+    a_matching_acls: list[DeleteAclsMatchingAcl] = []
     for _ in range(n):
         e_matching_acls, pos = _d_DeleteAclsMatchingAcl_2(buf, pos)
-        v_matching_acls.append(e_matching_acls)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteAclsFilterResult(v_error_code, v_error_message, v_matching_acls, unknown), pos
+        a_matching_acls.append(e_matching_acls)
+    o.matching_acls = a_matching_acls
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteAclsFilterResult_2(o: DeleteAclsFilterResult, out: bytearray) -> None:
@@ -392,7 +427,11 @@ def _e_DeleteAclsFilterResult_2(o: DeleteAclsFilterResult, out: bytearray) -> No
     x_matching_acls = o.matching_acls
     if x_matching_acls is None:
         raise EncodeError("DeleteAclsResponse: MatchingAcls is not nullable in version 2")
-    write_uvarint(out, len(x_matching_acls) + 1)
+    n = len(x_matching_acls) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_matching_acls in x_matching_acls:
         _e_DeleteAclsMatchingAcl_2(e_matching_acls, out)
     if o.unknown_tags:
@@ -402,15 +441,22 @@ def _e_DeleteAclsFilterResult_2(o: DeleteAclsFilterResult, out: bytearray) -> No
 
 
 def _d_DeleteAclsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
-    v_filter_results: list[DeleteAclsFilterResult]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(DeleteAclsResponse)
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_filter_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteAclsResponse.FilterResults has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteAclsResponse.FilterResults length {n} exceeds the {len(buf) - pos} bytes left")
+    a_filter_results: list[DeleteAclsFilterResult] = []
     for _ in range(n):
         e_filter_results, pos = _d_DeleteAclsFilterResult_0(buf, pos)
-        v_filter_results.append(e_filter_results)
-    return DeleteAclsResponse(v_throttle_time_ms, v_filter_results, None), pos
+        a_filter_results.append(e_filter_results)
+    o.filter_results = a_filter_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteAclsResponse_0(o: DeleteAclsResponse, out: bytearray) -> None:
@@ -424,15 +470,22 @@ def _e_DeleteAclsResponse_0(o: DeleteAclsResponse, out: bytearray) -> None:
 
 
 def _d_DeleteAclsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
-    v_filter_results: list[DeleteAclsFilterResult]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(DeleteAclsResponse)
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_filter_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteAclsResponse.FilterResults has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteAclsResponse.FilterResults length {n} exceeds the {len(buf) - pos} bytes left")
+    a_filter_results: list[DeleteAclsFilterResult] = []
     for _ in range(n):
         e_filter_results, pos = _d_DeleteAclsFilterResult_1(buf, pos)
-        v_filter_results.append(e_filter_results)
-    return DeleteAclsResponse(v_throttle_time_ms, v_filter_results, None), pos
+        a_filter_results.append(e_filter_results)
+    o.filter_results = a_filter_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteAclsResponse_1(o: DeleteAclsResponse, out: bytearray) -> None:
@@ -446,16 +499,30 @@ def _e_DeleteAclsResponse_1(o: DeleteAclsResponse, out: bytearray) -> None:
 
 
 def _d_DeleteAclsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
-    v_filter_results: list[DeleteAclsFilterResult]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(DeleteAclsResponse)
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_filter_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteAclsResponse.FilterResults is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteAclsResponse.FilterResults length {n} exceeds the {len(buf) - pos} bytes left")
+    a_filter_results: list[DeleteAclsFilterResult] = []
     for _ in range(n):
         e_filter_results, pos = _d_DeleteAclsFilterResult_2(buf, pos)
-        v_filter_results.append(e_filter_results)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteAclsResponse(v_throttle_time_ms, v_filter_results, unknown), pos
+        a_filter_results.append(e_filter_results)
+    o.filter_results = a_filter_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteAclsResponse_2(o: DeleteAclsResponse, out: bytearray) -> None:
@@ -463,7 +530,11 @@ def _e_DeleteAclsResponse_2(o: DeleteAclsResponse, out: bytearray) -> None:
     x_filter_results = o.filter_results
     if x_filter_results is None:
         raise EncodeError("DeleteAclsResponse: FilterResults is not nullable in version 2")
-    write_uvarint(out, len(x_filter_results) + 1)
+    n = len(x_filter_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_filter_results in x_filter_results:
         _e_DeleteAclsFilterResult_2(e_filter_results, out)
     if o.unknown_tags:
@@ -472,5 +543,7 @@ def _e_DeleteAclsResponse_2(o: DeleteAclsResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_DeleteAclsMatchingAcl = DeleteAclsMatchingAcl()
+_DEF_DeleteAclsFilterResult = DeleteAclsFilterResult()
 _DECODERS = (_d_DeleteAclsResponse_0, _d_DeleteAclsResponse_1, _d_DeleteAclsResponse_2, _d_DeleteAclsResponse_2,)
 _ENCODERS = (_e_DeleteAclsResponse_0, _e_DeleteAclsResponse_1, _e_DeleteAclsResponse_2, _e_DeleteAclsResponse_2,)

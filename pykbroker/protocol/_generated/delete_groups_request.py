@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class DeleteGroupsRequest:
@@ -117,13 +129,20 @@ class DeleteGroupsRequest:
 
 
 def _d_DeleteGroupsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, int]:
-    v_groups_names: list[str]
-    n, pos = read_array_len(buf, pos)
-    v_groups_names = []
+    o = _new(DeleteGroupsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteGroupsRequest.GroupsNames has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteGroupsRequest.GroupsNames length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups_names: list[str] = []
     for _ in range(n):
         e_groups_names, pos = read_string(buf, pos)
-        v_groups_names.append(e_groups_names)
-    return DeleteGroupsRequest(v_groups_names, None), pos
+        a_groups_names.append(e_groups_names)
+    o.groups_names = a_groups_names
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteGroupsRequest_0(o: DeleteGroupsRequest, out: bytearray) -> None:
@@ -136,21 +155,39 @@ def _e_DeleteGroupsRequest_0(o: DeleteGroupsRequest, out: bytearray) -> None:
 
 
 def _d_DeleteGroupsRequest_1(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, int]:
-    v_groups_names: list[str]
-    n, pos = read_compact_array_len(buf, pos)
-    v_groups_names = []
+    o = _new(DeleteGroupsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteGroupsRequest.GroupsNames is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteGroupsRequest.GroupsNames length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups_names: list[str] = []
     for _ in range(n):
         e_groups_names, pos = read_compact_string(buf, pos)
-        v_groups_names.append(e_groups_names)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteGroupsRequest(v_groups_names, unknown), pos
+        a_groups_names.append(e_groups_names)
+    o.groups_names = a_groups_names
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteGroupsRequest_1(o: DeleteGroupsRequest, out: bytearray) -> None:
     x_groups_names = o.groups_names
     if x_groups_names is None:
         raise EncodeError("DeleteGroupsRequest: GroupsNames is not nullable in version 2")
-    write_uvarint(out, len(x_groups_names) + 1)
+    n = len(x_groups_names) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_groups_names in x_groups_names:
         write_compact_string(out, e_groups_names)
     if o.unknown_tags:

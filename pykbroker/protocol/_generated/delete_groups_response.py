@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>i')
 
@@ -157,11 +169,12 @@ class DeleteGroupsResponse:
 
 
 def _d_DeletableGroupResult_0(buf: memoryview, pos: int) -> tuple[DeletableGroupResult, int]:
-    v_group_id: str
-    v_group_id, pos = read_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeletableGroupResult)
+    o.group_id, pos = read_string(buf, pos)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    return DeletableGroupResult(v_group_id, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeletableGroupResult_0(o: DeletableGroupResult, out: bytearray) -> None:
@@ -170,12 +183,16 @@ def _e_DeletableGroupResult_0(o: DeletableGroupResult, out: bytearray) -> None:
 
 
 def _d_DeletableGroupResult_1(buf: memoryview, pos: int) -> tuple[DeletableGroupResult, int]:
-    v_group_id: str
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeletableGroupResult)
+    o.group_id, pos = read_compact_string(buf, pos)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return DeletableGroupResult(v_group_id, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeletableGroupResult_1(o: DeletableGroupResult, out: bytearray) -> None:
@@ -188,15 +205,22 @@ def _e_DeletableGroupResult_1(o: DeletableGroupResult, out: bytearray) -> None:
 
 
 def _d_DeleteGroupsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
-    v_results: list[DeletableGroupResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DeleteGroupsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteGroupsResponse.Results has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteGroupsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DeletableGroupResult] = []
     for _ in range(n):
         e_results, pos = _d_DeletableGroupResult_0(buf, pos)
-        v_results.append(e_results)
-    return DeleteGroupsResponse(v_throttle_time_ms, v_results, None), pos
+        a_results.append(e_results)
+    o.results = a_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteGroupsResponse_0(o: DeleteGroupsResponse, out: bytearray) -> None:
@@ -210,16 +234,30 @@ def _e_DeleteGroupsResponse_0(o: DeleteGroupsResponse, out: bytearray) -> None:
 
 
 def _d_DeleteGroupsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
-    v_results: list[DeletableGroupResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DeleteGroupsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteGroupsResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteGroupsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DeletableGroupResult] = []
     for _ in range(n):
         e_results, pos = _d_DeletableGroupResult_1(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteGroupsResponse(v_throttle_time_ms, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteGroupsResponse_1(o: DeleteGroupsResponse, out: bytearray) -> None:
@@ -227,7 +265,11 @@ def _e_DeleteGroupsResponse_1(o: DeleteGroupsResponse, out: bytearray) -> None:
     x_results = o.results
     if x_results is None:
         raise EncodeError("DeleteGroupsResponse: Results is not nullable in version 2")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_DeletableGroupResult_1(e_results, out)
     if o.unknown_tags:
@@ -236,5 +278,6 @@ def _e_DeleteGroupsResponse_1(o: DeleteGroupsResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_DeletableGroupResult = DeletableGroupResult()
 _DECODERS = (_d_DeleteGroupsResponse_0, _d_DeleteGroupsResponse_0, _d_DeleteGroupsResponse_1,)
 _ENCODERS = (_e_DeleteGroupsResponse_0, _e_DeleteGroupsResponse_0, _e_DeleteGroupsResponse_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iq')
 _S1 = struct.Struct('>i')
 
@@ -191,9 +203,11 @@ class DeleteRecordsRequest:
 
 
 def _d_DeleteRecordsPartition_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsPartition, int]:
-    v_partition_index, v_offset = _S0.unpack_from(buf, pos)
+    o = _new(DeleteRecordsPartition)
+    o.partition_index, o.offset = _S0.unpack_from(buf, pos)
     pos += 12
-    return DeleteRecordsPartition(v_partition_index, v_offset, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteRecordsPartition_0(o: DeleteRecordsPartition, out: bytearray) -> None:
@@ -201,10 +215,15 @@ def _e_DeleteRecordsPartition_0(o: DeleteRecordsPartition, out: bytearray) -> No
 
 
 def _d_DeleteRecordsPartition_1(buf: memoryview, pos: int) -> tuple[DeleteRecordsPartition, int]:
-    v_partition_index, v_offset = _S0.unpack_from(buf, pos)
+    o = _new(DeleteRecordsPartition)
+    o.partition_index, o.offset = _S0.unpack_from(buf, pos)
     pos += 12
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteRecordsPartition(v_partition_index, v_offset, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteRecordsPartition_1(o: DeleteRecordsPartition, out: bytearray) -> None:
@@ -216,15 +235,21 @@ def _e_DeleteRecordsPartition_1(o: DeleteRecordsPartition, out: bytearray) -> No
 
 
 def _d_DeleteRecordsTopic_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsTopic, int]:
-    v_name: str
-    v_partitions: list[DeleteRecordsPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(DeleteRecordsTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteRecordsRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteRecordsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[DeleteRecordsPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_DeleteRecordsPartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return DeleteRecordsTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteRecordsTopic_0(o: DeleteRecordsTopic, out: bytearray) -> None:
@@ -238,16 +263,29 @@ def _e_DeleteRecordsTopic_0(o: DeleteRecordsTopic, out: bytearray) -> None:
 
 
 def _d_DeleteRecordsTopic_1(buf: memoryview, pos: int) -> tuple[DeleteRecordsTopic, int]:
-    v_name: str
-    v_partitions: list[DeleteRecordsPartition]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(DeleteRecordsTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteRecordsRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteRecordsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[DeleteRecordsPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_DeleteRecordsPartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteRecordsTopic(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteRecordsTopic_1(o: DeleteRecordsTopic, out: bytearray) -> None:
@@ -255,7 +293,11 @@ def _e_DeleteRecordsTopic_1(o: DeleteRecordsTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DeleteRecordsRequest: Partitions is not nullable in version 2")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_DeleteRecordsPartition_1(e_partitions, out)
     if o.unknown_tags:
@@ -265,15 +307,22 @@ def _e_DeleteRecordsTopic_1(o: DeleteRecordsTopic, out: bytearray) -> None:
 
 
 def _d_DeleteRecordsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest, int]:
-    v_topics: list[DeleteRecordsTopic]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(DeleteRecordsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteRecordsRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteRecordsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[DeleteRecordsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_DeleteRecordsTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    v_timeout_ms, = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (o.timeout_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    return DeleteRecordsRequest(v_topics, v_timeout_ms, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteRecordsRequest_0(o: DeleteRecordsRequest, out: bytearray) -> None:
@@ -287,23 +336,41 @@ def _e_DeleteRecordsRequest_0(o: DeleteRecordsRequest, out: bytearray) -> None:
 
 
 def _d_DeleteRecordsRequest_1(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest, int]:
-    v_topics: list[DeleteRecordsTopic]
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(DeleteRecordsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteRecordsRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteRecordsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[DeleteRecordsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_DeleteRecordsTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    v_timeout_ms, = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (o.timeout_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteRecordsRequest(v_topics, v_timeout_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteRecordsRequest_1(o: DeleteRecordsRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DeleteRecordsRequest: Topics is not nullable in version 2")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_DeleteRecordsTopic_1(e_topics, out)
     out += _S1.pack(o.timeout_ms)
@@ -313,5 +380,7 @@ def _e_DeleteRecordsRequest_1(o: DeleteRecordsRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_DeleteRecordsPartition = DeleteRecordsPartition()
+_DEF_DeleteRecordsTopic = DeleteRecordsTopic()
 _DECODERS = (_d_DeleteRecordsRequest_0, _d_DeleteRecordsRequest_0, _d_DeleteRecordsRequest_1,)
 _ENCODERS = (_e_DeleteRecordsRequest_0, _e_DeleteRecordsRequest_0, _e_DeleteRecordsRequest_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iqh')
 _S1 = struct.Struct('>i')
 
@@ -195,9 +207,11 @@ class DeleteRecordsResponse:
 
 
 def _d_DeleteRecordsPartitionResult_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsPartitionResult, int]:
-    v_partition_index, v_low_watermark, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(DeleteRecordsPartitionResult)
+    o.partition_index, o.low_watermark, o.error_code = _S0.unpack_from(buf, pos)
     pos += 14
-    return DeleteRecordsPartitionResult(v_partition_index, v_low_watermark, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteRecordsPartitionResult_0(o: DeleteRecordsPartitionResult, out: bytearray) -> None:
@@ -205,10 +219,15 @@ def _e_DeleteRecordsPartitionResult_0(o: DeleteRecordsPartitionResult, out: byte
 
 
 def _d_DeleteRecordsPartitionResult_1(buf: memoryview, pos: int) -> tuple[DeleteRecordsPartitionResult, int]:
-    v_partition_index, v_low_watermark, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(DeleteRecordsPartitionResult)
+    o.partition_index, o.low_watermark, o.error_code = _S0.unpack_from(buf, pos)
     pos += 14
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteRecordsPartitionResult(v_partition_index, v_low_watermark, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteRecordsPartitionResult_1(o: DeleteRecordsPartitionResult, out: bytearray) -> None:
@@ -220,15 +239,21 @@ def _e_DeleteRecordsPartitionResult_1(o: DeleteRecordsPartitionResult, out: byte
 
 
 def _d_DeleteRecordsTopicResult_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsTopicResult, int]:
-    v_name: str
-    v_partitions: list[DeleteRecordsPartitionResult]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(DeleteRecordsTopicResult)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteRecordsResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteRecordsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[DeleteRecordsPartitionResult] = []
     for _ in range(n):
         e_partitions, pos = _d_DeleteRecordsPartitionResult_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return DeleteRecordsTopicResult(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteRecordsTopicResult_0(o: DeleteRecordsTopicResult, out: bytearray) -> None:
@@ -242,16 +267,29 @@ def _e_DeleteRecordsTopicResult_0(o: DeleteRecordsTopicResult, out: bytearray) -
 
 
 def _d_DeleteRecordsTopicResult_1(buf: memoryview, pos: int) -> tuple[DeleteRecordsTopicResult, int]:
-    v_name: str
-    v_partitions: list[DeleteRecordsPartitionResult]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(DeleteRecordsTopicResult)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteRecordsResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteRecordsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[DeleteRecordsPartitionResult] = []
     for _ in range(n):
         e_partitions, pos = _d_DeleteRecordsPartitionResult_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteRecordsTopicResult(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteRecordsTopicResult_1(o: DeleteRecordsTopicResult, out: bytearray) -> None:
@@ -259,7 +297,11 @@ def _e_DeleteRecordsTopicResult_1(o: DeleteRecordsTopicResult, out: bytearray) -
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DeleteRecordsResponse: Partitions is not nullable in version 2")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_DeleteRecordsPartitionResult_1(e_partitions, out)
     if o.unknown_tags:
@@ -269,15 +311,22 @@ def _e_DeleteRecordsTopicResult_1(o: DeleteRecordsTopicResult, out: bytearray) -
 
 
 def _d_DeleteRecordsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse, int]:
-    v_topics: list[DeleteRecordsTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DeleteRecordsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteRecordsResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteRecordsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[DeleteRecordsTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_DeleteRecordsTopicResult_0(buf, pos)
-        v_topics.append(e_topics)
-    return DeleteRecordsResponse(v_throttle_time_ms, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteRecordsResponse_0(o: DeleteRecordsResponse, out: bytearray) -> None:
@@ -291,16 +340,30 @@ def _e_DeleteRecordsResponse_0(o: DeleteRecordsResponse, out: bytearray) -> None
 
 
 def _d_DeleteRecordsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse, int]:
-    v_topics: list[DeleteRecordsTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DeleteRecordsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteRecordsResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteRecordsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[DeleteRecordsTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_DeleteRecordsTopicResult_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteRecordsResponse(v_throttle_time_ms, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteRecordsResponse_1(o: DeleteRecordsResponse, out: bytearray) -> None:
@@ -308,7 +371,11 @@ def _e_DeleteRecordsResponse_1(o: DeleteRecordsResponse, out: bytearray) -> None
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DeleteRecordsResponse: Topics is not nullable in version 2")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_DeleteRecordsTopicResult_1(e_topics, out)
     if o.unknown_tags:
@@ -317,5 +384,7 @@ def _e_DeleteRecordsResponse_1(o: DeleteRecordsResponse, out: bytearray) -> None
         out.append(0)
 
 
+_DEF_DeleteRecordsPartitionResult = DeleteRecordsPartitionResult()
+_DEF_DeleteRecordsTopicResult = DeleteRecordsTopicResult()
 _DECODERS = (_d_DeleteRecordsResponse_0, _d_DeleteRecordsResponse_0, _d_DeleteRecordsResponse_1,)
 _ENCODERS = (_e_DeleteRecordsResponse_0, _e_DeleteRecordsResponse_0, _e_DeleteRecordsResponse_1,)

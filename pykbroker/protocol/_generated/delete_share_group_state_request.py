@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -186,10 +198,15 @@ class DeleteShareGroupStateRequest:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_partition, = _S0.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    (o.partition,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -201,16 +218,29 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_DeleteStateData_0(buf: memoryview, pos: int) -> tuple[DeleteStateData, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionData]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(DeleteStateData)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteShareGroupStateRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteShareGroupStateRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteStateData(v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteStateData_0(o: DeleteStateData, out: bytearray) -> None:
@@ -218,7 +248,11 @@ def _e_DeleteStateData_0(o: DeleteStateData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DeleteShareGroupStateRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_0(e_partitions, out)
     if o.unknown_tags:
@@ -228,16 +262,29 @@ def _e_DeleteStateData_0(o: DeleteStateData, out: bytearray) -> None:
 
 
 def _d_DeleteShareGroupStateRequest_0(buf: memoryview, pos: int) -> tuple[DeleteShareGroupStateRequest, int]:
-    v_group_id: str
-    v_topics: list[DeleteStateData]
-    v_group_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(DeleteShareGroupStateRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteShareGroupStateRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteShareGroupStateRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[DeleteStateData] = []
     for _ in range(n):
         e_topics, pos = _d_DeleteStateData_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteShareGroupStateRequest(v_group_id, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteShareGroupStateRequest_0(o: DeleteShareGroupStateRequest, out: bytearray) -> None:
@@ -245,7 +292,11 @@ def _e_DeleteShareGroupStateRequest_0(o: DeleteShareGroupStateRequest, out: byte
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DeleteShareGroupStateRequest: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_DeleteStateData_0(e_topics, out)
     if o.unknown_tags:
@@ -254,5 +305,7 @@ def _e_DeleteShareGroupStateRequest_0(o: DeleteShareGroupStateRequest, out: byte
         out.append(0)
 
 
+_DEF_PartitionData = PartitionData()
+_DEF_DeleteStateData = DeleteStateData()
 _DECODERS = (_d_DeleteShareGroupStateRequest_0,)
 _ENCODERS = (_e_DeleteShareGroupStateRequest_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -160,12 +172,15 @@ class DeleteTopicsRequest:
 
 
 def _d_DeleteTopicState_0(buf: memoryview, pos: int) -> tuple[DeleteTopicState, int]:
-    v_name: str | None
-    v_topic_id: uuid.UUID
-    v_name, pos = read_compact_nullable_string(buf, pos)
-    v_topic_id, pos = read_uuid(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteTopicState(v_name, v_topic_id, unknown), pos
+    o = _new(DeleteTopicState)
+    o.name, pos = read_compact_nullable_string(buf, pos)
+    o.topic_id, pos = read_uuid(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteTopicState_0(o: DeleteTopicState, out: bytearray) -> None:
@@ -178,15 +193,23 @@ def _e_DeleteTopicState_0(o: DeleteTopicState, out: bytearray) -> None:
 
 
 def _d_DeleteTopicsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
-    v_topic_names: list[str]
-    n, pos = read_array_len(buf, pos)
-    v_topic_names = []
+    o = _new(DeleteTopicsRequest)
+    o.topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteTopicsRequest.TopicNames has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteTopicsRequest.TopicNames length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_names: list[str] = []
     for _ in range(n):
         e_topic_names, pos = read_string(buf, pos)
-        v_topic_names.append(e_topic_names)
-    v_timeout_ms, = _S0.unpack_from(buf, pos)
+        a_topic_names.append(e_topic_names)
+    o.topic_names = a_topic_names
+    (o.timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return DeleteTopicsRequest([], v_topic_names, v_timeout_ms, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteTopicsRequest_0(o: DeleteTopicsRequest, out: bytearray) -> None:
@@ -202,16 +225,31 @@ def _e_DeleteTopicsRequest_0(o: DeleteTopicsRequest, out: bytearray) -> None:
 
 
 def _d_DeleteTopicsRequest_1(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
-    v_topic_names: list[str]
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_names = []
+    o = _new(DeleteTopicsRequest)
+    o.topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteTopicsRequest.TopicNames is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteTopicsRequest.TopicNames length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_names: list[str] = []
     for _ in range(n):
         e_topic_names, pos = read_compact_string(buf, pos)
-        v_topic_names.append(e_topic_names)
-    v_timeout_ms, = _S0.unpack_from(buf, pos)
+        a_topic_names.append(e_topic_names)
+    o.topic_names = a_topic_names
+    (o.timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteTopicsRequest([], v_topic_names, v_timeout_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteTopicsRequest_1(o: DeleteTopicsRequest, out: bytearray) -> None:
@@ -220,7 +258,11 @@ def _e_DeleteTopicsRequest_1(o: DeleteTopicsRequest, out: bytearray) -> None:
     x_topic_names = o.topic_names
     if x_topic_names is None:
         raise EncodeError("DeleteTopicsRequest: TopicNames is not nullable in version 4")
-    write_uvarint(out, len(x_topic_names) + 1)
+    n = len(x_topic_names) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_names in x_topic_names:
         write_compact_string(out, e_topic_names)
     out += _S0.pack(o.timeout_ms)
@@ -231,23 +273,42 @@ def _e_DeleteTopicsRequest_1(o: DeleteTopicsRequest, out: bytearray) -> None:
 
 
 def _d_DeleteTopicsRequest_2(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
-    v_topics: list[DeleteTopicState]
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(DeleteTopicsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteTopicsRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteTopicsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[DeleteTopicState] = []
     for _ in range(n):
         e_topics, pos = _d_DeleteTopicState_0(buf, pos)
-        v_topics.append(e_topics)
-    v_timeout_ms, = _S0.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.topic_names = []
+    (o.timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteTopicsRequest(v_topics, [], v_timeout_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteTopicsRequest_2(o: DeleteTopicsRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DeleteTopicsRequest: Topics is not nullable in version 6")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_DeleteTopicState_0(e_topics, out)
     out += _S0.pack(o.timeout_ms)
@@ -257,5 +318,6 @@ def _e_DeleteTopicsRequest_2(o: DeleteTopicsRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_DeleteTopicState = DeleteTopicState()
 _DECODERS = (_d_DeleteTopicsRequest_0, _d_DeleteTopicsRequest_0, _d_DeleteTopicsRequest_0, _d_DeleteTopicsRequest_0, _d_DeleteTopicsRequest_1, _d_DeleteTopicsRequest_1, _d_DeleteTopicsRequest_2,)
 _ENCODERS = (_e_DeleteTopicsRequest_0, _e_DeleteTopicsRequest_0, _e_DeleteTopicsRequest_0, _e_DeleteTopicsRequest_0, _e_DeleteTopicsRequest_1, _e_DeleteTopicsRequest_1, _e_DeleteTopicsRequest_2,)

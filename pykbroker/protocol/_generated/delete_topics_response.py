@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>i')
 
@@ -165,11 +177,14 @@ class DeleteTopicsResponse:
 
 
 def _d_DeletableTopicResult_0(buf: memoryview, pos: int) -> tuple[DeletableTopicResult, int]:
-    v_name: str | None
-    v_name, pos = read_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeletableTopicResult)
+    o.name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    o.error_message = None
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    return DeletableTopicResult(v_name, ZERO_UUID, v_error_code, None, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeletableTopicResult_0(o: DeletableTopicResult, out: bytearray) -> None:
@@ -178,12 +193,18 @@ def _e_DeletableTopicResult_0(o: DeletableTopicResult, out: bytearray) -> None:
 
 
 def _d_DeletableTopicResult_1(buf: memoryview, pos: int) -> tuple[DeletableTopicResult, int]:
-    v_name: str | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeletableTopicResult)
+    o.name, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    o.error_message = None
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return DeletableTopicResult(v_name, ZERO_UUID, v_error_code, None, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeletableTopicResult_1(o: DeletableTopicResult, out: bytearray) -> None:
@@ -196,14 +217,18 @@ def _e_DeletableTopicResult_1(o: DeletableTopicResult, out: bytearray) -> None:
 
 
 def _d_DeletableTopicResult_2(buf: memoryview, pos: int) -> tuple[DeletableTopicResult, int]:
-    v_name: str | None
-    v_error_message: str | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeletableTopicResult)
+    o.name, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return DeletableTopicResult(v_name, ZERO_UUID, v_error_code, v_error_message, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeletableTopicResult_2(o: DeletableTopicResult, out: bytearray) -> None:
@@ -217,16 +242,18 @@ def _e_DeletableTopicResult_2(o: DeletableTopicResult, out: bytearray) -> None:
 
 
 def _d_DeletableTopicResult_3(buf: memoryview, pos: int) -> tuple[DeletableTopicResult, int]:
-    v_name: str | None
-    v_topic_id: uuid.UUID
-    v_error_message: str | None
-    v_name, pos = read_compact_nullable_string(buf, pos)
-    v_topic_id, pos = read_uuid(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DeletableTopicResult)
+    o.name, pos = read_compact_nullable_string(buf, pos)
+    o.topic_id, pos = read_uuid(buf, pos)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return DeletableTopicResult(v_name, v_topic_id, v_error_code, v_error_message, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeletableTopicResult_3(o: DeletableTopicResult, out: bytearray) -> None:
@@ -241,13 +268,21 @@ def _e_DeletableTopicResult_3(o: DeletableTopicResult, out: bytearray) -> None:
 
 
 def _d_DeleteTopicsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
-    v_responses: list[DeletableTopicResult]
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    o = _new(DeleteTopicsResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteTopicsResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteTopicsResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[DeletableTopicResult] = []
     for _ in range(n):
         e_responses, pos = _d_DeletableTopicResult_0(buf, pos)
-        v_responses.append(e_responses)
-    return DeleteTopicsResponse(0, v_responses, None), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteTopicsResponse_0(o: DeleteTopicsResponse, out: bytearray) -> None:
@@ -260,15 +295,22 @@ def _e_DeleteTopicsResponse_0(o: DeleteTopicsResponse, out: bytearray) -> None:
 
 
 def _d_DeleteTopicsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
-    v_responses: list[DeletableTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DeleteTopicsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DeleteTopicsResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteTopicsResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[DeletableTopicResult] = []
     for _ in range(n):
         e_responses, pos = _d_DeletableTopicResult_0(buf, pos)
-        v_responses.append(e_responses)
-    return DeleteTopicsResponse(v_throttle_time_ms, v_responses, None), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DeleteTopicsResponse_1(o: DeleteTopicsResponse, out: bytearray) -> None:
@@ -282,16 +324,30 @@ def _e_DeleteTopicsResponse_1(o: DeleteTopicsResponse, out: bytearray) -> None:
 
 
 def _d_DeleteTopicsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
-    v_responses: list[DeletableTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DeleteTopicsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteTopicsResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteTopicsResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[DeletableTopicResult] = []
     for _ in range(n):
         e_responses, pos = _d_DeletableTopicResult_1(buf, pos)
-        v_responses.append(e_responses)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteTopicsResponse(v_throttle_time_ms, v_responses, unknown), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteTopicsResponse_2(o: DeleteTopicsResponse, out: bytearray) -> None:
@@ -299,7 +355,11 @@ def _e_DeleteTopicsResponse_2(o: DeleteTopicsResponse, out: bytearray) -> None:
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("DeleteTopicsResponse: Responses is not nullable in version 4")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_DeletableTopicResult_1(e_responses, out)
     if o.unknown_tags:
@@ -309,16 +369,30 @@ def _e_DeleteTopicsResponse_2(o: DeleteTopicsResponse, out: bytearray) -> None:
 
 
 def _d_DeleteTopicsResponse_3(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
-    v_responses: list[DeletableTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DeleteTopicsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteTopicsResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteTopicsResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[DeletableTopicResult] = []
     for _ in range(n):
         e_responses, pos = _d_DeletableTopicResult_2(buf, pos)
-        v_responses.append(e_responses)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteTopicsResponse(v_throttle_time_ms, v_responses, unknown), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteTopicsResponse_3(o: DeleteTopicsResponse, out: bytearray) -> None:
@@ -326,7 +400,11 @@ def _e_DeleteTopicsResponse_3(o: DeleteTopicsResponse, out: bytearray) -> None:
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("DeleteTopicsResponse: Responses is not nullable in version 5")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_DeletableTopicResult_2(e_responses, out)
     if o.unknown_tags:
@@ -336,16 +414,30 @@ def _e_DeleteTopicsResponse_3(o: DeleteTopicsResponse, out: bytearray) -> None:
 
 
 def _d_DeleteTopicsResponse_4(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
-    v_responses: list[DeletableTopicResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DeleteTopicsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DeleteTopicsResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DeleteTopicsResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[DeletableTopicResult] = []
     for _ in range(n):
         e_responses, pos = _d_DeletableTopicResult_3(buf, pos)
-        v_responses.append(e_responses)
-    unknown, pos = skip_tags(buf, pos)
-    return DeleteTopicsResponse(v_throttle_time_ms, v_responses, unknown), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DeleteTopicsResponse_4(o: DeleteTopicsResponse, out: bytearray) -> None:
@@ -353,7 +445,11 @@ def _e_DeleteTopicsResponse_4(o: DeleteTopicsResponse, out: bytearray) -> None:
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("DeleteTopicsResponse: Responses is not nullable in version 6")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_DeletableTopicResult_3(e_responses, out)
     if o.unknown_tags:
@@ -362,5 +458,6 @@ def _e_DeleteTopicsResponse_4(o: DeleteTopicsResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_DeletableTopicResult = DeletableTopicResult()
 _DECODERS = (_d_DeleteTopicsResponse_0, _d_DeleteTopicsResponse_1, _d_DeleteTopicsResponse_1, _d_DeleteTopicsResponse_1, _d_DeleteTopicsResponse_2, _d_DeleteTopicsResponse_3, _d_DeleteTopicsResponse_4,)
 _ENCODERS = (_e_DeleteTopicsResponse_0, _e_DeleteTopicsResponse_1, _e_DeleteTopicsResponse_1, _e_DeleteTopicsResponse_1, _e_DeleteTopicsResponse_2, _e_DeleteTopicsResponse_3, _e_DeleteTopicsResponse_4,)

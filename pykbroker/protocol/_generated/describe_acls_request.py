@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>b')
 _S1 = struct.Struct('>bb')
 
@@ -143,17 +155,17 @@ class DescribeAclsRequest:
 
 
 def _d_DescribeAclsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
-    v_resource_name_filter: str | None
-    v_principal_filter: str | None
-    v_host_filter: str | None
-    v_resource_type_filter, = _S0.unpack_from(buf, pos)
+    o = _new(DescribeAclsRequest)
+    (o.resource_type_filter,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name_filter, pos = read_nullable_string(buf, pos)
-    v_principal_filter, pos = read_nullable_string(buf, pos)
-    v_host_filter, pos = read_nullable_string(buf, pos)
-    v_operation, v_permission_type = _S1.unpack_from(buf, pos)
+    o.resource_name_filter, pos = read_nullable_string(buf, pos)
+    o.pattern_type_filter = 3
+    o.principal_filter, pos = read_nullable_string(buf, pos)
+    o.host_filter, pos = read_nullable_string(buf, pos)
+    o.operation, o.permission_type = _S1.unpack_from(buf, pos)
     pos += 2
-    return DescribeAclsRequest(v_resource_type_filter, v_resource_name_filter, 3, v_principal_filter, v_host_filter, v_operation, v_permission_type, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeAclsRequest_0(o: DescribeAclsRequest, out: bytearray) -> None:
@@ -167,19 +179,18 @@ def _e_DescribeAclsRequest_0(o: DescribeAclsRequest, out: bytearray) -> None:
 
 
 def _d_DescribeAclsRequest_1(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
-    v_resource_name_filter: str | None
-    v_principal_filter: str | None
-    v_host_filter: str | None
-    v_resource_type_filter, = _S0.unpack_from(buf, pos)
+    o = _new(DescribeAclsRequest)
+    (o.resource_type_filter,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name_filter, pos = read_nullable_string(buf, pos)
-    v_pattern_type_filter, = _S0.unpack_from(buf, pos)
+    o.resource_name_filter, pos = read_nullable_string(buf, pos)
+    (o.pattern_type_filter,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_principal_filter, pos = read_nullable_string(buf, pos)
-    v_host_filter, pos = read_nullable_string(buf, pos)
-    v_operation, v_permission_type = _S1.unpack_from(buf, pos)
+    o.principal_filter, pos = read_nullable_string(buf, pos)
+    o.host_filter, pos = read_nullable_string(buf, pos)
+    o.operation, o.permission_type = _S1.unpack_from(buf, pos)
     pos += 2
-    return DescribeAclsRequest(v_resource_type_filter, v_resource_name_filter, v_pattern_type_filter, v_principal_filter, v_host_filter, v_operation, v_permission_type, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeAclsRequest_1(o: DescribeAclsRequest, out: bytearray) -> None:
@@ -192,20 +203,22 @@ def _e_DescribeAclsRequest_1(o: DescribeAclsRequest, out: bytearray) -> None:
 
 
 def _d_DescribeAclsRequest_2(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
-    v_resource_name_filter: str | None
-    v_principal_filter: str | None
-    v_host_filter: str | None
-    v_resource_type_filter, = _S0.unpack_from(buf, pos)
+    o = _new(DescribeAclsRequest)
+    (o.resource_type_filter,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name_filter, pos = read_compact_nullable_string(buf, pos)
-    v_pattern_type_filter, = _S0.unpack_from(buf, pos)
+    o.resource_name_filter, pos = read_compact_nullable_string(buf, pos)
+    (o.pattern_type_filter,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_principal_filter, pos = read_compact_nullable_string(buf, pos)
-    v_host_filter, pos = read_compact_nullable_string(buf, pos)
-    v_operation, v_permission_type = _S1.unpack_from(buf, pos)
+    o.principal_filter, pos = read_compact_nullable_string(buf, pos)
+    o.host_filter, pos = read_compact_nullable_string(buf, pos)
+    o.operation, o.permission_type = _S1.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeAclsRequest(v_resource_type_filter, v_resource_name_filter, v_pattern_type_filter, v_principal_filter, v_host_filter, v_operation, v_permission_type, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeAclsRequest_2(o: DescribeAclsRequest, out: bytearray) -> None:

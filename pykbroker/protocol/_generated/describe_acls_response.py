@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>bb')
 _S1 = struct.Struct('>b')
 _S2 = struct.Struct('>ih')
@@ -216,13 +228,13 @@ class DescribeAclsResponse:
 
 
 def _d_AclDescription_0(buf: memoryview, pos: int) -> tuple[AclDescription, int]:
-    v_principal: str
-    v_host: str
-    v_principal, pos = read_string(buf, pos)
-    v_host, pos = read_string(buf, pos)
-    v_operation, v_permission_type = _S0.unpack_from(buf, pos)
+    o = _new(AclDescription)
+    o.principal, pos = read_string(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    o.operation, o.permission_type = _S0.unpack_from(buf, pos)
     pos += 2
-    return AclDescription(v_principal, v_host, v_operation, v_permission_type, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AclDescription_0(o: AclDescription, out: bytearray) -> None:
@@ -232,14 +244,17 @@ def _e_AclDescription_0(o: AclDescription, out: bytearray) -> None:
 
 
 def _d_AclDescription_1(buf: memoryview, pos: int) -> tuple[AclDescription, int]:
-    v_principal: str
-    v_host: str
-    v_principal, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_operation, v_permission_type = _S0.unpack_from(buf, pos)
+    o = _new(AclDescription)
+    o.principal, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    o.operation, o.permission_type = _S0.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return AclDescription(v_principal, v_host, v_operation, v_permission_type, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AclDescription_1(o: AclDescription, out: bytearray) -> None:
@@ -253,17 +268,24 @@ def _e_AclDescription_1(o: AclDescription, out: bytearray) -> None:
 
 
 def _d_DescribeAclsResource_0(buf: memoryview, pos: int) -> tuple[DescribeAclsResource, int]:
-    v_resource_name: str
-    v_acls: list[AclDescription]
-    v_resource_type, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeAclsResource)
+    (o.resource_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_acls = []
+    o.resource_name, pos = read_string(buf, pos)
+    o.pattern_type = 3
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeAclsResponse.Acls has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeAclsResponse.Acls length {n} exceeds the {len(buf) - pos} bytes left")
+    a_acls: list[AclDescription] = []
     for _ in range(n):
         e_acls, pos = _d_AclDescription_0(buf, pos)
-        v_acls.append(e_acls)
-    return DescribeAclsResource(v_resource_type, v_resource_name, 3, v_acls, None), pos
+        a_acls.append(e_acls)
+    o.acls = a_acls
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeAclsResource_0(o: DescribeAclsResource, out: bytearray) -> None:
@@ -280,19 +302,25 @@ def _e_DescribeAclsResource_0(o: DescribeAclsResource, out: bytearray) -> None:
 
 
 def _d_DescribeAclsResource_1(buf: memoryview, pos: int) -> tuple[DescribeAclsResource, int]:
-    v_resource_name: str
-    v_acls: list[AclDescription]
-    v_resource_type, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeAclsResource)
+    (o.resource_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    v_pattern_type, = _S1.unpack_from(buf, pos)
+    o.resource_name, pos = read_string(buf, pos)
+    (o.pattern_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_array_len(buf, pos)
-    v_acls = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeAclsResponse.Acls has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeAclsResponse.Acls length {n} exceeds the {len(buf) - pos} bytes left")
+    a_acls: list[AclDescription] = []
     for _ in range(n):
         e_acls, pos = _d_AclDescription_0(buf, pos)
-        v_acls.append(e_acls)
-    return DescribeAclsResource(v_resource_type, v_resource_name, v_pattern_type, v_acls, None), pos
+        a_acls.append(e_acls)
+    o.acls = a_acls
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeAclsResource_1(o: DescribeAclsResource, out: bytearray) -> None:
@@ -308,20 +336,33 @@ def _e_DescribeAclsResource_1(o: DescribeAclsResource, out: bytearray) -> None:
 
 
 def _d_DescribeAclsResource_2(buf: memoryview, pos: int) -> tuple[DescribeAclsResource, int]:
-    v_resource_name: str
-    v_acls: list[AclDescription]
-    v_resource_type, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeAclsResource)
+    (o.resource_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_compact_string(buf, pos)
-    v_pattern_type, = _S1.unpack_from(buf, pos)
+    o.resource_name, pos = read_compact_string(buf, pos)
+    (o.pattern_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_compact_array_len(buf, pos)
-    v_acls = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeAclsResponse.Acls is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeAclsResponse.Acls length {n} exceeds the {len(buf) - pos} bytes left")
+    a_acls: list[AclDescription] = []
     for _ in range(n):
         e_acls, pos = _d_AclDescription_1(buf, pos)
-        v_acls.append(e_acls)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeAclsResource(v_resource_type, v_resource_name, v_pattern_type, v_acls, unknown), pos
+        a_acls.append(e_acls)
+    o.acls = a_acls
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeAclsResource_2(o: DescribeAclsResource, out: bytearray) -> None:
@@ -331,7 +372,11 @@ def _e_DescribeAclsResource_2(o: DescribeAclsResource, out: bytearray) -> None:
     x_acls = o.acls
     if x_acls is None:
         raise EncodeError("DescribeAclsResponse: Acls is not nullable in version 2")
-    write_uvarint(out, len(x_acls) + 1)
+    n = len(x_acls) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_acls in x_acls:
         _e_AclDescription_1(e_acls, out)
     if o.unknown_tags:
@@ -341,17 +386,23 @@ def _e_DescribeAclsResource_2(o: DescribeAclsResource, out: bytearray) -> None:
 
 
 def _d_DescribeAclsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
-    v_error_message: str | None
-    v_resources: list[DescribeAclsResource]
-    v_throttle_time_ms, v_error_code = _S2.unpack_from(buf, pos)
+    o = _new(DescribeAclsResponse)
+    o.throttle_time_ms, o.error_code = _S2.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_resources = []
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeAclsResponse.Resources has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeAclsResponse.Resources length {n} exceeds the {len(buf) - pos} bytes left")
+    a_resources: list[DescribeAclsResource] = []
     for _ in range(n):
         e_resources, pos = _d_DescribeAclsResource_0(buf, pos)
-        v_resources.append(e_resources)
-    return DescribeAclsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_resources, None), pos
+        a_resources.append(e_resources)
+    o.resources = a_resources
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeAclsResponse_0(o: DescribeAclsResponse, out: bytearray) -> None:
@@ -366,17 +417,23 @@ def _e_DescribeAclsResponse_0(o: DescribeAclsResponse, out: bytearray) -> None:
 
 
 def _d_DescribeAclsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
-    v_error_message: str | None
-    v_resources: list[DescribeAclsResource]
-    v_throttle_time_ms, v_error_code = _S2.unpack_from(buf, pos)
+    o = _new(DescribeAclsResponse)
+    o.throttle_time_ms, o.error_code = _S2.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_resources = []
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeAclsResponse.Resources has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeAclsResponse.Resources length {n} exceeds the {len(buf) - pos} bytes left")
+    a_resources: list[DescribeAclsResource] = []
     for _ in range(n):
         e_resources, pos = _d_DescribeAclsResource_1(buf, pos)
-        v_resources.append(e_resources)
-    return DescribeAclsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_resources, None), pos
+        a_resources.append(e_resources)
+    o.resources = a_resources
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeAclsResponse_1(o: DescribeAclsResponse, out: bytearray) -> None:
@@ -391,18 +448,31 @@ def _e_DescribeAclsResponse_1(o: DescribeAclsResponse, out: bytearray) -> None:
 
 
 def _d_DescribeAclsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
-    v_error_message: str | None
-    v_resources: list[DescribeAclsResource]
-    v_throttle_time_ms, v_error_code = _S2.unpack_from(buf, pos)
+    o = _new(DescribeAclsResponse)
+    o.throttle_time_ms, o.error_code = _S2.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_resources = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeAclsResponse.Resources is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeAclsResponse.Resources length {n} exceeds the {len(buf) - pos} bytes left")
+    a_resources: list[DescribeAclsResource] = []
     for _ in range(n):
         e_resources, pos = _d_DescribeAclsResource_2(buf, pos)
-        v_resources.append(e_resources)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeAclsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_resources, unknown), pos
+        a_resources.append(e_resources)
+    o.resources = a_resources
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeAclsResponse_2(o: DescribeAclsResponse, out: bytearray) -> None:
@@ -411,7 +481,11 @@ def _e_DescribeAclsResponse_2(o: DescribeAclsResponse, out: bytearray) -> None:
     x_resources = o.resources
     if x_resources is None:
         raise EncodeError("DescribeAclsResponse: Resources is not nullable in version 2")
-    write_uvarint(out, len(x_resources) + 1)
+    n = len(x_resources) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_resources in x_resources:
         _e_DescribeAclsResource_2(e_resources, out)
     if o.unknown_tags:
@@ -420,5 +494,7 @@ def _e_DescribeAclsResponse_2(o: DescribeAclsResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_AclDescription = AclDescription()
+_DEF_DescribeAclsResource = DescribeAclsResource()
 _DECODERS = (_d_DescribeAclsResponse_0, _d_DescribeAclsResponse_1, _d_DescribeAclsResponse_2, _d_DescribeAclsResponse_2,)
 _ENCODERS = (_e_DescribeAclsResponse_0, _e_DescribeAclsResponse_1, _e_DescribeAclsResponse_2, _e_DescribeAclsResponse_2,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>b')
 _S1 = struct.Struct('>?')
 
@@ -161,13 +173,13 @@ class DescribeClientQuotasRequest:
 
 
 def _d_ComponentData_0(buf: memoryview, pos: int) -> tuple[ComponentData, int]:
-    v_entity_type: str
-    v_match: str | None
-    v_entity_type, pos = read_string(buf, pos)
-    v_match_type, = _S0.unpack_from(buf, pos)
+    o = _new(ComponentData)
+    o.entity_type, pos = read_string(buf, pos)
+    (o.match_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_match, pos = read_nullable_string(buf, pos)
-    return ComponentData(v_entity_type, v_match_type, v_match, None), pos
+    o.match, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ComponentData_0(o: ComponentData, out: bytearray) -> None:
@@ -177,14 +189,17 @@ def _e_ComponentData_0(o: ComponentData, out: bytearray) -> None:
 
 
 def _d_ComponentData_1(buf: memoryview, pos: int) -> tuple[ComponentData, int]:
-    v_entity_type: str
-    v_match: str | None
-    v_entity_type, pos = read_compact_string(buf, pos)
-    v_match_type, = _S0.unpack_from(buf, pos)
+    o = _new(ComponentData)
+    o.entity_type, pos = read_compact_string(buf, pos)
+    (o.match_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_match, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return ComponentData(v_entity_type, v_match_type, v_match, unknown), pos
+    o.match, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ComponentData_1(o: ComponentData, out: bytearray) -> None:
@@ -198,15 +213,22 @@ def _e_ComponentData_1(o: ComponentData, out: bytearray) -> None:
 
 
 def _d_DescribeClientQuotasRequest_0(buf: memoryview, pos: int) -> tuple[DescribeClientQuotasRequest, int]:
-    v_components: list[ComponentData]
-    n, pos = read_array_len(buf, pos)
-    v_components = []
+    o = _new(DescribeClientQuotasRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeClientQuotasRequest.Components has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeClientQuotasRequest.Components length {n} exceeds the {len(buf) - pos} bytes left")
+    a_components: list[ComponentData] = []
     for _ in range(n):
         e_components, pos = _d_ComponentData_0(buf, pos)
-        v_components.append(e_components)
-    v_strict, = _S1.unpack_from(buf, pos)
+        a_components.append(e_components)
+    o.components = a_components
+    (o.strict,) = _S1.unpack_from(buf, pos)
     pos += 1
-    return DescribeClientQuotasRequest(v_components, v_strict, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeClientQuotasRequest_0(o: DescribeClientQuotasRequest, out: bytearray) -> None:
@@ -220,23 +242,41 @@ def _e_DescribeClientQuotasRequest_0(o: DescribeClientQuotasRequest, out: bytear
 
 
 def _d_DescribeClientQuotasRequest_1(buf: memoryview, pos: int) -> tuple[DescribeClientQuotasRequest, int]:
-    v_components: list[ComponentData]
-    n, pos = read_compact_array_len(buf, pos)
-    v_components = []
+    o = _new(DescribeClientQuotasRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeClientQuotasRequest.Components is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeClientQuotasRequest.Components length {n} exceeds the {len(buf) - pos} bytes left")
+    a_components: list[ComponentData] = []
     for _ in range(n):
         e_components, pos = _d_ComponentData_1(buf, pos)
-        v_components.append(e_components)
-    v_strict, = _S1.unpack_from(buf, pos)
+        a_components.append(e_components)
+    o.components = a_components
+    (o.strict,) = _S1.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeClientQuotasRequest(v_components, v_strict, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeClientQuotasRequest_1(o: DescribeClientQuotasRequest, out: bytearray) -> None:
     x_components = o.components
     if x_components is None:
         raise EncodeError("DescribeClientQuotasRequest: Components is not nullable in version 1")
-    write_uvarint(out, len(x_components) + 1)
+    n = len(x_components) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_components in x_components:
         _e_ComponentData_1(e_components, out)
     out += _S1.pack(o.strict)
@@ -246,5 +286,6 @@ def _e_DescribeClientQuotasRequest_1(o: DescribeClientQuotasRequest, out: bytear
         out.append(0)
 
 
+_DEF_ComponentData = ComponentData()
 _DECODERS = (_d_DescribeClientQuotasRequest_0, _d_DescribeClientQuotasRequest_1,)
 _ENCODERS = (_e_DescribeClientQuotasRequest_0, _e_DescribeClientQuotasRequest_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>d')
 _S1 = struct.Struct('>ih')
 
@@ -233,11 +245,11 @@ class DescribeClientQuotasResponse:
 
 
 def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
-    v_entity_type: str
-    v_entity_name: str | None
-    v_entity_type, pos = read_string(buf, pos)
-    v_entity_name, pos = read_nullable_string(buf, pos)
-    return EntityData(v_entity_type, v_entity_name, None), pos
+    o = _new(EntityData)
+    o.entity_type, pos = read_string(buf, pos)
+    o.entity_name, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_EntityData_0(o: EntityData, out: bytearray) -> None:
@@ -246,12 +258,15 @@ def _e_EntityData_0(o: EntityData, out: bytearray) -> None:
 
 
 def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
-    v_entity_type: str
-    v_entity_name: str | None
-    v_entity_type, pos = read_compact_string(buf, pos)
-    v_entity_name, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return EntityData(v_entity_type, v_entity_name, unknown), pos
+    o = _new(EntityData)
+    o.entity_type, pos = read_compact_string(buf, pos)
+    o.entity_name, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EntityData_1(o: EntityData, out: bytearray) -> None:
@@ -264,11 +279,12 @@ def _e_EntityData_1(o: EntityData, out: bytearray) -> None:
 
 
 def _d_ValueData_0(buf: memoryview, pos: int) -> tuple[ValueData, int]:
-    v_key: str
-    v_key, pos = read_string(buf, pos)
-    v_value, = _S0.unpack_from(buf, pos)
+    o = _new(ValueData)
+    o.key, pos = read_string(buf, pos)
+    (o.value,) = _S0.unpack_from(buf, pos)
     pos += 8
-    return ValueData(v_key, v_value, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ValueData_0(o: ValueData, out: bytearray) -> None:
@@ -277,12 +293,16 @@ def _e_ValueData_0(o: ValueData, out: bytearray) -> None:
 
 
 def _d_ValueData_1(buf: memoryview, pos: int) -> tuple[ValueData, int]:
-    v_key: str
-    v_key, pos = read_compact_string(buf, pos)
-    v_value, = _S0.unpack_from(buf, pos)
+    o = _new(ValueData)
+    o.key, pos = read_compact_string(buf, pos)
+    (o.value,) = _S0.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return ValueData(v_key, v_value, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ValueData_1(o: ValueData, out: bytearray) -> None:
@@ -295,19 +315,31 @@ def _e_ValueData_1(o: ValueData, out: bytearray) -> None:
 
 
 def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
-    v_entity: list[EntityData]
-    v_values: list[ValueData]
-    n, pos = read_array_len(buf, pos)
-    v_entity = []
+    o = _new(EntryData)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeClientQuotasResponse.Entity has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeClientQuotasResponse.Entity length {n} exceeds the {len(buf) - pos} bytes left")
+    a_entity: list[EntityData] = []
     for _ in range(n):
         e_entity, pos = _d_EntityData_0(buf, pos)
-        v_entity.append(e_entity)
-    n, pos = read_array_len(buf, pos)
-    v_values = []
+        a_entity.append(e_entity)
+    o.entity = a_entity
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeClientQuotasResponse.Values has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeClientQuotasResponse.Values length {n} exceeds the {len(buf) - pos} bytes left")
+    a_values: list[ValueData] = []
     for _ in range(n):
         e_values, pos = _d_ValueData_0(buf, pos)
-        v_values.append(e_values)
-    return EntryData(v_entity, v_values, None), pos
+        a_values.append(e_values)
+    o.values = a_values
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_EntryData_0(o: EntryData, out: bytearray) -> None:
@@ -326,33 +358,64 @@ def _e_EntryData_0(o: EntryData, out: bytearray) -> None:
 
 
 def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
-    v_entity: list[EntityData]
-    v_values: list[ValueData]
-    n, pos = read_compact_array_len(buf, pos)
-    v_entity = []
+    o = _new(EntryData)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeClientQuotasResponse.Entity is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeClientQuotasResponse.Entity length {n} exceeds the {len(buf) - pos} bytes left")
+    a_entity: list[EntityData] = []
     for _ in range(n):
         e_entity, pos = _d_EntityData_1(buf, pos)
-        v_entity.append(e_entity)
-    n, pos = read_compact_array_len(buf, pos)
-    v_values = []
+        a_entity.append(e_entity)
+    o.entity = a_entity
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeClientQuotasResponse.Values is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeClientQuotasResponse.Values length {n} exceeds the {len(buf) - pos} bytes left")
+    a_values: list[ValueData] = []
     for _ in range(n):
         e_values, pos = _d_ValueData_1(buf, pos)
-        v_values.append(e_values)
-    unknown, pos = skip_tags(buf, pos)
-    return EntryData(v_entity, v_values, unknown), pos
+        a_values.append(e_values)
+    o.values = a_values
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EntryData_1(o: EntryData, out: bytearray) -> None:
     x_entity = o.entity
     if x_entity is None:
         raise EncodeError("DescribeClientQuotasResponse: Entity is not nullable in version 1")
-    write_uvarint(out, len(x_entity) + 1)
+    n = len(x_entity) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_entity in x_entity:
         _e_EntityData_1(e_entity, out)
     x_values = o.values
     if x_values is None:
         raise EncodeError("DescribeClientQuotasResponse: Values is not nullable in version 1")
-    write_uvarint(out, len(x_values) + 1)
+    n = len(x_values) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_values in x_values:
         _e_ValueData_1(e_values, out)
     if o.unknown_tags:
@@ -362,20 +425,26 @@ def _e_EntryData_1(o: EntryData, out: bytearray) -> None:
 
 
 def _d_DescribeClientQuotasResponse_0(buf: memoryview, pos: int) -> tuple[DescribeClientQuotasResponse, int]:
-    v_error_message: str | None
-    v_entries: list[EntryData] | None
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(DescribeClientQuotasResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_nullable_string(buf, pos)
-    n, pos = read_nullable_array_len(buf, pos)
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"DescribeClientQuotasResponse.Entries has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeClientQuotasResponse.Entries length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_entries = None
+        o.entries = None
     else:
-        v_entries = []
+        a_entries: list[EntryData] = []
         for _ in range(n):
             e_entries, pos = _d_EntryData_0(buf, pos)
-            v_entries.append(e_entries)
-    return DescribeClientQuotasResponse(v_throttle_time_ms, v_error_code, v_error_message, v_entries, None), pos
+            a_entries.append(e_entries)
+        o.entries = a_entries
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeClientQuotasResponse_0(o: DescribeClientQuotasResponse, out: bytearray) -> None:
@@ -391,21 +460,32 @@ def _e_DescribeClientQuotasResponse_0(o: DescribeClientQuotasResponse, out: byte
 
 
 def _d_DescribeClientQuotasResponse_1(buf: memoryview, pos: int) -> tuple[DescribeClientQuotasResponse, int]:
-    v_error_message: str | None
-    v_entries: list[EntryData] | None
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(DescribeClientQuotasResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_entries = None
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_entries = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeClientQuotasResponse.Entries length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.entries = None
+    else:
+        a_entries: list[EntryData] = []
         for _ in range(n):
             e_entries, pos = _d_EntryData_1(buf, pos)
-            v_entries.append(e_entries)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeClientQuotasResponse(v_throttle_time_ms, v_error_code, v_error_message, v_entries, unknown), pos
+            a_entries.append(e_entries)
+        o.entries = a_entries
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeClientQuotasResponse_1(o: DescribeClientQuotasResponse, out: bytearray) -> None:
@@ -415,7 +495,11 @@ def _e_DescribeClientQuotasResponse_1(o: DescribeClientQuotasResponse, out: byte
     if x_entries is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_entries) + 1)
+        n = len(x_entries) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_entries in x_entries:
             _e_EntryData_1(e_entries, out)
     if o.unknown_tags:
@@ -424,5 +508,8 @@ def _e_DescribeClientQuotasResponse_1(o: DescribeClientQuotasResponse, out: byte
         out.append(0)
 
 
+_DEF_EntityData = EntityData()
+_DEF_ValueData = ValueData()
+_DEF_EntryData = EntryData()
 _DECODERS = (_d_DescribeClientQuotasResponse_0, _d_DescribeClientQuotasResponse_1,)
 _ENCODERS = (_e_DescribeClientQuotasResponse_0, _e_DescribeClientQuotasResponse_1,)

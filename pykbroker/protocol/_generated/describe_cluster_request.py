@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>?')
 _S1 = struct.Struct('>?b')
 
@@ -123,10 +135,16 @@ class DescribeClusterRequest:
 
 
 def _d_DescribeClusterRequest_0(buf: memoryview, pos: int) -> tuple[DescribeClusterRequest, int]:
-    v_include_cluster_authorized_operations, = _S0.unpack_from(buf, pos)
+    o = _new(DescribeClusterRequest)
+    o.endpoint_type = 1
+    (o.include_cluster_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeClusterRequest(v_include_cluster_authorized_operations, 1, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeClusterRequest_0(o: DescribeClusterRequest, out: bytearray) -> None:
@@ -140,10 +158,15 @@ def _e_DescribeClusterRequest_0(o: DescribeClusterRequest, out: bytearray) -> No
 
 
 def _d_DescribeClusterRequest_1(buf: memoryview, pos: int) -> tuple[DescribeClusterRequest, int]:
-    v_include_cluster_authorized_operations, v_endpoint_type = _S1.unpack_from(buf, pos)
+    o = _new(DescribeClusterRequest)
+    o.include_cluster_authorized_operations, o.endpoint_type = _S1.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeClusterRequest(v_include_cluster_authorized_operations, v_endpoint_type, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeClusterRequest_1(o: DescribeClusterRequest, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>ih')
 _S2 = struct.Struct('>b')
@@ -190,16 +202,19 @@ class DescribeClusterResponse:
 
 
 def _d_DescribeClusterBroker_0(buf: memoryview, pos: int) -> tuple[DescribeClusterBroker, int]:
-    v_host: str
-    v_rack: str | None
-    v_broker_id, = _S0.unpack_from(buf, pos)
+    o = _new(DescribeClusterBroker)
+    (o.broker_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeClusterBroker(v_broker_id, v_host, v_port, v_rack, unknown), pos
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeClusterBroker_0(o: DescribeClusterBroker, out: bytearray) -> None:
@@ -214,24 +229,37 @@ def _e_DescribeClusterBroker_0(o: DescribeClusterBroker, out: bytearray) -> None
 
 
 def _d_DescribeClusterResponse_0(buf: memoryview, pos: int) -> tuple[DescribeClusterResponse, int]:
-    v_error_message: str | None
-    v_cluster_id: str
-    v_brokers: list[DescribeClusterBroker]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(DescribeClusterResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_cluster_id, pos = read_compact_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.endpoint_type = 1
+    o.cluster_id, pos = read_compact_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_brokers = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeClusterResponse.Brokers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeClusterResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[DescribeClusterBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_DescribeClusterBroker_0(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    (o.cluster_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeClusterResponse(v_throttle_time_ms, v_error_code, v_error_message, 1, v_cluster_id, v_controller_id, v_brokers, v_cluster_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeClusterResponse_0(o: DescribeClusterResponse, out: bytearray) -> None:
@@ -244,7 +272,11 @@ def _e_DescribeClusterResponse_0(o: DescribeClusterResponse, out: bytearray) -> 
     x_brokers = o.brokers
     if x_brokers is None:
         raise EncodeError("DescribeClusterResponse: Brokers is not nullable in version 0")
-    write_uvarint(out, len(x_brokers) + 1)
+    n = len(x_brokers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_brokers in x_brokers:
         _e_DescribeClusterBroker_0(e_brokers, out)
     out += _S0.pack(o.cluster_authorized_operations)
@@ -255,26 +287,38 @@ def _e_DescribeClusterResponse_0(o: DescribeClusterResponse, out: bytearray) -> 
 
 
 def _d_DescribeClusterResponse_1(buf: memoryview, pos: int) -> tuple[DescribeClusterResponse, int]:
-    v_error_message: str | None
-    v_cluster_id: str
-    v_brokers: list[DescribeClusterBroker]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(DescribeClusterResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_endpoint_type, = _S2.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    (o.endpoint_type,) = _S2.unpack_from(buf, pos)
     pos += 1
-    v_cluster_id, pos = read_compact_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+    o.cluster_id, pos = read_compact_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_brokers = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeClusterResponse.Brokers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeClusterResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[DescribeClusterBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_DescribeClusterBroker_0(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    (o.cluster_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeClusterResponse(v_throttle_time_ms, v_error_code, v_error_message, v_endpoint_type, v_cluster_id, v_controller_id, v_brokers, v_cluster_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeClusterResponse_1(o: DescribeClusterResponse, out: bytearray) -> None:
@@ -286,7 +330,11 @@ def _e_DescribeClusterResponse_1(o: DescribeClusterResponse, out: bytearray) -> 
     x_brokers = o.brokers
     if x_brokers is None:
         raise EncodeError("DescribeClusterResponse: Brokers is not nullable in version 1")
-    write_uvarint(out, len(x_brokers) + 1)
+    n = len(x_brokers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_brokers in x_brokers:
         _e_DescribeClusterBroker_0(e_brokers, out)
     out += _S0.pack(o.cluster_authorized_operations)
@@ -296,5 +344,6 @@ def _e_DescribeClusterResponse_1(o: DescribeClusterResponse, out: bytearray) -> 
         out.append(0)
 
 
+_DEF_DescribeClusterBroker = DescribeClusterBroker()
 _DECODERS = (_d_DescribeClusterResponse_0, _d_DescribeClusterResponse_1,)
 _ENCODERS = (_e_DescribeClusterResponse_0, _e_DescribeClusterResponse_1,)

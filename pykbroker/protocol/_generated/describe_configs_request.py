@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>b')
 _S1 = struct.Struct('>?')
 _S2 = struct.Struct('>??')
@@ -166,20 +178,26 @@ class DescribeConfigsRequest:
 
 
 def _d_DescribeConfigsResource_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsResource, int]:
-    v_resource_name: str
-    v_configuration_keys: list[str] | None
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResource)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    n, pos = read_nullable_array_len(buf, pos)
+    o.resource_name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"DescribeConfigsRequest.ConfigurationKeys has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsRequest.ConfigurationKeys length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_configuration_keys = None
+        o.configuration_keys = None
     else:
-        v_configuration_keys = []
+        a_configuration_keys: list[str] = []
         for _ in range(n):
             e_configuration_keys, pos = read_string(buf, pos)
-            v_configuration_keys.append(e_configuration_keys)
-    return DescribeConfigsResource(v_resource_type, v_resource_name, v_configuration_keys, None), pos
+            a_configuration_keys.append(e_configuration_keys)
+        o.configuration_keys = a_configuration_keys
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsResource_0(o: DescribeConfigsResource, out: bytearray) -> None:
@@ -195,21 +213,32 @@ def _e_DescribeConfigsResource_0(o: DescribeConfigsResource, out: bytearray) -> 
 
 
 def _d_DescribeConfigsResource_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsResource, int]:
-    v_resource_name: str
-    v_configuration_keys: list[str] | None
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResource)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_configuration_keys = None
+    o.resource_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_configuration_keys = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsRequest.ConfigurationKeys length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.configuration_keys = None
+    else:
+        a_configuration_keys: list[str] = []
         for _ in range(n):
             e_configuration_keys, pos = read_compact_string(buf, pos)
-            v_configuration_keys.append(e_configuration_keys)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeConfigsResource(v_resource_type, v_resource_name, v_configuration_keys, unknown), pos
+            a_configuration_keys.append(e_configuration_keys)
+        o.configuration_keys = a_configuration_keys
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeConfigsResource_1(o: DescribeConfigsResource, out: bytearray) -> None:
@@ -219,7 +248,11 @@ def _e_DescribeConfigsResource_1(o: DescribeConfigsResource, out: bytearray) -> 
     if x_configuration_keys is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_configuration_keys) + 1)
+        n = len(x_configuration_keys) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_configuration_keys in x_configuration_keys:
             write_compact_string(out, e_configuration_keys)
     if o.unknown_tags:
@@ -229,13 +262,22 @@ def _e_DescribeConfigsResource_1(o: DescribeConfigsResource, out: bytearray) -> 
 
 
 def _d_DescribeConfigsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest, int]:
-    v_resources: list[DescribeConfigsResource]
-    n, pos = read_array_len(buf, pos)
-    v_resources = []
+    o = _new(DescribeConfigsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsRequest.Resources has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsRequest.Resources length {n} exceeds the {len(buf) - pos} bytes left")
+    a_resources: list[DescribeConfigsResource] = []
     for _ in range(n):
         e_resources, pos = _d_DescribeConfigsResource_0(buf, pos)
-        v_resources.append(e_resources)
-    return DescribeConfigsRequest(v_resources, False, False, None), pos
+        a_resources.append(e_resources)
+    o.resources = a_resources
+    o.include_synonyms = False
+    o.include_documentation = False
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsRequest_0(o: DescribeConfigsRequest, out: bytearray) -> None:
@@ -252,15 +294,23 @@ def _e_DescribeConfigsRequest_0(o: DescribeConfigsRequest, out: bytearray) -> No
 
 
 def _d_DescribeConfigsRequest_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest, int]:
-    v_resources: list[DescribeConfigsResource]
-    n, pos = read_array_len(buf, pos)
-    v_resources = []
+    o = _new(DescribeConfigsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsRequest.Resources has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsRequest.Resources length {n} exceeds the {len(buf) - pos} bytes left")
+    a_resources: list[DescribeConfigsResource] = []
     for _ in range(n):
         e_resources, pos = _d_DescribeConfigsResource_0(buf, pos)
-        v_resources.append(e_resources)
-    v_include_synonyms, = _S1.unpack_from(buf, pos)
+        a_resources.append(e_resources)
+    o.resources = a_resources
+    o.include_documentation = False
+    (o.include_synonyms,) = _S1.unpack_from(buf, pos)
     pos += 1
-    return DescribeConfigsRequest(v_resources, v_include_synonyms, False, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsRequest_1(o: DescribeConfigsRequest, out: bytearray) -> None:
@@ -276,15 +326,22 @@ def _e_DescribeConfigsRequest_1(o: DescribeConfigsRequest, out: bytearray) -> No
 
 
 def _d_DescribeConfigsRequest_2(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest, int]:
-    v_resources: list[DescribeConfigsResource]
-    n, pos = read_array_len(buf, pos)
-    v_resources = []
+    o = _new(DescribeConfigsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsRequest.Resources has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsRequest.Resources length {n} exceeds the {len(buf) - pos} bytes left")
+    a_resources: list[DescribeConfigsResource] = []
     for _ in range(n):
         e_resources, pos = _d_DescribeConfigsResource_0(buf, pos)
-        v_resources.append(e_resources)
-    v_include_synonyms, v_include_documentation = _S2.unpack_from(buf, pos)
+        a_resources.append(e_resources)
+    o.resources = a_resources
+    o.include_synonyms, o.include_documentation = _S2.unpack_from(buf, pos)
     pos += 2
-    return DescribeConfigsRequest(v_resources, v_include_synonyms, v_include_documentation, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsRequest_2(o: DescribeConfigsRequest, out: bytearray) -> None:
@@ -298,23 +355,41 @@ def _e_DescribeConfigsRequest_2(o: DescribeConfigsRequest, out: bytearray) -> No
 
 
 def _d_DescribeConfigsRequest_3(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest, int]:
-    v_resources: list[DescribeConfigsResource]
-    n, pos = read_compact_array_len(buf, pos)
-    v_resources = []
+    o = _new(DescribeConfigsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeConfigsRequest.Resources is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsRequest.Resources length {n} exceeds the {len(buf) - pos} bytes left")
+    a_resources: list[DescribeConfigsResource] = []
     for _ in range(n):
         e_resources, pos = _d_DescribeConfigsResource_1(buf, pos)
-        v_resources.append(e_resources)
-    v_include_synonyms, v_include_documentation = _S2.unpack_from(buf, pos)
+        a_resources.append(e_resources)
+    o.resources = a_resources
+    o.include_synonyms, o.include_documentation = _S2.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeConfigsRequest(v_resources, v_include_synonyms, v_include_documentation, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeConfigsRequest_3(o: DescribeConfigsRequest, out: bytearray) -> None:
     x_resources = o.resources
     if x_resources is None:
         raise EncodeError("DescribeConfigsRequest: Resources is not nullable in version 4")
-    write_uvarint(out, len(x_resources) + 1)
+    n = len(x_resources) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_resources in x_resources:
         _e_DescribeConfigsResource_1(e_resources, out)
     out += _S2.pack(o.include_synonyms, o.include_documentation)
@@ -324,5 +399,6 @@ def _e_DescribeConfigsRequest_3(o: DescribeConfigsRequest, out: bytearray) -> No
         out.append(0)
 
 
+_DEF_DescribeConfigsResource = DescribeConfigsResource()
 _DECODERS = (_d_DescribeConfigsRequest_0, _d_DescribeConfigsRequest_1, _d_DescribeConfigsRequest_1, _d_DescribeConfigsRequest_2, _d_DescribeConfigsRequest_3,)
 _ENCODERS = (_e_DescribeConfigsRequest_0, _e_DescribeConfigsRequest_1, _e_DescribeConfigsRequest_1, _e_DescribeConfigsRequest_2, _e_DescribeConfigsRequest_3,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>b')
 _S1 = struct.Struct('>???')
 _S2 = struct.Struct('>?b?')
@@ -274,13 +286,13 @@ class DescribeConfigsResponse:
 
 
 def _d_DescribeConfigsSynonym_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsSynonym, int]:
-    v_name: str
-    v_value: str | None
-    v_name, pos = read_string(buf, pos)
-    v_value, pos = read_nullable_string(buf, pos)
-    v_source, = _S0.unpack_from(buf, pos)
+    o = _new(DescribeConfigsSynonym)
+    o.name, pos = read_string(buf, pos)
+    o.value, pos = read_nullable_string(buf, pos)
+    (o.source,) = _S0.unpack_from(buf, pos)
     pos += 1
-    return DescribeConfigsSynonym(v_name, v_value, v_source, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsSynonym_0(o: DescribeConfigsSynonym, out: bytearray) -> None:
@@ -290,14 +302,17 @@ def _e_DescribeConfigsSynonym_0(o: DescribeConfigsSynonym, out: bytearray) -> No
 
 
 def _d_DescribeConfigsSynonym_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsSynonym, int]:
-    v_name: str
-    v_value: str | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_value, pos = read_compact_nullable_string(buf, pos)
-    v_source, = _S0.unpack_from(buf, pos)
+    o = _new(DescribeConfigsSynonym)
+    o.name, pos = read_compact_string(buf, pos)
+    o.value, pos = read_compact_nullable_string(buf, pos)
+    (o.source,) = _S0.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeConfigsSynonym(v_name, v_value, v_source, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeConfigsSynonym_1(o: DescribeConfigsSynonym, out: bytearray) -> None:
@@ -311,13 +326,17 @@ def _e_DescribeConfigsSynonym_1(o: DescribeConfigsSynonym, out: bytearray) -> No
 
 
 def _d_DescribeConfigsResourceResult_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsResourceResult, int]:
-    v_name: str
-    v_value: str | None
-    v_name, pos = read_string(buf, pos)
-    v_value, pos = read_nullable_string(buf, pos)
-    v_read_only, v_is_default, v_is_sensitive = _S1.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResourceResult)
+    o.name, pos = read_string(buf, pos)
+    o.value, pos = read_nullable_string(buf, pos)
+    o.config_source = -1
+    o.synonyms = []
+    o.config_type = 0
+    o.documentation = ''
+    o.read_only, o.is_default, o.is_sensitive = _S1.unpack_from(buf, pos)
     pos += 3
-    return DescribeConfigsResourceResult(v_name, v_value, v_read_only, v_is_default, -1, v_is_sensitive, [], 0, '', None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsResourceResult_0(o: DescribeConfigsResourceResult, out: bytearray) -> None:
@@ -327,19 +346,27 @@ def _e_DescribeConfigsResourceResult_0(o: DescribeConfigsResourceResult, out: by
 
 
 def _d_DescribeConfigsResourceResult_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsResourceResult, int]:
-    v_name: str
-    v_value: str | None
-    v_synonyms: list[DescribeConfigsSynonym]
-    v_name, pos = read_string(buf, pos)
-    v_value, pos = read_nullable_string(buf, pos)
-    v_read_only, v_config_source, v_is_sensitive = _S2.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResourceResult)
+    o.name, pos = read_string(buf, pos)
+    o.value, pos = read_nullable_string(buf, pos)
+    o.is_default = False
+    o.read_only, o.config_source, o.is_sensitive = _S2.unpack_from(buf, pos)
     pos += 3
-    n, pos = read_array_len(buf, pos)
-    v_synonyms = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsResponse.Synonyms has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Synonyms length {n} exceeds the {len(buf) - pos} bytes left")
+    a_synonyms: list[DescribeConfigsSynonym] = []
     for _ in range(n):
         e_synonyms, pos = _d_DescribeConfigsSynonym_0(buf, pos)
-        v_synonyms.append(e_synonyms)
-    return DescribeConfigsResourceResult(v_name, v_value, v_read_only, False, v_config_source, v_is_sensitive, v_synonyms, 0, '', None), pos
+        a_synonyms.append(e_synonyms)
+    o.synonyms = a_synonyms
+    o.config_type = 0
+    o.documentation = ''
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsResourceResult_1(o: DescribeConfigsResourceResult, out: bytearray) -> None:
@@ -358,23 +385,28 @@ def _e_DescribeConfigsResourceResult_1(o: DescribeConfigsResourceResult, out: by
 
 
 def _d_DescribeConfigsResourceResult_2(buf: memoryview, pos: int) -> tuple[DescribeConfigsResourceResult, int]:
-    v_name: str
-    v_value: str | None
-    v_synonyms: list[DescribeConfigsSynonym]
-    v_documentation: str | None
-    v_name, pos = read_string(buf, pos)
-    v_value, pos = read_nullable_string(buf, pos)
-    v_read_only, v_config_source, v_is_sensitive = _S2.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResourceResult)
+    o.name, pos = read_string(buf, pos)
+    o.value, pos = read_nullable_string(buf, pos)
+    o.is_default = False
+    o.read_only, o.config_source, o.is_sensitive = _S2.unpack_from(buf, pos)
     pos += 3
-    n, pos = read_array_len(buf, pos)
-    v_synonyms = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsResponse.Synonyms has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Synonyms length {n} exceeds the {len(buf) - pos} bytes left")
+    a_synonyms: list[DescribeConfigsSynonym] = []
     for _ in range(n):
         e_synonyms, pos = _d_DescribeConfigsSynonym_0(buf, pos)
-        v_synonyms.append(e_synonyms)
-    v_config_type, = _S0.unpack_from(buf, pos)
+        a_synonyms.append(e_synonyms)
+    o.synonyms = a_synonyms
+    (o.config_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_documentation, pos = read_nullable_string(buf, pos)
-    return DescribeConfigsResourceResult(v_name, v_value, v_read_only, False, v_config_source, v_is_sensitive, v_synonyms, v_config_type, v_documentation, None), pos
+    o.documentation, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsResourceResult_2(o: DescribeConfigsResourceResult, out: bytearray) -> None:
@@ -395,24 +427,36 @@ def _e_DescribeConfigsResourceResult_2(o: DescribeConfigsResourceResult, out: by
 
 
 def _d_DescribeConfigsResourceResult_3(buf: memoryview, pos: int) -> tuple[DescribeConfigsResourceResult, int]:
-    v_name: str
-    v_value: str | None
-    v_synonyms: list[DescribeConfigsSynonym]
-    v_documentation: str | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_value, pos = read_compact_nullable_string(buf, pos)
-    v_read_only, v_config_source, v_is_sensitive = _S2.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResourceResult)
+    o.name, pos = read_compact_string(buf, pos)
+    o.value, pos = read_compact_nullable_string(buf, pos)
+    o.is_default = False
+    o.read_only, o.config_source, o.is_sensitive = _S2.unpack_from(buf, pos)
     pos += 3
-    n, pos = read_compact_array_len(buf, pos)
-    v_synonyms = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeConfigsResponse.Synonyms is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Synonyms length {n} exceeds the {len(buf) - pos} bytes left")
+    a_synonyms: list[DescribeConfigsSynonym] = []
     for _ in range(n):
         e_synonyms, pos = _d_DescribeConfigsSynonym_1(buf, pos)
-        v_synonyms.append(e_synonyms)
-    v_config_type, = _S0.unpack_from(buf, pos)
+        a_synonyms.append(e_synonyms)
+    o.synonyms = a_synonyms
+    (o.config_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_documentation, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeConfigsResourceResult(v_name, v_value, v_read_only, False, v_config_source, v_is_sensitive, v_synonyms, v_config_type, v_documentation, unknown), pos
+    o.documentation, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeConfigsResourceResult_3(o: DescribeConfigsResourceResult, out: bytearray) -> None:
@@ -425,7 +469,11 @@ def _e_DescribeConfigsResourceResult_3(o: DescribeConfigsResourceResult, out: by
     x_synonyms = o.synonyms
     if x_synonyms is None:
         raise EncodeError("DescribeConfigsResponse: Synonyms is not nullable in version 4")
-    write_uvarint(out, len(x_synonyms) + 1)
+    n = len(x_synonyms) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_synonyms in x_synonyms:
         _e_DescribeConfigsSynonym_1(e_synonyms, out)
     out += _S0.pack(o.config_type)
@@ -437,21 +485,26 @@ def _e_DescribeConfigsResourceResult_3(o: DescribeConfigsResourceResult, out: by
 
 
 def _d_DescribeConfigsResult_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsResult, int]:
-    v_error_message: str | None
-    v_resource_name: str
-    v_configs: list[DescribeConfigsResourceResult]
-    v_error_code, = _S5.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResult)
+    (o.error_code,) = _S5.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_configs = []
+    o.resource_name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsResponse.Configs has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Configs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_configs: list[DescribeConfigsResourceResult] = []
     for _ in range(n):
         e_configs, pos = _d_DescribeConfigsResourceResult_0(buf, pos)
-        v_configs.append(e_configs)
-    return DescribeConfigsResult(v_error_code, v_error_message, v_resource_type, v_resource_name, v_configs, None), pos
+        a_configs.append(e_configs)
+    o.configs = a_configs
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsResult_0(o: DescribeConfigsResult, out: bytearray) -> None:
@@ -468,21 +521,26 @@ def _e_DescribeConfigsResult_0(o: DescribeConfigsResult, out: bytearray) -> None
 
 
 def _d_DescribeConfigsResult_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsResult, int]:
-    v_error_message: str | None
-    v_resource_name: str
-    v_configs: list[DescribeConfigsResourceResult]
-    v_error_code, = _S5.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResult)
+    (o.error_code,) = _S5.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_configs = []
+    o.resource_name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsResponse.Configs has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Configs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_configs: list[DescribeConfigsResourceResult] = []
     for _ in range(n):
         e_configs, pos = _d_DescribeConfigsResourceResult_1(buf, pos)
-        v_configs.append(e_configs)
-    return DescribeConfigsResult(v_error_code, v_error_message, v_resource_type, v_resource_name, v_configs, None), pos
+        a_configs.append(e_configs)
+    o.configs = a_configs
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsResult_1(o: DescribeConfigsResult, out: bytearray) -> None:
@@ -499,21 +557,26 @@ def _e_DescribeConfigsResult_1(o: DescribeConfigsResult, out: bytearray) -> None
 
 
 def _d_DescribeConfigsResult_2(buf: memoryview, pos: int) -> tuple[DescribeConfigsResult, int]:
-    v_error_message: str | None
-    v_resource_name: str
-    v_configs: list[DescribeConfigsResourceResult]
-    v_error_code, = _S5.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResult)
+    (o.error_code,) = _S5.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_configs = []
+    o.resource_name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsResponse.Configs has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Configs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_configs: list[DescribeConfigsResourceResult] = []
     for _ in range(n):
         e_configs, pos = _d_DescribeConfigsResourceResult_2(buf, pos)
-        v_configs.append(e_configs)
-    return DescribeConfigsResult(v_error_code, v_error_message, v_resource_type, v_resource_name, v_configs, None), pos
+        a_configs.append(e_configs)
+    o.configs = a_configs
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsResult_2(o: DescribeConfigsResult, out: bytearray) -> None:
@@ -530,22 +593,34 @@ def _e_DescribeConfigsResult_2(o: DescribeConfigsResult, out: bytearray) -> None
 
 
 def _d_DescribeConfigsResult_3(buf: memoryview, pos: int) -> tuple[DescribeConfigsResult, int]:
-    v_error_message: str | None
-    v_resource_name: str
-    v_configs: list[DescribeConfigsResourceResult]
-    v_error_code, = _S5.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResult)
+    (o.error_code,) = _S5.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_configs = []
+    o.resource_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeConfigsResponse.Configs is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Configs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_configs: list[DescribeConfigsResourceResult] = []
     for _ in range(n):
         e_configs, pos = _d_DescribeConfigsResourceResult_3(buf, pos)
-        v_configs.append(e_configs)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeConfigsResult(v_error_code, v_error_message, v_resource_type, v_resource_name, v_configs, unknown), pos
+        a_configs.append(e_configs)
+    o.configs = a_configs
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeConfigsResult_3(o: DescribeConfigsResult, out: bytearray) -> None:
@@ -556,7 +631,11 @@ def _e_DescribeConfigsResult_3(o: DescribeConfigsResult, out: bytearray) -> None
     x_configs = o.configs
     if x_configs is None:
         raise EncodeError("DescribeConfigsResponse: Configs is not nullable in version 4")
-    write_uvarint(out, len(x_configs) + 1)
+    n = len(x_configs) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_configs in x_configs:
         _e_DescribeConfigsResourceResult_3(e_configs, out)
     if o.unknown_tags:
@@ -566,15 +645,22 @@ def _e_DescribeConfigsResult_3(o: DescribeConfigsResult, out: bytearray) -> None
 
 
 def _d_DescribeConfigsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
-    v_results: list[DescribeConfigsResult]
-    v_throttle_time_ms, = _S6.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResponse)
+    (o.throttle_time_ms,) = _S6.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsResponse.Results has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DescribeConfigsResult] = []
     for _ in range(n):
         e_results, pos = _d_DescribeConfigsResult_0(buf, pos)
-        v_results.append(e_results)
-    return DescribeConfigsResponse(v_throttle_time_ms, v_results, None), pos
+        a_results.append(e_results)
+    o.results = a_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsResponse_0(o: DescribeConfigsResponse, out: bytearray) -> None:
@@ -588,15 +674,22 @@ def _e_DescribeConfigsResponse_0(o: DescribeConfigsResponse, out: bytearray) -> 
 
 
 def _d_DescribeConfigsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
-    v_results: list[DescribeConfigsResult]
-    v_throttle_time_ms, = _S6.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResponse)
+    (o.throttle_time_ms,) = _S6.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsResponse.Results has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DescribeConfigsResult] = []
     for _ in range(n):
         e_results, pos = _d_DescribeConfigsResult_1(buf, pos)
-        v_results.append(e_results)
-    return DescribeConfigsResponse(v_throttle_time_ms, v_results, None), pos
+        a_results.append(e_results)
+    o.results = a_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsResponse_1(o: DescribeConfigsResponse, out: bytearray) -> None:
@@ -610,15 +703,22 @@ def _e_DescribeConfigsResponse_1(o: DescribeConfigsResponse, out: bytearray) -> 
 
 
 def _d_DescribeConfigsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
-    v_results: list[DescribeConfigsResult]
-    v_throttle_time_ms, = _S6.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResponse)
+    (o.throttle_time_ms,) = _S6.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeConfigsResponse.Results has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DescribeConfigsResult] = []
     for _ in range(n):
         e_results, pos = _d_DescribeConfigsResult_2(buf, pos)
-        v_results.append(e_results)
-    return DescribeConfigsResponse(v_throttle_time_ms, v_results, None), pos
+        a_results.append(e_results)
+    o.results = a_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeConfigsResponse_2(o: DescribeConfigsResponse, out: bytearray) -> None:
@@ -632,16 +732,30 @@ def _e_DescribeConfigsResponse_2(o: DescribeConfigsResponse, out: bytearray) -> 
 
 
 def _d_DescribeConfigsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
-    v_results: list[DescribeConfigsResult]
-    v_throttle_time_ms, = _S6.unpack_from(buf, pos)
+    o = _new(DescribeConfigsResponse)
+    (o.throttle_time_ms,) = _S6.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeConfigsResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeConfigsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DescribeConfigsResult] = []
     for _ in range(n):
         e_results, pos = _d_DescribeConfigsResult_3(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeConfigsResponse(v_throttle_time_ms, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeConfigsResponse_3(o: DescribeConfigsResponse, out: bytearray) -> None:
@@ -649,7 +763,11 @@ def _e_DescribeConfigsResponse_3(o: DescribeConfigsResponse, out: bytearray) -> 
     x_results = o.results
     if x_results is None:
         raise EncodeError("DescribeConfigsResponse: Results is not nullable in version 4")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_DescribeConfigsResult_3(e_results, out)
     if o.unknown_tags:
@@ -658,5 +776,8 @@ def _e_DescribeConfigsResponse_3(o: DescribeConfigsResponse, out: bytearray) -> 
         out.append(0)
 
 
+_DEF_DescribeConfigsSynonym = DescribeConfigsSynonym()
+_DEF_DescribeConfigsResourceResult = DescribeConfigsResourceResult()
+_DEF_DescribeConfigsResult = DescribeConfigsResult()
 _DECODERS = (_d_DescribeConfigsResponse_0, _d_DescribeConfigsResponse_1, _d_DescribeConfigsResponse_1, _d_DescribeConfigsResponse_2, _d_DescribeConfigsResponse_3,)
 _ENCODERS = (_e_DescribeConfigsResponse_0, _e_DescribeConfigsResponse_1, _e_DescribeConfigsResponse_1, _e_DescribeConfigsResponse_2, _e_DescribeConfigsResponse_3,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class DescribeDelegationTokenOwner:
@@ -151,11 +163,11 @@ class DescribeDelegationTokenRequest:
 
 
 def _d_DescribeDelegationTokenOwner_0(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenOwner, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_principal_type, pos = read_string(buf, pos)
-    v_principal_name, pos = read_string(buf, pos)
-    return DescribeDelegationTokenOwner(v_principal_type, v_principal_name, None), pos
+    o = _new(DescribeDelegationTokenOwner)
+    o.principal_type, pos = read_string(buf, pos)
+    o.principal_name, pos = read_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeDelegationTokenOwner_0(o: DescribeDelegationTokenOwner, out: bytearray) -> None:
@@ -164,12 +176,15 @@ def _e_DescribeDelegationTokenOwner_0(o: DescribeDelegationTokenOwner, out: byte
 
 
 def _d_DescribeDelegationTokenOwner_1(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenOwner, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_principal_type, pos = read_compact_string(buf, pos)
-    v_principal_name, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeDelegationTokenOwner(v_principal_type, v_principal_name, unknown), pos
+    o = _new(DescribeDelegationTokenOwner)
+    o.principal_type, pos = read_compact_string(buf, pos)
+    o.principal_name, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeDelegationTokenOwner_1(o: DescribeDelegationTokenOwner, out: bytearray) -> None:
@@ -182,16 +197,23 @@ def _e_DescribeDelegationTokenOwner_1(o: DescribeDelegationTokenOwner, out: byte
 
 
 def _d_DescribeDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenRequest, int]:
-    v_owners: list[DescribeDelegationTokenOwner] | None
-    n, pos = read_nullable_array_len(buf, pos)
+    o = _new(DescribeDelegationTokenRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"DescribeDelegationTokenRequest.Owners has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeDelegationTokenRequest.Owners length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_owners = None
+        o.owners = None
     else:
-        v_owners = []
+        a_owners: list[DescribeDelegationTokenOwner] = []
         for _ in range(n):
             e_owners, pos = _d_DescribeDelegationTokenOwner_0(buf, pos)
-            v_owners.append(e_owners)
-    return DescribeDelegationTokenRequest(v_owners, None), pos
+            a_owners.append(e_owners)
+        o.owners = a_owners
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeDelegationTokenRequest_0(o: DescribeDelegationTokenRequest, out: bytearray) -> None:
@@ -205,17 +227,29 @@ def _e_DescribeDelegationTokenRequest_0(o: DescribeDelegationTokenRequest, out: 
 
 
 def _d_DescribeDelegationTokenRequest_1(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenRequest, int]:
-    v_owners: list[DescribeDelegationTokenOwner] | None
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_owners = None
+    o = _new(DescribeDelegationTokenRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_owners = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeDelegationTokenRequest.Owners length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.owners = None
+    else:
+        a_owners: list[DescribeDelegationTokenOwner] = []
         for _ in range(n):
             e_owners, pos = _d_DescribeDelegationTokenOwner_1(buf, pos)
-            v_owners.append(e_owners)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeDelegationTokenRequest(v_owners, unknown), pos
+            a_owners.append(e_owners)
+        o.owners = a_owners
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeDelegationTokenRequest_1(o: DescribeDelegationTokenRequest, out: bytearray) -> None:
@@ -223,7 +257,11 @@ def _e_DescribeDelegationTokenRequest_1(o: DescribeDelegationTokenRequest, out: 
     if x_owners is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_owners) + 1)
+        n = len(x_owners) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_owners in x_owners:
             _e_DescribeDelegationTokenOwner_1(e_owners, out)
     if o.unknown_tags:
@@ -232,5 +270,6 @@ def _e_DescribeDelegationTokenRequest_1(o: DescribeDelegationTokenRequest, out: 
         out.append(0)
 
 
+_DEF_DescribeDelegationTokenOwner = DescribeDelegationTokenOwner()
 _DECODERS = (_d_DescribeDelegationTokenRequest_0, _d_DescribeDelegationTokenRequest_0, _d_DescribeDelegationTokenRequest_1, _d_DescribeDelegationTokenRequest_1,)
 _ENCODERS = (_e_DescribeDelegationTokenRequest_0, _e_DescribeDelegationTokenRequest_0, _e_DescribeDelegationTokenRequest_1, _e_DescribeDelegationTokenRequest_1,)

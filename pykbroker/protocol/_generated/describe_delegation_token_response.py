@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qqq')
 _S1 = struct.Struct('>h')
 _S2 = struct.Struct('>i')
@@ -228,11 +240,11 @@ class DescribeDelegationTokenResponse:
 
 
 def _d_DescribedDelegationTokenRenewer_0(buf: memoryview, pos: int) -> tuple[DescribedDelegationTokenRenewer, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_principal_type, pos = read_string(buf, pos)
-    v_principal_name, pos = read_string(buf, pos)
-    return DescribedDelegationTokenRenewer(v_principal_type, v_principal_name, None), pos
+    o = _new(DescribedDelegationTokenRenewer)
+    o.principal_type, pos = read_string(buf, pos)
+    o.principal_name, pos = read_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribedDelegationTokenRenewer_0(o: DescribedDelegationTokenRenewer, out: bytearray) -> None:
@@ -241,12 +253,15 @@ def _e_DescribedDelegationTokenRenewer_0(o: DescribedDelegationTokenRenewer, out
 
 
 def _d_DescribedDelegationTokenRenewer_1(buf: memoryview, pos: int) -> tuple[DescribedDelegationTokenRenewer, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_principal_type, pos = read_compact_string(buf, pos)
-    v_principal_name, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribedDelegationTokenRenewer(v_principal_type, v_principal_name, unknown), pos
+    o = _new(DescribedDelegationTokenRenewer)
+    o.principal_type, pos = read_compact_string(buf, pos)
+    o.principal_name, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribedDelegationTokenRenewer_1(o: DescribedDelegationTokenRenewer, out: bytearray) -> None:
@@ -259,23 +274,28 @@ def _e_DescribedDelegationTokenRenewer_1(o: DescribedDelegationTokenRenewer, out
 
 
 def _d_DescribedDelegationToken_0(buf: memoryview, pos: int) -> tuple[DescribedDelegationToken, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_token_id: str
-    v_hmac: bytes
-    v_renewers: list[DescribedDelegationTokenRenewer]
-    v_principal_type, pos = read_string(buf, pos)
-    v_principal_name, pos = read_string(buf, pos)
-    v_issue_timestamp, v_expiry_timestamp, v_max_timestamp = _S0.unpack_from(buf, pos)
+    o = _new(DescribedDelegationToken)
+    o.principal_type, pos = read_string(buf, pos)
+    o.principal_name, pos = read_string(buf, pos)
+    o.token_requester_principal_type = ''
+    o.token_requester_principal_name = ''
+    o.issue_timestamp, o.expiry_timestamp, o.max_timestamp = _S0.unpack_from(buf, pos)
     pos += 24
-    v_token_id, pos = read_string(buf, pos)
-    v_hmac, pos = read_bytes(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_renewers = []
+    o.token_id, pos = read_string(buf, pos)
+    o.hmac, pos = read_bytes(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeDelegationTokenResponse.Renewers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeDelegationTokenResponse.Renewers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_renewers: list[DescribedDelegationTokenRenewer] = []
     for _ in range(n):
         e_renewers, pos = _d_DescribedDelegationTokenRenewer_0(buf, pos)
-        v_renewers.append(e_renewers)
-    return DescribedDelegationToken(v_principal_type, v_principal_name, '', '', v_issue_timestamp, v_expiry_timestamp, v_max_timestamp, v_token_id, v_hmac, v_renewers, None), pos
+        a_renewers.append(e_renewers)
+    o.renewers = a_renewers
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribedDelegationToken_0(o: DescribedDelegationToken, out: bytearray) -> None:
@@ -297,24 +317,36 @@ def _e_DescribedDelegationToken_0(o: DescribedDelegationToken, out: bytearray) -
 
 
 def _d_DescribedDelegationToken_1(buf: memoryview, pos: int) -> tuple[DescribedDelegationToken, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_token_id: str
-    v_hmac: bytes
-    v_renewers: list[DescribedDelegationTokenRenewer]
-    v_principal_type, pos = read_compact_string(buf, pos)
-    v_principal_name, pos = read_compact_string(buf, pos)
-    v_issue_timestamp, v_expiry_timestamp, v_max_timestamp = _S0.unpack_from(buf, pos)
+    o = _new(DescribedDelegationToken)
+    o.principal_type, pos = read_compact_string(buf, pos)
+    o.principal_name, pos = read_compact_string(buf, pos)
+    o.token_requester_principal_type = ''
+    o.token_requester_principal_name = ''
+    o.issue_timestamp, o.expiry_timestamp, o.max_timestamp = _S0.unpack_from(buf, pos)
     pos += 24
-    v_token_id, pos = read_compact_string(buf, pos)
-    v_hmac, pos = read_compact_bytes(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_renewers = []
+    o.token_id, pos = read_compact_string(buf, pos)
+    o.hmac, pos = read_compact_bytes(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeDelegationTokenResponse.Renewers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeDelegationTokenResponse.Renewers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_renewers: list[DescribedDelegationTokenRenewer] = []
     for _ in range(n):
         e_renewers, pos = _d_DescribedDelegationTokenRenewer_1(buf, pos)
-        v_renewers.append(e_renewers)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribedDelegationToken(v_principal_type, v_principal_name, '', '', v_issue_timestamp, v_expiry_timestamp, v_max_timestamp, v_token_id, v_hmac, v_renewers, unknown), pos
+        a_renewers.append(e_renewers)
+    o.renewers = a_renewers
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribedDelegationToken_1(o: DescribedDelegationToken, out: bytearray) -> None:
@@ -330,7 +362,11 @@ def _e_DescribedDelegationToken_1(o: DescribedDelegationToken, out: bytearray) -
     x_renewers = o.renewers
     if x_renewers is None:
         raise EncodeError("DescribeDelegationTokenResponse: Renewers is not nullable in version 2")
-    write_uvarint(out, len(x_renewers) + 1)
+    n = len(x_renewers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_renewers in x_renewers:
         _e_DescribedDelegationTokenRenewer_1(e_renewers, out)
     if o.unknown_tags:
@@ -340,28 +376,36 @@ def _e_DescribedDelegationToken_1(o: DescribedDelegationToken, out: bytearray) -
 
 
 def _d_DescribedDelegationToken_2(buf: memoryview, pos: int) -> tuple[DescribedDelegationToken, int]:
-    v_principal_type: str
-    v_principal_name: str
-    v_token_requester_principal_type: str
-    v_token_requester_principal_name: str
-    v_token_id: str
-    v_hmac: bytes
-    v_renewers: list[DescribedDelegationTokenRenewer]
-    v_principal_type, pos = read_compact_string(buf, pos)
-    v_principal_name, pos = read_compact_string(buf, pos)
-    v_token_requester_principal_type, pos = read_compact_string(buf, pos)
-    v_token_requester_principal_name, pos = read_compact_string(buf, pos)
-    v_issue_timestamp, v_expiry_timestamp, v_max_timestamp = _S0.unpack_from(buf, pos)
+    o = _new(DescribedDelegationToken)
+    o.principal_type, pos = read_compact_string(buf, pos)
+    o.principal_name, pos = read_compact_string(buf, pos)
+    o.token_requester_principal_type, pos = read_compact_string(buf, pos)
+    o.token_requester_principal_name, pos = read_compact_string(buf, pos)
+    o.issue_timestamp, o.expiry_timestamp, o.max_timestamp = _S0.unpack_from(buf, pos)
     pos += 24
-    v_token_id, pos = read_compact_string(buf, pos)
-    v_hmac, pos = read_compact_bytes(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_renewers = []
+    o.token_id, pos = read_compact_string(buf, pos)
+    o.hmac, pos = read_compact_bytes(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeDelegationTokenResponse.Renewers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeDelegationTokenResponse.Renewers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_renewers: list[DescribedDelegationTokenRenewer] = []
     for _ in range(n):
         e_renewers, pos = _d_DescribedDelegationTokenRenewer_1(buf, pos)
-        v_renewers.append(e_renewers)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribedDelegationToken(v_principal_type, v_principal_name, v_token_requester_principal_type, v_token_requester_principal_name, v_issue_timestamp, v_expiry_timestamp, v_max_timestamp, v_token_id, v_hmac, v_renewers, unknown), pos
+        a_renewers.append(e_renewers)
+    o.renewers = a_renewers
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribedDelegationToken_2(o: DescribedDelegationToken, out: bytearray) -> None:
@@ -375,7 +419,11 @@ def _e_DescribedDelegationToken_2(o: DescribedDelegationToken, out: bytearray) -
     x_renewers = o.renewers
     if x_renewers is None:
         raise EncodeError("DescribeDelegationTokenResponse: Renewers is not nullable in version 3")
-    write_uvarint(out, len(x_renewers) + 1)
+    n = len(x_renewers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_renewers in x_renewers:
         _e_DescribedDelegationTokenRenewer_1(e_renewers, out)
     if o.unknown_tags:
@@ -385,17 +433,24 @@ def _e_DescribedDelegationToken_2(o: DescribedDelegationToken, out: bytearray) -
 
 
 def _d_DescribeDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenResponse, int]:
-    v_tokens: list[DescribedDelegationToken]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeDelegationTokenResponse)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_array_len(buf, pos)
-    v_tokens = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeDelegationTokenResponse.Tokens has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeDelegationTokenResponse.Tokens length {n} exceeds the {len(buf) - pos} bytes left")
+    a_tokens: list[DescribedDelegationToken] = []
     for _ in range(n):
         e_tokens, pos = _d_DescribedDelegationToken_0(buf, pos)
-        v_tokens.append(e_tokens)
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+        a_tokens.append(e_tokens)
+    o.tokens = a_tokens
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    return DescribeDelegationTokenResponse(v_error_code, v_tokens, v_throttle_time_ms, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeDelegationTokenResponse_0(o: DescribeDelegationTokenResponse, out: bytearray) -> None:
@@ -410,18 +465,32 @@ def _e_DescribeDelegationTokenResponse_0(o: DescribeDelegationTokenResponse, out
 
 
 def _d_DescribeDelegationTokenResponse_1(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenResponse, int]:
-    v_tokens: list[DescribedDelegationToken]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeDelegationTokenResponse)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_tokens = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeDelegationTokenResponse.Tokens is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeDelegationTokenResponse.Tokens length {n} exceeds the {len(buf) - pos} bytes left")
+    a_tokens: list[DescribedDelegationToken] = []
     for _ in range(n):
         e_tokens, pos = _d_DescribedDelegationToken_1(buf, pos)
-        v_tokens.append(e_tokens)
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+        a_tokens.append(e_tokens)
+    o.tokens = a_tokens
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeDelegationTokenResponse(v_error_code, v_tokens, v_throttle_time_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeDelegationTokenResponse_1(o: DescribeDelegationTokenResponse, out: bytearray) -> None:
@@ -429,7 +498,11 @@ def _e_DescribeDelegationTokenResponse_1(o: DescribeDelegationTokenResponse, out
     x_tokens = o.tokens
     if x_tokens is None:
         raise EncodeError("DescribeDelegationTokenResponse: Tokens is not nullable in version 2")
-    write_uvarint(out, len(x_tokens) + 1)
+    n = len(x_tokens) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_tokens in x_tokens:
         _e_DescribedDelegationToken_1(e_tokens, out)
     out += _S2.pack(o.throttle_time_ms)
@@ -440,18 +513,32 @@ def _e_DescribeDelegationTokenResponse_1(o: DescribeDelegationTokenResponse, out
 
 
 def _d_DescribeDelegationTokenResponse_2(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenResponse, int]:
-    v_tokens: list[DescribedDelegationToken]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeDelegationTokenResponse)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_tokens = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeDelegationTokenResponse.Tokens is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeDelegationTokenResponse.Tokens length {n} exceeds the {len(buf) - pos} bytes left")
+    a_tokens: list[DescribedDelegationToken] = []
     for _ in range(n):
         e_tokens, pos = _d_DescribedDelegationToken_2(buf, pos)
-        v_tokens.append(e_tokens)
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+        a_tokens.append(e_tokens)
+    o.tokens = a_tokens
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeDelegationTokenResponse(v_error_code, v_tokens, v_throttle_time_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeDelegationTokenResponse_2(o: DescribeDelegationTokenResponse, out: bytearray) -> None:
@@ -459,7 +546,11 @@ def _e_DescribeDelegationTokenResponse_2(o: DescribeDelegationTokenResponse, out
     x_tokens = o.tokens
     if x_tokens is None:
         raise EncodeError("DescribeDelegationTokenResponse: Tokens is not nullable in version 3")
-    write_uvarint(out, len(x_tokens) + 1)
+    n = len(x_tokens) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_tokens in x_tokens:
         _e_DescribedDelegationToken_2(e_tokens, out)
     out += _S2.pack(o.throttle_time_ms)
@@ -469,5 +560,7 @@ def _e_DescribeDelegationTokenResponse_2(o: DescribeDelegationTokenResponse, out
         out.append(0)
 
 
+_DEF_DescribedDelegationTokenRenewer = DescribedDelegationTokenRenewer()
+_DEF_DescribedDelegationToken = DescribedDelegationToken()
 _DECODERS = (_d_DescribeDelegationTokenResponse_0, _d_DescribeDelegationTokenResponse_0, _d_DescribeDelegationTokenResponse_1, _d_DescribeDelegationTokenResponse_2,)
 _ENCODERS = (_e_DescribeDelegationTokenResponse_0, _e_DescribeDelegationTokenResponse_0, _e_DescribeDelegationTokenResponse_1, _e_DescribeDelegationTokenResponse_2,)

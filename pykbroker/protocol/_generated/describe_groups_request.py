@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>?')
 
 
@@ -122,13 +134,21 @@ class DescribeGroupsRequest:
 
 
 def _d_DescribeGroupsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
-    v_groups: list[str]
-    n, pos = read_array_len(buf, pos)
-    v_groups = []
+    o = _new(DescribeGroupsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeGroupsRequest.Groups has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsRequest.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[str] = []
     for _ in range(n):
         e_groups, pos = read_string(buf, pos)
-        v_groups.append(e_groups)
-    return DescribeGroupsRequest(v_groups, False, None), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    o.include_authorized_operations = False
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeGroupsRequest_0(o: DescribeGroupsRequest, out: bytearray) -> None:
@@ -143,15 +163,22 @@ def _e_DescribeGroupsRequest_0(o: DescribeGroupsRequest, out: bytearray) -> None
 
 
 def _d_DescribeGroupsRequest_1(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
-    v_groups: list[str]
-    n, pos = read_array_len(buf, pos)
-    v_groups = []
+    o = _new(DescribeGroupsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeGroupsRequest.Groups has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsRequest.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[str] = []
     for _ in range(n):
         e_groups, pos = read_string(buf, pos)
-        v_groups.append(e_groups)
-    v_include_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    (o.include_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 1
-    return DescribeGroupsRequest(v_groups, v_include_authorized_operations, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeGroupsRequest_1(o: DescribeGroupsRequest, out: bytearray) -> None:
@@ -165,23 +192,41 @@ def _e_DescribeGroupsRequest_1(o: DescribeGroupsRequest, out: bytearray) -> None
 
 
 def _d_DescribeGroupsRequest_2(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
-    v_groups: list[str]
-    n, pos = read_compact_array_len(buf, pos)
-    v_groups = []
+    o = _new(DescribeGroupsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeGroupsRequest.Groups is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsRequest.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[str] = []
     for _ in range(n):
         e_groups, pos = read_compact_string(buf, pos)
-        v_groups.append(e_groups)
-    v_include_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    (o.include_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeGroupsRequest(v_groups, v_include_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeGroupsRequest_2(o: DescribeGroupsRequest, out: bytearray) -> None:
     x_groups = o.groups
     if x_groups is None:
         raise EncodeError("DescribeGroupsRequest: Groups is not nullable in version 5")
-    write_uvarint(out, len(x_groups) + 1)
+    n = len(x_groups) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_groups in x_groups:
         write_compact_string(out, e_groups)
     out += _S0.pack(o.include_authorized_operations)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>i')
 
@@ -227,17 +239,15 @@ class DescribeGroupsResponse:
 
 
 def _d_DescribedGroupMember_0(buf: memoryview, pos: int) -> tuple[DescribedGroupMember, int]:
-    v_member_id: str
-    v_client_id: str
-    v_client_host: str
-    v_member_metadata: bytes
-    v_member_assignment: bytes
-    v_member_id, pos = read_string(buf, pos)
-    v_client_id, pos = read_string(buf, pos)
-    v_client_host, pos = read_string(buf, pos)
-    v_member_metadata, pos = read_bytes(buf, pos)
-    v_member_assignment, pos = read_bytes(buf, pos)
-    return DescribedGroupMember(v_member_id, None, v_client_id, v_client_host, v_member_metadata, v_member_assignment, None), pos
+    o = _new(DescribedGroupMember)
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.client_id, pos = read_string(buf, pos)
+    o.client_host, pos = read_string(buf, pos)
+    o.member_metadata, pos = read_bytes(buf, pos)
+    o.member_assignment, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribedGroupMember_0(o: DescribedGroupMember, out: bytearray) -> None:
@@ -249,19 +259,15 @@ def _e_DescribedGroupMember_0(o: DescribedGroupMember, out: bytearray) -> None:
 
 
 def _d_DescribedGroupMember_1(buf: memoryview, pos: int) -> tuple[DescribedGroupMember, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_client_id: str
-    v_client_host: str
-    v_member_metadata: bytes
-    v_member_assignment: bytes
-    v_member_id, pos = read_string(buf, pos)
-    v_group_instance_id, pos = read_nullable_string(buf, pos)
-    v_client_id, pos = read_string(buf, pos)
-    v_client_host, pos = read_string(buf, pos)
-    v_member_metadata, pos = read_bytes(buf, pos)
-    v_member_assignment, pos = read_bytes(buf, pos)
-    return DescribedGroupMember(v_member_id, v_group_instance_id, v_client_id, v_client_host, v_member_metadata, v_member_assignment, None), pos
+    o = _new(DescribedGroupMember)
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id, pos = read_nullable_string(buf, pos)
+    o.client_id, pos = read_string(buf, pos)
+    o.client_host, pos = read_string(buf, pos)
+    o.member_metadata, pos = read_bytes(buf, pos)
+    o.member_assignment, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribedGroupMember_1(o: DescribedGroupMember, out: bytearray) -> None:
@@ -274,20 +280,19 @@ def _e_DescribedGroupMember_1(o: DescribedGroupMember, out: bytearray) -> None:
 
 
 def _d_DescribedGroupMember_2(buf: memoryview, pos: int) -> tuple[DescribedGroupMember, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_client_id: str
-    v_client_host: str
-    v_member_metadata: bytes
-    v_member_assignment: bytes
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_client_id, pos = read_compact_string(buf, pos)
-    v_client_host, pos = read_compact_string(buf, pos)
-    v_member_metadata, pos = read_compact_bytes(buf, pos)
-    v_member_assignment, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribedGroupMember(v_member_id, v_group_instance_id, v_client_id, v_client_host, v_member_metadata, v_member_assignment, unknown), pos
+    o = _new(DescribedGroupMember)
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.client_id, pos = read_compact_string(buf, pos)
+    o.client_host, pos = read_compact_string(buf, pos)
+    o.member_metadata, pos = read_compact_bytes(buf, pos)
+    o.member_assignment, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribedGroupMember_2(o: DescribedGroupMember, out: bytearray) -> None:
@@ -304,23 +309,27 @@ def _e_DescribedGroupMember_2(o: DescribedGroupMember, out: bytearray) -> None:
 
 
 def _d_DescribedGroup_0(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]:
-    v_group_id: str
-    v_group_state: str
-    v_protocol_type: str
-    v_protocol_data: str
-    v_members: list[DescribedGroupMember]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DescribedGroup)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_group_id, pos = read_string(buf, pos)
-    v_group_state, pos = read_string(buf, pos)
-    v_protocol_type, pos = read_string(buf, pos)
-    v_protocol_data, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    o.group_id, pos = read_string(buf, pos)
+    o.group_state, pos = read_string(buf, pos)
+    o.protocol_type, pos = read_string(buf, pos)
+    o.protocol_data, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeGroupsResponse.Members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[DescribedGroupMember] = []
     for _ in range(n):
         e_members, pos = _d_DescribedGroupMember_0(buf, pos)
-        v_members.append(e_members)
-    return DescribedGroup(v_error_code, v_group_id, v_group_state, v_protocol_type, v_protocol_data, v_members, -2147483648, None), pos
+        a_members.append(e_members)
+    o.members = a_members
+    o.authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribedGroup_0(o: DescribedGroup, out: bytearray) -> None:
@@ -340,25 +349,28 @@ def _e_DescribedGroup_0(o: DescribedGroup, out: bytearray) -> None:
 
 
 def _d_DescribedGroup_1(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]:
-    v_group_id: str
-    v_group_state: str
-    v_protocol_type: str
-    v_protocol_data: str
-    v_members: list[DescribedGroupMember]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DescribedGroup)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_group_id, pos = read_string(buf, pos)
-    v_group_state, pos = read_string(buf, pos)
-    v_protocol_type, pos = read_string(buf, pos)
-    v_protocol_data, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    o.group_id, pos = read_string(buf, pos)
+    o.group_state, pos = read_string(buf, pos)
+    o.protocol_type, pos = read_string(buf, pos)
+    o.protocol_data, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeGroupsResponse.Members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[DescribedGroupMember] = []
     for _ in range(n):
         e_members, pos = _d_DescribedGroupMember_0(buf, pos)
-        v_members.append(e_members)
-    v_authorized_operations, = _S1.unpack_from(buf, pos)
+        a_members.append(e_members)
+    o.members = a_members
+    (o.authorized_operations,) = _S1.unpack_from(buf, pos)
     pos += 4
-    return DescribedGroup(v_error_code, v_group_id, v_group_state, v_protocol_type, v_protocol_data, v_members, v_authorized_operations, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribedGroup_1(o: DescribedGroup, out: bytearray) -> None:
@@ -377,25 +389,28 @@ def _e_DescribedGroup_1(o: DescribedGroup, out: bytearray) -> None:
 
 
 def _d_DescribedGroup_2(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]:
-    v_group_id: str
-    v_group_state: str
-    v_protocol_type: str
-    v_protocol_data: str
-    v_members: list[DescribedGroupMember]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DescribedGroup)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_group_id, pos = read_string(buf, pos)
-    v_group_state, pos = read_string(buf, pos)
-    v_protocol_type, pos = read_string(buf, pos)
-    v_protocol_data, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    o.group_id, pos = read_string(buf, pos)
+    o.group_state, pos = read_string(buf, pos)
+    o.protocol_type, pos = read_string(buf, pos)
+    o.protocol_data, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeGroupsResponse.Members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[DescribedGroupMember] = []
     for _ in range(n):
         e_members, pos = _d_DescribedGroupMember_1(buf, pos)
-        v_members.append(e_members)
-    v_authorized_operations, = _S1.unpack_from(buf, pos)
+        a_members.append(e_members)
+    o.members = a_members
+    (o.authorized_operations,) = _S1.unpack_from(buf, pos)
     pos += 4
-    return DescribedGroup(v_error_code, v_group_id, v_group_state, v_protocol_type, v_protocol_data, v_members, v_authorized_operations, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribedGroup_2(o: DescribedGroup, out: bytearray) -> None:
@@ -414,26 +429,36 @@ def _e_DescribedGroup_2(o: DescribedGroup, out: bytearray) -> None:
 
 
 def _d_DescribedGroup_3(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]:
-    v_group_id: str
-    v_group_state: str
-    v_protocol_type: str
-    v_protocol_data: str
-    v_members: list[DescribedGroupMember]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(DescribedGroup)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_group_state, pos = read_compact_string(buf, pos)
-    v_protocol_type, pos = read_compact_string(buf, pos)
-    v_protocol_data, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_members = []
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.group_state, pos = read_compact_string(buf, pos)
+    o.protocol_type, pos = read_compact_string(buf, pos)
+    o.protocol_data, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeGroupsResponse.Members is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[DescribedGroupMember] = []
     for _ in range(n):
         e_members, pos = _d_DescribedGroupMember_2(buf, pos)
-        v_members.append(e_members)
-    v_authorized_operations, = _S1.unpack_from(buf, pos)
+        a_members.append(e_members)
+    o.members = a_members
+    (o.authorized_operations,) = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return DescribedGroup(v_error_code, v_group_id, v_group_state, v_protocol_type, v_protocol_data, v_members, v_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribedGroup_3(o: DescribedGroup, out: bytearray) -> None:
@@ -445,7 +470,11 @@ def _e_DescribedGroup_3(o: DescribedGroup, out: bytearray) -> None:
     x_members = o.members
     if x_members is None:
         raise EncodeError("DescribeGroupsResponse: Members is not nullable in version 5")
-    write_uvarint(out, len(x_members) + 1)
+    n = len(x_members) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_members in x_members:
         _e_DescribedGroupMember_2(e_members, out)
     out += _S1.pack(o.authorized_operations)
@@ -456,13 +485,21 @@ def _e_DescribedGroup_3(o: DescribedGroup, out: bytearray) -> None:
 
 
 def _d_DescribeGroupsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
-    v_groups: list[DescribedGroup]
-    n, pos = read_array_len(buf, pos)
-    v_groups = []
+    o = _new(DescribeGroupsResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeGroupsResponse.Groups has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[DescribedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_DescribedGroup_0(buf, pos)
-        v_groups.append(e_groups)
-    return DescribeGroupsResponse(0, v_groups, None), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeGroupsResponse_0(o: DescribeGroupsResponse, out: bytearray) -> None:
@@ -475,15 +512,22 @@ def _e_DescribeGroupsResponse_0(o: DescribeGroupsResponse, out: bytearray) -> No
 
 
 def _d_DescribeGroupsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
-    v_groups: list[DescribedGroup]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeGroupsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_groups = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeGroupsResponse.Groups has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[DescribedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_DescribedGroup_0(buf, pos)
-        v_groups.append(e_groups)
-    return DescribeGroupsResponse(v_throttle_time_ms, v_groups, None), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeGroupsResponse_1(o: DescribeGroupsResponse, out: bytearray) -> None:
@@ -497,15 +541,22 @@ def _e_DescribeGroupsResponse_1(o: DescribeGroupsResponse, out: bytearray) -> No
 
 
 def _d_DescribeGroupsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
-    v_groups: list[DescribedGroup]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeGroupsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_groups = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeGroupsResponse.Groups has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[DescribedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_DescribedGroup_1(buf, pos)
-        v_groups.append(e_groups)
-    return DescribeGroupsResponse(v_throttle_time_ms, v_groups, None), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeGroupsResponse_2(o: DescribeGroupsResponse, out: bytearray) -> None:
@@ -519,15 +570,22 @@ def _e_DescribeGroupsResponse_2(o: DescribeGroupsResponse, out: bytearray) -> No
 
 
 def _d_DescribeGroupsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
-    v_groups: list[DescribedGroup]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeGroupsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_groups = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeGroupsResponse.Groups has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[DescribedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_DescribedGroup_2(buf, pos)
-        v_groups.append(e_groups)
-    return DescribeGroupsResponse(v_throttle_time_ms, v_groups, None), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeGroupsResponse_3(o: DescribeGroupsResponse, out: bytearray) -> None:
@@ -541,16 +599,30 @@ def _e_DescribeGroupsResponse_3(o: DescribeGroupsResponse, out: bytearray) -> No
 
 
 def _d_DescribeGroupsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
-    v_groups: list[DescribedGroup]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeGroupsResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_groups = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeGroupsResponse.Groups is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeGroupsResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[DescribedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_DescribedGroup_3(buf, pos)
-        v_groups.append(e_groups)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeGroupsResponse(v_throttle_time_ms, v_groups, unknown), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeGroupsResponse_4(o: DescribeGroupsResponse, out: bytearray) -> None:
@@ -558,7 +630,11 @@ def _e_DescribeGroupsResponse_4(o: DescribeGroupsResponse, out: bytearray) -> No
     x_groups = o.groups
     if x_groups is None:
         raise EncodeError("DescribeGroupsResponse: Groups is not nullable in version 5")
-    write_uvarint(out, len(x_groups) + 1)
+    n = len(x_groups) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_groups in x_groups:
         _e_DescribedGroup_3(e_groups, out)
     if o.unknown_tags:
@@ -567,5 +643,7 @@ def _e_DescribeGroupsResponse_4(o: DescribeGroupsResponse, out: bytearray) -> No
         out.append(0)
 
 
+_DEF_DescribedGroupMember = DescribedGroupMember()
+_DEF_DescribedGroup = DescribedGroup()
 _DECODERS = (_d_DescribeGroupsResponse_0, _d_DescribeGroupsResponse_1, _d_DescribeGroupsResponse_1, _d_DescribeGroupsResponse_2, _d_DescribeGroupsResponse_3, _d_DescribeGroupsResponse_4,)
 _ENCODERS = (_e_DescribeGroupsResponse_0, _e_DescribeGroupsResponse_1, _e_DescribeGroupsResponse_1, _e_DescribeGroupsResponse_2, _e_DescribeGroupsResponse_3, _e_DescribeGroupsResponse_4,)

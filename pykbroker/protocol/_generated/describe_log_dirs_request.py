@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class DescribableLogDirTopic:
@@ -151,13 +163,18 @@ class DescribeLogDirsRequest:
 
 
 def _d_DescribableLogDirTopic_0(buf: memoryview, pos: int) -> tuple[DescribableLogDirTopic, int]:
-    v_topic: str
-    v_partitions: list[int]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(DescribableLogDirTopic)
+    o.topic, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeLogDirsRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return DescribableLogDirTopic(v_topic, v_partitions, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribableLogDirTopic_0(o: DescribableLogDirTopic, out: bytearray) -> None:
@@ -166,18 +183,31 @@ def _e_DescribableLogDirTopic_0(o: DescribableLogDirTopic, out: bytearray) -> No
     if x_partitions is None:
         raise EncodeError("DescribeLogDirsRequest: Partitions is not nullable in version 0")
     out += pack_i32(len(x_partitions))
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
 
 
 def _d_DescribableLogDirTopic_1(buf: memoryview, pos: int) -> tuple[DescribableLogDirTopic, int]:
-    v_topic: str
-    v_partitions: list[int]
-    v_topic, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(DescribableLogDirTopic)
+    o.topic, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeLogDirsRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return DescribableLogDirTopic(v_topic, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribableLogDirTopic_1(o: DescribableLogDirTopic, out: bytearray) -> None:
@@ -185,8 +215,13 @@ def _e_DescribableLogDirTopic_1(o: DescribableLogDirTopic, out: bytearray) -> No
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DescribeLogDirsRequest: Partitions is not nullable in version 2")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -194,16 +229,23 @@ def _e_DescribableLogDirTopic_1(o: DescribableLogDirTopic, out: bytearray) -> No
 
 
 def _d_DescribeLogDirsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeLogDirsRequest, int]:
-    v_topics: list[DescribableLogDirTopic] | None
-    n, pos = read_nullable_array_len(buf, pos)
+    o = _new(DescribeLogDirsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"DescribeLogDirsRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_topics = None
+        o.topics = None
     else:
-        v_topics = []
+        a_topics: list[DescribableLogDirTopic] = []
         for _ in range(n):
             e_topics, pos = _d_DescribableLogDirTopic_0(buf, pos)
-            v_topics.append(e_topics)
-    return DescribeLogDirsRequest(v_topics, None), pos
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeLogDirsRequest_0(o: DescribeLogDirsRequest, out: bytearray) -> None:
@@ -217,17 +259,29 @@ def _e_DescribeLogDirsRequest_0(o: DescribeLogDirsRequest, out: bytearray) -> No
 
 
 def _d_DescribeLogDirsRequest_1(buf: memoryview, pos: int) -> tuple[DescribeLogDirsRequest, int]:
-    v_topics: list[DescribableLogDirTopic] | None
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topics = None
+    o = _new(DescribeLogDirsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topics = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topics = None
+    else:
+        a_topics: list[DescribableLogDirTopic] = []
         for _ in range(n):
             e_topics, pos = _d_DescribableLogDirTopic_1(buf, pos)
-            v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeLogDirsRequest(v_topics, unknown), pos
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeLogDirsRequest_1(o: DescribeLogDirsRequest, out: bytearray) -> None:
@@ -235,7 +289,11 @@ def _e_DescribeLogDirsRequest_1(o: DescribeLogDirsRequest, out: bytearray) -> No
     if x_topics is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topics) + 1)
+        n = len(x_topics) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topics in x_topics:
             _e_DescribableLogDirTopic_1(e_topics, out)
     if o.unknown_tags:
@@ -244,5 +302,6 @@ def _e_DescribeLogDirsRequest_1(o: DescribeLogDirsRequest, out: bytearray) -> No
         out.append(0)
 
 
+_DEF_DescribableLogDirTopic = DescribableLogDirTopic()
 _DECODERS = (_d_DescribeLogDirsRequest_0, _d_DescribeLogDirsRequest_0, _d_DescribeLogDirsRequest_1, _d_DescribeLogDirsRequest_1, _d_DescribeLogDirsRequest_1,)
 _ENCODERS = (_e_DescribeLogDirsRequest_0, _e_DescribeLogDirsRequest_0, _e_DescribeLogDirsRequest_1, _e_DescribeLogDirsRequest_1, _e_DescribeLogDirsRequest_1,)

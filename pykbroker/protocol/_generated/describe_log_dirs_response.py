@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iqq?')
 _S1 = struct.Struct('>h')
 _S2 = struct.Struct('>qq')
@@ -252,9 +264,11 @@ class DescribeLogDirsResponse:
 
 
 def _d_DescribeLogDirsPartition_0(buf: memoryview, pos: int) -> tuple[DescribeLogDirsPartition, int]:
-    v_partition_index, v_partition_size, v_offset_lag, v_is_future_key = _S0.unpack_from(buf, pos)
+    o = _new(DescribeLogDirsPartition)
+    o.partition_index, o.partition_size, o.offset_lag, o.is_future_key = _S0.unpack_from(buf, pos)
     pos += 21
-    return DescribeLogDirsPartition(v_partition_index, v_partition_size, v_offset_lag, v_is_future_key, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeLogDirsPartition_0(o: DescribeLogDirsPartition, out: bytearray) -> None:
@@ -262,10 +276,15 @@ def _e_DescribeLogDirsPartition_0(o: DescribeLogDirsPartition, out: bytearray) -
 
 
 def _d_DescribeLogDirsPartition_1(buf: memoryview, pos: int) -> tuple[DescribeLogDirsPartition, int]:
-    v_partition_index, v_partition_size, v_offset_lag, v_is_future_key = _S0.unpack_from(buf, pos)
+    o = _new(DescribeLogDirsPartition)
+    o.partition_index, o.partition_size, o.offset_lag, o.is_future_key = _S0.unpack_from(buf, pos)
     pos += 21
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeLogDirsPartition(v_partition_index, v_partition_size, v_offset_lag, v_is_future_key, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeLogDirsPartition_1(o: DescribeLogDirsPartition, out: bytearray) -> None:
@@ -277,15 +296,21 @@ def _e_DescribeLogDirsPartition_1(o: DescribeLogDirsPartition, out: bytearray) -
 
 
 def _d_DescribeLogDirsTopic_0(buf: memoryview, pos: int) -> tuple[DescribeLogDirsTopic, int]:
-    v_name: str
-    v_partitions: list[DescribeLogDirsPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(DescribeLogDirsTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeLogDirsResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[DescribeLogDirsPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_DescribeLogDirsPartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return DescribeLogDirsTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeLogDirsTopic_0(o: DescribeLogDirsTopic, out: bytearray) -> None:
@@ -299,16 +324,29 @@ def _e_DescribeLogDirsTopic_0(o: DescribeLogDirsTopic, out: bytearray) -> None:
 
 
 def _d_DescribeLogDirsTopic_1(buf: memoryview, pos: int) -> tuple[DescribeLogDirsTopic, int]:
-    v_name: str
-    v_partitions: list[DescribeLogDirsPartition]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(DescribeLogDirsTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeLogDirsResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[DescribeLogDirsPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_DescribeLogDirsPartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeLogDirsTopic(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeLogDirsTopic_1(o: DescribeLogDirsTopic, out: bytearray) -> None:
@@ -316,7 +354,11 @@ def _e_DescribeLogDirsTopic_1(o: DescribeLogDirsTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DescribeLogDirsResponse: Partitions is not nullable in version 2")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_DescribeLogDirsPartition_1(e_partitions, out)
     if o.unknown_tags:
@@ -326,17 +368,25 @@ def _e_DescribeLogDirsTopic_1(o: DescribeLogDirsTopic, out: bytearray) -> None:
 
 
 def _d_DescribeLogDirsResult_0(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResult, int]:
-    v_log_dir: str
-    v_topics: list[DescribeLogDirsTopic]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeLogDirsResult)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    v_log_dir, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o.log_dir, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeLogDirsResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[DescribeLogDirsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_DescribeLogDirsTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return DescribeLogDirsResult(v_error_code, v_log_dir, v_topics, -1, -1, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.total_bytes = -1
+    o.usable_bytes = -1
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeLogDirsResult_0(o: DescribeLogDirsResult, out: bytearray) -> None:
@@ -351,18 +401,33 @@ def _e_DescribeLogDirsResult_0(o: DescribeLogDirsResult, out: bytearray) -> None
 
 
 def _d_DescribeLogDirsResult_1(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResult, int]:
-    v_log_dir: str
-    v_topics: list[DescribeLogDirsTopic]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeLogDirsResult)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    v_log_dir, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o.log_dir, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeLogDirsResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[DescribeLogDirsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_DescribeLogDirsTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeLogDirsResult(v_error_code, v_log_dir, v_topics, -1, -1, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.total_bytes = -1
+    o.usable_bytes = -1
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeLogDirsResult_1(o: DescribeLogDirsResult, out: bytearray) -> None:
@@ -371,7 +436,11 @@ def _e_DescribeLogDirsResult_1(o: DescribeLogDirsResult, out: bytearray) -> None
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DescribeLogDirsResponse: Topics is not nullable in version 2")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_DescribeLogDirsTopic_1(e_topics, out)
     if o.unknown_tags:
@@ -381,20 +450,33 @@ def _e_DescribeLogDirsResult_1(o: DescribeLogDirsResult, out: bytearray) -> None
 
 
 def _d_DescribeLogDirsResult_2(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResult, int]:
-    v_log_dir: str
-    v_topics: list[DescribeLogDirsTopic]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeLogDirsResult)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    v_log_dir, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o.log_dir, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeLogDirsResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[DescribeLogDirsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_DescribeLogDirsTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    v_total_bytes, v_usable_bytes = _S2.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.total_bytes, o.usable_bytes = _S2.unpack_from(buf, pos)
     pos += 16
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeLogDirsResult(v_error_code, v_log_dir, v_topics, v_total_bytes, v_usable_bytes, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeLogDirsResult_2(o: DescribeLogDirsResult, out: bytearray) -> None:
@@ -403,7 +485,11 @@ def _e_DescribeLogDirsResult_2(o: DescribeLogDirsResult, out: bytearray) -> None
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DescribeLogDirsResponse: Topics is not nullable in version 4")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_DescribeLogDirsTopic_1(e_topics, out)
     out += _S2.pack(o.total_bytes, o.usable_bytes)
@@ -414,15 +500,23 @@ def _e_DescribeLogDirsResult_2(o: DescribeLogDirsResult, out: bytearray) -> None
 
 
 def _d_DescribeLogDirsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResponse, int]:
-    v_results: list[DescribeLogDirsResult]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(DescribeLogDirsResponse)
+    o.error_code = 0
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"DescribeLogDirsResponse.Results has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DescribeLogDirsResult] = []
     for _ in range(n):
         e_results, pos = _d_DescribeLogDirsResult_0(buf, pos)
-        v_results.append(e_results)
-    return DescribeLogDirsResponse(v_throttle_time_ms, 0, v_results, None), pos
+        a_results.append(e_results)
+    o.results = a_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_DescribeLogDirsResponse_0(o: DescribeLogDirsResponse, out: bytearray) -> None:
@@ -436,16 +530,31 @@ def _e_DescribeLogDirsResponse_0(o: DescribeLogDirsResponse, out: bytearray) -> 
 
 
 def _d_DescribeLogDirsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResponse, int]:
-    v_results: list[DescribeLogDirsResult]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(DescribeLogDirsResponse)
+    o.error_code = 0
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeLogDirsResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DescribeLogDirsResult] = []
     for _ in range(n):
         e_results, pos = _d_DescribeLogDirsResult_1(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeLogDirsResponse(v_throttle_time_ms, 0, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeLogDirsResponse_1(o: DescribeLogDirsResponse, out: bytearray) -> None:
@@ -453,7 +562,11 @@ def _e_DescribeLogDirsResponse_1(o: DescribeLogDirsResponse, out: bytearray) -> 
     x_results = o.results
     if x_results is None:
         raise EncodeError("DescribeLogDirsResponse: Results is not nullable in version 2")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_DescribeLogDirsResult_1(e_results, out)
     if o.unknown_tags:
@@ -463,16 +576,30 @@ def _e_DescribeLogDirsResponse_1(o: DescribeLogDirsResponse, out: bytearray) -> 
 
 
 def _d_DescribeLogDirsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResponse, int]:
-    v_results: list[DescribeLogDirsResult]
-    v_throttle_time_ms, v_error_code = _S4.unpack_from(buf, pos)
+    o = _new(DescribeLogDirsResponse)
+    o.throttle_time_ms, o.error_code = _S4.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeLogDirsResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DescribeLogDirsResult] = []
     for _ in range(n):
         e_results, pos = _d_DescribeLogDirsResult_1(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeLogDirsResponse(v_throttle_time_ms, v_error_code, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeLogDirsResponse_2(o: DescribeLogDirsResponse, out: bytearray) -> None:
@@ -480,7 +607,11 @@ def _e_DescribeLogDirsResponse_2(o: DescribeLogDirsResponse, out: bytearray) -> 
     x_results = o.results
     if x_results is None:
         raise EncodeError("DescribeLogDirsResponse: Results is not nullable in version 3")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_DescribeLogDirsResult_1(e_results, out)
     if o.unknown_tags:
@@ -490,16 +621,30 @@ def _e_DescribeLogDirsResponse_2(o: DescribeLogDirsResponse, out: bytearray) -> 
 
 
 def _d_DescribeLogDirsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResponse, int]:
-    v_results: list[DescribeLogDirsResult]
-    v_throttle_time_ms, v_error_code = _S4.unpack_from(buf, pos)
+    o = _new(DescribeLogDirsResponse)
+    o.throttle_time_ms, o.error_code = _S4.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeLogDirsResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeLogDirsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DescribeLogDirsResult] = []
     for _ in range(n):
         e_results, pos = _d_DescribeLogDirsResult_2(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeLogDirsResponse(v_throttle_time_ms, v_error_code, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeLogDirsResponse_3(o: DescribeLogDirsResponse, out: bytearray) -> None:
@@ -507,7 +652,11 @@ def _e_DescribeLogDirsResponse_3(o: DescribeLogDirsResponse, out: bytearray) -> 
     x_results = o.results
     if x_results is None:
         raise EncodeError("DescribeLogDirsResponse: Results is not nullable in version 4")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_DescribeLogDirsResult_2(e_results, out)
     if o.unknown_tags:
@@ -516,5 +665,8 @@ def _e_DescribeLogDirsResponse_3(o: DescribeLogDirsResponse, out: bytearray) -> 
         out.append(0)
 
 
+_DEF_DescribeLogDirsPartition = DescribeLogDirsPartition()
+_DEF_DescribeLogDirsTopic = DescribeLogDirsTopic()
+_DEF_DescribeLogDirsResult = DescribeLogDirsResult()
 _DECODERS = (_d_DescribeLogDirsResponse_0, _d_DescribeLogDirsResponse_0, _d_DescribeLogDirsResponse_1, _d_DescribeLogDirsResponse_2, _d_DescribeLogDirsResponse_3,)
 _ENCODERS = (_e_DescribeLogDirsResponse_0, _e_DescribeLogDirsResponse_0, _e_DescribeLogDirsResponse_1, _e_DescribeLogDirsResponse_2, _e_DescribeLogDirsResponse_3,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qiiqiq')
 _S1 = struct.Struct('>ih')
 _S2 = struct.Struct('>i')
@@ -250,10 +262,15 @@ class DescribeProducersResponse:
 
 
 def _d_ProducerState_0(buf: memoryview, pos: int) -> tuple[ProducerState, int]:
-    v_producer_id, v_producer_epoch, v_last_sequence, v_last_timestamp, v_coordinator_epoch, v_current_txn_start_offset = _S0.unpack_from(buf, pos)
+    o = _new(ProducerState)
+    o.producer_id, o.producer_epoch, o.last_sequence, o.last_timestamp, o.coordinator_epoch, o.current_txn_start_offset = _S0.unpack_from(buf, pos)
     pos += 36
-    unknown, pos = skip_tags(buf, pos)
-    return ProducerState(v_producer_id, v_producer_epoch, v_last_sequence, v_last_timestamp, v_coordinator_epoch, v_current_txn_start_offset, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ProducerState_0(o: ProducerState, out: bytearray) -> None:
@@ -265,18 +282,31 @@ def _e_ProducerState_0(o: ProducerState, out: bytearray) -> None:
 
 
 def _d_PartitionResponse_0(buf: memoryview, pos: int) -> tuple[PartitionResponse, int]:
-    v_error_message: str | None
-    v_active_producers: list[ProducerState]
-    v_partition_index, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(PartitionResponse)
+    o.partition_index, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_active_producers = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeProducersResponse.ActiveProducers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeProducersResponse.ActiveProducers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_active_producers: list[ProducerState] = []
     for _ in range(n):
         e_active_producers, pos = _d_ProducerState_0(buf, pos)
-        v_active_producers.append(e_active_producers)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionResponse(v_partition_index, v_error_code, v_error_message, v_active_producers, unknown), pos
+        a_active_producers.append(e_active_producers)
+    o.active_producers = a_active_producers
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionResponse_0(o: PartitionResponse, out: bytearray) -> None:
@@ -285,7 +315,11 @@ def _e_PartitionResponse_0(o: PartitionResponse, out: bytearray) -> None:
     x_active_producers = o.active_producers
     if x_active_producers is None:
         raise EncodeError("DescribeProducersResponse: ActiveProducers is not nullable in version 0")
-    write_uvarint(out, len(x_active_producers) + 1)
+    n = len(x_active_producers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_active_producers in x_active_producers:
         _e_ProducerState_0(e_active_producers, out)
     if o.unknown_tags:
@@ -295,16 +329,29 @@ def _e_PartitionResponse_0(o: PartitionResponse, out: bytearray) -> None:
 
 
 def _d_TopicResponse_0(buf: memoryview, pos: int) -> tuple[TopicResponse, int]:
-    v_name: str
-    v_partitions: list[PartitionResponse]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicResponse)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeProducersResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeProducersResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionResponse] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionResponse_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicResponse(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicResponse_0(o: TopicResponse, out: bytearray) -> None:
@@ -312,7 +359,11 @@ def _e_TopicResponse_0(o: TopicResponse, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DescribeProducersResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionResponse_0(e_partitions, out)
     if o.unknown_tags:
@@ -322,16 +373,30 @@ def _e_TopicResponse_0(o: TopicResponse, out: bytearray) -> None:
 
 
 def _d_DescribeProducersResponse_0(buf: memoryview, pos: int) -> tuple[DescribeProducersResponse, int]:
-    v_topics: list[TopicResponse]
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+    o = _new(DescribeProducersResponse)
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeProducersResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeProducersResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicResponse] = []
     for _ in range(n):
         e_topics, pos = _d_TopicResponse_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeProducersResponse(v_throttle_time_ms, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeProducersResponse_0(o: DescribeProducersResponse, out: bytearray) -> None:
@@ -339,7 +404,11 @@ def _e_DescribeProducersResponse_0(o: DescribeProducersResponse, out: bytearray)
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DescribeProducersResponse: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicResponse_0(e_topics, out)
     if o.unknown_tags:
@@ -348,5 +417,8 @@ def _e_DescribeProducersResponse_0(o: DescribeProducersResponse, out: bytearray)
         out.append(0)
 
 
+_DEF_ProducerState = ProducerState()
+_DEF_PartitionResponse = PartitionResponse()
+_DEF_TopicResponse = TopicResponse()
 _DECODERS = (_d_DescribeProducersResponse_0,)
 _ENCODERS = (_e_DescribeProducersResponse_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iq')
 _S1 = struct.Struct('>i')
 _S2 = struct.Struct('>q')
@@ -349,10 +361,18 @@ class DescribeQuorumResponse:
 
 
 def _d_ReplicaState_0(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
-    v_replica_id, v_log_end_offset = _S0.unpack_from(buf, pos)
+    o = _new(ReplicaState)
+    o.replica_directory_id = ZERO_UUID
+    o.last_fetch_timestamp = -1
+    o.last_caught_up_timestamp = -1
+    o.replica_id, o.log_end_offset = _S0.unpack_from(buf, pos)
     pos += 12
-    unknown, pos = skip_tags(buf, pos)
-    return ReplicaState(v_replica_id, ZERO_UUID, v_log_end_offset, -1, -1, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReplicaState_0(o: ReplicaState, out: bytearray) -> None:
@@ -367,10 +387,16 @@ def _e_ReplicaState_0(o: ReplicaState, out: bytearray) -> None:
 
 
 def _d_ReplicaState_1(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
-    v_replica_id, v_log_end_offset, v_last_fetch_timestamp, v_last_caught_up_timestamp = _S3.unpack_from(buf, pos)
+    o = _new(ReplicaState)
+    o.replica_directory_id = ZERO_UUID
+    o.replica_id, o.log_end_offset, o.last_fetch_timestamp, o.last_caught_up_timestamp = _S3.unpack_from(buf, pos)
     pos += 28
-    unknown, pos = skip_tags(buf, pos)
-    return ReplicaState(v_replica_id, ZERO_UUID, v_log_end_offset, v_last_fetch_timestamp, v_last_caught_up_timestamp, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReplicaState_1(o: ReplicaState, out: bytearray) -> None:
@@ -385,14 +411,18 @@ def _e_ReplicaState_1(o: ReplicaState, out: bytearray) -> None:
 
 
 def _d_ReplicaState_2(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
-    v_replica_directory_id: uuid.UUID
-    v_replica_id, = _S1.unpack_from(buf, pos)
+    o = _new(ReplicaState)
+    (o.replica_id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    v_replica_directory_id, pos = read_uuid(buf, pos)
-    v_log_end_offset, v_last_fetch_timestamp, v_last_caught_up_timestamp = _S4.unpack_from(buf, pos)
+    o.replica_directory_id, pos = read_uuid(buf, pos)
+    o.log_end_offset, o.last_fetch_timestamp, o.last_caught_up_timestamp = _S4.unpack_from(buf, pos)
     pos += 24
-    unknown, pos = skip_tags(buf, pos)
-    return ReplicaState(v_replica_id, v_replica_directory_id, v_log_end_offset, v_last_fetch_timestamp, v_last_caught_up_timestamp, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReplicaState_2(o: ReplicaState, out: bytearray) -> None:
@@ -406,22 +436,46 @@ def _e_ReplicaState_2(o: ReplicaState, out: bytearray) -> None:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_current_voters: list[ReplicaState]
-    v_observers: list[ReplicaState]
-    v_partition_index, v_error_code, v_leader_id, v_leader_epoch, v_high_watermark = _S5.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.error_message = ''
+    o.partition_index, o.error_code, o.leader_id, o.leader_epoch, o.high_watermark = _S5.unpack_from(buf, pos)
     pos += 22
-    n, pos = read_compact_array_len(buf, pos)
-    v_current_voters = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.CurrentVoters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.CurrentVoters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_current_voters: list[ReplicaState] = []
     for _ in range(n):
         e_current_voters, pos = _d_ReplicaState_0(buf, pos)
-        v_current_voters.append(e_current_voters)
-    n, pos = read_compact_array_len(buf, pos)
-    v_observers = []
+        a_current_voters.append(e_current_voters)
+    o.current_voters = a_current_voters
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Observers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Observers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_observers: list[ReplicaState] = []
     for _ in range(n):
         e_observers, pos = _d_ReplicaState_0(buf, pos)
-        v_observers.append(e_observers)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, '', v_leader_id, v_leader_epoch, v_high_watermark, v_current_voters, v_observers, unknown), pos
+        a_observers.append(e_observers)
+    o.observers = a_observers
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -429,13 +483,21 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
     x_current_voters = o.current_voters
     if x_current_voters is None:
         raise EncodeError("DescribeQuorumResponse: CurrentVoters is not nullable in version 0")
-    write_uvarint(out, len(x_current_voters) + 1)
+    n = len(x_current_voters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_current_voters in x_current_voters:
         _e_ReplicaState_0(e_current_voters, out)
     x_observers = o.observers
     if x_observers is None:
         raise EncodeError("DescribeQuorumResponse: Observers is not nullable in version 0")
-    write_uvarint(out, len(x_observers) + 1)
+    n = len(x_observers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_observers in x_observers:
         _e_ReplicaState_0(e_observers, out)
     if o.unknown_tags:
@@ -445,22 +507,46 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_current_voters: list[ReplicaState]
-    v_observers: list[ReplicaState]
-    v_partition_index, v_error_code, v_leader_id, v_leader_epoch, v_high_watermark = _S5.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.error_message = ''
+    o.partition_index, o.error_code, o.leader_id, o.leader_epoch, o.high_watermark = _S5.unpack_from(buf, pos)
     pos += 22
-    n, pos = read_compact_array_len(buf, pos)
-    v_current_voters = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.CurrentVoters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.CurrentVoters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_current_voters: list[ReplicaState] = []
     for _ in range(n):
         e_current_voters, pos = _d_ReplicaState_1(buf, pos)
-        v_current_voters.append(e_current_voters)
-    n, pos = read_compact_array_len(buf, pos)
-    v_observers = []
+        a_current_voters.append(e_current_voters)
+    o.current_voters = a_current_voters
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Observers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Observers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_observers: list[ReplicaState] = []
     for _ in range(n):
         e_observers, pos = _d_ReplicaState_1(buf, pos)
-        v_observers.append(e_observers)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, '', v_leader_id, v_leader_epoch, v_high_watermark, v_current_voters, v_observers, unknown), pos
+        a_observers.append(e_observers)
+    o.observers = a_observers
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
@@ -468,13 +554,21 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
     x_current_voters = o.current_voters
     if x_current_voters is None:
         raise EncodeError("DescribeQuorumResponse: CurrentVoters is not nullable in version 1")
-    write_uvarint(out, len(x_current_voters) + 1)
+    n = len(x_current_voters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_current_voters in x_current_voters:
         _e_ReplicaState_1(e_current_voters, out)
     x_observers = o.observers
     if x_observers is None:
         raise EncodeError("DescribeQuorumResponse: Observers is not nullable in version 1")
-    write_uvarint(out, len(x_observers) + 1)
+    n = len(x_observers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_observers in x_observers:
         _e_ReplicaState_1(e_observers, out)
     if o.unknown_tags:
@@ -484,26 +578,48 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_2(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_error_message: str | None
-    v_current_voters: list[ReplicaState]
-    v_observers: list[ReplicaState]
-    v_partition_index, v_error_code = _S6.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.error_code = _S6.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_leader_id, v_leader_epoch, v_high_watermark = _S7.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.leader_id, o.leader_epoch, o.high_watermark = _S7.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_current_voters = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.CurrentVoters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.CurrentVoters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_current_voters: list[ReplicaState] = []
     for _ in range(n):
         e_current_voters, pos = _d_ReplicaState_2(buf, pos)
-        v_current_voters.append(e_current_voters)
-    n, pos = read_compact_array_len(buf, pos)
-    v_observers = []
+        a_current_voters.append(e_current_voters)
+    o.current_voters = a_current_voters
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Observers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Observers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_observers: list[ReplicaState] = []
     for _ in range(n):
         e_observers, pos = _d_ReplicaState_2(buf, pos)
-        v_observers.append(e_observers)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, v_error_message, v_leader_id, v_leader_epoch, v_high_watermark, v_current_voters, v_observers, unknown), pos
+        a_observers.append(e_observers)
+    o.observers = a_observers
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_2(o: PartitionData, out: bytearray) -> None:
@@ -513,13 +629,21 @@ def _e_PartitionData_2(o: PartitionData, out: bytearray) -> None:
     x_current_voters = o.current_voters
     if x_current_voters is None:
         raise EncodeError("DescribeQuorumResponse: CurrentVoters is not nullable in version 2")
-    write_uvarint(out, len(x_current_voters) + 1)
+    n = len(x_current_voters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_current_voters in x_current_voters:
         _e_ReplicaState_2(e_current_voters, out)
     x_observers = o.observers
     if x_observers is None:
         raise EncodeError("DescribeQuorumResponse: Observers is not nullable in version 2")
-    write_uvarint(out, len(x_observers) + 1)
+    n = len(x_observers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_observers in x_observers:
         _e_ReplicaState_2(e_observers, out)
     if o.unknown_tags:
@@ -529,16 +653,29 @@ def _e_PartitionData_2(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
@@ -546,7 +683,11 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DescribeQuorumResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_0(e_partitions, out)
     if o.unknown_tags:
@@ -556,16 +697,29 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
@@ -573,7 +727,11 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DescribeQuorumResponse: Partitions is not nullable in version 1")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_1(e_partitions, out)
     if o.unknown_tags:
@@ -583,16 +741,29 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_2(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_2(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_2(o: TopicData, out: bytearray) -> None:
@@ -600,7 +771,11 @@ def _e_TopicData_2(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DescribeQuorumResponse: Partitions is not nullable in version 2")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_2(e_partitions, out)
     if o.unknown_tags:
@@ -610,14 +785,17 @@ def _e_TopicData_2(o: TopicData, out: bytearray) -> None:
 
 
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
-    v_name: str
-    v_host: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S8.unpack_from(buf, pos)
+    o = _new(Listener)
+    o.name, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S8.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return Listener(v_name, v_host, v_port, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Listener_0(o: Listener, out: bytearray) -> None:
@@ -631,16 +809,30 @@ def _e_Listener_0(o: Listener, out: bytearray) -> None:
 
 
 def _d_Node_0(buf: memoryview, pos: int) -> tuple[Node, int]:
-    v_listeners: list[Listener]
-    v_node_id, = _S1.unpack_from(buf, pos)
+    o = _new(Node)
+    (o.node_id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_listeners = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Listeners is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Listeners length {n} exceeds the {len(buf) - pos} bytes left")
+    a_listeners: list[Listener] = []
     for _ in range(n):
         e_listeners, pos = _d_Listener_0(buf, pos)
-        v_listeners.append(e_listeners)
-    unknown, pos = skip_tags(buf, pos)
-    return Node(v_node_id, v_listeners, unknown), pos
+        a_listeners.append(e_listeners)
+    o.listeners = a_listeners
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Node_0(o: Node, out: bytearray) -> None:
@@ -648,7 +840,11 @@ def _e_Node_0(o: Node, out: bytearray) -> None:
     x_listeners = o.listeners
     if x_listeners is None:
         raise EncodeError("DescribeQuorumResponse: Listeners is not nullable in version 2")
-    write_uvarint(out, len(x_listeners) + 1)
+    n = len(x_listeners) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_listeners in x_listeners:
         _e_Listener_0(e_listeners, out)
     if o.unknown_tags:
@@ -658,16 +854,32 @@ def _e_Node_0(o: Node, out: bytearray) -> None:
 
 
 def _d_DescribeQuorumResponse_0(buf: memoryview, pos: int) -> tuple[DescribeQuorumResponse, int]:
-    v_topics: list[TopicData]
-    v_error_code, = _S9.unpack_from(buf, pos)
+    o = _new(DescribeQuorumResponse)
+    o.error_message = ''
+    (o.error_code,) = _S9.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeQuorumResponse(v_error_code, '', v_topics, [], unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.nodes = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeQuorumResponse_0(o: DescribeQuorumResponse, out: bytearray) -> None:
@@ -675,7 +887,11 @@ def _e_DescribeQuorumResponse_0(o: DescribeQuorumResponse, out: bytearray) -> No
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DescribeQuorumResponse: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_0(e_topics, out)
     if o.nodes != []:
@@ -687,16 +903,32 @@ def _e_DescribeQuorumResponse_0(o: DescribeQuorumResponse, out: bytearray) -> No
 
 
 def _d_DescribeQuorumResponse_1(buf: memoryview, pos: int) -> tuple[DescribeQuorumResponse, int]:
-    v_topics: list[TopicData]
-    v_error_code, = _S9.unpack_from(buf, pos)
+    o = _new(DescribeQuorumResponse)
+    o.error_message = ''
+    (o.error_code,) = _S9.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeQuorumResponse(v_error_code, '', v_topics, [], unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.nodes = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeQuorumResponse_1(o: DescribeQuorumResponse, out: bytearray) -> None:
@@ -704,7 +936,11 @@ def _e_DescribeQuorumResponse_1(o: DescribeQuorumResponse, out: bytearray) -> No
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DescribeQuorumResponse: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_1(e_topics, out)
     if o.nodes != []:
@@ -716,24 +952,46 @@ def _e_DescribeQuorumResponse_1(o: DescribeQuorumResponse, out: bytearray) -> No
 
 
 def _d_DescribeQuorumResponse_2(buf: memoryview, pos: int) -> tuple[DescribeQuorumResponse, int]:
-    v_error_message: str | None
-    v_topics: list[TopicData]
-    v_nodes: list[Node]
-    v_error_code, = _S9.unpack_from(buf, pos)
+    o = _new(DescribeQuorumResponse)
+    (o.error_code,) = _S9.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_2(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_compact_array_len(buf, pos)
-    v_nodes = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeQuorumResponse.Nodes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeQuorumResponse.Nodes length {n} exceeds the {len(buf) - pos} bytes left")
+    a_nodes: list[Node] = []
     for _ in range(n):
         e_nodes, pos = _d_Node_0(buf, pos)
-        v_nodes.append(e_nodes)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeQuorumResponse(v_error_code, v_error_message, v_topics, v_nodes, unknown), pos
+        a_nodes.append(e_nodes)
+    o.nodes = a_nodes
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeQuorumResponse_2(o: DescribeQuorumResponse, out: bytearray) -> None:
@@ -742,13 +1000,21 @@ def _e_DescribeQuorumResponse_2(o: DescribeQuorumResponse, out: bytearray) -> No
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DescribeQuorumResponse: Topics is not nullable in version 2")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_2(e_topics, out)
     x_nodes = o.nodes
     if x_nodes is None:
         raise EncodeError("DescribeQuorumResponse: Nodes is not nullable in version 2")
-    write_uvarint(out, len(x_nodes) + 1)
+    n = len(x_nodes) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_nodes in x_nodes:
         _e_Node_0(e_nodes, out)
     if o.unknown_tags:
@@ -757,5 +1023,10 @@ def _e_DescribeQuorumResponse_2(o: DescribeQuorumResponse, out: bytearray) -> No
         out.append(0)
 
 
+_DEF_ReplicaState = ReplicaState()
+_DEF_PartitionData = PartitionData()
+_DEF_TopicData = TopicData()
+_DEF_Listener = Listener()
+_DEF_Node = Node()
 _DECODERS = (_d_DescribeQuorumResponse_0, _d_DescribeQuorumResponse_1, _d_DescribeQuorumResponse_2,)
 _ENCODERS = (_e_DescribeQuorumResponse_0, _e_DescribeQuorumResponse_1, _e_DescribeQuorumResponse_2,)

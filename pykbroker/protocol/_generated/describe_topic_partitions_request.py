@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -190,10 +202,14 @@ class DescribeTopicPartitionsRequest:
 
 
 def _d_TopicRequest_0(buf: memoryview, pos: int) -> tuple[TopicRequest, int]:
-    v_name: str
-    v_name, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicRequest(v_name, unknown), pos
+    o = _new(TopicRequest)
+    o.name, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicRequest_0(o: TopicRequest, out: bytearray) -> None:
@@ -205,12 +221,16 @@ def _e_TopicRequest_0(o: TopicRequest, out: bytearray) -> None:
 
 
 def _d_Cursor_0(buf: memoryview, pos: int) -> tuple[Cursor, int]:
-    v_topic_name: str
-    v_topic_name, pos = read_compact_string(buf, pos)
-    v_partition_index, = _S0.unpack_from(buf, pos)
+    o = _new(Cursor)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    (o.partition_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return Cursor(v_topic_name, v_partition_index, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Cursor_0(o: Cursor, out: bytearray) -> None:
@@ -223,29 +243,46 @@ def _e_Cursor_0(o: Cursor, out: bytearray) -> None:
 
 
 def _d_DescribeTopicPartitionsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsRequest, int]:
-    v_topics: list[TopicRequest]
-    v_cursor: Cursor | None
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
-    for _ in range(n):
-        e_topics, pos = _d_TopicRequest_0(buf, pos)
-        v_topics.append(e_topics)
-    v_response_partition_limit, = _S0.unpack_from(buf, pos)
-    pos += 4
-    if buf[pos] >= 0x80:
-        v_cursor = None
+    o = _new(DescribeTopicPartitionsRequest)
+    n = buf[pos]
+    if n < 0x80:
         pos += 1
     else:
-        v_cursor, pos = _d_Cursor_0(buf, pos + 1)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeTopicPartitionsRequest(v_topics, v_response_partition_limit, v_cursor, unknown), pos
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeTopicPartitionsRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTopicPartitionsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicRequest] = []
+    for _ in range(n):
+        e_topics, pos = _d_TopicRequest_0(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (o.response_partition_limit,) = _S0.unpack_from(buf, pos)
+    pos += 4
+    if buf[pos] >= 0x80:
+        o.cursor = None
+        pos += 1
+    else:
+        o.cursor, pos = _d_Cursor_0(buf, pos + 1)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeTopicPartitionsRequest_0(o: DescribeTopicPartitionsRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DescribeTopicPartitionsRequest: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicRequest_0(e_topics, out)
     out += _S0.pack(o.response_partition_limit)
@@ -260,5 +297,7 @@ def _e_DescribeTopicPartitionsRequest_0(o: DescribeTopicPartitionsRequest, out: 
         out.append(0)
 
 
+_DEF_TopicRequest = TopicRequest()
+_DEF_Cursor = Cursor()
 _DECODERS = (_d_DescribeTopicPartitionsRequest_0,)
 _ENCODERS = (_e_DescribeTopicPartitionsRequest_0,)

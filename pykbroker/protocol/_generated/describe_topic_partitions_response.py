@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>hiii')
 _S1 = struct.Struct('>h')
 _S2 = struct.Struct('>?')
@@ -275,36 +287,77 @@ class DescribeTopicPartitionsResponse:
 
 
 def _d_DescribeTopicPartitionsResponsePartition_0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsResponsePartition, int]:
-    v_replica_nodes: list[int]
-    v_isr_nodes: list[int]
-    v_eligible_leader_replicas: list[int] | None
-    v_last_known_elr: list[int] | None
-    v_offline_replicas: list[int]
-    v_error_code, v_partition_index, v_leader_id, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(DescribeTopicPartitionsResponsePartition)
+    o.error_code, o.partition_index, o.leader_id, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 14
-    n, pos = read_compact_array_len(buf, pos)
-    v_replica_nodes = list(unpack_from(">%di" % n, buf, pos))
-    pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_isr_nodes = list(unpack_from(">%di" % n, buf, pos))
-    pos += 4 * n
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_eligible_leader_replicas = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_eligible_leader_replicas = list(unpack_from(">%di" % n, buf, pos))
-        pos += 4 * n
-    n, pos = read_compact_nullable_array_len(buf, pos)
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
     if n < 0:
-        v_last_known_elr = None
-    else:
-        v_last_known_elr = list(unpack_from(">%di" % n, buf, pos))
-        pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_offline_replicas = list(unpack_from(">%di" % n, buf, pos))
+        raise DecodeError("DescribeTopicPartitionsResponse.ReplicaNodes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTopicPartitionsResponse.ReplicaNodes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replica_nodes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeTopicPartitionsResponsePartition(v_error_code, v_partition_index, v_leader_id, v_leader_epoch, v_replica_nodes, v_isr_nodes, v_eligible_leader_replicas, v_last_known_elr, v_offline_replicas, unknown), pos
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeTopicPartitionsResponse.IsrNodes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTopicPartitionsResponse.IsrNodes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr_nodes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+    pos += 4 * n
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTopicPartitionsResponse.EligibleLeaderReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.eligible_leader_replicas = None
+    else:
+        o.eligible_leader_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+        pos += 4 * n
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTopicPartitionsResponse.LastKnownElr length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.last_known_elr = None
+    else:
+        o.last_known_elr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+        pos += 4 * n
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeTopicPartitionsResponse.OfflineReplicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTopicPartitionsResponse.OfflineReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.offline_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+    pos += 4 * n
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeTopicPartitionsResponsePartition_0(o: DescribeTopicPartitionsResponsePartition, out: bytearray) -> None:
@@ -312,30 +365,55 @@ def _e_DescribeTopicPartitionsResponsePartition_0(o: DescribeTopicPartitionsResp
     x_replica_nodes = o.replica_nodes
     if x_replica_nodes is None:
         raise EncodeError("DescribeTopicPartitionsResponse: ReplicaNodes is not nullable in version 0")
-    write_uvarint(out, len(x_replica_nodes) + 1)
-    out += pack(">%di" % len(x_replica_nodes), *x_replica_nodes)
+    n = len(x_replica_nodes) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_replica_nodes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replica_nodes)
     x_isr_nodes = o.isr_nodes
     if x_isr_nodes is None:
         raise EncodeError("DescribeTopicPartitionsResponse: IsrNodes is not nullable in version 0")
-    write_uvarint(out, len(x_isr_nodes) + 1)
-    out += pack(">%di" % len(x_isr_nodes), *x_isr_nodes)
+    n = len(x_isr_nodes) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_isr_nodes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr_nodes)
     x_eligible_leader_replicas = o.eligible_leader_replicas
     if x_eligible_leader_replicas is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_eligible_leader_replicas) + 1)
-        out += pack(">%di" % len(x_eligible_leader_replicas), *x_eligible_leader_replicas)
+        n = len(x_eligible_leader_replicas) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
+        n = len(x_eligible_leader_replicas)
+        out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_eligible_leader_replicas)
     x_last_known_elr = o.last_known_elr
     if x_last_known_elr is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_last_known_elr) + 1)
-        out += pack(">%di" % len(x_last_known_elr), *x_last_known_elr)
+        n = len(x_last_known_elr) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
+        n = len(x_last_known_elr)
+        out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_last_known_elr)
     x_offline_replicas = o.offline_replicas
     if x_offline_replicas is None:
         raise EncodeError("DescribeTopicPartitionsResponse: OfflineReplicas is not nullable in version 0")
-    write_uvarint(out, len(x_offline_replicas) + 1)
-    out += pack(">%di" % len(x_offline_replicas), *x_offline_replicas)
+    n = len(x_offline_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_offline_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_offline_replicas)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -343,24 +421,36 @@ def _e_DescribeTopicPartitionsResponsePartition_0(o: DescribeTopicPartitionsResp
 
 
 def _d_DescribeTopicPartitionsResponseTopic_0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsResponseTopic, int]:
-    v_name: str | None
-    v_topic_id: uuid.UUID
-    v_partitions: list[DescribeTopicPartitionsResponsePartition]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeTopicPartitionsResponseTopic)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    v_name, pos = read_compact_nullable_string(buf, pos)
-    v_topic_id, pos = read_uuid(buf, pos)
-    v_is_internal, = _S2.unpack_from(buf, pos)
+    o.name, pos = read_compact_nullable_string(buf, pos)
+    o.topic_id, pos = read_uuid(buf, pos)
+    (o.is_internal,) = _S2.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeTopicPartitionsResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTopicPartitionsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[DescribeTopicPartitionsResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_DescribeTopicPartitionsResponsePartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    v_topic_authorized_operations, = _S3.unpack_from(buf, pos)
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    (o.topic_authorized_operations,) = _S3.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeTopicPartitionsResponseTopic(v_error_code, v_name, v_topic_id, v_is_internal, v_partitions, v_topic_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeTopicPartitionsResponseTopic_0(o: DescribeTopicPartitionsResponseTopic, out: bytearray) -> None:
@@ -371,7 +461,11 @@ def _e_DescribeTopicPartitionsResponseTopic_0(o: DescribeTopicPartitionsResponse
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DescribeTopicPartitionsResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_DescribeTopicPartitionsResponsePartition_0(e_partitions, out)
     out += _S3.pack(o.topic_authorized_operations)
@@ -382,12 +476,16 @@ def _e_DescribeTopicPartitionsResponseTopic_0(o: DescribeTopicPartitionsResponse
 
 
 def _d_Cursor_0(buf: memoryview, pos: int) -> tuple[Cursor, int]:
-    v_topic_name: str
-    v_topic_name, pos = read_compact_string(buf, pos)
-    v_partition_index, = _S3.unpack_from(buf, pos)
+    o = _new(Cursor)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    (o.partition_index,) = _S3.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return Cursor(v_topic_name, v_partition_index, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Cursor_0(o: Cursor, out: bytearray) -> None:
@@ -400,22 +498,35 @@ def _e_Cursor_0(o: Cursor, out: bytearray) -> None:
 
 
 def _d_DescribeTopicPartitionsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsResponse, int]:
-    v_topics: list[DescribeTopicPartitionsResponseTopic]
-    v_next_cursor: Cursor | None
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(DescribeTopicPartitionsResponse)
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
-    for _ in range(n):
-        e_topics, pos = _d_DescribeTopicPartitionsResponseTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    if buf[pos] >= 0x80:
-        v_next_cursor = None
+    n = buf[pos]
+    if n < 0x80:
         pos += 1
     else:
-        v_next_cursor, pos = _d_Cursor_0(buf, pos + 1)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeTopicPartitionsResponse(v_throttle_time_ms, v_topics, v_next_cursor, unknown), pos
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeTopicPartitionsResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTopicPartitionsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[DescribeTopicPartitionsResponseTopic] = []
+    for _ in range(n):
+        e_topics, pos = _d_DescribeTopicPartitionsResponseTopic_0(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] >= 0x80:
+        o.next_cursor = None
+        pos += 1
+    else:
+        o.next_cursor, pos = _d_Cursor_0(buf, pos + 1)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeTopicPartitionsResponse_0(o: DescribeTopicPartitionsResponse, out: bytearray) -> None:
@@ -423,7 +534,11 @@ def _e_DescribeTopicPartitionsResponse_0(o: DescribeTopicPartitionsResponse, out
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DescribeTopicPartitionsResponse: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_DescribeTopicPartitionsResponseTopic_0(e_topics, out)
     if o.next_cursor is None:
@@ -437,5 +552,8 @@ def _e_DescribeTopicPartitionsResponse_0(o: DescribeTopicPartitionsResponse, out
         out.append(0)
 
 
+_DEF_DescribeTopicPartitionsResponsePartition = DescribeTopicPartitionsResponsePartition()
+_DEF_DescribeTopicPartitionsResponseTopic = DescribeTopicPartitionsResponseTopic()
+_DEF_Cursor = Cursor()
 _DECODERS = (_d_DescribeTopicPartitionsResponse_0,)
 _ENCODERS = (_e_DescribeTopicPartitionsResponse_0,)

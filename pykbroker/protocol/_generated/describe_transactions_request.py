@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class DescribeTransactionsRequest:
@@ -117,21 +129,39 @@ class DescribeTransactionsRequest:
 
 
 def _d_DescribeTransactionsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeTransactionsRequest, int]:
-    v_transactional_ids: list[str]
-    n, pos = read_compact_array_len(buf, pos)
-    v_transactional_ids = []
+    o = _new(DescribeTransactionsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeTransactionsRequest.TransactionalIds is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTransactionsRequest.TransactionalIds length {n} exceeds the {len(buf) - pos} bytes left")
+    a_transactional_ids: list[str] = []
     for _ in range(n):
         e_transactional_ids, pos = read_compact_string(buf, pos)
-        v_transactional_ids.append(e_transactional_ids)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeTransactionsRequest(v_transactional_ids, unknown), pos
+        a_transactional_ids.append(e_transactional_ids)
+    o.transactional_ids = a_transactional_ids
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeTransactionsRequest_0(o: DescribeTransactionsRequest, out: bytearray) -> None:
     x_transactional_ids = o.transactional_ids
     if x_transactional_ids is None:
         raise EncodeError("DescribeTransactionsRequest: TransactionalIds is not nullable in version 0")
-    write_uvarint(out, len(x_transactional_ids) + 1)
+    n = len(x_transactional_ids) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_transactional_ids in x_transactional_ids:
         write_compact_string(out, e_transactional_ids)
     if o.unknown_tags:

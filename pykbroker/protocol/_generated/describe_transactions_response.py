@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>iqqh')
 _S2 = struct.Struct('>i')
@@ -216,14 +228,26 @@ class DescribeTransactionsResponse:
 
 
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic: str
-    v_partitions: list[int]
-    v_topic, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicData)
+    o.topic, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeTransactionsResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTransactionsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
@@ -231,8 +255,13 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("DescribeTransactionsResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -240,22 +269,34 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TransactionState_0(buf: memoryview, pos: int) -> tuple[TransactionState, int]:
-    v_transactional_id: str
-    v_transaction_state: str
-    v_topics: list[TopicData]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(TransactionState)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_transactional_id, pos = read_compact_string(buf, pos)
-    v_transaction_state, pos = read_compact_string(buf, pos)
-    v_transaction_timeout_ms, v_transaction_start_time_ms, v_producer_id, v_producer_epoch = _S1.unpack_from(buf, pos)
+    o.transactional_id, pos = read_compact_string(buf, pos)
+    o.transaction_state, pos = read_compact_string(buf, pos)
+    o.transaction_timeout_ms, o.transaction_start_time_ms, o.producer_id, o.producer_epoch = _S1.unpack_from(buf, pos)
     pos += 22
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeTransactionsResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTransactionsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return TransactionState(v_error_code, v_transactional_id, v_transaction_state, v_transaction_timeout_ms, v_transaction_start_time_ms, v_producer_id, v_producer_epoch, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TransactionState_0(o: TransactionState, out: bytearray) -> None:
@@ -266,7 +307,11 @@ def _e_TransactionState_0(o: TransactionState, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("DescribeTransactionsResponse: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_0(e_topics, out)
     if o.unknown_tags:
@@ -276,16 +321,30 @@ def _e_TransactionState_0(o: TransactionState, out: bytearray) -> None:
 
 
 def _d_DescribeTransactionsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeTransactionsResponse, int]:
-    v_transaction_states: list[TransactionState]
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+    o = _new(DescribeTransactionsResponse)
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_transaction_states = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeTransactionsResponse.TransactionStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeTransactionsResponse.TransactionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_transaction_states: list[TransactionState] = []
     for _ in range(n):
         e_transaction_states, pos = _d_TransactionState_0(buf, pos)
-        v_transaction_states.append(e_transaction_states)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeTransactionsResponse(v_throttle_time_ms, v_transaction_states, unknown), pos
+        a_transaction_states.append(e_transaction_states)
+    o.transaction_states = a_transaction_states
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeTransactionsResponse_0(o: DescribeTransactionsResponse, out: bytearray) -> None:
@@ -293,7 +352,11 @@ def _e_DescribeTransactionsResponse_0(o: DescribeTransactionsResponse, out: byte
     x_transaction_states = o.transaction_states
     if x_transaction_states is None:
         raise EncodeError("DescribeTransactionsResponse: TransactionStates is not nullable in version 0")
-    write_uvarint(out, len(x_transaction_states) + 1)
+    n = len(x_transaction_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_transaction_states in x_transaction_states:
         _e_TransactionState_0(e_transaction_states, out)
     if o.unknown_tags:
@@ -302,5 +365,7 @@ def _e_DescribeTransactionsResponse_0(o: DescribeTransactionsResponse, out: byte
         out.append(0)
 
 
+_DEF_TopicData = TopicData()
+_DEF_TransactionState = TransactionState()
 _DECODERS = (_d_DescribeTransactionsResponse_0,)
 _ENCODERS = (_e_DescribeTransactionsResponse_0,)

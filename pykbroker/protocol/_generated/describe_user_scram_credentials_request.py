@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class UserName:
@@ -147,10 +159,14 @@ class DescribeUserScramCredentialsRequest:
 
 
 def _d_UserName_0(buf: memoryview, pos: int) -> tuple[UserName, int]:
-    v_name: str
-    v_name, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return UserName(v_name, unknown), pos
+    o = _new(UserName)
+    o.name, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UserName_0(o: UserName, out: bytearray) -> None:
@@ -162,17 +178,29 @@ def _e_UserName_0(o: UserName, out: bytearray) -> None:
 
 
 def _d_DescribeUserScramCredentialsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeUserScramCredentialsRequest, int]:
-    v_users: list[UserName] | None
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_users = None
+    o = _new(DescribeUserScramCredentialsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_users = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeUserScramCredentialsRequest.Users length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.users = None
+    else:
+        a_users: list[UserName] = []
         for _ in range(n):
             e_users, pos = _d_UserName_0(buf, pos)
-            v_users.append(e_users)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeUserScramCredentialsRequest(v_users, unknown), pos
+            a_users.append(e_users)
+        o.users = a_users
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeUserScramCredentialsRequest_0(o: DescribeUserScramCredentialsRequest, out: bytearray) -> None:
@@ -180,7 +208,11 @@ def _e_DescribeUserScramCredentialsRequest_0(o: DescribeUserScramCredentialsRequ
     if x_users is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_users) + 1)
+        n = len(x_users) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_users in x_users:
             _e_UserName_0(e_users, out)
     if o.unknown_tags:
@@ -189,5 +221,6 @@ def _e_DescribeUserScramCredentialsRequest_0(o: DescribeUserScramCredentialsRequ
         out.append(0)
 
 
+_DEF_UserName = UserName()
 _DECODERS = (_d_DescribeUserScramCredentialsRequest_0,)
 _ENCODERS = (_e_DescribeUserScramCredentialsRequest_0,)

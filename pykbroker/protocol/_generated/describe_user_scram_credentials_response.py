@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>bi')
 _S1 = struct.Struct('>h')
 _S2 = struct.Struct('>ih')
@@ -208,10 +220,15 @@ class DescribeUserScramCredentialsResponse:
 
 
 def _d_CredentialInfo_0(buf: memoryview, pos: int) -> tuple[CredentialInfo, int]:
-    v_mechanism, v_iterations = _S0.unpack_from(buf, pos)
+    o = _new(CredentialInfo)
+    o.mechanism, o.iterations = _S0.unpack_from(buf, pos)
     pos += 5
-    unknown, pos = skip_tags(buf, pos)
-    return CredentialInfo(v_mechanism, v_iterations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CredentialInfo_0(o: CredentialInfo, out: bytearray) -> None:
@@ -223,20 +240,32 @@ def _e_CredentialInfo_0(o: CredentialInfo, out: bytearray) -> None:
 
 
 def _d_DescribeUserScramCredentialsResult_0(buf: memoryview, pos: int) -> tuple[DescribeUserScramCredentialsResult, int]:
-    v_user: str
-    v_error_message: str | None
-    v_credential_infos: list[CredentialInfo]
-    v_user, pos = read_compact_string(buf, pos)
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(DescribeUserScramCredentialsResult)
+    o.user, pos = read_compact_string(buf, pos)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_credential_infos = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeUserScramCredentialsResponse.CredentialInfos is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeUserScramCredentialsResponse.CredentialInfos length {n} exceeds the {len(buf) - pos} bytes left")
+    a_credential_infos: list[CredentialInfo] = []
     for _ in range(n):
         e_credential_infos, pos = _d_CredentialInfo_0(buf, pos)
-        v_credential_infos.append(e_credential_infos)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeUserScramCredentialsResult(v_user, v_error_code, v_error_message, v_credential_infos, unknown), pos
+        a_credential_infos.append(e_credential_infos)
+    o.credential_infos = a_credential_infos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeUserScramCredentialsResult_0(o: DescribeUserScramCredentialsResult, out: bytearray) -> None:
@@ -246,7 +275,11 @@ def _e_DescribeUserScramCredentialsResult_0(o: DescribeUserScramCredentialsResul
     x_credential_infos = o.credential_infos
     if x_credential_infos is None:
         raise EncodeError("DescribeUserScramCredentialsResponse: CredentialInfos is not nullable in version 0")
-    write_uvarint(out, len(x_credential_infos) + 1)
+    n = len(x_credential_infos) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_credential_infos in x_credential_infos:
         _e_CredentialInfo_0(e_credential_infos, out)
     if o.unknown_tags:
@@ -256,18 +289,31 @@ def _e_DescribeUserScramCredentialsResult_0(o: DescribeUserScramCredentialsResul
 
 
 def _d_DescribeUserScramCredentialsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeUserScramCredentialsResponse, int]:
-    v_error_message: str | None
-    v_results: list[DescribeUserScramCredentialsResult]
-    v_throttle_time_ms, v_error_code = _S2.unpack_from(buf, pos)
+    o = _new(DescribeUserScramCredentialsResponse)
+    o.throttle_time_ms, o.error_code = _S2.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("DescribeUserScramCredentialsResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"DescribeUserScramCredentialsResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[DescribeUserScramCredentialsResult] = []
     for _ in range(n):
         e_results, pos = _d_DescribeUserScramCredentialsResult_0(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return DescribeUserScramCredentialsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribeUserScramCredentialsResponse_0(o: DescribeUserScramCredentialsResponse, out: bytearray) -> None:
@@ -276,7 +322,11 @@ def _e_DescribeUserScramCredentialsResponse_0(o: DescribeUserScramCredentialsRes
     x_results = o.results
     if x_results is None:
         raise EncodeError("DescribeUserScramCredentialsResponse: Results is not nullable in version 0")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_DescribeUserScramCredentialsResult_0(e_results, out)
     if o.unknown_tags:
@@ -285,5 +335,7 @@ def _e_DescribeUserScramCredentialsResponse_0(o: DescribeUserScramCredentialsRes
         out.append(0)
 
 
+_DEF_CredentialInfo = CredentialInfo()
+_DEF_DescribeUserScramCredentialsResult = DescribeUserScramCredentialsResult()
 _DECODERS = (_d_DescribeUserScramCredentialsResponse_0,)
 _ENCODERS = (_e_DescribeUserScramCredentialsResponse_0,)

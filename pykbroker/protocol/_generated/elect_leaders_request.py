@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>b')
 
@@ -161,13 +173,18 @@ class ElectLeadersRequest:
 
 
 def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
-    v_topic: str
-    v_partitions: list[int]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicPartitions)
+    o.topic, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ElectLeadersRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ElectLeadersRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return TopicPartitions(v_topic, v_partitions, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
@@ -176,18 +193,31 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
     if x_partitions is None:
         raise EncodeError("ElectLeadersRequest: Partitions is not nullable in version 0")
     out += pack_i32(len(x_partitions))
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
 
 
 def _d_TopicPartitions_1(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
-    v_topic: str
-    v_partitions: list[int]
-    v_topic, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicPartitions)
+    o.topic, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ElectLeadersRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ElectLeadersRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return TopicPartitions(v_topic, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicPartitions_1(o: TopicPartitions, out: bytearray) -> None:
@@ -195,8 +225,13 @@ def _e_TopicPartitions_1(o: TopicPartitions, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ElectLeadersRequest: Partitions is not nullable in version 2")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -204,18 +239,26 @@ def _e_TopicPartitions_1(o: TopicPartitions, out: bytearray) -> None:
 
 
 def _d_ElectLeadersRequest_0(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
-    v_topic_partitions: list[TopicPartitions] | None
-    n, pos = read_nullable_array_len(buf, pos)
+    o = _new(ElectLeadersRequest)
+    o.election_type = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"ElectLeadersRequest.TopicPartitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ElectLeadersRequest.TopicPartitions length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_topic_partitions = None
+        o.topic_partitions = None
     else:
-        v_topic_partitions = []
+        a_topic_partitions: list[TopicPartitions] = []
         for _ in range(n):
             e_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
-            v_topic_partitions.append(e_topic_partitions)
-    v_timeout_ms, = _S0.unpack_from(buf, pos)
+            a_topic_partitions.append(e_topic_partitions)
+        o.topic_partitions = a_topic_partitions
+    (o.timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return ElectLeadersRequest(0, v_topic_partitions, v_timeout_ms, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ElectLeadersRequest_0(o: ElectLeadersRequest, out: bytearray) -> None:
@@ -232,20 +275,27 @@ def _e_ElectLeadersRequest_0(o: ElectLeadersRequest, out: bytearray) -> None:
 
 
 def _d_ElectLeadersRequest_1(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
-    v_topic_partitions: list[TopicPartitions] | None
-    v_election_type, = _S1.unpack_from(buf, pos)
+    o = _new(ElectLeadersRequest)
+    (o.election_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_nullable_array_len(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"ElectLeadersRequest.TopicPartitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ElectLeadersRequest.TopicPartitions length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_topic_partitions = None
+        o.topic_partitions = None
     else:
-        v_topic_partitions = []
+        a_topic_partitions: list[TopicPartitions] = []
         for _ in range(n):
             e_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
-            v_topic_partitions.append(e_topic_partitions)
-    v_timeout_ms, = _S0.unpack_from(buf, pos)
+            a_topic_partitions.append(e_topic_partitions)
+        o.topic_partitions = a_topic_partitions
+    (o.timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return ElectLeadersRequest(v_election_type, v_topic_partitions, v_timeout_ms, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ElectLeadersRequest_1(o: ElectLeadersRequest, out: bytearray) -> None:
@@ -261,21 +311,33 @@ def _e_ElectLeadersRequest_1(o: ElectLeadersRequest, out: bytearray) -> None:
 
 
 def _d_ElectLeadersRequest_2(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
-    v_topic_partitions: list[TopicPartitions] | None
-    v_election_type, = _S1.unpack_from(buf, pos)
+    o = _new(ElectLeadersRequest)
+    (o.election_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topic_partitions = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topic_partitions = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"ElectLeadersRequest.TopicPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topic_partitions = None
+    else:
+        a_topic_partitions: list[TopicPartitions] = []
         for _ in range(n):
             e_topic_partitions, pos = _d_TopicPartitions_1(buf, pos)
-            v_topic_partitions.append(e_topic_partitions)
-    v_timeout_ms, = _S0.unpack_from(buf, pos)
+            a_topic_partitions.append(e_topic_partitions)
+        o.topic_partitions = a_topic_partitions
+    (o.timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return ElectLeadersRequest(v_election_type, v_topic_partitions, v_timeout_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ElectLeadersRequest_2(o: ElectLeadersRequest, out: bytearray) -> None:
@@ -284,7 +346,11 @@ def _e_ElectLeadersRequest_2(o: ElectLeadersRequest, out: bytearray) -> None:
     if x_topic_partitions is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topic_partitions) + 1)
+        n = len(x_topic_partitions) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topic_partitions in x_topic_partitions:
             _e_TopicPartitions_1(e_topic_partitions, out)
     out += _S0.pack(o.timeout_ms)
@@ -294,5 +360,6 @@ def _e_ElectLeadersRequest_2(o: ElectLeadersRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_TopicPartitions = TopicPartitions()
 _DECODERS = (_d_ElectLeadersRequest_0, _d_ElectLeadersRequest_1, _d_ElectLeadersRequest_2,)
 _ENCODERS = (_e_ElectLeadersRequest_0, _e_ElectLeadersRequest_1, _e_ElectLeadersRequest_2,)

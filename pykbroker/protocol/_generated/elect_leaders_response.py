@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>i')
 
@@ -199,11 +211,12 @@ class ElectLeadersResponse:
 
 
 def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, int]:
-    v_error_message: str | None
-    v_partition_id, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(PartitionResult)
+    o.partition_id, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_nullable_string(buf, pos)
-    return PartitionResult(v_partition_id, v_error_code, v_error_message, None), pos
+    o.error_message, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionResult_0(o: PartitionResult, out: bytearray) -> None:
@@ -212,12 +225,16 @@ def _e_PartitionResult_0(o: PartitionResult, out: bytearray) -> None:
 
 
 def _d_PartitionResult_1(buf: memoryview, pos: int) -> tuple[PartitionResult, int]:
-    v_error_message: str | None
-    v_partition_id, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(PartitionResult)
+    o.partition_id, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionResult(v_partition_id, v_error_code, v_error_message, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionResult_1(o: PartitionResult, out: bytearray) -> None:
@@ -230,15 +247,21 @@ def _e_PartitionResult_1(o: PartitionResult, out: bytearray) -> None:
 
 
 def _d_ReplicaElectionResult_0(buf: memoryview, pos: int) -> tuple[ReplicaElectionResult, int]:
-    v_topic: str
-    v_partition_result: list[PartitionResult]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_result = []
+    o = _new(ReplicaElectionResult)
+    o.topic, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ElectLeadersResponse.PartitionResult has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ElectLeadersResponse.PartitionResult length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_result: list[PartitionResult] = []
     for _ in range(n):
         e_partition_result, pos = _d_PartitionResult_0(buf, pos)
-        v_partition_result.append(e_partition_result)
-    return ReplicaElectionResult(v_topic, v_partition_result, None), pos
+        a_partition_result.append(e_partition_result)
+    o.partition_result = a_partition_result
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ReplicaElectionResult_0(o: ReplicaElectionResult, out: bytearray) -> None:
@@ -252,16 +275,29 @@ def _e_ReplicaElectionResult_0(o: ReplicaElectionResult, out: bytearray) -> None
 
 
 def _d_ReplicaElectionResult_1(buf: memoryview, pos: int) -> tuple[ReplicaElectionResult, int]:
-    v_topic: str
-    v_partition_result: list[PartitionResult]
-    v_topic, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_result = []
+    o = _new(ReplicaElectionResult)
+    o.topic, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ElectLeadersResponse.PartitionResult is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ElectLeadersResponse.PartitionResult length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_result: list[PartitionResult] = []
     for _ in range(n):
         e_partition_result, pos = _d_PartitionResult_1(buf, pos)
-        v_partition_result.append(e_partition_result)
-    unknown, pos = skip_tags(buf, pos)
-    return ReplicaElectionResult(v_topic, v_partition_result, unknown), pos
+        a_partition_result.append(e_partition_result)
+    o.partition_result = a_partition_result
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReplicaElectionResult_1(o: ReplicaElectionResult, out: bytearray) -> None:
@@ -269,7 +305,11 @@ def _e_ReplicaElectionResult_1(o: ReplicaElectionResult, out: bytearray) -> None
     x_partition_result = o.partition_result
     if x_partition_result is None:
         raise EncodeError("ElectLeadersResponse: PartitionResult is not nullable in version 2")
-    write_uvarint(out, len(x_partition_result) + 1)
+    n = len(x_partition_result) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_result in x_partition_result:
         _e_PartitionResult_1(e_partition_result, out)
     if o.unknown_tags:
@@ -279,15 +319,23 @@ def _e_ReplicaElectionResult_1(o: ReplicaElectionResult, out: bytearray) -> None
 
 
 def _d_ElectLeadersResponse_0(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
-    v_replica_election_results: list[ReplicaElectionResult]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(ElectLeadersResponse)
+    o.error_code = 0
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_replica_election_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ElectLeadersResponse.ReplicaElectionResults has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ElectLeadersResponse.ReplicaElectionResults length {n} exceeds the {len(buf) - pos} bytes left")
+    a_replica_election_results: list[ReplicaElectionResult] = []
     for _ in range(n):
         e_replica_election_results, pos = _d_ReplicaElectionResult_0(buf, pos)
-        v_replica_election_results.append(e_replica_election_results)
-    return ElectLeadersResponse(v_throttle_time_ms, 0, v_replica_election_results, None), pos
+        a_replica_election_results.append(e_replica_election_results)
+    o.replica_election_results = a_replica_election_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ElectLeadersResponse_0(o: ElectLeadersResponse, out: bytearray) -> None:
@@ -303,15 +351,22 @@ def _e_ElectLeadersResponse_0(o: ElectLeadersResponse, out: bytearray) -> None:
 
 
 def _d_ElectLeadersResponse_1(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
-    v_replica_election_results: list[ReplicaElectionResult]
-    v_throttle_time_ms, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(ElectLeadersResponse)
+    o.throttle_time_ms, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_array_len(buf, pos)
-    v_replica_election_results = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ElectLeadersResponse.ReplicaElectionResults has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ElectLeadersResponse.ReplicaElectionResults length {n} exceeds the {len(buf) - pos} bytes left")
+    a_replica_election_results: list[ReplicaElectionResult] = []
     for _ in range(n):
         e_replica_election_results, pos = _d_ReplicaElectionResult_0(buf, pos)
-        v_replica_election_results.append(e_replica_election_results)
-    return ElectLeadersResponse(v_throttle_time_ms, v_error_code, v_replica_election_results, None), pos
+        a_replica_election_results.append(e_replica_election_results)
+    o.replica_election_results = a_replica_election_results
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ElectLeadersResponse_1(o: ElectLeadersResponse, out: bytearray) -> None:
@@ -325,16 +380,30 @@ def _e_ElectLeadersResponse_1(o: ElectLeadersResponse, out: bytearray) -> None:
 
 
 def _d_ElectLeadersResponse_2(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
-    v_replica_election_results: list[ReplicaElectionResult]
-    v_throttle_time_ms, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(ElectLeadersResponse)
+    o.throttle_time_ms, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_replica_election_results = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ElectLeadersResponse.ReplicaElectionResults is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ElectLeadersResponse.ReplicaElectionResults length {n} exceeds the {len(buf) - pos} bytes left")
+    a_replica_election_results: list[ReplicaElectionResult] = []
     for _ in range(n):
         e_replica_election_results, pos = _d_ReplicaElectionResult_1(buf, pos)
-        v_replica_election_results.append(e_replica_election_results)
-    unknown, pos = skip_tags(buf, pos)
-    return ElectLeadersResponse(v_throttle_time_ms, v_error_code, v_replica_election_results, unknown), pos
+        a_replica_election_results.append(e_replica_election_results)
+    o.replica_election_results = a_replica_election_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ElectLeadersResponse_2(o: ElectLeadersResponse, out: bytearray) -> None:
@@ -342,7 +411,11 @@ def _e_ElectLeadersResponse_2(o: ElectLeadersResponse, out: bytearray) -> None:
     x_replica_election_results = o.replica_election_results
     if x_replica_election_results is None:
         raise EncodeError("ElectLeadersResponse: ReplicaElectionResults is not nullable in version 2")
-    write_uvarint(out, len(x_replica_election_results) + 1)
+    n = len(x_replica_election_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_replica_election_results in x_replica_election_results:
         _e_ReplicaElectionResult_1(e_replica_election_results, out)
     if o.unknown_tags:
@@ -351,5 +424,7 @@ def _e_ElectLeadersResponse_2(o: ElectLeadersResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_PartitionResult = PartitionResult()
+_DEF_ReplicaElectionResult = ReplicaElectionResult()
 _DECODERS = (_d_ElectLeadersResponse_0, _d_ElectLeadersResponse_1, _d_ElectLeadersResponse_2,)
 _ENCODERS = (_e_ElectLeadersResponse_0, _e_ElectLeadersResponse_1, _e_ElectLeadersResponse_2,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>iii')
 _S2 = struct.Struct('>H')
@@ -280,12 +292,16 @@ class EndQuorumEpochRequest:
 
 
 def _d_ReplicaInfo_0(buf: memoryview, pos: int) -> tuple[ReplicaInfo, int]:
-    v_candidate_directory_id: uuid.UUID
-    v_candidate_id, = _S0.unpack_from(buf, pos)
+    o = _new(ReplicaInfo)
+    (o.candidate_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_candidate_directory_id, pos = read_uuid(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return ReplicaInfo(v_candidate_id, v_candidate_directory_id, unknown), pos
+    o.candidate_directory_id, pos = read_uuid(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReplicaInfo_0(o: ReplicaInfo, out: bytearray) -> None:
@@ -298,13 +314,20 @@ def _e_ReplicaInfo_0(o: ReplicaInfo, out: bytearray) -> None:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_preferred_successors: list[int]
-    v_partition_index, v_leader_id, v_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.leader_id, o.leader_epoch = _S1.unpack_from(buf, pos)
     pos += 12
-    n, pos = read_array_len(buf, pos)
-    v_preferred_successors = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"EndQuorumEpochRequest.PreferredSuccessors has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"EndQuorumEpochRequest.PreferredSuccessors length {n} exceeds the {len(buf) - pos} bytes left")
+    o.preferred_successors = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return PartitionData(v_partition_index, v_leader_id, v_leader_epoch, v_preferred_successors, [], None), pos
+    o.preferred_candidates = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -313,20 +336,36 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
     if x_preferred_successors is None:
         raise EncodeError("EndQuorumEpochRequest: PreferredSuccessors is not nullable in version 0")
     out += pack_i32(len(x_preferred_successors))
-    out += pack(">%di" % len(x_preferred_successors), *x_preferred_successors)
+    n = len(x_preferred_successors)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_preferred_successors)
 
 
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_preferred_candidates: list[ReplicaInfo]
-    v_partition_index, v_leader_id, v_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.preferred_successors = []
+    o.partition_index, o.leader_id, o.leader_epoch = _S1.unpack_from(buf, pos)
     pos += 12
-    n, pos = read_compact_array_len(buf, pos)
-    v_preferred_candidates = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("EndQuorumEpochRequest.PreferredCandidates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"EndQuorumEpochRequest.PreferredCandidates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_preferred_candidates: list[ReplicaInfo] = []
     for _ in range(n):
         e_preferred_candidates, pos = _d_ReplicaInfo_0(buf, pos)
-        v_preferred_candidates.append(e_preferred_candidates)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_leader_id, v_leader_epoch, [], v_preferred_candidates, unknown), pos
+        a_preferred_candidates.append(e_preferred_candidates)
+    o.preferred_candidates = a_preferred_candidates
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
@@ -334,7 +373,11 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
     x_preferred_candidates = o.preferred_candidates
     if x_preferred_candidates is None:
         raise EncodeError("EndQuorumEpochRequest: PreferredCandidates is not nullable in version 1")
-    write_uvarint(out, len(x_preferred_candidates) + 1)
+    n = len(x_preferred_candidates) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_preferred_candidates in x_preferred_candidates:
         _e_ReplicaInfo_0(e_preferred_candidates, out)
     if o.unknown_tags:
@@ -344,15 +387,21 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"EndQuorumEpochRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"EndQuorumEpochRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return TopicData(v_topic_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
@@ -366,16 +415,29 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("EndQuorumEpochRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"EndQuorumEpochRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
@@ -383,7 +445,11 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("EndQuorumEpochRequest: Partitions is not nullable in version 1")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_1(e_partitions, out)
     if o.unknown_tags:
@@ -393,14 +459,17 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
 
 
 def _d_LeaderEndpoint_0(buf: memoryview, pos: int) -> tuple[LeaderEndpoint, int]:
-    v_name: str
-    v_host: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S2.unpack_from(buf, pos)
+    o = _new(LeaderEndpoint)
+    o.name, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S2.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderEndpoint(v_name, v_host, v_port, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderEndpoint_0(o: LeaderEndpoint, out: bytearray) -> None:
@@ -414,15 +483,22 @@ def _e_LeaderEndpoint_0(o: LeaderEndpoint, out: bytearray) -> None:
 
 
 def _d_EndQuorumEpochRequest_0(buf: memoryview, pos: int) -> tuple[EndQuorumEpochRequest, int]:
-    v_cluster_id: str | None
-    v_topics: list[TopicData]
-    v_cluster_id, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(EndQuorumEpochRequest)
+    o.cluster_id, pos = read_nullable_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"EndQuorumEpochRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"EndQuorumEpochRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_0(buf, pos)
-        v_topics.append(e_topics)
-    return EndQuorumEpochRequest(v_cluster_id, v_topics, [], None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.leader_endpoints = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_EndQuorumEpochRequest_0(o: EndQuorumEpochRequest, out: bytearray) -> None:
@@ -436,22 +512,44 @@ def _e_EndQuorumEpochRequest_0(o: EndQuorumEpochRequest, out: bytearray) -> None
 
 
 def _d_EndQuorumEpochRequest_1(buf: memoryview, pos: int) -> tuple[EndQuorumEpochRequest, int]:
-    v_cluster_id: str | None
-    v_topics: list[TopicData]
-    v_leader_endpoints: list[LeaderEndpoint]
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(EndQuorumEpochRequest)
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("EndQuorumEpochRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"EndQuorumEpochRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_1(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_compact_array_len(buf, pos)
-    v_leader_endpoints = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("EndQuorumEpochRequest.LeaderEndpoints is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"EndQuorumEpochRequest.LeaderEndpoints length {n} exceeds the {len(buf) - pos} bytes left")
+    a_leader_endpoints: list[LeaderEndpoint] = []
     for _ in range(n):
         e_leader_endpoints, pos = _d_LeaderEndpoint_0(buf, pos)
-        v_leader_endpoints.append(e_leader_endpoints)
-    unknown, pos = skip_tags(buf, pos)
-    return EndQuorumEpochRequest(v_cluster_id, v_topics, v_leader_endpoints, unknown), pos
+        a_leader_endpoints.append(e_leader_endpoints)
+    o.leader_endpoints = a_leader_endpoints
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EndQuorumEpochRequest_1(o: EndQuorumEpochRequest, out: bytearray) -> None:
@@ -459,13 +557,21 @@ def _e_EndQuorumEpochRequest_1(o: EndQuorumEpochRequest, out: bytearray) -> None
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("EndQuorumEpochRequest: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_1(e_topics, out)
     x_leader_endpoints = o.leader_endpoints
     if x_leader_endpoints is None:
         raise EncodeError("EndQuorumEpochRequest: LeaderEndpoints is not nullable in version 1")
-    write_uvarint(out, len(x_leader_endpoints) + 1)
+    n = len(x_leader_endpoints) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_leader_endpoints in x_leader_endpoints:
         _e_LeaderEndpoint_0(e_leader_endpoints, out)
     if o.unknown_tags:
@@ -474,5 +580,9 @@ def _e_EndQuorumEpochRequest_1(o: EndQuorumEpochRequest, out: bytearray) -> None
         out.append(0)
 
 
+_DEF_ReplicaInfo = ReplicaInfo()
+_DEF_PartitionData = PartitionData()
+_DEF_TopicData = TopicData()
+_DEF_LeaderEndpoint = LeaderEndpoint()
 _DECODERS = (_d_EndQuorumEpochRequest_0, _d_EndQuorumEpochRequest_1,)
 _ENCODERS = (_e_EndQuorumEpochRequest_0, _e_EndQuorumEpochRequest_1,)

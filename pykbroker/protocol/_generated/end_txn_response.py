@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>ihqh')
 
@@ -131,9 +143,13 @@ class EndTxnResponse:
 
 
 def _d_EndTxnResponse_0(buf: memoryview, pos: int) -> tuple[EndTxnResponse, int]:
-    v_throttle_time_ms, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(EndTxnResponse)
+    o.producer_id = -1
+    o.producer_epoch = -1
+    o.throttle_time_ms, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    return EndTxnResponse(v_throttle_time_ms, v_error_code, -1, -1, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_EndTxnResponse_0(o: EndTxnResponse, out: bytearray) -> None:
@@ -141,10 +157,17 @@ def _e_EndTxnResponse_0(o: EndTxnResponse, out: bytearray) -> None:
 
 
 def _d_EndTxnResponse_1(buf: memoryview, pos: int) -> tuple[EndTxnResponse, int]:
-    v_throttle_time_ms, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(EndTxnResponse)
+    o.producer_id = -1
+    o.producer_epoch = -1
+    o.throttle_time_ms, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return EndTxnResponse(v_throttle_time_ms, v_error_code, -1, -1, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EndTxnResponse_1(o: EndTxnResponse, out: bytearray) -> None:
@@ -156,10 +179,15 @@ def _e_EndTxnResponse_1(o: EndTxnResponse, out: bytearray) -> None:
 
 
 def _d_EndTxnResponse_2(buf: memoryview, pos: int) -> tuple[EndTxnResponse, int]:
-    v_throttle_time_ms, v_error_code, v_producer_id, v_producer_epoch = _S1.unpack_from(buf, pos)
+    o = _new(EndTxnResponse)
+    o.throttle_time_ms, o.error_code, o.producer_id, o.producer_epoch = _S1.unpack_from(buf, pos)
     pos += 16
-    unknown, pos = skip_tags(buf, pos)
-    return EndTxnResponse(v_throttle_time_ms, v_error_code, v_producer_id, v_producer_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EndTxnResponse_2(o: EndTxnResponse, out: bytearray) -> None:

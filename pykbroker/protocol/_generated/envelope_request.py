@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class EnvelopeRequest:
@@ -125,14 +137,16 @@ class EnvelopeRequest:
 
 
 def _d_EnvelopeRequest_0(buf: memoryview, pos: int) -> tuple[EnvelopeRequest, int]:
-    v_request_data: bytes
-    v_request_principal: bytes | None
-    v_client_host_address: bytes
-    v_request_data, pos = read_compact_bytes(buf, pos)
-    v_request_principal, pos = read_compact_nullable_bytes(buf, pos)
-    v_client_host_address, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return EnvelopeRequest(v_request_data, v_request_principal, v_client_host_address, unknown), pos
+    o = _new(EnvelopeRequest)
+    o.request_data, pos = read_compact_bytes(buf, pos)
+    o.request_principal, pos = read_compact_nullable_bytes(buf, pos)
+    o.client_host_address, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EnvelopeRequest_0(o: EnvelopeRequest, out: bytearray) -> None:

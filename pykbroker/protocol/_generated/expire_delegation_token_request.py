@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>q')
 
 
@@ -122,11 +134,12 @@ class ExpireDelegationTokenRequest:
 
 
 def _d_ExpireDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[ExpireDelegationTokenRequest, int]:
-    v_hmac: bytes
-    v_hmac, pos = read_bytes(buf, pos)
-    v_expiry_time_period_ms, = _S0.unpack_from(buf, pos)
+    o = _new(ExpireDelegationTokenRequest)
+    o.hmac, pos = read_bytes(buf, pos)
+    (o.expiry_time_period_ms,) = _S0.unpack_from(buf, pos)
     pos += 8
-    return ExpireDelegationTokenRequest(v_hmac, v_expiry_time_period_ms, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ExpireDelegationTokenRequest_0(o: ExpireDelegationTokenRequest, out: bytearray) -> None:
@@ -135,12 +148,16 @@ def _e_ExpireDelegationTokenRequest_0(o: ExpireDelegationTokenRequest, out: byte
 
 
 def _d_ExpireDelegationTokenRequest_1(buf: memoryview, pos: int) -> tuple[ExpireDelegationTokenRequest, int]:
-    v_hmac: bytes
-    v_hmac, pos = read_compact_bytes(buf, pos)
-    v_expiry_time_period_ms, = _S0.unpack_from(buf, pos)
+    o = _new(ExpireDelegationTokenRequest)
+    o.hmac, pos = read_compact_bytes(buf, pos)
+    (o.expiry_time_period_ms,) = _S0.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return ExpireDelegationTokenRequest(v_hmac, v_expiry_time_period_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ExpireDelegationTokenRequest_1(o: ExpireDelegationTokenRequest, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iq')
 _S1 = struct.Struct('>iqi')
 _S2 = struct.Struct('>i')
@@ -340,10 +352,15 @@ class FetchRequest:
 
 
 def _d_ReplicaState_0(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
-    v_replica_id, v_replica_epoch = _S0.unpack_from(buf, pos)
+    o = _new(ReplicaState)
+    o.replica_id, o.replica_epoch = _S0.unpack_from(buf, pos)
     pos += 12
-    unknown, pos = skip_tags(buf, pos)
-    return ReplicaState(v_replica_id, v_replica_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReplicaState_0(o: ReplicaState, out: bytearray) -> None:
@@ -355,9 +372,15 @@ def _e_ReplicaState_0(o: ReplicaState, out: bytearray) -> None:
 
 
 def _d_FetchPartition_0(buf: memoryview, pos: int) -> tuple[FetchPartition, int]:
-    v_partition, v_fetch_offset, v_partition_max_bytes = _S1.unpack_from(buf, pos)
+    o = _new(FetchPartition)
+    o.current_leader_epoch = -1
+    o.last_fetched_epoch = -1
+    o.log_start_offset = -1
+    o.replica_directory_id = ZERO_UUID
+    o.partition, o.fetch_offset, o.partition_max_bytes = _S1.unpack_from(buf, pos)
     pos += 16
-    return FetchPartition(v_partition, -1, v_fetch_offset, -1, -1, v_partition_max_bytes, ZERO_UUID, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchPartition_0(o: FetchPartition, out: bytearray) -> None:
@@ -368,9 +391,14 @@ def _e_FetchPartition_0(o: FetchPartition, out: bytearray) -> None:
 
 
 def _d_FetchPartition_1(buf: memoryview, pos: int) -> tuple[FetchPartition, int]:
-    v_partition, v_fetch_offset, v_log_start_offset, v_partition_max_bytes = _S3.unpack_from(buf, pos)
+    o = _new(FetchPartition)
+    o.current_leader_epoch = -1
+    o.last_fetched_epoch = -1
+    o.replica_directory_id = ZERO_UUID
+    o.partition, o.fetch_offset, o.log_start_offset, o.partition_max_bytes = _S3.unpack_from(buf, pos)
     pos += 24
-    return FetchPartition(v_partition, -1, v_fetch_offset, -1, v_log_start_offset, v_partition_max_bytes, ZERO_UUID, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchPartition_1(o: FetchPartition, out: bytearray) -> None:
@@ -381,9 +409,13 @@ def _e_FetchPartition_1(o: FetchPartition, out: bytearray) -> None:
 
 
 def _d_FetchPartition_2(buf: memoryview, pos: int) -> tuple[FetchPartition, int]:
-    v_partition, v_current_leader_epoch, v_fetch_offset, v_log_start_offset, v_partition_max_bytes = _S5.unpack_from(buf, pos)
+    o = _new(FetchPartition)
+    o.last_fetched_epoch = -1
+    o.replica_directory_id = ZERO_UUID
+    o.partition, o.current_leader_epoch, o.fetch_offset, o.log_start_offset, o.partition_max_bytes = _S5.unpack_from(buf, pos)
     pos += 28
-    return FetchPartition(v_partition, v_current_leader_epoch, v_fetch_offset, -1, v_log_start_offset, v_partition_max_bytes, ZERO_UUID, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchPartition_2(o: FetchPartition, out: bytearray) -> None:
@@ -394,10 +426,16 @@ def _e_FetchPartition_2(o: FetchPartition, out: bytearray) -> None:
 
 
 def _d_FetchPartition_3(buf: memoryview, pos: int) -> tuple[FetchPartition, int]:
-    v_partition, v_current_leader_epoch, v_fetch_offset, v_last_fetched_epoch, v_log_start_offset, v_partition_max_bytes = _S7.unpack_from(buf, pos)
+    o = _new(FetchPartition)
+    o.replica_directory_id = ZERO_UUID
+    o.partition, o.current_leader_epoch, o.fetch_offset, o.last_fetched_epoch, o.log_start_offset, o.partition_max_bytes = _S7.unpack_from(buf, pos)
     pos += 32
-    unknown, pos = skip_tags(buf, pos)
-    return FetchPartition(v_partition, v_current_leader_epoch, v_fetch_offset, v_last_fetched_epoch, v_log_start_offset, v_partition_max_bytes, ZERO_UUID, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchPartition_3(o: FetchPartition, out: bytearray) -> None:
@@ -409,24 +447,24 @@ def _e_FetchPartition_3(o: FetchPartition, out: bytearray) -> None:
 
 
 def _d_FetchPartition_4(buf: memoryview, pos: int) -> tuple[FetchPartition, int]:
-    v_replica_directory_id: uuid.UUID
-    v_partition, v_current_leader_epoch, v_fetch_offset, v_last_fetched_epoch, v_log_start_offset, v_partition_max_bytes = _S7.unpack_from(buf, pos)
+    o = _new(FetchPartition)
+    o.replica_directory_id = ZERO_UUID
+    o.partition, o.current_leader_epoch, o.fetch_offset, o.last_fetched_epoch, o.log_start_offset, o.partition_max_bytes = _S7.unpack_from(buf, pos)
     pos += 32
-    v_replica_directory_id = ZERO_UUID
-    unknown: list[tuple[int, bytes]] | None = None
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_replica_directory_id, pos = read_uuid(buf, pos)
+            o.replica_directory_id, pos = read_uuid(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return FetchPartition(v_partition, v_current_leader_epoch, v_fetch_offset, v_last_fetched_epoch, v_log_start_offset, v_partition_max_bytes, v_replica_directory_id, unknown), pos
+    return o, pos
 
 
 def _e_FetchPartition_4(o: FetchPartition, out: bytearray) -> None:
@@ -440,15 +478,22 @@ def _e_FetchPartition_4(o: FetchPartition, out: bytearray) -> None:
 
 
 def _d_FetchTopic_0(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
-    v_topic: str
-    v_partitions: list[FetchPartition]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchTopic)
+    o.topic, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[FetchPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_FetchPartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return FetchTopic(v_topic, ZERO_UUID, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchTopic_0(o: FetchTopic, out: bytearray) -> None:
@@ -462,15 +507,22 @@ def _e_FetchTopic_0(o: FetchTopic, out: bytearray) -> None:
 
 
 def _d_FetchTopic_1(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
-    v_topic: str
-    v_partitions: list[FetchPartition]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchTopic)
+    o.topic, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[FetchPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_FetchPartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    return FetchTopic(v_topic, ZERO_UUID, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchTopic_1(o: FetchTopic, out: bytearray) -> None:
@@ -484,15 +536,22 @@ def _e_FetchTopic_1(o: FetchTopic, out: bytearray) -> None:
 
 
 def _d_FetchTopic_2(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
-    v_topic: str
-    v_partitions: list[FetchPartition]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchTopic)
+    o.topic, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[FetchPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_FetchPartition_2(buf, pos)
-        v_partitions.append(e_partitions)
-    return FetchTopic(v_topic, ZERO_UUID, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchTopic_2(o: FetchTopic, out: bytearray) -> None:
@@ -506,16 +565,30 @@ def _e_FetchTopic_2(o: FetchTopic, out: bytearray) -> None:
 
 
 def _d_FetchTopic_3(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
-    v_topic: str
-    v_partitions: list[FetchPartition]
-    v_topic, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchTopic)
+    o.topic, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[FetchPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_FetchPartition_3(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return FetchTopic(v_topic, ZERO_UUID, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchTopic_3(o: FetchTopic, out: bytearray) -> None:
@@ -523,7 +596,11 @@ def _e_FetchTopic_3(o: FetchTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("FetchRequest: Partitions is not nullable in version 12")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_FetchPartition_3(e_partitions, out)
     if o.unknown_tags:
@@ -533,16 +610,30 @@ def _e_FetchTopic_3(o: FetchTopic, out: bytearray) -> None:
 
 
 def _d_FetchTopic_4(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[FetchPartition]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchTopic)
+    o.topic = ''
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[FetchPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_FetchPartition_3(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return FetchTopic('', v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchTopic_4(o: FetchTopic, out: bytearray) -> None:
@@ -550,7 +641,11 @@ def _e_FetchTopic_4(o: FetchTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("FetchRequest: Partitions is not nullable in version 13")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_FetchPartition_3(e_partitions, out)
     if o.unknown_tags:
@@ -560,16 +655,30 @@ def _e_FetchTopic_4(o: FetchTopic, out: bytearray) -> None:
 
 
 def _d_FetchTopic_5(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[FetchPartition]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchTopic)
+    o.topic = ''
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[FetchPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_FetchPartition_4(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return FetchTopic('', v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchTopic_5(o: FetchTopic, out: bytearray) -> None:
@@ -577,7 +686,11 @@ def _e_FetchTopic_5(o: FetchTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("FetchRequest: Partitions is not nullable in version 17")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_FetchPartition_4(e_partitions, out)
     if o.unknown_tags:
@@ -587,13 +700,19 @@ def _e_FetchTopic_5(o: FetchTopic, out: bytearray) -> None:
 
 
 def _d_ForgottenTopic_0(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]:
-    v_topic: str
-    v_partitions: list[int]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(ForgottenTopic)
+    o.topic, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return ForgottenTopic(v_topic, ZERO_UUID, v_partitions, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ForgottenTopic_0(o: ForgottenTopic, out: bytearray) -> None:
@@ -602,18 +721,32 @@ def _e_ForgottenTopic_0(o: ForgottenTopic, out: bytearray) -> None:
     if x_partitions is None:
         raise EncodeError("FetchRequest: Partitions is not nullable in version 7")
     out += pack_i32(len(x_partitions))
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
 
 
 def _d_ForgottenTopic_1(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]:
-    v_topic: str
-    v_partitions: list[int]
-    v_topic, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(ForgottenTopic)
+    o.topic, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return ForgottenTopic(v_topic, ZERO_UUID, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ForgottenTopic_1(o: ForgottenTopic, out: bytearray) -> None:
@@ -621,8 +754,13 @@ def _e_ForgottenTopic_1(o: ForgottenTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("FetchRequest: Partitions is not nullable in version 12")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -630,14 +768,27 @@ def _e_ForgottenTopic_1(o: ForgottenTopic, out: bytearray) -> None:
 
 
 def _d_ForgottenTopic_2(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[int]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(ForgottenTopic)
+    o.topic = ''
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return ForgottenTopic('', v_topic_id, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ForgottenTopic_2(o: ForgottenTopic, out: bytearray) -> None:
@@ -645,8 +796,13 @@ def _e_ForgottenTopic_2(o: ForgottenTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("FetchRequest: Partitions is not nullable in version 13")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -654,20 +810,35 @@ def _e_ForgottenTopic_2(o: ForgottenTopic, out: bytearray) -> None:
 
 
 def _d_FetchRequest_0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_topics: list[FetchTopic]
-    v_replica_id, v_max_wait_ms, v_min_bytes = _S8.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_state = ReplicaState()
+    o.max_bytes = 2147483647
+    o.isolation_level = 0
+    o.session_id = 0
+    o.session_epoch = -1
+    o.replica_id, o.max_wait_ms, o.min_bytes = _S8.unpack_from(buf, pos)
     pos += 12
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return FetchRequest(None, v_replica_id, ReplicaState(), v_max_wait_ms, v_min_bytes, 2147483647, 0, 0, -1, v_topics, [], '', None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.forgotten_topics_data = []
+    o.rack_id = ''
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchRequest_0(o: FetchRequest, out: bytearray) -> None:
     out += _S2.pack(o.replica_id)
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         raise EncodeError("FetchRequest.replica_state can not be written in FetchRequest version 0")
     out += _S9.pack(o.max_wait_ms, o.min_bytes)
     x_topics = o.topics
@@ -681,20 +852,34 @@ def _e_FetchRequest_0(o: FetchRequest, out: bytearray) -> None:
 
 
 def _d_FetchRequest_1(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_topics: list[FetchTopic]
-    v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes = _S10.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_state = ReplicaState()
+    o.isolation_level = 0
+    o.session_id = 0
+    o.session_epoch = -1
+    o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes = _S10.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return FetchRequest(None, v_replica_id, ReplicaState(), v_max_wait_ms, v_min_bytes, v_max_bytes, 0, 0, -1, v_topics, [], '', None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.forgotten_topics_data = []
+    o.rack_id = ''
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchRequest_1(o: FetchRequest, out: bytearray) -> None:
     out += _S2.pack(o.replica_id)
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         raise EncodeError("FetchRequest.replica_state can not be written in FetchRequest version 3")
     out += _S8.pack(o.max_wait_ms, o.min_bytes, o.max_bytes)
     x_topics = o.topics
@@ -708,20 +893,33 @@ def _e_FetchRequest_1(o: FetchRequest, out: bytearray) -> None:
 
 
 def _d_FetchRequest_2(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_topics: list[FetchTopic]
-    v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level = _S11.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_state = ReplicaState()
+    o.session_id = 0
+    o.session_epoch = -1
+    o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level = _S11.unpack_from(buf, pos)
     pos += 17
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return FetchRequest(None, v_replica_id, ReplicaState(), v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, 0, -1, v_topics, [], '', None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.forgotten_topics_data = []
+    o.rack_id = ''
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchRequest_2(o: FetchRequest, out: bytearray) -> None:
     out += _S2.pack(o.replica_id)
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         raise EncodeError("FetchRequest.replica_state can not be written in FetchRequest version 4")
     out += _S12.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level)
     x_topics = o.topics
@@ -735,20 +933,33 @@ def _e_FetchRequest_2(o: FetchRequest, out: bytearray) -> None:
 
 
 def _d_FetchRequest_3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_topics: list[FetchTopic]
-    v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level = _S11.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_state = ReplicaState()
+    o.session_id = 0
+    o.session_epoch = -1
+    o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level = _S11.unpack_from(buf, pos)
     pos += 17
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    return FetchRequest(None, v_replica_id, ReplicaState(), v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, 0, -1, v_topics, [], '', None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.forgotten_topics_data = []
+    o.rack_id = ''
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchRequest_3(o: FetchRequest, out: bytearray) -> None:
     out += _S2.pack(o.replica_id)
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         raise EncodeError("FetchRequest.replica_state can not be written in FetchRequest version 5")
     out += _S12.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level)
     x_topics = o.topics
@@ -762,26 +973,41 @@ def _e_FetchRequest_3(o: FetchRequest, out: bytearray) -> None:
 
 
 def _d_FetchRequest_4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_topics: list[FetchTopic]
-    v_forgotten_topics_data: list[ForgottenTopic]
-    v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch = _S13.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_state = ReplicaState()
+    o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch = _S13.unpack_from(buf, pos)
     pos += 25
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_array_len(buf, pos)
-    v_forgotten_topics_data = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.ForgottenTopicsData has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.ForgottenTopicsData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_forgotten_topics_data: list[ForgottenTopic] = []
     for _ in range(n):
         e_forgotten_topics_data, pos = _d_ForgottenTopic_0(buf, pos)
-        v_forgotten_topics_data.append(e_forgotten_topics_data)
-    return FetchRequest(None, v_replica_id, ReplicaState(), v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch, v_topics, v_forgotten_topics_data, '', None), pos
+        a_forgotten_topics_data.append(e_forgotten_topics_data)
+    o.forgotten_topics_data = a_forgotten_topics_data
+    o.rack_id = ''
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchRequest_4(o: FetchRequest, out: bytearray) -> None:
     out += _S2.pack(o.replica_id)
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         raise EncodeError("FetchRequest.replica_state can not be written in FetchRequest version 7")
     out += _S14.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     x_topics = o.topics
@@ -799,26 +1025,41 @@ def _e_FetchRequest_4(o: FetchRequest, out: bytearray) -> None:
 
 
 def _d_FetchRequest_5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_topics: list[FetchTopic]
-    v_forgotten_topics_data: list[ForgottenTopic]
-    v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch = _S13.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_state = ReplicaState()
+    o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch = _S13.unpack_from(buf, pos)
     pos += 25
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_2(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_array_len(buf, pos)
-    v_forgotten_topics_data = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.ForgottenTopicsData has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.ForgottenTopicsData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_forgotten_topics_data: list[ForgottenTopic] = []
     for _ in range(n):
         e_forgotten_topics_data, pos = _d_ForgottenTopic_0(buf, pos)
-        v_forgotten_topics_data.append(e_forgotten_topics_data)
-    return FetchRequest(None, v_replica_id, ReplicaState(), v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch, v_topics, v_forgotten_topics_data, '', None), pos
+        a_forgotten_topics_data.append(e_forgotten_topics_data)
+    o.forgotten_topics_data = a_forgotten_topics_data
+    o.rack_id = ''
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchRequest_5(o: FetchRequest, out: bytearray) -> None:
     out += _S2.pack(o.replica_id)
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         raise EncodeError("FetchRequest.replica_state can not be written in FetchRequest version 9")
     out += _S14.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     x_topics = o.topics
@@ -836,28 +1077,41 @@ def _e_FetchRequest_5(o: FetchRequest, out: bytearray) -> None:
 
 
 def _d_FetchRequest_6(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_topics: list[FetchTopic]
-    v_forgotten_topics_data: list[ForgottenTopic]
-    v_rack_id: str
-    v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch = _S13.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_state = ReplicaState()
+    o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch = _S13.unpack_from(buf, pos)
     pos += 25
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_2(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_array_len(buf, pos)
-    v_forgotten_topics_data = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchRequest.ForgottenTopicsData has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.ForgottenTopicsData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_forgotten_topics_data: list[ForgottenTopic] = []
     for _ in range(n):
         e_forgotten_topics_data, pos = _d_ForgottenTopic_0(buf, pos)
-        v_forgotten_topics_data.append(e_forgotten_topics_data)
-    v_rack_id, pos = read_string(buf, pos)
-    return FetchRequest(None, v_replica_id, ReplicaState(), v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch, v_topics, v_forgotten_topics_data, v_rack_id, None), pos
+        a_forgotten_topics_data.append(e_forgotten_topics_data)
+    o.forgotten_topics_data = a_forgotten_topics_data
+    o.rack_id, pos = read_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchRequest_6(o: FetchRequest, out: bytearray) -> None:
     out += _S2.pack(o.replica_id)
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         raise EncodeError("FetchRequest.replica_state can not be written in FetchRequest version 11")
     out += _S14.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     x_topics = o.topics
@@ -876,55 +1130,81 @@ def _e_FetchRequest_6(o: FetchRequest, out: bytearray) -> None:
 
 
 def _d_FetchRequest_7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_cluster_id: str | None
-    v_topics: list[FetchTopic]
-    v_forgotten_topics_data: list[ForgottenTopic]
-    v_rack_id: str
-    v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch = _S13.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_state = ReplicaState()
+    o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch = _S13.unpack_from(buf, pos)
     pos += 25
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_3(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_compact_array_len(buf, pos)
-    v_forgotten_topics_data = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.ForgottenTopicsData is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.ForgottenTopicsData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_forgotten_topics_data: list[ForgottenTopic] = []
     for _ in range(n):
         e_forgotten_topics_data, pos = _d_ForgottenTopic_1(buf, pos)
-        v_forgotten_topics_data.append(e_forgotten_topics_data)
-    v_rack_id, pos = read_compact_string(buf, pos)
-    v_cluster_id = None
-    unknown: list[tuple[int, bytes]] | None = None
+        a_forgotten_topics_data.append(e_forgotten_topics_data)
+    o.forgotten_topics_data = a_forgotten_topics_data
+    o.rack_id, pos = read_compact_string(buf, pos)
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_cluster_id, pos = read_compact_nullable_string(buf, pos)
+            o.cluster_id, pos = read_compact_nullable_string(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return FetchRequest(v_cluster_id, v_replica_id, ReplicaState(), v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch, v_topics, v_forgotten_topics_data, v_rack_id, unknown), pos
+    return o, pos
 
 
 def _e_FetchRequest_7(o: FetchRequest, out: bytearray) -> None:
     out += _S2.pack(o.replica_id)
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         raise EncodeError("FetchRequest.replica_state can not be written in FetchRequest version 12")
     out += _S14.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("FetchRequest: Topics is not nullable in version 12")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_FetchTopic_3(e_topics, out)
     x_forgotten_topics_data = o.forgotten_topics_data
     if x_forgotten_topics_data is None:
         raise EncodeError("FetchRequest: ForgottenTopicsData is not nullable in version 12")
-    write_uvarint(out, len(x_forgotten_topics_data) + 1)
+    n = len(x_forgotten_topics_data) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_forgotten_topics_data in x_forgotten_topics_data:
         _e_ForgottenTopic_1(e_forgotten_topics_data, out)
     write_compact_string(out, o.rack_id)
@@ -937,55 +1217,81 @@ def _e_FetchRequest_7(o: FetchRequest, out: bytearray) -> None:
 
 
 def _d_FetchRequest_8(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_cluster_id: str | None
-    v_topics: list[FetchTopic]
-    v_forgotten_topics_data: list[ForgottenTopic]
-    v_rack_id: str
-    v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch = _S13.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_state = ReplicaState()
+    o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch = _S13.unpack_from(buf, pos)
     pos += 25
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_4(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_compact_array_len(buf, pos)
-    v_forgotten_topics_data = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.ForgottenTopicsData is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.ForgottenTopicsData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_forgotten_topics_data: list[ForgottenTopic] = []
     for _ in range(n):
         e_forgotten_topics_data, pos = _d_ForgottenTopic_2(buf, pos)
-        v_forgotten_topics_data.append(e_forgotten_topics_data)
-    v_rack_id, pos = read_compact_string(buf, pos)
-    v_cluster_id = None
-    unknown: list[tuple[int, bytes]] | None = None
+        a_forgotten_topics_data.append(e_forgotten_topics_data)
+    o.forgotten_topics_data = a_forgotten_topics_data
+    o.rack_id, pos = read_compact_string(buf, pos)
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_cluster_id, pos = read_compact_nullable_string(buf, pos)
+            o.cluster_id, pos = read_compact_nullable_string(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return FetchRequest(v_cluster_id, v_replica_id, ReplicaState(), v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch, v_topics, v_forgotten_topics_data, v_rack_id, unknown), pos
+    return o, pos
 
 
 def _e_FetchRequest_8(o: FetchRequest, out: bytearray) -> None:
     out += _S2.pack(o.replica_id)
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         raise EncodeError("FetchRequest.replica_state can not be written in FetchRequest version 13")
     out += _S14.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("FetchRequest: Topics is not nullable in version 13")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_FetchTopic_4(e_topics, out)
     x_forgotten_topics_data = o.forgotten_topics_data
     if x_forgotten_topics_data is None:
         raise EncodeError("FetchRequest: ForgottenTopicsData is not nullable in version 13")
-    write_uvarint(out, len(x_forgotten_topics_data) + 1)
+    n = len(x_forgotten_topics_data) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_forgotten_topics_data in x_forgotten_topics_data:
         _e_ForgottenTopic_2(e_forgotten_topics_data, out)
     write_compact_string(out, o.rack_id)
@@ -998,42 +1304,59 @@ def _e_FetchRequest_8(o: FetchRequest, out: bytearray) -> None:
 
 
 def _d_FetchRequest_9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_cluster_id: str | None
-    v_replica_state: ReplicaState
-    v_topics: list[FetchTopic]
-    v_forgotten_topics_data: list[ForgottenTopic]
-    v_rack_id: str
-    v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch = _S14.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_id = -1
+    o.replica_state = ReplicaState()
+    o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch = _S14.unpack_from(buf, pos)
     pos += 21
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_4(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_compact_array_len(buf, pos)
-    v_forgotten_topics_data = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.ForgottenTopicsData is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.ForgottenTopicsData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_forgotten_topics_data: list[ForgottenTopic] = []
     for _ in range(n):
         e_forgotten_topics_data, pos = _d_ForgottenTopic_2(buf, pos)
-        v_forgotten_topics_data.append(e_forgotten_topics_data)
-    v_rack_id, pos = read_compact_string(buf, pos)
-    v_cluster_id = None
-    v_replica_state = ReplicaState()
-    unknown: list[tuple[int, bytes]] | None = None
+        a_forgotten_topics_data.append(e_forgotten_topics_data)
+    o.forgotten_topics_data = a_forgotten_topics_data
+    o.rack_id, pos = read_compact_string(buf, pos)
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_cluster_id, pos = read_compact_nullable_string(buf, pos)
+            o.cluster_id, pos = read_compact_nullable_string(buf, pos)
         elif tag == 1:
-            v_replica_state, pos = _d_ReplicaState_0(buf, pos)
+            o.replica_state, pos = _d_ReplicaState_0(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return FetchRequest(v_cluster_id, -1, v_replica_state, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch, v_topics, v_forgotten_topics_data, v_rack_id, unknown), pos
+    return o, pos
 
 
 def _e_FetchRequest_9(o: FetchRequest, out: bytearray) -> None:
@@ -1043,13 +1366,21 @@ def _e_FetchRequest_9(o: FetchRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("FetchRequest: Topics is not nullable in version 15")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_FetchTopic_4(e_topics, out)
     x_forgotten_topics_data = o.forgotten_topics_data
     if x_forgotten_topics_data is None:
         raise EncodeError("FetchRequest: ForgottenTopicsData is not nullable in version 15")
-    write_uvarint(out, len(x_forgotten_topics_data) + 1)
+    n = len(x_forgotten_topics_data) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_forgotten_topics_data in x_forgotten_topics_data:
         _e_ForgottenTopic_2(e_forgotten_topics_data, out)
     write_compact_string(out, o.rack_id)
@@ -1058,7 +1389,7 @@ def _e_FetchRequest_9(o: FetchRequest, out: bytearray) -> None:
         b = bytearray()
         write_compact_nullable_string(b, o.cluster_id)
         tags.append((0, b))
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         b = bytearray()
         _e_ReplicaState_0(o.replica_state, b)
         tags.append((1, b))
@@ -1066,42 +1397,59 @@ def _e_FetchRequest_9(o: FetchRequest, out: bytearray) -> None:
 
 
 def _d_FetchRequest_10(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
-    v_cluster_id: str | None
-    v_replica_state: ReplicaState
-    v_topics: list[FetchTopic]
-    v_forgotten_topics_data: list[ForgottenTopic]
-    v_rack_id: str
-    v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch = _S14.unpack_from(buf, pos)
+    o = _new(FetchRequest)
+    o.cluster_id = None
+    o.replica_id = -1
+    o.replica_state = ReplicaState()
+    o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch = _S14.unpack_from(buf, pos)
     pos += 21
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_5(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_compact_array_len(buf, pos)
-    v_forgotten_topics_data = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchRequest.ForgottenTopicsData is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchRequest.ForgottenTopicsData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_forgotten_topics_data: list[ForgottenTopic] = []
     for _ in range(n):
         e_forgotten_topics_data, pos = _d_ForgottenTopic_2(buf, pos)
-        v_forgotten_topics_data.append(e_forgotten_topics_data)
-    v_rack_id, pos = read_compact_string(buf, pos)
-    v_cluster_id = None
-    v_replica_state = ReplicaState()
-    unknown: list[tuple[int, bytes]] | None = None
+        a_forgotten_topics_data.append(e_forgotten_topics_data)
+    o.forgotten_topics_data = a_forgotten_topics_data
+    o.rack_id, pos = read_compact_string(buf, pos)
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_cluster_id, pos = read_compact_nullable_string(buf, pos)
+            o.cluster_id, pos = read_compact_nullable_string(buf, pos)
         elif tag == 1:
-            v_replica_state, pos = _d_ReplicaState_0(buf, pos)
+            o.replica_state, pos = _d_ReplicaState_0(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return FetchRequest(v_cluster_id, -1, v_replica_state, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch, v_topics, v_forgotten_topics_data, v_rack_id, unknown), pos
+    return o, pos
 
 
 def _e_FetchRequest_10(o: FetchRequest, out: bytearray) -> None:
@@ -1111,13 +1459,21 @@ def _e_FetchRequest_10(o: FetchRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("FetchRequest: Topics is not nullable in version 17")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_FetchTopic_5(e_topics, out)
     x_forgotten_topics_data = o.forgotten_topics_data
     if x_forgotten_topics_data is None:
         raise EncodeError("FetchRequest: ForgottenTopicsData is not nullable in version 17")
-    write_uvarint(out, len(x_forgotten_topics_data) + 1)
+    n = len(x_forgotten_topics_data) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_forgotten_topics_data in x_forgotten_topics_data:
         _e_ForgottenTopic_2(e_forgotten_topics_data, out)
     write_compact_string(out, o.rack_id)
@@ -1126,12 +1482,16 @@ def _e_FetchRequest_10(o: FetchRequest, out: bytearray) -> None:
         b = bytearray()
         write_compact_nullable_string(b, o.cluster_id)
         tags.append((0, b))
-    if o.replica_state != ReplicaState():
+    if o.replica_state != _DEF_ReplicaState:
         b = bytearray()
         _e_ReplicaState_0(o.replica_state, b)
         tags.append((1, b))
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_ReplicaState = ReplicaState()
+_DEF_FetchPartition = FetchPartition()
+_DEF_FetchTopic = FetchTopic()
+_DEF_ForgottenTopic = ForgottenTopic()
 _DECODERS = (_d_FetchRequest_0, _d_FetchRequest_0, _d_FetchRequest_0, _d_FetchRequest_1, _d_FetchRequest_2, _d_FetchRequest_3, _d_FetchRequest_3, _d_FetchRequest_4, _d_FetchRequest_4, _d_FetchRequest_5, _d_FetchRequest_5, _d_FetchRequest_6, _d_FetchRequest_7, _d_FetchRequest_8, _d_FetchRequest_8, _d_FetchRequest_9, _d_FetchRequest_9, _d_FetchRequest_10,)
 _ENCODERS = (_e_FetchRequest_0, _e_FetchRequest_0, _e_FetchRequest_0, _e_FetchRequest_1, _e_FetchRequest_2, _e_FetchRequest_3, _e_FetchRequest_3, _e_FetchRequest_4, _e_FetchRequest_4, _e_FetchRequest_5, _e_FetchRequest_5, _e_FetchRequest_6, _e_FetchRequest_7, _e_FetchRequest_8, _e_FetchRequest_8, _e_FetchRequest_9, _e_FetchRequest_9, _e_FetchRequest_10,)

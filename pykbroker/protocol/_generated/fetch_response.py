@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iq')
 _S1 = struct.Struct('>ii')
 _S2 = struct.Struct('>qi')
@@ -428,10 +440,15 @@ class FetchResponse:
 
 
 def _d_EpochEndOffset_0(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]:
-    v_epoch, v_end_offset = _S0.unpack_from(buf, pos)
+    o = _new(EpochEndOffset)
+    o.epoch, o.end_offset = _S0.unpack_from(buf, pos)
     pos += 12
-    unknown, pos = skip_tags(buf, pos)
-    return EpochEndOffset(v_epoch, v_end_offset, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EpochEndOffset_0(o: EpochEndOffset, out: bytearray) -> None:
@@ -443,10 +460,15 @@ def _e_EpochEndOffset_0(o: EpochEndOffset, out: bytearray) -> None:
 
 
 def _d_LeaderIdAndEpoch_0(buf: memoryview, pos: int) -> tuple[LeaderIdAndEpoch, int]:
-    v_leader_id, v_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(LeaderIdAndEpoch)
+    o.leader_id, o.leader_epoch = _S1.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderIdAndEpoch(v_leader_id, v_leader_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, out: bytearray) -> None:
@@ -458,10 +480,15 @@ def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, out: bytearray) -> None:
 
 
 def _d_SnapshotId_0(buf: memoryview, pos: int) -> tuple[SnapshotId, int]:
-    v_end_offset, v_epoch = _S2.unpack_from(buf, pos)
+    o = _new(SnapshotId)
+    o.end_offset, o.epoch = _S2.unpack_from(buf, pos)
     pos += 12
-    unknown, pos = skip_tags(buf, pos)
-    return SnapshotId(v_end_offset, v_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SnapshotId_0(o: SnapshotId, out: bytearray) -> None:
@@ -473,9 +500,11 @@ def _e_SnapshotId_0(o: SnapshotId, out: bytearray) -> None:
 
 
 def _d_AbortedTransaction_0(buf: memoryview, pos: int) -> tuple[AbortedTransaction, int]:
-    v_producer_id, v_first_offset = _S3.unpack_from(buf, pos)
+    o = _new(AbortedTransaction)
+    o.producer_id, o.first_offset = _S3.unpack_from(buf, pos)
     pos += 16
-    return AbortedTransaction(v_producer_id, v_first_offset, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AbortedTransaction_0(o: AbortedTransaction, out: bytearray) -> None:
@@ -483,10 +512,15 @@ def _e_AbortedTransaction_0(o: AbortedTransaction, out: bytearray) -> None:
 
 
 def _d_AbortedTransaction_1(buf: memoryview, pos: int) -> tuple[AbortedTransaction, int]:
-    v_producer_id, v_first_offset = _S3.unpack_from(buf, pos)
+    o = _new(AbortedTransaction)
+    o.producer_id, o.first_offset = _S3.unpack_from(buf, pos)
     pos += 16
-    unknown, pos = skip_tags(buf, pos)
-    return AbortedTransaction(v_producer_id, v_first_offset, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AbortedTransaction_1(o: AbortedTransaction, out: bytearray) -> None:
@@ -498,20 +532,28 @@ def _e_AbortedTransaction_1(o: AbortedTransaction, out: bytearray) -> None:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_records: bytes | memoryview | None
-    v_partition_index, v_error_code, v_high_watermark = _S4.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.last_stable_offset = -1
+    o.log_start_offset = -1
+    o.diverging_epoch = EpochEndOffset()
+    o.current_leader = LeaderIdAndEpoch()
+    o.snapshot_id = SnapshotId()
+    o.aborted_transactions = []
+    o.preferred_read_replica = -1
+    o.partition_index, o.error_code, o.high_watermark = _S4.unpack_from(buf, pos)
     pos += 14
-    v_records, pos = read_records(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, v_high_watermark, -1, -1, EpochEndOffset(), LeaderIdAndEpoch(), SnapshotId(), [], -1, v_records, None), pos
+    o.records, pos = read_records(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
     out += _S4.pack(o.partition_index, o.error_code, o.high_watermark)
-    if o.diverging_epoch != EpochEndOffset():
+    if o.diverging_epoch != _DEF_EpochEndOffset:
         raise EncodeError("PartitionData.diverging_epoch can not be written in FetchResponse version 0")
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         raise EncodeError("PartitionData.current_leader can not be written in FetchResponse version 0")
-    if o.snapshot_id != SnapshotId():
+    if o.snapshot_id != _DEF_SnapshotId:
         raise EncodeError("PartitionData.snapshot_id can not be written in FetchResponse version 0")
     if o.preferred_read_replica != -1:
         raise EncodeError("PartitionData.preferred_read_replica can not be written in FetchResponse version 0")
@@ -519,29 +561,40 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_aborted_transactions: list[AbortedTransaction] | None
-    v_records: bytes | memoryview | None
-    v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset = _S5.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.log_start_offset = -1
+    o.diverging_epoch = EpochEndOffset()
+    o.current_leader = LeaderIdAndEpoch()
+    o.snapshot_id = SnapshotId()
+    o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset = _S5.unpack_from(buf, pos)
     pos += 22
-    n, pos = read_nullable_array_len(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"FetchResponse.AbortedTransactions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.AbortedTransactions length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_aborted_transactions = None
+        o.aborted_transactions = None
     else:
-        v_aborted_transactions = []
+        a_aborted_transactions: list[AbortedTransaction] = []
         for _ in range(n):
             e_aborted_transactions, pos = _d_AbortedTransaction_0(buf, pos)
-            v_aborted_transactions.append(e_aborted_transactions)
-    v_records, pos = read_records(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset, -1, EpochEndOffset(), LeaderIdAndEpoch(), SnapshotId(), v_aborted_transactions, -1, v_records, None), pos
+            a_aborted_transactions.append(e_aborted_transactions)
+        o.aborted_transactions = a_aborted_transactions
+    o.preferred_read_replica = -1
+    o.records, pos = read_records(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
     out += _S5.pack(o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset)
-    if o.diverging_epoch != EpochEndOffset():
+    if o.diverging_epoch != _DEF_EpochEndOffset:
         raise EncodeError("PartitionData.diverging_epoch can not be written in FetchResponse version 4")
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         raise EncodeError("PartitionData.current_leader can not be written in FetchResponse version 4")
-    if o.snapshot_id != SnapshotId():
+    if o.snapshot_id != _DEF_SnapshotId:
         raise EncodeError("PartitionData.snapshot_id can not be written in FetchResponse version 4")
     x_aborted_transactions = o.aborted_transactions
     if x_aborted_transactions is None:
@@ -556,29 +609,39 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_2(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_aborted_transactions: list[AbortedTransaction] | None
-    v_records: bytes | memoryview | None
-    v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset, v_log_start_offset = _S6.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.diverging_epoch = EpochEndOffset()
+    o.current_leader = LeaderIdAndEpoch()
+    o.snapshot_id = SnapshotId()
+    o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset = _S6.unpack_from(buf, pos)
     pos += 30
-    n, pos = read_nullable_array_len(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"FetchResponse.AbortedTransactions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.AbortedTransactions length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_aborted_transactions = None
+        o.aborted_transactions = None
     else:
-        v_aborted_transactions = []
+        a_aborted_transactions: list[AbortedTransaction] = []
         for _ in range(n):
             e_aborted_transactions, pos = _d_AbortedTransaction_0(buf, pos)
-            v_aborted_transactions.append(e_aborted_transactions)
-    v_records, pos = read_records(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset, v_log_start_offset, EpochEndOffset(), LeaderIdAndEpoch(), SnapshotId(), v_aborted_transactions, -1, v_records, None), pos
+            a_aborted_transactions.append(e_aborted_transactions)
+        o.aborted_transactions = a_aborted_transactions
+    o.preferred_read_replica = -1
+    o.records, pos = read_records(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionData_2(o: PartitionData, out: bytearray) -> None:
     out += _S6.pack(o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset)
-    if o.diverging_epoch != EpochEndOffset():
+    if o.diverging_epoch != _DEF_EpochEndOffset:
         raise EncodeError("PartitionData.diverging_epoch can not be written in FetchResponse version 5")
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         raise EncodeError("PartitionData.current_leader can not be written in FetchResponse version 5")
-    if o.snapshot_id != SnapshotId():
+    if o.snapshot_id != _DEF_SnapshotId:
         raise EncodeError("PartitionData.snapshot_id can not be written in FetchResponse version 5")
     x_aborted_transactions = o.aborted_transactions
     if x_aborted_transactions is None:
@@ -593,31 +656,40 @@ def _e_PartitionData_2(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_3(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_aborted_transactions: list[AbortedTransaction] | None
-    v_records: bytes | memoryview | None
-    v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset, v_log_start_offset = _S6.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.diverging_epoch = EpochEndOffset()
+    o.current_leader = LeaderIdAndEpoch()
+    o.snapshot_id = SnapshotId()
+    o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset = _S6.unpack_from(buf, pos)
     pos += 30
-    n, pos = read_nullable_array_len(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"FetchResponse.AbortedTransactions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.AbortedTransactions length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_aborted_transactions = None
+        o.aborted_transactions = None
     else:
-        v_aborted_transactions = []
+        a_aborted_transactions: list[AbortedTransaction] = []
         for _ in range(n):
             e_aborted_transactions, pos = _d_AbortedTransaction_0(buf, pos)
-            v_aborted_transactions.append(e_aborted_transactions)
-    v_preferred_read_replica, = _S7.unpack_from(buf, pos)
+            a_aborted_transactions.append(e_aborted_transactions)
+        o.aborted_transactions = a_aborted_transactions
+    (o.preferred_read_replica,) = _S7.unpack_from(buf, pos)
     pos += 4
-    v_records, pos = read_records(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset, v_log_start_offset, EpochEndOffset(), LeaderIdAndEpoch(), SnapshotId(), v_aborted_transactions, v_preferred_read_replica, v_records, None), pos
+    o.records, pos = read_records(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionData_3(o: PartitionData, out: bytearray) -> None:
     out += _S6.pack(o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset)
-    if o.diverging_epoch != EpochEndOffset():
+    if o.diverging_epoch != _DEF_EpochEndOffset:
         raise EncodeError("PartitionData.diverging_epoch can not be written in FetchResponse version 11")
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         raise EncodeError("PartitionData.current_leader can not be written in FetchResponse version 11")
-    if o.snapshot_id != SnapshotId():
+    if o.snapshot_id != _DEF_SnapshotId:
         raise EncodeError("PartitionData.snapshot_id can not be written in FetchResponse version 11")
     x_aborted_transactions = o.aborted_transactions
     if x_aborted_transactions is None:
@@ -631,45 +703,49 @@ def _e_PartitionData_3(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_4(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_diverging_epoch: EpochEndOffset
-    v_current_leader: LeaderIdAndEpoch
-    v_snapshot_id: SnapshotId
-    v_aborted_transactions: list[AbortedTransaction] | None
-    v_records: bytes | memoryview | None
-    v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset, v_log_start_offset = _S6.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.diverging_epoch = EpochEndOffset()
+    o.current_leader = LeaderIdAndEpoch()
+    o.snapshot_id = SnapshotId()
+    o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset = _S6.unpack_from(buf, pos)
     pos += 30
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_aborted_transactions = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_aborted_transactions = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.AbortedTransactions length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.aborted_transactions = None
+    else:
+        a_aborted_transactions: list[AbortedTransaction] = []
         for _ in range(n):
             e_aborted_transactions, pos = _d_AbortedTransaction_1(buf, pos)
-            v_aborted_transactions.append(e_aborted_transactions)
-    v_preferred_read_replica, = _S7.unpack_from(buf, pos)
+            a_aborted_transactions.append(e_aborted_transactions)
+        o.aborted_transactions = a_aborted_transactions
+    (o.preferred_read_replica,) = _S7.unpack_from(buf, pos)
     pos += 4
-    v_records, pos = read_compact_records(buf, pos)
-    v_diverging_epoch = EpochEndOffset()
-    v_current_leader = LeaderIdAndEpoch()
-    v_snapshot_id = SnapshotId()
-    unknown: list[tuple[int, bytes]] | None = None
+    o.records, pos = read_compact_records(buf, pos)
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_diverging_epoch, pos = _d_EpochEndOffset_0(buf, pos)
+            o.diverging_epoch, pos = _d_EpochEndOffset_0(buf, pos)
         elif tag == 1:
-            v_current_leader, pos = _d_LeaderIdAndEpoch_0(buf, pos)
+            o.current_leader, pos = _d_LeaderIdAndEpoch_0(buf, pos)
         elif tag == 2:
-            v_snapshot_id, pos = _d_SnapshotId_0(buf, pos)
+            o.snapshot_id, pos = _d_SnapshotId_0(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return PartitionData(v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset, v_log_start_offset, v_diverging_epoch, v_current_leader, v_snapshot_id, v_aborted_transactions, v_preferred_read_replica, v_records, unknown), pos
+    return o, pos
 
 
 def _e_PartitionData_4(o: PartitionData, out: bytearray) -> None:
@@ -678,21 +754,25 @@ def _e_PartitionData_4(o: PartitionData, out: bytearray) -> None:
     if x_aborted_transactions is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_aborted_transactions) + 1)
+        n = len(x_aborted_transactions) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_aborted_transactions in x_aborted_transactions:
             _e_AbortedTransaction_1(e_aborted_transactions, out)
     out += _S7.pack(o.preferred_read_replica)
     write_compact_records(out, o.records)
     tags: list[tuple[int, bytes | bytearray]] = []
-    if o.diverging_epoch != EpochEndOffset():
+    if o.diverging_epoch != _DEF_EpochEndOffset:
         b = bytearray()
         _e_EpochEndOffset_0(o.diverging_epoch, b)
         tags.append((0, b))
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         b = bytearray()
         _e_LeaderIdAndEpoch_0(o.current_leader, b)
         tags.append((1, b))
-    if o.snapshot_id != SnapshotId():
+    if o.snapshot_id != _DEF_SnapshotId:
         b = bytearray()
         _e_SnapshotId_0(o.snapshot_id, b)
         tags.append((2, b))
@@ -700,15 +780,22 @@ def _e_PartitionData_4(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_FetchableTopicResponse_0(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
-    v_topic: str
-    v_partitions: list[PartitionData]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchableTopicResponse)
+    o.topic, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return FetchableTopicResponse(v_topic, ZERO_UUID, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchableTopicResponse_0(o: FetchableTopicResponse, out: bytearray) -> None:
@@ -722,15 +809,22 @@ def _e_FetchableTopicResponse_0(o: FetchableTopicResponse, out: bytearray) -> No
 
 
 def _d_FetchableTopicResponse_1(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
-    v_topic: str
-    v_partitions: list[PartitionData]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchableTopicResponse)
+    o.topic, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_1(buf, pos)
-        v_partitions.append(e_partitions)
-    return FetchableTopicResponse(v_topic, ZERO_UUID, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchableTopicResponse_1(o: FetchableTopicResponse, out: bytearray) -> None:
@@ -744,15 +838,22 @@ def _e_FetchableTopicResponse_1(o: FetchableTopicResponse, out: bytearray) -> No
 
 
 def _d_FetchableTopicResponse_2(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
-    v_topic: str
-    v_partitions: list[PartitionData]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchableTopicResponse)
+    o.topic, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_2(buf, pos)
-        v_partitions.append(e_partitions)
-    return FetchableTopicResponse(v_topic, ZERO_UUID, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchableTopicResponse_2(o: FetchableTopicResponse, out: bytearray) -> None:
@@ -766,15 +867,22 @@ def _e_FetchableTopicResponse_2(o: FetchableTopicResponse, out: bytearray) -> No
 
 
 def _d_FetchableTopicResponse_3(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
-    v_topic: str
-    v_partitions: list[PartitionData]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchableTopicResponse)
+    o.topic, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_3(buf, pos)
-        v_partitions.append(e_partitions)
-    return FetchableTopicResponse(v_topic, ZERO_UUID, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchableTopicResponse_3(o: FetchableTopicResponse, out: bytearray) -> None:
@@ -788,16 +896,30 @@ def _e_FetchableTopicResponse_3(o: FetchableTopicResponse, out: bytearray) -> No
 
 
 def _d_FetchableTopicResponse_4(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
-    v_topic: str
-    v_partitions: list[PartitionData]
-    v_topic, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchableTopicResponse)
+    o.topic, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_4(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return FetchableTopicResponse(v_topic, ZERO_UUID, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchableTopicResponse_4(o: FetchableTopicResponse, out: bytearray) -> None:
@@ -805,7 +927,11 @@ def _e_FetchableTopicResponse_4(o: FetchableTopicResponse, out: bytearray) -> No
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("FetchResponse: Partitions is not nullable in version 12")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_4(e_partitions, out)
     if o.unknown_tags:
@@ -815,16 +941,30 @@ def _e_FetchableTopicResponse_4(o: FetchableTopicResponse, out: bytearray) -> No
 
 
 def _d_FetchableTopicResponse_5(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionData]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchableTopicResponse)
+    o.topic = ''
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_4(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return FetchableTopicResponse('', v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchableTopicResponse_5(o: FetchableTopicResponse, out: bytearray) -> None:
@@ -832,7 +972,11 @@ def _e_FetchableTopicResponse_5(o: FetchableTopicResponse, out: bytearray) -> No
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("FetchResponse: Partitions is not nullable in version 13")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_4(e_partitions, out)
     if o.unknown_tags:
@@ -842,16 +986,19 @@ def _e_FetchableTopicResponse_5(o: FetchableTopicResponse, out: bytearray) -> No
 
 
 def _d_NodeEndpoint_0(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
-    v_host: str
-    v_rack: str | None
-    v_node_id, = _S7.unpack_from(buf, pos)
+    o = _new(NodeEndpoint)
+    (o.node_id,) = _S7.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S7.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S7.unpack_from(buf, pos)
     pos += 4
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return NodeEndpoint(v_node_id, v_host, v_port, v_rack, unknown), pos
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
@@ -866,13 +1013,24 @@ def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
 
 
 def _d_FetchResponse_0(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
-    v_responses: list[FetchableTopicResponse]
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    o = _new(FetchResponse)
+    o.throttle_time_ms = 0
+    o.error_code = 0
+    o.session_id = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[FetchableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_FetchableTopicResponse_0(buf, pos)
-        v_responses.append(e_responses)
-    return FetchResponse(0, 0, 0, v_responses, [], None), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchResponse_0(o: FetchResponse, out: bytearray) -> None:
@@ -889,15 +1047,25 @@ def _e_FetchResponse_0(o: FetchResponse, out: bytearray) -> None:
 
 
 def _d_FetchResponse_1(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
-    v_responses: list[FetchableTopicResponse]
-    v_throttle_time_ms, = _S7.unpack_from(buf, pos)
+    o = _new(FetchResponse)
+    o.error_code = 0
+    o.session_id = 0
+    (o.throttle_time_ms,) = _S7.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[FetchableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_FetchableTopicResponse_0(buf, pos)
-        v_responses.append(e_responses)
-    return FetchResponse(v_throttle_time_ms, 0, 0, v_responses, [], None), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchResponse_1(o: FetchResponse, out: bytearray) -> None:
@@ -915,15 +1083,25 @@ def _e_FetchResponse_1(o: FetchResponse, out: bytearray) -> None:
 
 
 def _d_FetchResponse_2(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
-    v_responses: list[FetchableTopicResponse]
-    v_throttle_time_ms, = _S7.unpack_from(buf, pos)
+    o = _new(FetchResponse)
+    o.error_code = 0
+    o.session_id = 0
+    (o.throttle_time_ms,) = _S7.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[FetchableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_FetchableTopicResponse_1(buf, pos)
-        v_responses.append(e_responses)
-    return FetchResponse(v_throttle_time_ms, 0, 0, v_responses, [], None), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchResponse_2(o: FetchResponse, out: bytearray) -> None:
@@ -941,15 +1119,25 @@ def _e_FetchResponse_2(o: FetchResponse, out: bytearray) -> None:
 
 
 def _d_FetchResponse_3(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
-    v_responses: list[FetchableTopicResponse]
-    v_throttle_time_ms, = _S7.unpack_from(buf, pos)
+    o = _new(FetchResponse)
+    o.error_code = 0
+    o.session_id = 0
+    (o.throttle_time_ms,) = _S7.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[FetchableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_FetchableTopicResponse_2(buf, pos)
-        v_responses.append(e_responses)
-    return FetchResponse(v_throttle_time_ms, 0, 0, v_responses, [], None), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchResponse_3(o: FetchResponse, out: bytearray) -> None:
@@ -967,15 +1155,23 @@ def _e_FetchResponse_3(o: FetchResponse, out: bytearray) -> None:
 
 
 def _d_FetchResponse_4(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
-    v_responses: list[FetchableTopicResponse]
-    v_throttle_time_ms, v_error_code, v_session_id = _S8.unpack_from(buf, pos)
+    o = _new(FetchResponse)
+    o.throttle_time_ms, o.error_code, o.session_id = _S8.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[FetchableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_FetchableTopicResponse_2(buf, pos)
-        v_responses.append(e_responses)
-    return FetchResponse(v_throttle_time_ms, v_error_code, v_session_id, v_responses, [], None), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchResponse_4(o: FetchResponse, out: bytearray) -> None:
@@ -991,15 +1187,23 @@ def _e_FetchResponse_4(o: FetchResponse, out: bytearray) -> None:
 
 
 def _d_FetchResponse_5(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
-    v_responses: list[FetchableTopicResponse]
-    v_throttle_time_ms, v_error_code, v_session_id = _S8.unpack_from(buf, pos)
+    o = _new(FetchResponse)
+    o.throttle_time_ms, o.error_code, o.session_id = _S8.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"FetchResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[FetchableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_FetchableTopicResponse_3(buf, pos)
-        v_responses.append(e_responses)
-    return FetchResponse(v_throttle_time_ms, v_error_code, v_session_id, v_responses, [], None), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FetchResponse_5(o: FetchResponse, out: bytearray) -> None:
@@ -1015,16 +1219,31 @@ def _e_FetchResponse_5(o: FetchResponse, out: bytearray) -> None:
 
 
 def _d_FetchResponse_6(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
-    v_responses: list[FetchableTopicResponse]
-    v_throttle_time_ms, v_error_code, v_session_id = _S8.unpack_from(buf, pos)
+    o = _new(FetchResponse)
+    o.throttle_time_ms, o.error_code, o.session_id = _S8.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[FetchableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_FetchableTopicResponse_4(buf, pos)
-        v_responses.append(e_responses)
-    unknown, pos = skip_tags(buf, pos)
-    return FetchResponse(v_throttle_time_ms, v_error_code, v_session_id, v_responses, [], unknown), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchResponse_6(o: FetchResponse, out: bytearray) -> None:
@@ -1032,7 +1251,11 @@ def _e_FetchResponse_6(o: FetchResponse, out: bytearray) -> None:
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("FetchResponse: Responses is not nullable in version 12")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_FetchableTopicResponse_4(e_responses, out)
     if o.node_endpoints != []:
@@ -1044,16 +1267,31 @@ def _e_FetchResponse_6(o: FetchResponse, out: bytearray) -> None:
 
 
 def _d_FetchResponse_7(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
-    v_responses: list[FetchableTopicResponse]
-    v_throttle_time_ms, v_error_code, v_session_id = _S8.unpack_from(buf, pos)
+    o = _new(FetchResponse)
+    o.throttle_time_ms, o.error_code, o.session_id = _S8.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[FetchableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_FetchableTopicResponse_5(buf, pos)
-        v_responses.append(e_responses)
-    unknown, pos = skip_tags(buf, pos)
-    return FetchResponse(v_throttle_time_ms, v_error_code, v_session_id, v_responses, [], unknown), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchResponse_7(o: FetchResponse, out: bytearray) -> None:
@@ -1061,7 +1299,11 @@ def _e_FetchResponse_7(o: FetchResponse, out: bytearray) -> None:
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("FetchResponse: Responses is not nullable in version 13")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_FetchableTopicResponse_5(e_responses, out)
     if o.node_endpoints != []:
@@ -1073,34 +1315,53 @@ def _e_FetchResponse_7(o: FetchResponse, out: bytearray) -> None:
 
 
 def _d_FetchResponse_8(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
-    v_responses: list[FetchableTopicResponse]
-    v_node_endpoints: list[NodeEndpoint]
-    v_throttle_time_ms, v_error_code, v_session_id = _S8.unpack_from(buf, pos)
+    o = _new(FetchResponse)
+    o.throttle_time_ms, o.error_code, o.session_id = _S8.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[FetchableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_FetchableTopicResponse_5(buf, pos)
-        v_responses.append(e_responses)
-    v_node_endpoints = []
-    unknown: list[tuple[int, bytes]] | None = None
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            n, pos = read_compact_array_len(buf, pos)
-            v_node_endpoints = []
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = read_uvarint(buf, pos)
+            n -= 1
+            if n < 0:
+                raise DecodeError("FetchResponse.NodeEndpoints is null but not nullable")
+            if n > len(buf) - pos:
+                raise DecodeError(f"FetchResponse.NodeEndpoints length {n} exceeds the {len(buf) - pos} bytes left")
+            a_node_endpoints: list[NodeEndpoint] = []
             for _ in range(n):
                 e_node_endpoints, pos = _d_NodeEndpoint_0(buf, pos)
-                v_node_endpoints.append(e_node_endpoints)
+                a_node_endpoints.append(e_node_endpoints)
+            o.node_endpoints = a_node_endpoints
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return FetchResponse(v_throttle_time_ms, v_error_code, v_session_id, v_responses, v_node_endpoints, unknown), pos
+    return o, pos
 
 
 def _e_FetchResponse_8(o: FetchResponse, out: bytearray) -> None:
@@ -1108,7 +1369,11 @@ def _e_FetchResponse_8(o: FetchResponse, out: bytearray) -> None:
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("FetchResponse: Responses is not nullable in version 16")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_FetchableTopicResponse_5(e_responses, out)
     tags: list[tuple[int, bytes | bytearray]] = []
@@ -1117,12 +1382,23 @@ def _e_FetchResponse_8(o: FetchResponse, out: bytearray) -> None:
         x_node_endpoints = o.node_endpoints
         if x_node_endpoints is None:
             raise EncodeError("FetchResponse: NodeEndpoints is not nullable in version 16")
-        write_uvarint(b, len(x_node_endpoints) + 1)
+        n = len(x_node_endpoints) + 1
+        if n < 0x80:
+            b.append(n)
+        else:
+            write_uvarint(b, n)
         for e_node_endpoints in x_node_endpoints:
             _e_NodeEndpoint_0(e_node_endpoints, b)
         tags.append((0, b))
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_EpochEndOffset = EpochEndOffset()
+_DEF_LeaderIdAndEpoch = LeaderIdAndEpoch()
+_DEF_SnapshotId = SnapshotId()
+_DEF_AbortedTransaction = AbortedTransaction()
+_DEF_PartitionData = PartitionData()
+_DEF_FetchableTopicResponse = FetchableTopicResponse()
+_DEF_NodeEndpoint = NodeEndpoint()
 _DECODERS = (_d_FetchResponse_0, _d_FetchResponse_1, _d_FetchResponse_1, _d_FetchResponse_1, _d_FetchResponse_2, _d_FetchResponse_3, _d_FetchResponse_3, _d_FetchResponse_4, _d_FetchResponse_4, _d_FetchResponse_4, _d_FetchResponse_4, _d_FetchResponse_5, _d_FetchResponse_6, _d_FetchResponse_7, _d_FetchResponse_7, _d_FetchResponse_7, _d_FetchResponse_8, _d_FetchResponse_8,)
 _ENCODERS = (_e_FetchResponse_0, _e_FetchResponse_1, _e_FetchResponse_1, _e_FetchResponse_1, _e_FetchResponse_2, _e_FetchResponse_3, _e_FetchResponse_3, _e_FetchResponse_4, _e_FetchResponse_4, _e_FetchResponse_4, _e_FetchResponse_4, _e_FetchResponse_5, _e_FetchResponse_6, _e_FetchResponse_7, _e_FetchResponse_7, _e_FetchResponse_7, _e_FetchResponse_8, _e_FetchResponse_8,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qi')
 _S1 = struct.Struct('>ii')
 _S2 = struct.Struct('>q')
@@ -246,10 +258,15 @@ class FetchSnapshotRequest:
 
 
 def _d_SnapshotId_0(buf: memoryview, pos: int) -> tuple[SnapshotId, int]:
-    v_end_offset, v_epoch = _S0.unpack_from(buf, pos)
+    o = _new(SnapshotId)
+    o.end_offset, o.epoch = _S0.unpack_from(buf, pos)
     pos += 12
-    unknown, pos = skip_tags(buf, pos)
-    return SnapshotId(v_end_offset, v_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SnapshotId_0(o: SnapshotId, out: bytearray) -> None:
@@ -261,14 +278,19 @@ def _e_SnapshotId_0(o: SnapshotId, out: bytearray) -> None:
 
 
 def _d_PartitionSnapshot_0(buf: memoryview, pos: int) -> tuple[PartitionSnapshot, int]:
-    v_snapshot_id: SnapshotId
-    v_partition, v_current_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(PartitionSnapshot)
+    o.partition, o.current_leader_epoch = _S1.unpack_from(buf, pos)
     pos += 8
-    v_snapshot_id, pos = _d_SnapshotId_0(buf, pos)
-    v_position, = _S2.unpack_from(buf, pos)
+    o.snapshot_id, pos = _d_SnapshotId_0(buf, pos)
+    o.replica_directory_id = ZERO_UUID
+    (o.position,) = _S2.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionSnapshot(v_partition, v_current_leader_epoch, v_snapshot_id, v_position, ZERO_UUID, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionSnapshot_0(o: PartitionSnapshot, out: bytearray) -> None:
@@ -282,28 +304,27 @@ def _e_PartitionSnapshot_0(o: PartitionSnapshot, out: bytearray) -> None:
 
 
 def _d_PartitionSnapshot_1(buf: memoryview, pos: int) -> tuple[PartitionSnapshot, int]:
-    v_snapshot_id: SnapshotId
-    v_replica_directory_id: uuid.UUID
-    v_partition, v_current_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(PartitionSnapshot)
+    o.partition, o.current_leader_epoch = _S1.unpack_from(buf, pos)
     pos += 8
-    v_snapshot_id, pos = _d_SnapshotId_0(buf, pos)
-    v_position, = _S2.unpack_from(buf, pos)
+    o.snapshot_id, pos = _d_SnapshotId_0(buf, pos)
+    o.replica_directory_id = ZERO_UUID
+    (o.position,) = _S2.unpack_from(buf, pos)
     pos += 8
-    v_replica_directory_id = ZERO_UUID
-    unknown: list[tuple[int, bytes]] | None = None
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_replica_directory_id, pos = read_uuid(buf, pos)
+            o.replica_directory_id, pos = read_uuid(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return PartitionSnapshot(v_partition, v_current_leader_epoch, v_snapshot_id, v_position, v_replica_directory_id, unknown), pos
+    return o, pos
 
 
 def _e_PartitionSnapshot_1(o: PartitionSnapshot, out: bytearray) -> None:
@@ -319,16 +340,29 @@ def _e_PartitionSnapshot_1(o: PartitionSnapshot, out: bytearray) -> None:
 
 
 def _d_TopicSnapshot_0(buf: memoryview, pos: int) -> tuple[TopicSnapshot, int]:
-    v_name: str
-    v_partitions: list[PartitionSnapshot]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicSnapshot)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchSnapshotRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchSnapshotRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionSnapshot] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionSnapshot_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicSnapshot(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicSnapshot_0(o: TopicSnapshot, out: bytearray) -> None:
@@ -336,7 +370,11 @@ def _e_TopicSnapshot_0(o: TopicSnapshot, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("FetchSnapshotRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionSnapshot_0(e_partitions, out)
     if o.unknown_tags:
@@ -346,16 +384,29 @@ def _e_TopicSnapshot_0(o: TopicSnapshot, out: bytearray) -> None:
 
 
 def _d_TopicSnapshot_1(buf: memoryview, pos: int) -> tuple[TopicSnapshot, int]:
-    v_name: str
-    v_partitions: list[PartitionSnapshot]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicSnapshot)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchSnapshotRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchSnapshotRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionSnapshot] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionSnapshot_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicSnapshot(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicSnapshot_1(o: TopicSnapshot, out: bytearray) -> None:
@@ -363,7 +414,11 @@ def _e_TopicSnapshot_1(o: TopicSnapshot, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("FetchSnapshotRequest: Partitions is not nullable in version 1")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionSnapshot_1(e_partitions, out)
     if o.unknown_tags:
@@ -373,30 +428,39 @@ def _e_TopicSnapshot_1(o: TopicSnapshot, out: bytearray) -> None:
 
 
 def _d_FetchSnapshotRequest_0(buf: memoryview, pos: int) -> tuple[FetchSnapshotRequest, int]:
-    v_cluster_id: str | None
-    v_topics: list[TopicSnapshot]
-    v_replica_id, v_max_bytes = _S1.unpack_from(buf, pos)
+    o = _new(FetchSnapshotRequest)
+    o.cluster_id = None
+    o.replica_id, o.max_bytes = _S1.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchSnapshotRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchSnapshotRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicSnapshot] = []
     for _ in range(n):
         e_topics, pos = _d_TopicSnapshot_0(buf, pos)
-        v_topics.append(e_topics)
-    v_cluster_id = None
-    unknown: list[tuple[int, bytes]] | None = None
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_cluster_id, pos = read_compact_nullable_string(buf, pos)
+            o.cluster_id, pos = read_compact_nullable_string(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return FetchSnapshotRequest(v_cluster_id, v_replica_id, v_max_bytes, v_topics, unknown), pos
+    return o, pos
 
 
 def _e_FetchSnapshotRequest_0(o: FetchSnapshotRequest, out: bytearray) -> None:
@@ -404,7 +468,11 @@ def _e_FetchSnapshotRequest_0(o: FetchSnapshotRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("FetchSnapshotRequest: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicSnapshot_0(e_topics, out)
     tags: list[tuple[int, bytes | bytearray]] = []
@@ -416,30 +484,39 @@ def _e_FetchSnapshotRequest_0(o: FetchSnapshotRequest, out: bytearray) -> None:
 
 
 def _d_FetchSnapshotRequest_1(buf: memoryview, pos: int) -> tuple[FetchSnapshotRequest, int]:
-    v_cluster_id: str | None
-    v_topics: list[TopicSnapshot]
-    v_replica_id, v_max_bytes = _S1.unpack_from(buf, pos)
+    o = _new(FetchSnapshotRequest)
+    o.cluster_id = None
+    o.replica_id, o.max_bytes = _S1.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchSnapshotRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchSnapshotRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicSnapshot] = []
     for _ in range(n):
         e_topics, pos = _d_TopicSnapshot_1(buf, pos)
-        v_topics.append(e_topics)
-    v_cluster_id = None
-    unknown: list[tuple[int, bytes]] | None = None
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_cluster_id, pos = read_compact_nullable_string(buf, pos)
+            o.cluster_id, pos = read_compact_nullable_string(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return FetchSnapshotRequest(v_cluster_id, v_replica_id, v_max_bytes, v_topics, unknown), pos
+    return o, pos
 
 
 def _e_FetchSnapshotRequest_1(o: FetchSnapshotRequest, out: bytearray) -> None:
@@ -447,7 +524,11 @@ def _e_FetchSnapshotRequest_1(o: FetchSnapshotRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("FetchSnapshotRequest: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicSnapshot_1(e_topics, out)
     tags: list[tuple[int, bytes | bytearray]] = []
@@ -458,5 +539,8 @@ def _e_FetchSnapshotRequest_1(o: FetchSnapshotRequest, out: bytearray) -> None:
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_SnapshotId = SnapshotId()
+_DEF_PartitionSnapshot = PartitionSnapshot()
+_DEF_TopicSnapshot = TopicSnapshot()
 _DECODERS = (_d_FetchSnapshotRequest_0, _d_FetchSnapshotRequest_1,)
 _ENCODERS = (_e_FetchSnapshotRequest_0, _e_FetchSnapshotRequest_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qi')
 _S1 = struct.Struct('>ii')
 _S2 = struct.Struct('>ih')
@@ -329,10 +341,15 @@ class FetchSnapshotResponse:
 
 
 def _d_SnapshotId_0(buf: memoryview, pos: int) -> tuple[SnapshotId, int]:
-    v_end_offset, v_epoch = _S0.unpack_from(buf, pos)
+    o = _new(SnapshotId)
+    o.end_offset, o.epoch = _S0.unpack_from(buf, pos)
     pos += 12
-    unknown, pos = skip_tags(buf, pos)
-    return SnapshotId(v_end_offset, v_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SnapshotId_0(o: SnapshotId, out: bytearray) -> None:
@@ -344,10 +361,15 @@ def _e_SnapshotId_0(o: SnapshotId, out: bytearray) -> None:
 
 
 def _d_LeaderIdAndEpoch_0(buf: memoryview, pos: int) -> tuple[LeaderIdAndEpoch, int]:
-    v_leader_id, v_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(LeaderIdAndEpoch)
+    o.leader_id, o.leader_epoch = _S1.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderIdAndEpoch(v_leader_id, v_leader_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, out: bytearray) -> None:
@@ -359,30 +381,28 @@ def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, out: bytearray) -> None:
 
 
 def _d_PartitionSnapshot_0(buf: memoryview, pos: int) -> tuple[PartitionSnapshot, int]:
-    v_snapshot_id: SnapshotId
-    v_current_leader: LeaderIdAndEpoch
-    v_unaligned_records: bytes | memoryview | None
-    v_index, v_error_code = _S2.unpack_from(buf, pos)
+    o = _new(PartitionSnapshot)
+    o.index, o.error_code = _S2.unpack_from(buf, pos)
     pos += 6
-    v_snapshot_id, pos = _d_SnapshotId_0(buf, pos)
-    v_size, v_position = _S3.unpack_from(buf, pos)
+    o.snapshot_id, pos = _d_SnapshotId_0(buf, pos)
+    o.current_leader = LeaderIdAndEpoch()
+    o.size, o.position = _S3.unpack_from(buf, pos)
     pos += 16
-    v_unaligned_records, pos = read_compact_records(buf, pos)
-    v_current_leader = LeaderIdAndEpoch()
-    unknown: list[tuple[int, bytes]] | None = None
+    o.unaligned_records, pos = read_compact_records(buf, pos)
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_current_leader, pos = _d_LeaderIdAndEpoch_0(buf, pos)
+            o.current_leader, pos = _d_LeaderIdAndEpoch_0(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return PartitionSnapshot(v_index, v_error_code, v_snapshot_id, v_current_leader, v_size, v_position, v_unaligned_records, unknown), pos
+    return o, pos
 
 
 def _e_PartitionSnapshot_0(o: PartitionSnapshot, out: bytearray) -> None:
@@ -391,7 +411,7 @@ def _e_PartitionSnapshot_0(o: PartitionSnapshot, out: bytearray) -> None:
     out += _S3.pack(o.size, o.position)
     write_compact_records(out, o.unaligned_records)
     tags: list[tuple[int, bytes | bytearray]] = []
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         b = bytearray()
         _e_LeaderIdAndEpoch_0(o.current_leader, b)
         tags.append((0, b))
@@ -399,16 +419,29 @@ def _e_PartitionSnapshot_0(o: PartitionSnapshot, out: bytearray) -> None:
 
 
 def _d_TopicSnapshot_0(buf: memoryview, pos: int) -> tuple[TopicSnapshot, int]:
-    v_name: str
-    v_partitions: list[PartitionSnapshot]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicSnapshot)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchSnapshotResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchSnapshotResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionSnapshot] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionSnapshot_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicSnapshot(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicSnapshot_0(o: TopicSnapshot, out: bytearray) -> None:
@@ -416,7 +449,11 @@ def _e_TopicSnapshot_0(o: TopicSnapshot, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("FetchSnapshotResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionSnapshot_0(e_partitions, out)
     if o.unknown_tags:
@@ -426,14 +463,18 @@ def _e_TopicSnapshot_0(o: TopicSnapshot, out: bytearray) -> None:
 
 
 def _d_NodeEndpoint_0(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
-    v_host: str
-    v_node_id, = _S4.unpack_from(buf, pos)
+    o = _new(NodeEndpoint)
+    (o.node_id,) = _S4.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S5.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S5.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return NodeEndpoint(v_node_id, v_host, v_port, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
@@ -447,16 +488,31 @@ def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
 
 
 def _d_FetchSnapshotResponse_0(buf: memoryview, pos: int) -> tuple[FetchSnapshotResponse, int]:
-    v_topics: list[TopicSnapshot]
-    v_throttle_time_ms, v_error_code = _S2.unpack_from(buf, pos)
+    o = _new(FetchSnapshotResponse)
+    o.throttle_time_ms, o.error_code = _S2.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchSnapshotResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchSnapshotResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicSnapshot] = []
     for _ in range(n):
         e_topics, pos = _d_TopicSnapshot_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return FetchSnapshotResponse(v_throttle_time_ms, v_error_code, v_topics, [], unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.node_endpoints = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchSnapshotResponse_0(o: FetchSnapshotResponse, out: bytearray) -> None:
@@ -464,7 +520,11 @@ def _e_FetchSnapshotResponse_0(o: FetchSnapshotResponse, out: bytearray) -> None
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("FetchSnapshotResponse: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicSnapshot_0(e_topics, out)
     if o.node_endpoints != []:
@@ -476,34 +536,53 @@ def _e_FetchSnapshotResponse_0(o: FetchSnapshotResponse, out: bytearray) -> None
 
 
 def _d_FetchSnapshotResponse_1(buf: memoryview, pos: int) -> tuple[FetchSnapshotResponse, int]:
-    v_topics: list[TopicSnapshot]
-    v_node_endpoints: list[NodeEndpoint]
-    v_throttle_time_ms, v_error_code = _S2.unpack_from(buf, pos)
+    o = _new(FetchSnapshotResponse)
+    o.throttle_time_ms, o.error_code = _S2.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FetchSnapshotResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FetchSnapshotResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicSnapshot] = []
     for _ in range(n):
         e_topics, pos = _d_TopicSnapshot_0(buf, pos)
-        v_topics.append(e_topics)
-    v_node_endpoints = []
-    unknown: list[tuple[int, bytes]] | None = None
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.node_endpoints = []
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            n, pos = read_compact_array_len(buf, pos)
-            v_node_endpoints = []
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = read_uvarint(buf, pos)
+            n -= 1
+            if n < 0:
+                raise DecodeError("FetchSnapshotResponse.NodeEndpoints is null but not nullable")
+            if n > len(buf) - pos:
+                raise DecodeError(f"FetchSnapshotResponse.NodeEndpoints length {n} exceeds the {len(buf) - pos} bytes left")
+            a_node_endpoints: list[NodeEndpoint] = []
             for _ in range(n):
                 e_node_endpoints, pos = _d_NodeEndpoint_0(buf, pos)
-                v_node_endpoints.append(e_node_endpoints)
+                a_node_endpoints.append(e_node_endpoints)
+            o.node_endpoints = a_node_endpoints
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return FetchSnapshotResponse(v_throttle_time_ms, v_error_code, v_topics, v_node_endpoints, unknown), pos
+    return o, pos
 
 
 def _e_FetchSnapshotResponse_1(o: FetchSnapshotResponse, out: bytearray) -> None:
@@ -511,7 +590,11 @@ def _e_FetchSnapshotResponse_1(o: FetchSnapshotResponse, out: bytearray) -> None
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("FetchSnapshotResponse: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicSnapshot_0(e_topics, out)
     tags: list[tuple[int, bytes | bytearray]] = []
@@ -520,12 +603,21 @@ def _e_FetchSnapshotResponse_1(o: FetchSnapshotResponse, out: bytearray) -> None
         x_node_endpoints = o.node_endpoints
         if x_node_endpoints is None:
             raise EncodeError("FetchSnapshotResponse: NodeEndpoints is not nullable in version 1")
-        write_uvarint(b, len(x_node_endpoints) + 1)
+        n = len(x_node_endpoints) + 1
+        if n < 0x80:
+            b.append(n)
+        else:
+            write_uvarint(b, n)
         for e_node_endpoints in x_node_endpoints:
             _e_NodeEndpoint_0(e_node_endpoints, b)
         tags.append((0, b))
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_SnapshotId = SnapshotId()
+_DEF_LeaderIdAndEpoch = LeaderIdAndEpoch()
+_DEF_PartitionSnapshot = PartitionSnapshot()
+_DEF_TopicSnapshot = TopicSnapshot()
+_DEF_NodeEndpoint = NodeEndpoint()
 _DECODERS = (_d_FetchSnapshotResponse_0, _d_FetchSnapshotResponse_1,)
 _ENCODERS = (_e_FetchSnapshotResponse_0, _e_FetchSnapshotResponse_1,)

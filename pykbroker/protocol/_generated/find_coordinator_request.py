@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>b')
 
 
@@ -126,9 +138,12 @@ class FindCoordinatorRequest:
 
 
 def _d_FindCoordinatorRequest_0(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
-    v_key: str
-    v_key, pos = read_string(buf, pos)
-    return FindCoordinatorRequest(v_key, 0, [], None), pos
+    o = _new(FindCoordinatorRequest)
+    o.key, pos = read_string(buf, pos)
+    o.key_type = 0
+    o.coordinator_keys = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FindCoordinatorRequest_0(o: FindCoordinatorRequest, out: bytearray) -> None:
@@ -140,11 +155,13 @@ def _e_FindCoordinatorRequest_0(o: FindCoordinatorRequest, out: bytearray) -> No
 
 
 def _d_FindCoordinatorRequest_1(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
-    v_key: str
-    v_key, pos = read_string(buf, pos)
-    v_key_type, = _S0.unpack_from(buf, pos)
+    o = _new(FindCoordinatorRequest)
+    o.key, pos = read_string(buf, pos)
+    o.coordinator_keys = []
+    (o.key_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    return FindCoordinatorRequest(v_key, v_key_type, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FindCoordinatorRequest_1(o: FindCoordinatorRequest, out: bytearray) -> None:
@@ -155,12 +172,17 @@ def _e_FindCoordinatorRequest_1(o: FindCoordinatorRequest, out: bytearray) -> No
 
 
 def _d_FindCoordinatorRequest_2(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
-    v_key: str
-    v_key, pos = read_compact_string(buf, pos)
-    v_key_type, = _S0.unpack_from(buf, pos)
+    o = _new(FindCoordinatorRequest)
+    o.key, pos = read_compact_string(buf, pos)
+    o.coordinator_keys = []
+    (o.key_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return FindCoordinatorRequest(v_key, v_key_type, [], unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FindCoordinatorRequest_2(o: FindCoordinatorRequest, out: bytearray) -> None:
@@ -175,16 +197,31 @@ def _e_FindCoordinatorRequest_2(o: FindCoordinatorRequest, out: bytearray) -> No
 
 
 def _d_FindCoordinatorRequest_3(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
-    v_coordinator_keys: list[str]
-    v_key_type, = _S0.unpack_from(buf, pos)
+    o = _new(FindCoordinatorRequest)
+    o.key = ''
+    (o.key_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_compact_array_len(buf, pos)
-    v_coordinator_keys = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FindCoordinatorRequest.CoordinatorKeys is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FindCoordinatorRequest.CoordinatorKeys length {n} exceeds the {len(buf) - pos} bytes left")
+    a_coordinator_keys: list[str] = []
     for _ in range(n):
         e_coordinator_keys, pos = read_compact_string(buf, pos)
-        v_coordinator_keys.append(e_coordinator_keys)
-    unknown, pos = skip_tags(buf, pos)
-    return FindCoordinatorRequest('', v_key_type, v_coordinator_keys, unknown), pos
+        a_coordinator_keys.append(e_coordinator_keys)
+    o.coordinator_keys = a_coordinator_keys
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FindCoordinatorRequest_3(o: FindCoordinatorRequest, out: bytearray) -> None:
@@ -194,7 +231,11 @@ def _e_FindCoordinatorRequest_3(o: FindCoordinatorRequest, out: bytearray) -> No
     x_coordinator_keys = o.coordinator_keys
     if x_coordinator_keys is None:
         raise EncodeError("FindCoordinatorRequest: CoordinatorKeys is not nullable in version 4")
-    write_uvarint(out, len(x_coordinator_keys) + 1)
+    n = len(x_coordinator_keys) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_coordinator_keys in x_coordinator_keys:
         write_compact_string(out, e_coordinator_keys)
     if o.unknown_tags:

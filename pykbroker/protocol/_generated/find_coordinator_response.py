@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>ih')
 _S2 = struct.Struct('>hi')
@@ -194,18 +206,20 @@ class FindCoordinatorResponse:
 
 
 def _d_Coordinator_0(buf: memoryview, pos: int) -> tuple[Coordinator, int]:
-    v_key: str
-    v_host: str
-    v_error_message: str | None
-    v_key, pos = read_compact_string(buf, pos)
-    v_node_id, = _S0.unpack_from(buf, pos)
+    o = _new(Coordinator)
+    o.key, pos = read_compact_string(buf, pos)
+    (o.node_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, v_error_code = _S1.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    o.port, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return Coordinator(v_key, v_node_id, v_host, v_port, v_error_code, v_error_message, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Coordinator_0(o: Coordinator, out: bytearray) -> None:
@@ -221,13 +235,17 @@ def _e_Coordinator_0(o: Coordinator, out: bytearray) -> None:
 
 
 def _d_FindCoordinatorResponse_0(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
-    v_host: str
-    v_error_code, v_node_id = _S2.unpack_from(buf, pos)
+    o = _new(FindCoordinatorResponse)
+    o.throttle_time_ms = 0
+    o.error_message = ''
+    o.error_code, o.node_id = _S2.unpack_from(buf, pos)
     pos += 6
-    v_host, pos = read_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    o.coordinators = []
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return FindCoordinatorResponse(0, v_error_code, '', v_node_id, v_host, v_port, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FindCoordinatorResponse_0(o: FindCoordinatorResponse, out: bytearray) -> None:
@@ -239,17 +257,18 @@ def _e_FindCoordinatorResponse_0(o: FindCoordinatorResponse, out: bytearray) -> 
 
 
 def _d_FindCoordinatorResponse_1(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
-    v_error_message: str | None
-    v_host: str
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(FindCoordinatorResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_nullable_string(buf, pos)
-    v_node_id, = _S0.unpack_from(buf, pos)
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (o.node_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    o.coordinators = []
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return FindCoordinatorResponse(v_throttle_time_ms, v_error_code, v_error_message, v_node_id, v_host, v_port, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_FindCoordinatorResponse_1(o: FindCoordinatorResponse, out: bytearray) -> None:
@@ -263,18 +282,22 @@ def _e_FindCoordinatorResponse_1(o: FindCoordinatorResponse, out: bytearray) -> 
 
 
 def _d_FindCoordinatorResponse_2(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
-    v_error_message: str | None
-    v_host: str
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(FindCoordinatorResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_node_id, = _S0.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    (o.node_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    o.coordinators = []
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return FindCoordinatorResponse(v_throttle_time_ms, v_error_code, v_error_message, v_node_id, v_host, v_port, [], unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FindCoordinatorResponse_2(o: FindCoordinatorResponse, out: bytearray) -> None:
@@ -292,16 +315,35 @@ def _e_FindCoordinatorResponse_2(o: FindCoordinatorResponse, out: bytearray) -> 
 
 
 def _d_FindCoordinatorResponse_3(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
-    v_coordinators: list[Coordinator]
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+    o = _new(FindCoordinatorResponse)
+    o.error_code = 0
+    o.error_message = ''
+    o.node_id = 0
+    o.host = ''
+    o.port = 0
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_coordinators = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("FindCoordinatorResponse.Coordinators is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"FindCoordinatorResponse.Coordinators length {n} exceeds the {len(buf) - pos} bytes left")
+    a_coordinators: list[Coordinator] = []
     for _ in range(n):
         e_coordinators, pos = _d_Coordinator_0(buf, pos)
-        v_coordinators.append(e_coordinators)
-    unknown, pos = skip_tags(buf, pos)
-    return FindCoordinatorResponse(v_throttle_time_ms, 0, '', 0, '', 0, v_coordinators, unknown), pos
+        a_coordinators.append(e_coordinators)
+    o.coordinators = a_coordinators
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FindCoordinatorResponse_3(o: FindCoordinatorResponse, out: bytearray) -> None:
@@ -317,7 +359,11 @@ def _e_FindCoordinatorResponse_3(o: FindCoordinatorResponse, out: bytearray) -> 
     x_coordinators = o.coordinators
     if x_coordinators is None:
         raise EncodeError("FindCoordinatorResponse: Coordinators is not nullable in version 4")
-    write_uvarint(out, len(x_coordinators) + 1)
+    n = len(x_coordinators) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_coordinators in x_coordinators:
         _e_Coordinator_0(e_coordinators, out)
     if o.unknown_tags:
@@ -326,5 +372,6 @@ def _e_FindCoordinatorResponse_3(o: FindCoordinatorResponse, out: bytearray) -> 
         out.append(0)
 
 
+_DEF_Coordinator = Coordinator()
 _DECODERS = (_d_FindCoordinatorResponse_0, _d_FindCoordinatorResponse_1, _d_FindCoordinatorResponse_1, _d_FindCoordinatorResponse_2, _d_FindCoordinatorResponse_3, _d_FindCoordinatorResponse_3, _d_FindCoordinatorResponse_3,)
 _ENCODERS = (_e_FindCoordinatorResponse_0, _e_FindCoordinatorResponse_1, _e_FindCoordinatorResponse_1, _e_FindCoordinatorResponse_2, _e_FindCoordinatorResponse_3, _e_FindCoordinatorResponse_3, _e_FindCoordinatorResponse_3,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>i')
 _S2 = struct.Struct('>ii?')
@@ -152,26 +164,47 @@ class GetTelemetrySubscriptionsResponse:
 
 
 def _d_GetTelemetrySubscriptionsResponse_0(buf: memoryview, pos: int) -> tuple[GetTelemetrySubscriptionsResponse, int]:
-    v_client_instance_id: uuid.UUID
-    v_accepted_compression_types: list[int]
-    v_requested_metrics: list[str]
-    v_throttle_time_ms, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(GetTelemetrySubscriptionsResponse)
+    o.throttle_time_ms, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    v_client_instance_id, pos = read_uuid(buf, pos)
-    v_subscription_id, = _S1.unpack_from(buf, pos)
+    o.client_instance_id, pos = read_uuid(buf, pos)
+    (o.subscription_id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_accepted_compression_types = list(unpack_from(">%db" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("GetTelemetrySubscriptionsResponse.AcceptedCompressionTypes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"GetTelemetrySubscriptionsResponse.AcceptedCompressionTypes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.accepted_compression_types = list((_AR_b[n] if n < ARRAY_STRUCTS_MAX else Struct(">%db" % n)).unpack_from(buf, pos))
     pos += n
-    v_push_interval_ms, v_telemetry_max_bytes, v_delta_temporality = _S2.unpack_from(buf, pos)
+    o.push_interval_ms, o.telemetry_max_bytes, o.delta_temporality = _S2.unpack_from(buf, pos)
     pos += 9
-    n, pos = read_compact_array_len(buf, pos)
-    v_requested_metrics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("GetTelemetrySubscriptionsResponse.RequestedMetrics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"GetTelemetrySubscriptionsResponse.RequestedMetrics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_requested_metrics: list[str] = []
     for _ in range(n):
         e_requested_metrics, pos = read_compact_string(buf, pos)
-        v_requested_metrics.append(e_requested_metrics)
-    unknown, pos = skip_tags(buf, pos)
-    return GetTelemetrySubscriptionsResponse(v_throttle_time_ms, v_error_code, v_client_instance_id, v_subscription_id, v_accepted_compression_types, v_push_interval_ms, v_telemetry_max_bytes, v_delta_temporality, v_requested_metrics, unknown), pos
+        a_requested_metrics.append(e_requested_metrics)
+    o.requested_metrics = a_requested_metrics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_GetTelemetrySubscriptionsResponse_0(o: GetTelemetrySubscriptionsResponse, out: bytearray) -> None:
@@ -181,13 +214,22 @@ def _e_GetTelemetrySubscriptionsResponse_0(o: GetTelemetrySubscriptionsResponse,
     x_accepted_compression_types = o.accepted_compression_types
     if x_accepted_compression_types is None:
         raise EncodeError("GetTelemetrySubscriptionsResponse: AcceptedCompressionTypes is not nullable in version 0")
-    write_uvarint(out, len(x_accepted_compression_types) + 1)
-    out += pack(">%db" % len(x_accepted_compression_types), *x_accepted_compression_types)
+    n = len(x_accepted_compression_types) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_accepted_compression_types)
+    out += (_AR_b[n] if n < ARRAY_STRUCTS_MAX else Struct(">%db" % n)).pack(*x_accepted_compression_types)
     out += _S2.pack(o.push_interval_ms, o.telemetry_max_bytes, o.delta_temporality)
     x_requested_metrics = o.requested_metrics
     if x_requested_metrics is None:
         raise EncodeError("GetTelemetrySubscriptionsResponse: RequestedMetrics is not nullable in version 0")
-    write_uvarint(out, len(x_requested_metrics) + 1)
+    n = len(x_requested_metrics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_requested_metrics in x_requested_metrics:
         write_compact_string(out, e_requested_metrics)
     if o.unknown_tags:

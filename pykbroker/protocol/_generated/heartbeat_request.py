@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -130,13 +142,14 @@ class HeartbeatRequest:
 
 
 def _d_HeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_id, pos = read_string(buf, pos)
-    v_generation_id, = _S0.unpack_from(buf, pos)
+    o = _new(HeartbeatRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (o.generation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_string(buf, pos)
-    return HeartbeatRequest(v_group_id, v_generation_id, v_member_id, None, None), pos
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_HeartbeatRequest_0(o: HeartbeatRequest, out: bytearray) -> None:
@@ -148,15 +161,14 @@ def _e_HeartbeatRequest_0(o: HeartbeatRequest, out: bytearray) -> None:
 
 
 def _d_HeartbeatRequest_1(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_group_id, pos = read_string(buf, pos)
-    v_generation_id, = _S0.unpack_from(buf, pos)
+    o = _new(HeartbeatRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (o.generation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_string(buf, pos)
-    v_group_instance_id, pos = read_nullable_string(buf, pos)
-    return HeartbeatRequest(v_group_id, v_generation_id, v_member_id, v_group_instance_id, None), pos
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_HeartbeatRequest_1(o: HeartbeatRequest, out: bytearray) -> None:
@@ -167,16 +179,18 @@ def _e_HeartbeatRequest_1(o: HeartbeatRequest, out: bytearray) -> None:
 
 
 def _d_HeartbeatRequest_2(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_generation_id, = _S0.unpack_from(buf, pos)
+    o = _new(HeartbeatRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    (o.generation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return HeartbeatRequest(v_group_id, v_generation_id, v_member_id, v_group_instance_id, unknown), pos
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_HeartbeatRequest_2(o: HeartbeatRequest, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>b')
 _S1 = struct.Struct('>?')
 
@@ -199,13 +211,13 @@ class IncrementalAlterConfigsRequest:
 
 
 def _d_AlterableConfig_0(buf: memoryview, pos: int) -> tuple[AlterableConfig, int]:
-    v_name: str
-    v_value: str | None
-    v_name, pos = read_string(buf, pos)
-    v_config_operation, = _S0.unpack_from(buf, pos)
+    o = _new(AlterableConfig)
+    o.name, pos = read_string(buf, pos)
+    (o.config_operation,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_value, pos = read_nullable_string(buf, pos)
-    return AlterableConfig(v_name, v_config_operation, v_value, None), pos
+    o.value, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterableConfig_0(o: AlterableConfig, out: bytearray) -> None:
@@ -215,14 +227,17 @@ def _e_AlterableConfig_0(o: AlterableConfig, out: bytearray) -> None:
 
 
 def _d_AlterableConfig_1(buf: memoryview, pos: int) -> tuple[AlterableConfig, int]:
-    v_name: str
-    v_value: str | None
-    v_name, pos = read_compact_string(buf, pos)
-    v_config_operation, = _S0.unpack_from(buf, pos)
+    o = _new(AlterableConfig)
+    o.name, pos = read_compact_string(buf, pos)
+    (o.config_operation,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_value, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterableConfig(v_name, v_config_operation, v_value, unknown), pos
+    o.value, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterableConfig_1(o: AlterableConfig, out: bytearray) -> None:
@@ -236,17 +251,23 @@ def _e_AlterableConfig_1(o: AlterableConfig, out: bytearray) -> None:
 
 
 def _d_AlterConfigsResource_0(buf: memoryview, pos: int) -> tuple[AlterConfigsResource, int]:
-    v_resource_name: str
-    v_configs: list[AlterableConfig]
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o = _new(AlterConfigsResource)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_configs = []
+    o.resource_name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"IncrementalAlterConfigsRequest.Configs has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"IncrementalAlterConfigsRequest.Configs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_configs: list[AlterableConfig] = []
     for _ in range(n):
         e_configs, pos = _d_AlterableConfig_0(buf, pos)
-        v_configs.append(e_configs)
-    return AlterConfigsResource(v_resource_type, v_resource_name, v_configs, None), pos
+        a_configs.append(e_configs)
+    o.configs = a_configs
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterConfigsResource_0(o: AlterConfigsResource, out: bytearray) -> None:
@@ -261,18 +282,31 @@ def _e_AlterConfigsResource_0(o: AlterConfigsResource, out: bytearray) -> None:
 
 
 def _d_AlterConfigsResource_1(buf: memoryview, pos: int) -> tuple[AlterConfigsResource, int]:
-    v_resource_name: str
-    v_configs: list[AlterableConfig]
-    v_resource_type, = _S0.unpack_from(buf, pos)
+    o = _new(AlterConfigsResource)
+    (o.resource_type,) = _S0.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_configs = []
+    o.resource_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("IncrementalAlterConfigsRequest.Configs is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"IncrementalAlterConfigsRequest.Configs length {n} exceeds the {len(buf) - pos} bytes left")
+    a_configs: list[AlterableConfig] = []
     for _ in range(n):
         e_configs, pos = _d_AlterableConfig_1(buf, pos)
-        v_configs.append(e_configs)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterConfigsResource(v_resource_type, v_resource_name, v_configs, unknown), pos
+        a_configs.append(e_configs)
+    o.configs = a_configs
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterConfigsResource_1(o: AlterConfigsResource, out: bytearray) -> None:
@@ -281,7 +315,11 @@ def _e_AlterConfigsResource_1(o: AlterConfigsResource, out: bytearray) -> None:
     x_configs = o.configs
     if x_configs is None:
         raise EncodeError("IncrementalAlterConfigsRequest: Configs is not nullable in version 1")
-    write_uvarint(out, len(x_configs) + 1)
+    n = len(x_configs) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_configs in x_configs:
         _e_AlterableConfig_1(e_configs, out)
     if o.unknown_tags:
@@ -291,15 +329,22 @@ def _e_AlterConfigsResource_1(o: AlterConfigsResource, out: bytearray) -> None:
 
 
 def _d_IncrementalAlterConfigsRequest_0(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsRequest, int]:
-    v_resources: list[AlterConfigsResource]
-    n, pos = read_array_len(buf, pos)
-    v_resources = []
+    o = _new(IncrementalAlterConfigsRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"IncrementalAlterConfigsRequest.Resources has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"IncrementalAlterConfigsRequest.Resources length {n} exceeds the {len(buf) - pos} bytes left")
+    a_resources: list[AlterConfigsResource] = []
     for _ in range(n):
         e_resources, pos = _d_AlterConfigsResource_0(buf, pos)
-        v_resources.append(e_resources)
-    v_validate_only, = _S1.unpack_from(buf, pos)
+        a_resources.append(e_resources)
+    o.resources = a_resources
+    (o.validate_only,) = _S1.unpack_from(buf, pos)
     pos += 1
-    return IncrementalAlterConfigsRequest(v_resources, v_validate_only, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_IncrementalAlterConfigsRequest_0(o: IncrementalAlterConfigsRequest, out: bytearray) -> None:
@@ -313,23 +358,41 @@ def _e_IncrementalAlterConfigsRequest_0(o: IncrementalAlterConfigsRequest, out: 
 
 
 def _d_IncrementalAlterConfigsRequest_1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsRequest, int]:
-    v_resources: list[AlterConfigsResource]
-    n, pos = read_compact_array_len(buf, pos)
-    v_resources = []
+    o = _new(IncrementalAlterConfigsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("IncrementalAlterConfigsRequest.Resources is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"IncrementalAlterConfigsRequest.Resources length {n} exceeds the {len(buf) - pos} bytes left")
+    a_resources: list[AlterConfigsResource] = []
     for _ in range(n):
         e_resources, pos = _d_AlterConfigsResource_1(buf, pos)
-        v_resources.append(e_resources)
-    v_validate_only, = _S1.unpack_from(buf, pos)
+        a_resources.append(e_resources)
+    o.resources = a_resources
+    (o.validate_only,) = _S1.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return IncrementalAlterConfigsRequest(v_resources, v_validate_only, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_IncrementalAlterConfigsRequest_1(o: IncrementalAlterConfigsRequest, out: bytearray) -> None:
     x_resources = o.resources
     if x_resources is None:
         raise EncodeError("IncrementalAlterConfigsRequest: Resources is not nullable in version 1")
-    write_uvarint(out, len(x_resources) + 1)
+    n = len(x_resources) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_resources in x_resources:
         _e_AlterConfigsResource_1(e_resources, out)
     out += _S1.pack(o.validate_only)
@@ -339,5 +402,7 @@ def _e_IncrementalAlterConfigsRequest_1(o: IncrementalAlterConfigsRequest, out: 
         out.append(0)
 
 
+_DEF_AlterableConfig = AlterableConfig()
+_DEF_AlterConfigsResource = AlterConfigsResource()
 _DECODERS = (_d_IncrementalAlterConfigsRequest_0, _d_IncrementalAlterConfigsRequest_1,)
 _ENCODERS = (_e_IncrementalAlterConfigsRequest_0, _e_IncrementalAlterConfigsRequest_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>b')
 _S2 = struct.Struct('>i')
@@ -166,15 +178,15 @@ class IncrementalAlterConfigsResponse:
 
 
 def _d_AlterConfigsResourceResponse_0(buf: memoryview, pos: int) -> tuple[AlterConfigsResourceResponse, int]:
-    v_error_message: str | None
-    v_resource_name: str
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(AlterConfigsResourceResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    v_resource_type, = _S1.unpack_from(buf, pos)
+    o.error_message, pos = read_nullable_string(buf, pos)
+    (o.resource_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_string(buf, pos)
-    return AlterConfigsResourceResponse(v_error_code, v_error_message, v_resource_type, v_resource_name, None), pos
+    o.resource_name, pos = read_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_AlterConfigsResourceResponse_0(o: AlterConfigsResourceResponse, out: bytearray) -> None:
@@ -185,16 +197,19 @@ def _e_AlterConfigsResourceResponse_0(o: AlterConfigsResourceResponse, out: byte
 
 
 def _d_AlterConfigsResourceResponse_1(buf: memoryview, pos: int) -> tuple[AlterConfigsResourceResponse, int]:
-    v_error_message: str | None
-    v_resource_name: str
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(AlterConfigsResourceResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_resource_type, = _S1.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    (o.resource_type,) = _S1.unpack_from(buf, pos)
     pos += 1
-    v_resource_name, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return AlterConfigsResourceResponse(v_error_code, v_error_message, v_resource_type, v_resource_name, unknown), pos
+    o.resource_name, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AlterConfigsResourceResponse_1(o: AlterConfigsResourceResponse, out: bytearray) -> None:
@@ -209,15 +224,22 @@ def _e_AlterConfigsResourceResponse_1(o: AlterConfigsResourceResponse, out: byte
 
 
 def _d_IncrementalAlterConfigsResponse_0(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsResponse, int]:
-    v_responses: list[AlterConfigsResourceResponse]
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+    o = _new(IncrementalAlterConfigsResponse)
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"IncrementalAlterConfigsResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"IncrementalAlterConfigsResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[AlterConfigsResourceResponse] = []
     for _ in range(n):
         e_responses, pos = _d_AlterConfigsResourceResponse_0(buf, pos)
-        v_responses.append(e_responses)
-    return IncrementalAlterConfigsResponse(v_throttle_time_ms, v_responses, None), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_IncrementalAlterConfigsResponse_0(o: IncrementalAlterConfigsResponse, out: bytearray) -> None:
@@ -231,16 +253,30 @@ def _e_IncrementalAlterConfigsResponse_0(o: IncrementalAlterConfigsResponse, out
 
 
 def _d_IncrementalAlterConfigsResponse_1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsResponse, int]:
-    v_responses: list[AlterConfigsResourceResponse]
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+    o = _new(IncrementalAlterConfigsResponse)
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("IncrementalAlterConfigsResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"IncrementalAlterConfigsResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[AlterConfigsResourceResponse] = []
     for _ in range(n):
         e_responses, pos = _d_AlterConfigsResourceResponse_1(buf, pos)
-        v_responses.append(e_responses)
-    unknown, pos = skip_tags(buf, pos)
-    return IncrementalAlterConfigsResponse(v_throttle_time_ms, v_responses, unknown), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_IncrementalAlterConfigsResponse_1(o: IncrementalAlterConfigsResponse, out: bytearray) -> None:
@@ -248,7 +284,11 @@ def _e_IncrementalAlterConfigsResponse_1(o: IncrementalAlterConfigsResponse, out
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("IncrementalAlterConfigsResponse: Responses is not nullable in version 1")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_AlterConfigsResourceResponse_1(e_responses, out)
     if o.unknown_tags:
@@ -257,5 +297,6 @@ def _e_IncrementalAlterConfigsResponse_1(o: IncrementalAlterConfigsResponse, out
         out.append(0)
 
 
+_DEF_AlterConfigsResourceResponse = AlterConfigsResourceResponse()
 _DECODERS = (_d_IncrementalAlterConfigsResponse_0, _d_IncrementalAlterConfigsResponse_1,)
 _ENCODERS = (_e_IncrementalAlterConfigsResponse_0, _e_IncrementalAlterConfigsResponse_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>iqh')
 
@@ -131,11 +143,14 @@ class InitProducerIdRequest:
 
 
 def _d_InitProducerIdRequest_0(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
-    v_transactional_id: str | None
-    v_transactional_id, pos = read_nullable_string(buf, pos)
-    v_transaction_timeout_ms, = _S0.unpack_from(buf, pos)
+    o = _new(InitProducerIdRequest)
+    o.transactional_id, pos = read_nullable_string(buf, pos)
+    o.producer_id = -1
+    o.producer_epoch = -1
+    (o.transaction_timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return InitProducerIdRequest(v_transactional_id, v_transaction_timeout_ms, -1, -1, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_InitProducerIdRequest_0(o: InitProducerIdRequest, out: bytearray) -> None:
@@ -148,12 +163,18 @@ def _e_InitProducerIdRequest_0(o: InitProducerIdRequest, out: bytearray) -> None
 
 
 def _d_InitProducerIdRequest_1(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
-    v_transactional_id: str | None
-    v_transactional_id, pos = read_compact_nullable_string(buf, pos)
-    v_transaction_timeout_ms, = _S0.unpack_from(buf, pos)
+    o = _new(InitProducerIdRequest)
+    o.transactional_id, pos = read_compact_nullable_string(buf, pos)
+    o.producer_id = -1
+    o.producer_epoch = -1
+    (o.transaction_timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return InitProducerIdRequest(v_transactional_id, v_transaction_timeout_ms, -1, -1, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_InitProducerIdRequest_1(o: InitProducerIdRequest, out: bytearray) -> None:
@@ -170,12 +191,16 @@ def _e_InitProducerIdRequest_1(o: InitProducerIdRequest, out: bytearray) -> None
 
 
 def _d_InitProducerIdRequest_2(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
-    v_transactional_id: str | None
-    v_transactional_id, pos = read_compact_nullable_string(buf, pos)
-    v_transaction_timeout_ms, v_producer_id, v_producer_epoch = _S1.unpack_from(buf, pos)
+    o = _new(InitProducerIdRequest)
+    o.transactional_id, pos = read_compact_nullable_string(buf, pos)
+    o.transaction_timeout_ms, o.producer_id, o.producer_epoch = _S1.unpack_from(buf, pos)
     pos += 14
-    unknown, pos = skip_tags(buf, pos)
-    return InitProducerIdRequest(v_transactional_id, v_transaction_timeout_ms, v_producer_id, v_producer_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_InitProducerIdRequest_2(o: InitProducerIdRequest, out: bytearray) -> None:

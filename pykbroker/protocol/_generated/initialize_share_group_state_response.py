@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 
 
@@ -190,12 +202,16 @@ class InitializeShareGroupStateResponse:
 
 
 def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, int]:
-    v_error_message: str | None
-    v_partition, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(PartitionResult)
+    o.partition, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionResult(v_partition, v_error_code, v_error_message, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionResult_0(o: PartitionResult, out: bytearray) -> None:
@@ -208,16 +224,29 @@ def _e_PartitionResult_0(o: PartitionResult, out: bytearray) -> None:
 
 
 def _d_InitializeStateResult_0(buf: memoryview, pos: int) -> tuple[InitializeStateResult, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionResult]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(InitializeStateResult)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("InitializeShareGroupStateResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"InitializeShareGroupStateResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionResult] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionResult_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return InitializeStateResult(v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_InitializeStateResult_0(o: InitializeStateResult, out: bytearray) -> None:
@@ -225,7 +254,11 @@ def _e_InitializeStateResult_0(o: InitializeStateResult, out: bytearray) -> None
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("InitializeShareGroupStateResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionResult_0(e_partitions, out)
     if o.unknown_tags:
@@ -235,21 +268,39 @@ def _e_InitializeStateResult_0(o: InitializeStateResult, out: bytearray) -> None
 
 
 def _d_InitializeShareGroupStateResponse_0(buf: memoryview, pos: int) -> tuple[InitializeShareGroupStateResponse, int]:
-    v_results: list[InitializeStateResult]
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    o = _new(InitializeShareGroupStateResponse)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("InitializeShareGroupStateResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"InitializeShareGroupStateResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[InitializeStateResult] = []
     for _ in range(n):
         e_results, pos = _d_InitializeStateResult_0(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return InitializeShareGroupStateResponse(v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_InitializeShareGroupStateResponse_0(o: InitializeShareGroupStateResponse, out: bytearray) -> None:
     x_results = o.results
     if x_results is None:
         raise EncodeError("InitializeShareGroupStateResponse: Results is not nullable in version 0")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_InitializeStateResult_0(e_results, out)
     if o.unknown_tags:
@@ -258,5 +309,7 @@ def _e_InitializeShareGroupStateResponse_0(o: InitializeShareGroupStateResponse,
         out.append(0)
 
 
+_DEF_PartitionResult = PartitionResult()
+_DEF_InitializeStateResult = InitializeStateResult()
 _DECODERS = (_d_InitializeShareGroupStateResponse_0,)
 _ENCODERS = (_e_InitializeShareGroupStateResponse_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>ii')
 
@@ -181,11 +193,11 @@ class JoinGroupRequest:
 
 
 def _d_JoinGroupRequestProtocol_0(buf: memoryview, pos: int) -> tuple[JoinGroupRequestProtocol, int]:
-    v_name: str
-    v_metadata: bytes
-    v_name, pos = read_string(buf, pos)
-    v_metadata, pos = read_bytes(buf, pos)
-    return JoinGroupRequestProtocol(v_name, v_metadata, None), pos
+    o = _new(JoinGroupRequestProtocol)
+    o.name, pos = read_string(buf, pos)
+    o.metadata, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_JoinGroupRequestProtocol_0(o: JoinGroupRequestProtocol, out: bytearray) -> None:
@@ -194,12 +206,15 @@ def _e_JoinGroupRequestProtocol_0(o: JoinGroupRequestProtocol, out: bytearray) -
 
 
 def _d_JoinGroupRequestProtocol_1(buf: memoryview, pos: int) -> tuple[JoinGroupRequestProtocol, int]:
-    v_name: str
-    v_metadata: bytes
-    v_name, pos = read_compact_string(buf, pos)
-    v_metadata, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return JoinGroupRequestProtocol(v_name, v_metadata, unknown), pos
+    o = _new(JoinGroupRequestProtocol)
+    o.name, pos = read_compact_string(buf, pos)
+    o.metadata, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_JoinGroupRequestProtocol_1(o: JoinGroupRequestProtocol, out: bytearray) -> None:
@@ -212,21 +227,28 @@ def _e_JoinGroupRequestProtocol_1(o: JoinGroupRequestProtocol, out: bytearray) -
 
 
 def _d_JoinGroupRequest_0(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_protocol_type: str
-    v_protocols: list[JoinGroupRequestProtocol]
-    v_group_id, pos = read_string(buf, pos)
-    v_session_timeout_ms, = _S0.unpack_from(buf, pos)
+    o = _new(JoinGroupRequest)
+    o.group_id, pos = read_string(buf, pos)
+    o.rebalance_timeout_ms = -1
+    (o.session_timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_string(buf, pos)
-    v_protocol_type, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_protocols = []
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.protocol_type, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"JoinGroupRequest.Protocols has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupRequest.Protocols length {n} exceeds the {len(buf) - pos} bytes left")
+    a_protocols: list[JoinGroupRequestProtocol] = []
     for _ in range(n):
         e_protocols, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
-        v_protocols.append(e_protocols)
-    return JoinGroupRequest(v_group_id, v_session_timeout_ms, -1, v_member_id, None, v_protocol_type, v_protocols, None, None), pos
+        a_protocols.append(e_protocols)
+    o.protocols = a_protocols
+    o.reason = None
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_JoinGroupRequest_0(o: JoinGroupRequest, out: bytearray) -> None:
@@ -245,21 +267,27 @@ def _e_JoinGroupRequest_0(o: JoinGroupRequest, out: bytearray) -> None:
 
 
 def _d_JoinGroupRequest_1(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_protocol_type: str
-    v_protocols: list[JoinGroupRequestProtocol]
-    v_group_id, pos = read_string(buf, pos)
-    v_session_timeout_ms, v_rebalance_timeout_ms = _S1.unpack_from(buf, pos)
+    o = _new(JoinGroupRequest)
+    o.group_id, pos = read_string(buf, pos)
+    o.session_timeout_ms, o.rebalance_timeout_ms = _S1.unpack_from(buf, pos)
     pos += 8
-    v_member_id, pos = read_string(buf, pos)
-    v_protocol_type, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_protocols = []
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.protocol_type, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"JoinGroupRequest.Protocols has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupRequest.Protocols length {n} exceeds the {len(buf) - pos} bytes left")
+    a_protocols: list[JoinGroupRequestProtocol] = []
     for _ in range(n):
         e_protocols, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
-        v_protocols.append(e_protocols)
-    return JoinGroupRequest(v_group_id, v_session_timeout_ms, v_rebalance_timeout_ms, v_member_id, None, v_protocol_type, v_protocols, None, None), pos
+        a_protocols.append(e_protocols)
+    o.protocols = a_protocols
+    o.reason = None
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_JoinGroupRequest_1(o: JoinGroupRequest, out: bytearray) -> None:
@@ -278,23 +306,27 @@ def _e_JoinGroupRequest_1(o: JoinGroupRequest, out: bytearray) -> None:
 
 
 def _d_JoinGroupRequest_2(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_protocol_type: str
-    v_protocols: list[JoinGroupRequestProtocol]
-    v_group_id, pos = read_string(buf, pos)
-    v_session_timeout_ms, v_rebalance_timeout_ms = _S1.unpack_from(buf, pos)
+    o = _new(JoinGroupRequest)
+    o.group_id, pos = read_string(buf, pos)
+    o.session_timeout_ms, o.rebalance_timeout_ms = _S1.unpack_from(buf, pos)
     pos += 8
-    v_member_id, pos = read_string(buf, pos)
-    v_group_instance_id, pos = read_nullable_string(buf, pos)
-    v_protocol_type, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_protocols = []
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id, pos = read_nullable_string(buf, pos)
+    o.protocol_type, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"JoinGroupRequest.Protocols has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupRequest.Protocols length {n} exceeds the {len(buf) - pos} bytes left")
+    a_protocols: list[JoinGroupRequestProtocol] = []
     for _ in range(n):
         e_protocols, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
-        v_protocols.append(e_protocols)
-    return JoinGroupRequest(v_group_id, v_session_timeout_ms, v_rebalance_timeout_ms, v_member_id, v_group_instance_id, v_protocol_type, v_protocols, None, None), pos
+        a_protocols.append(e_protocols)
+    o.protocols = a_protocols
+    o.reason = None
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_JoinGroupRequest_2(o: JoinGroupRequest, out: bytearray) -> None:
@@ -312,24 +344,35 @@ def _e_JoinGroupRequest_2(o: JoinGroupRequest, out: bytearray) -> None:
 
 
 def _d_JoinGroupRequest_3(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_protocol_type: str
-    v_protocols: list[JoinGroupRequestProtocol]
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_session_timeout_ms, v_rebalance_timeout_ms = _S1.unpack_from(buf, pos)
+    o = _new(JoinGroupRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.session_timeout_ms, o.rebalance_timeout_ms = _S1.unpack_from(buf, pos)
     pos += 8
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_protocol_type, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_protocols = []
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.protocol_type, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("JoinGroupRequest.Protocols is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupRequest.Protocols length {n} exceeds the {len(buf) - pos} bytes left")
+    a_protocols: list[JoinGroupRequestProtocol] = []
     for _ in range(n):
         e_protocols, pos = _d_JoinGroupRequestProtocol_1(buf, pos)
-        v_protocols.append(e_protocols)
-    unknown, pos = skip_tags(buf, pos)
-    return JoinGroupRequest(v_group_id, v_session_timeout_ms, v_rebalance_timeout_ms, v_member_id, v_group_instance_id, v_protocol_type, v_protocols, None, unknown), pos
+        a_protocols.append(e_protocols)
+    o.protocols = a_protocols
+    o.reason = None
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_JoinGroupRequest_3(o: JoinGroupRequest, out: bytearray) -> None:
@@ -341,7 +384,11 @@ def _e_JoinGroupRequest_3(o: JoinGroupRequest, out: bytearray) -> None:
     x_protocols = o.protocols
     if x_protocols is None:
         raise EncodeError("JoinGroupRequest: Protocols is not nullable in version 6")
-    write_uvarint(out, len(x_protocols) + 1)
+    n = len(x_protocols) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_protocols in x_protocols:
         _e_JoinGroupRequestProtocol_1(e_protocols, out)
     if o.unknown_tags:
@@ -351,26 +398,35 @@ def _e_JoinGroupRequest_3(o: JoinGroupRequest, out: bytearray) -> None:
 
 
 def _d_JoinGroupRequest_4(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_protocol_type: str
-    v_protocols: list[JoinGroupRequestProtocol]
-    v_reason: str | None
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_session_timeout_ms, v_rebalance_timeout_ms = _S1.unpack_from(buf, pos)
+    o = _new(JoinGroupRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.session_timeout_ms, o.rebalance_timeout_ms = _S1.unpack_from(buf, pos)
     pos += 8
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_protocol_type, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_protocols = []
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.protocol_type, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("JoinGroupRequest.Protocols is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupRequest.Protocols length {n} exceeds the {len(buf) - pos} bytes left")
+    a_protocols: list[JoinGroupRequestProtocol] = []
     for _ in range(n):
         e_protocols, pos = _d_JoinGroupRequestProtocol_1(buf, pos)
-        v_protocols.append(e_protocols)
-    v_reason, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return JoinGroupRequest(v_group_id, v_session_timeout_ms, v_rebalance_timeout_ms, v_member_id, v_group_instance_id, v_protocol_type, v_protocols, v_reason, unknown), pos
+        a_protocols.append(e_protocols)
+    o.protocols = a_protocols
+    o.reason, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_JoinGroupRequest_4(o: JoinGroupRequest, out: bytearray) -> None:
@@ -382,7 +438,11 @@ def _e_JoinGroupRequest_4(o: JoinGroupRequest, out: bytearray) -> None:
     x_protocols = o.protocols
     if x_protocols is None:
         raise EncodeError("JoinGroupRequest: Protocols is not nullable in version 8")
-    write_uvarint(out, len(x_protocols) + 1)
+    n = len(x_protocols) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_protocols in x_protocols:
         _e_JoinGroupRequestProtocol_1(e_protocols, out)
     write_compact_nullable_string(out, o.reason)
@@ -392,5 +452,6 @@ def _e_JoinGroupRequest_4(o: JoinGroupRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_JoinGroupRequestProtocol = JoinGroupRequestProtocol()
 _DECODERS = (_d_JoinGroupRequest_0, _d_JoinGroupRequest_1, _d_JoinGroupRequest_1, _d_JoinGroupRequest_1, _d_JoinGroupRequest_1, _d_JoinGroupRequest_2, _d_JoinGroupRequest_3, _d_JoinGroupRequest_3, _d_JoinGroupRequest_4, _d_JoinGroupRequest_4,)
 _ENCODERS = (_e_JoinGroupRequest_0, _e_JoinGroupRequest_1, _e_JoinGroupRequest_1, _e_JoinGroupRequest_1, _e_JoinGroupRequest_1, _e_JoinGroupRequest_2, _e_JoinGroupRequest_3, _e_JoinGroupRequest_3, _e_JoinGroupRequest_4, _e_JoinGroupRequest_4,)

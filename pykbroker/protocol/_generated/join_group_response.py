@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>hi')
 _S1 = struct.Struct('>ihi')
 _S2 = struct.Struct('>?')
@@ -190,11 +202,12 @@ class JoinGroupResponse:
 
 
 def _d_JoinGroupResponseMember_0(buf: memoryview, pos: int) -> tuple[JoinGroupResponseMember, int]:
-    v_member_id: str
-    v_metadata: bytes
-    v_member_id, pos = read_string(buf, pos)
-    v_metadata, pos = read_bytes(buf, pos)
-    return JoinGroupResponseMember(v_member_id, None, v_metadata, None), pos
+    o = _new(JoinGroupResponseMember)
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.metadata, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_JoinGroupResponseMember_0(o: JoinGroupResponseMember, out: bytearray) -> None:
@@ -203,13 +216,12 @@ def _e_JoinGroupResponseMember_0(o: JoinGroupResponseMember, out: bytearray) -> 
 
 
 def _d_JoinGroupResponseMember_1(buf: memoryview, pos: int) -> tuple[JoinGroupResponseMember, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_metadata: bytes
-    v_member_id, pos = read_string(buf, pos)
-    v_group_instance_id, pos = read_nullable_string(buf, pos)
-    v_metadata, pos = read_bytes(buf, pos)
-    return JoinGroupResponseMember(v_member_id, v_group_instance_id, v_metadata, None), pos
+    o = _new(JoinGroupResponseMember)
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id, pos = read_nullable_string(buf, pos)
+    o.metadata, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_JoinGroupResponseMember_1(o: JoinGroupResponseMember, out: bytearray) -> None:
@@ -219,14 +231,16 @@ def _e_JoinGroupResponseMember_1(o: JoinGroupResponseMember, out: bytearray) -> 
 
 
 def _d_JoinGroupResponseMember_2(buf: memoryview, pos: int) -> tuple[JoinGroupResponseMember, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_metadata: bytes
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_metadata, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return JoinGroupResponseMember(v_member_id, v_group_instance_id, v_metadata, unknown), pos
+    o = _new(JoinGroupResponseMember)
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.metadata, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_JoinGroupResponseMember_2(o: JoinGroupResponseMember, out: bytearray) -> None:
@@ -240,21 +254,28 @@ def _e_JoinGroupResponseMember_2(o: JoinGroupResponseMember, out: bytearray) -> 
 
 
 def _d_JoinGroupResponse_0(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
-    v_protocol_name: str | None
-    v_leader: str
-    v_member_id: str
-    v_members: list[JoinGroupResponseMember]
-    v_error_code, v_generation_id = _S0.unpack_from(buf, pos)
+    o = _new(JoinGroupResponse)
+    o.throttle_time_ms = 0
+    o.protocol_type = None
+    o.error_code, o.generation_id = _S0.unpack_from(buf, pos)
     pos += 6
-    v_protocol_name, pos = read_string(buf, pos)
-    v_leader, pos = read_string(buf, pos)
-    v_member_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    o.protocol_name, pos = read_string(buf, pos)
+    o.leader, pos = read_string(buf, pos)
+    o.skip_assignment = False
+    o.member_id, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"JoinGroupResponse.Members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[JoinGroupResponseMember] = []
     for _ in range(n):
         e_members, pos = _d_JoinGroupResponseMember_0(buf, pos)
-        v_members.append(e_members)
-    return JoinGroupResponse(0, v_error_code, v_generation_id, None, v_protocol_name, v_leader, False, v_member_id, v_members, None), pos
+        a_members.append(e_members)
+    o.members = a_members
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_JoinGroupResponse_0(o: JoinGroupResponse, out: bytearray) -> None:
@@ -273,21 +294,27 @@ def _e_JoinGroupResponse_0(o: JoinGroupResponse, out: bytearray) -> None:
 
 
 def _d_JoinGroupResponse_1(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
-    v_protocol_name: str | None
-    v_leader: str
-    v_member_id: str
-    v_members: list[JoinGroupResponseMember]
-    v_throttle_time_ms, v_error_code, v_generation_id = _S1.unpack_from(buf, pos)
+    o = _new(JoinGroupResponse)
+    o.protocol_type = None
+    o.throttle_time_ms, o.error_code, o.generation_id = _S1.unpack_from(buf, pos)
     pos += 10
-    v_protocol_name, pos = read_string(buf, pos)
-    v_leader, pos = read_string(buf, pos)
-    v_member_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    o.protocol_name, pos = read_string(buf, pos)
+    o.leader, pos = read_string(buf, pos)
+    o.skip_assignment = False
+    o.member_id, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"JoinGroupResponse.Members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[JoinGroupResponseMember] = []
     for _ in range(n):
         e_members, pos = _d_JoinGroupResponseMember_0(buf, pos)
-        v_members.append(e_members)
-    return JoinGroupResponse(v_throttle_time_ms, v_error_code, v_generation_id, None, v_protocol_name, v_leader, False, v_member_id, v_members, None), pos
+        a_members.append(e_members)
+    o.members = a_members
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_JoinGroupResponse_1(o: JoinGroupResponse, out: bytearray) -> None:
@@ -306,21 +333,27 @@ def _e_JoinGroupResponse_1(o: JoinGroupResponse, out: bytearray) -> None:
 
 
 def _d_JoinGroupResponse_2(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
-    v_protocol_name: str | None
-    v_leader: str
-    v_member_id: str
-    v_members: list[JoinGroupResponseMember]
-    v_throttle_time_ms, v_error_code, v_generation_id = _S1.unpack_from(buf, pos)
+    o = _new(JoinGroupResponse)
+    o.protocol_type = None
+    o.throttle_time_ms, o.error_code, o.generation_id = _S1.unpack_from(buf, pos)
     pos += 10
-    v_protocol_name, pos = read_string(buf, pos)
-    v_leader, pos = read_string(buf, pos)
-    v_member_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    o.protocol_name, pos = read_string(buf, pos)
+    o.leader, pos = read_string(buf, pos)
+    o.skip_assignment = False
+    o.member_id, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"JoinGroupResponse.Members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[JoinGroupResponseMember] = []
     for _ in range(n):
         e_members, pos = _d_JoinGroupResponseMember_1(buf, pos)
-        v_members.append(e_members)
-    return JoinGroupResponse(v_throttle_time_ms, v_error_code, v_generation_id, None, v_protocol_name, v_leader, False, v_member_id, v_members, None), pos
+        a_members.append(e_members)
+    o.members = a_members
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_JoinGroupResponse_2(o: JoinGroupResponse, out: bytearray) -> None:
@@ -339,22 +372,35 @@ def _e_JoinGroupResponse_2(o: JoinGroupResponse, out: bytearray) -> None:
 
 
 def _d_JoinGroupResponse_3(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
-    v_protocol_name: str | None
-    v_leader: str
-    v_member_id: str
-    v_members: list[JoinGroupResponseMember]
-    v_throttle_time_ms, v_error_code, v_generation_id = _S1.unpack_from(buf, pos)
+    o = _new(JoinGroupResponse)
+    o.protocol_type = None
+    o.throttle_time_ms, o.error_code, o.generation_id = _S1.unpack_from(buf, pos)
     pos += 10
-    v_protocol_name, pos = read_compact_string(buf, pos)
-    v_leader, pos = read_compact_string(buf, pos)
-    v_member_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_members = []
+    o.protocol_name, pos = read_compact_string(buf, pos)
+    o.leader, pos = read_compact_string(buf, pos)
+    o.skip_assignment = False
+    o.member_id, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("JoinGroupResponse.Members is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[JoinGroupResponseMember] = []
     for _ in range(n):
         e_members, pos = _d_JoinGroupResponseMember_2(buf, pos)
-        v_members.append(e_members)
-    unknown, pos = skip_tags(buf, pos)
-    return JoinGroupResponse(v_throttle_time_ms, v_error_code, v_generation_id, None, v_protocol_name, v_leader, False, v_member_id, v_members, unknown), pos
+        a_members.append(e_members)
+    o.members = a_members
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_JoinGroupResponse_3(o: JoinGroupResponse, out: bytearray) -> None:
@@ -367,7 +413,11 @@ def _e_JoinGroupResponse_3(o: JoinGroupResponse, out: bytearray) -> None:
     x_members = o.members
     if x_members is None:
         raise EncodeError("JoinGroupResponse: Members is not nullable in version 6")
-    write_uvarint(out, len(x_members) + 1)
+    n = len(x_members) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_members in x_members:
         _e_JoinGroupResponseMember_2(e_members, out)
     if o.unknown_tags:
@@ -377,24 +427,35 @@ def _e_JoinGroupResponse_3(o: JoinGroupResponse, out: bytearray) -> None:
 
 
 def _d_JoinGroupResponse_4(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
-    v_protocol_type: str | None
-    v_protocol_name: str | None
-    v_leader: str
-    v_member_id: str
-    v_members: list[JoinGroupResponseMember]
-    v_throttle_time_ms, v_error_code, v_generation_id = _S1.unpack_from(buf, pos)
+    o = _new(JoinGroupResponse)
+    o.throttle_time_ms, o.error_code, o.generation_id = _S1.unpack_from(buf, pos)
     pos += 10
-    v_protocol_type, pos = read_compact_nullable_string(buf, pos)
-    v_protocol_name, pos = read_compact_nullable_string(buf, pos)
-    v_leader, pos = read_compact_string(buf, pos)
-    v_member_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_members = []
+    o.protocol_type, pos = read_compact_nullable_string(buf, pos)
+    o.protocol_name, pos = read_compact_nullable_string(buf, pos)
+    o.leader, pos = read_compact_string(buf, pos)
+    o.skip_assignment = False
+    o.member_id, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("JoinGroupResponse.Members is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[JoinGroupResponseMember] = []
     for _ in range(n):
         e_members, pos = _d_JoinGroupResponseMember_2(buf, pos)
-        v_members.append(e_members)
-    unknown, pos = skip_tags(buf, pos)
-    return JoinGroupResponse(v_throttle_time_ms, v_error_code, v_generation_id, v_protocol_type, v_protocol_name, v_leader, False, v_member_id, v_members, unknown), pos
+        a_members.append(e_members)
+    o.members = a_members
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_JoinGroupResponse_4(o: JoinGroupResponse, out: bytearray) -> None:
@@ -408,7 +469,11 @@ def _e_JoinGroupResponse_4(o: JoinGroupResponse, out: bytearray) -> None:
     x_members = o.members
     if x_members is None:
         raise EncodeError("JoinGroupResponse: Members is not nullable in version 7")
-    write_uvarint(out, len(x_members) + 1)
+    n = len(x_members) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_members in x_members:
         _e_JoinGroupResponseMember_2(e_members, out)
     if o.unknown_tags:
@@ -418,26 +483,36 @@ def _e_JoinGroupResponse_4(o: JoinGroupResponse, out: bytearray) -> None:
 
 
 def _d_JoinGroupResponse_5(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
-    v_protocol_type: str | None
-    v_protocol_name: str | None
-    v_leader: str
-    v_member_id: str
-    v_members: list[JoinGroupResponseMember]
-    v_throttle_time_ms, v_error_code, v_generation_id = _S1.unpack_from(buf, pos)
+    o = _new(JoinGroupResponse)
+    o.throttle_time_ms, o.error_code, o.generation_id = _S1.unpack_from(buf, pos)
     pos += 10
-    v_protocol_type, pos = read_compact_nullable_string(buf, pos)
-    v_protocol_name, pos = read_compact_nullable_string(buf, pos)
-    v_leader, pos = read_compact_string(buf, pos)
-    v_skip_assignment, = _S2.unpack_from(buf, pos)
+    o.protocol_type, pos = read_compact_nullable_string(buf, pos)
+    o.protocol_name, pos = read_compact_nullable_string(buf, pos)
+    o.leader, pos = read_compact_string(buf, pos)
+    (o.skip_assignment,) = _S2.unpack_from(buf, pos)
     pos += 1
-    v_member_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_members = []
+    o.member_id, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("JoinGroupResponse.Members is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"JoinGroupResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[JoinGroupResponseMember] = []
     for _ in range(n):
         e_members, pos = _d_JoinGroupResponseMember_2(buf, pos)
-        v_members.append(e_members)
-    unknown, pos = skip_tags(buf, pos)
-    return JoinGroupResponse(v_throttle_time_ms, v_error_code, v_generation_id, v_protocol_type, v_protocol_name, v_leader, v_skip_assignment, v_member_id, v_members, unknown), pos
+        a_members.append(e_members)
+    o.members = a_members
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_JoinGroupResponse_5(o: JoinGroupResponse, out: bytearray) -> None:
@@ -450,7 +525,11 @@ def _e_JoinGroupResponse_5(o: JoinGroupResponse, out: bytearray) -> None:
     x_members = o.members
     if x_members is None:
         raise EncodeError("JoinGroupResponse: Members is not nullable in version 9")
-    write_uvarint(out, len(x_members) + 1)
+    n = len(x_members) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_members in x_members:
         _e_JoinGroupResponseMember_2(e_members, out)
     if o.unknown_tags:
@@ -459,5 +538,6 @@ def _e_JoinGroupResponse_5(o: JoinGroupResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_JoinGroupResponseMember = JoinGroupResponseMember()
 _DECODERS = (_d_JoinGroupResponse_0, _d_JoinGroupResponse_0, _d_JoinGroupResponse_1, _d_JoinGroupResponse_1, _d_JoinGroupResponse_1, _d_JoinGroupResponse_2, _d_JoinGroupResponse_3, _d_JoinGroupResponse_4, _d_JoinGroupResponse_4, _d_JoinGroupResponse_5,)
 _ENCODERS = (_e_JoinGroupResponse_0, _e_JoinGroupResponse_0, _e_JoinGroupResponse_1, _e_JoinGroupResponse_1, _e_JoinGroupResponse_1, _e_JoinGroupResponse_2, _e_JoinGroupResponse_3, _e_JoinGroupResponse_4, _e_JoinGroupResponse_4, _e_JoinGroupResponse_5,)

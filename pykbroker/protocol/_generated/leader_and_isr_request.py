@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iiii')
 _S1 = struct.Struct('>i')
 _S2 = struct.Struct('>?')
@@ -305,21 +317,34 @@ class LeaderAndIsrRequest:
 
 
 def _d_LeaderAndIsrPartitionState_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
-    v_topic_name: str
-    v_isr: list[int]
-    v_replicas: list[int]
-    v_topic_name, pos = read_string(buf, pos)
-    v_partition_index, v_controller_epoch, v_leader, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrPartitionState)
+    o.topic_name, pos = read_string(buf, pos)
+    o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
-    pos += 4 * n
-    v_partition_epoch, = _S1.unpack_from(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.Isr has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return LeaderAndIsrPartitionState(v_topic_name, v_partition_index, v_controller_epoch, v_leader, v_leader_epoch, v_isr, v_partition_epoch, v_replicas, [], [], False, 0, None), pos
+    (o.partition_epoch,) = _S1.unpack_from(buf, pos)
+    pos += 4
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.Replicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+    pos += 4 * n
+    o.adding_replicas = []
+    o.removing_replicas = []
+    o.is_new = False
+    o.leader_recovery_state = 0
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrPartitionState_0(o: LeaderAndIsrPartitionState, out: bytearray) -> None:
@@ -329,35 +354,49 @@ def _e_LeaderAndIsrPartitionState_0(o: LeaderAndIsrPartitionState, out: bytearra
     if x_isr is None:
         raise EncodeError("LeaderAndIsrRequest: Isr is not nullable in version 0")
     out += pack_i32(len(x_isr))
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.partition_epoch)
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: Replicas is not nullable in version 0")
     out += pack_i32(len(x_replicas))
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     if o.leader_recovery_state != 0:
         raise EncodeError("LeaderAndIsrPartitionState.leader_recovery_state can not be written in LeaderAndIsrRequest version 0")
 
 
 def _d_LeaderAndIsrPartitionState_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
-    v_topic_name: str
-    v_isr: list[int]
-    v_replicas: list[int]
-    v_topic_name, pos = read_string(buf, pos)
-    v_partition_index, v_controller_epoch, v_leader, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrPartitionState)
+    o.topic_name, pos = read_string(buf, pos)
+    o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
-    pos += 4 * n
-    v_partition_epoch, = _S1.unpack_from(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.Isr has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_is_new, = _S2.unpack_from(buf, pos)
+    (o.partition_epoch,) = _S1.unpack_from(buf, pos)
+    pos += 4
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.Replicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+    pos += 4 * n
+    o.adding_replicas = []
+    o.removing_replicas = []
+    o.leader_recovery_state = 0
+    (o.is_new,) = _S2.unpack_from(buf, pos)
     pos += 1
-    return LeaderAndIsrPartitionState(v_topic_name, v_partition_index, v_controller_epoch, v_leader, v_leader_epoch, v_isr, v_partition_epoch, v_replicas, [], [], v_is_new, 0, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrPartitionState_1(o: LeaderAndIsrPartitionState, out: bytearray) -> None:
@@ -367,34 +406,50 @@ def _e_LeaderAndIsrPartitionState_1(o: LeaderAndIsrPartitionState, out: bytearra
     if x_isr is None:
         raise EncodeError("LeaderAndIsrRequest: Isr is not nullable in version 1")
     out += pack_i32(len(x_isr))
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.partition_epoch)
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: Replicas is not nullable in version 1")
     out += pack_i32(len(x_replicas))
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     out += _S2.pack(o.is_new)
     if o.leader_recovery_state != 0:
         raise EncodeError("LeaderAndIsrPartitionState.leader_recovery_state can not be written in LeaderAndIsrRequest version 1")
 
 
 def _d_LeaderAndIsrPartitionState_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
-    v_isr: list[int]
-    v_replicas: list[int]
-    v_partition_index, v_controller_epoch, v_leader, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrPartitionState)
+    o.topic_name = ''
+    o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
-    pos += 4 * n
-    v_partition_epoch, = _S1.unpack_from(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.Isr has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_is_new, = _S2.unpack_from(buf, pos)
+    (o.partition_epoch,) = _S1.unpack_from(buf, pos)
+    pos += 4
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.Replicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+    pos += 4 * n
+    o.adding_replicas = []
+    o.removing_replicas = []
+    o.leader_recovery_state = 0
+    (o.is_new,) = _S2.unpack_from(buf, pos)
     pos += 1
-    return LeaderAndIsrPartitionState('', v_partition_index, v_controller_epoch, v_leader, v_leader_epoch, v_isr, v_partition_epoch, v_replicas, [], [], v_is_new, 0, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrPartitionState_2(o: LeaderAndIsrPartitionState, out: bytearray) -> None:
@@ -403,42 +458,64 @@ def _e_LeaderAndIsrPartitionState_2(o: LeaderAndIsrPartitionState, out: bytearra
     if x_isr is None:
         raise EncodeError("LeaderAndIsrRequest: Isr is not nullable in version 2")
     out += pack_i32(len(x_isr))
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.partition_epoch)
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: Replicas is not nullable in version 2")
     out += pack_i32(len(x_replicas))
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     out += _S2.pack(o.is_new)
     if o.leader_recovery_state != 0:
         raise EncodeError("LeaderAndIsrPartitionState.leader_recovery_state can not be written in LeaderAndIsrRequest version 2")
 
 
 def _d_LeaderAndIsrPartitionState_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
-    v_isr: list[int]
-    v_replicas: list[int]
-    v_adding_replicas: list[int]
-    v_removing_replicas: list[int]
-    v_partition_index, v_controller_epoch, v_leader, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrPartitionState)
+    o.topic_name = ''
+    o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
-    pos += 4 * n
-    v_partition_epoch, = _S1.unpack_from(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.Isr has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_array_len(buf, pos)
-    v_adding_replicas = list(unpack_from(">%di" % n, buf, pos))
+    (o.partition_epoch,) = _S1.unpack_from(buf, pos)
+    pos += 4
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.Replicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_array_len(buf, pos)
-    v_removing_replicas = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.AddingReplicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.AddingReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.adding_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_is_new, = _S2.unpack_from(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.RemovingReplicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.RemovingReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.removing_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+    pos += 4 * n
+    o.leader_recovery_state = 0
+    (o.is_new,) = _S2.unpack_from(buf, pos)
     pos += 1
-    return LeaderAndIsrPartitionState('', v_partition_index, v_controller_epoch, v_leader, v_leader_epoch, v_isr, v_partition_epoch, v_replicas, v_adding_replicas, v_removing_replicas, v_is_new, 0, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrPartitionState_3(o: LeaderAndIsrPartitionState, out: bytearray) -> None:
@@ -447,53 +524,96 @@ def _e_LeaderAndIsrPartitionState_3(o: LeaderAndIsrPartitionState, out: bytearra
     if x_isr is None:
         raise EncodeError("LeaderAndIsrRequest: Isr is not nullable in version 3")
     out += pack_i32(len(x_isr))
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.partition_epoch)
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: Replicas is not nullable in version 3")
     out += pack_i32(len(x_replicas))
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     x_adding_replicas = o.adding_replicas
     if x_adding_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: AddingReplicas is not nullable in version 3")
     out += pack_i32(len(x_adding_replicas))
-    out += pack(">%di" % len(x_adding_replicas), *x_adding_replicas)
+    n = len(x_adding_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_adding_replicas)
     x_removing_replicas = o.removing_replicas
     if x_removing_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: RemovingReplicas is not nullable in version 3")
     out += pack_i32(len(x_removing_replicas))
-    out += pack(">%di" % len(x_removing_replicas), *x_removing_replicas)
+    n = len(x_removing_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_removing_replicas)
     out += _S2.pack(o.is_new)
     if o.leader_recovery_state != 0:
         raise EncodeError("LeaderAndIsrPartitionState.leader_recovery_state can not be written in LeaderAndIsrRequest version 3")
 
 
 def _d_LeaderAndIsrPartitionState_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
-    v_isr: list[int]
-    v_replicas: list[int]
-    v_adding_replicas: list[int]
-    v_removing_replicas: list[int]
-    v_partition_index, v_controller_epoch, v_leader, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrPartitionState)
+    o.topic_name = ''
+    o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.Isr is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_partition_epoch, = _S1.unpack_from(buf, pos)
+    (o.partition_epoch,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.Replicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_adding_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.AddingReplicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.AddingReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.adding_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_removing_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.RemovingReplicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.RemovingReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.removing_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_is_new, = _S2.unpack_from(buf, pos)
+    o.leader_recovery_state = 0
+    (o.is_new,) = _S2.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrPartitionState('', v_partition_index, v_controller_epoch, v_leader, v_leader_epoch, v_isr, v_partition_epoch, v_replicas, v_adding_replicas, v_removing_replicas, v_is_new, 0, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrPartitionState_4(o: LeaderAndIsrPartitionState, out: bytearray) -> None:
@@ -501,24 +621,44 @@ def _e_LeaderAndIsrPartitionState_4(o: LeaderAndIsrPartitionState, out: bytearra
     x_isr = o.isr
     if x_isr is None:
         raise EncodeError("LeaderAndIsrRequest: Isr is not nullable in version 4")
-    write_uvarint(out, len(x_isr) + 1)
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.partition_epoch)
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: Replicas is not nullable in version 4")
-    write_uvarint(out, len(x_replicas) + 1)
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     x_adding_replicas = o.adding_replicas
     if x_adding_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: AddingReplicas is not nullable in version 4")
-    write_uvarint(out, len(x_adding_replicas) + 1)
-    out += pack(">%di" % len(x_adding_replicas), *x_adding_replicas)
+    n = len(x_adding_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_adding_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_adding_replicas)
     x_removing_replicas = o.removing_replicas
     if x_removing_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: RemovingReplicas is not nullable in version 4")
-    write_uvarint(out, len(x_removing_replicas) + 1)
-    out += pack(">%di" % len(x_removing_replicas), *x_removing_replicas)
+    n = len(x_removing_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_removing_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_removing_replicas)
     out += _S2.pack(o.is_new)
     if o.leader_recovery_state != 0:
         raise EncodeError("LeaderAndIsrPartitionState.leader_recovery_state can not be written in LeaderAndIsrRequest version 4")
@@ -529,30 +669,68 @@ def _e_LeaderAndIsrPartitionState_4(o: LeaderAndIsrPartitionState, out: bytearra
 
 
 def _d_LeaderAndIsrPartitionState_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
-    v_isr: list[int]
-    v_replicas: list[int]
-    v_adding_replicas: list[int]
-    v_removing_replicas: list[int]
-    v_partition_index, v_controller_epoch, v_leader, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrPartitionState)
+    o.topic_name = ''
+    o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.Isr is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_partition_epoch, = _S1.unpack_from(buf, pos)
+    (o.partition_epoch,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.Replicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_adding_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.AddingReplicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.AddingReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.adding_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_removing_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.RemovingReplicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.RemovingReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.removing_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_is_new, v_leader_recovery_state = _S3.unpack_from(buf, pos)
+    o.is_new, o.leader_recovery_state = _S3.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrPartitionState('', v_partition_index, v_controller_epoch, v_leader, v_leader_epoch, v_isr, v_partition_epoch, v_replicas, v_adding_replicas, v_removing_replicas, v_is_new, v_leader_recovery_state, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrPartitionState_5(o: LeaderAndIsrPartitionState, out: bytearray) -> None:
@@ -560,24 +738,44 @@ def _e_LeaderAndIsrPartitionState_5(o: LeaderAndIsrPartitionState, out: bytearra
     x_isr = o.isr
     if x_isr is None:
         raise EncodeError("LeaderAndIsrRequest: Isr is not nullable in version 6")
-    write_uvarint(out, len(x_isr) + 1)
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.partition_epoch)
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: Replicas is not nullable in version 6")
-    write_uvarint(out, len(x_replicas) + 1)
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     x_adding_replicas = o.adding_replicas
     if x_adding_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: AddingReplicas is not nullable in version 6")
-    write_uvarint(out, len(x_adding_replicas) + 1)
-    out += pack(">%di" % len(x_adding_replicas), *x_adding_replicas)
+    n = len(x_adding_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_adding_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_adding_replicas)
     x_removing_replicas = o.removing_replicas
     if x_removing_replicas is None:
         raise EncodeError("LeaderAndIsrRequest: RemovingReplicas is not nullable in version 6")
-    write_uvarint(out, len(x_removing_replicas) + 1)
-    out += pack(">%di" % len(x_removing_replicas), *x_removing_replicas)
+    n = len(x_removing_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_removing_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_removing_replicas)
     out += _S3.pack(o.is_new, o.leader_recovery_state)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
@@ -586,15 +784,22 @@ def _e_LeaderAndIsrPartitionState_5(o: LeaderAndIsrPartitionState, out: bytearra
 
 
 def _d_LeaderAndIsrTopicState_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicState, int]:
-    v_topic_name: str
-    v_partition_states: list[LeaderAndIsrPartitionState]
-    v_topic_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_states = []
+    o = _new(LeaderAndIsrTopicState)
+    o.topic_name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.PartitionStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.PartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_states: list[LeaderAndIsrPartitionState] = []
     for _ in range(n):
         e_partition_states, pos = _d_LeaderAndIsrPartitionState_2(buf, pos)
-        v_partition_states.append(e_partition_states)
-    return LeaderAndIsrTopicState(v_topic_name, ZERO_UUID, v_partition_states, None), pos
+        a_partition_states.append(e_partition_states)
+    o.partition_states = a_partition_states
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrTopicState_0(o: LeaderAndIsrTopicState, out: bytearray) -> None:
@@ -608,15 +813,22 @@ def _e_LeaderAndIsrTopicState_0(o: LeaderAndIsrTopicState, out: bytearray) -> No
 
 
 def _d_LeaderAndIsrTopicState_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicState, int]:
-    v_topic_name: str
-    v_partition_states: list[LeaderAndIsrPartitionState]
-    v_topic_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_states = []
+    o = _new(LeaderAndIsrTopicState)
+    o.topic_name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.PartitionStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.PartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_states: list[LeaderAndIsrPartitionState] = []
     for _ in range(n):
         e_partition_states, pos = _d_LeaderAndIsrPartitionState_3(buf, pos)
-        v_partition_states.append(e_partition_states)
-    return LeaderAndIsrTopicState(v_topic_name, ZERO_UUID, v_partition_states, None), pos
+        a_partition_states.append(e_partition_states)
+    o.partition_states = a_partition_states
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrTopicState_1(o: LeaderAndIsrTopicState, out: bytearray) -> None:
@@ -630,16 +842,30 @@ def _e_LeaderAndIsrTopicState_1(o: LeaderAndIsrTopicState, out: bytearray) -> No
 
 
 def _d_LeaderAndIsrTopicState_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicState, int]:
-    v_topic_name: str
-    v_partition_states: list[LeaderAndIsrPartitionState]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_states = []
+    o = _new(LeaderAndIsrTopicState)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.PartitionStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.PartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_states: list[LeaderAndIsrPartitionState] = []
     for _ in range(n):
         e_partition_states, pos = _d_LeaderAndIsrPartitionState_4(buf, pos)
-        v_partition_states.append(e_partition_states)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrTopicState(v_topic_name, ZERO_UUID, v_partition_states, unknown), pos
+        a_partition_states.append(e_partition_states)
+    o.partition_states = a_partition_states
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrTopicState_2(o: LeaderAndIsrTopicState, out: bytearray) -> None:
@@ -647,7 +873,11 @@ def _e_LeaderAndIsrTopicState_2(o: LeaderAndIsrTopicState, out: bytearray) -> No
     x_partition_states = o.partition_states
     if x_partition_states is None:
         raise EncodeError("LeaderAndIsrRequest: PartitionStates is not nullable in version 4")
-    write_uvarint(out, len(x_partition_states) + 1)
+    n = len(x_partition_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_states in x_partition_states:
         _e_LeaderAndIsrPartitionState_4(e_partition_states, out)
     if o.unknown_tags:
@@ -657,18 +887,30 @@ def _e_LeaderAndIsrTopicState_2(o: LeaderAndIsrTopicState, out: bytearray) -> No
 
 
 def _d_LeaderAndIsrTopicState_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicState, int]:
-    v_topic_name: str
-    v_topic_id: uuid.UUID
-    v_partition_states: list[LeaderAndIsrPartitionState]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_states = []
+    o = _new(LeaderAndIsrTopicState)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.PartitionStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.PartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_states: list[LeaderAndIsrPartitionState] = []
     for _ in range(n):
         e_partition_states, pos = _d_LeaderAndIsrPartitionState_4(buf, pos)
-        v_partition_states.append(e_partition_states)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrTopicState(v_topic_name, v_topic_id, v_partition_states, unknown), pos
+        a_partition_states.append(e_partition_states)
+    o.partition_states = a_partition_states
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrTopicState_3(o: LeaderAndIsrTopicState, out: bytearray) -> None:
@@ -677,7 +919,11 @@ def _e_LeaderAndIsrTopicState_3(o: LeaderAndIsrTopicState, out: bytearray) -> No
     x_partition_states = o.partition_states
     if x_partition_states is None:
         raise EncodeError("LeaderAndIsrRequest: PartitionStates is not nullable in version 5")
-    write_uvarint(out, len(x_partition_states) + 1)
+    n = len(x_partition_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_states in x_partition_states:
         _e_LeaderAndIsrPartitionState_4(e_partition_states, out)
     if o.unknown_tags:
@@ -687,18 +933,30 @@ def _e_LeaderAndIsrTopicState_3(o: LeaderAndIsrTopicState, out: bytearray) -> No
 
 
 def _d_LeaderAndIsrTopicState_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicState, int]:
-    v_topic_name: str
-    v_topic_id: uuid.UUID
-    v_partition_states: list[LeaderAndIsrPartitionState]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_states = []
+    o = _new(LeaderAndIsrTopicState)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.PartitionStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.PartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_states: list[LeaderAndIsrPartitionState] = []
     for _ in range(n):
         e_partition_states, pos = _d_LeaderAndIsrPartitionState_5(buf, pos)
-        v_partition_states.append(e_partition_states)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrTopicState(v_topic_name, v_topic_id, v_partition_states, unknown), pos
+        a_partition_states.append(e_partition_states)
+    o.partition_states = a_partition_states
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrTopicState_4(o: LeaderAndIsrTopicState, out: bytearray) -> None:
@@ -707,7 +965,11 @@ def _e_LeaderAndIsrTopicState_4(o: LeaderAndIsrTopicState, out: bytearray) -> No
     x_partition_states = o.partition_states
     if x_partition_states is None:
         raise EncodeError("LeaderAndIsrRequest: PartitionStates is not nullable in version 6")
-    write_uvarint(out, len(x_partition_states) + 1)
+    n = len(x_partition_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_states in x_partition_states:
         _e_LeaderAndIsrPartitionState_5(e_partition_states, out)
     if o.unknown_tags:
@@ -717,13 +979,14 @@ def _e_LeaderAndIsrTopicState_4(o: LeaderAndIsrTopicState, out: bytearray) -> No
 
 
 def _d_LeaderAndIsrLiveLeader_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrLiveLeader, int]:
-    v_host_name: str
-    v_broker_id, = _S1.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrLiveLeader)
+    (o.broker_id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    v_host_name, pos = read_string(buf, pos)
-    v_port, = _S1.unpack_from(buf, pos)
+    o.host_name, pos = read_string(buf, pos)
+    (o.port,) = _S1.unpack_from(buf, pos)
     pos += 4
-    return LeaderAndIsrLiveLeader(v_broker_id, v_host_name, v_port, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrLiveLeader_0(o: LeaderAndIsrLiveLeader, out: bytearray) -> None:
@@ -733,14 +996,18 @@ def _e_LeaderAndIsrLiveLeader_0(o: LeaderAndIsrLiveLeader, out: bytearray) -> No
 
 
 def _d_LeaderAndIsrLiveLeader_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrLiveLeader, int]:
-    v_host_name: str
-    v_broker_id, = _S1.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrLiveLeader)
+    (o.broker_id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    v_host_name, pos = read_compact_string(buf, pos)
-    v_port, = _S1.unpack_from(buf, pos)
+    o.host_name, pos = read_compact_string(buf, pos)
+    (o.port,) = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrLiveLeader(v_broker_id, v_host_name, v_port, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrLiveLeader_1(o: LeaderAndIsrLiveLeader, out: bytearray) -> None:
@@ -754,21 +1021,37 @@ def _e_LeaderAndIsrLiveLeader_1(o: LeaderAndIsrLiveLeader, out: bytearray) -> No
 
 
 def _d_LeaderAndIsrRequest_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
-    v_ungrouped_partition_states: list[LeaderAndIsrPartitionState]
-    v_live_leaders: list[LeaderAndIsrLiveLeader]
-    v_controller_id, v_controller_epoch = _S4.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrRequest)
+    o.is_k_raft_controller = False
+    o.broker_epoch = -1
+    o.type = 0
+    o.controller_id, o.controller_epoch = _S4.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_ungrouped_partition_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.UngroupedPartitionStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.UngroupedPartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_ungrouped_partition_states: list[LeaderAndIsrPartitionState] = []
     for _ in range(n):
         e_ungrouped_partition_states, pos = _d_LeaderAndIsrPartitionState_0(buf, pos)
-        v_ungrouped_partition_states.append(e_ungrouped_partition_states)
-    n, pos = read_array_len(buf, pos)
-    v_live_leaders = []
+        a_ungrouped_partition_states.append(e_ungrouped_partition_states)
+    o.ungrouped_partition_states = a_ungrouped_partition_states
+    o.topic_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_leaders: list[LeaderAndIsrLiveLeader] = []
     for _ in range(n):
         e_live_leaders, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
-        v_live_leaders.append(e_live_leaders)
-    return LeaderAndIsrRequest(v_controller_id, False, v_controller_epoch, -1, 0, v_ungrouped_partition_states, [], v_live_leaders, None), pos
+        a_live_leaders.append(e_live_leaders)
+    o.live_leaders = a_live_leaders
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrRequest_0(o: LeaderAndIsrRequest, out: bytearray) -> None:
@@ -795,21 +1078,37 @@ def _e_LeaderAndIsrRequest_0(o: LeaderAndIsrRequest, out: bytearray) -> None:
 
 
 def _d_LeaderAndIsrRequest_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
-    v_ungrouped_partition_states: list[LeaderAndIsrPartitionState]
-    v_live_leaders: list[LeaderAndIsrLiveLeader]
-    v_controller_id, v_controller_epoch = _S4.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrRequest)
+    o.is_k_raft_controller = False
+    o.broker_epoch = -1
+    o.type = 0
+    o.controller_id, o.controller_epoch = _S4.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_ungrouped_partition_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.UngroupedPartitionStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.UngroupedPartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_ungrouped_partition_states: list[LeaderAndIsrPartitionState] = []
     for _ in range(n):
         e_ungrouped_partition_states, pos = _d_LeaderAndIsrPartitionState_1(buf, pos)
-        v_ungrouped_partition_states.append(e_ungrouped_partition_states)
-    n, pos = read_array_len(buf, pos)
-    v_live_leaders = []
+        a_ungrouped_partition_states.append(e_ungrouped_partition_states)
+    o.ungrouped_partition_states = a_ungrouped_partition_states
+    o.topic_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_leaders: list[LeaderAndIsrLiveLeader] = []
     for _ in range(n):
         e_live_leaders, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
-        v_live_leaders.append(e_live_leaders)
-    return LeaderAndIsrRequest(v_controller_id, False, v_controller_epoch, -1, 0, v_ungrouped_partition_states, [], v_live_leaders, None), pos
+        a_live_leaders.append(e_live_leaders)
+    o.live_leaders = a_live_leaders
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrRequest_1(o: LeaderAndIsrRequest, out: bytearray) -> None:
@@ -836,21 +1135,36 @@ def _e_LeaderAndIsrRequest_1(o: LeaderAndIsrRequest, out: bytearray) -> None:
 
 
 def _d_LeaderAndIsrRequest_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
-    v_topic_states: list[LeaderAndIsrTopicState]
-    v_live_leaders: list[LeaderAndIsrLiveLeader]
-    v_controller_id, v_controller_epoch, v_broker_epoch = _S5.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.controller_id, o.controller_epoch, o.broker_epoch = _S5.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_topic_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.TopicStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[LeaderAndIsrTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_LeaderAndIsrTopicState_0(buf, pos)
-        v_topic_states.append(e_topic_states)
-    n, pos = read_array_len(buf, pos)
-    v_live_leaders = []
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_leaders: list[LeaderAndIsrLiveLeader] = []
     for _ in range(n):
         e_live_leaders, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
-        v_live_leaders.append(e_live_leaders)
-    return LeaderAndIsrRequest(v_controller_id, False, v_controller_epoch, v_broker_epoch, 0, [], v_topic_states, v_live_leaders, None), pos
+        a_live_leaders.append(e_live_leaders)
+    o.live_leaders = a_live_leaders
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrRequest_2(o: LeaderAndIsrRequest, out: bytearray) -> None:
@@ -877,21 +1191,36 @@ def _e_LeaderAndIsrRequest_2(o: LeaderAndIsrRequest, out: bytearray) -> None:
 
 
 def _d_LeaderAndIsrRequest_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
-    v_topic_states: list[LeaderAndIsrTopicState]
-    v_live_leaders: list[LeaderAndIsrLiveLeader]
-    v_controller_id, v_controller_epoch, v_broker_epoch = _S5.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.controller_id, o.controller_epoch, o.broker_epoch = _S5.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_topic_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.TopicStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[LeaderAndIsrTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_LeaderAndIsrTopicState_1(buf, pos)
-        v_topic_states.append(e_topic_states)
-    n, pos = read_array_len(buf, pos)
-    v_live_leaders = []
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_leaders: list[LeaderAndIsrLiveLeader] = []
     for _ in range(n):
         e_live_leaders, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
-        v_live_leaders.append(e_live_leaders)
-    return LeaderAndIsrRequest(v_controller_id, False, v_controller_epoch, v_broker_epoch, 0, [], v_topic_states, v_live_leaders, None), pos
+        a_live_leaders.append(e_live_leaders)
+    o.live_leaders = a_live_leaders
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrRequest_3(o: LeaderAndIsrRequest, out: bytearray) -> None:
@@ -918,22 +1247,48 @@ def _e_LeaderAndIsrRequest_3(o: LeaderAndIsrRequest, out: bytearray) -> None:
 
 
 def _d_LeaderAndIsrRequest_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
-    v_topic_states: list[LeaderAndIsrTopicState]
-    v_live_leaders: list[LeaderAndIsrLiveLeader]
-    v_controller_id, v_controller_epoch, v_broker_epoch = _S5.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.controller_id, o.controller_epoch, o.broker_epoch = _S5.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_states = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.TopicStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[LeaderAndIsrTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_LeaderAndIsrTopicState_2(buf, pos)
-        v_topic_states.append(e_topic_states)
-    n, pos = read_compact_array_len(buf, pos)
-    v_live_leaders = []
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.LiveLeaders is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_leaders: list[LeaderAndIsrLiveLeader] = []
     for _ in range(n):
         e_live_leaders, pos = _d_LeaderAndIsrLiveLeader_1(buf, pos)
-        v_live_leaders.append(e_live_leaders)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrRequest(v_controller_id, False, v_controller_epoch, v_broker_epoch, 0, [], v_topic_states, v_live_leaders, unknown), pos
+        a_live_leaders.append(e_live_leaders)
+    o.live_leaders = a_live_leaders
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrRequest_4(o: LeaderAndIsrRequest, out: bytearray) -> None:
@@ -948,13 +1303,21 @@ def _e_LeaderAndIsrRequest_4(o: LeaderAndIsrRequest, out: bytearray) -> None:
     x_topic_states = o.topic_states
     if x_topic_states is None:
         raise EncodeError("LeaderAndIsrRequest: TopicStates is not nullable in version 4")
-    write_uvarint(out, len(x_topic_states) + 1)
+    n = len(x_topic_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_states in x_topic_states:
         _e_LeaderAndIsrTopicState_2(e_topic_states, out)
     x_live_leaders = o.live_leaders
     if x_live_leaders is None:
         raise EncodeError("LeaderAndIsrRequest: LiveLeaders is not nullable in version 4")
-    write_uvarint(out, len(x_live_leaders) + 1)
+    n = len(x_live_leaders) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_live_leaders in x_live_leaders:
         _e_LeaderAndIsrLiveLeader_1(e_live_leaders, out)
     if o.unknown_tags:
@@ -964,22 +1327,47 @@ def _e_LeaderAndIsrRequest_4(o: LeaderAndIsrRequest, out: bytearray) -> None:
 
 
 def _d_LeaderAndIsrRequest_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
-    v_topic_states: list[LeaderAndIsrTopicState]
-    v_live_leaders: list[LeaderAndIsrLiveLeader]
-    v_controller_id, v_controller_epoch, v_broker_epoch, v_type = _S7.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrRequest)
+    o.is_k_raft_controller = False
+    o.ungrouped_partition_states = []
+    o.controller_id, o.controller_epoch, o.broker_epoch, o.type = _S7.unpack_from(buf, pos)
     pos += 17
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_states = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.TopicStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[LeaderAndIsrTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_LeaderAndIsrTopicState_3(buf, pos)
-        v_topic_states.append(e_topic_states)
-    n, pos = read_compact_array_len(buf, pos)
-    v_live_leaders = []
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.LiveLeaders is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_leaders: list[LeaderAndIsrLiveLeader] = []
     for _ in range(n):
         e_live_leaders, pos = _d_LeaderAndIsrLiveLeader_1(buf, pos)
-        v_live_leaders.append(e_live_leaders)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrRequest(v_controller_id, False, v_controller_epoch, v_broker_epoch, v_type, [], v_topic_states, v_live_leaders, unknown), pos
+        a_live_leaders.append(e_live_leaders)
+    o.live_leaders = a_live_leaders
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrRequest_5(o: LeaderAndIsrRequest, out: bytearray) -> None:
@@ -992,13 +1380,21 @@ def _e_LeaderAndIsrRequest_5(o: LeaderAndIsrRequest, out: bytearray) -> None:
     x_topic_states = o.topic_states
     if x_topic_states is None:
         raise EncodeError("LeaderAndIsrRequest: TopicStates is not nullable in version 5")
-    write_uvarint(out, len(x_topic_states) + 1)
+    n = len(x_topic_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_states in x_topic_states:
         _e_LeaderAndIsrTopicState_3(e_topic_states, out)
     x_live_leaders = o.live_leaders
     if x_live_leaders is None:
         raise EncodeError("LeaderAndIsrRequest: LiveLeaders is not nullable in version 5")
-    write_uvarint(out, len(x_live_leaders) + 1)
+    n = len(x_live_leaders) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_live_leaders in x_live_leaders:
         _e_LeaderAndIsrLiveLeader_1(e_live_leaders, out)
     if o.unknown_tags:
@@ -1008,22 +1404,47 @@ def _e_LeaderAndIsrRequest_5(o: LeaderAndIsrRequest, out: bytearray) -> None:
 
 
 def _d_LeaderAndIsrRequest_6(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
-    v_topic_states: list[LeaderAndIsrTopicState]
-    v_live_leaders: list[LeaderAndIsrLiveLeader]
-    v_controller_id, v_controller_epoch, v_broker_epoch, v_type = _S7.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrRequest)
+    o.is_k_raft_controller = False
+    o.ungrouped_partition_states = []
+    o.controller_id, o.controller_epoch, o.broker_epoch, o.type = _S7.unpack_from(buf, pos)
     pos += 17
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_states = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.TopicStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[LeaderAndIsrTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_LeaderAndIsrTopicState_4(buf, pos)
-        v_topic_states.append(e_topic_states)
-    n, pos = read_compact_array_len(buf, pos)
-    v_live_leaders = []
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.LiveLeaders is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_leaders: list[LeaderAndIsrLiveLeader] = []
     for _ in range(n):
         e_live_leaders, pos = _d_LeaderAndIsrLiveLeader_1(buf, pos)
-        v_live_leaders.append(e_live_leaders)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrRequest(v_controller_id, False, v_controller_epoch, v_broker_epoch, v_type, [], v_topic_states, v_live_leaders, unknown), pos
+        a_live_leaders.append(e_live_leaders)
+    o.live_leaders = a_live_leaders
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrRequest_6(o: LeaderAndIsrRequest, out: bytearray) -> None:
@@ -1036,13 +1457,21 @@ def _e_LeaderAndIsrRequest_6(o: LeaderAndIsrRequest, out: bytearray) -> None:
     x_topic_states = o.topic_states
     if x_topic_states is None:
         raise EncodeError("LeaderAndIsrRequest: TopicStates is not nullable in version 6")
-    write_uvarint(out, len(x_topic_states) + 1)
+    n = len(x_topic_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_states in x_topic_states:
         _e_LeaderAndIsrTopicState_4(e_topic_states, out)
     x_live_leaders = o.live_leaders
     if x_live_leaders is None:
         raise EncodeError("LeaderAndIsrRequest: LiveLeaders is not nullable in version 6")
-    write_uvarint(out, len(x_live_leaders) + 1)
+    n = len(x_live_leaders) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_live_leaders in x_live_leaders:
         _e_LeaderAndIsrLiveLeader_1(e_live_leaders, out)
     if o.unknown_tags:
@@ -1052,22 +1481,46 @@ def _e_LeaderAndIsrRequest_6(o: LeaderAndIsrRequest, out: bytearray) -> None:
 
 
 def _d_LeaderAndIsrRequest_7(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
-    v_topic_states: list[LeaderAndIsrTopicState]
-    v_live_leaders: list[LeaderAndIsrLiveLeader]
-    v_controller_id, v_is_k_raft_controller, v_controller_epoch, v_broker_epoch, v_type = _S9.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrRequest)
+    o.ungrouped_partition_states = []
+    o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch, o.type = _S9.unpack_from(buf, pos)
     pos += 18
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_states = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.TopicStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[LeaderAndIsrTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_LeaderAndIsrTopicState_4(buf, pos)
-        v_topic_states.append(e_topic_states)
-    n, pos = read_compact_array_len(buf, pos)
-    v_live_leaders = []
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrRequest.LiveLeaders is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrRequest.LiveLeaders length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_leaders: list[LeaderAndIsrLiveLeader] = []
     for _ in range(n):
         e_live_leaders, pos = _d_LeaderAndIsrLiveLeader_1(buf, pos)
-        v_live_leaders.append(e_live_leaders)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrRequest(v_controller_id, v_is_k_raft_controller, v_controller_epoch, v_broker_epoch, v_type, [], v_topic_states, v_live_leaders, unknown), pos
+        a_live_leaders.append(e_live_leaders)
+    o.live_leaders = a_live_leaders
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrRequest_7(o: LeaderAndIsrRequest, out: bytearray) -> None:
@@ -1077,13 +1530,21 @@ def _e_LeaderAndIsrRequest_7(o: LeaderAndIsrRequest, out: bytearray) -> None:
     x_topic_states = o.topic_states
     if x_topic_states is None:
         raise EncodeError("LeaderAndIsrRequest: TopicStates is not nullable in version 7")
-    write_uvarint(out, len(x_topic_states) + 1)
+    n = len(x_topic_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_states in x_topic_states:
         _e_LeaderAndIsrTopicState_4(e_topic_states, out)
     x_live_leaders = o.live_leaders
     if x_live_leaders is None:
         raise EncodeError("LeaderAndIsrRequest: LiveLeaders is not nullable in version 7")
-    write_uvarint(out, len(x_live_leaders) + 1)
+    n = len(x_live_leaders) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_live_leaders in x_live_leaders:
         _e_LeaderAndIsrLiveLeader_1(e_live_leaders, out)
     if o.unknown_tags:
@@ -1092,5 +1553,8 @@ def _e_LeaderAndIsrRequest_7(o: LeaderAndIsrRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_LeaderAndIsrPartitionState = LeaderAndIsrPartitionState()
+_DEF_LeaderAndIsrTopicState = LeaderAndIsrTopicState()
+_DEF_LeaderAndIsrLiveLeader = LeaderAndIsrLiveLeader()
 _DECODERS = (_d_LeaderAndIsrRequest_0, _d_LeaderAndIsrRequest_1, _d_LeaderAndIsrRequest_2, _d_LeaderAndIsrRequest_3, _d_LeaderAndIsrRequest_4, _d_LeaderAndIsrRequest_5, _d_LeaderAndIsrRequest_6, _d_LeaderAndIsrRequest_7,)
 _ENCODERS = (_e_LeaderAndIsrRequest_0, _e_LeaderAndIsrRequest_1, _e_LeaderAndIsrRequest_2, _e_LeaderAndIsrRequest_3, _e_LeaderAndIsrRequest_4, _e_LeaderAndIsrRequest_5, _e_LeaderAndIsrRequest_6, _e_LeaderAndIsrRequest_7,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>h')
 
@@ -199,11 +211,12 @@ class LeaderAndIsrResponse:
 
 
 def _d_LeaderAndIsrPartitionError_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionError, int]:
-    v_topic_name: str
-    v_topic_name, pos = read_string(buf, pos)
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrPartitionError)
+    o.topic_name, pos = read_string(buf, pos)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    return LeaderAndIsrPartitionError(v_topic_name, v_partition_index, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrPartitionError_0(o: LeaderAndIsrPartitionError, out: bytearray) -> None:
@@ -212,12 +225,16 @@ def _e_LeaderAndIsrPartitionError_0(o: LeaderAndIsrPartitionError, out: bytearra
 
 
 def _d_LeaderAndIsrPartitionError_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionError, int]:
-    v_topic_name: str
-    v_topic_name, pos = read_compact_string(buf, pos)
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrPartitionError)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrPartitionError(v_topic_name, v_partition_index, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrPartitionError_1(o: LeaderAndIsrPartitionError, out: bytearray) -> None:
@@ -230,10 +247,16 @@ def _e_LeaderAndIsrPartitionError_1(o: LeaderAndIsrPartitionError, out: bytearra
 
 
 def _d_LeaderAndIsrPartitionError_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionError, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrPartitionError)
+    o.topic_name = ''
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrPartitionError('', v_partition_index, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrPartitionError_2(o: LeaderAndIsrPartitionError, out: bytearray) -> None:
@@ -245,16 +268,29 @@ def _e_LeaderAndIsrPartitionError_2(o: LeaderAndIsrPartitionError, out: bytearra
 
 
 def _d_LeaderAndIsrTopicError_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicError, int]:
-    v_topic_id: uuid.UUID
-    v_partition_errors: list[LeaderAndIsrPartitionError]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_errors = []
+    o = _new(LeaderAndIsrTopicError)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrResponse.PartitionErrors is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrResponse.PartitionErrors length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_errors: list[LeaderAndIsrPartitionError] = []
     for _ in range(n):
         e_partition_errors, pos = _d_LeaderAndIsrPartitionError_2(buf, pos)
-        v_partition_errors.append(e_partition_errors)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrTopicError(v_topic_id, v_partition_errors, unknown), pos
+        a_partition_errors.append(e_partition_errors)
+    o.partition_errors = a_partition_errors
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrTopicError_0(o: LeaderAndIsrTopicError, out: bytearray) -> None:
@@ -262,7 +298,11 @@ def _e_LeaderAndIsrTopicError_0(o: LeaderAndIsrTopicError, out: bytearray) -> No
     x_partition_errors = o.partition_errors
     if x_partition_errors is None:
         raise EncodeError("LeaderAndIsrResponse: PartitionErrors is not nullable in version 5")
-    write_uvarint(out, len(x_partition_errors) + 1)
+    n = len(x_partition_errors) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_errors in x_partition_errors:
         _e_LeaderAndIsrPartitionError_2(e_partition_errors, out)
     if o.unknown_tags:
@@ -272,15 +312,23 @@ def _e_LeaderAndIsrTopicError_0(o: LeaderAndIsrTopicError, out: bytearray) -> No
 
 
 def _d_LeaderAndIsrResponse_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
-    v_partition_errors: list[LeaderAndIsrPartitionError]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrResponse)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_array_len(buf, pos)
-    v_partition_errors = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaderAndIsrResponse.PartitionErrors has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrResponse.PartitionErrors length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_errors: list[LeaderAndIsrPartitionError] = []
     for _ in range(n):
         e_partition_errors, pos = _d_LeaderAndIsrPartitionError_0(buf, pos)
-        v_partition_errors.append(e_partition_errors)
-    return LeaderAndIsrResponse(v_error_code, v_partition_errors, [], None), pos
+        a_partition_errors.append(e_partition_errors)
+    o.partition_errors = a_partition_errors
+    o.topics = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaderAndIsrResponse_0(o: LeaderAndIsrResponse, out: bytearray) -> None:
@@ -296,16 +344,31 @@ def _e_LeaderAndIsrResponse_0(o: LeaderAndIsrResponse, out: bytearray) -> None:
 
 
 def _d_LeaderAndIsrResponse_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
-    v_partition_errors: list[LeaderAndIsrPartitionError]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrResponse)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_errors = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrResponse.PartitionErrors is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrResponse.PartitionErrors length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_errors: list[LeaderAndIsrPartitionError] = []
     for _ in range(n):
         e_partition_errors, pos = _d_LeaderAndIsrPartitionError_1(buf, pos)
-        v_partition_errors.append(e_partition_errors)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrResponse(v_error_code, v_partition_errors, [], unknown), pos
+        a_partition_errors.append(e_partition_errors)
+    o.partition_errors = a_partition_errors
+    o.topics = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrResponse_1(o: LeaderAndIsrResponse, out: bytearray) -> None:
@@ -313,7 +376,11 @@ def _e_LeaderAndIsrResponse_1(o: LeaderAndIsrResponse, out: bytearray) -> None:
     x_partition_errors = o.partition_errors
     if x_partition_errors is None:
         raise EncodeError("LeaderAndIsrResponse: PartitionErrors is not nullable in version 4")
-    write_uvarint(out, len(x_partition_errors) + 1)
+    n = len(x_partition_errors) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_errors in x_partition_errors:
         _e_LeaderAndIsrPartitionError_1(e_partition_errors, out)
     if o.topics != []:
@@ -325,16 +392,31 @@ def _e_LeaderAndIsrResponse_1(o: LeaderAndIsrResponse, out: bytearray) -> None:
 
 
 def _d_LeaderAndIsrResponse_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
-    v_topics: list[LeaderAndIsrTopicError]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(LeaderAndIsrResponse)
+    o.partition_errors = []
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderAndIsrResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderAndIsrResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[LeaderAndIsrTopicError] = []
     for _ in range(n):
         e_topics, pos = _d_LeaderAndIsrTopicError_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderAndIsrResponse(v_error_code, [], v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderAndIsrResponse_2(o: LeaderAndIsrResponse, out: bytearray) -> None:
@@ -344,7 +426,11 @@ def _e_LeaderAndIsrResponse_2(o: LeaderAndIsrResponse, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("LeaderAndIsrResponse: Topics is not nullable in version 5")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_LeaderAndIsrTopicError_0(e_topics, out)
     if o.unknown_tags:
@@ -353,5 +439,7 @@ def _e_LeaderAndIsrResponse_2(o: LeaderAndIsrResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_LeaderAndIsrPartitionError = LeaderAndIsrPartitionError()
+_DEF_LeaderAndIsrTopicError = LeaderAndIsrTopicError()
 _DECODERS = (_d_LeaderAndIsrResponse_0, _d_LeaderAndIsrResponse_0, _d_LeaderAndIsrResponse_0, _d_LeaderAndIsrResponse_0, _d_LeaderAndIsrResponse_1, _d_LeaderAndIsrResponse_2, _d_LeaderAndIsrResponse_2, _d_LeaderAndIsrResponse_2,)
 _ENCODERS = (_e_LeaderAndIsrResponse_0, _e_LeaderAndIsrResponse_0, _e_LeaderAndIsrResponse_0, _e_LeaderAndIsrResponse_0, _e_LeaderAndIsrResponse_1, _e_LeaderAndIsrResponse_2, _e_LeaderAndIsrResponse_2, _e_LeaderAndIsrResponse_2,)

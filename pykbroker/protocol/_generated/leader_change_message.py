@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>hi')
 
@@ -165,10 +177,16 @@ class LeaderChangeMessage:
 
 
 def _d_Voter_0(buf: memoryview, pos: int) -> tuple[Voter, int]:
-    v_voter_id, = _S0.unpack_from(buf, pos)
+    o = _new(Voter)
+    o.voter_directory_id = ZERO_UUID
+    (o.voter_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return Voter(v_voter_id, ZERO_UUID, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Voter_0(o: Voter, out: bytearray) -> None:
@@ -182,12 +200,16 @@ def _e_Voter_0(o: Voter, out: bytearray) -> None:
 
 
 def _d_Voter_1(buf: memoryview, pos: int) -> tuple[Voter, int]:
-    v_voter_directory_id: uuid.UUID
-    v_voter_id, = _S0.unpack_from(buf, pos)
+    o = _new(Voter)
+    (o.voter_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_voter_directory_id, pos = read_uuid(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return Voter(v_voter_id, v_voter_directory_id, unknown), pos
+    o.voter_directory_id, pos = read_uuid(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Voter_1(o: Voter, out: bytearray) -> None:
@@ -200,22 +222,45 @@ def _e_Voter_1(o: Voter, out: bytearray) -> None:
 
 
 def _d_LeaderChangeMessage_0(buf: memoryview, pos: int) -> tuple[LeaderChangeMessage, int]:
-    v_voters: list[Voter]
-    v_granting_voters: list[Voter]
-    v_version, v_leader_id = _S1.unpack_from(buf, pos)
+    o = _new(LeaderChangeMessage)
+    o.version, o.leader_id = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_voters = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderChangeMessage.Voters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderChangeMessage.Voters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_voters: list[Voter] = []
     for _ in range(n):
         e_voters, pos = _d_Voter_0(buf, pos)
-        v_voters.append(e_voters)
-    n, pos = read_compact_array_len(buf, pos)
-    v_granting_voters = []
+        a_voters.append(e_voters)
+    o.voters = a_voters
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderChangeMessage.GrantingVoters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderChangeMessage.GrantingVoters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_granting_voters: list[Voter] = []
     for _ in range(n):
         e_granting_voters, pos = _d_Voter_0(buf, pos)
-        v_granting_voters.append(e_granting_voters)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderChangeMessage(v_version, v_leader_id, v_voters, v_granting_voters, unknown), pos
+        a_granting_voters.append(e_granting_voters)
+    o.granting_voters = a_granting_voters
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderChangeMessage_0(o: LeaderChangeMessage, out: bytearray) -> None:
@@ -223,13 +268,21 @@ def _e_LeaderChangeMessage_0(o: LeaderChangeMessage, out: bytearray) -> None:
     x_voters = o.voters
     if x_voters is None:
         raise EncodeError("LeaderChangeMessage: Voters is not nullable in version 0")
-    write_uvarint(out, len(x_voters) + 1)
+    n = len(x_voters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_voters in x_voters:
         _e_Voter_0(e_voters, out)
     x_granting_voters = o.granting_voters
     if x_granting_voters is None:
         raise EncodeError("LeaderChangeMessage: GrantingVoters is not nullable in version 0")
-    write_uvarint(out, len(x_granting_voters) + 1)
+    n = len(x_granting_voters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_granting_voters in x_granting_voters:
         _e_Voter_0(e_granting_voters, out)
     if o.unknown_tags:
@@ -239,22 +292,45 @@ def _e_LeaderChangeMessage_0(o: LeaderChangeMessage, out: bytearray) -> None:
 
 
 def _d_LeaderChangeMessage_1(buf: memoryview, pos: int) -> tuple[LeaderChangeMessage, int]:
-    v_voters: list[Voter]
-    v_granting_voters: list[Voter]
-    v_version, v_leader_id = _S1.unpack_from(buf, pos)
+    o = _new(LeaderChangeMessage)
+    o.version, o.leader_id = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_voters = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderChangeMessage.Voters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderChangeMessage.Voters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_voters: list[Voter] = []
     for _ in range(n):
         e_voters, pos = _d_Voter_1(buf, pos)
-        v_voters.append(e_voters)
-    n, pos = read_compact_array_len(buf, pos)
-    v_granting_voters = []
+        a_voters.append(e_voters)
+    o.voters = a_voters
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaderChangeMessage.GrantingVoters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaderChangeMessage.GrantingVoters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_granting_voters: list[Voter] = []
     for _ in range(n):
         e_granting_voters, pos = _d_Voter_1(buf, pos)
-        v_granting_voters.append(e_granting_voters)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderChangeMessage(v_version, v_leader_id, v_voters, v_granting_voters, unknown), pos
+        a_granting_voters.append(e_granting_voters)
+    o.granting_voters = a_granting_voters
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderChangeMessage_1(o: LeaderChangeMessage, out: bytearray) -> None:
@@ -262,13 +338,21 @@ def _e_LeaderChangeMessage_1(o: LeaderChangeMessage, out: bytearray) -> None:
     x_voters = o.voters
     if x_voters is None:
         raise EncodeError("LeaderChangeMessage: Voters is not nullable in version 1")
-    write_uvarint(out, len(x_voters) + 1)
+    n = len(x_voters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_voters in x_voters:
         _e_Voter_1(e_voters, out)
     x_granting_voters = o.granting_voters
     if x_granting_voters is None:
         raise EncodeError("LeaderChangeMessage: GrantingVoters is not nullable in version 1")
-    write_uvarint(out, len(x_granting_voters) + 1)
+    n = len(x_granting_voters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_granting_voters in x_granting_voters:
         _e_Voter_1(e_granting_voters, out)
     if o.unknown_tags:
@@ -277,5 +361,6 @@ def _e_LeaderChangeMessage_1(o: LeaderChangeMessage, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_Voter = Voter()
 _DECODERS = (_d_LeaderChangeMessage_0, _d_LeaderChangeMessage_1,)
 _ENCODERS = (_e_LeaderChangeMessage_0, _e_LeaderChangeMessage_1,)

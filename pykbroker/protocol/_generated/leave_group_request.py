@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class MemberIdentity:
@@ -163,11 +175,12 @@ class LeaveGroupRequest:
 
 
 def _d_MemberIdentity_0(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_member_id, pos = read_string(buf, pos)
-    v_group_instance_id, pos = read_nullable_string(buf, pos)
-    return MemberIdentity(v_member_id, v_group_instance_id, None, None), pos
+    o = _new(MemberIdentity)
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id, pos = read_nullable_string(buf, pos)
+    o.reason = None
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MemberIdentity_0(o: MemberIdentity, out: bytearray) -> None:
@@ -176,12 +189,16 @@ def _e_MemberIdentity_0(o: MemberIdentity, out: bytearray) -> None:
 
 
 def _d_MemberIdentity_1(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return MemberIdentity(v_member_id, v_group_instance_id, None, unknown), pos
+    o = _new(MemberIdentity)
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.reason = None
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MemberIdentity_1(o: MemberIdentity, out: bytearray) -> None:
@@ -194,14 +211,16 @@ def _e_MemberIdentity_1(o: MemberIdentity, out: bytearray) -> None:
 
 
 def _d_MemberIdentity_2(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_reason: str | None
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_reason, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return MemberIdentity(v_member_id, v_group_instance_id, v_reason, unknown), pos
+    o = _new(MemberIdentity)
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.reason, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MemberIdentity_2(o: MemberIdentity, out: bytearray) -> None:
@@ -215,11 +234,12 @@ def _e_MemberIdentity_2(o: MemberIdentity, out: bytearray) -> None:
 
 
 def _d_LeaveGroupRequest_0(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_id, pos = read_string(buf, pos)
-    v_member_id, pos = read_string(buf, pos)
-    return LeaveGroupRequest(v_group_id, v_member_id, [], None), pos
+    o = _new(LeaveGroupRequest)
+    o.group_id, pos = read_string(buf, pos)
+    o.member_id, pos = read_string(buf, pos)
+    o.members = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaveGroupRequest_0(o: LeaveGroupRequest, out: bytearray) -> None:
@@ -230,15 +250,22 @@ def _e_LeaveGroupRequest_0(o: LeaveGroupRequest, out: bytearray) -> None:
 
 
 def _d_LeaveGroupRequest_1(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
-    v_group_id: str
-    v_members: list[MemberIdentity]
-    v_group_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    o = _new(LeaveGroupRequest)
+    o.group_id, pos = read_string(buf, pos)
+    o.member_id = ''
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaveGroupRequest.Members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaveGroupRequest.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[MemberIdentity] = []
     for _ in range(n):
         e_members, pos = _d_MemberIdentity_0(buf, pos)
-        v_members.append(e_members)
-    return LeaveGroupRequest(v_group_id, '', v_members, None), pos
+        a_members.append(e_members)
+    o.members = a_members
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaveGroupRequest_1(o: LeaveGroupRequest, out: bytearray) -> None:
@@ -254,16 +281,30 @@ def _e_LeaveGroupRequest_1(o: LeaveGroupRequest, out: bytearray) -> None:
 
 
 def _d_LeaveGroupRequest_2(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
-    v_group_id: str
-    v_members: list[MemberIdentity]
-    v_group_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_members = []
+    o = _new(LeaveGroupRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.member_id = ''
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaveGroupRequest.Members is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaveGroupRequest.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[MemberIdentity] = []
     for _ in range(n):
         e_members, pos = _d_MemberIdentity_1(buf, pos)
-        v_members.append(e_members)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaveGroupRequest(v_group_id, '', v_members, unknown), pos
+        a_members.append(e_members)
+    o.members = a_members
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaveGroupRequest_2(o: LeaveGroupRequest, out: bytearray) -> None:
@@ -273,7 +314,11 @@ def _e_LeaveGroupRequest_2(o: LeaveGroupRequest, out: bytearray) -> None:
     x_members = o.members
     if x_members is None:
         raise EncodeError("LeaveGroupRequest: Members is not nullable in version 4")
-    write_uvarint(out, len(x_members) + 1)
+    n = len(x_members) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_members in x_members:
         _e_MemberIdentity_1(e_members, out)
     if o.unknown_tags:
@@ -283,16 +328,30 @@ def _e_LeaveGroupRequest_2(o: LeaveGroupRequest, out: bytearray) -> None:
 
 
 def _d_LeaveGroupRequest_3(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
-    v_group_id: str
-    v_members: list[MemberIdentity]
-    v_group_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_members = []
+    o = _new(LeaveGroupRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.member_id = ''
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaveGroupRequest.Members is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaveGroupRequest.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[MemberIdentity] = []
     for _ in range(n):
         e_members, pos = _d_MemberIdentity_2(buf, pos)
-        v_members.append(e_members)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaveGroupRequest(v_group_id, '', v_members, unknown), pos
+        a_members.append(e_members)
+    o.members = a_members
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaveGroupRequest_3(o: LeaveGroupRequest, out: bytearray) -> None:
@@ -302,7 +361,11 @@ def _e_LeaveGroupRequest_3(o: LeaveGroupRequest, out: bytearray) -> None:
     x_members = o.members
     if x_members is None:
         raise EncodeError("LeaveGroupRequest: Members is not nullable in version 5")
-    write_uvarint(out, len(x_members) + 1)
+    n = len(x_members) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_members in x_members:
         _e_MemberIdentity_2(e_members, out)
     if o.unknown_tags:
@@ -311,5 +374,6 @@ def _e_LeaveGroupRequest_3(o: LeaveGroupRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_MemberIdentity = MemberIdentity()
 _DECODERS = (_d_LeaveGroupRequest_0, _d_LeaveGroupRequest_0, _d_LeaveGroupRequest_0, _d_LeaveGroupRequest_1, _d_LeaveGroupRequest_2, _d_LeaveGroupRequest_3,)
 _ENCODERS = (_e_LeaveGroupRequest_0, _e_LeaveGroupRequest_0, _e_LeaveGroupRequest_0, _e_LeaveGroupRequest_1, _e_LeaveGroupRequest_2, _e_LeaveGroupRequest_3,)

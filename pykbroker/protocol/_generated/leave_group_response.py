@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>ih')
 
@@ -165,13 +177,13 @@ class LeaveGroupResponse:
 
 
 def _d_MemberResponse_0(buf: memoryview, pos: int) -> tuple[MemberResponse, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_member_id, pos = read_string(buf, pos)
-    v_group_instance_id, pos = read_nullable_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(MemberResponse)
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id, pos = read_nullable_string(buf, pos)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    return MemberResponse(v_member_id, v_group_instance_id, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MemberResponse_0(o: MemberResponse, out: bytearray) -> None:
@@ -181,14 +193,17 @@ def _e_MemberResponse_0(o: MemberResponse, out: bytearray) -> None:
 
 
 def _d_MemberResponse_1(buf: memoryview, pos: int) -> tuple[MemberResponse, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(MemberResponse)
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return MemberResponse(v_member_id, v_group_instance_id, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MemberResponse_1(o: MemberResponse, out: bytearray) -> None:
@@ -202,9 +217,13 @@ def _e_MemberResponse_1(o: MemberResponse, out: bytearray) -> None:
 
 
 def _d_LeaveGroupResponse_0(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(LeaveGroupResponse)
+    o.throttle_time_ms = 0
+    o.members = []
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    return LeaveGroupResponse(0, v_error_code, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaveGroupResponse_0(o: LeaveGroupResponse, out: bytearray) -> None:
@@ -214,9 +233,12 @@ def _e_LeaveGroupResponse_0(o: LeaveGroupResponse, out: bytearray) -> None:
 
 
 def _d_LeaveGroupResponse_1(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(LeaveGroupResponse)
+    o.members = []
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    return LeaveGroupResponse(v_throttle_time_ms, v_error_code, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaveGroupResponse_1(o: LeaveGroupResponse, out: bytearray) -> None:
@@ -226,15 +248,22 @@ def _e_LeaveGroupResponse_1(o: LeaveGroupResponse, out: bytearray) -> None:
 
 
 def _d_LeaveGroupResponse_2(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
-    v_members: list[MemberResponse]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(LeaveGroupResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"LeaveGroupResponse.Members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaveGroupResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[MemberResponse] = []
     for _ in range(n):
         e_members, pos = _d_MemberResponse_0(buf, pos)
-        v_members.append(e_members)
-    return LeaveGroupResponse(v_throttle_time_ms, v_error_code, v_members, None), pos
+        a_members.append(e_members)
+    o.members = a_members
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_LeaveGroupResponse_2(o: LeaveGroupResponse, out: bytearray) -> None:
@@ -248,16 +277,30 @@ def _e_LeaveGroupResponse_2(o: LeaveGroupResponse, out: bytearray) -> None:
 
 
 def _d_LeaveGroupResponse_3(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
-    v_members: list[MemberResponse]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(LeaveGroupResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_members = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("LeaveGroupResponse.Members is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"LeaveGroupResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[MemberResponse] = []
     for _ in range(n):
         e_members, pos = _d_MemberResponse_1(buf, pos)
-        v_members.append(e_members)
-    unknown, pos = skip_tags(buf, pos)
-    return LeaveGroupResponse(v_throttle_time_ms, v_error_code, v_members, unknown), pos
+        a_members.append(e_members)
+    o.members = a_members
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaveGroupResponse_3(o: LeaveGroupResponse, out: bytearray) -> None:
@@ -265,7 +308,11 @@ def _e_LeaveGroupResponse_3(o: LeaveGroupResponse, out: bytearray) -> None:
     x_members = o.members
     if x_members is None:
         raise EncodeError("LeaveGroupResponse: Members is not nullable in version 4")
-    write_uvarint(out, len(x_members) + 1)
+    n = len(x_members) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_members in x_members:
         _e_MemberResponse_1(e_members, out)
     if o.unknown_tags:
@@ -274,5 +321,6 @@ def _e_LeaveGroupResponse_3(o: LeaveGroupResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_MemberResponse = MemberResponse()
 _DECODERS = (_d_LeaveGroupResponse_0, _d_LeaveGroupResponse_1, _d_LeaveGroupResponse_1, _d_LeaveGroupResponse_2, _d_LeaveGroupResponse_3, _d_LeaveGroupResponse_3,)
 _ENCODERS = (_e_LeaveGroupResponse_0, _e_LeaveGroupResponse_1, _e_LeaveGroupResponse_1, _e_LeaveGroupResponse_2, _e_LeaveGroupResponse_3, _e_LeaveGroupResponse_3,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 
 
@@ -156,10 +168,14 @@ class ListClientMetricsResourcesResponse:
 
 
 def _d_ClientMetricsResource_0(buf: memoryview, pos: int) -> tuple[ClientMetricsResource, int]:
-    v_name: str
-    v_name, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return ClientMetricsResource(v_name, unknown), pos
+    o = _new(ClientMetricsResource)
+    o.name, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ClientMetricsResource_0(o: ClientMetricsResource, out: bytearray) -> None:
@@ -171,16 +187,30 @@ def _e_ClientMetricsResource_0(o: ClientMetricsResource, out: bytearray) -> None
 
 
 def _d_ListClientMetricsResourcesResponse_0(buf: memoryview, pos: int) -> tuple[ListClientMetricsResourcesResponse, int]:
-    v_client_metrics_resources: list[ClientMetricsResource]
-    v_throttle_time_ms, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(ListClientMetricsResourcesResponse)
+    o.throttle_time_ms, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_client_metrics_resources = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListClientMetricsResourcesResponse.ClientMetricsResources is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListClientMetricsResourcesResponse.ClientMetricsResources length {n} exceeds the {len(buf) - pos} bytes left")
+    a_client_metrics_resources: list[ClientMetricsResource] = []
     for _ in range(n):
         e_client_metrics_resources, pos = _d_ClientMetricsResource_0(buf, pos)
-        v_client_metrics_resources.append(e_client_metrics_resources)
-    unknown, pos = skip_tags(buf, pos)
-    return ListClientMetricsResourcesResponse(v_throttle_time_ms, v_error_code, v_client_metrics_resources, unknown), pos
+        a_client_metrics_resources.append(e_client_metrics_resources)
+    o.client_metrics_resources = a_client_metrics_resources
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListClientMetricsResourcesResponse_0(o: ListClientMetricsResourcesResponse, out: bytearray) -> None:
@@ -188,7 +218,11 @@ def _e_ListClientMetricsResourcesResponse_0(o: ListClientMetricsResourcesRespons
     x_client_metrics_resources = o.client_metrics_resources
     if x_client_metrics_resources is None:
         raise EncodeError("ListClientMetricsResourcesResponse: ClientMetricsResources is not nullable in version 0")
-    write_uvarint(out, len(x_client_metrics_resources) + 1)
+    n = len(x_client_metrics_resources) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_client_metrics_resources in x_client_metrics_resources:
         _e_ClientMetricsResource_0(e_client_metrics_resources, out)
     if o.unknown_tags:
@@ -197,5 +231,6 @@ def _e_ListClientMetricsResourcesResponse_0(o: ListClientMetricsResourcesRespons
         out.append(0)
 
 
+_DEF_ClientMetricsResource = ClientMetricsResource()
 _DECODERS = (_d_ListClientMetricsResourcesResponse_0,)
 _ENCODERS = (_e_ListClientMetricsResourcesResponse_0,)

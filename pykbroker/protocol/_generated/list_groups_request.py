@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class ListGroupsRequest:
@@ -121,7 +133,11 @@ class ListGroupsRequest:
 
 
 def _d_ListGroupsRequest_0(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
-    return ListGroupsRequest([], [], None), pos
+    o = _new(ListGroupsRequest)
+    o.states_filter = []
+    o.types_filter = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListGroupsRequest_0(o: ListGroupsRequest, out: bytearray) -> None:
@@ -132,8 +148,15 @@ def _e_ListGroupsRequest_0(o: ListGroupsRequest, out: bytearray) -> None:
 
 
 def _d_ListGroupsRequest_1(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
-    unknown, pos = skip_tags(buf, pos)
-    return ListGroupsRequest([], [], unknown), pos
+    o = _new(ListGroupsRequest)
+    o.states_filter = []
+    o.types_filter = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListGroupsRequest_1(o: ListGroupsRequest, out: bytearray) -> None:
@@ -148,21 +171,40 @@ def _e_ListGroupsRequest_1(o: ListGroupsRequest, out: bytearray) -> None:
 
 
 def _d_ListGroupsRequest_2(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
-    v_states_filter: list[str]
-    n, pos = read_compact_array_len(buf, pos)
-    v_states_filter = []
+    o = _new(ListGroupsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListGroupsRequest.StatesFilter is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListGroupsRequest.StatesFilter length {n} exceeds the {len(buf) - pos} bytes left")
+    a_states_filter: list[str] = []
     for _ in range(n):
         e_states_filter, pos = read_compact_string(buf, pos)
-        v_states_filter.append(e_states_filter)
-    unknown, pos = skip_tags(buf, pos)
-    return ListGroupsRequest(v_states_filter, [], unknown), pos
+        a_states_filter.append(e_states_filter)
+    o.states_filter = a_states_filter
+    o.types_filter = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListGroupsRequest_2(o: ListGroupsRequest, out: bytearray) -> None:
     x_states_filter = o.states_filter
     if x_states_filter is None:
         raise EncodeError("ListGroupsRequest: StatesFilter is not nullable in version 4")
-    write_uvarint(out, len(x_states_filter) + 1)
+    n = len(x_states_filter) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_states_filter in x_states_filter:
         write_compact_string(out, e_states_filter)
     if o.types_filter != []:
@@ -174,33 +216,64 @@ def _e_ListGroupsRequest_2(o: ListGroupsRequest, out: bytearray) -> None:
 
 
 def _d_ListGroupsRequest_3(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
-    v_states_filter: list[str]
-    v_types_filter: list[str]
-    n, pos = read_compact_array_len(buf, pos)
-    v_states_filter = []
+    o = _new(ListGroupsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListGroupsRequest.StatesFilter is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListGroupsRequest.StatesFilter length {n} exceeds the {len(buf) - pos} bytes left")
+    a_states_filter: list[str] = []
     for _ in range(n):
         e_states_filter, pos = read_compact_string(buf, pos)
-        v_states_filter.append(e_states_filter)
-    n, pos = read_compact_array_len(buf, pos)
-    v_types_filter = []
+        a_states_filter.append(e_states_filter)
+    o.states_filter = a_states_filter
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListGroupsRequest.TypesFilter is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListGroupsRequest.TypesFilter length {n} exceeds the {len(buf) - pos} bytes left")
+    a_types_filter: list[str] = []
     for _ in range(n):
         e_types_filter, pos = read_compact_string(buf, pos)
-        v_types_filter.append(e_types_filter)
-    unknown, pos = skip_tags(buf, pos)
-    return ListGroupsRequest(v_states_filter, v_types_filter, unknown), pos
+        a_types_filter.append(e_types_filter)
+    o.types_filter = a_types_filter
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListGroupsRequest_3(o: ListGroupsRequest, out: bytearray) -> None:
     x_states_filter = o.states_filter
     if x_states_filter is None:
         raise EncodeError("ListGroupsRequest: StatesFilter is not nullable in version 5")
-    write_uvarint(out, len(x_states_filter) + 1)
+    n = len(x_states_filter) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_states_filter in x_states_filter:
         write_compact_string(out, e_states_filter)
     x_types_filter = o.types_filter
     if x_types_filter is None:
         raise EncodeError("ListGroupsRequest: TypesFilter is not nullable in version 5")
-    write_uvarint(out, len(x_types_filter) + 1)
+    n = len(x_types_filter) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_types_filter in x_types_filter:
         write_compact_string(out, e_types_filter)
     if o.unknown_tags:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>ih')
 
@@ -169,11 +181,13 @@ class ListGroupsResponse:
 
 
 def _d_ListedGroup_0(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
-    v_group_id: str
-    v_protocol_type: str
-    v_group_id, pos = read_string(buf, pos)
-    v_protocol_type, pos = read_string(buf, pos)
-    return ListedGroup(v_group_id, v_protocol_type, '', '', None), pos
+    o = _new(ListedGroup)
+    o.group_id, pos = read_string(buf, pos)
+    o.protocol_type, pos = read_string(buf, pos)
+    o.group_state = ''
+    o.group_type = ''
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListedGroup_0(o: ListedGroup, out: bytearray) -> None:
@@ -182,12 +196,17 @@ def _e_ListedGroup_0(o: ListedGroup, out: bytearray) -> None:
 
 
 def _d_ListedGroup_1(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
-    v_group_id: str
-    v_protocol_type: str
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_protocol_type, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return ListedGroup(v_group_id, v_protocol_type, '', '', unknown), pos
+    o = _new(ListedGroup)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.protocol_type, pos = read_compact_string(buf, pos)
+    o.group_state = ''
+    o.group_type = ''
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListedGroup_1(o: ListedGroup, out: bytearray) -> None:
@@ -200,14 +219,17 @@ def _e_ListedGroup_1(o: ListedGroup, out: bytearray) -> None:
 
 
 def _d_ListedGroup_2(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
-    v_group_id: str
-    v_protocol_type: str
-    v_group_state: str
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_protocol_type, pos = read_compact_string(buf, pos)
-    v_group_state, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return ListedGroup(v_group_id, v_protocol_type, v_group_state, '', unknown), pos
+    o = _new(ListedGroup)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.protocol_type, pos = read_compact_string(buf, pos)
+    o.group_state, pos = read_compact_string(buf, pos)
+    o.group_type = ''
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListedGroup_2(o: ListedGroup, out: bytearray) -> None:
@@ -221,16 +243,17 @@ def _e_ListedGroup_2(o: ListedGroup, out: bytearray) -> None:
 
 
 def _d_ListedGroup_3(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
-    v_group_id: str
-    v_protocol_type: str
-    v_group_state: str
-    v_group_type: str
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_protocol_type, pos = read_compact_string(buf, pos)
-    v_group_state, pos = read_compact_string(buf, pos)
-    v_group_type, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return ListedGroup(v_group_id, v_protocol_type, v_group_state, v_group_type, unknown), pos
+    o = _new(ListedGroup)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.protocol_type, pos = read_compact_string(buf, pos)
+    o.group_state, pos = read_compact_string(buf, pos)
+    o.group_type, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListedGroup_3(o: ListedGroup, out: bytearray) -> None:
@@ -245,15 +268,23 @@ def _e_ListedGroup_3(o: ListedGroup, out: bytearray) -> None:
 
 
 def _d_ListGroupsResponse_0(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
-    v_groups: list[ListedGroup]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(ListGroupsResponse)
+    o.throttle_time_ms = 0
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_array_len(buf, pos)
-    v_groups = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListGroupsResponse.Groups has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListGroupsResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[ListedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_ListedGroup_0(buf, pos)
-        v_groups.append(e_groups)
-    return ListGroupsResponse(0, v_error_code, v_groups, None), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListGroupsResponse_0(o: ListGroupsResponse, out: bytearray) -> None:
@@ -267,15 +298,22 @@ def _e_ListGroupsResponse_0(o: ListGroupsResponse, out: bytearray) -> None:
 
 
 def _d_ListGroupsResponse_1(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
-    v_groups: list[ListedGroup]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(ListGroupsResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_array_len(buf, pos)
-    v_groups = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListGroupsResponse.Groups has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListGroupsResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[ListedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_ListedGroup_0(buf, pos)
-        v_groups.append(e_groups)
-    return ListGroupsResponse(v_throttle_time_ms, v_error_code, v_groups, None), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListGroupsResponse_1(o: ListGroupsResponse, out: bytearray) -> None:
@@ -289,16 +327,30 @@ def _e_ListGroupsResponse_1(o: ListGroupsResponse, out: bytearray) -> None:
 
 
 def _d_ListGroupsResponse_2(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
-    v_groups: list[ListedGroup]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(ListGroupsResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_groups = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListGroupsResponse.Groups is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListGroupsResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[ListedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_ListedGroup_1(buf, pos)
-        v_groups.append(e_groups)
-    unknown, pos = skip_tags(buf, pos)
-    return ListGroupsResponse(v_throttle_time_ms, v_error_code, v_groups, unknown), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListGroupsResponse_2(o: ListGroupsResponse, out: bytearray) -> None:
@@ -306,7 +358,11 @@ def _e_ListGroupsResponse_2(o: ListGroupsResponse, out: bytearray) -> None:
     x_groups = o.groups
     if x_groups is None:
         raise EncodeError("ListGroupsResponse: Groups is not nullable in version 3")
-    write_uvarint(out, len(x_groups) + 1)
+    n = len(x_groups) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_groups in x_groups:
         _e_ListedGroup_1(e_groups, out)
     if o.unknown_tags:
@@ -316,16 +372,30 @@ def _e_ListGroupsResponse_2(o: ListGroupsResponse, out: bytearray) -> None:
 
 
 def _d_ListGroupsResponse_3(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
-    v_groups: list[ListedGroup]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(ListGroupsResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_groups = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListGroupsResponse.Groups is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListGroupsResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[ListedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_ListedGroup_2(buf, pos)
-        v_groups.append(e_groups)
-    unknown, pos = skip_tags(buf, pos)
-    return ListGroupsResponse(v_throttle_time_ms, v_error_code, v_groups, unknown), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListGroupsResponse_3(o: ListGroupsResponse, out: bytearray) -> None:
@@ -333,7 +403,11 @@ def _e_ListGroupsResponse_3(o: ListGroupsResponse, out: bytearray) -> None:
     x_groups = o.groups
     if x_groups is None:
         raise EncodeError("ListGroupsResponse: Groups is not nullable in version 4")
-    write_uvarint(out, len(x_groups) + 1)
+    n = len(x_groups) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_groups in x_groups:
         _e_ListedGroup_2(e_groups, out)
     if o.unknown_tags:
@@ -343,16 +417,30 @@ def _e_ListGroupsResponse_3(o: ListGroupsResponse, out: bytearray) -> None:
 
 
 def _d_ListGroupsResponse_4(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
-    v_groups: list[ListedGroup]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(ListGroupsResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_groups = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListGroupsResponse.Groups is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListGroupsResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[ListedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_ListedGroup_3(buf, pos)
-        v_groups.append(e_groups)
-    unknown, pos = skip_tags(buf, pos)
-    return ListGroupsResponse(v_throttle_time_ms, v_error_code, v_groups, unknown), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListGroupsResponse_4(o: ListGroupsResponse, out: bytearray) -> None:
@@ -360,7 +448,11 @@ def _e_ListGroupsResponse_4(o: ListGroupsResponse, out: bytearray) -> None:
     x_groups = o.groups
     if x_groups is None:
         raise EncodeError("ListGroupsResponse: Groups is not nullable in version 5")
-    write_uvarint(out, len(x_groups) + 1)
+    n = len(x_groups) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_groups in x_groups:
         _e_ListedGroup_3(e_groups, out)
     if o.unknown_tags:
@@ -369,5 +461,6 @@ def _e_ListGroupsResponse_4(o: ListGroupsResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_ListedGroup = ListedGroup()
 _DECODERS = (_d_ListGroupsResponse_0, _d_ListGroupsResponse_1, _d_ListGroupsResponse_1, _d_ListGroupsResponse_2, _d_ListGroupsResponse_3, _d_ListGroupsResponse_4,)
 _ENCODERS = (_e_ListGroupsResponse_0, _e_ListGroupsResponse_1, _e_ListGroupsResponse_1, _e_ListGroupsResponse_2, _e_ListGroupsResponse_3, _e_ListGroupsResponse_4,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iqi')
 _S1 = struct.Struct('>iq')
 _S2 = struct.Struct('>iiq')
@@ -210,9 +222,12 @@ class ListOffsetsRequest:
 
 
 def _d_ListOffsetsPartition_0(buf: memoryview, pos: int) -> tuple[ListOffsetsPartition, int]:
-    v_partition_index, v_timestamp, v_max_num_offsets = _S0.unpack_from(buf, pos)
+    o = _new(ListOffsetsPartition)
+    o.current_leader_epoch = -1
+    o.partition_index, o.timestamp, o.max_num_offsets = _S0.unpack_from(buf, pos)
     pos += 16
-    return ListOffsetsPartition(v_partition_index, -1, v_timestamp, v_max_num_offsets, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsPartition_0(o: ListOffsetsPartition, out: bytearray) -> None:
@@ -220,9 +235,13 @@ def _e_ListOffsetsPartition_0(o: ListOffsetsPartition, out: bytearray) -> None:
 
 
 def _d_ListOffsetsPartition_1(buf: memoryview, pos: int) -> tuple[ListOffsetsPartition, int]:
-    v_partition_index, v_timestamp = _S1.unpack_from(buf, pos)
+    o = _new(ListOffsetsPartition)
+    o.current_leader_epoch = -1
+    o.max_num_offsets = 1
+    o.partition_index, o.timestamp = _S1.unpack_from(buf, pos)
     pos += 12
-    return ListOffsetsPartition(v_partition_index, -1, v_timestamp, 1, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsPartition_1(o: ListOffsetsPartition, out: bytearray) -> None:
@@ -232,9 +251,12 @@ def _e_ListOffsetsPartition_1(o: ListOffsetsPartition, out: bytearray) -> None:
 
 
 def _d_ListOffsetsPartition_2(buf: memoryview, pos: int) -> tuple[ListOffsetsPartition, int]:
-    v_partition_index, v_current_leader_epoch, v_timestamp = _S2.unpack_from(buf, pos)
+    o = _new(ListOffsetsPartition)
+    o.max_num_offsets = 1
+    o.partition_index, o.current_leader_epoch, o.timestamp = _S2.unpack_from(buf, pos)
     pos += 16
-    return ListOffsetsPartition(v_partition_index, v_current_leader_epoch, v_timestamp, 1, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsPartition_2(o: ListOffsetsPartition, out: bytearray) -> None:
@@ -244,10 +266,16 @@ def _e_ListOffsetsPartition_2(o: ListOffsetsPartition, out: bytearray) -> None:
 
 
 def _d_ListOffsetsPartition_3(buf: memoryview, pos: int) -> tuple[ListOffsetsPartition, int]:
-    v_partition_index, v_current_leader_epoch, v_timestamp = _S2.unpack_from(buf, pos)
+    o = _new(ListOffsetsPartition)
+    o.max_num_offsets = 1
+    o.partition_index, o.current_leader_epoch, o.timestamp = _S2.unpack_from(buf, pos)
     pos += 16
-    unknown, pos = skip_tags(buf, pos)
-    return ListOffsetsPartition(v_partition_index, v_current_leader_epoch, v_timestamp, 1, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListOffsetsPartition_3(o: ListOffsetsPartition, out: bytearray) -> None:
@@ -261,15 +289,21 @@ def _e_ListOffsetsPartition_3(o: ListOffsetsPartition, out: bytearray) -> None:
 
 
 def _d_ListOffsetsTopic_0(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, int]:
-    v_name: str
-    v_partitions: list[ListOffsetsPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ListOffsetsTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[ListOffsetsPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_ListOffsetsPartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return ListOffsetsTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsTopic_0(o: ListOffsetsTopic, out: bytearray) -> None:
@@ -283,15 +317,21 @@ def _e_ListOffsetsTopic_0(o: ListOffsetsTopic, out: bytearray) -> None:
 
 
 def _d_ListOffsetsTopic_1(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, int]:
-    v_name: str
-    v_partitions: list[ListOffsetsPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ListOffsetsTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[ListOffsetsPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_ListOffsetsPartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    return ListOffsetsTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsTopic_1(o: ListOffsetsTopic, out: bytearray) -> None:
@@ -305,15 +345,21 @@ def _e_ListOffsetsTopic_1(o: ListOffsetsTopic, out: bytearray) -> None:
 
 
 def _d_ListOffsetsTopic_2(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, int]:
-    v_name: str
-    v_partitions: list[ListOffsetsPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ListOffsetsTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[ListOffsetsPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_ListOffsetsPartition_2(buf, pos)
-        v_partitions.append(e_partitions)
-    return ListOffsetsTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsTopic_2(o: ListOffsetsTopic, out: bytearray) -> None:
@@ -327,16 +373,29 @@ def _e_ListOffsetsTopic_2(o: ListOffsetsTopic, out: bytearray) -> None:
 
 
 def _d_ListOffsetsTopic_3(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, int]:
-    v_name: str
-    v_partitions: list[ListOffsetsPartition]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ListOffsetsTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListOffsetsRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[ListOffsetsPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_ListOffsetsPartition_3(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ListOffsetsTopic(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListOffsetsTopic_3(o: ListOffsetsTopic, out: bytearray) -> None:
@@ -344,7 +403,11 @@ def _e_ListOffsetsTopic_3(o: ListOffsetsTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ListOffsetsRequest: Partitions is not nullable in version 6")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_ListOffsetsPartition_3(e_partitions, out)
     if o.unknown_tags:
@@ -354,15 +417,24 @@ def _e_ListOffsetsTopic_3(o: ListOffsetsTopic, out: bytearray) -> None:
 
 
 def _d_ListOffsetsRequest_0(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
-    v_topics: list[ListOffsetsTopic]
-    v_replica_id, = _S3.unpack_from(buf, pos)
+    o = _new(ListOffsetsRequest)
+    o.isolation_level = 0
+    (o.replica_id,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return ListOffsetsRequest(v_replica_id, 0, v_topics, 0, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.timeout_ms = 0
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsRequest_0(o: ListOffsetsRequest, out: bytearray) -> None:
@@ -378,15 +450,24 @@ def _e_ListOffsetsRequest_0(o: ListOffsetsRequest, out: bytearray) -> None:
 
 
 def _d_ListOffsetsRequest_1(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
-    v_topics: list[ListOffsetsTopic]
-    v_replica_id, = _S3.unpack_from(buf, pos)
+    o = _new(ListOffsetsRequest)
+    o.isolation_level = 0
+    (o.replica_id,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    return ListOffsetsRequest(v_replica_id, 0, v_topics, 0, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.timeout_ms = 0
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsRequest_1(o: ListOffsetsRequest, out: bytearray) -> None:
@@ -402,15 +483,23 @@ def _e_ListOffsetsRequest_1(o: ListOffsetsRequest, out: bytearray) -> None:
 
 
 def _d_ListOffsetsRequest_2(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
-    v_topics: list[ListOffsetsTopic]
-    v_replica_id, v_isolation_level = _S4.unpack_from(buf, pos)
+    o = _new(ListOffsetsRequest)
+    o.replica_id, o.isolation_level = _S4.unpack_from(buf, pos)
     pos += 5
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    return ListOffsetsRequest(v_replica_id, v_isolation_level, v_topics, 0, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.timeout_ms = 0
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsRequest_2(o: ListOffsetsRequest, out: bytearray) -> None:
@@ -424,15 +513,23 @@ def _e_ListOffsetsRequest_2(o: ListOffsetsRequest, out: bytearray) -> None:
 
 
 def _d_ListOffsetsRequest_3(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
-    v_topics: list[ListOffsetsTopic]
-    v_replica_id, v_isolation_level = _S4.unpack_from(buf, pos)
+    o = _new(ListOffsetsRequest)
+    o.replica_id, o.isolation_level = _S4.unpack_from(buf, pos)
     pos += 5
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopic_2(buf, pos)
-        v_topics.append(e_topics)
-    return ListOffsetsRequest(v_replica_id, v_isolation_level, v_topics, 0, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.timeout_ms = 0
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsRequest_3(o: ListOffsetsRequest, out: bytearray) -> None:
@@ -446,16 +543,31 @@ def _e_ListOffsetsRequest_3(o: ListOffsetsRequest, out: bytearray) -> None:
 
 
 def _d_ListOffsetsRequest_4(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
-    v_topics: list[ListOffsetsTopic]
-    v_replica_id, v_isolation_level = _S4.unpack_from(buf, pos)
+    o = _new(ListOffsetsRequest)
+    o.replica_id, o.isolation_level = _S4.unpack_from(buf, pos)
     pos += 5
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListOffsetsRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopic_3(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return ListOffsetsRequest(v_replica_id, v_isolation_level, v_topics, 0, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.timeout_ms = 0
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListOffsetsRequest_4(o: ListOffsetsRequest, out: bytearray) -> None:
@@ -463,7 +575,11 @@ def _e_ListOffsetsRequest_4(o: ListOffsetsRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("ListOffsetsRequest: Topics is not nullable in version 6")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_ListOffsetsTopic_3(e_topics, out)
     if o.unknown_tags:
@@ -473,18 +589,32 @@ def _e_ListOffsetsRequest_4(o: ListOffsetsRequest, out: bytearray) -> None:
 
 
 def _d_ListOffsetsRequest_5(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
-    v_topics: list[ListOffsetsTopic]
-    v_replica_id, v_isolation_level = _S4.unpack_from(buf, pos)
+    o = _new(ListOffsetsRequest)
+    o.replica_id, o.isolation_level = _S4.unpack_from(buf, pos)
     pos += 5
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListOffsetsRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopic] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopic_3(buf, pos)
-        v_topics.append(e_topics)
-    v_timeout_ms, = _S3.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (o.timeout_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return ListOffsetsRequest(v_replica_id, v_isolation_level, v_topics, v_timeout_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListOffsetsRequest_5(o: ListOffsetsRequest, out: bytearray) -> None:
@@ -492,7 +622,11 @@ def _e_ListOffsetsRequest_5(o: ListOffsetsRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("ListOffsetsRequest: Topics is not nullable in version 10")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_ListOffsetsTopic_3(e_topics, out)
     out += _S3.pack(o.timeout_ms)
@@ -502,5 +636,7 @@ def _e_ListOffsetsRequest_5(o: ListOffsetsRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_ListOffsetsPartition = ListOffsetsPartition()
+_DEF_ListOffsetsTopic = ListOffsetsTopic()
 _DECODERS = (_d_ListOffsetsRequest_0, _d_ListOffsetsRequest_1, _d_ListOffsetsRequest_2, _d_ListOffsetsRequest_2, _d_ListOffsetsRequest_3, _d_ListOffsetsRequest_3, _d_ListOffsetsRequest_4, _d_ListOffsetsRequest_4, _d_ListOffsetsRequest_4, _d_ListOffsetsRequest_4, _d_ListOffsetsRequest_5,)
 _ENCODERS = (_e_ListOffsetsRequest_0, _e_ListOffsetsRequest_1, _e_ListOffsetsRequest_2, _e_ListOffsetsRequest_2, _e_ListOffsetsRequest_3, _e_ListOffsetsRequest_3, _e_ListOffsetsRequest_4, _e_ListOffsetsRequest_4, _e_ListOffsetsRequest_4, _e_ListOffsetsRequest_4, _e_ListOffsetsRequest_5,)

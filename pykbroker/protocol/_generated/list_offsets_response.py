@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>ihqq')
 _S2 = struct.Struct('>qq')
@@ -211,13 +223,22 @@ class ListOffsetsResponse:
 
 
 def _d_ListOffsetsPartitionResponse_0(buf: memoryview, pos: int) -> tuple[ListOffsetsPartitionResponse, int]:
-    v_old_style_offsets: list[int]
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(ListOffsetsPartitionResponse)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_array_len(buf, pos)
-    v_old_style_offsets = list(unpack_from(">%dq" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsResponse.OldStyleOffsets has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsResponse.OldStyleOffsets length {n} exceeds the {len(buf) - pos} bytes left")
+    o.old_style_offsets = list((_AR_q[n] if n < ARRAY_STRUCTS_MAX else Struct(">%dq" % n)).unpack_from(buf, pos))
     pos += 8 * n
-    return ListOffsetsPartitionResponse(v_partition_index, v_error_code, v_old_style_offsets, -1, -1, -1, None), pos
+    o.timestamp = -1
+    o.offset = -1
+    o.leader_epoch = -1
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsPartitionResponse_0(o: ListOffsetsPartitionResponse, out: bytearray) -> None:
@@ -226,7 +247,8 @@ def _e_ListOffsetsPartitionResponse_0(o: ListOffsetsPartitionResponse, out: byte
     if x_old_style_offsets is None:
         raise EncodeError("ListOffsetsResponse: OldStyleOffsets is not nullable in version 0")
     out += pack_i32(len(x_old_style_offsets))
-    out += pack(">%dq" % len(x_old_style_offsets), *x_old_style_offsets)
+    n = len(x_old_style_offsets)
+    out += (_AR_q[n] if n < ARRAY_STRUCTS_MAX else Struct(">%dq" % n)).pack(*x_old_style_offsets)
     if o.timestamp != -1:
         raise EncodeError("ListOffsetsPartitionResponse.timestamp can not be written in ListOffsetsResponse version 0")
     if o.offset != -1:
@@ -236,9 +258,13 @@ def _e_ListOffsetsPartitionResponse_0(o: ListOffsetsPartitionResponse, out: byte
 
 
 def _d_ListOffsetsPartitionResponse_1(buf: memoryview, pos: int) -> tuple[ListOffsetsPartitionResponse, int]:
-    v_partition_index, v_error_code, v_timestamp, v_offset = _S1.unpack_from(buf, pos)
+    o = _new(ListOffsetsPartitionResponse)
+    o.old_style_offsets = []
+    o.leader_epoch = -1
+    o.partition_index, o.error_code, o.timestamp, o.offset = _S1.unpack_from(buf, pos)
     pos += 22
-    return ListOffsetsPartitionResponse(v_partition_index, v_error_code, [], v_timestamp, v_offset, -1, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsPartitionResponse_1(o: ListOffsetsPartitionResponse, out: bytearray) -> None:
@@ -251,9 +277,12 @@ def _e_ListOffsetsPartitionResponse_1(o: ListOffsetsPartitionResponse, out: byte
 
 
 def _d_ListOffsetsPartitionResponse_2(buf: memoryview, pos: int) -> tuple[ListOffsetsPartitionResponse, int]:
-    v_partition_index, v_error_code, v_timestamp, v_offset, v_leader_epoch = _S3.unpack_from(buf, pos)
+    o = _new(ListOffsetsPartitionResponse)
+    o.old_style_offsets = []
+    o.partition_index, o.error_code, o.timestamp, o.offset, o.leader_epoch = _S3.unpack_from(buf, pos)
     pos += 26
-    return ListOffsetsPartitionResponse(v_partition_index, v_error_code, [], v_timestamp, v_offset, v_leader_epoch, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsPartitionResponse_2(o: ListOffsetsPartitionResponse, out: bytearray) -> None:
@@ -264,10 +293,16 @@ def _e_ListOffsetsPartitionResponse_2(o: ListOffsetsPartitionResponse, out: byte
 
 
 def _d_ListOffsetsPartitionResponse_3(buf: memoryview, pos: int) -> tuple[ListOffsetsPartitionResponse, int]:
-    v_partition_index, v_error_code, v_timestamp, v_offset, v_leader_epoch = _S3.unpack_from(buf, pos)
+    o = _new(ListOffsetsPartitionResponse)
+    o.old_style_offsets = []
+    o.partition_index, o.error_code, o.timestamp, o.offset, o.leader_epoch = _S3.unpack_from(buf, pos)
     pos += 26
-    unknown, pos = skip_tags(buf, pos)
-    return ListOffsetsPartitionResponse(v_partition_index, v_error_code, [], v_timestamp, v_offset, v_leader_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListOffsetsPartitionResponse_3(o: ListOffsetsPartitionResponse, out: bytearray) -> None:
@@ -282,15 +317,21 @@ def _e_ListOffsetsPartitionResponse_3(o: ListOffsetsPartitionResponse, out: byte
 
 
 def _d_ListOffsetsTopicResponse_0(buf: memoryview, pos: int) -> tuple[ListOffsetsTopicResponse, int]:
-    v_name: str
-    v_partitions: list[ListOffsetsPartitionResponse]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ListOffsetsTopicResponse)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[ListOffsetsPartitionResponse] = []
     for _ in range(n):
         e_partitions, pos = _d_ListOffsetsPartitionResponse_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return ListOffsetsTopicResponse(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsTopicResponse_0(o: ListOffsetsTopicResponse, out: bytearray) -> None:
@@ -304,15 +345,21 @@ def _e_ListOffsetsTopicResponse_0(o: ListOffsetsTopicResponse, out: bytearray) -
 
 
 def _d_ListOffsetsTopicResponse_1(buf: memoryview, pos: int) -> tuple[ListOffsetsTopicResponse, int]:
-    v_name: str
-    v_partitions: list[ListOffsetsPartitionResponse]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ListOffsetsTopicResponse)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[ListOffsetsPartitionResponse] = []
     for _ in range(n):
         e_partitions, pos = _d_ListOffsetsPartitionResponse_1(buf, pos)
-        v_partitions.append(e_partitions)
-    return ListOffsetsTopicResponse(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsTopicResponse_1(o: ListOffsetsTopicResponse, out: bytearray) -> None:
@@ -326,15 +373,21 @@ def _e_ListOffsetsTopicResponse_1(o: ListOffsetsTopicResponse, out: bytearray) -
 
 
 def _d_ListOffsetsTopicResponse_2(buf: memoryview, pos: int) -> tuple[ListOffsetsTopicResponse, int]:
-    v_name: str
-    v_partitions: list[ListOffsetsPartitionResponse]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ListOffsetsTopicResponse)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[ListOffsetsPartitionResponse] = []
     for _ in range(n):
         e_partitions, pos = _d_ListOffsetsPartitionResponse_2(buf, pos)
-        v_partitions.append(e_partitions)
-    return ListOffsetsTopicResponse(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsTopicResponse_2(o: ListOffsetsTopicResponse, out: bytearray) -> None:
@@ -348,16 +401,29 @@ def _e_ListOffsetsTopicResponse_2(o: ListOffsetsTopicResponse, out: bytearray) -
 
 
 def _d_ListOffsetsTopicResponse_3(buf: memoryview, pos: int) -> tuple[ListOffsetsTopicResponse, int]:
-    v_name: str
-    v_partitions: list[ListOffsetsPartitionResponse]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ListOffsetsTopicResponse)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListOffsetsResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[ListOffsetsPartitionResponse] = []
     for _ in range(n):
         e_partitions, pos = _d_ListOffsetsPartitionResponse_3(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ListOffsetsTopicResponse(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListOffsetsTopicResponse_3(o: ListOffsetsTopicResponse, out: bytearray) -> None:
@@ -365,7 +431,11 @@ def _e_ListOffsetsTopicResponse_3(o: ListOffsetsTopicResponse, out: bytearray) -
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ListOffsetsResponse: Partitions is not nullable in version 6")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_ListOffsetsPartitionResponse_3(e_partitions, out)
     if o.unknown_tags:
@@ -375,13 +445,21 @@ def _e_ListOffsetsTopicResponse_3(o: ListOffsetsTopicResponse, out: bytearray) -
 
 
 def _d_ListOffsetsResponse_0(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
-    v_topics: list[ListOffsetsTopicResponse]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(ListOffsetsResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopicResponse] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopicResponse_0(buf, pos)
-        v_topics.append(e_topics)
-    return ListOffsetsResponse(0, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsResponse_0(o: ListOffsetsResponse, out: bytearray) -> None:
@@ -394,13 +472,21 @@ def _e_ListOffsetsResponse_0(o: ListOffsetsResponse, out: bytearray) -> None:
 
 
 def _d_ListOffsetsResponse_1(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
-    v_topics: list[ListOffsetsTopicResponse]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(ListOffsetsResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopicResponse] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopicResponse_1(buf, pos)
-        v_topics.append(e_topics)
-    return ListOffsetsResponse(0, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsResponse_1(o: ListOffsetsResponse, out: bytearray) -> None:
@@ -413,15 +499,22 @@ def _e_ListOffsetsResponse_1(o: ListOffsetsResponse, out: bytearray) -> None:
 
 
 def _d_ListOffsetsResponse_2(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
-    v_topics: list[ListOffsetsTopicResponse]
-    v_throttle_time_ms, = _S5.unpack_from(buf, pos)
+    o = _new(ListOffsetsResponse)
+    (o.throttle_time_ms,) = _S5.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopicResponse] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopicResponse_1(buf, pos)
-        v_topics.append(e_topics)
-    return ListOffsetsResponse(v_throttle_time_ms, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsResponse_2(o: ListOffsetsResponse, out: bytearray) -> None:
@@ -435,15 +528,22 @@ def _e_ListOffsetsResponse_2(o: ListOffsetsResponse, out: bytearray) -> None:
 
 
 def _d_ListOffsetsResponse_3(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
-    v_topics: list[ListOffsetsTopicResponse]
-    v_throttle_time_ms, = _S5.unpack_from(buf, pos)
+    o = _new(ListOffsetsResponse)
+    (o.throttle_time_ms,) = _S5.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ListOffsetsResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopicResponse] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopicResponse_2(buf, pos)
-        v_topics.append(e_topics)
-    return ListOffsetsResponse(v_throttle_time_ms, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ListOffsetsResponse_3(o: ListOffsetsResponse, out: bytearray) -> None:
@@ -457,16 +557,30 @@ def _e_ListOffsetsResponse_3(o: ListOffsetsResponse, out: bytearray) -> None:
 
 
 def _d_ListOffsetsResponse_4(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
-    v_topics: list[ListOffsetsTopicResponse]
-    v_throttle_time_ms, = _S5.unpack_from(buf, pos)
+    o = _new(ListOffsetsResponse)
+    (o.throttle_time_ms,) = _S5.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListOffsetsResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListOffsetsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ListOffsetsTopicResponse] = []
     for _ in range(n):
         e_topics, pos = _d_ListOffsetsTopicResponse_3(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return ListOffsetsResponse(v_throttle_time_ms, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListOffsetsResponse_4(o: ListOffsetsResponse, out: bytearray) -> None:
@@ -474,7 +588,11 @@ def _e_ListOffsetsResponse_4(o: ListOffsetsResponse, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("ListOffsetsResponse: Topics is not nullable in version 6")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_ListOffsetsTopicResponse_3(e_topics, out)
     if o.unknown_tags:
@@ -483,5 +601,7 @@ def _e_ListOffsetsResponse_4(o: ListOffsetsResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_ListOffsetsPartitionResponse = ListOffsetsPartitionResponse()
+_DEF_ListOffsetsTopicResponse = ListOffsetsTopicResponse()
 _DECODERS = (_d_ListOffsetsResponse_0, _d_ListOffsetsResponse_1, _d_ListOffsetsResponse_2, _d_ListOffsetsResponse_2, _d_ListOffsetsResponse_3, _d_ListOffsetsResponse_3, _d_ListOffsetsResponse_4, _d_ListOffsetsResponse_4, _d_ListOffsetsResponse_4, _d_ListOffsetsResponse_4, _d_ListOffsetsResponse_4,)
 _ENCODERS = (_e_ListOffsetsResponse_0, _e_ListOffsetsResponse_1, _e_ListOffsetsResponse_2, _e_ListOffsetsResponse_2, _e_ListOffsetsResponse_3, _e_ListOffsetsResponse_3, _e_ListOffsetsResponse_4, _e_ListOffsetsResponse_4, _e_ListOffsetsResponse_4, _e_ListOffsetsResponse_4, _e_ListOffsetsResponse_4,)

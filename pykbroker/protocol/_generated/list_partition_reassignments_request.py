@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -156,14 +168,26 @@ class ListPartitionReassignmentsRequest:
 
 
 def _d_ListPartitionReassignmentsTopics_0(buf: memoryview, pos: int) -> tuple[ListPartitionReassignmentsTopics, int]:
-    v_name: str
-    v_partition_indexes: list[int]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_indexes = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(ListPartitionReassignmentsTopics)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListPartitionReassignmentsRequest.PartitionIndexes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListPartitionReassignmentsRequest.PartitionIndexes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partition_indexes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return ListPartitionReassignmentsTopics(v_name, v_partition_indexes, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListPartitionReassignmentsTopics_0(o: ListPartitionReassignmentsTopics, out: bytearray) -> None:
@@ -171,8 +195,13 @@ def _e_ListPartitionReassignmentsTopics_0(o: ListPartitionReassignmentsTopics, o
     x_partition_indexes = o.partition_indexes
     if x_partition_indexes is None:
         raise EncodeError("ListPartitionReassignmentsRequest: PartitionIndexes is not nullable in version 0")
-    write_uvarint(out, len(x_partition_indexes) + 1)
-    out += pack(">%di" % len(x_partition_indexes), *x_partition_indexes)
+    n = len(x_partition_indexes) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partition_indexes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partition_indexes)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -180,19 +209,31 @@ def _e_ListPartitionReassignmentsTopics_0(o: ListPartitionReassignmentsTopics, o
 
 
 def _d_ListPartitionReassignmentsRequest_0(buf: memoryview, pos: int) -> tuple[ListPartitionReassignmentsRequest, int]:
-    v_topics: list[ListPartitionReassignmentsTopics] | None
-    v_timeout_ms, = _S0.unpack_from(buf, pos)
+    o = _new(ListPartitionReassignmentsRequest)
+    (o.timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topics = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topics = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListPartitionReassignmentsRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topics = None
+    else:
+        a_topics: list[ListPartitionReassignmentsTopics] = []
         for _ in range(n):
             e_topics, pos = _d_ListPartitionReassignmentsTopics_0(buf, pos)
-            v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return ListPartitionReassignmentsRequest(v_timeout_ms, v_topics, unknown), pos
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListPartitionReassignmentsRequest_0(o: ListPartitionReassignmentsRequest, out: bytearray) -> None:
@@ -201,7 +242,11 @@ def _e_ListPartitionReassignmentsRequest_0(o: ListPartitionReassignmentsRequest,
     if x_topics is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topics) + 1)
+        n = len(x_topics) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topics in x_topics:
             _e_ListPartitionReassignmentsTopics_0(e_topics, out)
     if o.unknown_tags:
@@ -210,5 +255,6 @@ def _e_ListPartitionReassignmentsRequest_0(o: ListPartitionReassignmentsRequest,
         out.append(0)
 
 
+_DEF_ListPartitionReassignmentsTopics = ListPartitionReassignmentsTopics()
 _DECODERS = (_d_ListPartitionReassignmentsRequest_0,)
 _ENCODERS = (_e_ListPartitionReassignmentsRequest_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>ih')
 
@@ -207,22 +219,51 @@ class ListPartitionReassignmentsResponse:
 
 
 def _d_OngoingPartitionReassignment_0(buf: memoryview, pos: int) -> tuple[OngoingPartitionReassignment, int]:
-    v_replicas: list[int]
-    v_adding_replicas: list[int]
-    v_removing_replicas: list[int]
-    v_partition_index, = _S0.unpack_from(buf, pos)
+    o = _new(OngoingPartitionReassignment)
+    (o.partition_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListPartitionReassignmentsResponse.Replicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListPartitionReassignmentsResponse.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_adding_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListPartitionReassignmentsResponse.AddingReplicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListPartitionReassignmentsResponse.AddingReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.adding_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_removing_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListPartitionReassignmentsResponse.RemovingReplicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListPartitionReassignmentsResponse.RemovingReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.removing_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return OngoingPartitionReassignment(v_partition_index, v_replicas, v_adding_replicas, v_removing_replicas, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OngoingPartitionReassignment_0(o: OngoingPartitionReassignment, out: bytearray) -> None:
@@ -230,18 +271,33 @@ def _e_OngoingPartitionReassignment_0(o: OngoingPartitionReassignment, out: byte
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("ListPartitionReassignmentsResponse: Replicas is not nullable in version 0")
-    write_uvarint(out, len(x_replicas) + 1)
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     x_adding_replicas = o.adding_replicas
     if x_adding_replicas is None:
         raise EncodeError("ListPartitionReassignmentsResponse: AddingReplicas is not nullable in version 0")
-    write_uvarint(out, len(x_adding_replicas) + 1)
-    out += pack(">%di" % len(x_adding_replicas), *x_adding_replicas)
+    n = len(x_adding_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_adding_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_adding_replicas)
     x_removing_replicas = o.removing_replicas
     if x_removing_replicas is None:
         raise EncodeError("ListPartitionReassignmentsResponse: RemovingReplicas is not nullable in version 0")
-    write_uvarint(out, len(x_removing_replicas) + 1)
-    out += pack(">%di" % len(x_removing_replicas), *x_removing_replicas)
+    n = len(x_removing_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_removing_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_removing_replicas)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -249,16 +305,29 @@ def _e_OngoingPartitionReassignment_0(o: OngoingPartitionReassignment, out: byte
 
 
 def _d_OngoingTopicReassignment_0(buf: memoryview, pos: int) -> tuple[OngoingTopicReassignment, int]:
-    v_name: str
-    v_partitions: list[OngoingPartitionReassignment]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OngoingTopicReassignment)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListPartitionReassignmentsResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListPartitionReassignmentsResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OngoingPartitionReassignment] = []
     for _ in range(n):
         e_partitions, pos = _d_OngoingPartitionReassignment_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return OngoingTopicReassignment(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OngoingTopicReassignment_0(o: OngoingTopicReassignment, out: bytearray) -> None:
@@ -266,7 +335,11 @@ def _e_OngoingTopicReassignment_0(o: OngoingTopicReassignment, out: bytearray) -
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ListPartitionReassignmentsResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_OngoingPartitionReassignment_0(e_partitions, out)
     if o.unknown_tags:
@@ -276,18 +349,31 @@ def _e_OngoingTopicReassignment_0(o: OngoingTopicReassignment, out: bytearray) -
 
 
 def _d_ListPartitionReassignmentsResponse_0(buf: memoryview, pos: int) -> tuple[ListPartitionReassignmentsResponse, int]:
-    v_error_message: str | None
-    v_topics: list[OngoingTopicReassignment]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(ListPartitionReassignmentsResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListPartitionReassignmentsResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListPartitionReassignmentsResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OngoingTopicReassignment] = []
     for _ in range(n):
         e_topics, pos = _d_OngoingTopicReassignment_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return ListPartitionReassignmentsResponse(v_throttle_time_ms, v_error_code, v_error_message, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListPartitionReassignmentsResponse_0(o: ListPartitionReassignmentsResponse, out: bytearray) -> None:
@@ -296,7 +382,11 @@ def _e_ListPartitionReassignmentsResponse_0(o: ListPartitionReassignmentsRespons
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("ListPartitionReassignmentsResponse: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_OngoingTopicReassignment_0(e_topics, out)
     if o.unknown_tags:
@@ -305,5 +395,7 @@ def _e_ListPartitionReassignmentsResponse_0(o: ListPartitionReassignmentsRespons
         out.append(0)
 
 
+_DEF_OngoingPartitionReassignment = OngoingPartitionReassignment()
+_DEF_OngoingTopicReassignment = OngoingTopicReassignment()
 _DECODERS = (_d_ListPartitionReassignmentsResponse_0,)
 _ENCODERS = (_e_ListPartitionReassignmentsResponse_0,)

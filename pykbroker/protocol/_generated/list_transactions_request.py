@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>q')
 
 
@@ -126,32 +138,64 @@ class ListTransactionsRequest:
 
 
 def _d_ListTransactionsRequest_0(buf: memoryview, pos: int) -> tuple[ListTransactionsRequest, int]:
-    v_state_filters: list[str]
-    v_producer_id_filters: list[int]
-    n, pos = read_compact_array_len(buf, pos)
-    v_state_filters = []
+    o = _new(ListTransactionsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListTransactionsRequest.StateFilters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListTransactionsRequest.StateFilters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_state_filters: list[str] = []
     for _ in range(n):
         e_state_filters, pos = read_compact_string(buf, pos)
-        v_state_filters.append(e_state_filters)
-    n, pos = read_compact_array_len(buf, pos)
-    v_producer_id_filters = list(unpack_from(">%dq" % n, buf, pos))
+        a_state_filters.append(e_state_filters)
+    o.state_filters = a_state_filters
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListTransactionsRequest.ProducerIdFilters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListTransactionsRequest.ProducerIdFilters length {n} exceeds the {len(buf) - pos} bytes left")
+    o.producer_id_filters = list((_AR_q[n] if n < ARRAY_STRUCTS_MAX else Struct(">%dq" % n)).unpack_from(buf, pos))
     pos += 8 * n
-    unknown, pos = skip_tags(buf, pos)
-    return ListTransactionsRequest(v_state_filters, v_producer_id_filters, -1, unknown), pos
+    o.duration_filter = -1
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListTransactionsRequest_0(o: ListTransactionsRequest, out: bytearray) -> None:
     x_state_filters = o.state_filters
     if x_state_filters is None:
         raise EncodeError("ListTransactionsRequest: StateFilters is not nullable in version 0")
-    write_uvarint(out, len(x_state_filters) + 1)
+    n = len(x_state_filters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_state_filters in x_state_filters:
         write_compact_string(out, e_state_filters)
     x_producer_id_filters = o.producer_id_filters
     if x_producer_id_filters is None:
         raise EncodeError("ListTransactionsRequest: ProducerIdFilters is not nullable in version 0")
-    write_uvarint(out, len(x_producer_id_filters) + 1)
-    out += pack(">%dq" % len(x_producer_id_filters), *x_producer_id_filters)
+    n = len(x_producer_id_filters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_producer_id_filters)
+    out += (_AR_q[n] if n < ARRAY_STRUCTS_MAX else Struct(">%dq" % n)).pack(*x_producer_id_filters)
     if o.duration_filter != -1:
         raise EncodeError("ListTransactionsRequest.duration_filter can not be written in ListTransactionsRequest version 0")
     if o.unknown_tags:
@@ -161,34 +205,65 @@ def _e_ListTransactionsRequest_0(o: ListTransactionsRequest, out: bytearray) -> 
 
 
 def _d_ListTransactionsRequest_1(buf: memoryview, pos: int) -> tuple[ListTransactionsRequest, int]:
-    v_state_filters: list[str]
-    v_producer_id_filters: list[int]
-    n, pos = read_compact_array_len(buf, pos)
-    v_state_filters = []
+    o = _new(ListTransactionsRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListTransactionsRequest.StateFilters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListTransactionsRequest.StateFilters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_state_filters: list[str] = []
     for _ in range(n):
         e_state_filters, pos = read_compact_string(buf, pos)
-        v_state_filters.append(e_state_filters)
-    n, pos = read_compact_array_len(buf, pos)
-    v_producer_id_filters = list(unpack_from(">%dq" % n, buf, pos))
+        a_state_filters.append(e_state_filters)
+    o.state_filters = a_state_filters
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListTransactionsRequest.ProducerIdFilters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListTransactionsRequest.ProducerIdFilters length {n} exceeds the {len(buf) - pos} bytes left")
+    o.producer_id_filters = list((_AR_q[n] if n < ARRAY_STRUCTS_MAX else Struct(">%dq" % n)).unpack_from(buf, pos))
     pos += 8 * n
-    v_duration_filter, = _S0.unpack_from(buf, pos)
+    (o.duration_filter,) = _S0.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return ListTransactionsRequest(v_state_filters, v_producer_id_filters, v_duration_filter, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListTransactionsRequest_1(o: ListTransactionsRequest, out: bytearray) -> None:
     x_state_filters = o.state_filters
     if x_state_filters is None:
         raise EncodeError("ListTransactionsRequest: StateFilters is not nullable in version 1")
-    write_uvarint(out, len(x_state_filters) + 1)
+    n = len(x_state_filters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_state_filters in x_state_filters:
         write_compact_string(out, e_state_filters)
     x_producer_id_filters = o.producer_id_filters
     if x_producer_id_filters is None:
         raise EncodeError("ListTransactionsRequest: ProducerIdFilters is not nullable in version 1")
-    write_uvarint(out, len(x_producer_id_filters) + 1)
-    out += pack(">%dq" % len(x_producer_id_filters), *x_producer_id_filters)
+    n = len(x_producer_id_filters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_producer_id_filters)
+    out += (_AR_q[n] if n < ARRAY_STRUCTS_MAX else Struct(">%dq" % n)).pack(*x_producer_id_filters)
     out += _S0.pack(o.duration_filter)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)

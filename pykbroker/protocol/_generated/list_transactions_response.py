@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>q')
 _S1 = struct.Struct('>ih')
 
@@ -169,14 +181,17 @@ class ListTransactionsResponse:
 
 
 def _d_TransactionState_0(buf: memoryview, pos: int) -> tuple[TransactionState, int]:
-    v_transactional_id: str
-    v_transaction_state: str
-    v_transactional_id, pos = read_compact_string(buf, pos)
-    v_producer_id, = _S0.unpack_from(buf, pos)
+    o = _new(TransactionState)
+    o.transactional_id, pos = read_compact_string(buf, pos)
+    (o.producer_id,) = _S0.unpack_from(buf, pos)
     pos += 8
-    v_transaction_state, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return TransactionState(v_transactional_id, v_producer_id, v_transaction_state, unknown), pos
+    o.transaction_state, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TransactionState_0(o: TransactionState, out: bytearray) -> None:
@@ -190,22 +205,45 @@ def _e_TransactionState_0(o: TransactionState, out: bytearray) -> None:
 
 
 def _d_ListTransactionsResponse_0(buf: memoryview, pos: int) -> tuple[ListTransactionsResponse, int]:
-    v_unknown_state_filters: list[str]
-    v_transaction_states: list[TransactionState]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(ListTransactionsResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_unknown_state_filters = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListTransactionsResponse.UnknownStateFilters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListTransactionsResponse.UnknownStateFilters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_unknown_state_filters: list[str] = []
     for _ in range(n):
         e_unknown_state_filters, pos = read_compact_string(buf, pos)
-        v_unknown_state_filters.append(e_unknown_state_filters)
-    n, pos = read_compact_array_len(buf, pos)
-    v_transaction_states = []
+        a_unknown_state_filters.append(e_unknown_state_filters)
+    o.unknown_state_filters = a_unknown_state_filters
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ListTransactionsResponse.TransactionStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ListTransactionsResponse.TransactionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_transaction_states: list[TransactionState] = []
     for _ in range(n):
         e_transaction_states, pos = _d_TransactionState_0(buf, pos)
-        v_transaction_states.append(e_transaction_states)
-    unknown, pos = skip_tags(buf, pos)
-    return ListTransactionsResponse(v_throttle_time_ms, v_error_code, v_unknown_state_filters, v_transaction_states, unknown), pos
+        a_transaction_states.append(e_transaction_states)
+    o.transaction_states = a_transaction_states
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ListTransactionsResponse_0(o: ListTransactionsResponse, out: bytearray) -> None:
@@ -213,13 +251,21 @@ def _e_ListTransactionsResponse_0(o: ListTransactionsResponse, out: bytearray) -
     x_unknown_state_filters = o.unknown_state_filters
     if x_unknown_state_filters is None:
         raise EncodeError("ListTransactionsResponse: UnknownStateFilters is not nullable in version 0")
-    write_uvarint(out, len(x_unknown_state_filters) + 1)
+    n = len(x_unknown_state_filters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_unknown_state_filters in x_unknown_state_filters:
         write_compact_string(out, e_unknown_state_filters)
     x_transaction_states = o.transaction_states
     if x_transaction_states is None:
         raise EncodeError("ListTransactionsResponse: TransactionStates is not nullable in version 0")
-    write_uvarint(out, len(x_transaction_states) + 1)
+    n = len(x_transaction_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_transaction_states in x_transaction_states:
         _e_TransactionState_0(e_transaction_states, out)
     if o.unknown_tags:
@@ -228,5 +274,6 @@ def _e_ListTransactionsResponse_0(o: ListTransactionsResponse, out: bytearray) -
         out.append(0)
 
 
+_DEF_TransactionState = TransactionState()
 _DECODERS = (_d_ListTransactionsResponse_0, _d_ListTransactionsResponse_0,)
 _ENCODERS = (_e_ListTransactionsResponse_0, _e_ListTransactionsResponse_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>?')
 _S1 = struct.Struct('>???')
 _S2 = struct.Struct('>??')
@@ -166,9 +178,11 @@ class MetadataRequest:
 
 
 def _d_MetadataRequestTopic_0(buf: memoryview, pos: int) -> tuple[MetadataRequestTopic, int]:
-    v_name: str | None
-    v_name, pos = read_string(buf, pos)
-    return MetadataRequestTopic(ZERO_UUID, v_name, None), pos
+    o = _new(MetadataRequestTopic)
+    o.topic_id = ZERO_UUID
+    o.name, pos = read_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataRequestTopic_0(o: MetadataRequestTopic, out: bytearray) -> None:
@@ -176,10 +190,15 @@ def _e_MetadataRequestTopic_0(o: MetadataRequestTopic, out: bytearray) -> None:
 
 
 def _d_MetadataRequestTopic_1(buf: memoryview, pos: int) -> tuple[MetadataRequestTopic, int]:
-    v_name: str | None
-    v_name, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataRequestTopic(ZERO_UUID, v_name, unknown), pos
+    o = _new(MetadataRequestTopic)
+    o.topic_id = ZERO_UUID
+    o.name, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataRequestTopic_1(o: MetadataRequestTopic, out: bytearray) -> None:
@@ -191,12 +210,15 @@ def _e_MetadataRequestTopic_1(o: MetadataRequestTopic, out: bytearray) -> None:
 
 
 def _d_MetadataRequestTopic_2(buf: memoryview, pos: int) -> tuple[MetadataRequestTopic, int]:
-    v_topic_id: uuid.UUID
-    v_name: str | None
-    v_topic_id, pos = read_uuid(buf, pos)
-    v_name, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataRequestTopic(v_topic_id, v_name, unknown), pos
+    o = _new(MetadataRequestTopic)
+    o.topic_id, pos = read_uuid(buf, pos)
+    o.name, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataRequestTopic_2(o: MetadataRequestTopic, out: bytearray) -> None:
@@ -209,13 +231,23 @@ def _e_MetadataRequestTopic_2(o: MetadataRequestTopic, out: bytearray) -> None:
 
 
 def _d_MetadataRequest_0(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
-    v_topics: list[MetadataRequestTopic] | None
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(MetadataRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataRequestTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return MetadataRequest(v_topics, True, False, False, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.allow_auto_topic_creation = True
+    o.include_cluster_authorized_operations = False
+    o.include_topic_authorized_operations = False
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataRequest_0(o: MetadataRequest, out: bytearray) -> None:
@@ -234,16 +266,26 @@ def _e_MetadataRequest_0(o: MetadataRequest, out: bytearray) -> None:
 
 
 def _d_MetadataRequest_1(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
-    v_topics: list[MetadataRequestTopic] | None
-    n, pos = read_nullable_array_len(buf, pos)
+    o = _new(MetadataRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"MetadataRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_topics = None
+        o.topics = None
     else:
-        v_topics = []
+        a_topics: list[MetadataRequestTopic] = []
         for _ in range(n):
             e_topics, pos = _d_MetadataRequestTopic_0(buf, pos)
-            v_topics.append(e_topics)
-    return MetadataRequest(v_topics, True, False, False, None), pos
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    o.allow_auto_topic_creation = True
+    o.include_cluster_authorized_operations = False
+    o.include_topic_authorized_operations = False
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataRequest_1(o: MetadataRequest, out: bytearray) -> None:
@@ -263,18 +305,27 @@ def _e_MetadataRequest_1(o: MetadataRequest, out: bytearray) -> None:
 
 
 def _d_MetadataRequest_2(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
-    v_topics: list[MetadataRequestTopic] | None
-    n, pos = read_nullable_array_len(buf, pos)
+    o = _new(MetadataRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"MetadataRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_topics = None
+        o.topics = None
     else:
-        v_topics = []
+        a_topics: list[MetadataRequestTopic] = []
         for _ in range(n):
             e_topics, pos = _d_MetadataRequestTopic_0(buf, pos)
-            v_topics.append(e_topics)
-    v_allow_auto_topic_creation, = _S0.unpack_from(buf, pos)
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    o.include_cluster_authorized_operations = False
+    o.include_topic_authorized_operations = False
+    (o.allow_auto_topic_creation,) = _S0.unpack_from(buf, pos)
     pos += 1
-    return MetadataRequest(v_topics, v_allow_auto_topic_creation, False, False, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataRequest_2(o: MetadataRequest, out: bytearray) -> None:
@@ -293,18 +344,25 @@ def _e_MetadataRequest_2(o: MetadataRequest, out: bytearray) -> None:
 
 
 def _d_MetadataRequest_3(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
-    v_topics: list[MetadataRequestTopic] | None
-    n, pos = read_nullable_array_len(buf, pos)
+    o = _new(MetadataRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"MetadataRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_topics = None
+        o.topics = None
     else:
-        v_topics = []
+        a_topics: list[MetadataRequestTopic] = []
         for _ in range(n):
             e_topics, pos = _d_MetadataRequestTopic_0(buf, pos)
-            v_topics.append(e_topics)
-    v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations = _S1.unpack_from(buf, pos)
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations = _S1.unpack_from(buf, pos)
     pos += 3
-    return MetadataRequest(v_topics, v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataRequest_3(o: MetadataRequest, out: bytearray) -> None:
@@ -319,19 +377,31 @@ def _e_MetadataRequest_3(o: MetadataRequest, out: bytearray) -> None:
 
 
 def _d_MetadataRequest_4(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
-    v_topics: list[MetadataRequestTopic] | None
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topics = None
+    o = _new(MetadataRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topics = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topics = None
+    else:
+        a_topics: list[MetadataRequestTopic] = []
         for _ in range(n):
             e_topics, pos = _d_MetadataRequestTopic_1(buf, pos)
-            v_topics.append(e_topics)
-    v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations = _S1.unpack_from(buf, pos)
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations = _S1.unpack_from(buf, pos)
     pos += 3
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataRequest(v_topics, v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataRequest_4(o: MetadataRequest, out: bytearray) -> None:
@@ -339,7 +409,11 @@ def _e_MetadataRequest_4(o: MetadataRequest, out: bytearray) -> None:
     if x_topics is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topics) + 1)
+        n = len(x_topics) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topics in x_topics:
             _e_MetadataRequestTopic_1(e_topics, out)
     out += _S1.pack(o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations)
@@ -350,19 +424,31 @@ def _e_MetadataRequest_4(o: MetadataRequest, out: bytearray) -> None:
 
 
 def _d_MetadataRequest_5(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
-    v_topics: list[MetadataRequestTopic] | None
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topics = None
+    o = _new(MetadataRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topics = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topics = None
+    else:
+        a_topics: list[MetadataRequestTopic] = []
         for _ in range(n):
             e_topics, pos = _d_MetadataRequestTopic_2(buf, pos)
-            v_topics.append(e_topics)
-    v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations = _S1.unpack_from(buf, pos)
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations = _S1.unpack_from(buf, pos)
     pos += 3
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataRequest(v_topics, v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataRequest_5(o: MetadataRequest, out: bytearray) -> None:
@@ -370,7 +456,11 @@ def _e_MetadataRequest_5(o: MetadataRequest, out: bytearray) -> None:
     if x_topics is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topics) + 1)
+        n = len(x_topics) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topics in x_topics:
             _e_MetadataRequestTopic_2(e_topics, out)
     out += _S1.pack(o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations)
@@ -381,19 +471,32 @@ def _e_MetadataRequest_5(o: MetadataRequest, out: bytearray) -> None:
 
 
 def _d_MetadataRequest_6(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
-    v_topics: list[MetadataRequestTopic] | None
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topics = None
+    o = _new(MetadataRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topics = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topics = None
+    else:
+        a_topics: list[MetadataRequestTopic] = []
         for _ in range(n):
             e_topics, pos = _d_MetadataRequestTopic_2(buf, pos)
-            v_topics.append(e_topics)
-    v_allow_auto_topic_creation, v_include_topic_authorized_operations = _S2.unpack_from(buf, pos)
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    o.include_cluster_authorized_operations = False
+    o.allow_auto_topic_creation, o.include_topic_authorized_operations = _S2.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataRequest(v_topics, v_allow_auto_topic_creation, False, v_include_topic_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataRequest_6(o: MetadataRequest, out: bytearray) -> None:
@@ -401,7 +504,11 @@ def _e_MetadataRequest_6(o: MetadataRequest, out: bytearray) -> None:
     if x_topics is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topics) + 1)
+        n = len(x_topics) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topics in x_topics:
             _e_MetadataRequestTopic_2(e_topics, out)
     out += _S0.pack(o.allow_auto_topic_creation)
@@ -414,5 +521,6 @@ def _e_MetadataRequest_6(o: MetadataRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_MetadataRequestTopic = MetadataRequestTopic()
 _DECODERS = (_d_MetadataRequest_0, _d_MetadataRequest_1, _d_MetadataRequest_1, _d_MetadataRequest_1, _d_MetadataRequest_2, _d_MetadataRequest_2, _d_MetadataRequest_2, _d_MetadataRequest_2, _d_MetadataRequest_3, _d_MetadataRequest_4, _d_MetadataRequest_5, _d_MetadataRequest_6, _d_MetadataRequest_6,)
 _ENCODERS = (_e_MetadataRequest_0, _e_MetadataRequest_1, _e_MetadataRequest_1, _e_MetadataRequest_1, _e_MetadataRequest_2, _e_MetadataRequest_2, _e_MetadataRequest_2, _e_MetadataRequest_2, _e_MetadataRequest_3, _e_MetadataRequest_4, _e_MetadataRequest_5, _e_MetadataRequest_6, _e_MetadataRequest_6,)

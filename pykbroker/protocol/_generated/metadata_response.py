@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>hii')
 _S2 = struct.Struct('>hiii')
@@ -288,13 +300,15 @@ class MetadataResponse:
 
 
 def _d_MetadataResponseBroker_0(buf: memoryview, pos: int) -> tuple[MetadataResponseBroker, int]:
-    v_host: str
-    v_node_id, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponseBroker)
+    (o.node_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    o.rack = None
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return MetadataResponseBroker(v_node_id, v_host, v_port, None, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponseBroker_0(o: MetadataResponseBroker, out: bytearray) -> None:
@@ -304,15 +318,15 @@ def _e_MetadataResponseBroker_0(o: MetadataResponseBroker, out: bytearray) -> No
 
 
 def _d_MetadataResponseBroker_1(buf: memoryview, pos: int) -> tuple[MetadataResponseBroker, int]:
-    v_host: str
-    v_rack: str | None
-    v_node_id, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponseBroker)
+    (o.node_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_rack, pos = read_nullable_string(buf, pos)
-    return MetadataResponseBroker(v_node_id, v_host, v_port, v_rack, None), pos
+    o.rack, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponseBroker_1(o: MetadataResponseBroker, out: bytearray) -> None:
@@ -323,16 +337,19 @@ def _e_MetadataResponseBroker_1(o: MetadataResponseBroker, out: bytearray) -> No
 
 
 def _d_MetadataResponseBroker_2(buf: memoryview, pos: int) -> tuple[MetadataResponseBroker, int]:
-    v_host: str
-    v_rack: str | None
-    v_node_id, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponseBroker)
+    (o.node_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataResponseBroker(v_node_id, v_host, v_port, v_rack, unknown), pos
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataResponseBroker_2(o: MetadataResponseBroker, out: bytearray) -> None:
@@ -347,17 +364,29 @@ def _e_MetadataResponseBroker_2(o: MetadataResponseBroker, out: bytearray) -> No
 
 
 def _d_MetadataResponsePartition_0(buf: memoryview, pos: int) -> tuple[MetadataResponsePartition, int]:
-    v_replica_nodes: list[int]
-    v_isr_nodes: list[int]
-    v_error_code, v_partition_index, v_leader_id = _S1.unpack_from(buf, pos)
+    o = _new(MetadataResponsePartition)
+    o.leader_epoch = -1
+    o.error_code, o.partition_index, o.leader_id = _S1.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_array_len(buf, pos)
-    v_replica_nodes = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.ReplicaNodes has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.ReplicaNodes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replica_nodes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_array_len(buf, pos)
-    v_isr_nodes = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.IsrNodes has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.IsrNodes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr_nodes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return MetadataResponsePartition(v_error_code, v_partition_index, v_leader_id, -1, v_replica_nodes, v_isr_nodes, [], None), pos
+    o.offline_replicas = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponsePartition_0(o: MetadataResponsePartition, out: bytearray) -> None:
@@ -366,30 +395,47 @@ def _e_MetadataResponsePartition_0(o: MetadataResponsePartition, out: bytearray)
     if x_replica_nodes is None:
         raise EncodeError("MetadataResponse: ReplicaNodes is not nullable in version 0")
     out += pack_i32(len(x_replica_nodes))
-    out += pack(">%di" % len(x_replica_nodes), *x_replica_nodes)
+    n = len(x_replica_nodes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replica_nodes)
     x_isr_nodes = o.isr_nodes
     if x_isr_nodes is None:
         raise EncodeError("MetadataResponse: IsrNodes is not nullable in version 0")
     out += pack_i32(len(x_isr_nodes))
-    out += pack(">%di" % len(x_isr_nodes), *x_isr_nodes)
+    n = len(x_isr_nodes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr_nodes)
 
 
 def _d_MetadataResponsePartition_1(buf: memoryview, pos: int) -> tuple[MetadataResponsePartition, int]:
-    v_replica_nodes: list[int]
-    v_isr_nodes: list[int]
-    v_offline_replicas: list[int]
-    v_error_code, v_partition_index, v_leader_id = _S1.unpack_from(buf, pos)
+    o = _new(MetadataResponsePartition)
+    o.leader_epoch = -1
+    o.error_code, o.partition_index, o.leader_id = _S1.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_array_len(buf, pos)
-    v_replica_nodes = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.ReplicaNodes has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.ReplicaNodes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replica_nodes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_array_len(buf, pos)
-    v_isr_nodes = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.IsrNodes has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.IsrNodes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr_nodes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_array_len(buf, pos)
-    v_offline_replicas = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.OfflineReplicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.OfflineReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.offline_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return MetadataResponsePartition(v_error_code, v_partition_index, v_leader_id, -1, v_replica_nodes, v_isr_nodes, v_offline_replicas, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponsePartition_1(o: MetadataResponsePartition, out: bytearray) -> None:
@@ -398,35 +444,52 @@ def _e_MetadataResponsePartition_1(o: MetadataResponsePartition, out: bytearray)
     if x_replica_nodes is None:
         raise EncodeError("MetadataResponse: ReplicaNodes is not nullable in version 5")
     out += pack_i32(len(x_replica_nodes))
-    out += pack(">%di" % len(x_replica_nodes), *x_replica_nodes)
+    n = len(x_replica_nodes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replica_nodes)
     x_isr_nodes = o.isr_nodes
     if x_isr_nodes is None:
         raise EncodeError("MetadataResponse: IsrNodes is not nullable in version 5")
     out += pack_i32(len(x_isr_nodes))
-    out += pack(">%di" % len(x_isr_nodes), *x_isr_nodes)
+    n = len(x_isr_nodes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr_nodes)
     x_offline_replicas = o.offline_replicas
     if x_offline_replicas is None:
         raise EncodeError("MetadataResponse: OfflineReplicas is not nullable in version 5")
     out += pack_i32(len(x_offline_replicas))
-    out += pack(">%di" % len(x_offline_replicas), *x_offline_replicas)
+    n = len(x_offline_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_offline_replicas)
 
 
 def _d_MetadataResponsePartition_2(buf: memoryview, pos: int) -> tuple[MetadataResponsePartition, int]:
-    v_replica_nodes: list[int]
-    v_isr_nodes: list[int]
-    v_offline_replicas: list[int]
-    v_error_code, v_partition_index, v_leader_id, v_leader_epoch = _S2.unpack_from(buf, pos)
+    o = _new(MetadataResponsePartition)
+    o.error_code, o.partition_index, o.leader_id, o.leader_epoch = _S2.unpack_from(buf, pos)
     pos += 14
-    n, pos = read_array_len(buf, pos)
-    v_replica_nodes = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.ReplicaNodes has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.ReplicaNodes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replica_nodes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_array_len(buf, pos)
-    v_isr_nodes = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.IsrNodes has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.IsrNodes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr_nodes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_array_len(buf, pos)
-    v_offline_replicas = list(unpack_from(">%di" % n, buf, pos))
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.OfflineReplicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.OfflineReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.offline_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return MetadataResponsePartition(v_error_code, v_partition_index, v_leader_id, v_leader_epoch, v_replica_nodes, v_isr_nodes, v_offline_replicas, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponsePartition_2(o: MetadataResponsePartition, out: bytearray) -> None:
@@ -435,36 +498,68 @@ def _e_MetadataResponsePartition_2(o: MetadataResponsePartition, out: bytearray)
     if x_replica_nodes is None:
         raise EncodeError("MetadataResponse: ReplicaNodes is not nullable in version 7")
     out += pack_i32(len(x_replica_nodes))
-    out += pack(">%di" % len(x_replica_nodes), *x_replica_nodes)
+    n = len(x_replica_nodes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replica_nodes)
     x_isr_nodes = o.isr_nodes
     if x_isr_nodes is None:
         raise EncodeError("MetadataResponse: IsrNodes is not nullable in version 7")
     out += pack_i32(len(x_isr_nodes))
-    out += pack(">%di" % len(x_isr_nodes), *x_isr_nodes)
+    n = len(x_isr_nodes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr_nodes)
     x_offline_replicas = o.offline_replicas
     if x_offline_replicas is None:
         raise EncodeError("MetadataResponse: OfflineReplicas is not nullable in version 7")
     out += pack_i32(len(x_offline_replicas))
-    out += pack(">%di" % len(x_offline_replicas), *x_offline_replicas)
+    n = len(x_offline_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_offline_replicas)
 
 
 def _d_MetadataResponsePartition_3(buf: memoryview, pos: int) -> tuple[MetadataResponsePartition, int]:
-    v_replica_nodes: list[int]
-    v_isr_nodes: list[int]
-    v_offline_replicas: list[int]
-    v_error_code, v_partition_index, v_leader_id, v_leader_epoch = _S2.unpack_from(buf, pos)
+    o = _new(MetadataResponsePartition)
+    o.error_code, o.partition_index, o.leader_id, o.leader_epoch = _S2.unpack_from(buf, pos)
     pos += 14
-    n, pos = read_compact_array_len(buf, pos)
-    v_replica_nodes = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.ReplicaNodes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.ReplicaNodes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replica_nodes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_isr_nodes = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.IsrNodes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.IsrNodes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr_nodes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_offline_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.OfflineReplicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.OfflineReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.offline_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataResponsePartition(v_error_code, v_partition_index, v_leader_id, v_leader_epoch, v_replica_nodes, v_isr_nodes, v_offline_replicas, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataResponsePartition_3(o: MetadataResponsePartition, out: bytearray) -> None:
@@ -472,18 +567,33 @@ def _e_MetadataResponsePartition_3(o: MetadataResponsePartition, out: bytearray)
     x_replica_nodes = o.replica_nodes
     if x_replica_nodes is None:
         raise EncodeError("MetadataResponse: ReplicaNodes is not nullable in version 9")
-    write_uvarint(out, len(x_replica_nodes) + 1)
-    out += pack(">%di" % len(x_replica_nodes), *x_replica_nodes)
+    n = len(x_replica_nodes) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_replica_nodes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replica_nodes)
     x_isr_nodes = o.isr_nodes
     if x_isr_nodes is None:
         raise EncodeError("MetadataResponse: IsrNodes is not nullable in version 9")
-    write_uvarint(out, len(x_isr_nodes) + 1)
-    out += pack(">%di" % len(x_isr_nodes), *x_isr_nodes)
+    n = len(x_isr_nodes) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_isr_nodes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr_nodes)
     x_offline_replicas = o.offline_replicas
     if x_offline_replicas is None:
         raise EncodeError("MetadataResponse: OfflineReplicas is not nullable in version 9")
-    write_uvarint(out, len(x_offline_replicas) + 1)
-    out += pack(">%di" % len(x_offline_replicas), *x_offline_replicas)
+    n = len(x_offline_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_offline_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_offline_replicas)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -491,17 +601,26 @@ def _e_MetadataResponsePartition_3(o: MetadataResponsePartition, out: bytearray)
 
 
 def _d_MetadataResponseTopic_0(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
-    v_name: str | None
-    v_partitions: list[MetadataResponsePartition]
-    v_error_code, = _S3.unpack_from(buf, pos)
+    o = _new(MetadataResponseTopic)
+    (o.error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o.name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    o.is_internal = False
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[MetadataResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_MetadataResponsePartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return MetadataResponseTopic(v_error_code, v_name, ZERO_UUID, False, v_partitions, -2147483648, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.topic_authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponseTopic_0(o: MetadataResponseTopic, out: bytearray) -> None:
@@ -518,19 +637,27 @@ def _e_MetadataResponseTopic_0(o: MetadataResponseTopic, out: bytearray) -> None
 
 
 def _d_MetadataResponseTopic_1(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
-    v_name: str | None
-    v_partitions: list[MetadataResponsePartition]
-    v_error_code, = _S3.unpack_from(buf, pos)
+    o = _new(MetadataResponseTopic)
+    (o.error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    v_name, pos = read_string(buf, pos)
-    v_is_internal, = _S4.unpack_from(buf, pos)
+    o.name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (o.is_internal,) = _S4.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[MetadataResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_MetadataResponsePartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return MetadataResponseTopic(v_error_code, v_name, ZERO_UUID, v_is_internal, v_partitions, -2147483648, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.topic_authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponseTopic_1(o: MetadataResponseTopic, out: bytearray) -> None:
@@ -548,19 +675,27 @@ def _e_MetadataResponseTopic_1(o: MetadataResponseTopic, out: bytearray) -> None
 
 
 def _d_MetadataResponseTopic_2(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
-    v_name: str | None
-    v_partitions: list[MetadataResponsePartition]
-    v_error_code, = _S3.unpack_from(buf, pos)
+    o = _new(MetadataResponseTopic)
+    (o.error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    v_name, pos = read_string(buf, pos)
-    v_is_internal, = _S4.unpack_from(buf, pos)
+    o.name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (o.is_internal,) = _S4.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[MetadataResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_MetadataResponsePartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    return MetadataResponseTopic(v_error_code, v_name, ZERO_UUID, v_is_internal, v_partitions, -2147483648, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.topic_authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponseTopic_2(o: MetadataResponseTopic, out: bytearray) -> None:
@@ -578,19 +713,27 @@ def _e_MetadataResponseTopic_2(o: MetadataResponseTopic, out: bytearray) -> None
 
 
 def _d_MetadataResponseTopic_3(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
-    v_name: str | None
-    v_partitions: list[MetadataResponsePartition]
-    v_error_code, = _S3.unpack_from(buf, pos)
+    o = _new(MetadataResponseTopic)
+    (o.error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    v_name, pos = read_string(buf, pos)
-    v_is_internal, = _S4.unpack_from(buf, pos)
+    o.name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (o.is_internal,) = _S4.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[MetadataResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_MetadataResponsePartition_2(buf, pos)
-        v_partitions.append(e_partitions)
-    return MetadataResponseTopic(v_error_code, v_name, ZERO_UUID, v_is_internal, v_partitions, -2147483648, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.topic_authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponseTopic_3(o: MetadataResponseTopic, out: bytearray) -> None:
@@ -608,21 +751,28 @@ def _e_MetadataResponseTopic_3(o: MetadataResponseTopic, out: bytearray) -> None
 
 
 def _d_MetadataResponseTopic_4(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
-    v_name: str | None
-    v_partitions: list[MetadataResponsePartition]
-    v_error_code, = _S3.unpack_from(buf, pos)
+    o = _new(MetadataResponseTopic)
+    (o.error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    v_name, pos = read_string(buf, pos)
-    v_is_internal, = _S4.unpack_from(buf, pos)
+    o.name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (o.is_internal,) = _S4.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[MetadataResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_MetadataResponsePartition_2(buf, pos)
-        v_partitions.append(e_partitions)
-    v_topic_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    (o.topic_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return MetadataResponseTopic(v_error_code, v_name, ZERO_UUID, v_is_internal, v_partitions, v_topic_authorized_operations, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponseTopic_4(o: MetadataResponseTopic, out: bytearray) -> None:
@@ -639,22 +789,36 @@ def _e_MetadataResponseTopic_4(o: MetadataResponseTopic, out: bytearray) -> None
 
 
 def _d_MetadataResponseTopic_5(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
-    v_name: str | None
-    v_partitions: list[MetadataResponsePartition]
-    v_error_code, = _S3.unpack_from(buf, pos)
+    o = _new(MetadataResponseTopic)
+    (o.error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    v_name, pos = read_compact_string(buf, pos)
-    v_is_internal, = _S4.unpack_from(buf, pos)
+    o.name, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (o.is_internal,) = _S4.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[MetadataResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_MetadataResponsePartition_3(buf, pos)
-        v_partitions.append(e_partitions)
-    v_topic_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    (o.topic_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataResponseTopic(v_error_code, v_name, ZERO_UUID, v_is_internal, v_partitions, v_topic_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataResponseTopic_5(o: MetadataResponseTopic, out: bytearray) -> None:
@@ -664,7 +828,11 @@ def _e_MetadataResponseTopic_5(o: MetadataResponseTopic, out: bytearray) -> None
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("MetadataResponse: Partitions is not nullable in version 9")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_MetadataResponsePartition_3(e_partitions, out)
     out += _S0.pack(o.topic_authorized_operations)
@@ -675,24 +843,36 @@ def _e_MetadataResponseTopic_5(o: MetadataResponseTopic, out: bytearray) -> None
 
 
 def _d_MetadataResponseTopic_6(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
-    v_name: str | None
-    v_topic_id: uuid.UUID
-    v_partitions: list[MetadataResponsePartition]
-    v_error_code, = _S3.unpack_from(buf, pos)
+    o = _new(MetadataResponseTopic)
+    (o.error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    v_name, pos = read_compact_string(buf, pos)
-    v_topic_id, pos = read_uuid(buf, pos)
-    v_is_internal, = _S4.unpack_from(buf, pos)
+    o.name, pos = read_compact_string(buf, pos)
+    o.topic_id, pos = read_uuid(buf, pos)
+    (o.is_internal,) = _S4.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[MetadataResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_MetadataResponsePartition_3(buf, pos)
-        v_partitions.append(e_partitions)
-    v_topic_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    (o.topic_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataResponseTopic(v_error_code, v_name, v_topic_id, v_is_internal, v_partitions, v_topic_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataResponseTopic_6(o: MetadataResponseTopic, out: bytearray) -> None:
@@ -703,7 +883,11 @@ def _e_MetadataResponseTopic_6(o: MetadataResponseTopic, out: bytearray) -> None
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("MetadataResponse: Partitions is not nullable in version 10")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_MetadataResponsePartition_3(e_partitions, out)
     out += _S0.pack(o.topic_authorized_operations)
@@ -714,24 +898,36 @@ def _e_MetadataResponseTopic_6(o: MetadataResponseTopic, out: bytearray) -> None
 
 
 def _d_MetadataResponseTopic_7(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
-    v_name: str | None
-    v_topic_id: uuid.UUID
-    v_partitions: list[MetadataResponsePartition]
-    v_error_code, = _S3.unpack_from(buf, pos)
+    o = _new(MetadataResponseTopic)
+    (o.error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    v_name, pos = read_compact_nullable_string(buf, pos)
-    v_topic_id, pos = read_uuid(buf, pos)
-    v_is_internal, = _S4.unpack_from(buf, pos)
+    o.name, pos = read_compact_nullable_string(buf, pos)
+    o.topic_id, pos = read_uuid(buf, pos)
+    (o.is_internal,) = _S4.unpack_from(buf, pos)
     pos += 1
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[MetadataResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_MetadataResponsePartition_3(buf, pos)
-        v_partitions.append(e_partitions)
-    v_topic_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    (o.topic_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataResponseTopic(v_error_code, v_name, v_topic_id, v_is_internal, v_partitions, v_topic_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataResponseTopic_7(o: MetadataResponseTopic, out: bytearray) -> None:
@@ -742,7 +938,11 @@ def _e_MetadataResponseTopic_7(o: MetadataResponseTopic, out: bytearray) -> None
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("MetadataResponse: Partitions is not nullable in version 12")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_MetadataResponsePartition_3(e_partitions, out)
     out += _S0.pack(o.topic_authorized_operations)
@@ -753,19 +953,35 @@ def _e_MetadataResponseTopic_7(o: MetadataResponseTopic, out: bytearray) -> None
 
 
 def _d_MetadataResponse_0(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_topics: list[MetadataResponseTopic]
-    n, pos = read_array_len(buf, pos)
-    v_brokers = []
+    o = _new(MetadataResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Brokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_0(buf, pos)
-        v_brokers.append(e_brokers)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id = None
+    o.controller_id = -1
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return MetadataResponse(0, v_brokers, None, -1, v_topics, -2147483648, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponse_0(o: MetadataResponse, out: bytearray) -> None:
@@ -786,21 +1002,36 @@ def _e_MetadataResponse_0(o: MetadataResponse, out: bytearray) -> None:
 
 
 def _d_MetadataResponse_1(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_topics: list[MetadataResponseTopic]
-    n, pos = read_array_len(buf, pos)
-    v_brokers = []
+    o = _new(MetadataResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Brokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
-        v_brokers.append(e_brokers)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id = None
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    return MetadataResponse(0, v_brokers, None, v_controller_id, v_topics, -2147483648, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponse_1(o: MetadataResponse, out: bytearray) -> None:
@@ -822,23 +1053,36 @@ def _e_MetadataResponse_1(o: MetadataResponse, out: bytearray) -> None:
 
 
 def _d_MetadataResponse_2(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_cluster_id: str | None
-    v_topics: list[MetadataResponseTopic]
-    n, pos = read_array_len(buf, pos)
-    v_brokers = []
+    o = _new(MetadataResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Brokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_id, pos = read_nullable_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id, pos = read_nullable_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    return MetadataResponse(0, v_brokers, v_cluster_id, v_controller_id, v_topics, -2147483648, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponse_2(o: MetadataResponse, out: bytearray) -> None:
@@ -861,25 +1105,37 @@ def _e_MetadataResponse_2(o: MetadataResponse, out: bytearray) -> None:
 
 
 def _d_MetadataResponse_3(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_cluster_id: str | None
-    v_topics: list[MetadataResponseTopic]
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponse)
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_brokers = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Brokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_id, pos = read_nullable_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id, pos = read_nullable_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, -2147483648, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponse_3(o: MetadataResponse, out: bytearray) -> None:
@@ -903,25 +1159,37 @@ def _e_MetadataResponse_3(o: MetadataResponse, out: bytearray) -> None:
 
 
 def _d_MetadataResponse_4(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_cluster_id: str | None
-    v_topics: list[MetadataResponseTopic]
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponse)
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_brokers = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Brokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_id, pos = read_nullable_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id, pos = read_nullable_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_2(buf, pos)
-        v_topics.append(e_topics)
-    return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, -2147483648, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponse_4(o: MetadataResponse, out: bytearray) -> None:
@@ -945,25 +1213,37 @@ def _e_MetadataResponse_4(o: MetadataResponse, out: bytearray) -> None:
 
 
 def _d_MetadataResponse_5(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_cluster_id: str | None
-    v_topics: list[MetadataResponseTopic]
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponse)
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_brokers = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Brokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_id, pos = read_nullable_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id, pos = read_nullable_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_3(buf, pos)
-        v_topics.append(e_topics)
-    return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, -2147483648, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.cluster_authorized_operations = -2147483648
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponse_5(o: MetadataResponse, out: bytearray) -> None:
@@ -987,27 +1267,38 @@ def _e_MetadataResponse_5(o: MetadataResponse, out: bytearray) -> None:
 
 
 def _d_MetadataResponse_6(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_cluster_id: str | None
-    v_topics: list[MetadataResponseTopic]
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponse)
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_brokers = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Brokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_id, pos = read_nullable_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id, pos = read_nullable_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"MetadataResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_4(buf, pos)
-        v_topics.append(e_topics)
-    v_cluster_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (o.cluster_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, v_cluster_authorized_operations, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MetadataResponse_6(o: MetadataResponse, out: bytearray) -> None:
@@ -1030,28 +1321,50 @@ def _e_MetadataResponse_6(o: MetadataResponse, out: bytearray) -> None:
 
 
 def _d_MetadataResponse_7(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_cluster_id: str | None
-    v_topics: list[MetadataResponseTopic]
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponse)
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_brokers = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Brokers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_2(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_5(buf, pos)
-        v_topics.append(e_topics)
-    v_cluster_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (o.cluster_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, v_cluster_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataResponse_7(o: MetadataResponse, out: bytearray) -> None:
@@ -1059,7 +1372,11 @@ def _e_MetadataResponse_7(o: MetadataResponse, out: bytearray) -> None:
     x_brokers = o.brokers
     if x_brokers is None:
         raise EncodeError("MetadataResponse: Brokers is not nullable in version 9")
-    write_uvarint(out, len(x_brokers) + 1)
+    n = len(x_brokers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_brokers in x_brokers:
         _e_MetadataResponseBroker_2(e_brokers, out)
     write_compact_nullable_string(out, o.cluster_id)
@@ -1067,7 +1384,11 @@ def _e_MetadataResponse_7(o: MetadataResponse, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("MetadataResponse: Topics is not nullable in version 9")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_MetadataResponseTopic_5(e_topics, out)
     out += _S0.pack(o.cluster_authorized_operations)
@@ -1078,28 +1399,50 @@ def _e_MetadataResponse_7(o: MetadataResponse, out: bytearray) -> None:
 
 
 def _d_MetadataResponse_8(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_cluster_id: str | None
-    v_topics: list[MetadataResponseTopic]
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponse)
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_brokers = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Brokers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_2(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_6(buf, pos)
-        v_topics.append(e_topics)
-    v_cluster_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (o.cluster_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, v_cluster_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataResponse_8(o: MetadataResponse, out: bytearray) -> None:
@@ -1107,7 +1450,11 @@ def _e_MetadataResponse_8(o: MetadataResponse, out: bytearray) -> None:
     x_brokers = o.brokers
     if x_brokers is None:
         raise EncodeError("MetadataResponse: Brokers is not nullable in version 10")
-    write_uvarint(out, len(x_brokers) + 1)
+    n = len(x_brokers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_brokers in x_brokers:
         _e_MetadataResponseBroker_2(e_brokers, out)
     write_compact_nullable_string(out, o.cluster_id)
@@ -1115,7 +1462,11 @@ def _e_MetadataResponse_8(o: MetadataResponse, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("MetadataResponse: Topics is not nullable in version 10")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_MetadataResponseTopic_6(e_topics, out)
     out += _S0.pack(o.cluster_authorized_operations)
@@ -1126,26 +1477,49 @@ def _e_MetadataResponse_8(o: MetadataResponse, out: bytearray) -> None:
 
 
 def _d_MetadataResponse_9(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_cluster_id: str | None
-    v_topics: list[MetadataResponseTopic]
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponse)
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_brokers = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Brokers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_2(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_6(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, -2147483648, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.cluster_authorized_operations = -2147483648
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataResponse_9(o: MetadataResponse, out: bytearray) -> None:
@@ -1153,7 +1527,11 @@ def _e_MetadataResponse_9(o: MetadataResponse, out: bytearray) -> None:
     x_brokers = o.brokers
     if x_brokers is None:
         raise EncodeError("MetadataResponse: Brokers is not nullable in version 11")
-    write_uvarint(out, len(x_brokers) + 1)
+    n = len(x_brokers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_brokers in x_brokers:
         _e_MetadataResponseBroker_2(e_brokers, out)
     write_compact_nullable_string(out, o.cluster_id)
@@ -1161,7 +1539,11 @@ def _e_MetadataResponse_9(o: MetadataResponse, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("MetadataResponse: Topics is not nullable in version 11")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_MetadataResponseTopic_6(e_topics, out)
     if o.cluster_authorized_operations != -2147483648:
@@ -1173,26 +1555,49 @@ def _e_MetadataResponse_9(o: MetadataResponse, out: bytearray) -> None:
 
 
 def _d_MetadataResponse_10(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
-    v_brokers: list[MetadataResponseBroker]
-    v_cluster_id: str | None
-    v_topics: list[MetadataResponseTopic]
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+    o = _new(MetadataResponse)
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_brokers = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Brokers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Brokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_brokers: list[MetadataResponseBroker] = []
     for _ in range(n):
         e_brokers, pos = _d_MetadataResponseBroker_2(buf, pos)
-        v_brokers.append(e_brokers)
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    v_controller_id, = _S0.unpack_from(buf, pos)
+        a_brokers.append(e_brokers)
+    o.brokers = a_brokers
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    (o.controller_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("MetadataResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"MetadataResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[MetadataResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_MetadataResponseTopic_7(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return MetadataResponse(v_throttle_time_ms, v_brokers, v_cluster_id, v_controller_id, v_topics, -2147483648, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.cluster_authorized_operations = -2147483648
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MetadataResponse_10(o: MetadataResponse, out: bytearray) -> None:
@@ -1200,7 +1605,11 @@ def _e_MetadataResponse_10(o: MetadataResponse, out: bytearray) -> None:
     x_brokers = o.brokers
     if x_brokers is None:
         raise EncodeError("MetadataResponse: Brokers is not nullable in version 12")
-    write_uvarint(out, len(x_brokers) + 1)
+    n = len(x_brokers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_brokers in x_brokers:
         _e_MetadataResponseBroker_2(e_brokers, out)
     write_compact_nullable_string(out, o.cluster_id)
@@ -1208,7 +1617,11 @@ def _e_MetadataResponse_10(o: MetadataResponse, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("MetadataResponse: Topics is not nullable in version 12")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_MetadataResponseTopic_7(e_topics, out)
     if o.cluster_authorized_operations != -2147483648:
@@ -1219,5 +1632,8 @@ def _e_MetadataResponse_10(o: MetadataResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_MetadataResponseBroker = MetadataResponseBroker()
+_DEF_MetadataResponsePartition = MetadataResponsePartition()
+_DEF_MetadataResponseTopic = MetadataResponseTopic()
 _DECODERS = (_d_MetadataResponse_0, _d_MetadataResponse_1, _d_MetadataResponse_2, _d_MetadataResponse_3, _d_MetadataResponse_3, _d_MetadataResponse_4, _d_MetadataResponse_4, _d_MetadataResponse_5, _d_MetadataResponse_6, _d_MetadataResponse_7, _d_MetadataResponse_8, _d_MetadataResponse_9, _d_MetadataResponse_10,)
 _ENCODERS = (_e_MetadataResponse_0, _e_MetadataResponse_1, _e_MetadataResponse_2, _e_MetadataResponse_3, _e_MetadataResponse_3, _e_MetadataResponse_4, _e_MetadataResponse_4, _e_MetadataResponse_5, _e_MetadataResponse_6, _e_MetadataResponse_7, _e_MetadataResponse_8, _e_MetadataResponse_9, _e_MetadataResponse_10,)

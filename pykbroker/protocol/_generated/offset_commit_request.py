@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iq')
 _S1 = struct.Struct('>iqq')
 _S2 = struct.Struct('>iqi')
@@ -222,11 +234,14 @@ class OffsetCommitRequest:
 
 
 def _d_OffsetCommitRequestPartition_0(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestPartition, int]:
-    v_committed_metadata: str | None
-    v_partition_index, v_committed_offset = _S0.unpack_from(buf, pos)
+    o = _new(OffsetCommitRequestPartition)
+    o.committed_leader_epoch = -1
+    o.commit_timestamp = -1
+    o.partition_index, o.committed_offset = _S0.unpack_from(buf, pos)
     pos += 12
-    v_committed_metadata, pos = read_nullable_string(buf, pos)
-    return OffsetCommitRequestPartition(v_partition_index, v_committed_offset, -1, -1, v_committed_metadata, None), pos
+    o.committed_metadata, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequestPartition_0(o: OffsetCommitRequestPartition, out: bytearray) -> None:
@@ -237,11 +252,13 @@ def _e_OffsetCommitRequestPartition_0(o: OffsetCommitRequestPartition, out: byte
 
 
 def _d_OffsetCommitRequestPartition_1(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestPartition, int]:
-    v_committed_metadata: str | None
-    v_partition_index, v_committed_offset, v_commit_timestamp = _S1.unpack_from(buf, pos)
+    o = _new(OffsetCommitRequestPartition)
+    o.committed_leader_epoch = -1
+    o.partition_index, o.committed_offset, o.commit_timestamp = _S1.unpack_from(buf, pos)
     pos += 20
-    v_committed_metadata, pos = read_nullable_string(buf, pos)
-    return OffsetCommitRequestPartition(v_partition_index, v_committed_offset, -1, v_commit_timestamp, v_committed_metadata, None), pos
+    o.committed_metadata, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequestPartition_1(o: OffsetCommitRequestPartition, out: bytearray) -> None:
@@ -250,11 +267,13 @@ def _e_OffsetCommitRequestPartition_1(o: OffsetCommitRequestPartition, out: byte
 
 
 def _d_OffsetCommitRequestPartition_2(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestPartition, int]:
-    v_committed_metadata: str | None
-    v_partition_index, v_committed_offset, v_committed_leader_epoch = _S2.unpack_from(buf, pos)
+    o = _new(OffsetCommitRequestPartition)
+    o.commit_timestamp = -1
+    o.partition_index, o.committed_offset, o.committed_leader_epoch = _S2.unpack_from(buf, pos)
     pos += 16
-    v_committed_metadata, pos = read_nullable_string(buf, pos)
-    return OffsetCommitRequestPartition(v_partition_index, v_committed_offset, v_committed_leader_epoch, -1, v_committed_metadata, None), pos
+    o.committed_metadata, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequestPartition_2(o: OffsetCommitRequestPartition, out: bytearray) -> None:
@@ -265,12 +284,17 @@ def _e_OffsetCommitRequestPartition_2(o: OffsetCommitRequestPartition, out: byte
 
 
 def _d_OffsetCommitRequestPartition_3(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestPartition, int]:
-    v_committed_metadata: str | None
-    v_partition_index, v_committed_offset, v_committed_leader_epoch = _S2.unpack_from(buf, pos)
+    o = _new(OffsetCommitRequestPartition)
+    o.commit_timestamp = -1
+    o.partition_index, o.committed_offset, o.committed_leader_epoch = _S2.unpack_from(buf, pos)
     pos += 16
-    v_committed_metadata, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetCommitRequestPartition(v_partition_index, v_committed_offset, v_committed_leader_epoch, -1, v_committed_metadata, unknown), pos
+    o.committed_metadata, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetCommitRequestPartition_3(o: OffsetCommitRequestPartition, out: bytearray) -> None:
@@ -285,15 +309,21 @@ def _e_OffsetCommitRequestPartition_3(o: OffsetCommitRequestPartition, out: byte
 
 
 def _d_OffsetCommitRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetCommitRequestPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetCommitRequestTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetCommitRequestPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetCommitRequestPartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetCommitRequestTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequestTopic_0(o: OffsetCommitRequestTopic, out: bytearray) -> None:
@@ -307,15 +337,21 @@ def _e_OffsetCommitRequestTopic_0(o: OffsetCommitRequestTopic, out: bytearray) -
 
 
 def _d_OffsetCommitRequestTopic_1(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetCommitRequestPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetCommitRequestTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetCommitRequestPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetCommitRequestPartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetCommitRequestTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequestTopic_1(o: OffsetCommitRequestTopic, out: bytearray) -> None:
@@ -329,15 +365,21 @@ def _e_OffsetCommitRequestTopic_1(o: OffsetCommitRequestTopic, out: bytearray) -
 
 
 def _d_OffsetCommitRequestTopic_2(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetCommitRequestPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetCommitRequestTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetCommitRequestPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetCommitRequestPartition_2(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetCommitRequestTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequestTopic_2(o: OffsetCommitRequestTopic, out: bytearray) -> None:
@@ -351,16 +393,29 @@ def _e_OffsetCommitRequestTopic_2(o: OffsetCommitRequestTopic, out: bytearray) -
 
 
 def _d_OffsetCommitRequestTopic_3(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetCommitRequestPartition]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetCommitRequestTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetCommitRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetCommitRequestPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetCommitRequestPartition_3(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetCommitRequestTopic(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetCommitRequestTopic_3(o: OffsetCommitRequestTopic, out: bytearray) -> None:
@@ -368,7 +423,11 @@ def _e_OffsetCommitRequestTopic_3(o: OffsetCommitRequestTopic, out: bytearray) -
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("OffsetCommitRequest: Partitions is not nullable in version 8")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_OffsetCommitRequestPartition_3(e_partitions, out)
     if o.unknown_tags:
@@ -378,15 +437,25 @@ def _e_OffsetCommitRequestTopic_3(o: OffsetCommitRequestTopic, out: bytearray) -
 
 
 def _d_OffsetCommitRequest_0(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
-    v_group_id: str
-    v_topics: list[OffsetCommitRequestTopic]
-    v_group_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetCommitRequest)
+    o.group_id, pos = read_string(buf, pos)
+    o.generation_id_or_member_epoch = -1
+    o.member_id = ''
+    o.group_instance_id = None
+    o.retention_time_ms = -1
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetCommitRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetCommitRequest(v_group_id, -1, '', None, -1, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequest_0(o: OffsetCommitRequest, out: bytearray) -> None:
@@ -402,19 +471,26 @@ def _e_OffsetCommitRequest_0(o: OffsetCommitRequest, out: bytearray) -> None:
 
 
 def _d_OffsetCommitRequest_1(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_topics: list[OffsetCommitRequestTopic]
-    v_group_id, pos = read_string(buf, pos)
-    v_generation_id_or_member_epoch, = _S3.unpack_from(buf, pos)
+    o = _new(OffsetCommitRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (o.generation_id_or_member_epoch,) = _S3.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.retention_time_ms = -1
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetCommitRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetCommitRequestTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetCommitRequest(v_group_id, v_generation_id_or_member_epoch, v_member_id, None, -1, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequest_1(o: OffsetCommitRequest, out: bytearray) -> None:
@@ -432,21 +508,27 @@ def _e_OffsetCommitRequest_1(o: OffsetCommitRequest, out: bytearray) -> None:
 
 
 def _d_OffsetCommitRequest_2(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_topics: list[OffsetCommitRequestTopic]
-    v_group_id, pos = read_string(buf, pos)
-    v_generation_id_or_member_epoch, = _S3.unpack_from(buf, pos)
+    o = _new(OffsetCommitRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (o.generation_id_or_member_epoch,) = _S3.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_string(buf, pos)
-    v_retention_time_ms, = _S4.unpack_from(buf, pos)
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    (o.retention_time_ms,) = _S4.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetCommitRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetCommitRequest(v_group_id, v_generation_id_or_member_epoch, v_member_id, None, v_retention_time_ms, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequest_2(o: OffsetCommitRequest, out: bytearray) -> None:
@@ -465,19 +547,26 @@ def _e_OffsetCommitRequest_2(o: OffsetCommitRequest, out: bytearray) -> None:
 
 
 def _d_OffsetCommitRequest_3(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_topics: list[OffsetCommitRequestTopic]
-    v_group_id, pos = read_string(buf, pos)
-    v_generation_id_or_member_epoch, = _S3.unpack_from(buf, pos)
+    o = _new(OffsetCommitRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (o.generation_id_or_member_epoch,) = _S3.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.retention_time_ms = -1
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetCommitRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetCommitRequest(v_group_id, v_generation_id_or_member_epoch, v_member_id, None, -1, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequest_3(o: OffsetCommitRequest, out: bytearray) -> None:
@@ -495,19 +584,26 @@ def _e_OffsetCommitRequest_3(o: OffsetCommitRequest, out: bytearray) -> None:
 
 
 def _d_OffsetCommitRequest_4(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_topics: list[OffsetCommitRequestTopic]
-    v_group_id, pos = read_string(buf, pos)
-    v_generation_id_or_member_epoch, = _S3.unpack_from(buf, pos)
+    o = _new(OffsetCommitRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (o.generation_id_or_member_epoch,) = _S3.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.retention_time_ms = -1
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetCommitRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetCommitRequestTopic_2(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetCommitRequest(v_group_id, v_generation_id_or_member_epoch, v_member_id, None, -1, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequest_4(o: OffsetCommitRequest, out: bytearray) -> None:
@@ -525,21 +621,26 @@ def _e_OffsetCommitRequest_4(o: OffsetCommitRequest, out: bytearray) -> None:
 
 
 def _d_OffsetCommitRequest_5(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_topics: list[OffsetCommitRequestTopic]
-    v_group_id, pos = read_string(buf, pos)
-    v_generation_id_or_member_epoch, = _S3.unpack_from(buf, pos)
+    o = _new(OffsetCommitRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (o.generation_id_or_member_epoch,) = _S3.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_string(buf, pos)
-    v_group_instance_id, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id, pos = read_nullable_string(buf, pos)
+    o.retention_time_ms = -1
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetCommitRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetCommitRequestTopic_2(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetCommitRequest(v_group_id, v_generation_id_or_member_epoch, v_member_id, v_group_instance_id, -1, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitRequest_5(o: OffsetCommitRequest, out: bytearray) -> None:
@@ -556,22 +657,34 @@ def _e_OffsetCommitRequest_5(o: OffsetCommitRequest, out: bytearray) -> None:
 
 
 def _d_OffsetCommitRequest_6(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_topics: list[OffsetCommitRequestTopic]
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_generation_id_or_member_epoch, = _S3.unpack_from(buf, pos)
+    o = _new(OffsetCommitRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    (o.generation_id_or_member_epoch,) = _S3.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.retention_time_ms = -1
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetCommitRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetCommitRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetCommitRequestTopic_3(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetCommitRequest(v_group_id, v_generation_id_or_member_epoch, v_member_id, v_group_instance_id, -1, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetCommitRequest_6(o: OffsetCommitRequest, out: bytearray) -> None:
@@ -582,7 +695,11 @@ def _e_OffsetCommitRequest_6(o: OffsetCommitRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("OffsetCommitRequest: Topics is not nullable in version 8")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_OffsetCommitRequestTopic_3(e_topics, out)
     if o.unknown_tags:
@@ -591,5 +708,7 @@ def _e_OffsetCommitRequest_6(o: OffsetCommitRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_OffsetCommitRequestPartition = OffsetCommitRequestPartition()
+_DEF_OffsetCommitRequestTopic = OffsetCommitRequestTopic()
 _DECODERS = (_d_OffsetCommitRequest_0, _d_OffsetCommitRequest_1, _d_OffsetCommitRequest_2, _d_OffsetCommitRequest_2, _d_OffsetCommitRequest_2, _d_OffsetCommitRequest_3, _d_OffsetCommitRequest_4, _d_OffsetCommitRequest_5, _d_OffsetCommitRequest_6, _d_OffsetCommitRequest_6,)
 _ENCODERS = (_e_OffsetCommitRequest_0, _e_OffsetCommitRequest_1, _e_OffsetCommitRequest_2, _e_OffsetCommitRequest_2, _e_OffsetCommitRequest_2, _e_OffsetCommitRequest_3, _e_OffsetCommitRequest_4, _e_OffsetCommitRequest_5, _e_OffsetCommitRequest_6, _e_OffsetCommitRequest_6,)

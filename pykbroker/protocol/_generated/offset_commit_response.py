@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>i')
 
@@ -191,9 +203,11 @@ class OffsetCommitResponse:
 
 
 def _d_OffsetCommitResponsePartition_0(buf: memoryview, pos: int) -> tuple[OffsetCommitResponsePartition, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(OffsetCommitResponsePartition)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    return OffsetCommitResponsePartition(v_partition_index, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitResponsePartition_0(o: OffsetCommitResponsePartition, out: bytearray) -> None:
@@ -201,10 +215,15 @@ def _e_OffsetCommitResponsePartition_0(o: OffsetCommitResponsePartition, out: by
 
 
 def _d_OffsetCommitResponsePartition_1(buf: memoryview, pos: int) -> tuple[OffsetCommitResponsePartition, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(OffsetCommitResponsePartition)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetCommitResponsePartition(v_partition_index, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetCommitResponsePartition_1(o: OffsetCommitResponsePartition, out: bytearray) -> None:
@@ -216,15 +235,21 @@ def _e_OffsetCommitResponsePartition_1(o: OffsetCommitResponsePartition, out: by
 
 
 def _d_OffsetCommitResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetCommitResponseTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetCommitResponsePartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetCommitResponseTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetCommitResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetCommitResponsePartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetCommitResponseTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitResponseTopic_0(o: OffsetCommitResponseTopic, out: bytearray) -> None:
@@ -238,16 +263,29 @@ def _e_OffsetCommitResponseTopic_0(o: OffsetCommitResponseTopic, out: bytearray)
 
 
 def _d_OffsetCommitResponseTopic_1(buf: memoryview, pos: int) -> tuple[OffsetCommitResponseTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetCommitResponsePartition]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetCommitResponseTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetCommitResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetCommitResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetCommitResponsePartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetCommitResponseTopic(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetCommitResponseTopic_1(o: OffsetCommitResponseTopic, out: bytearray) -> None:
@@ -255,7 +293,11 @@ def _e_OffsetCommitResponseTopic_1(o: OffsetCommitResponseTopic, out: bytearray)
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("OffsetCommitResponse: Partitions is not nullable in version 8")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_OffsetCommitResponsePartition_1(e_partitions, out)
     if o.unknown_tags:
@@ -265,13 +307,21 @@ def _e_OffsetCommitResponseTopic_1(o: OffsetCommitResponseTopic, out: bytearray)
 
 
 def _d_OffsetCommitResponse_0(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
-    v_topics: list[OffsetCommitResponseTopic]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetCommitResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetCommitResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetCommitResponseTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetCommitResponse(0, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitResponse_0(o: OffsetCommitResponse, out: bytearray) -> None:
@@ -284,15 +334,22 @@ def _e_OffsetCommitResponse_0(o: OffsetCommitResponse, out: bytearray) -> None:
 
 
 def _d_OffsetCommitResponse_1(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
-    v_topics: list[OffsetCommitResponseTopic]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(OffsetCommitResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetCommitResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetCommitResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetCommitResponseTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetCommitResponse(v_throttle_time_ms, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitResponse_1(o: OffsetCommitResponse, out: bytearray) -> None:
@@ -306,16 +363,30 @@ def _e_OffsetCommitResponse_1(o: OffsetCommitResponse, out: bytearray) -> None:
 
 
 def _d_OffsetCommitResponse_2(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
-    v_topics: list[OffsetCommitResponseTopic]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(OffsetCommitResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetCommitResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetCommitResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetCommitResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetCommitResponseTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetCommitResponse(v_throttle_time_ms, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetCommitResponse_2(o: OffsetCommitResponse, out: bytearray) -> None:
@@ -323,7 +394,11 @@ def _e_OffsetCommitResponse_2(o: OffsetCommitResponse, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("OffsetCommitResponse: Topics is not nullable in version 8")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_OffsetCommitResponseTopic_1(e_topics, out)
     if o.unknown_tags:
@@ -332,5 +407,7 @@ def _e_OffsetCommitResponse_2(o: OffsetCommitResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_OffsetCommitResponsePartition = OffsetCommitResponsePartition()
+_DEF_OffsetCommitResponseTopic = OffsetCommitResponseTopic()
 _DECODERS = (_d_OffsetCommitResponse_0, _d_OffsetCommitResponse_0, _d_OffsetCommitResponse_0, _d_OffsetCommitResponse_1, _d_OffsetCommitResponse_1, _d_OffsetCommitResponse_1, _d_OffsetCommitResponse_1, _d_OffsetCommitResponse_1, _d_OffsetCommitResponse_2, _d_OffsetCommitResponse_2,)
 _ENCODERS = (_e_OffsetCommitResponse_0, _e_OffsetCommitResponse_0, _e_OffsetCommitResponse_0, _e_OffsetCommitResponse_1, _e_OffsetCommitResponse_1, _e_OffsetCommitResponse_1, _e_OffsetCommitResponse_1, _e_OffsetCommitResponse_1, _e_OffsetCommitResponse_2, _e_OffsetCommitResponse_2,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -186,9 +198,11 @@ class OffsetDeleteRequest:
 
 
 def _d_OffsetDeleteRequestPartition_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteRequestPartition, int]:
-    v_partition_index, = _S0.unpack_from(buf, pos)
+    o = _new(OffsetDeleteRequestPartition)
+    (o.partition_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return OffsetDeleteRequestPartition(v_partition_index, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetDeleteRequestPartition_0(o: OffsetDeleteRequestPartition, out: bytearray) -> None:
@@ -196,15 +210,21 @@ def _e_OffsetDeleteRequestPartition_0(o: OffsetDeleteRequestPartition, out: byte
 
 
 def _d_OffsetDeleteRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteRequestTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetDeleteRequestPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetDeleteRequestTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetDeleteRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetDeleteRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetDeleteRequestPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetDeleteRequestPartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetDeleteRequestTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetDeleteRequestTopic_0(o: OffsetDeleteRequestTopic, out: bytearray) -> None:
@@ -218,15 +238,21 @@ def _e_OffsetDeleteRequestTopic_0(o: OffsetDeleteRequestTopic, out: bytearray) -
 
 
 def _d_OffsetDeleteRequest_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteRequest, int]:
-    v_group_id: str
-    v_topics: list[OffsetDeleteRequestTopic]
-    v_group_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetDeleteRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetDeleteRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetDeleteRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetDeleteRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetDeleteRequestTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetDeleteRequest(v_group_id, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetDeleteRequest_0(o: OffsetDeleteRequest, out: bytearray) -> None:
@@ -239,5 +265,7 @@ def _e_OffsetDeleteRequest_0(o: OffsetDeleteRequest, out: bytearray) -> None:
         _e_OffsetDeleteRequestTopic_0(e_topics, out)
 
 
+_DEF_OffsetDeleteRequestPartition = OffsetDeleteRequestPartition()
+_DEF_OffsetDeleteRequestTopic = OffsetDeleteRequestTopic()
 _DECODERS = (_d_OffsetDeleteRequest_0,)
 _ENCODERS = (_e_OffsetDeleteRequest_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>hi')
 
@@ -195,9 +207,11 @@ class OffsetDeleteResponse:
 
 
 def _d_OffsetDeleteResponsePartition_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteResponsePartition, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(OffsetDeleteResponsePartition)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    return OffsetDeleteResponsePartition(v_partition_index, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetDeleteResponsePartition_0(o: OffsetDeleteResponsePartition, out: bytearray) -> None:
@@ -205,15 +219,21 @@ def _e_OffsetDeleteResponsePartition_0(o: OffsetDeleteResponsePartition, out: by
 
 
 def _d_OffsetDeleteResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteResponseTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetDeleteResponsePartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetDeleteResponseTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetDeleteResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetDeleteResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetDeleteResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetDeleteResponsePartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetDeleteResponseTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetDeleteResponseTopic_0(o: OffsetDeleteResponseTopic, out: bytearray) -> None:
@@ -227,15 +247,22 @@ def _e_OffsetDeleteResponseTopic_0(o: OffsetDeleteResponseTopic, out: bytearray)
 
 
 def _d_OffsetDeleteResponse_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteResponse, int]:
-    v_topics: list[OffsetDeleteResponseTopic]
-    v_error_code, v_throttle_time_ms = _S1.unpack_from(buf, pos)
+    o = _new(OffsetDeleteResponse)
+    o.error_code, o.throttle_time_ms = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetDeleteResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetDeleteResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetDeleteResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetDeleteResponseTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetDeleteResponse(v_error_code, v_throttle_time_ms, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetDeleteResponse_0(o: OffsetDeleteResponse, out: bytearray) -> None:
@@ -248,5 +275,7 @@ def _e_OffsetDeleteResponse_0(o: OffsetDeleteResponse, out: bytearray) -> None:
         _e_OffsetDeleteResponseTopic_0(e_topics, out)
 
 
+_DEF_OffsetDeleteResponsePartition = OffsetDeleteResponsePartition()
+_DEF_OffsetDeleteResponseTopic = OffsetDeleteResponseTopic()
 _DECODERS = (_d_OffsetDeleteResponse_0,)
 _ENCODERS = (_e_OffsetDeleteResponse_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>?')
 
@@ -241,13 +253,18 @@ class OffsetFetchRequest:
 
 
 def _d_OffsetFetchRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestTopic, int]:
-    v_name: str
-    v_partition_indexes: list[int]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_indexes = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(OffsetFetchRequestTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetFetchRequest.PartitionIndexes has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.PartitionIndexes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partition_indexes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return OffsetFetchRequestTopic(v_name, v_partition_indexes, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchRequestTopic_0(o: OffsetFetchRequestTopic, out: bytearray) -> None:
@@ -256,18 +273,31 @@ def _e_OffsetFetchRequestTopic_0(o: OffsetFetchRequestTopic, out: bytearray) -> 
     if x_partition_indexes is None:
         raise EncodeError("OffsetFetchRequest: PartitionIndexes is not nullable in version 0")
     out += pack_i32(len(x_partition_indexes))
-    out += pack(">%di" % len(x_partition_indexes), *x_partition_indexes)
+    n = len(x_partition_indexes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partition_indexes)
 
 
 def _d_OffsetFetchRequestTopic_1(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestTopic, int]:
-    v_name: str
-    v_partition_indexes: list[int]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_indexes = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(OffsetFetchRequestTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetFetchRequest.PartitionIndexes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.PartitionIndexes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partition_indexes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchRequestTopic(v_name, v_partition_indexes, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchRequestTopic_1(o: OffsetFetchRequestTopic, out: bytearray) -> None:
@@ -275,8 +305,13 @@ def _e_OffsetFetchRequestTopic_1(o: OffsetFetchRequestTopic, out: bytearray) -> 
     x_partition_indexes = o.partition_indexes
     if x_partition_indexes is None:
         raise EncodeError("OffsetFetchRequest: PartitionIndexes is not nullable in version 6")
-    write_uvarint(out, len(x_partition_indexes) + 1)
-    out += pack(">%di" % len(x_partition_indexes), *x_partition_indexes)
+    n = len(x_partition_indexes) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partition_indexes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partition_indexes)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -284,14 +319,26 @@ def _e_OffsetFetchRequestTopic_1(o: OffsetFetchRequestTopic, out: bytearray) -> 
 
 
 def _d_OffsetFetchRequestTopics_0(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestTopics, int]:
-    v_name: str
-    v_partition_indexes: list[int]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_indexes = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(OffsetFetchRequestTopics)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetFetchRequest.PartitionIndexes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.PartitionIndexes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partition_indexes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchRequestTopics(v_name, v_partition_indexes, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchRequestTopics_0(o: OffsetFetchRequestTopics, out: bytearray) -> None:
@@ -299,8 +346,13 @@ def _e_OffsetFetchRequestTopics_0(o: OffsetFetchRequestTopics, out: bytearray) -
     x_partition_indexes = o.partition_indexes
     if x_partition_indexes is None:
         raise EncodeError("OffsetFetchRequest: PartitionIndexes is not nullable in version 8")
-    write_uvarint(out, len(x_partition_indexes) + 1)
-    out += pack(">%di" % len(x_partition_indexes), *x_partition_indexes)
+    n = len(x_partition_indexes) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partition_indexes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partition_indexes)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -308,19 +360,32 @@ def _e_OffsetFetchRequestTopics_0(o: OffsetFetchRequestTopics, out: bytearray) -
 
 
 def _d_OffsetFetchRequestGroup_0(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestGroup, int]:
-    v_group_id: str
-    v_topics: list[OffsetFetchRequestTopics] | None
-    v_group_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topics = None
+    o = _new(OffsetFetchRequestGroup)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.member_id = None
+    o.member_epoch = -1
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topics = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topics = None
+    else:
+        a_topics: list[OffsetFetchRequestTopics] = []
         for _ in range(n):
             e_topics, pos = _d_OffsetFetchRequestTopics_0(buf, pos)
-            v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchRequestGroup(v_group_id, None, -1, v_topics, unknown), pos
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchRequestGroup_0(o: OffsetFetchRequestGroup, out: bytearray) -> None:
@@ -329,7 +394,11 @@ def _e_OffsetFetchRequestGroup_0(o: OffsetFetchRequestGroup, out: bytearray) -> 
     if x_topics is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topics) + 1)
+        n = len(x_topics) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topics in x_topics:
             _e_OffsetFetchRequestTopics_0(e_topics, out)
     if o.unknown_tags:
@@ -339,23 +408,33 @@ def _e_OffsetFetchRequestGroup_0(o: OffsetFetchRequestGroup, out: bytearray) -> 
 
 
 def _d_OffsetFetchRequestGroup_1(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestGroup, int]:
-    v_group_id: str
-    v_member_id: str | None
-    v_topics: list[OffsetFetchRequestTopics] | None
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_member_id, pos = read_compact_nullable_string(buf, pos)
-    v_member_epoch, = _S0.unpack_from(buf, pos)
+    o = _new(OffsetFetchRequestGroup)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.member_id, pos = read_compact_nullable_string(buf, pos)
+    (o.member_epoch,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topics = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topics = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topics = None
+    else:
+        a_topics: list[OffsetFetchRequestTopics] = []
         for _ in range(n):
             e_topics, pos = _d_OffsetFetchRequestTopics_0(buf, pos)
-            v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchRequestGroup(v_group_id, v_member_id, v_member_epoch, v_topics, unknown), pos
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchRequestGroup_1(o: OffsetFetchRequestGroup, out: bytearray) -> None:
@@ -366,7 +445,11 @@ def _e_OffsetFetchRequestGroup_1(o: OffsetFetchRequestGroup, out: bytearray) -> 
     if x_topics is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topics) + 1)
+        n = len(x_topics) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topics in x_topics:
             _e_OffsetFetchRequestTopics_0(e_topics, out)
     if o.unknown_tags:
@@ -376,15 +459,23 @@ def _e_OffsetFetchRequestGroup_1(o: OffsetFetchRequestGroup, out: bytearray) -> 
 
 
 def _d_OffsetFetchRequest_0(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
-    v_group_id: str
-    v_topics: list[OffsetFetchRequestTopic] | None
-    v_group_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetFetchRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetFetchRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetFetchRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetFetchRequestTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetFetchRequest(v_group_id, v_topics, [], False, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.groups = []
+    o.require_stable = False
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchRequest_0(o: OffsetFetchRequest, out: bytearray) -> None:
@@ -402,18 +493,26 @@ def _e_OffsetFetchRequest_0(o: OffsetFetchRequest, out: bytearray) -> None:
 
 
 def _d_OffsetFetchRequest_1(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
-    v_group_id: str
-    v_topics: list[OffsetFetchRequestTopic] | None
-    v_group_id, pos = read_string(buf, pos)
-    n, pos = read_nullable_array_len(buf, pos)
+    o = _new(OffsetFetchRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"OffsetFetchRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_topics = None
+        o.topics = None
     else:
-        v_topics = []
+        a_topics: list[OffsetFetchRequestTopic] = []
         for _ in range(n):
             e_topics, pos = _d_OffsetFetchRequestTopic_0(buf, pos)
-            v_topics.append(e_topics)
-    return OffsetFetchRequest(v_group_id, v_topics, [], False, None), pos
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    o.groups = []
+    o.require_stable = False
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchRequest_1(o: OffsetFetchRequest, out: bytearray) -> None:
@@ -432,19 +531,32 @@ def _e_OffsetFetchRequest_1(o: OffsetFetchRequest, out: bytearray) -> None:
 
 
 def _d_OffsetFetchRequest_2(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
-    v_group_id: str
-    v_topics: list[OffsetFetchRequestTopic] | None
-    v_group_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topics = None
+    o = _new(OffsetFetchRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topics = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topics = None
+    else:
+        a_topics: list[OffsetFetchRequestTopic] = []
         for _ in range(n):
             e_topics, pos = _d_OffsetFetchRequestTopic_1(buf, pos)
-            v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchRequest(v_group_id, v_topics, [], False, unknown), pos
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    o.groups = []
+    o.require_stable = False
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchRequest_2(o: OffsetFetchRequest, out: bytearray) -> None:
@@ -453,7 +565,11 @@ def _e_OffsetFetchRequest_2(o: OffsetFetchRequest, out: bytearray) -> None:
     if x_topics is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topics) + 1)
+        n = len(x_topics) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topics in x_topics:
             _e_OffsetFetchRequestTopic_1(e_topics, out)
     if o.groups != []:
@@ -467,21 +583,33 @@ def _e_OffsetFetchRequest_2(o: OffsetFetchRequest, out: bytearray) -> None:
 
 
 def _d_OffsetFetchRequest_3(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
-    v_group_id: str
-    v_topics: list[OffsetFetchRequestTopic] | None
-    v_group_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_topics = None
+    o = _new(OffsetFetchRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_topics = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.topics = None
+    else:
+        a_topics: list[OffsetFetchRequestTopic] = []
         for _ in range(n):
             e_topics, pos = _d_OffsetFetchRequestTopic_1(buf, pos)
-            v_topics.append(e_topics)
-    v_require_stable, = _S1.unpack_from(buf, pos)
+            a_topics.append(e_topics)
+        o.topics = a_topics
+    o.groups = []
+    (o.require_stable,) = _S1.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchRequest(v_group_id, v_topics, [], v_require_stable, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchRequest_3(o: OffsetFetchRequest, out: bytearray) -> None:
@@ -490,7 +618,11 @@ def _e_OffsetFetchRequest_3(o: OffsetFetchRequest, out: bytearray) -> None:
     if x_topics is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_topics) + 1)
+        n = len(x_topics) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_topics in x_topics:
             _e_OffsetFetchRequestTopic_1(e_topics, out)
     if o.groups != []:
@@ -503,16 +635,32 @@ def _e_OffsetFetchRequest_3(o: OffsetFetchRequest, out: bytearray) -> None:
 
 
 def _d_OffsetFetchRequest_4(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
-    v_groups: list[OffsetFetchRequestGroup]
-    n, pos = read_compact_array_len(buf, pos)
-    v_groups = []
+    o = _new(OffsetFetchRequest)
+    o.group_id = ''
+    o.topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetFetchRequest.Groups is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[OffsetFetchRequestGroup] = []
     for _ in range(n):
         e_groups, pos = _d_OffsetFetchRequestGroup_0(buf, pos)
-        v_groups.append(e_groups)
-    v_require_stable, = _S1.unpack_from(buf, pos)
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    (o.require_stable,) = _S1.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchRequest('', [], v_groups, v_require_stable, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchRequest_4(o: OffsetFetchRequest, out: bytearray) -> None:
@@ -523,7 +671,11 @@ def _e_OffsetFetchRequest_4(o: OffsetFetchRequest, out: bytearray) -> None:
     x_groups = o.groups
     if x_groups is None:
         raise EncodeError("OffsetFetchRequest: Groups is not nullable in version 8")
-    write_uvarint(out, len(x_groups) + 1)
+    n = len(x_groups) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_groups in x_groups:
         _e_OffsetFetchRequestGroup_0(e_groups, out)
     out += _S1.pack(o.require_stable)
@@ -534,16 +686,32 @@ def _e_OffsetFetchRequest_4(o: OffsetFetchRequest, out: bytearray) -> None:
 
 
 def _d_OffsetFetchRequest_5(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
-    v_groups: list[OffsetFetchRequestGroup]
-    n, pos = read_compact_array_len(buf, pos)
-    v_groups = []
+    o = _new(OffsetFetchRequest)
+    o.group_id = ''
+    o.topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetFetchRequest.Groups is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchRequest.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[OffsetFetchRequestGroup] = []
     for _ in range(n):
         e_groups, pos = _d_OffsetFetchRequestGroup_1(buf, pos)
-        v_groups.append(e_groups)
-    v_require_stable, = _S1.unpack_from(buf, pos)
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    (o.require_stable,) = _S1.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchRequest('', [], v_groups, v_require_stable, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchRequest_5(o: OffsetFetchRequest, out: bytearray) -> None:
@@ -554,7 +722,11 @@ def _e_OffsetFetchRequest_5(o: OffsetFetchRequest, out: bytearray) -> None:
     x_groups = o.groups
     if x_groups is None:
         raise EncodeError("OffsetFetchRequest: Groups is not nullable in version 9")
-    write_uvarint(out, len(x_groups) + 1)
+    n = len(x_groups) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_groups in x_groups:
         _e_OffsetFetchRequestGroup_1(e_groups, out)
     out += _S1.pack(o.require_stable)
@@ -564,5 +736,8 @@ def _e_OffsetFetchRequest_5(o: OffsetFetchRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_OffsetFetchRequestTopic = OffsetFetchRequestTopic()
+_DEF_OffsetFetchRequestTopics = OffsetFetchRequestTopics()
+_DEF_OffsetFetchRequestGroup = OffsetFetchRequestGroup()
 _DECODERS = (_d_OffsetFetchRequest_0, _d_OffsetFetchRequest_0, _d_OffsetFetchRequest_1, _d_OffsetFetchRequest_1, _d_OffsetFetchRequest_1, _d_OffsetFetchRequest_1, _d_OffsetFetchRequest_2, _d_OffsetFetchRequest_3, _d_OffsetFetchRequest_4, _d_OffsetFetchRequest_5,)
 _ENCODERS = (_e_OffsetFetchRequest_0, _e_OffsetFetchRequest_0, _e_OffsetFetchRequest_1, _e_OffsetFetchRequest_1, _e_OffsetFetchRequest_1, _e_OffsetFetchRequest_1, _e_OffsetFetchRequest_2, _e_OffsetFetchRequest_3, _e_OffsetFetchRequest_4, _e_OffsetFetchRequest_5,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iq')
 _S1 = struct.Struct('>h')
 _S2 = struct.Struct('>iqi')
@@ -331,13 +343,15 @@ class OffsetFetchResponse:
 
 
 def _d_OffsetFetchResponsePartition_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponsePartition, int]:
-    v_metadata: str | None
-    v_partition_index, v_committed_offset = _S0.unpack_from(buf, pos)
+    o = _new(OffsetFetchResponsePartition)
+    o.committed_leader_epoch = -1
+    o.partition_index, o.committed_offset = _S0.unpack_from(buf, pos)
     pos += 12
-    v_metadata, pos = read_nullable_string(buf, pos)
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o.metadata, pos = read_nullable_string(buf, pos)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    return OffsetFetchResponsePartition(v_partition_index, v_committed_offset, -1, v_metadata, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchResponsePartition_0(o: OffsetFetchResponsePartition, out: bytearray) -> None:
@@ -347,13 +361,14 @@ def _e_OffsetFetchResponsePartition_0(o: OffsetFetchResponsePartition, out: byte
 
 
 def _d_OffsetFetchResponsePartition_1(buf: memoryview, pos: int) -> tuple[OffsetFetchResponsePartition, int]:
-    v_metadata: str | None
-    v_partition_index, v_committed_offset, v_committed_leader_epoch = _S2.unpack_from(buf, pos)
+    o = _new(OffsetFetchResponsePartition)
+    o.partition_index, o.committed_offset, o.committed_leader_epoch = _S2.unpack_from(buf, pos)
     pos += 16
-    v_metadata, pos = read_nullable_string(buf, pos)
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o.metadata, pos = read_nullable_string(buf, pos)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    return OffsetFetchResponsePartition(v_partition_index, v_committed_offset, v_committed_leader_epoch, v_metadata, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchResponsePartition_1(o: OffsetFetchResponsePartition, out: bytearray) -> None:
@@ -363,14 +378,18 @@ def _e_OffsetFetchResponsePartition_1(o: OffsetFetchResponsePartition, out: byte
 
 
 def _d_OffsetFetchResponsePartition_2(buf: memoryview, pos: int) -> tuple[OffsetFetchResponsePartition, int]:
-    v_metadata: str | None
-    v_partition_index, v_committed_offset, v_committed_leader_epoch = _S2.unpack_from(buf, pos)
+    o = _new(OffsetFetchResponsePartition)
+    o.partition_index, o.committed_offset, o.committed_leader_epoch = _S2.unpack_from(buf, pos)
     pos += 16
-    v_metadata, pos = read_compact_nullable_string(buf, pos)
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o.metadata, pos = read_compact_nullable_string(buf, pos)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchResponsePartition(v_partition_index, v_committed_offset, v_committed_leader_epoch, v_metadata, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchResponsePartition_2(o: OffsetFetchResponsePartition, out: bytearray) -> None:
@@ -384,15 +403,21 @@ def _e_OffsetFetchResponsePartition_2(o: OffsetFetchResponsePartition, out: byte
 
 
 def _d_OffsetFetchResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponseTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetFetchResponsePartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetFetchResponseTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetFetchResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetFetchResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetFetchResponsePartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetFetchResponseTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchResponseTopic_0(o: OffsetFetchResponseTopic, out: bytearray) -> None:
@@ -406,15 +431,21 @@ def _e_OffsetFetchResponseTopic_0(o: OffsetFetchResponseTopic, out: bytearray) -
 
 
 def _d_OffsetFetchResponseTopic_1(buf: memoryview, pos: int) -> tuple[OffsetFetchResponseTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetFetchResponsePartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetFetchResponseTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetFetchResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetFetchResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetFetchResponsePartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetFetchResponseTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchResponseTopic_1(o: OffsetFetchResponseTopic, out: bytearray) -> None:
@@ -428,16 +459,29 @@ def _e_OffsetFetchResponseTopic_1(o: OffsetFetchResponseTopic, out: bytearray) -
 
 
 def _d_OffsetFetchResponseTopic_2(buf: memoryview, pos: int) -> tuple[OffsetFetchResponseTopic, int]:
-    v_name: str
-    v_partitions: list[OffsetFetchResponsePartition]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetFetchResponseTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetFetchResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetFetchResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetFetchResponsePartition_2(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchResponseTopic(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchResponseTopic_2(o: OffsetFetchResponseTopic, out: bytearray) -> None:
@@ -445,7 +489,11 @@ def _e_OffsetFetchResponseTopic_2(o: OffsetFetchResponseTopic, out: bytearray) -
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("OffsetFetchResponse: Partitions is not nullable in version 6")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_OffsetFetchResponsePartition_2(e_partitions, out)
     if o.unknown_tags:
@@ -455,14 +503,18 @@ def _e_OffsetFetchResponseTopic_2(o: OffsetFetchResponseTopic, out: bytearray) -
 
 
 def _d_OffsetFetchResponsePartitions_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponsePartitions, int]:
-    v_metadata: str | None
-    v_partition_index, v_committed_offset, v_committed_leader_epoch = _S2.unpack_from(buf, pos)
+    o = _new(OffsetFetchResponsePartitions)
+    o.partition_index, o.committed_offset, o.committed_leader_epoch = _S2.unpack_from(buf, pos)
     pos += 16
-    v_metadata, pos = read_compact_nullable_string(buf, pos)
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o.metadata, pos = read_compact_nullable_string(buf, pos)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchResponsePartitions(v_partition_index, v_committed_offset, v_committed_leader_epoch, v_metadata, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchResponsePartitions_0(o: OffsetFetchResponsePartitions, out: bytearray) -> None:
@@ -476,16 +528,29 @@ def _e_OffsetFetchResponsePartitions_0(o: OffsetFetchResponsePartitions, out: by
 
 
 def _d_OffsetFetchResponseTopics_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponseTopics, int]:
-    v_name: str
-    v_partitions: list[OffsetFetchResponsePartitions]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetFetchResponseTopics)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetFetchResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetFetchResponsePartitions] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetFetchResponsePartitions_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchResponseTopics(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchResponseTopics_0(o: OffsetFetchResponseTopics, out: bytearray) -> None:
@@ -493,7 +558,11 @@ def _e_OffsetFetchResponseTopics_0(o: OffsetFetchResponseTopics, out: bytearray)
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("OffsetFetchResponse: Partitions is not nullable in version 8")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_OffsetFetchResponsePartitions_0(e_partitions, out)
     if o.unknown_tags:
@@ -503,18 +572,31 @@ def _e_OffsetFetchResponseTopics_0(o: OffsetFetchResponseTopics, out: bytearray)
 
 
 def _d_OffsetFetchResponseGroup_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponseGroup, int]:
-    v_group_id: str
-    v_topics: list[OffsetFetchResponseTopics]
-    v_group_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetFetchResponseGroup)
+    o.group_id, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetFetchResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetFetchResponseTopics] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetFetchResponseTopics_0(buf, pos)
-        v_topics.append(e_topics)
-    v_error_code, = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchResponseGroup(v_group_id, v_topics, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchResponseGroup_0(o: OffsetFetchResponseGroup, out: bytearray) -> None:
@@ -522,7 +604,11 @@ def _e_OffsetFetchResponseGroup_0(o: OffsetFetchResponseGroup, out: bytearray) -
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("OffsetFetchResponse: Topics is not nullable in version 8")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_OffsetFetchResponseTopics_0(e_topics, out)
     out += _S1.pack(o.error_code)
@@ -533,13 +619,23 @@ def _e_OffsetFetchResponseGroup_0(o: OffsetFetchResponseGroup, out: bytearray) -
 
 
 def _d_OffsetFetchResponse_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
-    v_topics: list[OffsetFetchResponseTopic]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetFetchResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetFetchResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetFetchResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetFetchResponseTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetFetchResponse(0, v_topics, 0, [], None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.error_code = 0
+    o.groups = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchResponse_0(o: OffsetFetchResponse, out: bytearray) -> None:
@@ -554,15 +650,24 @@ def _e_OffsetFetchResponse_0(o: OffsetFetchResponse, out: bytearray) -> None:
 
 
 def _d_OffsetFetchResponse_1(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
-    v_topics: list[OffsetFetchResponseTopic]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetFetchResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetFetchResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetFetchResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetFetchResponseTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    v_error_code, = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.groups = []
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    return OffsetFetchResponse(0, v_topics, v_error_code, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchResponse_1(o: OffsetFetchResponse, out: bytearray) -> None:
@@ -578,17 +683,25 @@ def _e_OffsetFetchResponse_1(o: OffsetFetchResponse, out: bytearray) -> None:
 
 
 def _d_OffsetFetchResponse_2(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
-    v_topics: list[OffsetFetchResponseTopic]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(OffsetFetchResponse)
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetFetchResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetFetchResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetFetchResponseTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    v_error_code, = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.groups = []
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    return OffsetFetchResponse(v_throttle_time_ms, v_topics, v_error_code, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchResponse_2(o: OffsetFetchResponse, out: bytearray) -> None:
@@ -605,17 +718,25 @@ def _e_OffsetFetchResponse_2(o: OffsetFetchResponse, out: bytearray) -> None:
 
 
 def _d_OffsetFetchResponse_3(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
-    v_topics: list[OffsetFetchResponseTopic]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(OffsetFetchResponse)
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetFetchResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetFetchResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetFetchResponseTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    v_error_code, = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.groups = []
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    return OffsetFetchResponse(v_throttle_time_ms, v_topics, v_error_code, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetFetchResponse_3(o: OffsetFetchResponse, out: bytearray) -> None:
@@ -632,18 +753,33 @@ def _e_OffsetFetchResponse_3(o: OffsetFetchResponse, out: bytearray) -> None:
 
 
 def _d_OffsetFetchResponse_4(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
-    v_topics: list[OffsetFetchResponseTopic]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(OffsetFetchResponse)
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetFetchResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetFetchResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetFetchResponseTopic_2(buf, pos)
-        v_topics.append(e_topics)
-    v_error_code, = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.groups = []
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchResponse(v_throttle_time_ms, v_topics, v_error_code, [], unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchResponse_4(o: OffsetFetchResponse, out: bytearray) -> None:
@@ -651,7 +787,11 @@ def _e_OffsetFetchResponse_4(o: OffsetFetchResponse, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("OffsetFetchResponse: Topics is not nullable in version 6")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_OffsetFetchResponseTopic_2(e_topics, out)
     out += _S1.pack(o.error_code)
@@ -664,16 +804,32 @@ def _e_OffsetFetchResponse_4(o: OffsetFetchResponse, out: bytearray) -> None:
 
 
 def _d_OffsetFetchResponse_5(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
-    v_groups: list[OffsetFetchResponseGroup]
-    v_throttle_time_ms, = _S3.unpack_from(buf, pos)
+    o = _new(OffsetFetchResponse)
+    o.topics = []
+    o.error_code = 0
+    (o.throttle_time_ms,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_groups = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetFetchResponse.Groups is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetFetchResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[OffsetFetchResponseGroup] = []
     for _ in range(n):
         e_groups, pos = _d_OffsetFetchResponseGroup_0(buf, pos)
-        v_groups.append(e_groups)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetFetchResponse(v_throttle_time_ms, [], 0, v_groups, unknown), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetFetchResponse_5(o: OffsetFetchResponse, out: bytearray) -> None:
@@ -683,7 +839,11 @@ def _e_OffsetFetchResponse_5(o: OffsetFetchResponse, out: bytearray) -> None:
     x_groups = o.groups
     if x_groups is None:
         raise EncodeError("OffsetFetchResponse: Groups is not nullable in version 8")
-    write_uvarint(out, len(x_groups) + 1)
+    n = len(x_groups) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_groups in x_groups:
         _e_OffsetFetchResponseGroup_0(e_groups, out)
     if o.unknown_tags:
@@ -692,5 +852,10 @@ def _e_OffsetFetchResponse_5(o: OffsetFetchResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_OffsetFetchResponsePartition = OffsetFetchResponsePartition()
+_DEF_OffsetFetchResponseTopic = OffsetFetchResponseTopic()
+_DEF_OffsetFetchResponsePartitions = OffsetFetchResponsePartitions()
+_DEF_OffsetFetchResponseTopics = OffsetFetchResponseTopics()
+_DEF_OffsetFetchResponseGroup = OffsetFetchResponseGroup()
 _DECODERS = (_d_OffsetFetchResponse_0, _d_OffsetFetchResponse_0, _d_OffsetFetchResponse_1, _d_OffsetFetchResponse_2, _d_OffsetFetchResponse_2, _d_OffsetFetchResponse_3, _d_OffsetFetchResponse_4, _d_OffsetFetchResponse_4, _d_OffsetFetchResponse_5, _d_OffsetFetchResponse_5,)
 _ENCODERS = (_e_OffsetFetchResponse_0, _e_OffsetFetchResponse_0, _e_OffsetFetchResponse_1, _e_OffsetFetchResponse_2, _e_OffsetFetchResponse_2, _e_OffsetFetchResponse_3, _e_OffsetFetchResponse_4, _e_OffsetFetchResponse_4, _e_OffsetFetchResponse_5, _e_OffsetFetchResponse_5,)

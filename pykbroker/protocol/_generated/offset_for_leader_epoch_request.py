@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ii')
 _S1 = struct.Struct('>iii')
 _S2 = struct.Struct('>i')
@@ -196,9 +208,12 @@ class OffsetForLeaderEpochRequest:
 
 
 def _d_OffsetForLeaderPartition_0(buf: memoryview, pos: int) -> tuple[OffsetForLeaderPartition, int]:
-    v_partition, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(OffsetForLeaderPartition)
+    o.current_leader_epoch = -1
+    o.partition, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 8
-    return OffsetForLeaderPartition(v_partition, -1, v_leader_epoch, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderPartition_0(o: OffsetForLeaderPartition, out: bytearray) -> None:
@@ -206,9 +221,11 @@ def _e_OffsetForLeaderPartition_0(o: OffsetForLeaderPartition, out: bytearray) -
 
 
 def _d_OffsetForLeaderPartition_1(buf: memoryview, pos: int) -> tuple[OffsetForLeaderPartition, int]:
-    v_partition, v_current_leader_epoch, v_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(OffsetForLeaderPartition)
+    o.partition, o.current_leader_epoch, o.leader_epoch = _S1.unpack_from(buf, pos)
     pos += 12
-    return OffsetForLeaderPartition(v_partition, v_current_leader_epoch, v_leader_epoch, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderPartition_1(o: OffsetForLeaderPartition, out: bytearray) -> None:
@@ -216,10 +233,15 @@ def _e_OffsetForLeaderPartition_1(o: OffsetForLeaderPartition, out: bytearray) -
 
 
 def _d_OffsetForLeaderPartition_2(buf: memoryview, pos: int) -> tuple[OffsetForLeaderPartition, int]:
-    v_partition, v_current_leader_epoch, v_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(OffsetForLeaderPartition)
+    o.partition, o.current_leader_epoch, o.leader_epoch = _S1.unpack_from(buf, pos)
     pos += 12
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetForLeaderPartition(v_partition, v_current_leader_epoch, v_leader_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetForLeaderPartition_2(o: OffsetForLeaderPartition, out: bytearray) -> None:
@@ -231,15 +253,21 @@ def _e_OffsetForLeaderPartition_2(o: OffsetForLeaderPartition, out: bytearray) -
 
 
 def _d_OffsetForLeaderTopic_0(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopic, int]:
-    v_topic: str
-    v_partitions: list[OffsetForLeaderPartition]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetForLeaderTopic)
+    o.topic, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetForLeaderPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetForLeaderPartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetForLeaderTopic(v_topic, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderTopic_0(o: OffsetForLeaderTopic, out: bytearray) -> None:
@@ -253,15 +281,21 @@ def _e_OffsetForLeaderTopic_0(o: OffsetForLeaderTopic, out: bytearray) -> None:
 
 
 def _d_OffsetForLeaderTopic_1(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopic, int]:
-    v_topic: str
-    v_partitions: list[OffsetForLeaderPartition]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetForLeaderTopic)
+    o.topic, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetForLeaderPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetForLeaderPartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetForLeaderTopic(v_topic, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderTopic_1(o: OffsetForLeaderTopic, out: bytearray) -> None:
@@ -275,16 +309,29 @@ def _e_OffsetForLeaderTopic_1(o: OffsetForLeaderTopic, out: bytearray) -> None:
 
 
 def _d_OffsetForLeaderTopic_2(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopic, int]:
-    v_topic: str
-    v_partitions: list[OffsetForLeaderPartition]
-    v_topic, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetForLeaderTopic)
+    o.topic, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetForLeaderEpochRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[OffsetForLeaderPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_OffsetForLeaderPartition_2(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetForLeaderTopic(v_topic, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetForLeaderTopic_2(o: OffsetForLeaderTopic, out: bytearray) -> None:
@@ -292,7 +339,11 @@ def _e_OffsetForLeaderTopic_2(o: OffsetForLeaderTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("OffsetForLeaderEpochRequest: Partitions is not nullable in version 4")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_OffsetForLeaderPartition_2(e_partitions, out)
     if o.unknown_tags:
@@ -302,13 +353,21 @@ def _e_OffsetForLeaderTopic_2(o: OffsetForLeaderTopic, out: bytearray) -> None:
 
 
 def _d_OffsetForLeaderEpochRequest_0(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochRequest, int]:
-    v_topics: list[OffsetForLeaderTopic]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetForLeaderEpochRequest)
+    o.replica_id = -2
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetForLeaderTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetForLeaderTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetForLeaderEpochRequest(-2, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderEpochRequest_0(o: OffsetForLeaderEpochRequest, out: bytearray) -> None:
@@ -321,13 +380,21 @@ def _e_OffsetForLeaderEpochRequest_0(o: OffsetForLeaderEpochRequest, out: bytear
 
 
 def _d_OffsetForLeaderEpochRequest_1(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochRequest, int]:
-    v_topics: list[OffsetForLeaderTopic]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetForLeaderEpochRequest)
+    o.replica_id = -2
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetForLeaderTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetForLeaderTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetForLeaderEpochRequest(-2, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderEpochRequest_1(o: OffsetForLeaderEpochRequest, out: bytearray) -> None:
@@ -340,15 +407,22 @@ def _e_OffsetForLeaderEpochRequest_1(o: OffsetForLeaderEpochRequest, out: bytear
 
 
 def _d_OffsetForLeaderEpochRequest_2(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochRequest, int]:
-    v_topics: list[OffsetForLeaderTopic]
-    v_replica_id, = _S2.unpack_from(buf, pos)
+    o = _new(OffsetForLeaderEpochRequest)
+    (o.replica_id,) = _S2.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetForLeaderTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetForLeaderTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetForLeaderEpochRequest(v_replica_id, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderEpochRequest_2(o: OffsetForLeaderEpochRequest, out: bytearray) -> None:
@@ -362,16 +436,30 @@ def _e_OffsetForLeaderEpochRequest_2(o: OffsetForLeaderEpochRequest, out: bytear
 
 
 def _d_OffsetForLeaderEpochRequest_3(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochRequest, int]:
-    v_topics: list[OffsetForLeaderTopic]
-    v_replica_id, = _S2.unpack_from(buf, pos)
+    o = _new(OffsetForLeaderEpochRequest)
+    (o.replica_id,) = _S2.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetForLeaderEpochRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetForLeaderTopic] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetForLeaderTopic_2(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetForLeaderEpochRequest(v_replica_id, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetForLeaderEpochRequest_3(o: OffsetForLeaderEpochRequest, out: bytearray) -> None:
@@ -379,7 +467,11 @@ def _e_OffsetForLeaderEpochRequest_3(o: OffsetForLeaderEpochRequest, out: bytear
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("OffsetForLeaderEpochRequest: Topics is not nullable in version 4")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_OffsetForLeaderTopic_2(e_topics, out)
     if o.unknown_tags:
@@ -388,5 +480,7 @@ def _e_OffsetForLeaderEpochRequest_3(o: OffsetForLeaderEpochRequest, out: bytear
         out.append(0)
 
 
+_DEF_OffsetForLeaderPartition = OffsetForLeaderPartition()
+_DEF_OffsetForLeaderTopic = OffsetForLeaderTopic()
 _DECODERS = (_d_OffsetForLeaderEpochRequest_0, _d_OffsetForLeaderEpochRequest_0, _d_OffsetForLeaderEpochRequest_1, _d_OffsetForLeaderEpochRequest_2, _d_OffsetForLeaderEpochRequest_3,)
 _ENCODERS = (_e_OffsetForLeaderEpochRequest_0, _e_OffsetForLeaderEpochRequest_0, _e_OffsetForLeaderEpochRequest_1, _e_OffsetForLeaderEpochRequest_2, _e_OffsetForLeaderEpochRequest_3,)

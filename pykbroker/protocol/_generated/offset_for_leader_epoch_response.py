@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>hiq')
 _S1 = struct.Struct('>hiiq')
 _S2 = struct.Struct('>i')
@@ -200,9 +212,12 @@ class OffsetForLeaderEpochResponse:
 
 
 def _d_EpochEndOffset_0(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]:
-    v_error_code, v_partition, v_end_offset = _S0.unpack_from(buf, pos)
+    o = _new(EpochEndOffset)
+    o.leader_epoch = -1
+    o.error_code, o.partition, o.end_offset = _S0.unpack_from(buf, pos)
     pos += 14
-    return EpochEndOffset(v_error_code, v_partition, -1, v_end_offset, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_EpochEndOffset_0(o: EpochEndOffset, out: bytearray) -> None:
@@ -210,9 +225,11 @@ def _e_EpochEndOffset_0(o: EpochEndOffset, out: bytearray) -> None:
 
 
 def _d_EpochEndOffset_1(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]:
-    v_error_code, v_partition, v_leader_epoch, v_end_offset = _S1.unpack_from(buf, pos)
+    o = _new(EpochEndOffset)
+    o.error_code, o.partition, o.leader_epoch, o.end_offset = _S1.unpack_from(buf, pos)
     pos += 18
-    return EpochEndOffset(v_error_code, v_partition, v_leader_epoch, v_end_offset, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_EpochEndOffset_1(o: EpochEndOffset, out: bytearray) -> None:
@@ -220,10 +237,15 @@ def _e_EpochEndOffset_1(o: EpochEndOffset, out: bytearray) -> None:
 
 
 def _d_EpochEndOffset_2(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]:
-    v_error_code, v_partition, v_leader_epoch, v_end_offset = _S1.unpack_from(buf, pos)
+    o = _new(EpochEndOffset)
+    o.error_code, o.partition, o.leader_epoch, o.end_offset = _S1.unpack_from(buf, pos)
     pos += 18
-    unknown, pos = skip_tags(buf, pos)
-    return EpochEndOffset(v_error_code, v_partition, v_leader_epoch, v_end_offset, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_EpochEndOffset_2(o: EpochEndOffset, out: bytearray) -> None:
@@ -235,15 +257,21 @@ def _e_EpochEndOffset_2(o: EpochEndOffset, out: bytearray) -> None:
 
 
 def _d_OffsetForLeaderTopicResult_0(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopicResult, int]:
-    v_topic: str
-    v_partitions: list[EpochEndOffset]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetForLeaderTopicResult)
+    o.topic, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[EpochEndOffset] = []
     for _ in range(n):
         e_partitions, pos = _d_EpochEndOffset_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetForLeaderTopicResult(v_topic, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderTopicResult_0(o: OffsetForLeaderTopicResult, out: bytearray) -> None:
@@ -257,15 +285,21 @@ def _e_OffsetForLeaderTopicResult_0(o: OffsetForLeaderTopicResult, out: bytearra
 
 
 def _d_OffsetForLeaderTopicResult_1(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopicResult, int]:
-    v_topic: str
-    v_partitions: list[EpochEndOffset]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetForLeaderTopicResult)
+    o.topic, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[EpochEndOffset] = []
     for _ in range(n):
         e_partitions, pos = _d_EpochEndOffset_1(buf, pos)
-        v_partitions.append(e_partitions)
-    return OffsetForLeaderTopicResult(v_topic, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderTopicResult_1(o: OffsetForLeaderTopicResult, out: bytearray) -> None:
@@ -279,16 +313,29 @@ def _e_OffsetForLeaderTopicResult_1(o: OffsetForLeaderTopicResult, out: bytearra
 
 
 def _d_OffsetForLeaderTopicResult_2(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopicResult, int]:
-    v_topic: str
-    v_partitions: list[EpochEndOffset]
-    v_topic, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(OffsetForLeaderTopicResult)
+    o.topic, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetForLeaderEpochResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[EpochEndOffset] = []
     for _ in range(n):
         e_partitions, pos = _d_EpochEndOffset_2(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetForLeaderTopicResult(v_topic, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetForLeaderTopicResult_2(o: OffsetForLeaderTopicResult, out: bytearray) -> None:
@@ -296,7 +343,11 @@ def _e_OffsetForLeaderTopicResult_2(o: OffsetForLeaderTopicResult, out: bytearra
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("OffsetForLeaderEpochResponse: Partitions is not nullable in version 4")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_EpochEndOffset_2(e_partitions, out)
     if o.unknown_tags:
@@ -306,13 +357,21 @@ def _e_OffsetForLeaderTopicResult_2(o: OffsetForLeaderTopicResult, out: bytearra
 
 
 def _d_OffsetForLeaderEpochResponse_0(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochResponse, int]:
-    v_topics: list[OffsetForLeaderTopicResult]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetForLeaderEpochResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetForLeaderTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetForLeaderTopicResult_0(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetForLeaderEpochResponse(0, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderEpochResponse_0(o: OffsetForLeaderEpochResponse, out: bytearray) -> None:
@@ -325,13 +384,21 @@ def _e_OffsetForLeaderEpochResponse_0(o: OffsetForLeaderEpochResponse, out: byte
 
 
 def _d_OffsetForLeaderEpochResponse_1(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochResponse, int]:
-    v_topics: list[OffsetForLeaderTopicResult]
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    o = _new(OffsetForLeaderEpochResponse)
+    o.throttle_time_ms = 0
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetForLeaderTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetForLeaderTopicResult_1(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetForLeaderEpochResponse(0, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderEpochResponse_1(o: OffsetForLeaderEpochResponse, out: bytearray) -> None:
@@ -344,15 +411,22 @@ def _e_OffsetForLeaderEpochResponse_1(o: OffsetForLeaderEpochResponse, out: byte
 
 
 def _d_OffsetForLeaderEpochResponse_2(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochResponse, int]:
-    v_topics: list[OffsetForLeaderTopicResult]
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+    o = _new(OffsetForLeaderEpochResponse)
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetForLeaderTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetForLeaderTopicResult_1(buf, pos)
-        v_topics.append(e_topics)
-    return OffsetForLeaderEpochResponse(v_throttle_time_ms, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetForLeaderEpochResponse_2(o: OffsetForLeaderEpochResponse, out: bytearray) -> None:
@@ -366,16 +440,30 @@ def _e_OffsetForLeaderEpochResponse_2(o: OffsetForLeaderEpochResponse, out: byte
 
 
 def _d_OffsetForLeaderEpochResponse_3(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochResponse, int]:
-    v_topics: list[OffsetForLeaderTopicResult]
-    v_throttle_time_ms, = _S2.unpack_from(buf, pos)
+    o = _new(OffsetForLeaderEpochResponse)
+    (o.throttle_time_ms,) = _S2.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("OffsetForLeaderEpochResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"OffsetForLeaderEpochResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[OffsetForLeaderTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_OffsetForLeaderTopicResult_2(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetForLeaderEpochResponse(v_throttle_time_ms, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetForLeaderEpochResponse_3(o: OffsetForLeaderEpochResponse, out: bytearray) -> None:
@@ -383,7 +471,11 @@ def _e_OffsetForLeaderEpochResponse_3(o: OffsetForLeaderEpochResponse, out: byte
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("OffsetForLeaderEpochResponse: Topics is not nullable in version 4")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_OffsetForLeaderTopicResult_2(e_topics, out)
     if o.unknown_tags:
@@ -392,5 +484,7 @@ def _e_OffsetForLeaderEpochResponse_3(o: OffsetForLeaderEpochResponse, out: byte
         out.append(0)
 
 
+_DEF_EpochEndOffset = EpochEndOffset()
+_DEF_OffsetForLeaderTopicResult = OffsetForLeaderTopicResult()
 _DECODERS = (_d_OffsetForLeaderEpochResponse_0, _d_OffsetForLeaderEpochResponse_1, _d_OffsetForLeaderEpochResponse_2, _d_OffsetForLeaderEpochResponse_2, _d_OffsetForLeaderEpochResponse_3,)
 _ENCODERS = (_e_OffsetForLeaderEpochResponse_0, _e_OffsetForLeaderEpochResponse_1, _e_OffsetForLeaderEpochResponse_2, _e_OffsetForLeaderEpochResponse_2, _e_OffsetForLeaderEpochResponse_3,)

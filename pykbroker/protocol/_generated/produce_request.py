@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>hi')
 
@@ -199,11 +211,12 @@ class ProduceRequest:
 
 
 def _d_PartitionProduceData_0(buf: memoryview, pos: int) -> tuple[PartitionProduceData, int]:
-    v_records: bytes | memoryview | None
-    v_index, = _S0.unpack_from(buf, pos)
+    o = _new(PartitionProduceData)
+    (o.index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_records, pos = read_records(buf, pos)
-    return PartitionProduceData(v_index, v_records, None), pos
+    o.records, pos = read_records(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionProduceData_0(o: PartitionProduceData, out: bytearray) -> None:
@@ -212,12 +225,16 @@ def _e_PartitionProduceData_0(o: PartitionProduceData, out: bytearray) -> None:
 
 
 def _d_PartitionProduceData_1(buf: memoryview, pos: int) -> tuple[PartitionProduceData, int]:
-    v_records: bytes | memoryview | None
-    v_index, = _S0.unpack_from(buf, pos)
+    o = _new(PartitionProduceData)
+    (o.index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_records, pos = read_compact_records(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionProduceData(v_index, v_records, unknown), pos
+    o.records, pos = read_compact_records(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionProduceData_1(o: PartitionProduceData, out: bytearray) -> None:
@@ -230,15 +247,21 @@ def _e_PartitionProduceData_1(o: PartitionProduceData, out: bytearray) -> None:
 
 
 def _d_TopicProduceData_0(buf: memoryview, pos: int) -> tuple[TopicProduceData, int]:
-    v_name: str
-    v_partition_data: list[PartitionProduceData]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_data = []
+    o = _new(TopicProduceData)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceRequest.PartitionData has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceRequest.PartitionData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_data: list[PartitionProduceData] = []
     for _ in range(n):
         e_partition_data, pos = _d_PartitionProduceData_0(buf, pos)
-        v_partition_data.append(e_partition_data)
-    return TopicProduceData(v_name, v_partition_data, None), pos
+        a_partition_data.append(e_partition_data)
+    o.partition_data = a_partition_data
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicProduceData_0(o: TopicProduceData, out: bytearray) -> None:
@@ -252,16 +275,29 @@ def _e_TopicProduceData_0(o: TopicProduceData, out: bytearray) -> None:
 
 
 def _d_TopicProduceData_1(buf: memoryview, pos: int) -> tuple[TopicProduceData, int]:
-    v_name: str
-    v_partition_data: list[PartitionProduceData]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_data = []
+    o = _new(TopicProduceData)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ProduceRequest.PartitionData is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceRequest.PartitionData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_data: list[PartitionProduceData] = []
     for _ in range(n):
         e_partition_data, pos = _d_PartitionProduceData_1(buf, pos)
-        v_partition_data.append(e_partition_data)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicProduceData(v_name, v_partition_data, unknown), pos
+        a_partition_data.append(e_partition_data)
+    o.partition_data = a_partition_data
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicProduceData_1(o: TopicProduceData, out: bytearray) -> None:
@@ -269,7 +305,11 @@ def _e_TopicProduceData_1(o: TopicProduceData, out: bytearray) -> None:
     x_partition_data = o.partition_data
     if x_partition_data is None:
         raise EncodeError("ProduceRequest: PartitionData is not nullable in version 9")
-    write_uvarint(out, len(x_partition_data) + 1)
+    n = len(x_partition_data) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_data in x_partition_data:
         _e_PartitionProduceData_1(e_partition_data, out)
     if o.unknown_tags:
@@ -279,15 +319,23 @@ def _e_TopicProduceData_1(o: TopicProduceData, out: bytearray) -> None:
 
 
 def _d_ProduceRequest_0(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
-    v_topic_data: list[TopicProduceData]
-    v_acks, v_timeout_ms = _S1.unpack_from(buf, pos)
+    o = _new(ProduceRequest)
+    o.transactional_id = None
+    o.acks, o.timeout_ms = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_array_len(buf, pos)
-    v_topic_data = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceRequest.TopicData has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceRequest.TopicData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_data: list[TopicProduceData] = []
     for _ in range(n):
         e_topic_data, pos = _d_TopicProduceData_0(buf, pos)
-        v_topic_data.append(e_topic_data)
-    return ProduceRequest(None, v_acks, v_timeout_ms, v_topic_data, None), pos
+        a_topic_data.append(e_topic_data)
+    o.topic_data = a_topic_data
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ProduceRequest_0(o: ProduceRequest, out: bytearray) -> None:
@@ -303,17 +351,23 @@ def _e_ProduceRequest_0(o: ProduceRequest, out: bytearray) -> None:
 
 
 def _d_ProduceRequest_1(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
-    v_transactional_id: str | None
-    v_topic_data: list[TopicProduceData]
-    v_transactional_id, pos = read_nullable_string(buf, pos)
-    v_acks, v_timeout_ms = _S1.unpack_from(buf, pos)
+    o = _new(ProduceRequest)
+    o.transactional_id, pos = read_nullable_string(buf, pos)
+    o.acks, o.timeout_ms = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_array_len(buf, pos)
-    v_topic_data = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceRequest.TopicData has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceRequest.TopicData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_data: list[TopicProduceData] = []
     for _ in range(n):
         e_topic_data, pos = _d_TopicProduceData_0(buf, pos)
-        v_topic_data.append(e_topic_data)
-    return ProduceRequest(v_transactional_id, v_acks, v_timeout_ms, v_topic_data, None), pos
+        a_topic_data.append(e_topic_data)
+    o.topic_data = a_topic_data
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ProduceRequest_1(o: ProduceRequest, out: bytearray) -> None:
@@ -328,18 +382,31 @@ def _e_ProduceRequest_1(o: ProduceRequest, out: bytearray) -> None:
 
 
 def _d_ProduceRequest_2(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
-    v_transactional_id: str | None
-    v_topic_data: list[TopicProduceData]
-    v_transactional_id, pos = read_compact_nullable_string(buf, pos)
-    v_acks, v_timeout_ms = _S1.unpack_from(buf, pos)
+    o = _new(ProduceRequest)
+    o.transactional_id, pos = read_compact_nullable_string(buf, pos)
+    o.acks, o.timeout_ms = _S1.unpack_from(buf, pos)
     pos += 6
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_data = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ProduceRequest.TopicData is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceRequest.TopicData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_data: list[TopicProduceData] = []
     for _ in range(n):
         e_topic_data, pos = _d_TopicProduceData_1(buf, pos)
-        v_topic_data.append(e_topic_data)
-    unknown, pos = skip_tags(buf, pos)
-    return ProduceRequest(v_transactional_id, v_acks, v_timeout_ms, v_topic_data, unknown), pos
+        a_topic_data.append(e_topic_data)
+    o.topic_data = a_topic_data
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ProduceRequest_2(o: ProduceRequest, out: bytearray) -> None:
@@ -348,7 +415,11 @@ def _e_ProduceRequest_2(o: ProduceRequest, out: bytearray) -> None:
     x_topic_data = o.topic_data
     if x_topic_data is None:
         raise EncodeError("ProduceRequest: TopicData is not nullable in version 9")
-    write_uvarint(out, len(x_topic_data) + 1)
+    n = len(x_topic_data) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_data in x_topic_data:
         _e_TopicProduceData_1(e_topic_data, out)
     if o.unknown_tags:
@@ -357,5 +428,7 @@ def _e_ProduceRequest_2(o: ProduceRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_PartitionProduceData = PartitionProduceData()
+_DEF_TopicProduceData = TopicProduceData()
 _DECODERS = (_d_ProduceRequest_0, _d_ProduceRequest_0, _d_ProduceRequest_0, _d_ProduceRequest_1, _d_ProduceRequest_1, _d_ProduceRequest_1, _d_ProduceRequest_1, _d_ProduceRequest_1, _d_ProduceRequest_1, _d_ProduceRequest_2, _d_ProduceRequest_2, _d_ProduceRequest_2,)
 _ENCODERS = (_e_ProduceRequest_0, _e_ProduceRequest_0, _e_ProduceRequest_0, _e_ProduceRequest_1, _e_ProduceRequest_1, _e_ProduceRequest_1, _e_ProduceRequest_1, _e_ProduceRequest_1, _e_ProduceRequest_1, _e_ProduceRequest_2, _e_ProduceRequest_2, _e_ProduceRequest_2,)

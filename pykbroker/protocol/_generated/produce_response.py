@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>ii')
 _S2 = struct.Struct('>ihq')
@@ -332,11 +344,12 @@ class ProduceResponse:
 
 
 def _d_BatchIndexAndErrorMessage_0(buf: memoryview, pos: int) -> tuple[BatchIndexAndErrorMessage, int]:
-    v_batch_index_error_message: str | None
-    v_batch_index, = _S0.unpack_from(buf, pos)
+    o = _new(BatchIndexAndErrorMessage)
+    (o.batch_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_batch_index_error_message, pos = read_nullable_string(buf, pos)
-    return BatchIndexAndErrorMessage(v_batch_index, v_batch_index_error_message, None), pos
+    o.batch_index_error_message, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_BatchIndexAndErrorMessage_0(o: BatchIndexAndErrorMessage, out: bytearray) -> None:
@@ -345,12 +358,16 @@ def _e_BatchIndexAndErrorMessage_0(o: BatchIndexAndErrorMessage, out: bytearray)
 
 
 def _d_BatchIndexAndErrorMessage_1(buf: memoryview, pos: int) -> tuple[BatchIndexAndErrorMessage, int]:
-    v_batch_index_error_message: str | None
-    v_batch_index, = _S0.unpack_from(buf, pos)
+    o = _new(BatchIndexAndErrorMessage)
+    (o.batch_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_batch_index_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return BatchIndexAndErrorMessage(v_batch_index, v_batch_index_error_message, unknown), pos
+    o.batch_index_error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_BatchIndexAndErrorMessage_1(o: BatchIndexAndErrorMessage, out: bytearray) -> None:
@@ -363,10 +380,15 @@ def _e_BatchIndexAndErrorMessage_1(o: BatchIndexAndErrorMessage, out: bytearray)
 
 
 def _d_LeaderIdAndEpoch_0(buf: memoryview, pos: int) -> tuple[LeaderIdAndEpoch, int]:
-    v_leader_id, v_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(LeaderIdAndEpoch)
+    o.leader_id, o.leader_epoch = _S1.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderIdAndEpoch(v_leader_id, v_leader_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, out: bytearray) -> None:
@@ -378,53 +400,78 @@ def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, out: bytearray) -> None:
 
 
 def _d_PartitionProduceResponse_0(buf: memoryview, pos: int) -> tuple[PartitionProduceResponse, int]:
-    v_index, v_error_code, v_base_offset = _S2.unpack_from(buf, pos)
+    o = _new(PartitionProduceResponse)
+    o.log_append_time_ms = -1
+    o.log_start_offset = -1
+    o.record_errors = []
+    o.error_message = None
+    o.current_leader = LeaderIdAndEpoch()
+    o.index, o.error_code, o.base_offset = _S2.unpack_from(buf, pos)
     pos += 14
-    return PartitionProduceResponse(v_index, v_error_code, v_base_offset, -1, -1, [], None, LeaderIdAndEpoch(), None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionProduceResponse_0(o: PartitionProduceResponse, out: bytearray) -> None:
     out += _S2.pack(o.index, o.error_code, o.base_offset)
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         raise EncodeError("PartitionProduceResponse.current_leader can not be written in ProduceResponse version 0")
 
 
 def _d_PartitionProduceResponse_1(buf: memoryview, pos: int) -> tuple[PartitionProduceResponse, int]:
-    v_index, v_error_code, v_base_offset, v_log_append_time_ms = _S3.unpack_from(buf, pos)
+    o = _new(PartitionProduceResponse)
+    o.log_start_offset = -1
+    o.record_errors = []
+    o.error_message = None
+    o.current_leader = LeaderIdAndEpoch()
+    o.index, o.error_code, o.base_offset, o.log_append_time_ms = _S3.unpack_from(buf, pos)
     pos += 22
-    return PartitionProduceResponse(v_index, v_error_code, v_base_offset, v_log_append_time_ms, -1, [], None, LeaderIdAndEpoch(), None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionProduceResponse_1(o: PartitionProduceResponse, out: bytearray) -> None:
     out += _S3.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms)
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         raise EncodeError("PartitionProduceResponse.current_leader can not be written in ProduceResponse version 2")
 
 
 def _d_PartitionProduceResponse_2(buf: memoryview, pos: int) -> tuple[PartitionProduceResponse, int]:
-    v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset = _S4.unpack_from(buf, pos)
+    o = _new(PartitionProduceResponse)
+    o.record_errors = []
+    o.error_message = None
+    o.current_leader = LeaderIdAndEpoch()
+    o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset = _S4.unpack_from(buf, pos)
     pos += 30
-    return PartitionProduceResponse(v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset, [], None, LeaderIdAndEpoch(), None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionProduceResponse_2(o: PartitionProduceResponse, out: bytearray) -> None:
     out += _S4.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset)
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         raise EncodeError("PartitionProduceResponse.current_leader can not be written in ProduceResponse version 5")
 
 
 def _d_PartitionProduceResponse_3(buf: memoryview, pos: int) -> tuple[PartitionProduceResponse, int]:
-    v_record_errors: list[BatchIndexAndErrorMessage]
-    v_error_message: str | None
-    v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset = _S4.unpack_from(buf, pos)
+    o = _new(PartitionProduceResponse)
+    o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset = _S4.unpack_from(buf, pos)
     pos += 30
-    n, pos = read_array_len(buf, pos)
-    v_record_errors = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceResponse.RecordErrors has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.RecordErrors length {n} exceeds the {len(buf) - pos} bytes left")
+    a_record_errors: list[BatchIndexAndErrorMessage] = []
     for _ in range(n):
         e_record_errors, pos = _d_BatchIndexAndErrorMessage_0(buf, pos)
-        v_record_errors.append(e_record_errors)
-    v_error_message, pos = read_nullable_string(buf, pos)
-    return PartitionProduceResponse(v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset, v_record_errors, v_error_message, LeaderIdAndEpoch(), None), pos
+        a_record_errors.append(e_record_errors)
+    o.record_errors = a_record_errors
+    o.error_message, pos = read_nullable_string(buf, pos)
+    o.current_leader = LeaderIdAndEpoch()
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionProduceResponse_3(o: PartitionProduceResponse, out: bytearray) -> None:
@@ -436,23 +483,37 @@ def _e_PartitionProduceResponse_3(o: PartitionProduceResponse, out: bytearray) -
     for e_record_errors in x_record_errors:
         _e_BatchIndexAndErrorMessage_0(e_record_errors, out)
     write_nullable_string(out, o.error_message)
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         raise EncodeError("PartitionProduceResponse.current_leader can not be written in ProduceResponse version 8")
 
 
 def _d_PartitionProduceResponse_4(buf: memoryview, pos: int) -> tuple[PartitionProduceResponse, int]:
-    v_record_errors: list[BatchIndexAndErrorMessage]
-    v_error_message: str | None
-    v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset = _S4.unpack_from(buf, pos)
+    o = _new(PartitionProduceResponse)
+    o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset = _S4.unpack_from(buf, pos)
     pos += 30
-    n, pos = read_compact_array_len(buf, pos)
-    v_record_errors = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ProduceResponse.RecordErrors is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.RecordErrors length {n} exceeds the {len(buf) - pos} bytes left")
+    a_record_errors: list[BatchIndexAndErrorMessage] = []
     for _ in range(n):
         e_record_errors, pos = _d_BatchIndexAndErrorMessage_1(buf, pos)
-        v_record_errors.append(e_record_errors)
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionProduceResponse(v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset, v_record_errors, v_error_message, LeaderIdAndEpoch(), unknown), pos
+        a_record_errors.append(e_record_errors)
+    o.record_errors = a_record_errors
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.current_leader = LeaderIdAndEpoch()
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionProduceResponse_4(o: PartitionProduceResponse, out: bytearray) -> None:
@@ -460,11 +521,15 @@ def _e_PartitionProduceResponse_4(o: PartitionProduceResponse, out: bytearray) -
     x_record_errors = o.record_errors
     if x_record_errors is None:
         raise EncodeError("ProduceResponse: RecordErrors is not nullable in version 9")
-    write_uvarint(out, len(x_record_errors) + 1)
+    n = len(x_record_errors) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_record_errors in x_record_errors:
         _e_BatchIndexAndErrorMessage_1(e_record_errors, out)
     write_compact_nullable_string(out, o.error_message)
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         raise EncodeError("PartitionProduceResponse.current_leader can not be written in ProduceResponse version 9")
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
@@ -473,32 +538,40 @@ def _e_PartitionProduceResponse_4(o: PartitionProduceResponse, out: bytearray) -
 
 
 def _d_PartitionProduceResponse_5(buf: memoryview, pos: int) -> tuple[PartitionProduceResponse, int]:
-    v_record_errors: list[BatchIndexAndErrorMessage]
-    v_error_message: str | None
-    v_current_leader: LeaderIdAndEpoch
-    v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset = _S4.unpack_from(buf, pos)
+    o = _new(PartitionProduceResponse)
+    o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset = _S4.unpack_from(buf, pos)
     pos += 30
-    n, pos = read_compact_array_len(buf, pos)
-    v_record_errors = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ProduceResponse.RecordErrors is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.RecordErrors length {n} exceeds the {len(buf) - pos} bytes left")
+    a_record_errors: list[BatchIndexAndErrorMessage] = []
     for _ in range(n):
         e_record_errors, pos = _d_BatchIndexAndErrorMessage_1(buf, pos)
-        v_record_errors.append(e_record_errors)
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_current_leader = LeaderIdAndEpoch()
-    unknown: list[tuple[int, bytes]] | None = None
+        a_record_errors.append(e_record_errors)
+    o.record_errors = a_record_errors
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.current_leader = LeaderIdAndEpoch()
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_current_leader, pos = _d_LeaderIdAndEpoch_0(buf, pos)
+            o.current_leader, pos = _d_LeaderIdAndEpoch_0(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return PartitionProduceResponse(v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset, v_record_errors, v_error_message, v_current_leader, unknown), pos
+    return o, pos
 
 
 def _e_PartitionProduceResponse_5(o: PartitionProduceResponse, out: bytearray) -> None:
@@ -506,12 +579,16 @@ def _e_PartitionProduceResponse_5(o: PartitionProduceResponse, out: bytearray) -
     x_record_errors = o.record_errors
     if x_record_errors is None:
         raise EncodeError("ProduceResponse: RecordErrors is not nullable in version 10")
-    write_uvarint(out, len(x_record_errors) + 1)
+    n = len(x_record_errors) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_record_errors in x_record_errors:
         _e_BatchIndexAndErrorMessage_1(e_record_errors, out)
     write_compact_nullable_string(out, o.error_message)
     tags: list[tuple[int, bytes | bytearray]] = []
-    if o.current_leader != LeaderIdAndEpoch():
+    if o.current_leader != _DEF_LeaderIdAndEpoch:
         b = bytearray()
         _e_LeaderIdAndEpoch_0(o.current_leader, b)
         tags.append((0, b))
@@ -519,15 +596,21 @@ def _e_PartitionProduceResponse_5(o: PartitionProduceResponse, out: bytearray) -
 
 
 def _d_TopicProduceResponse_0(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
-    v_name: str
-    v_partition_responses: list[PartitionProduceResponse]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_responses = []
+    o = _new(TopicProduceResponse)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceResponse.PartitionResponses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.PartitionResponses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_responses: list[PartitionProduceResponse] = []
     for _ in range(n):
         e_partition_responses, pos = _d_PartitionProduceResponse_0(buf, pos)
-        v_partition_responses.append(e_partition_responses)
-    return TopicProduceResponse(v_name, v_partition_responses, None), pos
+        a_partition_responses.append(e_partition_responses)
+    o.partition_responses = a_partition_responses
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicProduceResponse_0(o: TopicProduceResponse, out: bytearray) -> None:
@@ -541,15 +624,21 @@ def _e_TopicProduceResponse_0(o: TopicProduceResponse, out: bytearray) -> None:
 
 
 def _d_TopicProduceResponse_1(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
-    v_name: str
-    v_partition_responses: list[PartitionProduceResponse]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_responses = []
+    o = _new(TopicProduceResponse)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceResponse.PartitionResponses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.PartitionResponses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_responses: list[PartitionProduceResponse] = []
     for _ in range(n):
         e_partition_responses, pos = _d_PartitionProduceResponse_1(buf, pos)
-        v_partition_responses.append(e_partition_responses)
-    return TopicProduceResponse(v_name, v_partition_responses, None), pos
+        a_partition_responses.append(e_partition_responses)
+    o.partition_responses = a_partition_responses
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicProduceResponse_1(o: TopicProduceResponse, out: bytearray) -> None:
@@ -563,15 +652,21 @@ def _e_TopicProduceResponse_1(o: TopicProduceResponse, out: bytearray) -> None:
 
 
 def _d_TopicProduceResponse_2(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
-    v_name: str
-    v_partition_responses: list[PartitionProduceResponse]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_responses = []
+    o = _new(TopicProduceResponse)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceResponse.PartitionResponses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.PartitionResponses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_responses: list[PartitionProduceResponse] = []
     for _ in range(n):
         e_partition_responses, pos = _d_PartitionProduceResponse_2(buf, pos)
-        v_partition_responses.append(e_partition_responses)
-    return TopicProduceResponse(v_name, v_partition_responses, None), pos
+        a_partition_responses.append(e_partition_responses)
+    o.partition_responses = a_partition_responses
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicProduceResponse_2(o: TopicProduceResponse, out: bytearray) -> None:
@@ -585,15 +680,21 @@ def _e_TopicProduceResponse_2(o: TopicProduceResponse, out: bytearray) -> None:
 
 
 def _d_TopicProduceResponse_3(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
-    v_name: str
-    v_partition_responses: list[PartitionProduceResponse]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_responses = []
+    o = _new(TopicProduceResponse)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceResponse.PartitionResponses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.PartitionResponses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_responses: list[PartitionProduceResponse] = []
     for _ in range(n):
         e_partition_responses, pos = _d_PartitionProduceResponse_3(buf, pos)
-        v_partition_responses.append(e_partition_responses)
-    return TopicProduceResponse(v_name, v_partition_responses, None), pos
+        a_partition_responses.append(e_partition_responses)
+    o.partition_responses = a_partition_responses
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TopicProduceResponse_3(o: TopicProduceResponse, out: bytearray) -> None:
@@ -607,16 +708,29 @@ def _e_TopicProduceResponse_3(o: TopicProduceResponse, out: bytearray) -> None:
 
 
 def _d_TopicProduceResponse_4(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
-    v_name: str
-    v_partition_responses: list[PartitionProduceResponse]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_responses = []
+    o = _new(TopicProduceResponse)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ProduceResponse.PartitionResponses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.PartitionResponses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_responses: list[PartitionProduceResponse] = []
     for _ in range(n):
         e_partition_responses, pos = _d_PartitionProduceResponse_4(buf, pos)
-        v_partition_responses.append(e_partition_responses)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicProduceResponse(v_name, v_partition_responses, unknown), pos
+        a_partition_responses.append(e_partition_responses)
+    o.partition_responses = a_partition_responses
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicProduceResponse_4(o: TopicProduceResponse, out: bytearray) -> None:
@@ -624,7 +738,11 @@ def _e_TopicProduceResponse_4(o: TopicProduceResponse, out: bytearray) -> None:
     x_partition_responses = o.partition_responses
     if x_partition_responses is None:
         raise EncodeError("ProduceResponse: PartitionResponses is not nullable in version 9")
-    write_uvarint(out, len(x_partition_responses) + 1)
+    n = len(x_partition_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_responses in x_partition_responses:
         _e_PartitionProduceResponse_4(e_partition_responses, out)
     if o.unknown_tags:
@@ -634,16 +752,29 @@ def _e_TopicProduceResponse_4(o: TopicProduceResponse, out: bytearray) -> None:
 
 
 def _d_TopicProduceResponse_5(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
-    v_name: str
-    v_partition_responses: list[PartitionProduceResponse]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_responses = []
+    o = _new(TopicProduceResponse)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ProduceResponse.PartitionResponses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.PartitionResponses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_responses: list[PartitionProduceResponse] = []
     for _ in range(n):
         e_partition_responses, pos = _d_PartitionProduceResponse_5(buf, pos)
-        v_partition_responses.append(e_partition_responses)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicProduceResponse(v_name, v_partition_responses, unknown), pos
+        a_partition_responses.append(e_partition_responses)
+    o.partition_responses = a_partition_responses
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicProduceResponse_5(o: TopicProduceResponse, out: bytearray) -> None:
@@ -651,7 +782,11 @@ def _e_TopicProduceResponse_5(o: TopicProduceResponse, out: bytearray) -> None:
     x_partition_responses = o.partition_responses
     if x_partition_responses is None:
         raise EncodeError("ProduceResponse: PartitionResponses is not nullable in version 10")
-    write_uvarint(out, len(x_partition_responses) + 1)
+    n = len(x_partition_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_responses in x_partition_responses:
         _e_PartitionProduceResponse_5(e_partition_responses, out)
     if o.unknown_tags:
@@ -661,16 +796,19 @@ def _e_TopicProduceResponse_5(o: TopicProduceResponse, out: bytearray) -> None:
 
 
 def _d_NodeEndpoint_0(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
-    v_host: str
-    v_rack: str | None
-    v_node_id, = _S0.unpack_from(buf, pos)
+    o = _new(NodeEndpoint)
+    (o.node_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return NodeEndpoint(v_node_id, v_host, v_port, v_rack, unknown), pos
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
@@ -685,13 +823,22 @@ def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
 
 
 def _d_ProduceResponse_0(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
-    v_responses: list[TopicProduceResponse]
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    o = _new(ProduceResponse)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[TopicProduceResponse] = []
     for _ in range(n):
         e_responses, pos = _d_TopicProduceResponse_0(buf, pos)
-        v_responses.append(e_responses)
-    return ProduceResponse(v_responses, 0, [], None), pos
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.throttle_time_ms = 0
+    o.node_endpoints = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ProduceResponse_0(o: ProduceResponse, out: bytearray) -> None:
@@ -706,15 +853,23 @@ def _e_ProduceResponse_0(o: ProduceResponse, out: bytearray) -> None:
 
 
 def _d_ProduceResponse_1(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
-    v_responses: list[TopicProduceResponse]
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    o = _new(ProduceResponse)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[TopicProduceResponse] = []
     for _ in range(n):
         e_responses, pos = _d_TopicProduceResponse_0(buf, pos)
-        v_responses.append(e_responses)
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return ProduceResponse(v_responses, v_throttle_time_ms, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ProduceResponse_1(o: ProduceResponse, out: bytearray) -> None:
@@ -730,15 +885,23 @@ def _e_ProduceResponse_1(o: ProduceResponse, out: bytearray) -> None:
 
 
 def _d_ProduceResponse_2(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
-    v_responses: list[TopicProduceResponse]
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    o = _new(ProduceResponse)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[TopicProduceResponse] = []
     for _ in range(n):
         e_responses, pos = _d_TopicProduceResponse_1(buf, pos)
-        v_responses.append(e_responses)
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return ProduceResponse(v_responses, v_throttle_time_ms, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ProduceResponse_2(o: ProduceResponse, out: bytearray) -> None:
@@ -754,15 +917,23 @@ def _e_ProduceResponse_2(o: ProduceResponse, out: bytearray) -> None:
 
 
 def _d_ProduceResponse_3(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
-    v_responses: list[TopicProduceResponse]
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    o = _new(ProduceResponse)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[TopicProduceResponse] = []
     for _ in range(n):
         e_responses, pos = _d_TopicProduceResponse_2(buf, pos)
-        v_responses.append(e_responses)
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return ProduceResponse(v_responses, v_throttle_time_ms, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ProduceResponse_3(o: ProduceResponse, out: bytearray) -> None:
@@ -778,15 +949,23 @@ def _e_ProduceResponse_3(o: ProduceResponse, out: bytearray) -> None:
 
 
 def _d_ProduceResponse_4(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
-    v_responses: list[TopicProduceResponse]
-    n, pos = read_array_len(buf, pos)
-    v_responses = []
+    o = _new(ProduceResponse)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"ProduceResponse.Responses has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[TopicProduceResponse] = []
     for _ in range(n):
         e_responses, pos = _d_TopicProduceResponse_3(buf, pos)
-        v_responses.append(e_responses)
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return ProduceResponse(v_responses, v_throttle_time_ms, [], None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ProduceResponse_4(o: ProduceResponse, out: bytearray) -> None:
@@ -802,23 +981,42 @@ def _e_ProduceResponse_4(o: ProduceResponse, out: bytearray) -> None:
 
 
 def _d_ProduceResponse_5(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
-    v_responses: list[TopicProduceResponse]
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    o = _new(ProduceResponse)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ProduceResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[TopicProduceResponse] = []
     for _ in range(n):
         e_responses, pos = _d_TopicProduceResponse_4(buf, pos)
-        v_responses.append(e_responses)
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return ProduceResponse(v_responses, v_throttle_time_ms, [], unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ProduceResponse_5(o: ProduceResponse, out: bytearray) -> None:
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("ProduceResponse: Responses is not nullable in version 9")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_TopicProduceResponse_4(e_responses, out)
     out += _S0.pack(o.throttle_time_ms)
@@ -831,41 +1029,64 @@ def _e_ProduceResponse_5(o: ProduceResponse, out: bytearray) -> None:
 
 
 def _d_ProduceResponse_6(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
-    v_responses: list[TopicProduceResponse]
-    v_node_endpoints: list[NodeEndpoint]
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    o = _new(ProduceResponse)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ProduceResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ProduceResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[TopicProduceResponse] = []
     for _ in range(n):
         e_responses, pos = _d_TopicProduceResponse_5(buf, pos)
-        v_responses.append(e_responses)
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    o.node_endpoints = []
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_node_endpoints = []
-    unknown: list[tuple[int, bytes]] | None = None
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            n, pos = read_compact_array_len(buf, pos)
-            v_node_endpoints = []
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = read_uvarint(buf, pos)
+            n -= 1
+            if n < 0:
+                raise DecodeError("ProduceResponse.NodeEndpoints is null but not nullable")
+            if n > len(buf) - pos:
+                raise DecodeError(f"ProduceResponse.NodeEndpoints length {n} exceeds the {len(buf) - pos} bytes left")
+            a_node_endpoints: list[NodeEndpoint] = []
             for _ in range(n):
                 e_node_endpoints, pos = _d_NodeEndpoint_0(buf, pos)
-                v_node_endpoints.append(e_node_endpoints)
+                a_node_endpoints.append(e_node_endpoints)
+            o.node_endpoints = a_node_endpoints
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return ProduceResponse(v_responses, v_throttle_time_ms, v_node_endpoints, unknown), pos
+    return o, pos
 
 
 def _e_ProduceResponse_6(o: ProduceResponse, out: bytearray) -> None:
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("ProduceResponse: Responses is not nullable in version 10")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_TopicProduceResponse_5(e_responses, out)
     out += _S0.pack(o.throttle_time_ms)
@@ -875,12 +1096,21 @@ def _e_ProduceResponse_6(o: ProduceResponse, out: bytearray) -> None:
         x_node_endpoints = o.node_endpoints
         if x_node_endpoints is None:
             raise EncodeError("ProduceResponse: NodeEndpoints is not nullable in version 10")
-        write_uvarint(b, len(x_node_endpoints) + 1)
+        n = len(x_node_endpoints) + 1
+        if n < 0x80:
+            b.append(n)
+        else:
+            write_uvarint(b, n)
         for e_node_endpoints in x_node_endpoints:
             _e_NodeEndpoint_0(e_node_endpoints, b)
         tags.append((0, b))
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_BatchIndexAndErrorMessage = BatchIndexAndErrorMessage()
+_DEF_LeaderIdAndEpoch = LeaderIdAndEpoch()
+_DEF_PartitionProduceResponse = PartitionProduceResponse()
+_DEF_TopicProduceResponse = TopicProduceResponse()
+_DEF_NodeEndpoint = NodeEndpoint()
 _DECODERS = (_d_ProduceResponse_0, _d_ProduceResponse_1, _d_ProduceResponse_2, _d_ProduceResponse_2, _d_ProduceResponse_2, _d_ProduceResponse_3, _d_ProduceResponse_3, _d_ProduceResponse_3, _d_ProduceResponse_4, _d_ProduceResponse_5, _d_ProduceResponse_6, _d_ProduceResponse_6,)
 _ENCODERS = (_e_ProduceResponse_0, _e_ProduceResponse_1, _e_ProduceResponse_2, _e_ProduceResponse_2, _e_ProduceResponse_2, _e_ProduceResponse_3, _e_ProduceResponse_3, _e_ProduceResponse_3, _e_ProduceResponse_4, _e_ProduceResponse_5, _e_ProduceResponse_6, _e_ProduceResponse_6,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qqbh')
 _S1 = struct.Struct('>ih')
 _S2 = struct.Struct('>iq')
@@ -246,10 +258,15 @@ class ReadShareGroupStateResponse:
 
 
 def _d_StateBatch_0(buf: memoryview, pos: int) -> tuple[StateBatch, int]:
-    v_first_offset, v_last_offset, v_delivery_state, v_delivery_count = _S0.unpack_from(buf, pos)
+    o = _new(StateBatch)
+    o.first_offset, o.last_offset, o.delivery_state, o.delivery_count = _S0.unpack_from(buf, pos)
     pos += 19
-    unknown, pos = skip_tags(buf, pos)
-    return StateBatch(v_first_offset, v_last_offset, v_delivery_state, v_delivery_count, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_StateBatch_0(o: StateBatch, out: bytearray) -> None:
@@ -261,20 +278,33 @@ def _e_StateBatch_0(o: StateBatch, out: bytearray) -> None:
 
 
 def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, int]:
-    v_error_message: str | None
-    v_state_batches: list[StateBatch]
-    v_partition, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(PartitionResult)
+    o.partition, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_state_epoch, v_start_offset = _S2.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.state_epoch, o.start_offset = _S2.unpack_from(buf, pos)
     pos += 12
-    n, pos = read_compact_array_len(buf, pos)
-    v_state_batches = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ReadShareGroupStateResponse.StateBatches is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ReadShareGroupStateResponse.StateBatches length {n} exceeds the {len(buf) - pos} bytes left")
+    a_state_batches: list[StateBatch] = []
     for _ in range(n):
         e_state_batches, pos = _d_StateBatch_0(buf, pos)
-        v_state_batches.append(e_state_batches)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionResult(v_partition, v_error_code, v_error_message, v_state_epoch, v_start_offset, v_state_batches, unknown), pos
+        a_state_batches.append(e_state_batches)
+    o.state_batches = a_state_batches
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionResult_0(o: PartitionResult, out: bytearray) -> None:
@@ -284,7 +314,11 @@ def _e_PartitionResult_0(o: PartitionResult, out: bytearray) -> None:
     x_state_batches = o.state_batches
     if x_state_batches is None:
         raise EncodeError("ReadShareGroupStateResponse: StateBatches is not nullable in version 0")
-    write_uvarint(out, len(x_state_batches) + 1)
+    n = len(x_state_batches) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_state_batches in x_state_batches:
         _e_StateBatch_0(e_state_batches, out)
     if o.unknown_tags:
@@ -294,16 +328,29 @@ def _e_PartitionResult_0(o: PartitionResult, out: bytearray) -> None:
 
 
 def _d_ReadStateResult_0(buf: memoryview, pos: int) -> tuple[ReadStateResult, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionResult]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ReadStateResult)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ReadShareGroupStateResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ReadShareGroupStateResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionResult] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionResult_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ReadStateResult(v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReadStateResult_0(o: ReadStateResult, out: bytearray) -> None:
@@ -311,7 +358,11 @@ def _e_ReadStateResult_0(o: ReadStateResult, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ReadShareGroupStateResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionResult_0(e_partitions, out)
     if o.unknown_tags:
@@ -321,21 +372,39 @@ def _e_ReadStateResult_0(o: ReadStateResult, out: bytearray) -> None:
 
 
 def _d_ReadShareGroupStateResponse_0(buf: memoryview, pos: int) -> tuple[ReadShareGroupStateResponse, int]:
-    v_results: list[ReadStateResult]
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    o = _new(ReadShareGroupStateResponse)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ReadShareGroupStateResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ReadShareGroupStateResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[ReadStateResult] = []
     for _ in range(n):
         e_results, pos = _d_ReadStateResult_0(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return ReadShareGroupStateResponse(v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReadShareGroupStateResponse_0(o: ReadShareGroupStateResponse, out: bytearray) -> None:
     x_results = o.results
     if x_results is None:
         raise EncodeError("ReadShareGroupStateResponse: Results is not nullable in version 0")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_ReadStateResult_0(e_results, out)
     if o.unknown_tags:
@@ -344,5 +413,8 @@ def _e_ReadShareGroupStateResponse_0(o: ReadShareGroupStateResponse, out: bytear
         out.append(0)
 
 
+_DEF_StateBatch = StateBatch()
+_DEF_PartitionResult = PartitionResult()
+_DEF_ReadStateResult = ReadStateResult()
 _DECODERS = (_d_ReadShareGroupStateResponse_0,)
 _ENCODERS = (_e_ReadShareGroupStateResponse_0,)

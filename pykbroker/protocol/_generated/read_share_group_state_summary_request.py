@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ii')
 
 
@@ -190,10 +202,15 @@ class ReadShareGroupStateSummaryRequest:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_partition, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition, v_leader_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -205,16 +222,29 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_ReadStateSummaryData_0(buf: memoryview, pos: int) -> tuple[ReadStateSummaryData, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionData]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ReadStateSummaryData)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ReadShareGroupStateSummaryRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ReadShareGroupStateSummaryRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ReadStateSummaryData(v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReadStateSummaryData_0(o: ReadStateSummaryData, out: bytearray) -> None:
@@ -222,7 +252,11 @@ def _e_ReadStateSummaryData_0(o: ReadStateSummaryData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ReadShareGroupStateSummaryRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_0(e_partitions, out)
     if o.unknown_tags:
@@ -232,16 +266,29 @@ def _e_ReadStateSummaryData_0(o: ReadStateSummaryData, out: bytearray) -> None:
 
 
 def _d_ReadShareGroupStateSummaryRequest_0(buf: memoryview, pos: int) -> tuple[ReadShareGroupStateSummaryRequest, int]:
-    v_group_id: str
-    v_topics: list[ReadStateSummaryData]
-    v_group_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(ReadShareGroupStateSummaryRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ReadShareGroupStateSummaryRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ReadShareGroupStateSummaryRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[ReadStateSummaryData] = []
     for _ in range(n):
         e_topics, pos = _d_ReadStateSummaryData_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return ReadShareGroupStateSummaryRequest(v_group_id, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ReadShareGroupStateSummaryRequest_0(o: ReadShareGroupStateSummaryRequest, out: bytearray) -> None:
@@ -249,7 +296,11 @@ def _e_ReadShareGroupStateSummaryRequest_0(o: ReadShareGroupStateSummaryRequest,
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("ReadShareGroupStateSummaryRequest: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_ReadStateSummaryData_0(e_topics, out)
     if o.unknown_tags:
@@ -258,5 +309,7 @@ def _e_ReadShareGroupStateSummaryRequest_0(o: ReadShareGroupStateSummaryRequest,
         out.append(0)
 
 
+_DEF_PartitionData = PartitionData()
+_DEF_ReadStateSummaryData = ReadStateSummaryData()
 _DECODERS = (_d_ReadShareGroupStateSummaryRequest_0,)
 _ENCODERS = (_e_ReadShareGroupStateSummaryRequest_0,)

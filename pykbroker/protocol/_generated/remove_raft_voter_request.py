@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -126,14 +138,17 @@ class RemoveRaftVoterRequest:
 
 
 def _d_RemoveRaftVoterRequest_0(buf: memoryview, pos: int) -> tuple[RemoveRaftVoterRequest, int]:
-    v_cluster_id: str | None
-    v_voter_directory_id: uuid.UUID
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    v_voter_id, = _S0.unpack_from(buf, pos)
+    o = _new(RemoveRaftVoterRequest)
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    (o.voter_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_voter_directory_id, pos = read_uuid(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return RemoveRaftVoterRequest(v_cluster_id, v_voter_id, v_voter_directory_id, unknown), pos
+    o.voter_directory_id, pos = read_uuid(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_RemoveRaftVoterRequest_0(o: RemoveRaftVoterRequest, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>hqi')
 
 
@@ -126,9 +138,11 @@ class RenewDelegationTokenResponse:
 
 
 def _d_RenewDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[RenewDelegationTokenResponse, int]:
-    v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms = _S0.unpack_from(buf, pos)
+    o = _new(RenewDelegationTokenResponse)
+    o.error_code, o.expiry_timestamp_ms, o.throttle_time_ms = _S0.unpack_from(buf, pos)
     pos += 14
-    return RenewDelegationTokenResponse(v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_RenewDelegationTokenResponse_0(o: RenewDelegationTokenResponse, out: bytearray) -> None:
@@ -136,10 +150,15 @@ def _e_RenewDelegationTokenResponse_0(o: RenewDelegationTokenResponse, out: byte
 
 
 def _d_RenewDelegationTokenResponse_1(buf: memoryview, pos: int) -> tuple[RenewDelegationTokenResponse, int]:
-    v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms = _S0.unpack_from(buf, pos)
+    o = _new(RenewDelegationTokenResponse)
+    o.error_code, o.expiry_timestamp_ms, o.throttle_time_ms = _S0.unpack_from(buf, pos)
     pos += 14
-    unknown, pos = skip_tags(buf, pos)
-    return RenewDelegationTokenResponse(v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_RenewDelegationTokenResponse_1(o: RenewDelegationTokenResponse, out: bytearray) -> None:

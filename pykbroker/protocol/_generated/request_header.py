@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>hhi')
 
 
@@ -130,9 +142,12 @@ class RequestHeader:
 
 
 def _d_RequestHeader_0(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
-    v_request_api_key, v_request_api_version, v_correlation_id = _S0.unpack_from(buf, pos)
+    o = _new(RequestHeader)
+    o.client_id = ''
+    o.request_api_key, o.request_api_version, o.correlation_id = _S0.unpack_from(buf, pos)
     pos += 8
-    return RequestHeader(v_request_api_key, v_request_api_version, v_correlation_id, '', None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_RequestHeader_0(o: RequestHeader, out: bytearray) -> None:
@@ -140,11 +155,12 @@ def _e_RequestHeader_0(o: RequestHeader, out: bytearray) -> None:
 
 
 def _d_RequestHeader_1(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
-    v_client_id: str | None
-    v_request_api_key, v_request_api_version, v_correlation_id = _S0.unpack_from(buf, pos)
+    o = _new(RequestHeader)
+    o.request_api_key, o.request_api_version, o.correlation_id = _S0.unpack_from(buf, pos)
     pos += 8
-    v_client_id, pos = read_nullable_string(buf, pos)
-    return RequestHeader(v_request_api_key, v_request_api_version, v_correlation_id, v_client_id, None), pos
+    o.client_id, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_RequestHeader_1(o: RequestHeader, out: bytearray) -> None:
@@ -153,12 +169,16 @@ def _e_RequestHeader_1(o: RequestHeader, out: bytearray) -> None:
 
 
 def _d_RequestHeader_2(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
-    v_client_id: str | None
-    v_request_api_key, v_request_api_version, v_correlation_id = _S0.unpack_from(buf, pos)
+    o = _new(RequestHeader)
+    o.request_api_key, o.request_api_version, o.correlation_id = _S0.unpack_from(buf, pos)
     pos += 8
-    v_client_id, pos = read_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return RequestHeader(v_request_api_key, v_request_api_version, v_correlation_id, v_client_id, unknown), pos
+    o.client_id, pos = read_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_RequestHeader_2(o: RequestHeader, out: bytearray) -> None:

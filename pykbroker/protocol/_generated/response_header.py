@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -118,9 +130,11 @@ class ResponseHeader:
 
 
 def _d_ResponseHeader_0(buf: memoryview, pos: int) -> tuple[ResponseHeader, int]:
-    v_correlation_id, = _S0.unpack_from(buf, pos)
+    o = _new(ResponseHeader)
+    (o.correlation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return ResponseHeader(v_correlation_id, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ResponseHeader_0(o: ResponseHeader, out: bytearray) -> None:
@@ -128,10 +142,15 @@ def _e_ResponseHeader_0(o: ResponseHeader, out: bytearray) -> None:
 
 
 def _d_ResponseHeader_1(buf: memoryview, pos: int) -> tuple[ResponseHeader, int]:
-    v_correlation_id, = _S0.unpack_from(buf, pos)
+    o = _new(ResponseHeader)
+    (o.correlation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return ResponseHeader(v_correlation_id, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ResponseHeader_1(o: ResponseHeader, out: bytearray) -> None:

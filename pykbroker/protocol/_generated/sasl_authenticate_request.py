@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class SaslAuthenticateRequest:
@@ -117,9 +129,10 @@ class SaslAuthenticateRequest:
 
 
 def _d_SaslAuthenticateRequest_0(buf: memoryview, pos: int) -> tuple[SaslAuthenticateRequest, int]:
-    v_auth_bytes: bytes
-    v_auth_bytes, pos = read_bytes(buf, pos)
-    return SaslAuthenticateRequest(v_auth_bytes, None), pos
+    o = _new(SaslAuthenticateRequest)
+    o.auth_bytes, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_SaslAuthenticateRequest_0(o: SaslAuthenticateRequest, out: bytearray) -> None:
@@ -127,10 +140,14 @@ def _e_SaslAuthenticateRequest_0(o: SaslAuthenticateRequest, out: bytearray) -> 
 
 
 def _d_SaslAuthenticateRequest_1(buf: memoryview, pos: int) -> tuple[SaslAuthenticateRequest, int]:
-    v_auth_bytes: bytes
-    v_auth_bytes, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return SaslAuthenticateRequest(v_auth_bytes, unknown), pos
+    o = _new(SaslAuthenticateRequest)
+    o.auth_bytes, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SaslAuthenticateRequest_1(o: SaslAuthenticateRequest, out: bytearray) -> None:

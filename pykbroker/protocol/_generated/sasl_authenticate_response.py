@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>q')
 
@@ -131,13 +143,14 @@ class SaslAuthenticateResponse:
 
 
 def _d_SaslAuthenticateResponse_0(buf: memoryview, pos: int) -> tuple[SaslAuthenticateResponse, int]:
-    v_error_message: str | None
-    v_auth_bytes: bytes
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(SaslAuthenticateResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    v_auth_bytes, pos = read_bytes(buf, pos)
-    return SaslAuthenticateResponse(v_error_code, v_error_message, v_auth_bytes, 0, None), pos
+    o.error_message, pos = read_nullable_string(buf, pos)
+    o.auth_bytes, pos = read_bytes(buf, pos)
+    o.session_lifetime_ms = 0
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_SaslAuthenticateResponse_0(o: SaslAuthenticateResponse, out: bytearray) -> None:
@@ -147,15 +160,15 @@ def _e_SaslAuthenticateResponse_0(o: SaslAuthenticateResponse, out: bytearray) -
 
 
 def _d_SaslAuthenticateResponse_1(buf: memoryview, pos: int) -> tuple[SaslAuthenticateResponse, int]:
-    v_error_message: str | None
-    v_auth_bytes: bytes
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(SaslAuthenticateResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_nullable_string(buf, pos)
-    v_auth_bytes, pos = read_bytes(buf, pos)
-    v_session_lifetime_ms, = _S1.unpack_from(buf, pos)
+    o.error_message, pos = read_nullable_string(buf, pos)
+    o.auth_bytes, pos = read_bytes(buf, pos)
+    (o.session_lifetime_ms,) = _S1.unpack_from(buf, pos)
     pos += 8
-    return SaslAuthenticateResponse(v_error_code, v_error_message, v_auth_bytes, v_session_lifetime_ms, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_SaslAuthenticateResponse_1(o: SaslAuthenticateResponse, out: bytearray) -> None:
@@ -166,16 +179,19 @@ def _e_SaslAuthenticateResponse_1(o: SaslAuthenticateResponse, out: bytearray) -
 
 
 def _d_SaslAuthenticateResponse_2(buf: memoryview, pos: int) -> tuple[SaslAuthenticateResponse, int]:
-    v_error_message: str | None
-    v_auth_bytes: bytes
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(SaslAuthenticateResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_auth_bytes, pos = read_compact_bytes(buf, pos)
-    v_session_lifetime_ms, = _S1.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.auth_bytes, pos = read_compact_bytes(buf, pos)
+    (o.session_lifetime_ms,) = _S1.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return SaslAuthenticateResponse(v_error_code, v_error_message, v_auth_bytes, v_session_lifetime_ms, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SaslAuthenticateResponse_2(o: SaslAuthenticateResponse, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 
 
@@ -122,15 +134,22 @@ class SaslHandshakeResponse:
 
 
 def _d_SaslHandshakeResponse_0(buf: memoryview, pos: int) -> tuple[SaslHandshakeResponse, int]:
-    v_mechanisms: list[str]
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(SaslHandshakeResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_array_len(buf, pos)
-    v_mechanisms = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"SaslHandshakeResponse.Mechanisms has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"SaslHandshakeResponse.Mechanisms length {n} exceeds the {len(buf) - pos} bytes left")
+    a_mechanisms: list[str] = []
     for _ in range(n):
         e_mechanisms, pos = read_string(buf, pos)
-        v_mechanisms.append(e_mechanisms)
-    return SaslHandshakeResponse(v_error_code, v_mechanisms, None), pos
+        a_mechanisms.append(e_mechanisms)
+    o.mechanisms = a_mechanisms
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_SaslHandshakeResponse_0(o: SaslHandshakeResponse, out: bytearray) -> None:

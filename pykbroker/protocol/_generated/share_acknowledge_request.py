@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qq')
 _S1 = struct.Struct('>i')
 
@@ -237,14 +249,27 @@ class ShareAcknowledgeRequest:
 
 
 def _d_AcknowledgementBatch_0(buf: memoryview, pos: int) -> tuple[AcknowledgementBatch, int]:
-    v_acknowledge_types: list[int]
-    v_first_offset, v_last_offset = _S0.unpack_from(buf, pos)
+    o = _new(AcknowledgementBatch)
+    o.first_offset, o.last_offset = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_acknowledge_types = list(unpack_from(">%db" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareAcknowledgeRequest.AcknowledgeTypes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareAcknowledgeRequest.AcknowledgeTypes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.acknowledge_types = list((_AR_b[n] if n < ARRAY_STRUCTS_MAX else Struct(">%db" % n)).unpack_from(buf, pos))
     pos += n
-    unknown, pos = skip_tags(buf, pos)
-    return AcknowledgementBatch(v_first_offset, v_last_offset, v_acknowledge_types, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AcknowledgementBatch_0(o: AcknowledgementBatch, out: bytearray) -> None:
@@ -252,8 +277,13 @@ def _e_AcknowledgementBatch_0(o: AcknowledgementBatch, out: bytearray) -> None:
     x_acknowledge_types = o.acknowledge_types
     if x_acknowledge_types is None:
         raise EncodeError("ShareAcknowledgeRequest: AcknowledgeTypes is not nullable in version 0")
-    write_uvarint(out, len(x_acknowledge_types) + 1)
-    out += pack(">%db" % len(x_acknowledge_types), *x_acknowledge_types)
+    n = len(x_acknowledge_types) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_acknowledge_types)
+    out += (_AR_b[n] if n < ARRAY_STRUCTS_MAX else Struct(">%db" % n)).pack(*x_acknowledge_types)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -261,16 +291,30 @@ def _e_AcknowledgementBatch_0(o: AcknowledgementBatch, out: bytearray) -> None:
 
 
 def _d_AcknowledgePartition_0(buf: memoryview, pos: int) -> tuple[AcknowledgePartition, int]:
-    v_acknowledgement_batches: list[AcknowledgementBatch]
-    v_partition_index, = _S1.unpack_from(buf, pos)
+    o = _new(AcknowledgePartition)
+    (o.partition_index,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_acknowledgement_batches = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareAcknowledgeRequest.AcknowledgementBatches is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareAcknowledgeRequest.AcknowledgementBatches length {n} exceeds the {len(buf) - pos} bytes left")
+    a_acknowledgement_batches: list[AcknowledgementBatch] = []
     for _ in range(n):
         e_acknowledgement_batches, pos = _d_AcknowledgementBatch_0(buf, pos)
-        v_acknowledgement_batches.append(e_acknowledgement_batches)
-    unknown, pos = skip_tags(buf, pos)
-    return AcknowledgePartition(v_partition_index, v_acknowledgement_batches, unknown), pos
+        a_acknowledgement_batches.append(e_acknowledgement_batches)
+    o.acknowledgement_batches = a_acknowledgement_batches
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AcknowledgePartition_0(o: AcknowledgePartition, out: bytearray) -> None:
@@ -278,7 +322,11 @@ def _e_AcknowledgePartition_0(o: AcknowledgePartition, out: bytearray) -> None:
     x_acknowledgement_batches = o.acknowledgement_batches
     if x_acknowledgement_batches is None:
         raise EncodeError("ShareAcknowledgeRequest: AcknowledgementBatches is not nullable in version 0")
-    write_uvarint(out, len(x_acknowledgement_batches) + 1)
+    n = len(x_acknowledgement_batches) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_acknowledgement_batches in x_acknowledgement_batches:
         _e_AcknowledgementBatch_0(e_acknowledgement_batches, out)
     if o.unknown_tags:
@@ -288,16 +336,29 @@ def _e_AcknowledgePartition_0(o: AcknowledgePartition, out: bytearray) -> None:
 
 
 def _d_AcknowledgeTopic_0(buf: memoryview, pos: int) -> tuple[AcknowledgeTopic, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[AcknowledgePartition]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(AcknowledgeTopic)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareAcknowledgeRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareAcknowledgeRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[AcknowledgePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_AcknowledgePartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return AcknowledgeTopic(v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AcknowledgeTopic_0(o: AcknowledgeTopic, out: bytearray) -> None:
@@ -305,7 +366,11 @@ def _e_AcknowledgeTopic_0(o: AcknowledgeTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ShareAcknowledgeRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_AcknowledgePartition_0(e_partitions, out)
     if o.unknown_tags:
@@ -315,20 +380,32 @@ def _e_AcknowledgeTopic_0(o: AcknowledgeTopic, out: bytearray) -> None:
 
 
 def _d_ShareAcknowledgeRequest_0(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeRequest, int]:
-    v_group_id: str | None
-    v_member_id: str | None
-    v_topics: list[AcknowledgeTopic]
-    v_group_id, pos = read_compact_nullable_string(buf, pos)
-    v_member_id, pos = read_compact_nullable_string(buf, pos)
-    v_share_session_epoch, = _S1.unpack_from(buf, pos)
+    o = _new(ShareAcknowledgeRequest)
+    o.group_id, pos = read_compact_nullable_string(buf, pos)
+    o.member_id, pos = read_compact_nullable_string(buf, pos)
+    (o.share_session_epoch,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareAcknowledgeRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareAcknowledgeRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[AcknowledgeTopic] = []
     for _ in range(n):
         e_topics, pos = _d_AcknowledgeTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareAcknowledgeRequest(v_group_id, v_member_id, v_share_session_epoch, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareAcknowledgeRequest_0(o: ShareAcknowledgeRequest, out: bytearray) -> None:
@@ -338,7 +415,11 @@ def _e_ShareAcknowledgeRequest_0(o: ShareAcknowledgeRequest, out: bytearray) -> 
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("ShareAcknowledgeRequest: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_AcknowledgeTopic_0(e_topics, out)
     if o.unknown_tags:
@@ -347,5 +428,8 @@ def _e_ShareAcknowledgeRequest_0(o: ShareAcknowledgeRequest, out: bytearray) -> 
         out.append(0)
 
 
+_DEF_AcknowledgementBatch = AcknowledgementBatch()
+_DEF_AcknowledgePartition = AcknowledgePartition()
+_DEF_AcknowledgeTopic = AcknowledgeTopic()
 _DECODERS = (_d_ShareAcknowledgeRequest_0,)
 _ENCODERS = (_e_ShareAcknowledgeRequest_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ii')
 _S1 = struct.Struct('>ih')
 _S2 = struct.Struct('>i')
@@ -288,10 +300,15 @@ class ShareAcknowledgeResponse:
 
 
 def _d_LeaderIdAndEpoch_0(buf: memoryview, pos: int) -> tuple[LeaderIdAndEpoch, int]:
-    v_leader_id, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(LeaderIdAndEpoch)
+    o.leader_id, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderIdAndEpoch(v_leader_id, v_leader_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, out: bytearray) -> None:
@@ -303,14 +320,17 @@ def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, out: bytearray) -> None:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_error_message: str | None
-    v_current_leader: LeaderIdAndEpoch
-    v_partition_index, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_current_leader, pos = _d_LeaderIdAndEpoch_0(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, v_error_message, v_current_leader, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.current_leader, pos = _d_LeaderIdAndEpoch_0(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -324,16 +344,29 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_ShareAcknowledgeTopicResponse_0(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeTopicResponse, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionData]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ShareAcknowledgeTopicResponse)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareAcknowledgeResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareAcknowledgeResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareAcknowledgeTopicResponse(v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareAcknowledgeTopicResponse_0(o: ShareAcknowledgeTopicResponse, out: bytearray) -> None:
@@ -341,7 +374,11 @@ def _e_ShareAcknowledgeTopicResponse_0(o: ShareAcknowledgeTopicResponse, out: by
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ShareAcknowledgeResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_0(e_partitions, out)
     if o.unknown_tags:
@@ -351,16 +388,19 @@ def _e_ShareAcknowledgeTopicResponse_0(o: ShareAcknowledgeTopicResponse, out: by
 
 
 def _d_NodeEndpoint_0(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
-    v_host: str
-    v_rack: str | None
-    v_node_id, = _S2.unpack_from(buf, pos)
+    o = _new(NodeEndpoint)
+    (o.node_id,) = _S2.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S2.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S2.unpack_from(buf, pos)
     pos += 4
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return NodeEndpoint(v_node_id, v_host, v_port, v_rack, unknown), pos
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
@@ -375,24 +415,46 @@ def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
 
 
 def _d_ShareAcknowledgeResponse_0(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeResponse, int]:
-    v_error_message: str | None
-    v_responses: list[ShareAcknowledgeTopicResponse]
-    v_node_endpoints: list[NodeEndpoint]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(ShareAcknowledgeResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareAcknowledgeResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareAcknowledgeResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[ShareAcknowledgeTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_ShareAcknowledgeTopicResponse_0(buf, pos)
-        v_responses.append(e_responses)
-    n, pos = read_compact_array_len(buf, pos)
-    v_node_endpoints = []
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareAcknowledgeResponse.NodeEndpoints is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareAcknowledgeResponse.NodeEndpoints length {n} exceeds the {len(buf) - pos} bytes left")
+    a_node_endpoints: list[NodeEndpoint] = []
     for _ in range(n):
         e_node_endpoints, pos = _d_NodeEndpoint_0(buf, pos)
-        v_node_endpoints.append(e_node_endpoints)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareAcknowledgeResponse(v_throttle_time_ms, v_error_code, v_error_message, v_responses, v_node_endpoints, unknown), pos
+        a_node_endpoints.append(e_node_endpoints)
+    o.node_endpoints = a_node_endpoints
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareAcknowledgeResponse_0(o: ShareAcknowledgeResponse, out: bytearray) -> None:
@@ -401,13 +463,21 @@ def _e_ShareAcknowledgeResponse_0(o: ShareAcknowledgeResponse, out: bytearray) -
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("ShareAcknowledgeResponse: Responses is not nullable in version 0")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_ShareAcknowledgeTopicResponse_0(e_responses, out)
     x_node_endpoints = o.node_endpoints
     if x_node_endpoints is None:
         raise EncodeError("ShareAcknowledgeResponse: NodeEndpoints is not nullable in version 0")
-    write_uvarint(out, len(x_node_endpoints) + 1)
+    n = len(x_node_endpoints) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_node_endpoints in x_node_endpoints:
         _e_NodeEndpoint_0(e_node_endpoints, out)
     if o.unknown_tags:
@@ -416,5 +486,9 @@ def _e_ShareAcknowledgeResponse_0(o: ShareAcknowledgeResponse, out: bytearray) -
         out.append(0)
 
 
+_DEF_LeaderIdAndEpoch = LeaderIdAndEpoch()
+_DEF_PartitionData = PartitionData()
+_DEF_ShareAcknowledgeTopicResponse = ShareAcknowledgeTopicResponse()
+_DEF_NodeEndpoint = NodeEndpoint()
 _DECODERS = (_d_ShareAcknowledgeResponse_0,)
 _ENCODERS = (_e_ShareAcknowledgeResponse_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qq')
 _S1 = struct.Struct('>ii')
 _S2 = struct.Struct('>iiii')
@@ -292,14 +304,27 @@ class ShareFetchRequest:
 
 
 def _d_AcknowledgementBatch_0(buf: memoryview, pos: int) -> tuple[AcknowledgementBatch, int]:
-    v_acknowledge_types: list[int]
-    v_first_offset, v_last_offset = _S0.unpack_from(buf, pos)
+    o = _new(AcknowledgementBatch)
+    o.first_offset, o.last_offset = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_acknowledge_types = list(unpack_from(">%db" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareFetchRequest.AcknowledgeTypes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareFetchRequest.AcknowledgeTypes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.acknowledge_types = list((_AR_b[n] if n < ARRAY_STRUCTS_MAX else Struct(">%db" % n)).unpack_from(buf, pos))
     pos += n
-    unknown, pos = skip_tags(buf, pos)
-    return AcknowledgementBatch(v_first_offset, v_last_offset, v_acknowledge_types, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AcknowledgementBatch_0(o: AcknowledgementBatch, out: bytearray) -> None:
@@ -307,8 +332,13 @@ def _e_AcknowledgementBatch_0(o: AcknowledgementBatch, out: bytearray) -> None:
     x_acknowledge_types = o.acknowledge_types
     if x_acknowledge_types is None:
         raise EncodeError("ShareFetchRequest: AcknowledgeTypes is not nullable in version 0")
-    write_uvarint(out, len(x_acknowledge_types) + 1)
-    out += pack(">%db" % len(x_acknowledge_types), *x_acknowledge_types)
+    n = len(x_acknowledge_types) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_acknowledge_types)
+    out += (_AR_b[n] if n < ARRAY_STRUCTS_MAX else Struct(">%db" % n)).pack(*x_acknowledge_types)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -316,16 +346,30 @@ def _e_AcknowledgementBatch_0(o: AcknowledgementBatch, out: bytearray) -> None:
 
 
 def _d_FetchPartition_0(buf: memoryview, pos: int) -> tuple[FetchPartition, int]:
-    v_acknowledgement_batches: list[AcknowledgementBatch]
-    v_partition_index, v_partition_max_bytes = _S1.unpack_from(buf, pos)
+    o = _new(FetchPartition)
+    o.partition_index, o.partition_max_bytes = _S1.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_compact_array_len(buf, pos)
-    v_acknowledgement_batches = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareFetchRequest.AcknowledgementBatches is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareFetchRequest.AcknowledgementBatches length {n} exceeds the {len(buf) - pos} bytes left")
+    a_acknowledgement_batches: list[AcknowledgementBatch] = []
     for _ in range(n):
         e_acknowledgement_batches, pos = _d_AcknowledgementBatch_0(buf, pos)
-        v_acknowledgement_batches.append(e_acknowledgement_batches)
-    unknown, pos = skip_tags(buf, pos)
-    return FetchPartition(v_partition_index, v_partition_max_bytes, v_acknowledgement_batches, unknown), pos
+        a_acknowledgement_batches.append(e_acknowledgement_batches)
+    o.acknowledgement_batches = a_acknowledgement_batches
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchPartition_0(o: FetchPartition, out: bytearray) -> None:
@@ -333,7 +377,11 @@ def _e_FetchPartition_0(o: FetchPartition, out: bytearray) -> None:
     x_acknowledgement_batches = o.acknowledgement_batches
     if x_acknowledgement_batches is None:
         raise EncodeError("ShareFetchRequest: AcknowledgementBatches is not nullable in version 0")
-    write_uvarint(out, len(x_acknowledgement_batches) + 1)
+    n = len(x_acknowledgement_batches) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_acknowledgement_batches in x_acknowledgement_batches:
         _e_AcknowledgementBatch_0(e_acknowledgement_batches, out)
     if o.unknown_tags:
@@ -343,16 +391,29 @@ def _e_FetchPartition_0(o: FetchPartition, out: bytearray) -> None:
 
 
 def _d_FetchTopic_0(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[FetchPartition]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(FetchTopic)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareFetchRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareFetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[FetchPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_FetchPartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return FetchTopic(v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FetchTopic_0(o: FetchTopic, out: bytearray) -> None:
@@ -360,7 +421,11 @@ def _e_FetchTopic_0(o: FetchTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ShareFetchRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_FetchPartition_0(e_partitions, out)
     if o.unknown_tags:
@@ -370,14 +435,26 @@ def _e_FetchTopic_0(o: FetchTopic, out: bytearray) -> None:
 
 
 def _d_ForgottenTopic_0(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[int]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(ForgottenTopic)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareFetchRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareFetchRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return ForgottenTopic(v_topic_id, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ForgottenTopic_0(o: ForgottenTopic, out: bytearray) -> None:
@@ -385,8 +462,13 @@ def _e_ForgottenTopic_0(o: ForgottenTopic, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ShareFetchRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -394,26 +476,47 @@ def _e_ForgottenTopic_0(o: ForgottenTopic, out: bytearray) -> None:
 
 
 def _d_ShareFetchRequest_0(buf: memoryview, pos: int) -> tuple[ShareFetchRequest, int]:
-    v_group_id: str | None
-    v_member_id: str | None
-    v_topics: list[FetchTopic]
-    v_forgotten_topics_data: list[ForgottenTopic]
-    v_group_id, pos = read_compact_nullable_string(buf, pos)
-    v_member_id, pos = read_compact_nullable_string(buf, pos)
-    v_share_session_epoch, v_max_wait_ms, v_min_bytes, v_max_bytes = _S2.unpack_from(buf, pos)
+    o = _new(ShareFetchRequest)
+    o.group_id, pos = read_compact_nullable_string(buf, pos)
+    o.member_id, pos = read_compact_nullable_string(buf, pos)
+    o.share_session_epoch, o.max_wait_ms, o.min_bytes, o.max_bytes = _S2.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareFetchRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareFetchRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[FetchTopic] = []
     for _ in range(n):
         e_topics, pos = _d_FetchTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    n, pos = read_compact_array_len(buf, pos)
-    v_forgotten_topics_data = []
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareFetchRequest.ForgottenTopicsData is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareFetchRequest.ForgottenTopicsData length {n} exceeds the {len(buf) - pos} bytes left")
+    a_forgotten_topics_data: list[ForgottenTopic] = []
     for _ in range(n):
         e_forgotten_topics_data, pos = _d_ForgottenTopic_0(buf, pos)
-        v_forgotten_topics_data.append(e_forgotten_topics_data)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareFetchRequest(v_group_id, v_member_id, v_share_session_epoch, v_max_wait_ms, v_min_bytes, v_max_bytes, v_topics, v_forgotten_topics_data, unknown), pos
+        a_forgotten_topics_data.append(e_forgotten_topics_data)
+    o.forgotten_topics_data = a_forgotten_topics_data
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareFetchRequest_0(o: ShareFetchRequest, out: bytearray) -> None:
@@ -423,13 +526,21 @@ def _e_ShareFetchRequest_0(o: ShareFetchRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("ShareFetchRequest: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_FetchTopic_0(e_topics, out)
     x_forgotten_topics_data = o.forgotten_topics_data
     if x_forgotten_topics_data is None:
         raise EncodeError("ShareFetchRequest: ForgottenTopicsData is not nullable in version 0")
-    write_uvarint(out, len(x_forgotten_topics_data) + 1)
+    n = len(x_forgotten_topics_data) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_forgotten_topics_data in x_forgotten_topics_data:
         _e_ForgottenTopic_0(e_forgotten_topics_data, out)
     if o.unknown_tags:
@@ -438,5 +549,9 @@ def _e_ShareFetchRequest_0(o: ShareFetchRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_AcknowledgementBatch = AcknowledgementBatch()
+_DEF_FetchPartition = FetchPartition()
+_DEF_FetchTopic = FetchTopic()
+_DEF_ForgottenTopic = ForgottenTopic()
 _DECODERS = (_d_ShareFetchRequest_0,)
 _ENCODERS = (_e_ShareFetchRequest_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ii')
 _S1 = struct.Struct('>qqh')
 _S2 = struct.Struct('>ih')
@@ -344,10 +356,15 @@ class ShareFetchResponse:
 
 
 def _d_LeaderIdAndEpoch_0(buf: memoryview, pos: int) -> tuple[LeaderIdAndEpoch, int]:
-    v_leader_id, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(LeaderIdAndEpoch)
+    o.leader_id, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return LeaderIdAndEpoch(v_leader_id, v_leader_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, out: bytearray) -> None:
@@ -359,10 +376,15 @@ def _e_LeaderIdAndEpoch_0(o: LeaderIdAndEpoch, out: bytearray) -> None:
 
 
 def _d_AcquiredRecords_0(buf: memoryview, pos: int) -> tuple[AcquiredRecords, int]:
-    v_first_offset, v_last_offset, v_delivery_count = _S1.unpack_from(buf, pos)
+    o = _new(AcquiredRecords)
+    o.first_offset, o.last_offset, o.delivery_count = _S1.unpack_from(buf, pos)
     pos += 18
-    unknown, pos = skip_tags(buf, pos)
-    return AcquiredRecords(v_first_offset, v_last_offset, v_delivery_count, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_AcquiredRecords_0(o: AcquiredRecords, out: bytearray) -> None:
@@ -374,26 +396,36 @@ def _e_AcquiredRecords_0(o: AcquiredRecords, out: bytearray) -> None:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_error_message: str | None
-    v_acknowledge_error_message: str | None
-    v_current_leader: LeaderIdAndEpoch
-    v_records: bytes | memoryview | None
-    v_acquired_records: list[AcquiredRecords]
-    v_partition_index, v_error_code = _S2.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.error_code = _S2.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_acknowledge_error_code, = _S3.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    (o.acknowledge_error_code,) = _S3.unpack_from(buf, pos)
     pos += 2
-    v_acknowledge_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_current_leader, pos = _d_LeaderIdAndEpoch_0(buf, pos)
-    v_records, pos = read_compact_records(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_acquired_records = []
+    o.acknowledge_error_message, pos = read_compact_nullable_string(buf, pos)
+    o.current_leader, pos = _d_LeaderIdAndEpoch_0(buf, pos)
+    o.records, pos = read_compact_records(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareFetchResponse.AcquiredRecords is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareFetchResponse.AcquiredRecords length {n} exceeds the {len(buf) - pos} bytes left")
+    a_acquired_records: list[AcquiredRecords] = []
     for _ in range(n):
         e_acquired_records, pos = _d_AcquiredRecords_0(buf, pos)
-        v_acquired_records.append(e_acquired_records)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_error_code, v_error_message, v_acknowledge_error_code, v_acknowledge_error_message, v_current_leader, v_records, v_acquired_records, unknown), pos
+        a_acquired_records.append(e_acquired_records)
+    o.acquired_records = a_acquired_records
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -406,7 +438,11 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
     x_acquired_records = o.acquired_records
     if x_acquired_records is None:
         raise EncodeError("ShareFetchResponse: AcquiredRecords is not nullable in version 0")
-    write_uvarint(out, len(x_acquired_records) + 1)
+    n = len(x_acquired_records) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_acquired_records in x_acquired_records:
         _e_AcquiredRecords_0(e_acquired_records, out)
     if o.unknown_tags:
@@ -416,16 +452,29 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_ShareFetchableTopicResponse_0(buf: memoryview, pos: int) -> tuple[ShareFetchableTopicResponse, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionData]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(ShareFetchableTopicResponse)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareFetchResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareFetchResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareFetchableTopicResponse(v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareFetchableTopicResponse_0(o: ShareFetchableTopicResponse, out: bytearray) -> None:
@@ -433,7 +482,11 @@ def _e_ShareFetchableTopicResponse_0(o: ShareFetchableTopicResponse, out: bytear
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ShareFetchResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_0(e_partitions, out)
     if o.unknown_tags:
@@ -443,16 +496,19 @@ def _e_ShareFetchableTopicResponse_0(o: ShareFetchableTopicResponse, out: bytear
 
 
 def _d_NodeEndpoint_0(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
-    v_host: str
-    v_rack: str | None
-    v_node_id, = _S4.unpack_from(buf, pos)
+    o = _new(NodeEndpoint)
+    (o.node_id,) = _S4.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S4.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S4.unpack_from(buf, pos)
     pos += 4
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return NodeEndpoint(v_node_id, v_host, v_port, v_rack, unknown), pos
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
@@ -467,24 +523,46 @@ def _e_NodeEndpoint_0(o: NodeEndpoint, out: bytearray) -> None:
 
 
 def _d_ShareFetchResponse_0(buf: memoryview, pos: int) -> tuple[ShareFetchResponse, int]:
-    v_error_message: str | None
-    v_responses: list[ShareFetchableTopicResponse]
-    v_node_endpoints: list[NodeEndpoint]
-    v_throttle_time_ms, v_error_code = _S2.unpack_from(buf, pos)
+    o = _new(ShareFetchResponse)
+    o.throttle_time_ms, o.error_code = _S2.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_responses = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareFetchResponse.Responses is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareFetchResponse.Responses length {n} exceeds the {len(buf) - pos} bytes left")
+    a_responses: list[ShareFetchableTopicResponse] = []
     for _ in range(n):
         e_responses, pos = _d_ShareFetchableTopicResponse_0(buf, pos)
-        v_responses.append(e_responses)
-    n, pos = read_compact_array_len(buf, pos)
-    v_node_endpoints = []
+        a_responses.append(e_responses)
+    o.responses = a_responses
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareFetchResponse.NodeEndpoints is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareFetchResponse.NodeEndpoints length {n} exceeds the {len(buf) - pos} bytes left")
+    a_node_endpoints: list[NodeEndpoint] = []
     for _ in range(n):
         e_node_endpoints, pos = _d_NodeEndpoint_0(buf, pos)
-        v_node_endpoints.append(e_node_endpoints)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareFetchResponse(v_throttle_time_ms, v_error_code, v_error_message, v_responses, v_node_endpoints, unknown), pos
+        a_node_endpoints.append(e_node_endpoints)
+    o.node_endpoints = a_node_endpoints
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareFetchResponse_0(o: ShareFetchResponse, out: bytearray) -> None:
@@ -493,13 +571,21 @@ def _e_ShareFetchResponse_0(o: ShareFetchResponse, out: bytearray) -> None:
     x_responses = o.responses
     if x_responses is None:
         raise EncodeError("ShareFetchResponse: Responses is not nullable in version 0")
-    write_uvarint(out, len(x_responses) + 1)
+    n = len(x_responses) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_responses in x_responses:
         _e_ShareFetchableTopicResponse_0(e_responses, out)
     x_node_endpoints = o.node_endpoints
     if x_node_endpoints is None:
         raise EncodeError("ShareFetchResponse: NodeEndpoints is not nullable in version 0")
-    write_uvarint(out, len(x_node_endpoints) + 1)
+    n = len(x_node_endpoints) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_node_endpoints in x_node_endpoints:
         _e_NodeEndpoint_0(e_node_endpoints, out)
     if o.unknown_tags:
@@ -508,5 +594,10 @@ def _e_ShareFetchResponse_0(o: ShareFetchResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_LeaderIdAndEpoch = LeaderIdAndEpoch()
+_DEF_AcquiredRecords = AcquiredRecords()
+_DEF_PartitionData = PartitionData()
+_DEF_ShareFetchableTopicResponse = ShareFetchableTopicResponse()
+_DEF_NodeEndpoint = NodeEndpoint()
 _DECODERS = (_d_ShareFetchResponse_0,)
 _ENCODERS = (_e_ShareFetchResponse_0,)

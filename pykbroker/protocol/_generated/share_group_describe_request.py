@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>?')
 
 
@@ -122,23 +134,41 @@ class ShareGroupDescribeRequest:
 
 
 def _d_ShareGroupDescribeRequest_0(buf: memoryview, pos: int) -> tuple[ShareGroupDescribeRequest, int]:
-    v_group_ids: list[str]
-    n, pos = read_compact_array_len(buf, pos)
-    v_group_ids = []
+    o = _new(ShareGroupDescribeRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupDescribeRequest.GroupIds is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupDescribeRequest.GroupIds length {n} exceeds the {len(buf) - pos} bytes left")
+    a_group_ids: list[str] = []
     for _ in range(n):
         e_group_ids, pos = read_compact_string(buf, pos)
-        v_group_ids.append(e_group_ids)
-    v_include_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_group_ids.append(e_group_ids)
+    o.group_ids = a_group_ids
+    (o.include_authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return ShareGroupDescribeRequest(v_group_ids, v_include_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareGroupDescribeRequest_0(o: ShareGroupDescribeRequest, out: bytearray) -> None:
     x_group_ids = o.group_ids
     if x_group_ids is None:
         raise EncodeError("ShareGroupDescribeRequest: GroupIds is not nullable in version 0")
-    write_uvarint(out, len(x_group_ids) + 1)
+    n = len(x_group_ids) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_group_ids in x_group_ids:
         write_compact_string(out, e_group_ids)
     out += _S0.pack(o.include_authorized_operations)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>h')
 _S2 = struct.Struct('>ii')
@@ -308,16 +320,27 @@ class ShareGroupDescribeResponse:
 
 
 def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
-    v_topic_id: uuid.UUID
-    v_topic_name: str
-    v_partitions: list[int]
-    v_topic_id, pos = read_uuid(buf, pos)
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicPartitions)
+    o.topic_id, pos = read_uuid(buf, pos)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupDescribeResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupDescribeResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return TopicPartitions(v_topic_id, v_topic_name, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
@@ -326,8 +349,13 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ShareGroupDescribeResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -335,21 +363,39 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
 
 
 def _d_Assignment_0(buf: memoryview, pos: int) -> tuple[Assignment, int]:
-    v_topic_partitions: list[TopicPartitions]
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_partitions = []
+    o = _new(Assignment)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupDescribeResponse.TopicPartitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupDescribeResponse.TopicPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_partitions: list[TopicPartitions] = []
     for _ in range(n):
         e_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
-        v_topic_partitions.append(e_topic_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return Assignment(v_topic_partitions, unknown), pos
+        a_topic_partitions.append(e_topic_partitions)
+    o.topic_partitions = a_topic_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Assignment_0(o: Assignment, out: bytearray) -> None:
     x_topic_partitions = o.topic_partitions
     if x_topic_partitions is None:
         raise EncodeError("ShareGroupDescribeResponse: TopicPartitions is not nullable in version 0")
-    write_uvarint(out, len(x_topic_partitions) + 1)
+    n = len(x_topic_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_partitions in x_topic_partitions:
         _e_TopicPartitions_0(e_topic_partitions, out)
     if o.unknown_tags:
@@ -359,26 +405,35 @@ def _e_Assignment_0(o: Assignment, out: bytearray) -> None:
 
 
 def _d_Member_0(buf: memoryview, pos: int) -> tuple[Member, int]:
-    v_member_id: str
-    v_rack_id: str | None
-    v_client_id: str
-    v_client_host: str
-    v_subscribed_topic_names: list[str]
-    v_assignment: Assignment
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_rack_id, pos = read_compact_nullable_string(buf, pos)
-    v_member_epoch, = _S0.unpack_from(buf, pos)
+    o = _new(Member)
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.rack_id, pos = read_compact_nullable_string(buf, pos)
+    (o.member_epoch,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_client_id, pos = read_compact_string(buf, pos)
-    v_client_host, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_subscribed_topic_names = []
+    o.client_id, pos = read_compact_string(buf, pos)
+    o.client_host, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupDescribeResponse.SubscribedTopicNames is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupDescribeResponse.SubscribedTopicNames length {n} exceeds the {len(buf) - pos} bytes left")
+    a_subscribed_topic_names: list[str] = []
     for _ in range(n):
         e_subscribed_topic_names, pos = read_compact_string(buf, pos)
-        v_subscribed_topic_names.append(e_subscribed_topic_names)
-    v_assignment, pos = _d_Assignment_0(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return Member(v_member_id, v_rack_id, v_member_epoch, v_client_id, v_client_host, v_subscribed_topic_names, v_assignment, unknown), pos
+        a_subscribed_topic_names.append(e_subscribed_topic_names)
+    o.subscribed_topic_names = a_subscribed_topic_names
+    o.assignment, pos = _d_Assignment_0(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Member_0(o: Member, out: bytearray) -> None:
@@ -390,7 +445,11 @@ def _e_Member_0(o: Member, out: bytearray) -> None:
     x_subscribed_topic_names = o.subscribed_topic_names
     if x_subscribed_topic_names is None:
         raise EncodeError("ShareGroupDescribeResponse: SubscribedTopicNames is not nullable in version 0")
-    write_uvarint(out, len(x_subscribed_topic_names) + 1)
+    n = len(x_subscribed_topic_names) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_subscribed_topic_names in x_subscribed_topic_names:
         write_compact_string(out, e_subscribed_topic_names)
     _e_Assignment_0(o.assignment, out)
@@ -401,28 +460,38 @@ def _e_Member_0(o: Member, out: bytearray) -> None:
 
 
 def _d_DescribedGroup_0(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]:
-    v_error_message: str | None
-    v_group_id: str
-    v_group_state: str
-    v_assignor_name: str
-    v_members: list[Member]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(DescribedGroup)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_group_state, pos = read_compact_string(buf, pos)
-    v_group_epoch, v_assignment_epoch = _S2.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.group_state, pos = read_compact_string(buf, pos)
+    o.group_epoch, o.assignment_epoch = _S2.unpack_from(buf, pos)
     pos += 8
-    v_assignor_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_members = []
+    o.assignor_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupDescribeResponse.Members is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupDescribeResponse.Members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[Member] = []
     for _ in range(n):
         e_members, pos = _d_Member_0(buf, pos)
-        v_members.append(e_members)
-    v_authorized_operations, = _S0.unpack_from(buf, pos)
+        a_members.append(e_members)
+    o.members = a_members
+    (o.authorized_operations,) = _S0.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return DescribedGroup(v_error_code, v_error_message, v_group_id, v_group_state, v_group_epoch, v_assignment_epoch, v_assignor_name, v_members, v_authorized_operations, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_DescribedGroup_0(o: DescribedGroup, out: bytearray) -> None:
@@ -435,7 +504,11 @@ def _e_DescribedGroup_0(o: DescribedGroup, out: bytearray) -> None:
     x_members = o.members
     if x_members is None:
         raise EncodeError("ShareGroupDescribeResponse: Members is not nullable in version 0")
-    write_uvarint(out, len(x_members) + 1)
+    n = len(x_members) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_members in x_members:
         _e_Member_0(e_members, out)
     out += _S0.pack(o.authorized_operations)
@@ -446,16 +519,30 @@ def _e_DescribedGroup_0(o: DescribedGroup, out: bytearray) -> None:
 
 
 def _d_ShareGroupDescribeResponse_0(buf: memoryview, pos: int) -> tuple[ShareGroupDescribeResponse, int]:
-    v_groups: list[DescribedGroup]
-    v_throttle_time_ms, = _S0.unpack_from(buf, pos)
+    o = _new(ShareGroupDescribeResponse)
+    (o.throttle_time_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_groups = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupDescribeResponse.Groups is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupDescribeResponse.Groups length {n} exceeds the {len(buf) - pos} bytes left")
+    a_groups: list[DescribedGroup] = []
     for _ in range(n):
         e_groups, pos = _d_DescribedGroup_0(buf, pos)
-        v_groups.append(e_groups)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareGroupDescribeResponse(v_throttle_time_ms, v_groups, unknown), pos
+        a_groups.append(e_groups)
+    o.groups = a_groups
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareGroupDescribeResponse_0(o: ShareGroupDescribeResponse, out: bytearray) -> None:
@@ -463,7 +550,11 @@ def _e_ShareGroupDescribeResponse_0(o: ShareGroupDescribeResponse, out: bytearra
     x_groups = o.groups
     if x_groups is None:
         raise EncodeError("ShareGroupDescribeResponse: Groups is not nullable in version 0")
-    write_uvarint(out, len(x_groups) + 1)
+    n = len(x_groups) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_groups in x_groups:
         _e_DescribedGroup_0(e_groups, out)
     if o.unknown_tags:
@@ -472,5 +563,9 @@ def _e_ShareGroupDescribeResponse_0(o: ShareGroupDescribeResponse, out: bytearra
         out.append(0)
 
 
+_DEF_TopicPartitions = TopicPartitions()
+_DEF_Assignment = Assignment()
+_DEF_Member = Member()
+_DEF_DescribedGroup = DescribedGroup()
 _DECODERS = (_d_ShareGroupDescribeResponse_0,)
 _ENCODERS = (_e_ShareGroupDescribeResponse_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -134,25 +146,34 @@ class ShareGroupHeartbeatRequest:
 
 
 def _d_ShareGroupHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[ShareGroupHeartbeatRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_rack_id: str | None
-    v_subscribed_topic_names: list[str] | None
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_member_epoch, = _S0.unpack_from(buf, pos)
+    o = _new(ShareGroupHeartbeatRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.member_id, pos = read_compact_string(buf, pos)
+    (o.member_epoch,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_rack_id, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_subscribed_topic_names = None
+    o.rack_id, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_subscribed_topic_names = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupHeartbeatRequest.SubscribedTopicNames length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.subscribed_topic_names = None
+    else:
+        a_subscribed_topic_names: list[str] = []
         for _ in range(n):
             e_subscribed_topic_names, pos = read_compact_string(buf, pos)
-            v_subscribed_topic_names.append(e_subscribed_topic_names)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareGroupHeartbeatRequest(v_group_id, v_member_id, v_member_epoch, v_rack_id, v_subscribed_topic_names, unknown), pos
+            a_subscribed_topic_names.append(e_subscribed_topic_names)
+        o.subscribed_topic_names = a_subscribed_topic_names
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareGroupHeartbeatRequest_0(o: ShareGroupHeartbeatRequest, out: bytearray) -> None:
@@ -164,7 +185,11 @@ def _e_ShareGroupHeartbeatRequest_0(o: ShareGroupHeartbeatRequest, out: bytearra
     if x_subscribed_topic_names is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_subscribed_topic_names) + 1)
+        n = len(x_subscribed_topic_names) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_subscribed_topic_names in x_subscribed_topic_names:
             write_compact_string(out, e_subscribed_topic_names)
     if o.unknown_tags:

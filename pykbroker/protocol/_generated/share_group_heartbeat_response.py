@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>ii')
 
@@ -207,14 +219,26 @@ class ShareGroupHeartbeatResponse:
 
 
 def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[int]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicPartitions)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupHeartbeatResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupHeartbeatResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return TopicPartitions(v_topic_id, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
@@ -222,8 +246,13 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ShareGroupHeartbeatResponse: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -231,21 +260,39 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
 
 
 def _d_Assignment_0(buf: memoryview, pos: int) -> tuple[Assignment, int]:
-    v_topic_partitions: list[TopicPartitions]
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_partitions = []
+    o = _new(Assignment)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupHeartbeatResponse.TopicPartitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupHeartbeatResponse.TopicPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_partitions: list[TopicPartitions] = []
     for _ in range(n):
         e_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
-        v_topic_partitions.append(e_topic_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return Assignment(v_topic_partitions, unknown), pos
+        a_topic_partitions.append(e_topic_partitions)
+    o.topic_partitions = a_topic_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Assignment_0(o: Assignment, out: bytearray) -> None:
     x_topic_partitions = o.topic_partitions
     if x_topic_partitions is None:
         raise EncodeError("ShareGroupHeartbeatResponse: TopicPartitions is not nullable in version 0")
-    write_uvarint(out, len(x_topic_partitions) + 1)
+    n = len(x_topic_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_partitions in x_topic_partitions:
         _e_TopicPartitions_0(e_topic_partitions, out)
     if o.unknown_tags:
@@ -255,22 +302,24 @@ def _e_Assignment_0(o: Assignment, out: bytearray) -> None:
 
 
 def _d_ShareGroupHeartbeatResponse_0(buf: memoryview, pos: int) -> tuple[ShareGroupHeartbeatResponse, int]:
-    v_error_message: str | None
-    v_member_id: str | None
-    v_assignment: Assignment | None
-    v_throttle_time_ms, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(ShareGroupHeartbeatResponse)
+    o.throttle_time_ms, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    v_member_id, pos = read_compact_nullable_string(buf, pos)
-    v_member_epoch, v_heartbeat_interval_ms = _S1.unpack_from(buf, pos)
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.member_id, pos = read_compact_nullable_string(buf, pos)
+    o.member_epoch, o.heartbeat_interval_ms = _S1.unpack_from(buf, pos)
     pos += 8
     if buf[pos] >= 0x80:
-        v_assignment = None
+        o.assignment = None
         pos += 1
     else:
-        v_assignment, pos = _d_Assignment_0(buf, pos + 1)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareGroupHeartbeatResponse(v_throttle_time_ms, v_error_code, v_error_message, v_member_id, v_member_epoch, v_heartbeat_interval_ms, v_assignment, unknown), pos
+        o.assignment, pos = _d_Assignment_0(buf, pos + 1)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareGroupHeartbeatResponse_0(o: ShareGroupHeartbeatResponse, out: bytearray) -> None:
@@ -289,5 +338,7 @@ def _e_ShareGroupHeartbeatResponse_0(o: ShareGroupHeartbeatResponse, out: bytear
         out.append(0)
 
 
+_DEF_TopicPartitions = TopicPartitions()
+_DEF_Assignment = Assignment()
 _DECODERS = (_d_ShareGroupHeartbeatResponse_0,)
 _ENCODERS = (_e_ShareGroupHeartbeatResponse_0,)

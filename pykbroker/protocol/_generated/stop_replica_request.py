@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>ii?')
 _S2 = struct.Struct('>i?')
@@ -293,11 +305,12 @@ class StopReplicaRequest:
 
 
 def _d_StopReplicaPartitionV0_0(buf: memoryview, pos: int) -> tuple[StopReplicaPartitionV0, int]:
-    v_topic_name: str
-    v_topic_name, pos = read_string(buf, pos)
-    v_partition_index, = _S0.unpack_from(buf, pos)
+    o = _new(StopReplicaPartitionV0)
+    o.topic_name, pos = read_string(buf, pos)
+    (o.partition_index,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return StopReplicaPartitionV0(v_topic_name, v_partition_index, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_StopReplicaPartitionV0_0(o: StopReplicaPartitionV0, out: bytearray) -> None:
@@ -306,13 +319,18 @@ def _e_StopReplicaPartitionV0_0(o: StopReplicaPartitionV0, out: bytearray) -> No
 
 
 def _d_StopReplicaTopicV1_0(buf: memoryview, pos: int) -> tuple[StopReplicaTopicV1, int]:
-    v_name: str
-    v_partition_indexes: list[int]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_indexes = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(StopReplicaTopicV1)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"StopReplicaRequest.PartitionIndexes has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"StopReplicaRequest.PartitionIndexes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partition_indexes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return StopReplicaTopicV1(v_name, v_partition_indexes, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_StopReplicaTopicV1_0(o: StopReplicaTopicV1, out: bytearray) -> None:
@@ -321,18 +339,31 @@ def _e_StopReplicaTopicV1_0(o: StopReplicaTopicV1, out: bytearray) -> None:
     if x_partition_indexes is None:
         raise EncodeError("StopReplicaRequest: PartitionIndexes is not nullable in version 1")
     out += pack_i32(len(x_partition_indexes))
-    out += pack(">%di" % len(x_partition_indexes), *x_partition_indexes)
+    n = len(x_partition_indexes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partition_indexes)
 
 
 def _d_StopReplicaTopicV1_1(buf: memoryview, pos: int) -> tuple[StopReplicaTopicV1, int]:
-    v_name: str
-    v_partition_indexes: list[int]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_indexes = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(StopReplicaTopicV1)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("StopReplicaRequest.PartitionIndexes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"StopReplicaRequest.PartitionIndexes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partition_indexes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return StopReplicaTopicV1(v_name, v_partition_indexes, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_StopReplicaTopicV1_1(o: StopReplicaTopicV1, out: bytearray) -> None:
@@ -340,8 +371,13 @@ def _e_StopReplicaTopicV1_1(o: StopReplicaTopicV1, out: bytearray) -> None:
     x_partition_indexes = o.partition_indexes
     if x_partition_indexes is None:
         raise EncodeError("StopReplicaRequest: PartitionIndexes is not nullable in version 2")
-    write_uvarint(out, len(x_partition_indexes) + 1)
-    out += pack(">%di" % len(x_partition_indexes), *x_partition_indexes)
+    n = len(x_partition_indexes) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partition_indexes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partition_indexes)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -349,10 +385,15 @@ def _e_StopReplicaTopicV1_1(o: StopReplicaTopicV1, out: bytearray) -> None:
 
 
 def _d_StopReplicaPartitionState_0(buf: memoryview, pos: int) -> tuple[StopReplicaPartitionState, int]:
-    v_partition_index, v_leader_epoch, v_delete_partition = _S1.unpack_from(buf, pos)
+    o = _new(StopReplicaPartitionState)
+    o.partition_index, o.leader_epoch, o.delete_partition = _S1.unpack_from(buf, pos)
     pos += 9
-    unknown, pos = skip_tags(buf, pos)
-    return StopReplicaPartitionState(v_partition_index, v_leader_epoch, v_delete_partition, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_StopReplicaPartitionState_0(o: StopReplicaPartitionState, out: bytearray) -> None:
@@ -364,16 +405,29 @@ def _e_StopReplicaPartitionState_0(o: StopReplicaPartitionState, out: bytearray)
 
 
 def _d_StopReplicaTopicState_0(buf: memoryview, pos: int) -> tuple[StopReplicaTopicState, int]:
-    v_topic_name: str
-    v_partition_states: list[StopReplicaPartitionState]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_states = []
+    o = _new(StopReplicaTopicState)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("StopReplicaRequest.PartitionStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"StopReplicaRequest.PartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_states: list[StopReplicaPartitionState] = []
     for _ in range(n):
         e_partition_states, pos = _d_StopReplicaPartitionState_0(buf, pos)
-        v_partition_states.append(e_partition_states)
-    unknown, pos = skip_tags(buf, pos)
-    return StopReplicaTopicState(v_topic_name, v_partition_states, unknown), pos
+        a_partition_states.append(e_partition_states)
+    o.partition_states = a_partition_states
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_StopReplicaTopicState_0(o: StopReplicaTopicState, out: bytearray) -> None:
@@ -381,7 +435,11 @@ def _e_StopReplicaTopicState_0(o: StopReplicaTopicState, out: bytearray) -> None
     x_partition_states = o.partition_states
     if x_partition_states is None:
         raise EncodeError("StopReplicaRequest: PartitionStates is not nullable in version 3")
-    write_uvarint(out, len(x_partition_states) + 1)
+    n = len(x_partition_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_states in x_partition_states:
         _e_StopReplicaPartitionState_0(e_partition_states, out)
     if o.unknown_tags:
@@ -391,15 +449,26 @@ def _e_StopReplicaTopicState_0(o: StopReplicaTopicState, out: bytearray) -> None
 
 
 def _d_StopReplicaRequest_0(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
-    v_ungrouped_partitions: list[StopReplicaPartitionV0]
-    v_controller_id, v_controller_epoch, v_delete_partitions = _S1.unpack_from(buf, pos)
+    o = _new(StopReplicaRequest)
+    o.is_k_raft_controller = False
+    o.broker_epoch = -1
+    o.controller_id, o.controller_epoch, o.delete_partitions = _S1.unpack_from(buf, pos)
     pos += 9
-    n, pos = read_array_len(buf, pos)
-    v_ungrouped_partitions = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"StopReplicaRequest.UngroupedPartitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"StopReplicaRequest.UngroupedPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_ungrouped_partitions: list[StopReplicaPartitionV0] = []
     for _ in range(n):
         e_ungrouped_partitions, pos = _d_StopReplicaPartitionV0_0(buf, pos)
-        v_ungrouped_partitions.append(e_ungrouped_partitions)
-    return StopReplicaRequest(v_controller_id, False, v_controller_epoch, -1, v_delete_partitions, v_ungrouped_partitions, [], [], None), pos
+        a_ungrouped_partitions.append(e_ungrouped_partitions)
+    o.ungrouped_partitions = a_ungrouped_partitions
+    o.topics = []
+    o.topic_states = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_StopReplicaRequest_0(o: StopReplicaRequest, out: bytearray) -> None:
@@ -420,15 +489,25 @@ def _e_StopReplicaRequest_0(o: StopReplicaRequest, out: bytearray) -> None:
 
 
 def _d_StopReplicaRequest_1(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
-    v_topics: list[StopReplicaTopicV1]
-    v_controller_id, v_controller_epoch, v_broker_epoch, v_delete_partitions = _S3.unpack_from(buf, pos)
+    o = _new(StopReplicaRequest)
+    o.is_k_raft_controller = False
+    o.ungrouped_partitions = []
+    o.controller_id, o.controller_epoch, o.broker_epoch, o.delete_partitions = _S3.unpack_from(buf, pos)
     pos += 17
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"StopReplicaRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"StopReplicaRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[StopReplicaTopicV1] = []
     for _ in range(n):
         e_topics, pos = _d_StopReplicaTopicV1_0(buf, pos)
-        v_topics.append(e_topics)
-    return StopReplicaRequest(v_controller_id, False, v_controller_epoch, v_broker_epoch, v_delete_partitions, [], v_topics, [], None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.topic_states = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_StopReplicaRequest_1(o: StopReplicaRequest, out: bytearray) -> None:
@@ -449,16 +528,33 @@ def _e_StopReplicaRequest_1(o: StopReplicaRequest, out: bytearray) -> None:
 
 
 def _d_StopReplicaRequest_2(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
-    v_topics: list[StopReplicaTopicV1]
-    v_controller_id, v_controller_epoch, v_broker_epoch, v_delete_partitions = _S3.unpack_from(buf, pos)
+    o = _new(StopReplicaRequest)
+    o.is_k_raft_controller = False
+    o.ungrouped_partitions = []
+    o.controller_id, o.controller_epoch, o.broker_epoch, o.delete_partitions = _S3.unpack_from(buf, pos)
     pos += 17
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("StopReplicaRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"StopReplicaRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[StopReplicaTopicV1] = []
     for _ in range(n):
         e_topics, pos = _d_StopReplicaTopicV1_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return StopReplicaRequest(v_controller_id, False, v_controller_epoch, v_broker_epoch, v_delete_partitions, [], v_topics, [], unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.topic_states = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_StopReplicaRequest_2(o: StopReplicaRequest, out: bytearray) -> None:
@@ -471,7 +567,11 @@ def _e_StopReplicaRequest_2(o: StopReplicaRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("StopReplicaRequest: Topics is not nullable in version 2")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_StopReplicaTopicV1_1(e_topics, out)
     if o.topic_states != []:
@@ -483,16 +583,34 @@ def _e_StopReplicaRequest_2(o: StopReplicaRequest, out: bytearray) -> None:
 
 
 def _d_StopReplicaRequest_3(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
-    v_topic_states: list[StopReplicaTopicState]
-    v_controller_id, v_controller_epoch, v_broker_epoch = _S5.unpack_from(buf, pos)
+    o = _new(StopReplicaRequest)
+    o.is_k_raft_controller = False
+    o.delete_partitions = False
+    o.ungrouped_partitions = []
+    o.topics = []
+    o.controller_id, o.controller_epoch, o.broker_epoch = _S5.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_states = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("StopReplicaRequest.TopicStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"StopReplicaRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[StopReplicaTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_StopReplicaTopicState_0(buf, pos)
-        v_topic_states.append(e_topic_states)
-    unknown, pos = skip_tags(buf, pos)
-    return StopReplicaRequest(v_controller_id, False, v_controller_epoch, v_broker_epoch, False, [], [], v_topic_states, unknown), pos
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_StopReplicaRequest_3(o: StopReplicaRequest, out: bytearray) -> None:
@@ -509,7 +627,11 @@ def _e_StopReplicaRequest_3(o: StopReplicaRequest, out: bytearray) -> None:
     x_topic_states = o.topic_states
     if x_topic_states is None:
         raise EncodeError("StopReplicaRequest: TopicStates is not nullable in version 3")
-    write_uvarint(out, len(x_topic_states) + 1)
+    n = len(x_topic_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_states in x_topic_states:
         _e_StopReplicaTopicState_0(e_topic_states, out)
     if o.unknown_tags:
@@ -519,16 +641,33 @@ def _e_StopReplicaRequest_3(o: StopReplicaRequest, out: bytearray) -> None:
 
 
 def _d_StopReplicaRequest_4(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
-    v_topic_states: list[StopReplicaTopicState]
-    v_controller_id, v_is_k_raft_controller, v_controller_epoch, v_broker_epoch = _S7.unpack_from(buf, pos)
+    o = _new(StopReplicaRequest)
+    o.delete_partitions = False
+    o.ungrouped_partitions = []
+    o.topics = []
+    o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch = _S7.unpack_from(buf, pos)
     pos += 17
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_states = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("StopReplicaRequest.TopicStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"StopReplicaRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[StopReplicaTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_StopReplicaTopicState_0(buf, pos)
-        v_topic_states.append(e_topic_states)
-    unknown, pos = skip_tags(buf, pos)
-    return StopReplicaRequest(v_controller_id, v_is_k_raft_controller, v_controller_epoch, v_broker_epoch, False, [], [], v_topic_states, unknown), pos
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_StopReplicaRequest_4(o: StopReplicaRequest, out: bytearray) -> None:
@@ -542,7 +681,11 @@ def _e_StopReplicaRequest_4(o: StopReplicaRequest, out: bytearray) -> None:
     x_topic_states = o.topic_states
     if x_topic_states is None:
         raise EncodeError("StopReplicaRequest: TopicStates is not nullable in version 4")
-    write_uvarint(out, len(x_topic_states) + 1)
+    n = len(x_topic_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_states in x_topic_states:
         _e_StopReplicaTopicState_0(e_topic_states, out)
     if o.unknown_tags:
@@ -551,5 +694,9 @@ def _e_StopReplicaRequest_4(o: StopReplicaRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_StopReplicaPartitionV0 = StopReplicaPartitionV0()
+_DEF_StopReplicaTopicV1 = StopReplicaTopicV1()
+_DEF_StopReplicaPartitionState = StopReplicaPartitionState()
+_DEF_StopReplicaTopicState = StopReplicaTopicState()
 _DECODERS = (_d_StopReplicaRequest_0, _d_StopReplicaRequest_1, _d_StopReplicaRequest_2, _d_StopReplicaRequest_3, _d_StopReplicaRequest_4,)
 _ENCODERS = (_e_StopReplicaRequest_0, _e_StopReplicaRequest_1, _e_StopReplicaRequest_2, _e_StopReplicaRequest_3, _e_StopReplicaRequest_4,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>h')
 
@@ -161,11 +173,12 @@ class StopReplicaResponse:
 
 
 def _d_StopReplicaPartitionError_0(buf: memoryview, pos: int) -> tuple[StopReplicaPartitionError, int]:
-    v_topic_name: str
-    v_topic_name, pos = read_string(buf, pos)
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(StopReplicaPartitionError)
+    o.topic_name, pos = read_string(buf, pos)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    return StopReplicaPartitionError(v_topic_name, v_partition_index, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_StopReplicaPartitionError_0(o: StopReplicaPartitionError, out: bytearray) -> None:
@@ -174,12 +187,16 @@ def _e_StopReplicaPartitionError_0(o: StopReplicaPartitionError, out: bytearray)
 
 
 def _d_StopReplicaPartitionError_1(buf: memoryview, pos: int) -> tuple[StopReplicaPartitionError, int]:
-    v_topic_name: str
-    v_topic_name, pos = read_compact_string(buf, pos)
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(StopReplicaPartitionError)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return StopReplicaPartitionError(v_topic_name, v_partition_index, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_StopReplicaPartitionError_1(o: StopReplicaPartitionError, out: bytearray) -> None:
@@ -192,15 +209,22 @@ def _e_StopReplicaPartitionError_1(o: StopReplicaPartitionError, out: bytearray)
 
 
 def _d_StopReplicaResponse_0(buf: memoryview, pos: int) -> tuple[StopReplicaResponse, int]:
-    v_partition_errors: list[StopReplicaPartitionError]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(StopReplicaResponse)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_array_len(buf, pos)
-    v_partition_errors = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"StopReplicaResponse.PartitionErrors has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"StopReplicaResponse.PartitionErrors length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_errors: list[StopReplicaPartitionError] = []
     for _ in range(n):
         e_partition_errors, pos = _d_StopReplicaPartitionError_0(buf, pos)
-        v_partition_errors.append(e_partition_errors)
-    return StopReplicaResponse(v_error_code, v_partition_errors, None), pos
+        a_partition_errors.append(e_partition_errors)
+    o.partition_errors = a_partition_errors
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_StopReplicaResponse_0(o: StopReplicaResponse, out: bytearray) -> None:
@@ -214,16 +238,30 @@ def _e_StopReplicaResponse_0(o: StopReplicaResponse, out: bytearray) -> None:
 
 
 def _d_StopReplicaResponse_1(buf: memoryview, pos: int) -> tuple[StopReplicaResponse, int]:
-    v_partition_errors: list[StopReplicaPartitionError]
-    v_error_code, = _S1.unpack_from(buf, pos)
+    o = _new(StopReplicaResponse)
+    (o.error_code,) = _S1.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_errors = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("StopReplicaResponse.PartitionErrors is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"StopReplicaResponse.PartitionErrors length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_errors: list[StopReplicaPartitionError] = []
     for _ in range(n):
         e_partition_errors, pos = _d_StopReplicaPartitionError_1(buf, pos)
-        v_partition_errors.append(e_partition_errors)
-    unknown, pos = skip_tags(buf, pos)
-    return StopReplicaResponse(v_error_code, v_partition_errors, unknown), pos
+        a_partition_errors.append(e_partition_errors)
+    o.partition_errors = a_partition_errors
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_StopReplicaResponse_1(o: StopReplicaResponse, out: bytearray) -> None:
@@ -231,7 +269,11 @@ def _e_StopReplicaResponse_1(o: StopReplicaResponse, out: bytearray) -> None:
     x_partition_errors = o.partition_errors
     if x_partition_errors is None:
         raise EncodeError("StopReplicaResponse: PartitionErrors is not nullable in version 2")
-    write_uvarint(out, len(x_partition_errors) + 1)
+    n = len(x_partition_errors) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_errors in x_partition_errors:
         _e_StopReplicaPartitionError_1(e_partition_errors, out)
     if o.unknown_tags:
@@ -240,5 +282,6 @@ def _e_StopReplicaResponse_1(o: StopReplicaResponse, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_StopReplicaPartitionError = StopReplicaPartitionError()
 _DECODERS = (_d_StopReplicaResponse_0, _d_StopReplicaResponse_0, _d_StopReplicaResponse_1, _d_StopReplicaResponse_1, _d_StopReplicaResponse_1,)
 _ENCODERS = (_e_StopReplicaResponse_0, _e_StopReplicaResponse_0, _e_StopReplicaResponse_1, _e_StopReplicaResponse_1, _e_StopReplicaResponse_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -176,11 +188,11 @@ class SyncGroupRequest:
 
 
 def _d_SyncGroupRequestAssignment_0(buf: memoryview, pos: int) -> tuple[SyncGroupRequestAssignment, int]:
-    v_member_id: str
-    v_assignment: bytes
-    v_member_id, pos = read_string(buf, pos)
-    v_assignment, pos = read_bytes(buf, pos)
-    return SyncGroupRequestAssignment(v_member_id, v_assignment, None), pos
+    o = _new(SyncGroupRequestAssignment)
+    o.member_id, pos = read_string(buf, pos)
+    o.assignment, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_SyncGroupRequestAssignment_0(o: SyncGroupRequestAssignment, out: bytearray) -> None:
@@ -189,12 +201,15 @@ def _e_SyncGroupRequestAssignment_0(o: SyncGroupRequestAssignment, out: bytearra
 
 
 def _d_SyncGroupRequestAssignment_1(buf: memoryview, pos: int) -> tuple[SyncGroupRequestAssignment, int]:
-    v_member_id: str
-    v_assignment: bytes
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_assignment, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return SyncGroupRequestAssignment(v_member_id, v_assignment, unknown), pos
+    o = _new(SyncGroupRequestAssignment)
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.assignment, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SyncGroupRequestAssignment_1(o: SyncGroupRequestAssignment, out: bytearray) -> None:
@@ -207,19 +222,27 @@ def _e_SyncGroupRequestAssignment_1(o: SyncGroupRequestAssignment, out: bytearra
 
 
 def _d_SyncGroupRequest_0(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_assignments: list[SyncGroupRequestAssignment]
-    v_group_id, pos = read_string(buf, pos)
-    v_generation_id, = _S0.unpack_from(buf, pos)
+    o = _new(SyncGroupRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (o.generation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_assignments = []
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.protocol_type = None
+    o.protocol_name = None
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"SyncGroupRequest.Assignments has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"SyncGroupRequest.Assignments length {n} exceeds the {len(buf) - pos} bytes left")
+    a_assignments: list[SyncGroupRequestAssignment] = []
     for _ in range(n):
         e_assignments, pos = _d_SyncGroupRequestAssignment_0(buf, pos)
-        v_assignments.append(e_assignments)
-    return SyncGroupRequest(v_group_id, v_generation_id, v_member_id, None, None, None, v_assignments, None), pos
+        a_assignments.append(e_assignments)
+    o.assignments = a_assignments
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_SyncGroupRequest_0(o: SyncGroupRequest, out: bytearray) -> None:
@@ -237,21 +260,27 @@ def _e_SyncGroupRequest_0(o: SyncGroupRequest, out: bytearray) -> None:
 
 
 def _d_SyncGroupRequest_1(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_assignments: list[SyncGroupRequestAssignment]
-    v_group_id, pos = read_string(buf, pos)
-    v_generation_id, = _S0.unpack_from(buf, pos)
+    o = _new(SyncGroupRequest)
+    o.group_id, pos = read_string(buf, pos)
+    (o.generation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_string(buf, pos)
-    v_group_instance_id, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_assignments = []
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id, pos = read_nullable_string(buf, pos)
+    o.protocol_type = None
+    o.protocol_name = None
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"SyncGroupRequest.Assignments has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"SyncGroupRequest.Assignments length {n} exceeds the {len(buf) - pos} bytes left")
+    a_assignments: list[SyncGroupRequestAssignment] = []
     for _ in range(n):
         e_assignments, pos = _d_SyncGroupRequestAssignment_0(buf, pos)
-        v_assignments.append(e_assignments)
-    return SyncGroupRequest(v_group_id, v_generation_id, v_member_id, v_group_instance_id, None, None, v_assignments, None), pos
+        a_assignments.append(e_assignments)
+    o.assignments = a_assignments
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_SyncGroupRequest_1(o: SyncGroupRequest, out: bytearray) -> None:
@@ -268,22 +297,35 @@ def _e_SyncGroupRequest_1(o: SyncGroupRequest, out: bytearray) -> None:
 
 
 def _d_SyncGroupRequest_2(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_assignments: list[SyncGroupRequestAssignment]
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_generation_id, = _S0.unpack_from(buf, pos)
+    o = _new(SyncGroupRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    (o.generation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_assignments = []
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.protocol_type = None
+    o.protocol_name = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("SyncGroupRequest.Assignments is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"SyncGroupRequest.Assignments length {n} exceeds the {len(buf) - pos} bytes left")
+    a_assignments: list[SyncGroupRequestAssignment] = []
     for _ in range(n):
         e_assignments, pos = _d_SyncGroupRequestAssignment_1(buf, pos)
-        v_assignments.append(e_assignments)
-    unknown, pos = skip_tags(buf, pos)
-    return SyncGroupRequest(v_group_id, v_generation_id, v_member_id, v_group_instance_id, None, None, v_assignments, unknown), pos
+        a_assignments.append(e_assignments)
+    o.assignments = a_assignments
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SyncGroupRequest_2(o: SyncGroupRequest, out: bytearray) -> None:
@@ -294,7 +336,11 @@ def _e_SyncGroupRequest_2(o: SyncGroupRequest, out: bytearray) -> None:
     x_assignments = o.assignments
     if x_assignments is None:
         raise EncodeError("SyncGroupRequest: Assignments is not nullable in version 4")
-    write_uvarint(out, len(x_assignments) + 1)
+    n = len(x_assignments) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_assignments in x_assignments:
         _e_SyncGroupRequestAssignment_1(e_assignments, out)
     if o.unknown_tags:
@@ -304,26 +350,35 @@ def _e_SyncGroupRequest_2(o: SyncGroupRequest, out: bytearray) -> None:
 
 
 def _d_SyncGroupRequest_3(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_protocol_type: str | None
-    v_protocol_name: str | None
-    v_assignments: list[SyncGroupRequestAssignment]
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_generation_id, = _S0.unpack_from(buf, pos)
+    o = _new(SyncGroupRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    (o.generation_id,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_protocol_type, pos = read_compact_nullable_string(buf, pos)
-    v_protocol_name, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_assignments = []
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.protocol_type, pos = read_compact_nullable_string(buf, pos)
+    o.protocol_name, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("SyncGroupRequest.Assignments is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"SyncGroupRequest.Assignments length {n} exceeds the {len(buf) - pos} bytes left")
+    a_assignments: list[SyncGroupRequestAssignment] = []
     for _ in range(n):
         e_assignments, pos = _d_SyncGroupRequestAssignment_1(buf, pos)
-        v_assignments.append(e_assignments)
-    unknown, pos = skip_tags(buf, pos)
-    return SyncGroupRequest(v_group_id, v_generation_id, v_member_id, v_group_instance_id, v_protocol_type, v_protocol_name, v_assignments, unknown), pos
+        a_assignments.append(e_assignments)
+    o.assignments = a_assignments
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SyncGroupRequest_3(o: SyncGroupRequest, out: bytearray) -> None:
@@ -336,7 +391,11 @@ def _e_SyncGroupRequest_3(o: SyncGroupRequest, out: bytearray) -> None:
     x_assignments = o.assignments
     if x_assignments is None:
         raise EncodeError("SyncGroupRequest: Assignments is not nullable in version 5")
-    write_uvarint(out, len(x_assignments) + 1)
+    n = len(x_assignments) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_assignments in x_assignments:
         _e_SyncGroupRequestAssignment_1(e_assignments, out)
     if o.unknown_tags:
@@ -345,5 +404,6 @@ def _e_SyncGroupRequest_3(o: SyncGroupRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_SyncGroupRequestAssignment = SyncGroupRequestAssignment()
 _DECODERS = (_d_SyncGroupRequest_0, _d_SyncGroupRequest_0, _d_SyncGroupRequest_0, _d_SyncGroupRequest_1, _d_SyncGroupRequest_2, _d_SyncGroupRequest_3,)
 _ENCODERS = (_e_SyncGroupRequest_0, _e_SyncGroupRequest_0, _e_SyncGroupRequest_0, _e_SyncGroupRequest_1, _e_SyncGroupRequest_2, _e_SyncGroupRequest_3,)

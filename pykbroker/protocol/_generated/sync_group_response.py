@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>ih')
 
@@ -135,11 +147,15 @@ class SyncGroupResponse:
 
 
 def _d_SyncGroupResponse_0(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
-    v_assignment: bytes
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(SyncGroupResponse)
+    o.throttle_time_ms = 0
+    o.protocol_type = None
+    o.protocol_name = None
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_assignment, pos = read_bytes(buf, pos)
-    return SyncGroupResponse(0, v_error_code, None, None, v_assignment, None), pos
+    o.assignment, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_SyncGroupResponse_0(o: SyncGroupResponse, out: bytearray) -> None:
@@ -148,11 +164,14 @@ def _e_SyncGroupResponse_0(o: SyncGroupResponse, out: bytearray) -> None:
 
 
 def _d_SyncGroupResponse_1(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
-    v_assignment: bytes
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(SyncGroupResponse)
+    o.protocol_type = None
+    o.protocol_name = None
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_assignment, pos = read_bytes(buf, pos)
-    return SyncGroupResponse(v_throttle_time_ms, v_error_code, None, None, v_assignment, None), pos
+    o.assignment, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_SyncGroupResponse_1(o: SyncGroupResponse, out: bytearray) -> None:
@@ -161,12 +180,18 @@ def _e_SyncGroupResponse_1(o: SyncGroupResponse, out: bytearray) -> None:
 
 
 def _d_SyncGroupResponse_2(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
-    v_assignment: bytes
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(SyncGroupResponse)
+    o.protocol_type = None
+    o.protocol_name = None
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_assignment, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return SyncGroupResponse(v_throttle_time_ms, v_error_code, None, None, v_assignment, unknown), pos
+    o.assignment, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SyncGroupResponse_2(o: SyncGroupResponse, out: bytearray) -> None:
@@ -179,16 +204,18 @@ def _e_SyncGroupResponse_2(o: SyncGroupResponse, out: bytearray) -> None:
 
 
 def _d_SyncGroupResponse_3(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
-    v_protocol_type: str | None
-    v_protocol_name: str | None
-    v_assignment: bytes
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(SyncGroupResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_protocol_type, pos = read_compact_nullable_string(buf, pos)
-    v_protocol_name, pos = read_compact_nullable_string(buf, pos)
-    v_assignment, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return SyncGroupResponse(v_throttle_time_ms, v_error_code, v_protocol_type, v_protocol_name, v_assignment, unknown), pos
+    o.protocol_type, pos = read_compact_nullable_string(buf, pos)
+    o.protocol_name, pos = read_compact_nullable_string(buf, pos)
+    o.assignment, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_SyncGroupResponse_3(o: SyncGroupResponse, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iq')
 _S1 = struct.Struct('>iqi')
 _S2 = struct.Struct('>qh')
@@ -225,11 +237,13 @@ class TxnOffsetCommitRequest:
 
 
 def _d_TxnOffsetCommitRequestPartition_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestPartition, int]:
-    v_committed_metadata: str | None
-    v_partition_index, v_committed_offset = _S0.unpack_from(buf, pos)
+    o = _new(TxnOffsetCommitRequestPartition)
+    o.committed_leader_epoch = -1
+    o.partition_index, o.committed_offset = _S0.unpack_from(buf, pos)
     pos += 12
-    v_committed_metadata, pos = read_nullable_string(buf, pos)
-    return TxnOffsetCommitRequestPartition(v_partition_index, v_committed_offset, -1, v_committed_metadata, None), pos
+    o.committed_metadata, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TxnOffsetCommitRequestPartition_0(o: TxnOffsetCommitRequestPartition, out: bytearray) -> None:
@@ -238,11 +252,12 @@ def _e_TxnOffsetCommitRequestPartition_0(o: TxnOffsetCommitRequestPartition, out
 
 
 def _d_TxnOffsetCommitRequestPartition_1(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestPartition, int]:
-    v_committed_metadata: str | None
-    v_partition_index, v_committed_offset, v_committed_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(TxnOffsetCommitRequestPartition)
+    o.partition_index, o.committed_offset, o.committed_leader_epoch = _S1.unpack_from(buf, pos)
     pos += 16
-    v_committed_metadata, pos = read_nullable_string(buf, pos)
-    return TxnOffsetCommitRequestPartition(v_partition_index, v_committed_offset, v_committed_leader_epoch, v_committed_metadata, None), pos
+    o.committed_metadata, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TxnOffsetCommitRequestPartition_1(o: TxnOffsetCommitRequestPartition, out: bytearray) -> None:
@@ -251,12 +266,16 @@ def _e_TxnOffsetCommitRequestPartition_1(o: TxnOffsetCommitRequestPartition, out
 
 
 def _d_TxnOffsetCommitRequestPartition_2(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestPartition, int]:
-    v_committed_metadata: str | None
-    v_partition_index, v_committed_offset, v_committed_leader_epoch = _S1.unpack_from(buf, pos)
+    o = _new(TxnOffsetCommitRequestPartition)
+    o.partition_index, o.committed_offset, o.committed_leader_epoch = _S1.unpack_from(buf, pos)
     pos += 16
-    v_committed_metadata, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return TxnOffsetCommitRequestPartition(v_partition_index, v_committed_offset, v_committed_leader_epoch, v_committed_metadata, unknown), pos
+    o.committed_metadata, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TxnOffsetCommitRequestPartition_2(o: TxnOffsetCommitRequestPartition, out: bytearray) -> None:
@@ -269,15 +288,21 @@ def _e_TxnOffsetCommitRequestPartition_2(o: TxnOffsetCommitRequestPartition, out
 
 
 def _d_TxnOffsetCommitRequestTopic_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestTopic, int]:
-    v_name: str
-    v_partitions: list[TxnOffsetCommitRequestPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TxnOffsetCommitRequestTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"TxnOffsetCommitRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TxnOffsetCommitRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[TxnOffsetCommitRequestPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_TxnOffsetCommitRequestPartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return TxnOffsetCommitRequestTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TxnOffsetCommitRequestTopic_0(o: TxnOffsetCommitRequestTopic, out: bytearray) -> None:
@@ -291,15 +316,21 @@ def _e_TxnOffsetCommitRequestTopic_0(o: TxnOffsetCommitRequestTopic, out: bytear
 
 
 def _d_TxnOffsetCommitRequestTopic_1(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestTopic, int]:
-    v_name: str
-    v_partitions: list[TxnOffsetCommitRequestPartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TxnOffsetCommitRequestTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"TxnOffsetCommitRequest.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TxnOffsetCommitRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[TxnOffsetCommitRequestPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_TxnOffsetCommitRequestPartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    return TxnOffsetCommitRequestTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TxnOffsetCommitRequestTopic_1(o: TxnOffsetCommitRequestTopic, out: bytearray) -> None:
@@ -313,16 +344,29 @@ def _e_TxnOffsetCommitRequestTopic_1(o: TxnOffsetCommitRequestTopic, out: bytear
 
 
 def _d_TxnOffsetCommitRequestTopic_2(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestTopic, int]:
-    v_name: str
-    v_partitions: list[TxnOffsetCommitRequestPartition]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TxnOffsetCommitRequestTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("TxnOffsetCommitRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TxnOffsetCommitRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[TxnOffsetCommitRequestPartition] = []
     for _ in range(n):
         e_partitions, pos = _d_TxnOffsetCommitRequestPartition_2(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TxnOffsetCommitRequestTopic(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TxnOffsetCommitRequestTopic_2(o: TxnOffsetCommitRequestTopic, out: bytearray) -> None:
@@ -330,7 +374,11 @@ def _e_TxnOffsetCommitRequestTopic_2(o: TxnOffsetCommitRequestTopic, out: bytear
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("TxnOffsetCommitRequest: Partitions is not nullable in version 3")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_TxnOffsetCommitRequestPartition_2(e_partitions, out)
     if o.unknown_tags:
@@ -340,19 +388,27 @@ def _e_TxnOffsetCommitRequestTopic_2(o: TxnOffsetCommitRequestTopic, out: bytear
 
 
 def _d_TxnOffsetCommitRequest_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequest, int]:
-    v_transactional_id: str
-    v_group_id: str
-    v_topics: list[TxnOffsetCommitRequestTopic]
-    v_transactional_id, pos = read_string(buf, pos)
-    v_group_id, pos = read_string(buf, pos)
-    v_producer_id, v_producer_epoch = _S2.unpack_from(buf, pos)
+    o = _new(TxnOffsetCommitRequest)
+    o.transactional_id, pos = read_string(buf, pos)
+    o.group_id, pos = read_string(buf, pos)
+    o.generation_id = -1
+    o.member_id = ''
+    o.group_instance_id = None
+    o.producer_id, o.producer_epoch = _S2.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"TxnOffsetCommitRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TxnOffsetCommitRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TxnOffsetCommitRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_TxnOffsetCommitRequestTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return TxnOffsetCommitRequest(v_transactional_id, v_group_id, v_producer_id, v_producer_epoch, -1, '', None, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TxnOffsetCommitRequest_0(o: TxnOffsetCommitRequest, out: bytearray) -> None:
@@ -374,19 +430,27 @@ def _e_TxnOffsetCommitRequest_0(o: TxnOffsetCommitRequest, out: bytearray) -> No
 
 
 def _d_TxnOffsetCommitRequest_1(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequest, int]:
-    v_transactional_id: str
-    v_group_id: str
-    v_topics: list[TxnOffsetCommitRequestTopic]
-    v_transactional_id, pos = read_string(buf, pos)
-    v_group_id, pos = read_string(buf, pos)
-    v_producer_id, v_producer_epoch = _S2.unpack_from(buf, pos)
+    o = _new(TxnOffsetCommitRequest)
+    o.transactional_id, pos = read_string(buf, pos)
+    o.group_id, pos = read_string(buf, pos)
+    o.generation_id = -1
+    o.member_id = ''
+    o.group_instance_id = None
+    o.producer_id, o.producer_epoch = _S2.unpack_from(buf, pos)
     pos += 10
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"TxnOffsetCommitRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TxnOffsetCommitRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TxnOffsetCommitRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_TxnOffsetCommitRequestTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    return TxnOffsetCommitRequest(v_transactional_id, v_group_id, v_producer_id, v_producer_epoch, -1, '', None, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TxnOffsetCommitRequest_1(o: TxnOffsetCommitRequest, out: bytearray) -> None:
@@ -408,24 +472,34 @@ def _e_TxnOffsetCommitRequest_1(o: TxnOffsetCommitRequest, out: bytearray) -> No
 
 
 def _d_TxnOffsetCommitRequest_2(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequest, int]:
-    v_transactional_id: str
-    v_group_id: str
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_topics: list[TxnOffsetCommitRequestTopic]
-    v_transactional_id, pos = read_compact_string(buf, pos)
-    v_group_id, pos = read_compact_string(buf, pos)
-    v_producer_id, v_producer_epoch, v_generation_id = _S3.unpack_from(buf, pos)
+    o = _new(TxnOffsetCommitRequest)
+    o.transactional_id, pos = read_compact_string(buf, pos)
+    o.group_id, pos = read_compact_string(buf, pos)
+    o.producer_id, o.producer_epoch, o.generation_id = _S3.unpack_from(buf, pos)
     pos += 14
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("TxnOffsetCommitRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TxnOffsetCommitRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TxnOffsetCommitRequestTopic] = []
     for _ in range(n):
         e_topics, pos = _d_TxnOffsetCommitRequestTopic_2(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return TxnOffsetCommitRequest(v_transactional_id, v_group_id, v_producer_id, v_producer_epoch, v_generation_id, v_member_id, v_group_instance_id, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TxnOffsetCommitRequest_2(o: TxnOffsetCommitRequest, out: bytearray) -> None:
@@ -437,7 +511,11 @@ def _e_TxnOffsetCommitRequest_2(o: TxnOffsetCommitRequest, out: bytearray) -> No
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("TxnOffsetCommitRequest: Topics is not nullable in version 3")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TxnOffsetCommitRequestTopic_2(e_topics, out)
     if o.unknown_tags:
@@ -446,5 +524,7 @@ def _e_TxnOffsetCommitRequest_2(o: TxnOffsetCommitRequest, out: bytearray) -> No
         out.append(0)
 
 
+_DEF_TxnOffsetCommitRequestPartition = TxnOffsetCommitRequestPartition()
+_DEF_TxnOffsetCommitRequestTopic = TxnOffsetCommitRequestTopic()
 _DECODERS = (_d_TxnOffsetCommitRequest_0, _d_TxnOffsetCommitRequest_0, _d_TxnOffsetCommitRequest_1, _d_TxnOffsetCommitRequest_2, _d_TxnOffsetCommitRequest_2,)
 _ENCODERS = (_e_TxnOffsetCommitRequest_0, _e_TxnOffsetCommitRequest_0, _e_TxnOffsetCommitRequest_1, _e_TxnOffsetCommitRequest_2, _e_TxnOffsetCommitRequest_2,)

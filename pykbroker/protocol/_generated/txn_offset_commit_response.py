@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>i')
 
@@ -191,9 +203,11 @@ class TxnOffsetCommitResponse:
 
 
 def _d_TxnOffsetCommitResponsePartition_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitResponsePartition, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(TxnOffsetCommitResponsePartition)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    return TxnOffsetCommitResponsePartition(v_partition_index, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TxnOffsetCommitResponsePartition_0(o: TxnOffsetCommitResponsePartition, out: bytearray) -> None:
@@ -201,10 +215,15 @@ def _e_TxnOffsetCommitResponsePartition_0(o: TxnOffsetCommitResponsePartition, o
 
 
 def _d_TxnOffsetCommitResponsePartition_1(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitResponsePartition, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(TxnOffsetCommitResponsePartition)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return TxnOffsetCommitResponsePartition(v_partition_index, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TxnOffsetCommitResponsePartition_1(o: TxnOffsetCommitResponsePartition, out: bytearray) -> None:
@@ -216,15 +235,21 @@ def _e_TxnOffsetCommitResponsePartition_1(o: TxnOffsetCommitResponsePartition, o
 
 
 def _d_TxnOffsetCommitResponseTopic_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitResponseTopic, int]:
-    v_name: str
-    v_partitions: list[TxnOffsetCommitResponsePartition]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TxnOffsetCommitResponseTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"TxnOffsetCommitResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TxnOffsetCommitResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[TxnOffsetCommitResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_TxnOffsetCommitResponsePartition_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return TxnOffsetCommitResponseTopic(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TxnOffsetCommitResponseTopic_0(o: TxnOffsetCommitResponseTopic, out: bytearray) -> None:
@@ -238,16 +263,29 @@ def _e_TxnOffsetCommitResponseTopic_0(o: TxnOffsetCommitResponseTopic, out: byte
 
 
 def _d_TxnOffsetCommitResponseTopic_1(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitResponseTopic, int]:
-    v_name: str
-    v_partitions: list[TxnOffsetCommitResponsePartition]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TxnOffsetCommitResponseTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("TxnOffsetCommitResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TxnOffsetCommitResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[TxnOffsetCommitResponsePartition] = []
     for _ in range(n):
         e_partitions, pos = _d_TxnOffsetCommitResponsePartition_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TxnOffsetCommitResponseTopic(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TxnOffsetCommitResponseTopic_1(o: TxnOffsetCommitResponseTopic, out: bytearray) -> None:
@@ -255,7 +293,11 @@ def _e_TxnOffsetCommitResponseTopic_1(o: TxnOffsetCommitResponseTopic, out: byte
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("TxnOffsetCommitResponse: Partitions is not nullable in version 3")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_TxnOffsetCommitResponsePartition_1(e_partitions, out)
     if o.unknown_tags:
@@ -265,15 +307,22 @@ def _e_TxnOffsetCommitResponseTopic_1(o: TxnOffsetCommitResponseTopic, out: byte
 
 
 def _d_TxnOffsetCommitResponse_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitResponse, int]:
-    v_topics: list[TxnOffsetCommitResponseTopic]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(TxnOffsetCommitResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"TxnOffsetCommitResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TxnOffsetCommitResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TxnOffsetCommitResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_TxnOffsetCommitResponseTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    return TxnOffsetCommitResponse(v_throttle_time_ms, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TxnOffsetCommitResponse_0(o: TxnOffsetCommitResponse, out: bytearray) -> None:
@@ -287,16 +336,30 @@ def _e_TxnOffsetCommitResponse_0(o: TxnOffsetCommitResponse, out: bytearray) -> 
 
 
 def _d_TxnOffsetCommitResponse_1(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitResponse, int]:
-    v_topics: list[TxnOffsetCommitResponseTopic]
-    v_throttle_time_ms, = _S1.unpack_from(buf, pos)
+    o = _new(TxnOffsetCommitResponse)
+    (o.throttle_time_ms,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("TxnOffsetCommitResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TxnOffsetCommitResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TxnOffsetCommitResponseTopic] = []
     for _ in range(n):
         e_topics, pos = _d_TxnOffsetCommitResponseTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return TxnOffsetCommitResponse(v_throttle_time_ms, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TxnOffsetCommitResponse_1(o: TxnOffsetCommitResponse, out: bytearray) -> None:
@@ -304,7 +367,11 @@ def _e_TxnOffsetCommitResponse_1(o: TxnOffsetCommitResponse, out: bytearray) -> 
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("TxnOffsetCommitResponse: Topics is not nullable in version 3")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TxnOffsetCommitResponseTopic_1(e_topics, out)
     if o.unknown_tags:
@@ -313,5 +380,7 @@ def _e_TxnOffsetCommitResponse_1(o: TxnOffsetCommitResponse, out: bytearray) -> 
         out.append(0)
 
 
+_DEF_TxnOffsetCommitResponsePartition = TxnOffsetCommitResponsePartition()
+_DEF_TxnOffsetCommitResponseTopic = TxnOffsetCommitResponseTopic()
 _DECODERS = (_d_TxnOffsetCommitResponse_0, _d_TxnOffsetCommitResponse_0, _d_TxnOffsetCommitResponse_0, _d_TxnOffsetCommitResponse_1, _d_TxnOffsetCommitResponse_1,)
 _ENCODERS = (_e_TxnOffsetCommitResponse_0, _e_TxnOffsetCommitResponse_0, _e_TxnOffsetCommitResponse_0, _e_TxnOffsetCommitResponse_1, _e_TxnOffsetCommitResponse_1,)

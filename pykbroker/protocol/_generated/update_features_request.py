@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h?')
 _S1 = struct.Struct('>hb')
 _S2 = struct.Struct('>h')
@@ -173,12 +185,17 @@ class UpdateFeaturesRequest:
 
 
 def _d_FeatureUpdateKey_0(buf: memoryview, pos: int) -> tuple[FeatureUpdateKey, int]:
-    v_feature: str
-    v_feature, pos = read_compact_string(buf, pos)
-    v_max_version_level, v_allow_downgrade = _S0.unpack_from(buf, pos)
+    o = _new(FeatureUpdateKey)
+    o.feature, pos = read_compact_string(buf, pos)
+    o.upgrade_type = 1
+    o.max_version_level, o.allow_downgrade = _S0.unpack_from(buf, pos)
     pos += 3
-    unknown, pos = skip_tags(buf, pos)
-    return FeatureUpdateKey(v_feature, v_max_version_level, v_allow_downgrade, 1, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FeatureUpdateKey_0(o: FeatureUpdateKey, out: bytearray) -> None:
@@ -193,12 +210,17 @@ def _e_FeatureUpdateKey_0(o: FeatureUpdateKey, out: bytearray) -> None:
 
 
 def _d_FeatureUpdateKey_1(buf: memoryview, pos: int) -> tuple[FeatureUpdateKey, int]:
-    v_feature: str
-    v_feature, pos = read_compact_string(buf, pos)
-    v_max_version_level, v_upgrade_type = _S1.unpack_from(buf, pos)
+    o = _new(FeatureUpdateKey)
+    o.feature, pos = read_compact_string(buf, pos)
+    o.allow_downgrade = False
+    o.max_version_level, o.upgrade_type = _S1.unpack_from(buf, pos)
     pos += 3
-    unknown, pos = skip_tags(buf, pos)
-    return FeatureUpdateKey(v_feature, v_max_version_level, False, v_upgrade_type, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_FeatureUpdateKey_1(o: FeatureUpdateKey, out: bytearray) -> None:
@@ -214,16 +236,31 @@ def _e_FeatureUpdateKey_1(o: FeatureUpdateKey, out: bytearray) -> None:
 
 
 def _d_UpdateFeaturesRequest_0(buf: memoryview, pos: int) -> tuple[UpdateFeaturesRequest, int]:
-    v_feature_updates: list[FeatureUpdateKey]
-    v_timeout_ms, = _S4.unpack_from(buf, pos)
+    o = _new(UpdateFeaturesRequest)
+    (o.timeout_ms,) = _S4.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_feature_updates = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateFeaturesRequest.FeatureUpdates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateFeaturesRequest.FeatureUpdates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_feature_updates: list[FeatureUpdateKey] = []
     for _ in range(n):
         e_feature_updates, pos = _d_FeatureUpdateKey_0(buf, pos)
-        v_feature_updates.append(e_feature_updates)
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateFeaturesRequest(v_timeout_ms, v_feature_updates, False, unknown), pos
+        a_feature_updates.append(e_feature_updates)
+    o.feature_updates = a_feature_updates
+    o.validate_only = False
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateFeaturesRequest_0(o: UpdateFeaturesRequest, out: bytearray) -> None:
@@ -231,7 +268,11 @@ def _e_UpdateFeaturesRequest_0(o: UpdateFeaturesRequest, out: bytearray) -> None
     x_feature_updates = o.feature_updates
     if x_feature_updates is None:
         raise EncodeError("UpdateFeaturesRequest: FeatureUpdates is not nullable in version 0")
-    write_uvarint(out, len(x_feature_updates) + 1)
+    n = len(x_feature_updates) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_feature_updates in x_feature_updates:
         _e_FeatureUpdateKey_0(e_feature_updates, out)
     if o.validate_only != False:
@@ -243,18 +284,32 @@ def _e_UpdateFeaturesRequest_0(o: UpdateFeaturesRequest, out: bytearray) -> None
 
 
 def _d_UpdateFeaturesRequest_1(buf: memoryview, pos: int) -> tuple[UpdateFeaturesRequest, int]:
-    v_feature_updates: list[FeatureUpdateKey]
-    v_timeout_ms, = _S4.unpack_from(buf, pos)
+    o = _new(UpdateFeaturesRequest)
+    (o.timeout_ms,) = _S4.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_feature_updates = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateFeaturesRequest.FeatureUpdates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateFeaturesRequest.FeatureUpdates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_feature_updates: list[FeatureUpdateKey] = []
     for _ in range(n):
         e_feature_updates, pos = _d_FeatureUpdateKey_1(buf, pos)
-        v_feature_updates.append(e_feature_updates)
-    v_validate_only, = _S5.unpack_from(buf, pos)
+        a_feature_updates.append(e_feature_updates)
+    o.feature_updates = a_feature_updates
+    (o.validate_only,) = _S5.unpack_from(buf, pos)
     pos += 1
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateFeaturesRequest(v_timeout_ms, v_feature_updates, v_validate_only, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateFeaturesRequest_1(o: UpdateFeaturesRequest, out: bytearray) -> None:
@@ -262,7 +317,11 @@ def _e_UpdateFeaturesRequest_1(o: UpdateFeaturesRequest, out: bytearray) -> None
     x_feature_updates = o.feature_updates
     if x_feature_updates is None:
         raise EncodeError("UpdateFeaturesRequest: FeatureUpdates is not nullable in version 1")
-    write_uvarint(out, len(x_feature_updates) + 1)
+    n = len(x_feature_updates) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_feature_updates in x_feature_updates:
         _e_FeatureUpdateKey_1(e_feature_updates, out)
     out += _S5.pack(o.validate_only)
@@ -272,5 +331,6 @@ def _e_UpdateFeaturesRequest_1(o: UpdateFeaturesRequest, out: bytearray) -> None
         out.append(0)
 
 
+_DEF_FeatureUpdateKey = FeatureUpdateKey()
 _DECODERS = (_d_UpdateFeaturesRequest_0, _d_UpdateFeaturesRequest_1, _d_UpdateFeaturesRequest_1,)
 _ENCODERS = (_e_UpdateFeaturesRequest_0, _e_UpdateFeaturesRequest_1, _e_UpdateFeaturesRequest_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 _S1 = struct.Struct('>ih')
 
@@ -169,14 +181,17 @@ class UpdateFeaturesResponse:
 
 
 def _d_UpdatableFeatureResult_0(buf: memoryview, pos: int) -> tuple[UpdatableFeatureResult, int]:
-    v_feature: str
-    v_error_message: str | None
-    v_feature, pos = read_compact_string(buf, pos)
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(UpdatableFeatureResult)
+    o.feature, pos = read_compact_string(buf, pos)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return UpdatableFeatureResult(v_feature, v_error_code, v_error_message, unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdatableFeatureResult_0(o: UpdatableFeatureResult, out: bytearray) -> None:
@@ -190,18 +205,31 @@ def _e_UpdatableFeatureResult_0(o: UpdatableFeatureResult, out: bytearray) -> No
 
 
 def _d_UpdateFeaturesResponse_0(buf: memoryview, pos: int) -> tuple[UpdateFeaturesResponse, int]:
-    v_error_message: str | None
-    v_results: list[UpdatableFeatureResult]
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(UpdateFeaturesResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_results = []
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateFeaturesResponse.Results is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateFeaturesResponse.Results length {n} exceeds the {len(buf) - pos} bytes left")
+    a_results: list[UpdatableFeatureResult] = []
     for _ in range(n):
         e_results, pos = _d_UpdatableFeatureResult_0(buf, pos)
-        v_results.append(e_results)
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateFeaturesResponse(v_throttle_time_ms, v_error_code, v_error_message, v_results, unknown), pos
+        a_results.append(e_results)
+    o.results = a_results
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateFeaturesResponse_0(o: UpdateFeaturesResponse, out: bytearray) -> None:
@@ -210,7 +238,11 @@ def _e_UpdateFeaturesResponse_0(o: UpdateFeaturesResponse, out: bytearray) -> No
     x_results = o.results
     if x_results is None:
         raise EncodeError("UpdateFeaturesResponse: Results is not nullable in version 0")
-    write_uvarint(out, len(x_results) + 1)
+    n = len(x_results) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_results in x_results:
         _e_UpdatableFeatureResult_0(e_results, out)
     if o.unknown_tags:
@@ -220,12 +252,17 @@ def _e_UpdateFeaturesResponse_0(o: UpdateFeaturesResponse, out: bytearray) -> No
 
 
 def _d_UpdateFeaturesResponse_1(buf: memoryview, pos: int) -> tuple[UpdateFeaturesResponse, int]:
-    v_error_message: str | None
-    v_throttle_time_ms, v_error_code = _S1.unpack_from(buf, pos)
+    o = _new(UpdateFeaturesResponse)
+    o.throttle_time_ms, o.error_code = _S1.unpack_from(buf, pos)
     pos += 6
-    v_error_message, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateFeaturesResponse(v_throttle_time_ms, v_error_code, v_error_message, [], unknown), pos
+    o.error_message, pos = read_compact_nullable_string(buf, pos)
+    o.results = []
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateFeaturesResponse_1(o: UpdateFeaturesResponse, out: bytearray) -> None:
@@ -237,5 +274,6 @@ def _e_UpdateFeaturesResponse_1(o: UpdateFeaturesResponse, out: bytearray) -> No
         out.append(0)
 
 
+_DEF_UpdatableFeatureResult = UpdatableFeatureResult()
 _DECODERS = (_d_UpdateFeaturesResponse_0, _d_UpdateFeaturesResponse_0, _d_UpdateFeaturesResponse_1,)
 _ENCODERS = (_e_UpdateFeaturesResponse_0, _e_UpdateFeaturesResponse_0, _e_UpdateFeaturesResponse_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iiii')
 _S1 = struct.Struct('>i')
 _S2 = struct.Struct('>h')
@@ -341,21 +353,31 @@ class UpdateMetadataRequest:
 
 
 def _d_UpdateMetadataPartitionState_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataPartitionState, int]:
-    v_topic_name: str
-    v_isr: list[int]
-    v_replicas: list[int]
-    v_topic_name, pos = read_string(buf, pos)
-    v_partition_index, v_controller_epoch, v_leader, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(UpdateMetadataPartitionState)
+    o.topic_name, pos = read_string(buf, pos)
+    o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
-    pos += 4 * n
-    v_zk_version, = _S1.unpack_from(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.Isr has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return UpdateMetadataPartitionState(v_topic_name, v_partition_index, v_controller_epoch, v_leader, v_leader_epoch, v_isr, v_zk_version, v_replicas, [], None), pos
+    (o.zk_version,) = _S1.unpack_from(buf, pos)
+    pos += 4
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.Replicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+    pos += 4 * n
+    o.offline_replicas = []
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataPartitionState_0(o: UpdateMetadataPartitionState, out: bytearray) -> None:
@@ -365,35 +387,50 @@ def _e_UpdateMetadataPartitionState_0(o: UpdateMetadataPartitionState, out: byte
     if x_isr is None:
         raise EncodeError("UpdateMetadataRequest: Isr is not nullable in version 0")
     out += pack_i32(len(x_isr))
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.zk_version)
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("UpdateMetadataRequest: Replicas is not nullable in version 0")
     out += pack_i32(len(x_replicas))
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
 
 
 def _d_UpdateMetadataPartitionState_1(buf: memoryview, pos: int) -> tuple[UpdateMetadataPartitionState, int]:
-    v_topic_name: str
-    v_isr: list[int]
-    v_replicas: list[int]
-    v_offline_replicas: list[int]
-    v_topic_name, pos = read_string(buf, pos)
-    v_partition_index, v_controller_epoch, v_leader, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(UpdateMetadataPartitionState)
+    o.topic_name, pos = read_string(buf, pos)
+    o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
-    pos += 4 * n
-    v_zk_version, = _S1.unpack_from(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.Isr has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_array_len(buf, pos)
-    v_offline_replicas = list(unpack_from(">%di" % n, buf, pos))
+    (o.zk_version,) = _S1.unpack_from(buf, pos)
+    pos += 4
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.Replicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return UpdateMetadataPartitionState(v_topic_name, v_partition_index, v_controller_epoch, v_leader, v_leader_epoch, v_isr, v_zk_version, v_replicas, v_offline_replicas, None), pos
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.OfflineReplicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.OfflineReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.offline_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+    pos += 4 * n
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataPartitionState_1(o: UpdateMetadataPartitionState, out: bytearray) -> None:
@@ -403,38 +440,56 @@ def _e_UpdateMetadataPartitionState_1(o: UpdateMetadataPartitionState, out: byte
     if x_isr is None:
         raise EncodeError("UpdateMetadataRequest: Isr is not nullable in version 4")
     out += pack_i32(len(x_isr))
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.zk_version)
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("UpdateMetadataRequest: Replicas is not nullable in version 4")
     out += pack_i32(len(x_replicas))
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     x_offline_replicas = o.offline_replicas
     if x_offline_replicas is None:
         raise EncodeError("UpdateMetadataRequest: OfflineReplicas is not nullable in version 4")
     out += pack_i32(len(x_offline_replicas))
-    out += pack(">%di" % len(x_offline_replicas), *x_offline_replicas)
+    n = len(x_offline_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_offline_replicas)
 
 
 def _d_UpdateMetadataPartitionState_2(buf: memoryview, pos: int) -> tuple[UpdateMetadataPartitionState, int]:
-    v_isr: list[int]
-    v_replicas: list[int]
-    v_offline_replicas: list[int]
-    v_partition_index, v_controller_epoch, v_leader, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(UpdateMetadataPartitionState)
+    o.topic_name = ''
+    o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
-    pos += 4 * n
-    v_zk_version, = _S1.unpack_from(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.Isr has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_array_len(buf, pos)
-    v_offline_replicas = list(unpack_from(">%di" % n, buf, pos))
+    (o.zk_version,) = _S1.unpack_from(buf, pos)
+    pos += 4
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.Replicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return UpdateMetadataPartitionState('', v_partition_index, v_controller_epoch, v_leader, v_leader_epoch, v_isr, v_zk_version, v_replicas, v_offline_replicas, None), pos
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.OfflineReplicas has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.OfflineReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.offline_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
+    pos += 4 * n
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataPartitionState_2(o: UpdateMetadataPartitionState, out: bytearray) -> None:
@@ -443,39 +498,72 @@ def _e_UpdateMetadataPartitionState_2(o: UpdateMetadataPartitionState, out: byte
     if x_isr is None:
         raise EncodeError("UpdateMetadataRequest: Isr is not nullable in version 5")
     out += pack_i32(len(x_isr))
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.zk_version)
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("UpdateMetadataRequest: Replicas is not nullable in version 5")
     out += pack_i32(len(x_replicas))
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     x_offline_replicas = o.offline_replicas
     if x_offline_replicas is None:
         raise EncodeError("UpdateMetadataRequest: OfflineReplicas is not nullable in version 5")
     out += pack_i32(len(x_offline_replicas))
-    out += pack(">%di" % len(x_offline_replicas), *x_offline_replicas)
+    n = len(x_offline_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_offline_replicas)
 
 
 def _d_UpdateMetadataPartitionState_3(buf: memoryview, pos: int) -> tuple[UpdateMetadataPartitionState, int]:
-    v_isr: list[int]
-    v_replicas: list[int]
-    v_offline_replicas: list[int]
-    v_partition_index, v_controller_epoch, v_leader, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(UpdateMetadataPartitionState)
+    o.topic_name = ''
+    o.partition_index, o.controller_epoch, o.leader, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_isr = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.Isr is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Isr length {n} exceeds the {len(buf) - pos} bytes left")
+    o.isr = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    v_zk_version, = _S1.unpack_from(buf, pos)
+    (o.zk_version,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.Replicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Replicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    n, pos = read_compact_array_len(buf, pos)
-    v_offline_replicas = list(unpack_from(">%di" % n, buf, pos))
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.OfflineReplicas is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.OfflineReplicas length {n} exceeds the {len(buf) - pos} bytes left")
+    o.offline_replicas = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateMetadataPartitionState('', v_partition_index, v_controller_epoch, v_leader, v_leader_epoch, v_isr, v_zk_version, v_replicas, v_offline_replicas, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateMetadataPartitionState_3(o: UpdateMetadataPartitionState, out: bytearray) -> None:
@@ -483,19 +571,34 @@ def _e_UpdateMetadataPartitionState_3(o: UpdateMetadataPartitionState, out: byte
     x_isr = o.isr
     if x_isr is None:
         raise EncodeError("UpdateMetadataRequest: Isr is not nullable in version 6")
-    write_uvarint(out, len(x_isr) + 1)
-    out += pack(">%di" % len(x_isr), *x_isr)
+    n = len(x_isr) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_isr)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_isr)
     out += _S1.pack(o.zk_version)
     x_replicas = o.replicas
     if x_replicas is None:
         raise EncodeError("UpdateMetadataRequest: Replicas is not nullable in version 6")
-    write_uvarint(out, len(x_replicas) + 1)
-    out += pack(">%di" % len(x_replicas), *x_replicas)
+    n = len(x_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_replicas)
     x_offline_replicas = o.offline_replicas
     if x_offline_replicas is None:
         raise EncodeError("UpdateMetadataRequest: OfflineReplicas is not nullable in version 6")
-    write_uvarint(out, len(x_offline_replicas) + 1)
-    out += pack(">%di" % len(x_offline_replicas), *x_offline_replicas)
+    n = len(x_offline_replicas) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_offline_replicas)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_offline_replicas)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -503,15 +606,22 @@ def _e_UpdateMetadataPartitionState_3(o: UpdateMetadataPartitionState, out: byte
 
 
 def _d_UpdateMetadataTopicState_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataTopicState, int]:
-    v_topic_name: str
-    v_partition_states: list[UpdateMetadataPartitionState]
-    v_topic_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_states = []
+    o = _new(UpdateMetadataTopicState)
+    o.topic_name, pos = read_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.PartitionStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.PartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_states: list[UpdateMetadataPartitionState] = []
     for _ in range(n):
         e_partition_states, pos = _d_UpdateMetadataPartitionState_2(buf, pos)
-        v_partition_states.append(e_partition_states)
-    return UpdateMetadataTopicState(v_topic_name, ZERO_UUID, v_partition_states, None), pos
+        a_partition_states.append(e_partition_states)
+    o.partition_states = a_partition_states
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataTopicState_0(o: UpdateMetadataTopicState, out: bytearray) -> None:
@@ -525,16 +635,30 @@ def _e_UpdateMetadataTopicState_0(o: UpdateMetadataTopicState, out: bytearray) -
 
 
 def _d_UpdateMetadataTopicState_1(buf: memoryview, pos: int) -> tuple[UpdateMetadataTopicState, int]:
-    v_topic_name: str
-    v_partition_states: list[UpdateMetadataPartitionState]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_states = []
+    o = _new(UpdateMetadataTopicState)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.topic_id = ZERO_UUID
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.PartitionStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.PartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_states: list[UpdateMetadataPartitionState] = []
     for _ in range(n):
         e_partition_states, pos = _d_UpdateMetadataPartitionState_3(buf, pos)
-        v_partition_states.append(e_partition_states)
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateMetadataTopicState(v_topic_name, ZERO_UUID, v_partition_states, unknown), pos
+        a_partition_states.append(e_partition_states)
+    o.partition_states = a_partition_states
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateMetadataTopicState_1(o: UpdateMetadataTopicState, out: bytearray) -> None:
@@ -542,7 +666,11 @@ def _e_UpdateMetadataTopicState_1(o: UpdateMetadataTopicState, out: bytearray) -
     x_partition_states = o.partition_states
     if x_partition_states is None:
         raise EncodeError("UpdateMetadataRequest: PartitionStates is not nullable in version 6")
-    write_uvarint(out, len(x_partition_states) + 1)
+    n = len(x_partition_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_states in x_partition_states:
         _e_UpdateMetadataPartitionState_3(e_partition_states, out)
     if o.unknown_tags:
@@ -552,18 +680,30 @@ def _e_UpdateMetadataTopicState_1(o: UpdateMetadataTopicState, out: bytearray) -
 
 
 def _d_UpdateMetadataTopicState_2(buf: memoryview, pos: int) -> tuple[UpdateMetadataTopicState, int]:
-    v_topic_name: str
-    v_topic_id: uuid.UUID
-    v_partition_states: list[UpdateMetadataPartitionState]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_states = []
+    o = _new(UpdateMetadataTopicState)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.PartitionStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.PartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_states: list[UpdateMetadataPartitionState] = []
     for _ in range(n):
         e_partition_states, pos = _d_UpdateMetadataPartitionState_3(buf, pos)
-        v_partition_states.append(e_partition_states)
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateMetadataTopicState(v_topic_name, v_topic_id, v_partition_states, unknown), pos
+        a_partition_states.append(e_partition_states)
+    o.partition_states = a_partition_states
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateMetadataTopicState_2(o: UpdateMetadataTopicState, out: bytearray) -> None:
@@ -572,7 +712,11 @@ def _e_UpdateMetadataTopicState_2(o: UpdateMetadataTopicState, out: bytearray) -
     x_partition_states = o.partition_states
     if x_partition_states is None:
         raise EncodeError("UpdateMetadataRequest: PartitionStates is not nullable in version 7")
-    write_uvarint(out, len(x_partition_states) + 1)
+    n = len(x_partition_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_states in x_partition_states:
         _e_UpdateMetadataPartitionState_3(e_partition_states, out)
     if o.unknown_tags:
@@ -582,13 +726,15 @@ def _e_UpdateMetadataTopicState_2(o: UpdateMetadataTopicState, out: bytearray) -
 
 
 def _d_UpdateMetadataEndpoint_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataEndpoint, int]:
-    v_host: str
-    v_port, = _S1.unpack_from(buf, pos)
+    o = _new(UpdateMetadataEndpoint)
+    (o.port,) = _S1.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_string(buf, pos)
-    v_security_protocol, = _S2.unpack_from(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    o.listener = ''
+    (o.security_protocol,) = _S2.unpack_from(buf, pos)
     pos += 2
-    return UpdateMetadataEndpoint(v_port, v_host, '', v_security_protocol, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataEndpoint_0(o: UpdateMetadataEndpoint, out: bytearray) -> None:
@@ -598,15 +744,15 @@ def _e_UpdateMetadataEndpoint_0(o: UpdateMetadataEndpoint, out: bytearray) -> No
 
 
 def _d_UpdateMetadataEndpoint_1(buf: memoryview, pos: int) -> tuple[UpdateMetadataEndpoint, int]:
-    v_host: str
-    v_listener: str
-    v_port, = _S1.unpack_from(buf, pos)
+    o = _new(UpdateMetadataEndpoint)
+    (o.port,) = _S1.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_string(buf, pos)
-    v_listener, pos = read_string(buf, pos)
-    v_security_protocol, = _S2.unpack_from(buf, pos)
+    o.host, pos = read_string(buf, pos)
+    o.listener, pos = read_string(buf, pos)
+    (o.security_protocol,) = _S2.unpack_from(buf, pos)
     pos += 2
-    return UpdateMetadataEndpoint(v_port, v_host, v_listener, v_security_protocol, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataEndpoint_1(o: UpdateMetadataEndpoint, out: bytearray) -> None:
@@ -617,16 +763,19 @@ def _e_UpdateMetadataEndpoint_1(o: UpdateMetadataEndpoint, out: bytearray) -> No
 
 
 def _d_UpdateMetadataEndpoint_2(buf: memoryview, pos: int) -> tuple[UpdateMetadataEndpoint, int]:
-    v_host: str
-    v_listener: str
-    v_port, = _S1.unpack_from(buf, pos)
+    o = _new(UpdateMetadataEndpoint)
+    (o.port,) = _S1.unpack_from(buf, pos)
     pos += 4
-    v_host, pos = read_compact_string(buf, pos)
-    v_listener, pos = read_compact_string(buf, pos)
-    v_security_protocol, = _S2.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    o.listener, pos = read_compact_string(buf, pos)
+    (o.security_protocol,) = _S2.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateMetadataEndpoint(v_port, v_host, v_listener, v_security_protocol, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateMetadataEndpoint_2(o: UpdateMetadataEndpoint, out: bytearray) -> None:
@@ -641,13 +790,16 @@ def _e_UpdateMetadataEndpoint_2(o: UpdateMetadataEndpoint, out: bytearray) -> No
 
 
 def _d_UpdateMetadataBroker_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataBroker, int]:
-    v_v0_host: str
-    v_id, = _S1.unpack_from(buf, pos)
+    o = _new(UpdateMetadataBroker)
+    (o.id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    v_v0_host, pos = read_string(buf, pos)
-    v_v0_port, = _S1.unpack_from(buf, pos)
+    o.v0_host, pos = read_string(buf, pos)
+    o.endpoints = []
+    o.rack = ''
+    (o.v0_port,) = _S1.unpack_from(buf, pos)
     pos += 4
-    return UpdateMetadataBroker(v_id, v_v0_host, v_v0_port, [], '', None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataBroker_0(o: UpdateMetadataBroker, out: bytearray) -> None:
@@ -657,15 +809,25 @@ def _e_UpdateMetadataBroker_0(o: UpdateMetadataBroker, out: bytearray) -> None:
 
 
 def _d_UpdateMetadataBroker_1(buf: memoryview, pos: int) -> tuple[UpdateMetadataBroker, int]:
-    v_endpoints: list[UpdateMetadataEndpoint]
-    v_id, = _S1.unpack_from(buf, pos)
+    o = _new(UpdateMetadataBroker)
+    o.v0_host = ''
+    o.v0_port = 0
+    (o.id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_endpoints = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.Endpoints has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Endpoints length {n} exceeds the {len(buf) - pos} bytes left")
+    a_endpoints: list[UpdateMetadataEndpoint] = []
     for _ in range(n):
         e_endpoints, pos = _d_UpdateMetadataEndpoint_0(buf, pos)
-        v_endpoints.append(e_endpoints)
-    return UpdateMetadataBroker(v_id, '', 0, v_endpoints, '', None), pos
+        a_endpoints.append(e_endpoints)
+    o.endpoints = a_endpoints
+    o.rack = ''
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataBroker_1(o: UpdateMetadataBroker, out: bytearray) -> None:
@@ -679,17 +841,25 @@ def _e_UpdateMetadataBroker_1(o: UpdateMetadataBroker, out: bytearray) -> None:
 
 
 def _d_UpdateMetadataBroker_2(buf: memoryview, pos: int) -> tuple[UpdateMetadataBroker, int]:
-    v_endpoints: list[UpdateMetadataEndpoint]
-    v_rack: str | None
-    v_id, = _S1.unpack_from(buf, pos)
+    o = _new(UpdateMetadataBroker)
+    o.v0_host = ''
+    o.v0_port = 0
+    (o.id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_endpoints = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.Endpoints has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Endpoints length {n} exceeds the {len(buf) - pos} bytes left")
+    a_endpoints: list[UpdateMetadataEndpoint] = []
     for _ in range(n):
         e_endpoints, pos = _d_UpdateMetadataEndpoint_0(buf, pos)
-        v_endpoints.append(e_endpoints)
-    v_rack, pos = read_nullable_string(buf, pos)
-    return UpdateMetadataBroker(v_id, '', 0, v_endpoints, v_rack, None), pos
+        a_endpoints.append(e_endpoints)
+    o.endpoints = a_endpoints
+    o.rack, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataBroker_2(o: UpdateMetadataBroker, out: bytearray) -> None:
@@ -704,17 +874,25 @@ def _e_UpdateMetadataBroker_2(o: UpdateMetadataBroker, out: bytearray) -> None:
 
 
 def _d_UpdateMetadataBroker_3(buf: memoryview, pos: int) -> tuple[UpdateMetadataBroker, int]:
-    v_endpoints: list[UpdateMetadataEndpoint]
-    v_rack: str | None
-    v_id, = _S1.unpack_from(buf, pos)
+    o = _new(UpdateMetadataBroker)
+    o.v0_host = ''
+    o.v0_port = 0
+    (o.id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_array_len(buf, pos)
-    v_endpoints = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.Endpoints has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Endpoints length {n} exceeds the {len(buf) - pos} bytes left")
+    a_endpoints: list[UpdateMetadataEndpoint] = []
     for _ in range(n):
         e_endpoints, pos = _d_UpdateMetadataEndpoint_1(buf, pos)
-        v_endpoints.append(e_endpoints)
-    v_rack, pos = read_nullable_string(buf, pos)
-    return UpdateMetadataBroker(v_id, '', 0, v_endpoints, v_rack, None), pos
+        a_endpoints.append(e_endpoints)
+    o.endpoints = a_endpoints
+    o.rack, pos = read_nullable_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataBroker_3(o: UpdateMetadataBroker, out: bytearray) -> None:
@@ -729,18 +907,33 @@ def _e_UpdateMetadataBroker_3(o: UpdateMetadataBroker, out: bytearray) -> None:
 
 
 def _d_UpdateMetadataBroker_4(buf: memoryview, pos: int) -> tuple[UpdateMetadataBroker, int]:
-    v_endpoints: list[UpdateMetadataEndpoint]
-    v_rack: str | None
-    v_id, = _S1.unpack_from(buf, pos)
+    o = _new(UpdateMetadataBroker)
+    o.v0_host = ''
+    o.v0_port = 0
+    (o.id,) = _S1.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_endpoints = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.Endpoints is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.Endpoints length {n} exceeds the {len(buf) - pos} bytes left")
+    a_endpoints: list[UpdateMetadataEndpoint] = []
     for _ in range(n):
         e_endpoints, pos = _d_UpdateMetadataEndpoint_2(buf, pos)
-        v_endpoints.append(e_endpoints)
-    v_rack, pos = read_compact_nullable_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateMetadataBroker(v_id, '', 0, v_endpoints, v_rack, unknown), pos
+        a_endpoints.append(e_endpoints)
+    o.endpoints = a_endpoints
+    o.rack, pos = read_compact_nullable_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateMetadataBroker_4(o: UpdateMetadataBroker, out: bytearray) -> None:
@@ -748,7 +941,11 @@ def _e_UpdateMetadataBroker_4(o: UpdateMetadataBroker, out: bytearray) -> None:
     x_endpoints = o.endpoints
     if x_endpoints is None:
         raise EncodeError("UpdateMetadataRequest: Endpoints is not nullable in version 6")
-    write_uvarint(out, len(x_endpoints) + 1)
+    n = len(x_endpoints) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_endpoints in x_endpoints:
         _e_UpdateMetadataEndpoint_2(e_endpoints, out)
     write_compact_nullable_string(out, o.rack)
@@ -759,21 +956,37 @@ def _e_UpdateMetadataBroker_4(o: UpdateMetadataBroker, out: bytearray) -> None:
 
 
 def _d_UpdateMetadataRequest_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
-    v_ungrouped_partition_states: list[UpdateMetadataPartitionState]
-    v_live_brokers: list[UpdateMetadataBroker]
-    v_controller_id, v_controller_epoch = _S3.unpack_from(buf, pos)
+    o = _new(UpdateMetadataRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.broker_epoch = -1
+    o.controller_id, o.controller_epoch = _S3.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_ungrouped_partition_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.UngroupedPartitionStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.UngroupedPartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_ungrouped_partition_states: list[UpdateMetadataPartitionState] = []
     for _ in range(n):
         e_ungrouped_partition_states, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
-        v_ungrouped_partition_states.append(e_ungrouped_partition_states)
-    n, pos = read_array_len(buf, pos)
-    v_live_brokers = []
+        a_ungrouped_partition_states.append(e_ungrouped_partition_states)
+    o.ungrouped_partition_states = a_ungrouped_partition_states
+    o.topic_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_brokers: list[UpdateMetadataBroker] = []
     for _ in range(n):
         e_live_brokers, pos = _d_UpdateMetadataBroker_0(buf, pos)
-        v_live_brokers.append(e_live_brokers)
-    return UpdateMetadataRequest(v_controller_id, False, 0, v_controller_epoch, -1, v_ungrouped_partition_states, [], v_live_brokers, None), pos
+        a_live_brokers.append(e_live_brokers)
+    o.live_brokers = a_live_brokers
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataRequest_0(o: UpdateMetadataRequest, out: bytearray) -> None:
@@ -800,21 +1013,37 @@ def _e_UpdateMetadataRequest_0(o: UpdateMetadataRequest, out: bytearray) -> None
 
 
 def _d_UpdateMetadataRequest_1(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
-    v_ungrouped_partition_states: list[UpdateMetadataPartitionState]
-    v_live_brokers: list[UpdateMetadataBroker]
-    v_controller_id, v_controller_epoch = _S3.unpack_from(buf, pos)
+    o = _new(UpdateMetadataRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.broker_epoch = -1
+    o.controller_id, o.controller_epoch = _S3.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_ungrouped_partition_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.UngroupedPartitionStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.UngroupedPartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_ungrouped_partition_states: list[UpdateMetadataPartitionState] = []
     for _ in range(n):
         e_ungrouped_partition_states, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
-        v_ungrouped_partition_states.append(e_ungrouped_partition_states)
-    n, pos = read_array_len(buf, pos)
-    v_live_brokers = []
+        a_ungrouped_partition_states.append(e_ungrouped_partition_states)
+    o.ungrouped_partition_states = a_ungrouped_partition_states
+    o.topic_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_brokers: list[UpdateMetadataBroker] = []
     for _ in range(n):
         e_live_brokers, pos = _d_UpdateMetadataBroker_1(buf, pos)
-        v_live_brokers.append(e_live_brokers)
-    return UpdateMetadataRequest(v_controller_id, False, 0, v_controller_epoch, -1, v_ungrouped_partition_states, [], v_live_brokers, None), pos
+        a_live_brokers.append(e_live_brokers)
+    o.live_brokers = a_live_brokers
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataRequest_1(o: UpdateMetadataRequest, out: bytearray) -> None:
@@ -841,21 +1070,37 @@ def _e_UpdateMetadataRequest_1(o: UpdateMetadataRequest, out: bytearray) -> None
 
 
 def _d_UpdateMetadataRequest_2(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
-    v_ungrouped_partition_states: list[UpdateMetadataPartitionState]
-    v_live_brokers: list[UpdateMetadataBroker]
-    v_controller_id, v_controller_epoch = _S3.unpack_from(buf, pos)
+    o = _new(UpdateMetadataRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.broker_epoch = -1
+    o.controller_id, o.controller_epoch = _S3.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_ungrouped_partition_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.UngroupedPartitionStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.UngroupedPartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_ungrouped_partition_states: list[UpdateMetadataPartitionState] = []
     for _ in range(n):
         e_ungrouped_partition_states, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
-        v_ungrouped_partition_states.append(e_ungrouped_partition_states)
-    n, pos = read_array_len(buf, pos)
-    v_live_brokers = []
+        a_ungrouped_partition_states.append(e_ungrouped_partition_states)
+    o.ungrouped_partition_states = a_ungrouped_partition_states
+    o.topic_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_brokers: list[UpdateMetadataBroker] = []
     for _ in range(n):
         e_live_brokers, pos = _d_UpdateMetadataBroker_2(buf, pos)
-        v_live_brokers.append(e_live_brokers)
-    return UpdateMetadataRequest(v_controller_id, False, 0, v_controller_epoch, -1, v_ungrouped_partition_states, [], v_live_brokers, None), pos
+        a_live_brokers.append(e_live_brokers)
+    o.live_brokers = a_live_brokers
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataRequest_2(o: UpdateMetadataRequest, out: bytearray) -> None:
@@ -882,21 +1127,37 @@ def _e_UpdateMetadataRequest_2(o: UpdateMetadataRequest, out: bytearray) -> None
 
 
 def _d_UpdateMetadataRequest_3(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
-    v_ungrouped_partition_states: list[UpdateMetadataPartitionState]
-    v_live_brokers: list[UpdateMetadataBroker]
-    v_controller_id, v_controller_epoch = _S3.unpack_from(buf, pos)
+    o = _new(UpdateMetadataRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.broker_epoch = -1
+    o.controller_id, o.controller_epoch = _S3.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_ungrouped_partition_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.UngroupedPartitionStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.UngroupedPartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_ungrouped_partition_states: list[UpdateMetadataPartitionState] = []
     for _ in range(n):
         e_ungrouped_partition_states, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
-        v_ungrouped_partition_states.append(e_ungrouped_partition_states)
-    n, pos = read_array_len(buf, pos)
-    v_live_brokers = []
+        a_ungrouped_partition_states.append(e_ungrouped_partition_states)
+    o.ungrouped_partition_states = a_ungrouped_partition_states
+    o.topic_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_brokers: list[UpdateMetadataBroker] = []
     for _ in range(n):
         e_live_brokers, pos = _d_UpdateMetadataBroker_3(buf, pos)
-        v_live_brokers.append(e_live_brokers)
-    return UpdateMetadataRequest(v_controller_id, False, 0, v_controller_epoch, -1, v_ungrouped_partition_states, [], v_live_brokers, None), pos
+        a_live_brokers.append(e_live_brokers)
+    o.live_brokers = a_live_brokers
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataRequest_3(o: UpdateMetadataRequest, out: bytearray) -> None:
@@ -923,21 +1184,37 @@ def _e_UpdateMetadataRequest_3(o: UpdateMetadataRequest, out: bytearray) -> None
 
 
 def _d_UpdateMetadataRequest_4(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
-    v_ungrouped_partition_states: list[UpdateMetadataPartitionState]
-    v_live_brokers: list[UpdateMetadataBroker]
-    v_controller_id, v_controller_epoch = _S3.unpack_from(buf, pos)
+    o = _new(UpdateMetadataRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.broker_epoch = -1
+    o.controller_id, o.controller_epoch = _S3.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_ungrouped_partition_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.UngroupedPartitionStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.UngroupedPartitionStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_ungrouped_partition_states: list[UpdateMetadataPartitionState] = []
     for _ in range(n):
         e_ungrouped_partition_states, pos = _d_UpdateMetadataPartitionState_1(buf, pos)
-        v_ungrouped_partition_states.append(e_ungrouped_partition_states)
-    n, pos = read_array_len(buf, pos)
-    v_live_brokers = []
+        a_ungrouped_partition_states.append(e_ungrouped_partition_states)
+    o.ungrouped_partition_states = a_ungrouped_partition_states
+    o.topic_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_brokers: list[UpdateMetadataBroker] = []
     for _ in range(n):
         e_live_brokers, pos = _d_UpdateMetadataBroker_3(buf, pos)
-        v_live_brokers.append(e_live_brokers)
-    return UpdateMetadataRequest(v_controller_id, False, 0, v_controller_epoch, -1, v_ungrouped_partition_states, [], v_live_brokers, None), pos
+        a_live_brokers.append(e_live_brokers)
+    o.live_brokers = a_live_brokers
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataRequest_4(o: UpdateMetadataRequest, out: bytearray) -> None:
@@ -964,21 +1241,36 @@ def _e_UpdateMetadataRequest_4(o: UpdateMetadataRequest, out: bytearray) -> None
 
 
 def _d_UpdateMetadataRequest_5(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
-    v_topic_states: list[UpdateMetadataTopicState]
-    v_live_brokers: list[UpdateMetadataBroker]
-    v_controller_id, v_controller_epoch, v_broker_epoch = _S4.unpack_from(buf, pos)
+    o = _new(UpdateMetadataRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.controller_id, o.controller_epoch, o.broker_epoch = _S4.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_array_len(buf, pos)
-    v_topic_states = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.TopicStates has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[UpdateMetadataTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_UpdateMetadataTopicState_0(buf, pos)
-        v_topic_states.append(e_topic_states)
-    n, pos = read_array_len(buf, pos)
-    v_live_brokers = []
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_brokers: list[UpdateMetadataBroker] = []
     for _ in range(n):
         e_live_brokers, pos = _d_UpdateMetadataBroker_3(buf, pos)
-        v_live_brokers.append(e_live_brokers)
-    return UpdateMetadataRequest(v_controller_id, False, 0, v_controller_epoch, v_broker_epoch, [], v_topic_states, v_live_brokers, None), pos
+        a_live_brokers.append(e_live_brokers)
+    o.live_brokers = a_live_brokers
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataRequest_5(o: UpdateMetadataRequest, out: bytearray) -> None:
@@ -1005,22 +1297,48 @@ def _e_UpdateMetadataRequest_5(o: UpdateMetadataRequest, out: bytearray) -> None
 
 
 def _d_UpdateMetadataRequest_6(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
-    v_topic_states: list[UpdateMetadataTopicState]
-    v_live_brokers: list[UpdateMetadataBroker]
-    v_controller_id, v_controller_epoch, v_broker_epoch = _S4.unpack_from(buf, pos)
+    o = _new(UpdateMetadataRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.controller_id, o.controller_epoch, o.broker_epoch = _S4.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_states = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.TopicStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[UpdateMetadataTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_UpdateMetadataTopicState_1(buf, pos)
-        v_topic_states.append(e_topic_states)
-    n, pos = read_compact_array_len(buf, pos)
-    v_live_brokers = []
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.LiveBrokers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_brokers: list[UpdateMetadataBroker] = []
     for _ in range(n):
         e_live_brokers, pos = _d_UpdateMetadataBroker_4(buf, pos)
-        v_live_brokers.append(e_live_brokers)
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateMetadataRequest(v_controller_id, False, 0, v_controller_epoch, v_broker_epoch, [], v_topic_states, v_live_brokers, unknown), pos
+        a_live_brokers.append(e_live_brokers)
+    o.live_brokers = a_live_brokers
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateMetadataRequest_6(o: UpdateMetadataRequest, out: bytearray) -> None:
@@ -1035,13 +1353,21 @@ def _e_UpdateMetadataRequest_6(o: UpdateMetadataRequest, out: bytearray) -> None
     x_topic_states = o.topic_states
     if x_topic_states is None:
         raise EncodeError("UpdateMetadataRequest: TopicStates is not nullable in version 6")
-    write_uvarint(out, len(x_topic_states) + 1)
+    n = len(x_topic_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_states in x_topic_states:
         _e_UpdateMetadataTopicState_1(e_topic_states, out)
     x_live_brokers = o.live_brokers
     if x_live_brokers is None:
         raise EncodeError("UpdateMetadataRequest: LiveBrokers is not nullable in version 6")
-    write_uvarint(out, len(x_live_brokers) + 1)
+    n = len(x_live_brokers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_live_brokers in x_live_brokers:
         _e_UpdateMetadataBroker_4(e_live_brokers, out)
     if o.unknown_tags:
@@ -1051,22 +1377,48 @@ def _e_UpdateMetadataRequest_6(o: UpdateMetadataRequest, out: bytearray) -> None
 
 
 def _d_UpdateMetadataRequest_7(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
-    v_topic_states: list[UpdateMetadataTopicState]
-    v_live_brokers: list[UpdateMetadataBroker]
-    v_controller_id, v_controller_epoch, v_broker_epoch = _S4.unpack_from(buf, pos)
+    o = _new(UpdateMetadataRequest)
+    o.is_k_raft_controller = False
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.controller_id, o.controller_epoch, o.broker_epoch = _S4.unpack_from(buf, pos)
     pos += 16
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_states = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.TopicStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[UpdateMetadataTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_UpdateMetadataTopicState_2(buf, pos)
-        v_topic_states.append(e_topic_states)
-    n, pos = read_compact_array_len(buf, pos)
-    v_live_brokers = []
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.LiveBrokers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_brokers: list[UpdateMetadataBroker] = []
     for _ in range(n):
         e_live_brokers, pos = _d_UpdateMetadataBroker_4(buf, pos)
-        v_live_brokers.append(e_live_brokers)
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateMetadataRequest(v_controller_id, False, 0, v_controller_epoch, v_broker_epoch, [], v_topic_states, v_live_brokers, unknown), pos
+        a_live_brokers.append(e_live_brokers)
+    o.live_brokers = a_live_brokers
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateMetadataRequest_7(o: UpdateMetadataRequest, out: bytearray) -> None:
@@ -1081,13 +1433,21 @@ def _e_UpdateMetadataRequest_7(o: UpdateMetadataRequest, out: bytearray) -> None
     x_topic_states = o.topic_states
     if x_topic_states is None:
         raise EncodeError("UpdateMetadataRequest: TopicStates is not nullable in version 7")
-    write_uvarint(out, len(x_topic_states) + 1)
+    n = len(x_topic_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_states in x_topic_states:
         _e_UpdateMetadataTopicState_2(e_topic_states, out)
     x_live_brokers = o.live_brokers
     if x_live_brokers is None:
         raise EncodeError("UpdateMetadataRequest: LiveBrokers is not nullable in version 7")
-    write_uvarint(out, len(x_live_brokers) + 1)
+    n = len(x_live_brokers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_live_brokers in x_live_brokers:
         _e_UpdateMetadataBroker_4(e_live_brokers, out)
     if o.unknown_tags:
@@ -1097,35 +1457,55 @@ def _e_UpdateMetadataRequest_7(o: UpdateMetadataRequest, out: bytearray) -> None
 
 
 def _d_UpdateMetadataRequest_8(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
-    v_topic_states: list[UpdateMetadataTopicState]
-    v_live_brokers: list[UpdateMetadataBroker]
-    v_controller_id, v_is_k_raft_controller, v_controller_epoch, v_broker_epoch = _S6.unpack_from(buf, pos)
+    o = _new(UpdateMetadataRequest)
+    o.type = 0
+    o.ungrouped_partition_states = []
+    o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch = _S6.unpack_from(buf, pos)
     pos += 17
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_states = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.TopicStates is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.TopicStates length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_states: list[UpdateMetadataTopicState] = []
     for _ in range(n):
         e_topic_states, pos = _d_UpdateMetadataTopicState_2(buf, pos)
-        v_topic_states.append(e_topic_states)
-    n, pos = read_compact_array_len(buf, pos)
-    v_live_brokers = []
+        a_topic_states.append(e_topic_states)
+    o.topic_states = a_topic_states
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateMetadataRequest.LiveBrokers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateMetadataRequest.LiveBrokers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_live_brokers: list[UpdateMetadataBroker] = []
     for _ in range(n):
         e_live_brokers, pos = _d_UpdateMetadataBroker_4(buf, pos)
-        v_live_brokers.append(e_live_brokers)
-    v_type = 0
-    unknown: list[tuple[int, bytes]] | None = None
+        a_live_brokers.append(e_live_brokers)
+    o.live_brokers = a_live_brokers
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            (v_type,) = _S7.unpack_from(buf, pos)
+            (o.type,) = _S7.unpack_from(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return UpdateMetadataRequest(v_controller_id, v_is_k_raft_controller, v_type, v_controller_epoch, v_broker_epoch, [], v_topic_states, v_live_brokers, unknown), pos
+    return o, pos
 
 
 def _e_UpdateMetadataRequest_8(o: UpdateMetadataRequest, out: bytearray) -> None:
@@ -1135,13 +1515,21 @@ def _e_UpdateMetadataRequest_8(o: UpdateMetadataRequest, out: bytearray) -> None
     x_topic_states = o.topic_states
     if x_topic_states is None:
         raise EncodeError("UpdateMetadataRequest: TopicStates is not nullable in version 8")
-    write_uvarint(out, len(x_topic_states) + 1)
+    n = len(x_topic_states) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_states in x_topic_states:
         _e_UpdateMetadataTopicState_2(e_topic_states, out)
     x_live_brokers = o.live_brokers
     if x_live_brokers is None:
         raise EncodeError("UpdateMetadataRequest: LiveBrokers is not nullable in version 8")
-    write_uvarint(out, len(x_live_brokers) + 1)
+    n = len(x_live_brokers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_live_brokers in x_live_brokers:
         _e_UpdateMetadataBroker_4(e_live_brokers, out)
     tags: list[tuple[int, bytes | bytearray]] = []
@@ -1152,5 +1540,9 @@ def _e_UpdateMetadataRequest_8(o: UpdateMetadataRequest, out: bytearray) -> None
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_UpdateMetadataPartitionState = UpdateMetadataPartitionState()
+_DEF_UpdateMetadataTopicState = UpdateMetadataTopicState()
+_DEF_UpdateMetadataEndpoint = UpdateMetadataEndpoint()
+_DEF_UpdateMetadataBroker = UpdateMetadataBroker()
 _DECODERS = (_d_UpdateMetadataRequest_0, _d_UpdateMetadataRequest_1, _d_UpdateMetadataRequest_2, _d_UpdateMetadataRequest_3, _d_UpdateMetadataRequest_4, _d_UpdateMetadataRequest_5, _d_UpdateMetadataRequest_6, _d_UpdateMetadataRequest_7, _d_UpdateMetadataRequest_8,)
 _ENCODERS = (_e_UpdateMetadataRequest_0, _e_UpdateMetadataRequest_1, _e_UpdateMetadataRequest_2, _e_UpdateMetadataRequest_3, _e_UpdateMetadataRequest_4, _e_UpdateMetadataRequest_5, _e_UpdateMetadataRequest_6, _e_UpdateMetadataRequest_7, _e_UpdateMetadataRequest_8,)

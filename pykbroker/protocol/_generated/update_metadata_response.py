@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>h')
 
 
@@ -118,9 +130,11 @@ class UpdateMetadataResponse:
 
 
 def _d_UpdateMetadataResponse_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataResponse, int]:
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(UpdateMetadataResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    return UpdateMetadataResponse(v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_UpdateMetadataResponse_0(o: UpdateMetadataResponse, out: bytearray) -> None:
@@ -128,10 +142,15 @@ def _e_UpdateMetadataResponse_0(o: UpdateMetadataResponse, out: bytearray) -> No
 
 
 def _d_UpdateMetadataResponse_1(buf: memoryview, pos: int) -> tuple[UpdateMetadataResponse, int]:
-    v_error_code, = _S0.unpack_from(buf, pos)
+    o = _new(UpdateMetadataResponse)
+    (o.error_code,) = _S0.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateMetadataResponse(v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateMetadataResponse_1(o: UpdateMetadataResponse, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>H')
 _S1 = struct.Struct('>hh')
 _S2 = struct.Struct('>ii')
@@ -212,14 +224,17 @@ class UpdateRaftVoterRequest:
 
 
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
-    v_name: str
-    v_host: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o = _new(Listener)
+    o.name, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return Listener(v_name, v_host, v_port, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Listener_0(o: Listener, out: bytearray) -> None:
@@ -233,10 +248,15 @@ def _e_Listener_0(o: Listener, out: bytearray) -> None:
 
 
 def _d_KRaftVersionFeature_0(buf: memoryview, pos: int) -> tuple[KRaftVersionFeature, int]:
-    v_min_supported_version, v_max_supported_version = _S1.unpack_from(buf, pos)
+    o = _new(KRaftVersionFeature)
+    o.min_supported_version, o.max_supported_version = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return KRaftVersionFeature(v_min_supported_version, v_max_supported_version, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_KRaftVersionFeature_0(o: KRaftVersionFeature, out: bytearray) -> None:
@@ -248,22 +268,33 @@ def _e_KRaftVersionFeature_0(o: KRaftVersionFeature, out: bytearray) -> None:
 
 
 def _d_UpdateRaftVoterRequest_0(buf: memoryview, pos: int) -> tuple[UpdateRaftVoterRequest, int]:
-    v_cluster_id: str | None
-    v_voter_directory_id: uuid.UUID
-    v_listeners: list[Listener]
-    v_k_raft_version_feature: KRaftVersionFeature
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    v_current_leader_epoch, v_voter_id = _S2.unpack_from(buf, pos)
+    o = _new(UpdateRaftVoterRequest)
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    o.current_leader_epoch, o.voter_id = _S2.unpack_from(buf, pos)
     pos += 8
-    v_voter_directory_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_listeners = []
+    o.voter_directory_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("UpdateRaftVoterRequest.Listeners is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"UpdateRaftVoterRequest.Listeners length {n} exceeds the {len(buf) - pos} bytes left")
+    a_listeners: list[Listener] = []
     for _ in range(n):
         e_listeners, pos = _d_Listener_0(buf, pos)
-        v_listeners.append(e_listeners)
-    v_k_raft_version_feature, pos = _d_KRaftVersionFeature_0(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return UpdateRaftVoterRequest(v_cluster_id, v_current_leader_epoch, v_voter_id, v_voter_directory_id, v_listeners, v_k_raft_version_feature, unknown), pos
+        a_listeners.append(e_listeners)
+    o.listeners = a_listeners
+    o.k_raft_version_feature, pos = _d_KRaftVersionFeature_0(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_UpdateRaftVoterRequest_0(o: UpdateRaftVoterRequest, out: bytearray) -> None:
@@ -273,7 +304,11 @@ def _e_UpdateRaftVoterRequest_0(o: UpdateRaftVoterRequest, out: bytearray) -> No
     x_listeners = o.listeners
     if x_listeners is None:
         raise EncodeError("UpdateRaftVoterRequest: Listeners is not nullable in version 0")
-    write_uvarint(out, len(x_listeners) + 1)
+    n = len(x_listeners) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_listeners in x_listeners:
         _e_Listener_0(e_listeners, out)
     _e_KRaftVersionFeature_0(o.k_raft_version_feature, out)
@@ -283,5 +318,7 @@ def _e_UpdateRaftVoterRequest_0(o: UpdateRaftVoterRequest, out: bytearray) -> No
         out.append(0)
 
 
+_DEF_Listener = Listener()
+_DEF_KRaftVersionFeature = KRaftVersionFeature()
 _DECODERS = (_d_UpdateRaftVoterRequest_0,)
 _ENCODERS = (_e_UpdateRaftVoterRequest_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ii')
 _S1 = struct.Struct('>i')
 _S2 = struct.Struct('>ih')
@@ -170,14 +182,18 @@ class UpdateRaftVoterResponse:
 
 
 def _d_CurrentLeader_0(buf: memoryview, pos: int) -> tuple[CurrentLeader, int]:
-    v_host: str
-    v_leader_id, v_leader_epoch = _S0.unpack_from(buf, pos)
+    o = _new(CurrentLeader)
+    o.leader_id, o.leader_epoch = _S0.unpack_from(buf, pos)
     pos += 8
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S1.unpack_from(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return CurrentLeader(v_leader_id, v_leader_epoch, v_host, v_port, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_CurrentLeader_0(o: CurrentLeader, out: bytearray) -> None:
@@ -191,35 +207,36 @@ def _e_CurrentLeader_0(o: CurrentLeader, out: bytearray) -> None:
 
 
 def _d_UpdateRaftVoterResponse_0(buf: memoryview, pos: int) -> tuple[UpdateRaftVoterResponse, int]:
-    v_current_leader: CurrentLeader
-    v_throttle_time_ms, v_error_code = _S2.unpack_from(buf, pos)
+    o = _new(UpdateRaftVoterResponse)
+    o.current_leader = CurrentLeader()
+    o.throttle_time_ms, o.error_code = _S2.unpack_from(buf, pos)
     pos += 6
-    v_current_leader = CurrentLeader()
-    unknown: list[tuple[int, bytes]] | None = None
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            v_current_leader, pos = _d_CurrentLeader_0(buf, pos)
+            o.current_leader, pos = _d_CurrentLeader_0(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return UpdateRaftVoterResponse(v_throttle_time_ms, v_error_code, v_current_leader, unknown), pos
+    return o, pos
 
 
 def _e_UpdateRaftVoterResponse_0(o: UpdateRaftVoterResponse, out: bytearray) -> None:
     out += _S2.pack(o.throttle_time_ms, o.error_code)
     tags: list[tuple[int, bytes | bytearray]] = []
-    if o.current_leader != CurrentLeader():
+    if o.current_leader != _DEF_CurrentLeader:
         b = bytearray()
         _e_CurrentLeader_0(o.current_leader, b)
         tags.append((0, b))
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_CurrentLeader = CurrentLeader()
 _DECODERS = (_d_UpdateRaftVoterResponse_0,)
 _ENCODERS = (_e_UpdateRaftVoterResponse_0,)

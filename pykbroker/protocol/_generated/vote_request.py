@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iiiiq')
 _S1 = struct.Struct('>iii')
 _S2 = struct.Struct('>iq')
@@ -217,10 +229,17 @@ class VoteRequest:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_partition_index, v_candidate_epoch, v_candidate_id, v_last_offset_epoch, v_last_offset = _S0.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.candidate_directory_id = ZERO_UUID
+    o.voter_directory_id = ZERO_UUID
+    o.partition_index, o.candidate_epoch, o.candidate_id, o.last_offset_epoch, o.last_offset = _S0.unpack_from(buf, pos)
     pos += 24
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_candidate_epoch, v_candidate_id, ZERO_UUID, ZERO_UUID, v_last_offset_epoch, v_last_offset, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -232,16 +251,19 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_candidate_directory_id: uuid.UUID
-    v_voter_directory_id: uuid.UUID
-    v_partition_index, v_candidate_epoch, v_candidate_id = _S1.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition_index, o.candidate_epoch, o.candidate_id = _S1.unpack_from(buf, pos)
     pos += 12
-    v_candidate_directory_id, pos = read_uuid(buf, pos)
-    v_voter_directory_id, pos = read_uuid(buf, pos)
-    v_last_offset_epoch, v_last_offset = _S2.unpack_from(buf, pos)
+    o.candidate_directory_id, pos = read_uuid(buf, pos)
+    o.voter_directory_id, pos = read_uuid(buf, pos)
+    o.last_offset_epoch, o.last_offset = _S2.unpack_from(buf, pos)
     pos += 12
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition_index, v_candidate_epoch, v_candidate_id, v_candidate_directory_id, v_voter_directory_id, v_last_offset_epoch, v_last_offset, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
@@ -256,16 +278,29 @@ def _e_PartitionData_1(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("VoteRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"VoteRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
@@ -273,7 +308,11 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("VoteRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_0(e_partitions, out)
     if o.unknown_tags:
@@ -283,16 +322,29 @@ def _e_TopicData_0(o: TopicData, out: bytearray) -> None:
 
 
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
-    v_topic_name: str
-    v_partitions: list[PartitionData]
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(TopicData)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("VoteRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"VoteRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicData(v_topic_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
@@ -300,7 +352,11 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("VoteRequest: Partitions is not nullable in version 1")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_1(e_partitions, out)
     if o.unknown_tags:
@@ -310,16 +366,30 @@ def _e_TopicData_1(o: TopicData, out: bytearray) -> None:
 
 
 def _d_VoteRequest_0(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
-    v_cluster_id: str | None
-    v_topics: list[TopicData]
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(VoteRequest)
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    o.voter_id = -1
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("VoteRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"VoteRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return VoteRequest(v_cluster_id, -1, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_VoteRequest_0(o: VoteRequest, out: bytearray) -> None:
@@ -327,7 +397,11 @@ def _e_VoteRequest_0(o: VoteRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("VoteRequest: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_0(e_topics, out)
     if o.unknown_tags:
@@ -337,18 +411,31 @@ def _e_VoteRequest_0(o: VoteRequest, out: bytearray) -> None:
 
 
 def _d_VoteRequest_1(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
-    v_cluster_id: str | None
-    v_topics: list[TopicData]
-    v_cluster_id, pos = read_compact_nullable_string(buf, pos)
-    v_voter_id, = _S3.unpack_from(buf, pos)
+    o = _new(VoteRequest)
+    o.cluster_id, pos = read_compact_nullable_string(buf, pos)
+    (o.voter_id,) = _S3.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("VoteRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"VoteRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicData] = []
     for _ in range(n):
         e_topics, pos = _d_TopicData_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return VoteRequest(v_cluster_id, v_voter_id, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_VoteRequest_1(o: VoteRequest, out: bytearray) -> None:
@@ -357,7 +444,11 @@ def _e_VoteRequest_1(o: VoteRequest, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("VoteRequest: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicData_1(e_topics, out)
     if o.unknown_tags:
@@ -366,5 +457,7 @@ def _e_VoteRequest_1(o: VoteRequest, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_PartitionData = PartitionData()
+_DEF_TopicData = TopicData()
 _DECODERS = (_d_VoteRequest_0, _d_VoteRequest_1,)
 _ENCODERS = (_e_VoteRequest_0, _e_VoteRequest_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>H')
 _S1 = struct.Struct('>hh')
 _S2 = struct.Struct('>i')
@@ -239,14 +251,17 @@ class VotersRecord:
 
 
 def _d_Endpoint_0(buf: memoryview, pos: int) -> tuple[Endpoint, int]:
-    v_name: str
-    v_host: str
-    v_name, pos = read_compact_string(buf, pos)
-    v_host, pos = read_compact_string(buf, pos)
-    v_port, = _S0.unpack_from(buf, pos)
+    o = _new(Endpoint)
+    o.name, pos = read_compact_string(buf, pos)
+    o.host, pos = read_compact_string(buf, pos)
+    (o.port,) = _S0.unpack_from(buf, pos)
     pos += 2
-    unknown, pos = skip_tags(buf, pos)
-    return Endpoint(v_name, v_host, v_port, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Endpoint_0(o: Endpoint, out: bytearray) -> None:
@@ -260,10 +275,15 @@ def _e_Endpoint_0(o: Endpoint, out: bytearray) -> None:
 
 
 def _d_KRaftVersionFeature_0(buf: memoryview, pos: int) -> tuple[KRaftVersionFeature, int]:
-    v_min_supported_version, v_max_supported_version = _S1.unpack_from(buf, pos)
+    o = _new(KRaftVersionFeature)
+    o.min_supported_version, o.max_supported_version = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return KRaftVersionFeature(v_min_supported_version, v_max_supported_version, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_KRaftVersionFeature_0(o: KRaftVersionFeature, out: bytearray) -> None:
@@ -275,20 +295,32 @@ def _e_KRaftVersionFeature_0(o: KRaftVersionFeature, out: bytearray) -> None:
 
 
 def _d_Voter_0(buf: memoryview, pos: int) -> tuple[Voter, int]:
-    v_voter_directory_id: uuid.UUID
-    v_endpoints: list[Endpoint]
-    v_k_raft_version_feature: KRaftVersionFeature
-    v_voter_id, = _S2.unpack_from(buf, pos)
+    o = _new(Voter)
+    (o.voter_id,) = _S2.unpack_from(buf, pos)
     pos += 4
-    v_voter_directory_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_endpoints = []
+    o.voter_directory_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("VotersRecord.Endpoints is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"VotersRecord.Endpoints length {n} exceeds the {len(buf) - pos} bytes left")
+    a_endpoints: list[Endpoint] = []
     for _ in range(n):
         e_endpoints, pos = _d_Endpoint_0(buf, pos)
-        v_endpoints.append(e_endpoints)
-    v_k_raft_version_feature, pos = _d_KRaftVersionFeature_0(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return Voter(v_voter_id, v_voter_directory_id, v_endpoints, v_k_raft_version_feature, unknown), pos
+        a_endpoints.append(e_endpoints)
+    o.endpoints = a_endpoints
+    o.k_raft_version_feature, pos = _d_KRaftVersionFeature_0(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_Voter_0(o: Voter, out: bytearray) -> None:
@@ -297,7 +329,11 @@ def _e_Voter_0(o: Voter, out: bytearray) -> None:
     x_endpoints = o.endpoints
     if x_endpoints is None:
         raise EncodeError("VotersRecord: Endpoints is not nullable in version 0")
-    write_uvarint(out, len(x_endpoints) + 1)
+    n = len(x_endpoints) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_endpoints in x_endpoints:
         _e_Endpoint_0(e_endpoints, out)
     _e_KRaftVersionFeature_0(o.k_raft_version_feature, out)
@@ -308,16 +344,30 @@ def _e_Voter_0(o: Voter, out: bytearray) -> None:
 
 
 def _d_VotersRecord_0(buf: memoryview, pos: int) -> tuple[VotersRecord, int]:
-    v_voters: list[Voter]
-    v_version, = _S3.unpack_from(buf, pos)
+    o = _new(VotersRecord)
+    (o.version,) = _S3.unpack_from(buf, pos)
     pos += 2
-    n, pos = read_compact_array_len(buf, pos)
-    v_voters = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("VotersRecord.Voters is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"VotersRecord.Voters length {n} exceeds the {len(buf) - pos} bytes left")
+    a_voters: list[Voter] = []
     for _ in range(n):
         e_voters, pos = _d_Voter_0(buf, pos)
-        v_voters.append(e_voters)
-    unknown, pos = skip_tags(buf, pos)
-    return VotersRecord(v_version, v_voters, unknown), pos
+        a_voters.append(e_voters)
+    o.voters = a_voters
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_VotersRecord_0(o: VotersRecord, out: bytearray) -> None:
@@ -325,7 +375,11 @@ def _e_VotersRecord_0(o: VotersRecord, out: bytearray) -> None:
     x_voters = o.voters
     if x_voters is None:
         raise EncodeError("VotersRecord: Voters is not nullable in version 0")
-    write_uvarint(out, len(x_voters) + 1)
+    n = len(x_voters) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_voters in x_voters:
         _e_Voter_0(e_voters, out)
     if o.unknown_tags:
@@ -334,5 +388,8 @@ def _e_VotersRecord_0(o: VotersRecord, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_Endpoint = Endpoint()
+_DEF_KRaftVersionFeature = KRaftVersionFeature()
+_DEF_Voter = Voter()
 _DECODERS = (_d_VotersRecord_0,)
 _ENCODERS = (_e_VotersRecord_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qqbh')
 _S1 = struct.Struct('>iiiq')
 
@@ -245,10 +257,15 @@ class WriteShareGroupStateRequest:
 
 
 def _d_StateBatch_0(buf: memoryview, pos: int) -> tuple[StateBatch, int]:
-    v_first_offset, v_last_offset, v_delivery_state, v_delivery_count = _S0.unpack_from(buf, pos)
+    o = _new(StateBatch)
+    o.first_offset, o.last_offset, o.delivery_state, o.delivery_count = _S0.unpack_from(buf, pos)
     pos += 19
-    unknown, pos = skip_tags(buf, pos)
-    return StateBatch(v_first_offset, v_last_offset, v_delivery_state, v_delivery_count, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_StateBatch_0(o: StateBatch, out: bytearray) -> None:
@@ -260,16 +277,30 @@ def _e_StateBatch_0(o: StateBatch, out: bytearray) -> None:
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
-    v_state_batches: list[StateBatch]
-    v_partition, v_state_epoch, v_leader_epoch, v_start_offset = _S1.unpack_from(buf, pos)
+    o = _new(PartitionData)
+    o.partition, o.state_epoch, o.leader_epoch, o.start_offset = _S1.unpack_from(buf, pos)
     pos += 20
-    n, pos = read_compact_array_len(buf, pos)
-    v_state_batches = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("WriteShareGroupStateRequest.StateBatches is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteShareGroupStateRequest.StateBatches length {n} exceeds the {len(buf) - pos} bytes left")
+    a_state_batches: list[StateBatch] = []
     for _ in range(n):
         e_state_batches, pos = _d_StateBatch_0(buf, pos)
-        v_state_batches.append(e_state_batches)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionData(v_partition, v_state_epoch, v_leader_epoch, v_start_offset, v_state_batches, unknown), pos
+        a_state_batches.append(e_state_batches)
+    o.state_batches = a_state_batches
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
@@ -277,7 +308,11 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
     x_state_batches = o.state_batches
     if x_state_batches is None:
         raise EncodeError("WriteShareGroupStateRequest: StateBatches is not nullable in version 0")
-    write_uvarint(out, len(x_state_batches) + 1)
+    n = len(x_state_batches) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_state_batches in x_state_batches:
         _e_StateBatch_0(e_state_batches, out)
     if o.unknown_tags:
@@ -287,16 +322,29 @@ def _e_PartitionData_0(o: PartitionData, out: bytearray) -> None:
 
 
 def _d_WriteStateData_0(buf: memoryview, pos: int) -> tuple[WriteStateData, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[PartitionData]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(WriteStateData)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("WriteShareGroupStateRequest.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteShareGroupStateRequest.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[PartitionData] = []
     for _ in range(n):
         e_partitions, pos = _d_PartitionData_0(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return WriteStateData(v_topic_id, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_WriteStateData_0(o: WriteStateData, out: bytearray) -> None:
@@ -304,7 +352,11 @@ def _e_WriteStateData_0(o: WriteStateData, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("WriteShareGroupStateRequest: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_PartitionData_0(e_partitions, out)
     if o.unknown_tags:
@@ -314,16 +366,29 @@ def _e_WriteStateData_0(o: WriteStateData, out: bytearray) -> None:
 
 
 def _d_WriteShareGroupStateRequest_0(buf: memoryview, pos: int) -> tuple[WriteShareGroupStateRequest, int]:
-    v_group_id: str
-    v_topics: list[WriteStateData]
-    v_group_id, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(WriteShareGroupStateRequest)
+    o.group_id, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("WriteShareGroupStateRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteShareGroupStateRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[WriteStateData] = []
     for _ in range(n):
         e_topics, pos = _d_WriteStateData_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return WriteShareGroupStateRequest(v_group_id, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_WriteShareGroupStateRequest_0(o: WriteShareGroupStateRequest, out: bytearray) -> None:
@@ -331,7 +396,11 @@ def _e_WriteShareGroupStateRequest_0(o: WriteShareGroupStateRequest, out: bytear
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("WriteShareGroupStateRequest: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_WriteStateData_0(e_topics, out)
     if o.unknown_tags:
@@ -340,5 +409,8 @@ def _e_WriteShareGroupStateRequest_0(o: WriteShareGroupStateRequest, out: bytear
         out.append(0)
 
 
+_DEF_StateBatch = StateBatch()
+_DEF_PartitionData = PartitionData()
+_DEF_WriteStateData = WriteStateData()
 _DECODERS = (_d_WriteShareGroupStateRequest_0,)
 _ENCODERS = (_e_WriteShareGroupStateRequest_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qh?')
 _S1 = struct.Struct('>i')
 
@@ -199,13 +211,18 @@ class WriteTxnMarkersRequest:
 
 
 def _d_WritableTxnMarkerTopic_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerTopic, int]:
-    v_name: str
-    v_partition_indexes: list[int]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_indexes = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(WritableTxnMarkerTopic)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"WriteTxnMarkersRequest.PartitionIndexes has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersRequest.PartitionIndexes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partition_indexes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return WritableTxnMarkerTopic(v_name, v_partition_indexes, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_WritableTxnMarkerTopic_0(o: WritableTxnMarkerTopic, out: bytearray) -> None:
@@ -214,18 +231,31 @@ def _e_WritableTxnMarkerTopic_0(o: WritableTxnMarkerTopic, out: bytearray) -> No
     if x_partition_indexes is None:
         raise EncodeError("WriteTxnMarkersRequest: PartitionIndexes is not nullable in version 0")
     out += pack_i32(len(x_partition_indexes))
-    out += pack(">%di" % len(x_partition_indexes), *x_partition_indexes)
+    n = len(x_partition_indexes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partition_indexes)
 
 
 def _d_WritableTxnMarkerTopic_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerTopic, int]:
-    v_name: str
-    v_partition_indexes: list[int]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_indexes = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(WritableTxnMarkerTopic)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("WriteTxnMarkersRequest.PartitionIndexes is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersRequest.PartitionIndexes length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partition_indexes = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return WritableTxnMarkerTopic(v_name, v_partition_indexes, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_WritableTxnMarkerTopic_1(o: WritableTxnMarkerTopic, out: bytearray) -> None:
@@ -233,8 +263,13 @@ def _e_WritableTxnMarkerTopic_1(o: WritableTxnMarkerTopic, out: bytearray) -> No
     x_partition_indexes = o.partition_indexes
     if x_partition_indexes is None:
         raise EncodeError("WriteTxnMarkersRequest: PartitionIndexes is not nullable in version 1")
-    write_uvarint(out, len(x_partition_indexes) + 1)
-    out += pack(">%di" % len(x_partition_indexes), *x_partition_indexes)
+    n = len(x_partition_indexes) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partition_indexes)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partition_indexes)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -242,17 +277,24 @@ def _e_WritableTxnMarkerTopic_1(o: WritableTxnMarkerTopic, out: bytearray) -> No
 
 
 def _d_WritableTxnMarker_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarker, int]:
-    v_topics: list[WritableTxnMarkerTopic]
-    v_producer_id, v_producer_epoch, v_transaction_result = _S0.unpack_from(buf, pos)
+    o = _new(WritableTxnMarker)
+    o.producer_id, o.producer_epoch, o.transaction_result = _S0.unpack_from(buf, pos)
     pos += 11
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"WriteTxnMarkersRequest.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[WritableTxnMarkerTopic] = []
     for _ in range(n):
         e_topics, pos = _d_WritableTxnMarkerTopic_0(buf, pos)
-        v_topics.append(e_topics)
-    v_coordinator_epoch, = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (o.coordinator_epoch,) = _S1.unpack_from(buf, pos)
     pos += 4
-    return WritableTxnMarker(v_producer_id, v_producer_epoch, v_transaction_result, v_topics, v_coordinator_epoch, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_WritableTxnMarker_0(o: WritableTxnMarker, out: bytearray) -> None:
@@ -267,18 +309,32 @@ def _e_WritableTxnMarker_0(o: WritableTxnMarker, out: bytearray) -> None:
 
 
 def _d_WritableTxnMarker_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarker, int]:
-    v_topics: list[WritableTxnMarkerTopic]
-    v_producer_id, v_producer_epoch, v_transaction_result = _S0.unpack_from(buf, pos)
+    o = _new(WritableTxnMarker)
+    o.producer_id, o.producer_epoch, o.transaction_result = _S0.unpack_from(buf, pos)
     pos += 11
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("WriteTxnMarkersRequest.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersRequest.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[WritableTxnMarkerTopic] = []
     for _ in range(n):
         e_topics, pos = _d_WritableTxnMarkerTopic_1(buf, pos)
-        v_topics.append(e_topics)
-    v_coordinator_epoch, = _S1.unpack_from(buf, pos)
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    (o.coordinator_epoch,) = _S1.unpack_from(buf, pos)
     pos += 4
-    unknown, pos = skip_tags(buf, pos)
-    return WritableTxnMarker(v_producer_id, v_producer_epoch, v_transaction_result, v_topics, v_coordinator_epoch, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_WritableTxnMarker_1(o: WritableTxnMarker, out: bytearray) -> None:
@@ -286,7 +342,11 @@ def _e_WritableTxnMarker_1(o: WritableTxnMarker, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("WriteTxnMarkersRequest: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_WritableTxnMarkerTopic_1(e_topics, out)
     out += _S1.pack(o.coordinator_epoch)
@@ -297,13 +357,20 @@ def _e_WritableTxnMarker_1(o: WritableTxnMarker, out: bytearray) -> None:
 
 
 def _d_WriteTxnMarkersRequest_0(buf: memoryview, pos: int) -> tuple[WriteTxnMarkersRequest, int]:
-    v_markers: list[WritableTxnMarker]
-    n, pos = read_array_len(buf, pos)
-    v_markers = []
+    o = _new(WriteTxnMarkersRequest)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"WriteTxnMarkersRequest.Markers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersRequest.Markers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_markers: list[WritableTxnMarker] = []
     for _ in range(n):
         e_markers, pos = _d_WritableTxnMarker_0(buf, pos)
-        v_markers.append(e_markers)
-    return WriteTxnMarkersRequest(v_markers, None), pos
+        a_markers.append(e_markers)
+    o.markers = a_markers
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_WriteTxnMarkersRequest_0(o: WriteTxnMarkersRequest, out: bytearray) -> None:
@@ -316,21 +383,39 @@ def _e_WriteTxnMarkersRequest_0(o: WriteTxnMarkersRequest, out: bytearray) -> No
 
 
 def _d_WriteTxnMarkersRequest_1(buf: memoryview, pos: int) -> tuple[WriteTxnMarkersRequest, int]:
-    v_markers: list[WritableTxnMarker]
-    n, pos = read_compact_array_len(buf, pos)
-    v_markers = []
+    o = _new(WriteTxnMarkersRequest)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("WriteTxnMarkersRequest.Markers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersRequest.Markers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_markers: list[WritableTxnMarker] = []
     for _ in range(n):
         e_markers, pos = _d_WritableTxnMarker_1(buf, pos)
-        v_markers.append(e_markers)
-    unknown, pos = skip_tags(buf, pos)
-    return WriteTxnMarkersRequest(v_markers, unknown), pos
+        a_markers.append(e_markers)
+    o.markers = a_markers
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_WriteTxnMarkersRequest_1(o: WriteTxnMarkersRequest, out: bytearray) -> None:
     x_markers = o.markers
     if x_markers is None:
         raise EncodeError("WriteTxnMarkersRequest: Markers is not nullable in version 1")
-    write_uvarint(out, len(x_markers) + 1)
+    n = len(x_markers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_markers in x_markers:
         _e_WritableTxnMarker_1(e_markers, out)
     if o.unknown_tags:
@@ -339,5 +424,7 @@ def _e_WriteTxnMarkersRequest_1(o: WriteTxnMarkersRequest, out: bytearray) -> No
         out.append(0)
 
 
+_DEF_WritableTxnMarkerTopic = WritableTxnMarkerTopic()
+_DEF_WritableTxnMarker = WritableTxnMarker()
 _DECODERS = (_d_WriteTxnMarkersRequest_0, _d_WriteTxnMarkersRequest_1,)
 _ENCODERS = (_e_WriteTxnMarkersRequest_0, _e_WriteTxnMarkersRequest_1,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>ih')
 _S1 = struct.Struct('>q')
 
@@ -221,9 +233,11 @@ class WriteTxnMarkersResponse:
 
 
 def _d_WritableTxnMarkerPartitionResult_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerPartitionResult, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(WritableTxnMarkerPartitionResult)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    return WritableTxnMarkerPartitionResult(v_partition_index, v_error_code, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_WritableTxnMarkerPartitionResult_0(o: WritableTxnMarkerPartitionResult, out: bytearray) -> None:
@@ -231,10 +245,15 @@ def _e_WritableTxnMarkerPartitionResult_0(o: WritableTxnMarkerPartitionResult, o
 
 
 def _d_WritableTxnMarkerPartitionResult_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerPartitionResult, int]:
-    v_partition_index, v_error_code = _S0.unpack_from(buf, pos)
+    o = _new(WritableTxnMarkerPartitionResult)
+    o.partition_index, o.error_code = _S0.unpack_from(buf, pos)
     pos += 6
-    unknown, pos = skip_tags(buf, pos)
-    return WritableTxnMarkerPartitionResult(v_partition_index, v_error_code, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_WritableTxnMarkerPartitionResult_1(o: WritableTxnMarkerPartitionResult, out: bytearray) -> None:
@@ -246,15 +265,21 @@ def _e_WritableTxnMarkerPartitionResult_1(o: WritableTxnMarkerPartitionResult, o
 
 
 def _d_WritableTxnMarkerTopicResult_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerTopicResult, int]:
-    v_name: str
-    v_partitions: list[WritableTxnMarkerPartitionResult]
-    v_name, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partitions = []
+    o = _new(WritableTxnMarkerTopicResult)
+    o.name, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"WriteTxnMarkersResponse.Partitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[WritableTxnMarkerPartitionResult] = []
     for _ in range(n):
         e_partitions, pos = _d_WritableTxnMarkerPartitionResult_0(buf, pos)
-        v_partitions.append(e_partitions)
-    return WritableTxnMarkerTopicResult(v_name, v_partitions, None), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_WritableTxnMarkerTopicResult_0(o: WritableTxnMarkerTopicResult, out: bytearray) -> None:
@@ -268,16 +293,29 @@ def _e_WritableTxnMarkerTopicResult_0(o: WritableTxnMarkerTopicResult, out: byte
 
 
 def _d_WritableTxnMarkerTopicResult_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerTopicResult, int]:
-    v_name: str
-    v_partitions: list[WritableTxnMarkerPartitionResult]
-    v_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = []
+    o = _new(WritableTxnMarkerTopicResult)
+    o.name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("WriteTxnMarkersResponse.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersResponse.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partitions: list[WritableTxnMarkerPartitionResult] = []
     for _ in range(n):
         e_partitions, pos = _d_WritableTxnMarkerPartitionResult_1(buf, pos)
-        v_partitions.append(e_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return WritableTxnMarkerTopicResult(v_name, v_partitions, unknown), pos
+        a_partitions.append(e_partitions)
+    o.partitions = a_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_WritableTxnMarkerTopicResult_1(o: WritableTxnMarkerTopicResult, out: bytearray) -> None:
@@ -285,7 +323,11 @@ def _e_WritableTxnMarkerTopicResult_1(o: WritableTxnMarkerTopicResult, out: byte
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("WriteTxnMarkersResponse: Partitions is not nullable in version 1")
-    write_uvarint(out, len(x_partitions) + 1)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partitions in x_partitions:
         _e_WritableTxnMarkerPartitionResult_1(e_partitions, out)
     if o.unknown_tags:
@@ -295,15 +337,22 @@ def _e_WritableTxnMarkerTopicResult_1(o: WritableTxnMarkerTopicResult, out: byte
 
 
 def _d_WritableTxnMarkerResult_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerResult, int]:
-    v_topics: list[WritableTxnMarkerTopicResult]
-    v_producer_id, = _S1.unpack_from(buf, pos)
+    o = _new(WritableTxnMarkerResult)
+    (o.producer_id,) = _S1.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_topics = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"WriteTxnMarkersResponse.Topics has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[WritableTxnMarkerTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_WritableTxnMarkerTopicResult_0(buf, pos)
-        v_topics.append(e_topics)
-    return WritableTxnMarkerResult(v_producer_id, v_topics, None), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_WritableTxnMarkerResult_0(o: WritableTxnMarkerResult, out: bytearray) -> None:
@@ -317,16 +366,30 @@ def _e_WritableTxnMarkerResult_0(o: WritableTxnMarkerResult, out: bytearray) -> 
 
 
 def _d_WritableTxnMarkerResult_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerResult, int]:
-    v_topics: list[WritableTxnMarkerTopicResult]
-    v_producer_id, = _S1.unpack_from(buf, pos)
+    o = _new(WritableTxnMarkerResult)
+    (o.producer_id,) = _S1.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("WriteTxnMarkersResponse.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersResponse.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[WritableTxnMarkerTopicResult] = []
     for _ in range(n):
         e_topics, pos = _d_WritableTxnMarkerTopicResult_1(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return WritableTxnMarkerResult(v_producer_id, v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_WritableTxnMarkerResult_1(o: WritableTxnMarkerResult, out: bytearray) -> None:
@@ -334,7 +397,11 @@ def _e_WritableTxnMarkerResult_1(o: WritableTxnMarkerResult, out: bytearray) -> 
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("WriteTxnMarkersResponse: Topics is not nullable in version 1")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_WritableTxnMarkerTopicResult_1(e_topics, out)
     if o.unknown_tags:
@@ -344,13 +411,20 @@ def _e_WritableTxnMarkerResult_1(o: WritableTxnMarkerResult, out: bytearray) -> 
 
 
 def _d_WriteTxnMarkersResponse_0(buf: memoryview, pos: int) -> tuple[WriteTxnMarkersResponse, int]:
-    v_markers: list[WritableTxnMarkerResult]
-    n, pos = read_array_len(buf, pos)
-    v_markers = []
+    o = _new(WriteTxnMarkersResponse)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"WriteTxnMarkersResponse.Markers has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersResponse.Markers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_markers: list[WritableTxnMarkerResult] = []
     for _ in range(n):
         e_markers, pos = _d_WritableTxnMarkerResult_0(buf, pos)
-        v_markers.append(e_markers)
-    return WriteTxnMarkersResponse(v_markers, None), pos
+        a_markers.append(e_markers)
+    o.markers = a_markers
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_WriteTxnMarkersResponse_0(o: WriteTxnMarkersResponse, out: bytearray) -> None:
@@ -363,21 +437,39 @@ def _e_WriteTxnMarkersResponse_0(o: WriteTxnMarkersResponse, out: bytearray) -> 
 
 
 def _d_WriteTxnMarkersResponse_1(buf: memoryview, pos: int) -> tuple[WriteTxnMarkersResponse, int]:
-    v_markers: list[WritableTxnMarkerResult]
-    n, pos = read_compact_array_len(buf, pos)
-    v_markers = []
+    o = _new(WriteTxnMarkersResponse)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("WriteTxnMarkersResponse.Markers is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"WriteTxnMarkersResponse.Markers length {n} exceeds the {len(buf) - pos} bytes left")
+    a_markers: list[WritableTxnMarkerResult] = []
     for _ in range(n):
         e_markers, pos = _d_WritableTxnMarkerResult_1(buf, pos)
-        v_markers.append(e_markers)
-    unknown, pos = skip_tags(buf, pos)
-    return WriteTxnMarkersResponse(v_markers, unknown), pos
+        a_markers.append(e_markers)
+    o.markers = a_markers
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_WriteTxnMarkersResponse_1(o: WriteTxnMarkersResponse, out: bytearray) -> None:
     x_markers = o.markers
     if x_markers is None:
         raise EncodeError("WriteTxnMarkersResponse: Markers is not nullable in version 1")
-    write_uvarint(out, len(x_markers) + 1)
+    n = len(x_markers) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_markers in x_markers:
         _e_WritableTxnMarkerResult_1(e_markers, out)
     if o.unknown_tags:
@@ -386,5 +478,8 @@ def _e_WriteTxnMarkersResponse_1(o: WriteTxnMarkersResponse, out: bytearray) -> 
         out.append(0)
 
 
+_DEF_WritableTxnMarkerPartitionResult = WritableTxnMarkerPartitionResult()
+_DEF_WritableTxnMarkerTopicResult = WritableTxnMarkerTopicResult()
+_DEF_WritableTxnMarkerResult = WritableTxnMarkerResult()
 _DECODERS = (_d_WriteTxnMarkersResponse_0, _d_WriteTxnMarkersResponse_1,)
 _ENCODERS = (_e_WriteTxnMarkersResponse_0, _e_WriteTxnMarkersResponse_1,)

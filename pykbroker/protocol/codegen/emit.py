@@ -94,7 +94,7 @@ def _non_default_test(f: Field, value: str) -> str:
     if f.is_array:
         return f"{value} is not None" if f.default_is_null() else f"{value} != []"
     if f.struct is not None:
-        return f"{value} is not None" if f.default_is_null() else f"{value} != {f.struct.name}()"
+        return f"{value} is not None" if f.default_is_null() else f"{value} != _DEF_{f.struct.name}"
     if f.type == "records":
         return f"{value} is not None"
     d = _default_expr(f)
@@ -165,35 +165,68 @@ def _writer(f: Field, v: int, compact: bool, element: bool = False) -> str:
 
 # -- decoders --------------------------------------------------------------------------------
 
-def _emit_field_decode(w: Writer, ctx: _Ctx, f: Field, v: int, var: str) -> None:
+_SIZES = {"?": 1, "b": 1, "h": 2, "H": 2, "i": 4, "I": 4, "q": 8, "d": 8}
+
+
+def _emit_len_decode(w: Writer, compact: bool, nullable: bool, what: str) -> None:
+    """Array length into ``n`` (-1 for null), checked against the bytes left."""
+    if compact:
+        # One-byte lengths are the common case: read them inline.
+        w("n = buf[pos]")
+        w("if n < 0x80:")
+        w.indent()("pos += 1")
+        w.dedent()
+        w("else:")
+        w.indent()("n, pos = read_uvarint(buf, pos)")
+        w.dedent()
+        w("n -= 1")
+        if not nullable:
+            w("if n < 0:")
+            w.indent()(f'raise DecodeError("{what} is null but not nullable")')
+            w.dedent()
+    else:
+        w("(n,) = _I32.unpack_from(buf, pos)")
+        w("pos += 4")
+        w("if n < -1:" if nullable else "if n < 0:")
+        w.indent()(f'raise DecodeError(f"{what} has invalid length {{n}}")')
+        w.dedent()
+    w("if n > len(buf) - pos:")
+    w.indent()(f'raise DecodeError(f"{what} length {{n}} exceeds the {{len(buf) - pos}} bytes left")')
+    w.dedent()
+
+
+def _emit_field_decode(w: Writer, ctx: _Ctx, f: Field, v: int, target: str) -> None:
+    """Decode field ``f`` at ``pos`` into ``target`` (an attribute of ``o``)."""
     compact = f.compact(v, ctx.msg.flexible)
     nullable = f.is_nullable(v)
     if f.is_array:
-        fn = "read_" + ("compact_" if compact else "") + ("nullable_" if nullable else "")
-        w(f"n, pos = {fn}array_len(buf, pos)")
+        _emit_len_decode(w, compact, nullable, f"{ctx.msg.name}.{f.name}")
         if nullable:
             w("if n < 0:")
-            w.indent()(f"{var} = None")
+            w.indent()(f"{target} = None")
             w.dedent()
             w("else:")
             w.indent()
-        if f.struct is not None:
-            w(f"{var} = []")
-            w("for _ in range(n):")
-            w.indent()(f"e_{f.attr}, pos = {_fn(ctx, 'd', f.struct, v)}(buf, pos)")
-            w(f"{var}.append(e_{f.attr})")
-            w.dedent()
-        elif f.type in FIXED_FORMAT:
+        if f.type in FIXED_FORMAT:
             fmt = FIXED_FORMAT[f.type]
-            size = {"?": 1, "b": 1, "h": 2, "H": 2, "i": 4, "I": 4, "q": 8, "d": 8}[fmt]
-            w(f'{var} = list(unpack_from(">%d{fmt}" % n, buf, pos))')
+            size = _SIZES[fmt]
+            w(f'{target} = list((_AR_{_fmt_id(fmt)}[n] if n < ARRAY_STRUCTS_MAX '
+              f'else Struct(">%d{fmt}" % n)).unpack_from(buf, pos))')
             w(f"pos += {size} * n" if size > 1 else "pos += n")
         else:
-            w(f"{var} = []")
+            a = f"a_{f.attr}"
+            e = f"e_{f.attr}"
+            if f.struct is not None:
+                elem_type, call = f.struct.name, f"{_fn(ctx, 'd', f.struct, v)}(buf, pos)"
+            else:
+                elem_type = _python_type(f).removeprefix("list[").split("]")[0]
+                call = f"{_reader(f, v, compact, True)}(buf, pos)"
+            w(f"{a}: list[{elem_type}] = []")
             w("for _ in range(n):")
-            w.indent()(f"e_{f.attr}, pos = {_reader(f, v, compact, True)}(buf, pos)")
-            w(f"{var}.append(e_{f.attr})")
+            w.indent()(f"{e}, pos = {call}")
+            w(f"{a}.append({e})")
             w.dedent()
+            w(f"{target} = {a}")
         if nullable:
             w.dedent()
         return
@@ -201,65 +234,66 @@ def _emit_field_decode(w: Writer, ctx: _Ctx, f: Field, v: int, var: str) -> None
         fn = _fn(ctx, "d", f.struct, v)
         if nullable:
             w("if buf[pos] >= 0x80:")
-            w.indent()(f"{var} = None")
+            w.indent()(f"{target} = None")
             w("pos += 1")
             w.dedent()
             w("else:")
-            w.indent()(f"{var}, pos = {fn}(buf, pos + 1)")
+            w.indent()(f"{target}, pos = {fn}(buf, pos + 1)")
             w.dedent()
         else:
-            w(f"{var}, pos = {fn}(buf, pos)")
+            w(f"{target}, pos = {fn}(buf, pos)")
         return
-    w(f"{var}, pos = {_reader(f, v, compact)}(buf, pos)")
+    w(f"{target}, pos = {_reader(f, v, compact)}(buf, pos)")
+
+
+def _fmt_id(fmt: str) -> str:
+    return {"?": "bool"}.get(fmt, fmt)
 
 
 def _emit_decoder(w: Writer, ctx: _Ctx, s: Struct, v: int) -> None:
     flexible = v in ctx.msg.flexible
     w(f"def {_fn(ctx, 'd', s, v)}(buf: memoryview, pos: int) -> tuple[{s.name}, int]:")
     w.indent()
-    values: dict[str, str] = {}
+    w(f"o = _new({s.name})")
     run: list[Field] = []
-    for f in s.fields:
-        if f.present(v) and not _is_fixed(f):
-            w(f"v_{f.attr}: {_python_type(f)}")
 
     def flush() -> None:
         if not run:
             return
         fmt = ">" + "".join(FIXED_FORMAT[f.type] for f in run)
         name = _struct_name(ctx, fmt)
-        targets = ", ".join(f"v_{f.attr}" for f in run)
+        targets = ", ".join(f"o.{f.attr}" for f in run)
         if len(run) == 1:
-            targets += ","
+            targets = f"({targets},)"
         w(f"{targets} = {name}.unpack_from(buf, pos)")
         w(f"pos += {struct.calcsize(fmt)}")
         run.clear()
 
     tagged: list[Field] = []
     for f in s.fields:
-        if not f.present(v):
-            values[f.attr] = _default_expr(f)
-            continue
-        values[f.attr] = f"v_{f.attr}"
-        if f.is_tagged(v):
-            tagged.append(f)
+        if not f.present(v) or f.is_tagged(v):
+            w(f"o.{f.attr} = {_default_expr(f)}")
+            if f.present(v):
+                tagged.append(f)
             continue
         if _is_fixed(f):
             run.append(f)
             continue
         flush()
-        _emit_field_decode(w, ctx, f, v, f"v_{f.attr}")
+        _emit_field_decode(w, ctx, f, v, f"o.{f.attr}")
     flush()
     if not flexible:
-        unknown = "None"
+        w("o.unknown_tags = None")
     elif not tagged:
-        w("unknown, pos = skip_tags(buf, pos)")
-        unknown = "unknown"
+        w("if buf[pos] == 0:")
+        w.indent()("pos += 1")
+        w("o.unknown_tags = None")
+        w.dedent()
+        w("else:")
+        w.indent()("o.unknown_tags, pos = skip_tags(buf, pos)")
+        w.dedent()
     else:
-        unknown = "unknown"
-        for f in tagged:
-            w(f"v_{f.attr} = {_default_expr(f)}")
-        w("unknown: list[tuple[int, bytes]] | None = None")
+        w("o.unknown_tags = None")
         w("n, pos = read_uvarint(buf, pos)")
         w("if n > len(buf) - pos:")
         w.indent()('raise DecodeError(f"tagged field count {n} exceeds the bytes left")')
@@ -272,21 +306,20 @@ def _emit_decoder(w: Writer, ctx: _Ctx, s: Struct, v: int) -> None:
             w.indent()
             if _is_fixed(f):
                 name = _struct_name(ctx, ">" + FIXED_FORMAT[f.type])
-                w(f"(v_{f.attr},) = {name}.unpack_from(buf, pos)")
+                w(f"(o.{f.attr},) = {name}.unpack_from(buf, pos)")
             else:
-                _emit_field_decode(w, ctx, f, v, f"v_{f.attr}")
+                _emit_field_decode(w, ctx, f, v, f"o.{f.attr}")
             w.dedent()
         w("else:")
         w.indent()
-        w("if unknown is None:")
-        w.indent()("unknown = []")
+        w("if o.unknown_tags is None:")
+        w.indent()("o.unknown_tags = []")
         w.dedent()
-        w("unknown.append((tag, bytes(buf[pos:end])))")
+        w("o.unknown_tags.append((tag, bytes(buf[pos:end])))")
         w.dedent()
         w("pos = end")
         w.dedent()
-    args = ", ".join([values[f.attr] for f in s.fields] + [unknown])
-    w(f"return {s.name}({args}), pos")
+    w("return o, pos")
     w.dedent()
     w()
     w()
@@ -312,13 +345,25 @@ def _emit_field_encode(w: Writer, ctx: _Ctx, f: Field, v: int, value: str, out: 
                 f'raise EncodeError("{ctx.msg.name}: {f.name} is not nullable in version {v}")'
             )
             w.dedent()
-        w(f"write_uvarint({out}, len({x}) + 1)" if compact else f"{out} += pack_i32(len({x}))")
+        if compact:
+            w(f"n = len({x}) + 1")
+            w("if n < 0x80:")
+            w.indent()(f"{out}.append(n)")
+            w.dedent()
+            w("else:")
+            w.indent()(f"write_uvarint({out}, n)")
+            w.dedent()
+        else:
+            w(f"{out} += pack_i32(len({x}))")
         if f.struct is not None:
             w(f"for e_{f.attr} in {x}:")
             w.indent()(f"{_fn(ctx, 'e', f.struct, v)}(e_{f.attr}, {out})")
             w.dedent()
         elif f.type in FIXED_FORMAT:
-            w(f'{out} += pack(">%d{FIXED_FORMAT[f.type]}" % len({x}), *{x})')
+            fmt = FIXED_FORMAT[f.type]
+            w(f"n = len({x})")
+            w(f'{out} += (_AR_{_fmt_id(fmt)}[n] if n < ARRAY_STRUCTS_MAX '
+              f'else Struct(">%d{fmt}" % n)).pack(*{x})')
         elif f.type == "uuid":
             w(f"for e_{f.attr} in {x}:")
             w.indent()(f"{out} += e_{f.attr}.bytes")
@@ -556,6 +601,10 @@ def emit_module(msg: Message) -> str:
             done.add(idx)
             _emit_decoder(body, ctx, s, v)
             _emit_encoder(body, ctx, s, v)
+    for st in structs:
+        if st is not msg.root:
+            # Compared against (never handed out), to test "is this field at its default?".
+            body(f"_DEF_{st.name} = {st.name}()")
     root = msg.root
     dec = ", ".join(_fn(ctx, "d", root, v) for v in versions)
     enc = ", ".join(_fn(ctx, "e", root, v) for v in versions)
@@ -570,7 +619,7 @@ def emit_module(msg: Message) -> str:
     head()
     head("import struct")
     head("import uuid")
-    head("from struct import pack, unpack_from")
+    head("from struct import Struct")
     head("from typing import ClassVar")
     head()
     head("from pykbroker.protocol.primitives import (")
@@ -581,6 +630,11 @@ def emit_module(msg: Message) -> str:
     head(")")
     head()
     head("pack_i32 = struct.Struct(\">i\").pack")
+    head("_I32 = struct.Struct(\">i\")")
+    head("_new = object.__new__")
+    for fmt, fid in (("?", "bool"), ("b", "b"), ("h", "h"), ("H", "H"), ("i", "i"),
+                     ("I", "I"), ("q", "q"), ("d", "d")):
+        head(f"_AR_{fid} = ARRAY_STRUCTS[{fmt!r}]")
     for fmt, name in ctx.structs_fmt.items():
         head(f"{name} = struct.Struct({fmt!r})")
     head()
@@ -589,7 +643,7 @@ def emit_module(msg: Message) -> str:
 
 
 _PRIMITIVE_IMPORTS = [
-    "NOARG", "ZERO_UUID", "DecodeError", "EncodeError",
+    "ARRAY_STRUCTS", "ARRAY_STRUCTS_MAX", "NOARG", "ZERO_UUID", "DecodeError", "EncodeError",
     "read_array_len", "read_bytes", "read_compact_array_len", "read_compact_bytes",
     "read_compact_nullable_array_len", "read_compact_nullable_bytes",
     "read_compact_nullable_string", "read_compact_records", "read_compact_string",

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -218,12 +230,15 @@ class ConsumerGroupMemberMetadataValue:
 
 
 def _d_ClassicProtocol_0(buf: memoryview, pos: int) -> tuple[ClassicProtocol, int]:
-    v_name: str
-    v_metadata: bytes
-    v_name, pos = read_compact_string(buf, pos)
-    v_metadata, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return ClassicProtocol(v_name, v_metadata, unknown), pos
+    o = _new(ClassicProtocol)
+    o.name, pos = read_compact_string(buf, pos)
+    o.metadata, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ClassicProtocol_0(o: ClassicProtocol, out: bytearray) -> None:
@@ -236,16 +251,30 @@ def _e_ClassicProtocol_0(o: ClassicProtocol, out: bytearray) -> None:
 
 
 def _d_ClassicMemberMetadata_0(buf: memoryview, pos: int) -> tuple[ClassicMemberMetadata, int]:
-    v_supported_protocols: list[ClassicProtocol]
-    v_session_timeout_ms, = _S0.unpack_from(buf, pos)
+    o = _new(ClassicMemberMetadata)
+    (o.session_timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_supported_protocols = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ConsumerGroupMemberMetadataValue.SupportedProtocols is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupMemberMetadataValue.SupportedProtocols length {n} exceeds the {len(buf) - pos} bytes left")
+    a_supported_protocols: list[ClassicProtocol] = []
     for _ in range(n):
         e_supported_protocols, pos = _d_ClassicProtocol_0(buf, pos)
-        v_supported_protocols.append(e_supported_protocols)
-    unknown, pos = skip_tags(buf, pos)
-    return ClassicMemberMetadata(v_session_timeout_ms, v_supported_protocols, unknown), pos
+        a_supported_protocols.append(e_supported_protocols)
+    o.supported_protocols = a_supported_protocols
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ClassicMemberMetadata_0(o: ClassicMemberMetadata, out: bytearray) -> None:
@@ -253,7 +282,11 @@ def _e_ClassicMemberMetadata_0(o: ClassicMemberMetadata, out: bytearray) -> None
     x_supported_protocols = o.supported_protocols
     if x_supported_protocols is None:
         raise EncodeError("ConsumerGroupMemberMetadataValue: SupportedProtocols is not nullable in version 0")
-    write_uvarint(out, len(x_supported_protocols) + 1)
+    n = len(x_supported_protocols) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_supported_protocols in x_supported_protocols:
         _e_ClassicProtocol_0(e_supported_protocols, out)
     if o.unknown_tags:
@@ -263,29 +296,32 @@ def _e_ClassicMemberMetadata_0(o: ClassicMemberMetadata, out: bytearray) -> None
 
 
 def _d_ConsumerGroupMemberMetadataValue_0(buf: memoryview, pos: int) -> tuple[ConsumerGroupMemberMetadataValue, int]:
-    v_instance_id: str | None
-    v_rack_id: str | None
-    v_client_id: str
-    v_client_host: str
-    v_subscribed_topic_names: list[str]
-    v_subscribed_topic_regex: str | None
-    v_server_assignor: str | None
-    v_classic_member_metadata: ClassicMemberMetadata | None
-    v_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_rack_id, pos = read_compact_nullable_string(buf, pos)
-    v_client_id, pos = read_compact_string(buf, pos)
-    v_client_host, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_subscribed_topic_names = []
+    o = _new(ConsumerGroupMemberMetadataValue)
+    o.instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.rack_id, pos = read_compact_nullable_string(buf, pos)
+    o.client_id, pos = read_compact_string(buf, pos)
+    o.client_host, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ConsumerGroupMemberMetadataValue.SubscribedTopicNames is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupMemberMetadataValue.SubscribedTopicNames length {n} exceeds the {len(buf) - pos} bytes left")
+    a_subscribed_topic_names: list[str] = []
     for _ in range(n):
         e_subscribed_topic_names, pos = read_compact_string(buf, pos)
-        v_subscribed_topic_names.append(e_subscribed_topic_names)
-    v_subscribed_topic_regex, pos = read_compact_nullable_string(buf, pos)
-    v_rebalance_timeout_ms, = _S0.unpack_from(buf, pos)
+        a_subscribed_topic_names.append(e_subscribed_topic_names)
+    o.subscribed_topic_names = a_subscribed_topic_names
+    o.subscribed_topic_regex, pos = read_compact_nullable_string(buf, pos)
+    (o.rebalance_timeout_ms,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_server_assignor, pos = read_compact_nullable_string(buf, pos)
-    v_classic_member_metadata = ClassicMemberMetadata()
-    unknown: list[tuple[int, bytes]] | None = None
+    o.server_assignor, pos = read_compact_nullable_string(buf, pos)
+    o.classic_member_metadata = ClassicMemberMetadata()
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
@@ -293,16 +329,16 @@ def _d_ConsumerGroupMemberMetadataValue_0(buf: memoryview, pos: int) -> tuple[Co
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
             if buf[pos] >= 0x80:
-                v_classic_member_metadata = None
+                o.classic_member_metadata = None
                 pos += 1
             else:
-                v_classic_member_metadata, pos = _d_ClassicMemberMetadata_0(buf, pos + 1)
+                o.classic_member_metadata, pos = _d_ClassicMemberMetadata_0(buf, pos + 1)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return ConsumerGroupMemberMetadataValue(v_instance_id, v_rack_id, v_client_id, v_client_host, v_subscribed_topic_names, v_subscribed_topic_regex, v_rebalance_timeout_ms, v_server_assignor, v_classic_member_metadata, unknown), pos
+    return o, pos
 
 
 def _e_ConsumerGroupMemberMetadataValue_0(o: ConsumerGroupMemberMetadataValue, out: bytearray) -> None:
@@ -313,14 +349,18 @@ def _e_ConsumerGroupMemberMetadataValue_0(o: ConsumerGroupMemberMetadataValue, o
     x_subscribed_topic_names = o.subscribed_topic_names
     if x_subscribed_topic_names is None:
         raise EncodeError("ConsumerGroupMemberMetadataValue: SubscribedTopicNames is not nullable in version 0")
-    write_uvarint(out, len(x_subscribed_topic_names) + 1)
+    n = len(x_subscribed_topic_names) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_subscribed_topic_names in x_subscribed_topic_names:
         write_compact_string(out, e_subscribed_topic_names)
     write_compact_nullable_string(out, o.subscribed_topic_regex)
     out += _S0.pack(o.rebalance_timeout_ms)
     write_compact_nullable_string(out, o.server_assignor)
     tags: list[tuple[int, bytes | bytearray]] = []
-    if o.classic_member_metadata != ClassicMemberMetadata():
+    if o.classic_member_metadata != _DEF_ClassicMemberMetadata:
         b = bytearray()
         if o.classic_member_metadata is None:
             b.append(0xFF)
@@ -331,5 +371,7 @@ def _e_ConsumerGroupMemberMetadataValue_0(o: ConsumerGroupMemberMetadataValue, o
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_ClassicProtocol = ClassicProtocol()
+_DEF_ClassicMemberMetadata = ClassicMemberMetadata()
 _DECODERS = (_d_ConsumerGroupMemberMetadataValue_0,)
 _ENCODERS = (_e_ConsumerGroupMemberMetadataValue_0,)

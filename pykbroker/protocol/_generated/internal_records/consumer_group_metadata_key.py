@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class ConsumerGroupMetadataKey:
@@ -117,9 +129,10 @@ class ConsumerGroupMetadataKey:
 
 
 def _d_ConsumerGroupMetadataKey_0(buf: memoryview, pos: int) -> tuple[ConsumerGroupMetadataKey, int]:
-    v_group_id: str
-    v_group_id, pos = read_string(buf, pos)
-    return ConsumerGroupMetadataKey(v_group_id, None), pos
+    o = _new(ConsumerGroupMetadataKey)
+    o.group_id, pos = read_string(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_ConsumerGroupMetadataKey_0(o: ConsumerGroupMetadataKey, out: bytearray) -> None:

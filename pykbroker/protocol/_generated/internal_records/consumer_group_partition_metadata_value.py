@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -194,16 +206,30 @@ class ConsumerGroupPartitionMetadataValue:
 
 
 def _d_PartitionMetadata_0(buf: memoryview, pos: int) -> tuple[PartitionMetadata, int]:
-    v_racks: list[str]
-    v_partition, = _S0.unpack_from(buf, pos)
+    o = _new(PartitionMetadata)
+    (o.partition,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_racks = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ConsumerGroupPartitionMetadataValue.Racks is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupPartitionMetadataValue.Racks length {n} exceeds the {len(buf) - pos} bytes left")
+    a_racks: list[str] = []
     for _ in range(n):
         e_racks, pos = read_compact_string(buf, pos)
-        v_racks.append(e_racks)
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionMetadata(v_partition, v_racks, unknown), pos
+        a_racks.append(e_racks)
+    o.racks = a_racks
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionMetadata_0(o: PartitionMetadata, out: bytearray) -> None:
@@ -211,7 +237,11 @@ def _e_PartitionMetadata_0(o: PartitionMetadata, out: bytearray) -> None:
     x_racks = o.racks
     if x_racks is None:
         raise EncodeError("ConsumerGroupPartitionMetadataValue: Racks is not nullable in version 0")
-    write_uvarint(out, len(x_racks) + 1)
+    n = len(x_racks) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_racks in x_racks:
         write_compact_string(out, e_racks)
     if o.unknown_tags:
@@ -221,20 +251,32 @@ def _e_PartitionMetadata_0(o: PartitionMetadata, out: bytearray) -> None:
 
 
 def _d_TopicMetadata_0(buf: memoryview, pos: int) -> tuple[TopicMetadata, int]:
-    v_topic_id: uuid.UUID
-    v_topic_name: str
-    v_partition_metadata: list[PartitionMetadata]
-    v_topic_id, pos = read_uuid(buf, pos)
-    v_topic_name, pos = read_compact_string(buf, pos)
-    v_num_partitions, = _S0.unpack_from(buf, pos)
+    o = _new(TopicMetadata)
+    o.topic_id, pos = read_uuid(buf, pos)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    (o.num_partitions,) = _S0.unpack_from(buf, pos)
     pos += 4
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_metadata = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ConsumerGroupPartitionMetadataValue.PartitionMetadata is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupPartitionMetadataValue.PartitionMetadata length {n} exceeds the {len(buf) - pos} bytes left")
+    a_partition_metadata: list[PartitionMetadata] = []
     for _ in range(n):
         e_partition_metadata, pos = _d_PartitionMetadata_0(buf, pos)
-        v_partition_metadata.append(e_partition_metadata)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicMetadata(v_topic_id, v_topic_name, v_num_partitions, v_partition_metadata, unknown), pos
+        a_partition_metadata.append(e_partition_metadata)
+    o.partition_metadata = a_partition_metadata
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicMetadata_0(o: TopicMetadata, out: bytearray) -> None:
@@ -244,7 +286,11 @@ def _e_TopicMetadata_0(o: TopicMetadata, out: bytearray) -> None:
     x_partition_metadata = o.partition_metadata
     if x_partition_metadata is None:
         raise EncodeError("ConsumerGroupPartitionMetadataValue: PartitionMetadata is not nullable in version 0")
-    write_uvarint(out, len(x_partition_metadata) + 1)
+    n = len(x_partition_metadata) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_partition_metadata in x_partition_metadata:
         _e_PartitionMetadata_0(e_partition_metadata, out)
     if o.unknown_tags:
@@ -254,21 +300,39 @@ def _e_TopicMetadata_0(o: TopicMetadata, out: bytearray) -> None:
 
 
 def _d_ConsumerGroupPartitionMetadataValue_0(buf: memoryview, pos: int) -> tuple[ConsumerGroupPartitionMetadataValue, int]:
-    v_topics: list[TopicMetadata]
-    n, pos = read_compact_array_len(buf, pos)
-    v_topics = []
+    o = _new(ConsumerGroupPartitionMetadataValue)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ConsumerGroupPartitionMetadataValue.Topics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupPartitionMetadataValue.Topics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topics: list[TopicMetadata] = []
     for _ in range(n):
         e_topics, pos = _d_TopicMetadata_0(buf, pos)
-        v_topics.append(e_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return ConsumerGroupPartitionMetadataValue(v_topics, unknown), pos
+        a_topics.append(e_topics)
+    o.topics = a_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ConsumerGroupPartitionMetadataValue_0(o: ConsumerGroupPartitionMetadataValue, out: bytearray) -> None:
     x_topics = o.topics
     if x_topics is None:
         raise EncodeError("ConsumerGroupPartitionMetadataValue: Topics is not nullable in version 0")
-    write_uvarint(out, len(x_topics) + 1)
+    n = len(x_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topics in x_topics:
         _e_TopicMetadata_0(e_topics, out)
     if o.unknown_tags:
@@ -277,5 +341,7 @@ def _e_ConsumerGroupPartitionMetadataValue_0(o: ConsumerGroupPartitionMetadataVa
         out.append(0)
 
 
+_DEF_PartitionMetadata = PartitionMetadata()
+_DEF_TopicMetadata = TopicMetadata()
 _DECODERS = (_d_ConsumerGroupPartitionMetadataValue_0,)
 _ENCODERS = (_e_ConsumerGroupPartitionMetadataValue_0,)

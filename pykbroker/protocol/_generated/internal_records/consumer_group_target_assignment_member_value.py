@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class TopicPartition:
@@ -151,14 +163,26 @@ class ConsumerGroupTargetAssignmentMemberValue:
 
 
 def _d_TopicPartition_0(buf: memoryview, pos: int) -> tuple[TopicPartition, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[int]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicPartition)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ConsumerGroupTargetAssignmentMemberValue.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupTargetAssignmentMemberValue.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return TopicPartition(v_topic_id, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicPartition_0(o: TopicPartition, out: bytearray) -> None:
@@ -166,8 +190,13 @@ def _e_TopicPartition_0(o: TopicPartition, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ConsumerGroupTargetAssignmentMemberValue: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -175,21 +204,39 @@ def _e_TopicPartition_0(o: TopicPartition, out: bytearray) -> None:
 
 
 def _d_ConsumerGroupTargetAssignmentMemberValue_0(buf: memoryview, pos: int) -> tuple[ConsumerGroupTargetAssignmentMemberValue, int]:
-    v_topic_partitions: list[TopicPartition]
-    n, pos = read_compact_array_len(buf, pos)
-    v_topic_partitions = []
+    o = _new(ConsumerGroupTargetAssignmentMemberValue)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ConsumerGroupTargetAssignmentMemberValue.TopicPartitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ConsumerGroupTargetAssignmentMemberValue.TopicPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_topic_partitions: list[TopicPartition] = []
     for _ in range(n):
         e_topic_partitions, pos = _d_TopicPartition_0(buf, pos)
-        v_topic_partitions.append(e_topic_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ConsumerGroupTargetAssignmentMemberValue(v_topic_partitions, unknown), pos
+        a_topic_partitions.append(e_topic_partitions)
+    o.topic_partitions = a_topic_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ConsumerGroupTargetAssignmentMemberValue_0(o: ConsumerGroupTargetAssignmentMemberValue, out: bytearray) -> None:
     x_topic_partitions = o.topic_partitions
     if x_topic_partitions is None:
         raise EncodeError("ConsumerGroupTargetAssignmentMemberValue: TopicPartitions is not nullable in version 0")
-    write_uvarint(out, len(x_topic_partitions) + 1)
+    n = len(x_topic_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_topic_partitions in x_topic_partitions:
         _e_TopicPartition_0(e_topic_partitions, out)
     if o.unknown_tags:
@@ -198,5 +245,6 @@ def _e_ConsumerGroupTargetAssignmentMemberValue_0(o: ConsumerGroupTargetAssignme
         out.append(0)
 
 
+_DEF_TopicPartition = TopicPartition()
 _DECODERS = (_d_ConsumerGroupTargetAssignmentMemberValue_0,)
 _ENCODERS = (_e_ConsumerGroupTargetAssignmentMemberValue_0,)

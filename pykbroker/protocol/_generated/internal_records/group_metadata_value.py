@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 _S1 = struct.Struct('>ii')
 _S2 = struct.Struct('>q')
@@ -198,19 +210,18 @@ class GroupMetadataValue:
 
 
 def _d_MemberMetadata_0(buf: memoryview, pos: int) -> tuple[MemberMetadata, int]:
-    v_member_id: str
-    v_client_id: str
-    v_client_host: str
-    v_subscription: bytes
-    v_assignment: bytes
-    v_member_id, pos = read_string(buf, pos)
-    v_client_id, pos = read_string(buf, pos)
-    v_client_host, pos = read_string(buf, pos)
-    v_session_timeout, = _S0.unpack_from(buf, pos)
+    o = _new(MemberMetadata)
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.client_id, pos = read_string(buf, pos)
+    o.client_host, pos = read_string(buf, pos)
+    o.rebalance_timeout = -1
+    (o.session_timeout,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_subscription, pos = read_bytes(buf, pos)
-    v_assignment, pos = read_bytes(buf, pos)
-    return MemberMetadata(v_member_id, None, v_client_id, v_client_host, -1, v_session_timeout, v_subscription, v_assignment, None), pos
+    o.subscription, pos = read_bytes(buf, pos)
+    o.assignment, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MemberMetadata_0(o: MemberMetadata, out: bytearray) -> None:
@@ -223,19 +234,17 @@ def _e_MemberMetadata_0(o: MemberMetadata, out: bytearray) -> None:
 
 
 def _d_MemberMetadata_1(buf: memoryview, pos: int) -> tuple[MemberMetadata, int]:
-    v_member_id: str
-    v_client_id: str
-    v_client_host: str
-    v_subscription: bytes
-    v_assignment: bytes
-    v_member_id, pos = read_string(buf, pos)
-    v_client_id, pos = read_string(buf, pos)
-    v_client_host, pos = read_string(buf, pos)
-    v_rebalance_timeout, v_session_timeout = _S1.unpack_from(buf, pos)
+    o = _new(MemberMetadata)
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id = None
+    o.client_id, pos = read_string(buf, pos)
+    o.client_host, pos = read_string(buf, pos)
+    o.rebalance_timeout, o.session_timeout = _S1.unpack_from(buf, pos)
     pos += 8
-    v_subscription, pos = read_bytes(buf, pos)
-    v_assignment, pos = read_bytes(buf, pos)
-    return MemberMetadata(v_member_id, None, v_client_id, v_client_host, v_rebalance_timeout, v_session_timeout, v_subscription, v_assignment, None), pos
+    o.subscription, pos = read_bytes(buf, pos)
+    o.assignment, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MemberMetadata_1(o: MemberMetadata, out: bytearray) -> None:
@@ -248,21 +257,17 @@ def _e_MemberMetadata_1(o: MemberMetadata, out: bytearray) -> None:
 
 
 def _d_MemberMetadata_2(buf: memoryview, pos: int) -> tuple[MemberMetadata, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_client_id: str
-    v_client_host: str
-    v_subscription: bytes
-    v_assignment: bytes
-    v_member_id, pos = read_string(buf, pos)
-    v_group_instance_id, pos = read_nullable_string(buf, pos)
-    v_client_id, pos = read_string(buf, pos)
-    v_client_host, pos = read_string(buf, pos)
-    v_rebalance_timeout, v_session_timeout = _S1.unpack_from(buf, pos)
+    o = _new(MemberMetadata)
+    o.member_id, pos = read_string(buf, pos)
+    o.group_instance_id, pos = read_nullable_string(buf, pos)
+    o.client_id, pos = read_string(buf, pos)
+    o.client_host, pos = read_string(buf, pos)
+    o.rebalance_timeout, o.session_timeout = _S1.unpack_from(buf, pos)
     pos += 8
-    v_subscription, pos = read_bytes(buf, pos)
-    v_assignment, pos = read_bytes(buf, pos)
-    return MemberMetadata(v_member_id, v_group_instance_id, v_client_id, v_client_host, v_rebalance_timeout, v_session_timeout, v_subscription, v_assignment, None), pos
+    o.subscription, pos = read_bytes(buf, pos)
+    o.assignment, pos = read_bytes(buf, pos)
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_MemberMetadata_2(o: MemberMetadata, out: bytearray) -> None:
@@ -276,22 +281,21 @@ def _e_MemberMetadata_2(o: MemberMetadata, out: bytearray) -> None:
 
 
 def _d_MemberMetadata_3(buf: memoryview, pos: int) -> tuple[MemberMetadata, int]:
-    v_member_id: str
-    v_group_instance_id: str | None
-    v_client_id: str
-    v_client_host: str
-    v_subscription: bytes
-    v_assignment: bytes
-    v_member_id, pos = read_compact_string(buf, pos)
-    v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
-    v_client_id, pos = read_compact_string(buf, pos)
-    v_client_host, pos = read_compact_string(buf, pos)
-    v_rebalance_timeout, v_session_timeout = _S1.unpack_from(buf, pos)
+    o = _new(MemberMetadata)
+    o.member_id, pos = read_compact_string(buf, pos)
+    o.group_instance_id, pos = read_compact_nullable_string(buf, pos)
+    o.client_id, pos = read_compact_string(buf, pos)
+    o.client_host, pos = read_compact_string(buf, pos)
+    o.rebalance_timeout, o.session_timeout = _S1.unpack_from(buf, pos)
     pos += 8
-    v_subscription, pos = read_compact_bytes(buf, pos)
-    v_assignment, pos = read_compact_bytes(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return MemberMetadata(v_member_id, v_group_instance_id, v_client_id, v_client_host, v_rebalance_timeout, v_session_timeout, v_subscription, v_assignment, unknown), pos
+    o.subscription, pos = read_compact_bytes(buf, pos)
+    o.assignment, pos = read_compact_bytes(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_MemberMetadata_3(o: MemberMetadata, out: bytearray) -> None:
@@ -309,21 +313,26 @@ def _e_MemberMetadata_3(o: MemberMetadata, out: bytearray) -> None:
 
 
 def _d_GroupMetadataValue_0(buf: memoryview, pos: int) -> tuple[GroupMetadataValue, int]:
-    v_protocol_type: str
-    v_protocol: str | None
-    v_leader: str | None
-    v_members: list[MemberMetadata]
-    v_protocol_type, pos = read_string(buf, pos)
-    v_generation, = _S0.unpack_from(buf, pos)
+    o = _new(GroupMetadataValue)
+    o.protocol_type, pos = read_string(buf, pos)
+    (o.generation,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_protocol, pos = read_nullable_string(buf, pos)
-    v_leader, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    o.protocol, pos = read_nullable_string(buf, pos)
+    o.leader, pos = read_nullable_string(buf, pos)
+    o.current_state_timestamp = -1
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"GroupMetadataValue.members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"GroupMetadataValue.members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[MemberMetadata] = []
     for _ in range(n):
         e_members, pos = _d_MemberMetadata_0(buf, pos)
-        v_members.append(e_members)
-    return GroupMetadataValue(v_protocol_type, v_generation, v_protocol, v_leader, -1, v_members, None), pos
+        a_members.append(e_members)
+    o.members = a_members
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_GroupMetadataValue_0(o: GroupMetadataValue, out: bytearray) -> None:
@@ -340,21 +349,26 @@ def _e_GroupMetadataValue_0(o: GroupMetadataValue, out: bytearray) -> None:
 
 
 def _d_GroupMetadataValue_1(buf: memoryview, pos: int) -> tuple[GroupMetadataValue, int]:
-    v_protocol_type: str
-    v_protocol: str | None
-    v_leader: str | None
-    v_members: list[MemberMetadata]
-    v_protocol_type, pos = read_string(buf, pos)
-    v_generation, = _S0.unpack_from(buf, pos)
+    o = _new(GroupMetadataValue)
+    o.protocol_type, pos = read_string(buf, pos)
+    (o.generation,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_protocol, pos = read_nullable_string(buf, pos)
-    v_leader, pos = read_nullable_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    o.protocol, pos = read_nullable_string(buf, pos)
+    o.leader, pos = read_nullable_string(buf, pos)
+    o.current_state_timestamp = -1
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"GroupMetadataValue.members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"GroupMetadataValue.members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[MemberMetadata] = []
     for _ in range(n):
         e_members, pos = _d_MemberMetadata_1(buf, pos)
-        v_members.append(e_members)
-    return GroupMetadataValue(v_protocol_type, v_generation, v_protocol, v_leader, -1, v_members, None), pos
+        a_members.append(e_members)
+    o.members = a_members
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_GroupMetadataValue_1(o: GroupMetadataValue, out: bytearray) -> None:
@@ -371,23 +385,27 @@ def _e_GroupMetadataValue_1(o: GroupMetadataValue, out: bytearray) -> None:
 
 
 def _d_GroupMetadataValue_2(buf: memoryview, pos: int) -> tuple[GroupMetadataValue, int]:
-    v_protocol_type: str
-    v_protocol: str | None
-    v_leader: str | None
-    v_members: list[MemberMetadata]
-    v_protocol_type, pos = read_string(buf, pos)
-    v_generation, = _S0.unpack_from(buf, pos)
+    o = _new(GroupMetadataValue)
+    o.protocol_type, pos = read_string(buf, pos)
+    (o.generation,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_protocol, pos = read_nullable_string(buf, pos)
-    v_leader, pos = read_nullable_string(buf, pos)
-    v_current_state_timestamp, = _S2.unpack_from(buf, pos)
+    o.protocol, pos = read_nullable_string(buf, pos)
+    o.leader, pos = read_nullable_string(buf, pos)
+    (o.current_state_timestamp,) = _S2.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"GroupMetadataValue.members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"GroupMetadataValue.members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[MemberMetadata] = []
     for _ in range(n):
         e_members, pos = _d_MemberMetadata_1(buf, pos)
-        v_members.append(e_members)
-    return GroupMetadataValue(v_protocol_type, v_generation, v_protocol, v_leader, v_current_state_timestamp, v_members, None), pos
+        a_members.append(e_members)
+    o.members = a_members
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_GroupMetadataValue_2(o: GroupMetadataValue, out: bytearray) -> None:
@@ -405,23 +423,27 @@ def _e_GroupMetadataValue_2(o: GroupMetadataValue, out: bytearray) -> None:
 
 
 def _d_GroupMetadataValue_3(buf: memoryview, pos: int) -> tuple[GroupMetadataValue, int]:
-    v_protocol_type: str
-    v_protocol: str | None
-    v_leader: str | None
-    v_members: list[MemberMetadata]
-    v_protocol_type, pos = read_string(buf, pos)
-    v_generation, = _S0.unpack_from(buf, pos)
+    o = _new(GroupMetadataValue)
+    o.protocol_type, pos = read_string(buf, pos)
+    (o.generation,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_protocol, pos = read_nullable_string(buf, pos)
-    v_leader, pos = read_nullable_string(buf, pos)
-    v_current_state_timestamp, = _S2.unpack_from(buf, pos)
+    o.protocol, pos = read_nullable_string(buf, pos)
+    o.leader, pos = read_nullable_string(buf, pos)
+    (o.current_state_timestamp,) = _S2.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_array_len(buf, pos)
-    v_members = []
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"GroupMetadataValue.members has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"GroupMetadataValue.members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[MemberMetadata] = []
     for _ in range(n):
         e_members, pos = _d_MemberMetadata_2(buf, pos)
-        v_members.append(e_members)
-    return GroupMetadataValue(v_protocol_type, v_generation, v_protocol, v_leader, v_current_state_timestamp, v_members, None), pos
+        a_members.append(e_members)
+    o.members = a_members
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_GroupMetadataValue_3(o: GroupMetadataValue, out: bytearray) -> None:
@@ -439,24 +461,35 @@ def _e_GroupMetadataValue_3(o: GroupMetadataValue, out: bytearray) -> None:
 
 
 def _d_GroupMetadataValue_4(buf: memoryview, pos: int) -> tuple[GroupMetadataValue, int]:
-    v_protocol_type: str
-    v_protocol: str | None
-    v_leader: str | None
-    v_members: list[MemberMetadata]
-    v_protocol_type, pos = read_compact_string(buf, pos)
-    v_generation, = _S0.unpack_from(buf, pos)
+    o = _new(GroupMetadataValue)
+    o.protocol_type, pos = read_compact_string(buf, pos)
+    (o.generation,) = _S0.unpack_from(buf, pos)
     pos += 4
-    v_protocol, pos = read_compact_nullable_string(buf, pos)
-    v_leader, pos = read_compact_nullable_string(buf, pos)
-    v_current_state_timestamp, = _S2.unpack_from(buf, pos)
+    o.protocol, pos = read_compact_nullable_string(buf, pos)
+    o.leader, pos = read_compact_nullable_string(buf, pos)
+    (o.current_state_timestamp,) = _S2.unpack_from(buf, pos)
     pos += 8
-    n, pos = read_compact_array_len(buf, pos)
-    v_members = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("GroupMetadataValue.members is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"GroupMetadataValue.members length {n} exceeds the {len(buf) - pos} bytes left")
+    a_members: list[MemberMetadata] = []
     for _ in range(n):
         e_members, pos = _d_MemberMetadata_3(buf, pos)
-        v_members.append(e_members)
-    unknown, pos = skip_tags(buf, pos)
-    return GroupMetadataValue(v_protocol_type, v_generation, v_protocol, v_leader, v_current_state_timestamp, v_members, unknown), pos
+        a_members.append(e_members)
+    o.members = a_members
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_GroupMetadataValue_4(o: GroupMetadataValue, out: bytearray) -> None:
@@ -468,7 +501,11 @@ def _e_GroupMetadataValue_4(o: GroupMetadataValue, out: bytearray) -> None:
     x_members = o.members
     if x_members is None:
         raise EncodeError("GroupMetadataValue: members is not nullable in version 4")
-    write_uvarint(out, len(x_members) + 1)
+    n = len(x_members) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_members in x_members:
         _e_MemberMetadata_3(e_members, out)
     if o.unknown_tags:
@@ -477,5 +514,6 @@ def _e_GroupMetadataValue_4(o: GroupMetadataValue, out: bytearray) -> None:
         out.append(0)
 
 
+_DEF_MemberMetadata = MemberMetadata()
 _DECODERS = (_d_GroupMetadataValue_0, _d_GroupMetadataValue_1, _d_GroupMetadataValue_2, _d_GroupMetadataValue_3, _d_GroupMetadataValue_4,)
 _ENCODERS = (_e_GroupMetadataValue_0, _e_GroupMetadataValue_1, _e_GroupMetadataValue_2, _e_GroupMetadataValue_3, _e_GroupMetadataValue_4,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>i')
 
 
@@ -126,13 +138,13 @@ class OffsetCommitKey:
 
 
 def _d_OffsetCommitKey_0(buf: memoryview, pos: int) -> tuple[OffsetCommitKey, int]:
-    v_group: str
-    v_topic: str
-    v_group, pos = read_string(buf, pos)
-    v_topic, pos = read_string(buf, pos)
-    v_partition, = _S0.unpack_from(buf, pos)
+    o = _new(OffsetCommitKey)
+    o.group, pos = read_string(buf, pos)
+    o.topic, pos = read_string(buf, pos)
+    (o.partition,) = _S0.unpack_from(buf, pos)
     pos += 4
-    return OffsetCommitKey(v_group, v_topic, v_partition, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitKey_0(o: OffsetCommitKey, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>q')
 _S1 = struct.Struct('>qq')
 _S2 = struct.Struct('>qi')
@@ -136,13 +148,16 @@ class OffsetCommitValue:
 
 
 def _d_OffsetCommitValue_0(buf: memoryview, pos: int) -> tuple[OffsetCommitValue, int]:
-    v_metadata: str
-    v_offset, = _S0.unpack_from(buf, pos)
+    o = _new(OffsetCommitValue)
+    o.leader_epoch = -1
+    (o.offset,) = _S0.unpack_from(buf, pos)
     pos += 8
-    v_metadata, pos = read_string(buf, pos)
-    v_commit_timestamp, = _S0.unpack_from(buf, pos)
+    o.metadata, pos = read_string(buf, pos)
+    o.expire_timestamp = -1
+    (o.commit_timestamp,) = _S0.unpack_from(buf, pos)
     pos += 8
-    return OffsetCommitValue(v_offset, -1, v_metadata, v_commit_timestamp, -1, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitValue_0(o: OffsetCommitValue, out: bytearray) -> None:
@@ -152,13 +167,15 @@ def _e_OffsetCommitValue_0(o: OffsetCommitValue, out: bytearray) -> None:
 
 
 def _d_OffsetCommitValue_1(buf: memoryview, pos: int) -> tuple[OffsetCommitValue, int]:
-    v_metadata: str
-    v_offset, = _S0.unpack_from(buf, pos)
+    o = _new(OffsetCommitValue)
+    o.leader_epoch = -1
+    (o.offset,) = _S0.unpack_from(buf, pos)
     pos += 8
-    v_metadata, pos = read_string(buf, pos)
-    v_commit_timestamp, v_expire_timestamp = _S1.unpack_from(buf, pos)
+    o.metadata, pos = read_string(buf, pos)
+    o.commit_timestamp, o.expire_timestamp = _S1.unpack_from(buf, pos)
     pos += 16
-    return OffsetCommitValue(v_offset, -1, v_metadata, v_commit_timestamp, v_expire_timestamp, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitValue_1(o: OffsetCommitValue, out: bytearray) -> None:
@@ -168,13 +185,15 @@ def _e_OffsetCommitValue_1(o: OffsetCommitValue, out: bytearray) -> None:
 
 
 def _d_OffsetCommitValue_2(buf: memoryview, pos: int) -> tuple[OffsetCommitValue, int]:
-    v_metadata: str
-    v_offset, v_leader_epoch = _S2.unpack_from(buf, pos)
+    o = _new(OffsetCommitValue)
+    o.offset, o.leader_epoch = _S2.unpack_from(buf, pos)
     pos += 12
-    v_metadata, pos = read_string(buf, pos)
-    v_commit_timestamp, = _S0.unpack_from(buf, pos)
+    o.metadata, pos = read_string(buf, pos)
+    o.expire_timestamp = -1
+    (o.commit_timestamp,) = _S0.unpack_from(buf, pos)
     pos += 8
-    return OffsetCommitValue(v_offset, v_leader_epoch, v_metadata, v_commit_timestamp, -1, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_OffsetCommitValue_2(o: OffsetCommitValue, out: bytearray) -> None:
@@ -184,14 +203,19 @@ def _e_OffsetCommitValue_2(o: OffsetCommitValue, out: bytearray) -> None:
 
 
 def _d_OffsetCommitValue_3(buf: memoryview, pos: int) -> tuple[OffsetCommitValue, int]:
-    v_metadata: str
-    v_offset, v_leader_epoch = _S2.unpack_from(buf, pos)
+    o = _new(OffsetCommitValue)
+    o.offset, o.leader_epoch = _S2.unpack_from(buf, pos)
     pos += 12
-    v_metadata, pos = read_compact_string(buf, pos)
-    v_commit_timestamp, = _S0.unpack_from(buf, pos)
+    o.metadata, pos = read_compact_string(buf, pos)
+    o.expire_timestamp = -1
+    (o.commit_timestamp,) = _S0.unpack_from(buf, pos)
     pos += 8
-    unknown, pos = skip_tags(buf, pos)
-    return OffsetCommitValue(v_offset, v_leader_epoch, v_metadata, v_commit_timestamp, -1, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_OffsetCommitValue_3(o: OffsetCommitValue, out: bytearray) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>iib')
 
 
@@ -164,14 +176,26 @@ class ShareGroupCurrentMemberAssignmentValue:
 
 
 def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
-    v_topic_id: uuid.UUID
-    v_partitions: list[int]
-    v_topic_id, pos = read_uuid(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicPartitions)
+    o.topic_id, pos = read_uuid(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupCurrentMemberAssignmentValue.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupCurrentMemberAssignmentValue.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return TopicPartitions(v_topic_id, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
@@ -179,8 +203,13 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ShareGroupCurrentMemberAssignmentValue: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -188,16 +217,30 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: bytearray) -> None:
 
 
 def _d_ShareGroupCurrentMemberAssignmentValue_0(buf: memoryview, pos: int) -> tuple[ShareGroupCurrentMemberAssignmentValue, int]:
-    v_assigned_partitions: list[TopicPartitions]
-    v_member_epoch, v_previous_member_epoch, v_state = _S0.unpack_from(buf, pos)
+    o = _new(ShareGroupCurrentMemberAssignmentValue)
+    o.member_epoch, o.previous_member_epoch, o.state = _S0.unpack_from(buf, pos)
     pos += 9
-    n, pos = read_compact_array_len(buf, pos)
-    v_assigned_partitions = []
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupCurrentMemberAssignmentValue.AssignedPartitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupCurrentMemberAssignmentValue.AssignedPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    a_assigned_partitions: list[TopicPartitions] = []
     for _ in range(n):
         e_assigned_partitions, pos = _d_TopicPartitions_0(buf, pos)
-        v_assigned_partitions.append(e_assigned_partitions)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareGroupCurrentMemberAssignmentValue(v_member_epoch, v_previous_member_epoch, v_state, v_assigned_partitions, unknown), pos
+        a_assigned_partitions.append(e_assigned_partitions)
+    o.assigned_partitions = a_assigned_partitions
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareGroupCurrentMemberAssignmentValue_0(o: ShareGroupCurrentMemberAssignmentValue, out: bytearray) -> None:
@@ -205,7 +248,11 @@ def _e_ShareGroupCurrentMemberAssignmentValue_0(o: ShareGroupCurrentMemberAssign
     x_assigned_partitions = o.assigned_partitions
     if x_assigned_partitions is None:
         raise EncodeError("ShareGroupCurrentMemberAssignmentValue: AssignedPartitions is not nullable in version 0")
-    write_uvarint(out, len(x_assigned_partitions) + 1)
+    n = len(x_assigned_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_assigned_partitions in x_assigned_partitions:
         _e_TopicPartitions_0(e_assigned_partitions, out)
     if o.unknown_tags:
@@ -214,5 +261,6 @@ def _e_ShareGroupCurrentMemberAssignmentValue_0(o: ShareGroupCurrentMemberAssign
         out.append(0)
 
 
+_DEF_TopicPartitions = TopicPartitions()
 _DECODERS = (_d_ShareGroupCurrentMemberAssignmentValue_0,)
 _ENCODERS = (_e_ShareGroupCurrentMemberAssignmentValue_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class ShareGroupMemberMetadataValue:
@@ -129,20 +141,31 @@ class ShareGroupMemberMetadataValue:
 
 
 def _d_ShareGroupMemberMetadataValue_0(buf: memoryview, pos: int) -> tuple[ShareGroupMemberMetadataValue, int]:
-    v_rack_id: str | None
-    v_client_id: str
-    v_client_host: str
-    v_subscribed_topic_names: list[str]
-    v_rack_id, pos = read_compact_nullable_string(buf, pos)
-    v_client_id, pos = read_compact_string(buf, pos)
-    v_client_host, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_subscribed_topic_names = []
+    o = _new(ShareGroupMemberMetadataValue)
+    o.rack_id, pos = read_compact_nullable_string(buf, pos)
+    o.client_id, pos = read_compact_string(buf, pos)
+    o.client_host, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupMemberMetadataValue.SubscribedTopicNames is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupMemberMetadataValue.SubscribedTopicNames length {n} exceeds the {len(buf) - pos} bytes left")
+    a_subscribed_topic_names: list[str] = []
     for _ in range(n):
         e_subscribed_topic_names, pos = read_compact_string(buf, pos)
-        v_subscribed_topic_names.append(e_subscribed_topic_names)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareGroupMemberMetadataValue(v_rack_id, v_client_id, v_client_host, v_subscribed_topic_names, unknown), pos
+        a_subscribed_topic_names.append(e_subscribed_topic_names)
+    o.subscribed_topic_names = a_subscribed_topic_names
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareGroupMemberMetadataValue_0(o: ShareGroupMemberMetadataValue, out: bytearray) -> None:
@@ -152,7 +175,11 @@ def _e_ShareGroupMemberMetadataValue_0(o: ShareGroupMemberMetadataValue, out: by
     x_subscribed_topic_names = o.subscribed_topic_names
     if x_subscribed_topic_names is None:
         raise EncodeError("ShareGroupMemberMetadataValue: SubscribedTopicNames is not nullable in version 0")
-    write_uvarint(out, len(x_subscribed_topic_names) + 1)
+    n = len(x_subscribed_topic_names) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_subscribed_topic_names in x_subscribed_topic_names:
         write_compact_string(out, e_subscribed_topic_names)
     if o.unknown_tags:

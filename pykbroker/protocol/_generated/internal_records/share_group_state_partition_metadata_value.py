@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 
 
 class TopicPartitionsInfo:
@@ -193,16 +205,27 @@ class ShareGroupStatePartitionMetadataValue:
 
 
 def _d_TopicPartitionsInfo_0(buf: memoryview, pos: int) -> tuple[TopicPartitionsInfo, int]:
-    v_topic_id: uuid.UUID
-    v_topic_name: str
-    v_partitions: list[int]
-    v_topic_id, pos = read_uuid(buf, pos)
-    v_topic_name, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partitions = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(TopicPartitionsInfo)
+    o.topic_id, pos = read_uuid(buf, pos)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupStatePartitionMetadataValue.Partitions is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupStatePartitionMetadataValue.Partitions length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partitions = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return TopicPartitionsInfo(v_topic_id, v_topic_name, v_partitions, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicPartitionsInfo_0(o: TopicPartitionsInfo, out: bytearray) -> None:
@@ -211,8 +234,13 @@ def _e_TopicPartitionsInfo_0(o: TopicPartitionsInfo, out: bytearray) -> None:
     x_partitions = o.partitions
     if x_partitions is None:
         raise EncodeError("ShareGroupStatePartitionMetadataValue: Partitions is not nullable in version 0")
-    write_uvarint(out, len(x_partitions) + 1)
-    out += pack(">%di" % len(x_partitions), *x_partitions)
+    n = len(x_partitions) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partitions)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partitions)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -220,12 +248,15 @@ def _e_TopicPartitionsInfo_0(o: TopicPartitionsInfo, out: bytearray) -> None:
 
 
 def _d_TopicInfo_0(buf: memoryview, pos: int) -> tuple[TopicInfo, int]:
-    v_topic_id: uuid.UUID
-    v_topic_name: str
-    v_topic_id, pos = read_uuid(buf, pos)
-    v_topic_name, pos = read_compact_string(buf, pos)
-    unknown, pos = skip_tags(buf, pos)
-    return TopicInfo(v_topic_id, v_topic_name, unknown), pos
+    o = _new(TopicInfo)
+    o.topic_id, pos = read_uuid(buf, pos)
+    o.topic_name, pos = read_compact_string(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_TopicInfo_0(o: TopicInfo, out: bytearray) -> None:
@@ -238,33 +269,64 @@ def _e_TopicInfo_0(o: TopicInfo, out: bytearray) -> None:
 
 
 def _d_ShareGroupStatePartitionMetadataValue_0(buf: memoryview, pos: int) -> tuple[ShareGroupStatePartitionMetadataValue, int]:
-    v_initialized_topics: list[TopicPartitionsInfo]
-    v_deleting_topics: list[TopicInfo]
-    n, pos = read_compact_array_len(buf, pos)
-    v_initialized_topics = []
+    o = _new(ShareGroupStatePartitionMetadataValue)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupStatePartitionMetadataValue.InitializedTopics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupStatePartitionMetadataValue.InitializedTopics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_initialized_topics: list[TopicPartitionsInfo] = []
     for _ in range(n):
         e_initialized_topics, pos = _d_TopicPartitionsInfo_0(buf, pos)
-        v_initialized_topics.append(e_initialized_topics)
-    n, pos = read_compact_array_len(buf, pos)
-    v_deleting_topics = []
+        a_initialized_topics.append(e_initialized_topics)
+    o.initialized_topics = a_initialized_topics
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("ShareGroupStatePartitionMetadataValue.DeletingTopics is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"ShareGroupStatePartitionMetadataValue.DeletingTopics length {n} exceeds the {len(buf) - pos} bytes left")
+    a_deleting_topics: list[TopicInfo] = []
     for _ in range(n):
         e_deleting_topics, pos = _d_TopicInfo_0(buf, pos)
-        v_deleting_topics.append(e_deleting_topics)
-    unknown, pos = skip_tags(buf, pos)
-    return ShareGroupStatePartitionMetadataValue(v_initialized_topics, v_deleting_topics, unknown), pos
+        a_deleting_topics.append(e_deleting_topics)
+    o.deleting_topics = a_deleting_topics
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_ShareGroupStatePartitionMetadataValue_0(o: ShareGroupStatePartitionMetadataValue, out: bytearray) -> None:
     x_initialized_topics = o.initialized_topics
     if x_initialized_topics is None:
         raise EncodeError("ShareGroupStatePartitionMetadataValue: InitializedTopics is not nullable in version 0")
-    write_uvarint(out, len(x_initialized_topics) + 1)
+    n = len(x_initialized_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_initialized_topics in x_initialized_topics:
         _e_TopicPartitionsInfo_0(e_initialized_topics, out)
     x_deleting_topics = o.deleting_topics
     if x_deleting_topics is None:
         raise EncodeError("ShareGroupStatePartitionMetadataValue: DeletingTopics is not nullable in version 0")
-    write_uvarint(out, len(x_deleting_topics) + 1)
+    n = len(x_deleting_topics) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
     for e_deleting_topics in x_deleting_topics:
         _e_TopicInfo_0(e_deleting_topics, out)
     if o.unknown_tags:
@@ -273,5 +335,7 @@ def _e_ShareGroupStatePartitionMetadataValue_0(o: ShareGroupStatePartitionMetada
         out.append(0)
 
 
+_DEF_TopicPartitionsInfo = TopicPartitionsInfo()
+_DEF_TopicInfo = TopicInfo()
 _DECODERS = (_d_ShareGroupStatePartitionMetadataValue_0,)
 _ENCODERS = (_e_ShareGroupStatePartitionMetadataValue_0,)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 import uuid
-from struct import pack, unpack_from
+from struct import Struct
 from typing import ClassVar
 
 from pykbroker.protocol.primitives import (
+    ARRAY_STRUCTS,
+    ARRAY_STRUCTS_MAX,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -47,6 +49,16 @@ from pykbroker.protocol.primitives import (
 )
 
 pack_i32 = struct.Struct(">i").pack
+_I32 = struct.Struct(">i")
+_new = object.__new__
+_AR_bool = ARRAY_STRUCTS['?']
+_AR_b = ARRAY_STRUCTS['b']
+_AR_h = ARRAY_STRUCTS['h']
+_AR_H = ARRAY_STRUCTS['H']
+_AR_i = ARRAY_STRUCTS['i']
+_AR_I = ARRAY_STRUCTS['I']
+_AR_q = ARRAY_STRUCTS['q']
+_AR_d = ARRAY_STRUCTS['d']
 _S0 = struct.Struct('>qhib')
 _S1 = struct.Struct('>qq')
 _S2 = struct.Struct('>q')
@@ -192,13 +204,18 @@ class TransactionLogValue:
 
 
 def _d_PartitionsSchema_0(buf: memoryview, pos: int) -> tuple[PartitionsSchema, int]:
-    v_topic: str
-    v_partition_ids: list[int]
-    v_topic, pos = read_string(buf, pos)
-    n, pos = read_array_len(buf, pos)
-    v_partition_ids = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(PartitionsSchema)
+    o.topic, pos = read_string(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < 0:
+        raise DecodeError(f"TransactionLogValue.PartitionIds has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TransactionLogValue.PartitionIds length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partition_ids = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    return PartitionsSchema(v_topic, v_partition_ids, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_PartitionsSchema_0(o: PartitionsSchema, out: bytearray) -> None:
@@ -207,18 +224,31 @@ def _e_PartitionsSchema_0(o: PartitionsSchema, out: bytearray) -> None:
     if x_partition_ids is None:
         raise EncodeError("TransactionLogValue: PartitionIds is not nullable in version 0")
     out += pack_i32(len(x_partition_ids))
-    out += pack(">%di" % len(x_partition_ids), *x_partition_ids)
+    n = len(x_partition_ids)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partition_ids)
 
 
 def _d_PartitionsSchema_1(buf: memoryview, pos: int) -> tuple[PartitionsSchema, int]:
-    v_topic: str
-    v_partition_ids: list[int]
-    v_topic, pos = read_compact_string(buf, pos)
-    n, pos = read_compact_array_len(buf, pos)
-    v_partition_ids = list(unpack_from(">%di" % n, buf, pos))
+    o = _new(PartitionsSchema)
+    o.topic, pos = read_compact_string(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n < 0:
+        raise DecodeError("TransactionLogValue.PartitionIds is null but not nullable")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TransactionLogValue.PartitionIds length {n} exceeds the {len(buf) - pos} bytes left")
+    o.partition_ids = list((_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).unpack_from(buf, pos))
     pos += 4 * n
-    unknown, pos = skip_tags(buf, pos)
-    return PartitionsSchema(v_topic, v_partition_ids, unknown), pos
+    if buf[pos] == 0:
+        pos += 1
+        o.unknown_tags = None
+    else:
+        o.unknown_tags, pos = skip_tags(buf, pos)
+    return o, pos
 
 
 def _e_PartitionsSchema_1(o: PartitionsSchema, out: bytearray) -> None:
@@ -226,8 +256,13 @@ def _e_PartitionsSchema_1(o: PartitionsSchema, out: bytearray) -> None:
     x_partition_ids = o.partition_ids
     if x_partition_ids is None:
         raise EncodeError("TransactionLogValue: PartitionIds is not nullable in version 1")
-    write_uvarint(out, len(x_partition_ids) + 1)
-    out += pack(">%di" % len(x_partition_ids), *x_partition_ids)
+    n = len(x_partition_ids) + 1
+    if n < 0x80:
+        out.append(n)
+    else:
+        write_uvarint(out, n)
+    n = len(x_partition_ids)
+    out += (_AR_i[n] if n < ARRAY_STRUCTS_MAX else Struct(">%di" % n)).pack(*x_partition_ids)
     if o.unknown_tags:
         write_tags(out, [], o.unknown_tags)
     else:
@@ -235,20 +270,30 @@ def _e_PartitionsSchema_1(o: PartitionsSchema, out: bytearray) -> None:
 
 
 def _d_TransactionLogValue_0(buf: memoryview, pos: int) -> tuple[TransactionLogValue, int]:
-    v_transaction_partitions: list[PartitionsSchema] | None
-    v_producer_id, v_producer_epoch, v_transaction_timeout_ms, v_transaction_status = _S0.unpack_from(buf, pos)
+    o = _new(TransactionLogValue)
+    o.previous_producer_id = -1
+    o.next_producer_id = -1
+    o.producer_id, o.producer_epoch, o.transaction_timeout_ms, o.transaction_status = _S0.unpack_from(buf, pos)
     pos += 15
-    n, pos = read_nullable_array_len(buf, pos)
+    (n,) = _I32.unpack_from(buf, pos)
+    pos += 4
+    if n < -1:
+        raise DecodeError(f"TransactionLogValue.TransactionPartitions has invalid length {n}")
+    if n > len(buf) - pos:
+        raise DecodeError(f"TransactionLogValue.TransactionPartitions length {n} exceeds the {len(buf) - pos} bytes left")
     if n < 0:
-        v_transaction_partitions = None
+        o.transaction_partitions = None
     else:
-        v_transaction_partitions = []
+        a_transaction_partitions: list[PartitionsSchema] = []
         for _ in range(n):
             e_transaction_partitions, pos = _d_PartitionsSchema_0(buf, pos)
-            v_transaction_partitions.append(e_transaction_partitions)
-    v_transaction_last_update_timestamp_ms, v_transaction_start_timestamp_ms = _S1.unpack_from(buf, pos)
+            a_transaction_partitions.append(e_transaction_partitions)
+        o.transaction_partitions = a_transaction_partitions
+    o.client_transaction_version = 0
+    o.transaction_last_update_timestamp_ms, o.transaction_start_timestamp_ms = _S1.unpack_from(buf, pos)
     pos += 16
-    return TransactionLogValue(v_producer_id, -1, -1, v_producer_epoch, v_transaction_timeout_ms, v_transaction_status, v_transaction_partitions, v_transaction_last_update_timestamp_ms, v_transaction_start_timestamp_ms, 0, None), pos
+    o.unknown_tags = None
+    return o, pos
 
 
 def _e_TransactionLogValue_0(o: TransactionLogValue, out: bytearray) -> None:
@@ -271,40 +316,48 @@ def _e_TransactionLogValue_0(o: TransactionLogValue, out: bytearray) -> None:
 
 
 def _d_TransactionLogValue_1(buf: memoryview, pos: int) -> tuple[TransactionLogValue, int]:
-    v_transaction_partitions: list[PartitionsSchema] | None
-    v_producer_id, v_producer_epoch, v_transaction_timeout_ms, v_transaction_status = _S0.unpack_from(buf, pos)
+    o = _new(TransactionLogValue)
+    o.previous_producer_id = -1
+    o.next_producer_id = -1
+    o.producer_id, o.producer_epoch, o.transaction_timeout_ms, o.transaction_status = _S0.unpack_from(buf, pos)
     pos += 15
-    n, pos = read_compact_nullable_array_len(buf, pos)
-    if n < 0:
-        v_transaction_partitions = None
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
     else:
-        v_transaction_partitions = []
+        n, pos = read_uvarint(buf, pos)
+    n -= 1
+    if n > len(buf) - pos:
+        raise DecodeError(f"TransactionLogValue.TransactionPartitions length {n} exceeds the {len(buf) - pos} bytes left")
+    if n < 0:
+        o.transaction_partitions = None
+    else:
+        a_transaction_partitions: list[PartitionsSchema] = []
         for _ in range(n):
             e_transaction_partitions, pos = _d_PartitionsSchema_1(buf, pos)
-            v_transaction_partitions.append(e_transaction_partitions)
-    v_transaction_last_update_timestamp_ms, v_transaction_start_timestamp_ms = _S1.unpack_from(buf, pos)
+            a_transaction_partitions.append(e_transaction_partitions)
+        o.transaction_partitions = a_transaction_partitions
+    o.client_transaction_version = 0
+    o.transaction_last_update_timestamp_ms, o.transaction_start_timestamp_ms = _S1.unpack_from(buf, pos)
     pos += 16
-    v_previous_producer_id = -1
-    v_next_producer_id = -1
-    v_client_transaction_version = 0
-    unknown: list[tuple[int, bytes]] | None = None
+    o.unknown_tags = None
     n, pos = read_uvarint(buf, pos)
     if n > len(buf) - pos:
         raise DecodeError(f"tagged field count {n} exceeds the bytes left")
     for _ in range(n):
         tag, pos, end = read_tag_header(buf, pos)
         if tag == 0:
-            (v_previous_producer_id,) = _S2.unpack_from(buf, pos)
+            (o.previous_producer_id,) = _S2.unpack_from(buf, pos)
         elif tag == 1:
-            (v_next_producer_id,) = _S2.unpack_from(buf, pos)
+            (o.next_producer_id,) = _S2.unpack_from(buf, pos)
         elif tag == 2:
-            (v_client_transaction_version,) = _S4.unpack_from(buf, pos)
+            (o.client_transaction_version,) = _S4.unpack_from(buf, pos)
         else:
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
+            if o.unknown_tags is None:
+                o.unknown_tags = []
+            o.unknown_tags.append((tag, bytes(buf[pos:end])))
         pos = end
-    return TransactionLogValue(v_producer_id, v_previous_producer_id, v_next_producer_id, v_producer_epoch, v_transaction_timeout_ms, v_transaction_status, v_transaction_partitions, v_transaction_last_update_timestamp_ms, v_transaction_start_timestamp_ms, v_client_transaction_version, unknown), pos
+    return o, pos
 
 
 def _e_TransactionLogValue_1(o: TransactionLogValue, out: bytearray) -> None:
@@ -313,7 +366,11 @@ def _e_TransactionLogValue_1(o: TransactionLogValue, out: bytearray) -> None:
     if x_transaction_partitions is None:
         out.append(0)
     else:
-        write_uvarint(out, len(x_transaction_partitions) + 1)
+        n = len(x_transaction_partitions) + 1
+        if n < 0x80:
+            out.append(n)
+        else:
+            write_uvarint(out, n)
         for e_transaction_partitions in x_transaction_partitions:
             _e_PartitionsSchema_1(e_transaction_partitions, out)
     out += _S1.pack(o.transaction_last_update_timestamp_ms, o.transaction_start_timestamp_ms)
@@ -333,5 +390,6 @@ def _e_TransactionLogValue_1(o: TransactionLogValue, out: bytearray) -> None:
     write_tags(out, tags, o.unknown_tags)
 
 
+_DEF_PartitionsSchema = PartitionsSchema()
 _DECODERS = (_d_TransactionLogValue_0, _d_TransactionLogValue_1,)
 _ENCODERS = (_e_TransactionLogValue_0, _e_TransactionLogValue_1,)

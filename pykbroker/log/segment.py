@@ -1,0 +1,399 @@
+"""One log segment: a ``.log`` file of batches as on the wire plus its two sparse indexes.
+
+Files are named by the segment's base offset, zero-padded to 20 digits, as Kafka names them.
+Appends are one write per call to an ``O_APPEND`` descriptor (the batch bytes land in the OS
+page cache; ``flush`` fsyncs); reads are ``os.pread`` so they never move a file position.
+Batch headers are scanned in chunks, never record by record, except where Kafka too must look
+inside a batch (exact timestamp lookups).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Final
+
+from pykbroker.errors import CorruptRecordError, DecodeError
+from pykbroker.log.index import OffsetIndex, TimeIndex
+from pykbroker.log.log_config import LogConfig
+from pykbroker.records import BatchHeader, iter_records, validate_batch
+from pykbroker.records.batch import BATCH_OVERHEAD, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH
+
+__all__ = [
+    "INDEX_SUFFIX",
+    "LOG_SUFFIX",
+    "TIME_INDEX_SUFFIX",
+    "LogSegment",
+    "segment_path",
+]
+
+LOG_SUFFIX: Final = ".log"
+INDEX_SUFFIX: Final = ".index"
+TIME_INDEX_SUFFIX: Final = ".timeindex"
+_OTHER_SUFFIXES: Final = (".txnindex",)
+_INT32_MAX: Final = 2**31 - 1
+_I32: Final = struct.Struct(">i")
+_SCAN_CHUNK: Final = 32 * 1024
+_RECOVER_CHUNK: Final = 1024 * 1024
+
+Buffer = bytes | bytearray | memoryview
+
+
+def segment_path(directory: Path, base_offset: int, suffix: str) -> Path:
+    """``<dir>/00000000000000000042.log``: Kafka's file name for a segment's file."""
+    return directory / f"{base_offset:020d}{suffix}"
+
+
+class LogSegment:
+    """Owns the three files of one segment and the in-memory state derived from them.
+
+    ``max_timestamp``/``offset_of_max_timestamp`` follow Kafka 3.9: the offset is the last
+    offset of the first batch that reached the max (the exact record is found on demand).
+    ``roll_base_ms`` is the wall time of the first append (or of opening a non-empty segment):
+    time-based rolling counts from there rather than from the first batch's timestamp, so a
+    producer's clock cannot force a roll per append.
+    """
+
+    __slots__ = (
+        "_bytes_since_index",
+        "_dirty",
+        "_fd",
+        "base_offset",
+        "config",
+        "directory",
+        "max_timestamp",
+        "next_offset",
+        "offset_index",
+        "offset_of_max_timestamp",
+        "roll_base_ms",
+        "roll_jitter_ms",
+        "size",
+        "time_index",
+    )
+
+    def __init__(self, directory: Path, base_offset: int, config: LogConfig) -> None:
+        self.directory = directory
+        self.base_offset = base_offset
+        self.config = config
+        path = segment_path(directory, base_offset, LOG_SUFFIX)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.size = os.fstat(self._fd).st_size
+        index_bytes = config.segment_index_bytes
+        self.offset_index = OffsetIndex(
+            segment_path(directory, base_offset, INDEX_SUFFIX), base_offset, index_bytes
+        )
+        self.time_index = TimeIndex(
+            segment_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset, index_bytes
+        )
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = -1
+        self._bytes_since_index = 0
+        self._dirty = False
+        self.roll_base_ms: int | None = None
+        jitter = min(config.segment_jitter_ms, config.segment_ms)
+        self.roll_jitter_ms = random.randrange(jitter) if jitter > 0 else 0
+
+    @classmethod
+    def create(cls, directory: Path, base_offset: int, config: LogConfig) -> LogSegment:
+        """A new, empty segment; leftover files with the same name are removed first."""
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, *_OTHER_SUFFIXES):
+            segment_path(directory, base_offset, suffix).unlink(missing_ok=True)
+        return cls(directory, base_offset, config)
+
+    @classmethod
+    def open_existing(
+        cls, directory: Path, base_offset: int, config: LogConfig
+    ) -> tuple[LogSegment, str | None]:
+        """Open a segment found on disk and load its indexes without trusting them.
+
+        Returns the segment and, when its indexes or tail cannot be trusted, the reason; the
+        caller then calls :meth:`recover`. Otherwise the state past the last index entry has
+        been rebuilt by scanning batch headers from there.
+        """
+        missing = [
+            s
+            for s in (INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+            if not segment_path(directory, base_offset, s).exists()
+        ]
+        segment = cls(directory, base_offset, config)
+        return segment, segment._load_indexes(missing)
+
+    def _load_indexes(self, missing: list[str]) -> str | None:
+        if missing and self.size:
+            return f"missing {' and '.join(missing)}"
+        if not self.offset_index.load():
+            return "offset index length is not a whole number of entries"
+        problem = self.offset_index.sanity_error(self.size)
+        if problem:
+            return f"offset index {problem}"
+        if not self.time_index.load():
+            return "time index length is not a whole number of entries"
+        if len(self.offset_index) and not len(self.time_index):
+            return "time index is empty but the offset index is not"
+        try:
+            self._load_tail()
+        except CorruptRecordError as exc:
+            return f"log does not match its index: {exc}"
+        problem = self.time_index.sanity_error(self.next_offset - 1)
+        return f"time index {problem}" if problem else None
+
+    def _load_tail(self) -> None:
+        """Rebuild next offset, max timestamp and index cadence past the last index entry."""
+        last = self.offset_index.last_entry()
+        indexed = len(self.offset_index) > 0
+        if len(self.time_index):
+            self.max_timestamp, self.offset_of_max_timestamp = self.time_index.last_entry()
+        else:
+            self.max_timestamp = self.offset_of_max_timestamp = -1
+        self._bytes_since_index = 0
+        self.next_offset = self.base_offset
+        for pos, header in self.scan(last.position):
+            if indexed and pos == last.position and header.last_offset != last.offset:
+                raise CorruptRecordError(
+                    f"index entry for offset {last.offset} points at batch ending "
+                    f"{header.last_offset}"
+                )
+            if header.base_offset < self.next_offset:
+                raise CorruptRecordError(f"batch offsets go backwards at position {pos}")
+            self._index_batch(pos, header)
+            self.next_offset = header.next_offset
+        if indexed and self.next_offset == self.base_offset:
+            raise CorruptRecordError("index entries for an empty log")
+
+    def recover(self) -> int:
+        """Kafka's ``LogSegment.recover``: validate every batch, rebuild both indexes.
+
+        Stops at the first batch that fails its CRC or structure checks, whose offsets go
+        backwards or no longer fit the index, and truncates the file there. Returns the number
+        of bytes dropped.
+        """
+        self.offset_index.reset()
+        self.time_index.reset()
+        self.max_timestamp = self.offset_of_max_timestamp = -1
+        self._bytes_since_index = 0
+        self.next_offset = self.base_offset
+        valid_end = 0
+        try:
+            for pos, header in self.scan(0, validate=True, chunk=_RECOVER_CHUNK):
+                if (
+                    header.base_offset < self.next_offset
+                    or header.last_offset - self.base_offset > _INT32_MAX
+                ):
+                    break
+                self._index_batch(pos, header)
+                self.next_offset = header.next_offset
+                valid_end = pos + header.size
+        except CorruptRecordError:
+            pass
+        dropped = self.size - valid_end
+        if dropped:
+            os.ftruncate(self._fd, valid_end)
+            self.size = valid_end
+            self._dirty = True
+        return dropped
+
+    # -- scanning and reading ---------------------------------------------------------------
+
+    def scan(
+        self, start: int = 0, *, validate: bool = False, chunk: int = _SCAN_CHUNK
+    ) -> Iterator[tuple[int, BatchHeader]]:
+        """Yield ``(position, header)`` for each batch from ``start`` to the segment's end.
+
+        Reads ``chunk`` bytes at a time; ``validate`` reads whole batches and checks each CRC.
+        A torn or malformed batch raises :class:`CorruptRecordError`.
+        """
+        end = self.size
+        pos = start
+        buf = b""
+        buf_start = start
+        while pos < end:
+            off = pos - buf_start
+            if len(buf) - off < BATCH_OVERHEAD:
+                buf = os.pread(self._fd, min(chunk, end - pos), pos)
+                buf_start, off = pos, 0
+                if len(buf) < BATCH_OVERHEAD:
+                    raise CorruptRecordError(f"partial batch header at position {pos}")
+            length = _I32.unpack_from(buf, off + 8)[0]
+            size = length + LOG_OVERHEAD
+            if length < MIN_BATCH_LENGTH or pos + size > end:
+                raise CorruptRecordError(f"batch at position {pos} has invalid length {length}")
+            if validate:
+                if len(buf) - off < size:
+                    buf = os.pread(self._fd, max(size, min(chunk, end - pos)), pos)
+                    buf_start, off = pos, 0
+                header = validate_batch(buf, off)
+            else:
+                header = BatchHeader.parse(buf, off)
+                if header.magic != MAGIC:
+                    raise CorruptRecordError(f"batch at position {pos} has magic {header.magic}")
+            yield pos, header
+            pos += size
+
+    def translate_offset(self, offset: int) -> tuple[int, BatchHeader] | None:
+        """Position and header of the first batch whose last offset is >= ``offset``."""
+        start = self.offset_index.lookup(offset).position
+        for pos, header in self.scan(start):
+            if header.last_offset >= offset:
+                return pos, header
+        return None
+
+    def read(self, position: int, length: int) -> bytes:
+        """Bytes at ``position`` (fewer at the end of the segment)."""
+        length = min(length, self.size - position)
+        return os.pread(self._fd, length, position) if length > 0 else b""
+
+    def find_offset_by_timestamp(self, timestamp: int, start_offset: int) -> tuple[int, int] | None:
+        """``(timestamp, offset)`` of the first record at or after ``start_offset`` whose
+        timestamp is >= ``timestamp``, or None. The time index gives the first batch that can
+        hold it; records are decoded only in batches whose max timestamp qualifies.
+        """
+        hint = self.time_index.lookup(timestamp)
+        found = self.translate_offset(max(hint.offset, start_offset))
+        if found is None:
+            return None
+        for pos, header in self.scan(found[0]):
+            if header.max_timestamp < timestamp or header.last_offset < start_offset:
+                continue
+            batch = self.read(pos, header.size)
+            try:
+                for record in iter_records(batch):
+                    if record.timestamp >= timestamp and record.offset >= start_offset:
+                        return record.timestamp, record.offset
+            except DecodeError as exc:
+                raise CorruptRecordError(f"batch at offset {header.base_offset}: {exc}") from exc
+        return None
+
+    def exact_offset_of_max_timestamp(self) -> int:
+        """Offset of the first record carrying the segment's max timestamp (-1 if none)."""
+        if self.max_timestamp < 0:
+            return -1
+        found = self.translate_offset(self.offset_of_max_timestamp)
+        if found is not None:
+            pos, header = found
+            try:
+                for record in iter_records(self.read(pos, header.size)):
+                    if record.timestamp == self.max_timestamp:
+                        return record.offset
+            except DecodeError:
+                pass
+        return self.offset_of_max_timestamp
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def should_roll(self, add_size: int, last_offset: int, now_ms: int) -> bool:
+        """Kafka's ``shouldRoll``: size, age, full index or an offset the index cannot hold."""
+        if self.size == 0:
+            return False
+        config = self.config
+        aged = (
+            self.roll_base_ms is not None
+            and now_ms - self.roll_base_ms > config.segment_ms - self.roll_jitter_ms
+        )
+        return (
+            self.size > config.segment_bytes - add_size
+            or aged
+            or self.offset_index.is_full
+            or self.time_index.is_full
+            or last_offset - self.base_offset > _INT32_MAX
+        )
+
+    def append(self, data: Buffer, batches: Sequence[tuple[int, BatchHeader]], now_ms: int) -> int:
+        """Write ``data`` (whole batches at the given relative positions) and index them."""
+        position = self.size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            os.ftruncate(self._fd, position)
+            raise
+        if self.roll_base_ms is None:
+            self.roll_base_ms = now_ms
+        for rel, header in batches:
+            self._index_batch(position + rel, header)
+        self.size = position + len(data)
+        self.next_offset = batches[-1][1].next_offset
+        self._dirty = True
+        return position
+
+    def _index_batch(self, position: int, header: BatchHeader) -> None:
+        if header.max_timestamp > self.max_timestamp:
+            self.max_timestamp = header.max_timestamp
+            self.offset_of_max_timestamp = header.last_offset
+        if self._bytes_since_index > self.config.index_interval_bytes:
+            self.offset_index.append(header.last_offset, position)
+            if self.max_timestamp >= 0:
+                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_index = 0
+        self._bytes_since_index += header.size
+
+    def truncate_to(self, offset: int) -> int:
+        """Cut off the batch containing ``offset`` and everything after; bytes removed."""
+        found = self.translate_offset(offset)
+        if found is None:
+            return 0
+        position = found[0]
+        self.offset_index.truncate_to(offset)
+        self.offset_index.truncate_to_position(position)
+        self.time_index.truncate_to(offset)
+        removed = self.size - position
+        os.ftruncate(self._fd, position)
+        self.size = position
+        self._dirty = True
+        self._load_tail()
+        if self.size == 0:
+            self.roll_base_ms = None
+        return removed
+
+    def on_become_inactive(self) -> None:
+        """Record the final max timestamp in the time index, as Kafka does on roll."""
+        if self.max_timestamp >= 0:
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+
+    @property
+    def is_dirty(self) -> bool:
+        return self._dirty
+
+    @property
+    def log_path(self) -> Path:
+        return segment_path(self.directory, self.base_offset, LOG_SUFFIX)
+
+    def last_modified_ms(self) -> int:
+        return os.fstat(self._fd).st_mtime_ns // 1_000_000
+
+    def flush(self) -> None:
+        """fsync the log and both indexes."""
+        if self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+        self.offset_index.flush()
+        self.time_index.flush()
+
+    def close(self, flush: bool = True) -> None:
+        if self._fd >= 0:
+            if flush:
+                self.flush()
+            os.close(self._fd)
+            self._fd = -1
+        self.offset_index.close(flush)
+        self.time_index.close(flush)
+
+    def delete(self) -> None:
+        """Close and remove the segment's files now (Kafka defers by file.delete.delay.ms)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.offset_index.delete()
+        self.time_index.delete()
+        for suffix in (LOG_SUFFIX, *_OTHER_SUFFIXES):
+            segment_path(self.directory, self.base_offset, suffix).unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"LogSegment(base_offset={self.base_offset}, size={self.size}, "
+            f"next_offset={self.next_offset})"
+        )

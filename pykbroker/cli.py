@@ -1,28 +1,123 @@
-"""The ``pykbroker`` command.
+"""The ``pykbroker`` command: ``pykbroker [server.properties] [--override key=value ...]``.
 
-The network broker is built on top of the protocol layer (issue 4); until then the command
-reports what this build contains instead of pretending to serve.
+As ``kafka-server-start.sh``: a properties file, overrides on top, and the apache/kafka
+image's ``KAFKA_*`` environment variables in between. SIGTERM or SIGINT shut down cleanly.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
+from pathlib import Path
+
+import trio
 
 from pykbroker import __version__
-from pykbroker.protocol.api import APIS
+from pykbroker.config import BrokerConfig, ConfigError
+
+log = logging.getLogger("pykbroker")
+
+
+class KafkaFormatter(logging.Formatter):
+    """One line per event, as Kafka's log4j pattern: ``[time] LEVEL message (logger)``."""
+
+    LEVELS = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = self.formatTime(record, "%Y-%m-%d %H:%M:%S")
+        level = self.LEVELS.get(record.levelname, record.levelname)
+        text = f"[{stamp},{int(record.msecs):03d}] {level} {record.getMessage()} ({record.name})"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KafkaFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper().replace("WARN", "WARNING").replace("WARNINGING", "WARNING"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pykbroker",
+        description="A Kafka broker in Python. With no arguments: PLAINTEXT on "
+        "localhost:9092, durable data in a per-user data directory.",
+    )
+    p.add_argument("config", nargs="?", type=Path, help="server.properties file")
+    p.add_argument("--config", dest="config_opt", type=Path, help="server.properties file")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a config, over the file and the environment (repeatable)")
+    p.add_argument("--log-level", default="INFO", help="root log level (default INFO)")
+    p.add_argument("--version", action="version", version=f"pykbroker {__version__}")
+    return p
+
+
+def _banner(broker: object, config: BrokerConfig) -> str:
+    from pykbroker.broker import Broker
+
+    assert isinstance(broker, Broker) and broker.services is not None
+    services = broker.services
+    lines = [f"pykbroker {__version__} (Kafka 3.9 protocol)",
+             f"  node id     {services.node_id}",
+             f"  cluster id  {services.cluster_id}"]
+    for lst in config.listeners:
+        port = broker.bound_ports.get(lst.name, lst.port)
+        adv = services.advertised.get(lst.name)
+        adv_text = f"{adv[0]}:{adv[1]}" if adv else "(not advertised)"
+        lines.append(f"  listener    {lst.name} {lst.host or '0.0.0.0'}:{port} -> {adv_text}")
+    lines.append(f"  data        {', '.join(str(d) for d in services.log_dirs)}")
+    sources = sorted({o for o in config.origins().values() if o != "default"})
+    lines.append(f"  config from {', '.join(sources) if sources else 'defaults only'}")
+    return "\n".join(lines)
+
+
+async def _serve(config: BrokerConfig) -> None:
+    from pykbroker.broker import Broker
+
+    broker = Broker(config)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(broker.serve)
+            print(_banner(broker, broker.config), file=sys.stderr, flush=True)
+
+            async def watch() -> None:
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    broker.shutdown()
+                    return
+
+            nursery.start_soon(watch)
+            await broker.stopped.wait()
+            nursery.cancel_scope.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pykbroker", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"pykbroker {__version__}")
-    parser.parse_args(argv)
-    print(
-        f"pykbroker {__version__}: protocol codecs for {len(APIS)} Kafka APIs are built; "
-        "the network broker is not implemented yet, so nothing is listening.",
-        file=sys.stderr,
-    )
-    return 2
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_level)
+    config_file = args.config_opt or args.config
+    try:
+        config = BrokerConfig.load(config_file, overrides=args.override)
+    except ConfigError as exc:
+        print(f"pykbroker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"pykbroker: cannot read {config_file}: {exc}", file=sys.stderr)
+        return 2
+    for warning in config.warnings:
+        log.warning(warning)
+    try:
+        trio.run(_serve, config)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        log.error("broker failed: %s", exc)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

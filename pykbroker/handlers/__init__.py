@@ -1,1 +1,24 @@
 """Request handlers, one module per API family, each exporting ``HANDLERS``."""
+
+from __future__ import annotations
+
+from pykbroker.server.dispatch import HandlerSpec
+
+
+def all_handlers() -> list[HandlerSpec]:
+    """Every handler this broker serves; the dispatch table (and ApiVersions) come from it."""
+    from pykbroker.handlers import (
+        api_versions,
+        configs,
+        fetch,
+        list_offsets,
+        metadata,
+        produce,
+        producer_id,
+        replica_info,
+        topics,
+    )
+
+    modules = [api_versions, metadata, produce, fetch, list_offsets, topics, configs,
+               replica_info, producer_id]
+    return [spec for module in modules for spec in module.HANDLERS]

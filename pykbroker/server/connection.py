@@ -193,7 +193,7 @@ class Connection:
         try:
             resp = await spec.handler(ctx, body)
         except KafkaError as exc:
-            resp = error_response(req.api_key, body, exc.error_code, str(exc))
+            resp = error_response(req.api_key, body, exc.error_code, exc.message)
             if resp is None:
                 raise ConnectionClosed(f"{ApiKey(req.api_key).name} failed: {exc}") from exc
         except Exception as exc:

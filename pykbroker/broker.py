@@ -1,0 +1,212 @@
+"""The broker's root: starts subsystems in order, serves, and shuts down gracefully.
+
+Start-up: data directories and cluster id, logs (with recovery), topic metadata, partitions,
+then listeners. Shutdown: stop accepting, let requests in flight finish, then flush logs and
+write checkpoints in a shielded scope.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from pykbroker import __version__
+from pykbroker.cluster.fetch_session import FetchSessionCache
+from pykbroker.cluster.metadata_store import LocalMetadataStore
+from pykbroker.cluster.producer_ids import ProducerIdManager
+from pykbroker.cluster.replica_manager import ReplicaManager
+from pykbroker.cluster.topic_manager import TopicManager
+from pykbroker.cluster.topics import INTERNAL_TOPICS, TopicInfo
+from pykbroker.config import (
+    BROKER_DEFS,
+    BrokerConfig,
+    ConfigError,
+    describe_topic_configs,
+    topic_config_defaults,
+    validate_topic_configs,
+)
+from pykbroker.error_codes import ErrorCode
+from pykbroker.errors import KafkaError
+from pykbroker.handlers import all_handlers
+from pykbroker.log import LogConfig, LogManager, new_cluster_id
+from pykbroker.server.connection import ConnectionSettings
+from pykbroker.server.dispatch import DispatchTable
+from pykbroker.server.listener import BindAddress, NetworkServer
+
+log = logging.getLogger("pykbroker.broker")
+
+SHUTDOWN_GRACE_S = 3.0
+CHECKPOINT_INTERVAL_S = 60.0
+RETENTION_CHECK_DEFAULT_MS = 300_000
+
+
+@dataclass
+class BrokerServices:
+    """What handlers reach through ``ctx.services``: the subsystems that own state."""
+
+    config: BrokerConfig
+    static_config: BrokerConfig
+    node_id: int
+    cluster_id: str
+    dispatch: DispatchTable
+    replicas: ReplicaManager
+    topics: TopicManager
+    log_manager: LogManager
+    log_dirs: list[Path]
+    fetch_sessions: FetchSessionCache
+    producer_ids: ProducerIdManager
+    advertised: dict[str, tuple[str, int]] = field(default_factory=dict)
+    rack: str | None = None
+    internal_topics: frozenset[str] = INTERNAL_TOPICS
+
+    def advertised_address(self, listener: str) -> tuple[str, int]:
+        return self.advertised.get(listener) or next(iter(self.advertised.values()))
+
+    def log_config_for(self, topic: TopicInfo) -> LogConfig:
+        return _log_config(self.config, topic.configs)
+
+    def describe_topic_configs(self, overrides: Mapping[str, str]) -> list[Any]:
+        return describe_topic_configs(self.config, overrides)
+
+    def apply_dynamic_broker_configs(self, configs: dict[str, str], *,
+                                     validate_only: bool) -> None:
+        """AlterConfigs on this broker: only keys Kafka can update at run time."""
+        unknown = sorted(k for k in configs if k not in BROKER_DEFS)
+        if unknown:
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"Unknown dynamic configuration: {', '.join(unknown)}")
+        fixed = sorted(k for k in configs if BROKER_DEFS[k].read_only)
+        if fixed:
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"Cannot update these configs dynamically: {', '.join(fixed)}")
+        try:
+            new = self.static_config.with_overrides(dict(configs))
+        except ConfigError as exc:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
+        if validate_only:
+            return
+        self.topics.store.set_broker_configs(configs)
+        self.config = new
+        for topic in self.topics.store.topics.values():
+            self.replicas.reconfigure(topic)
+
+
+def _log_config(config: BrokerConfig, overrides: Mapping[str, str]) -> LogConfig:
+    values = dict(topic_config_defaults(config))
+    values.update(validate_topic_configs(overrides))
+    return LogConfig.from_mapping(values)
+
+
+class Broker:
+    """One broker. ``serve`` runs until ``shutdown`` is called (or the task is cancelled)."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.static_config = config
+        self.config = config
+        self.services: BrokerServices | None = None
+        self.server: NetworkServer | None = None
+        self._stop = trio.Event()
+        self.ready = trio.Event()
+        self.stopped = trio.Event()
+        self.started_at = time.monotonic()
+
+    @property
+    def bound_ports(self) -> dict[str, int]:
+        return dict(self.server.bound_ports) if self.server is not None else {}
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+    def _open_storage(self) -> BrokerServices:
+        cfg = self.config
+        log_dirs = [Path(d) for d in cfg.log_dirs]
+        log_manager = LogManager(log_dirs, _log_config(cfg, {}))
+        cluster_id = log_manager.read_or_create_meta(cfg.node_id, new_cluster_id)
+        store = LocalMetadataStore(log_dirs[0])
+        if store.broker_configs:
+            cfg = self.config = self.static_config.with_overrides(store.broker_configs)
+
+        def config_for(topic: str) -> LogConfig:
+            info = store.topics.get(topic)
+            return _log_config(cfg, info.configs if info is not None else {})
+
+        log_manager.load_all(config_for)
+        replicas = ReplicaManager(log_manager, lambda t: _log_config(self.config, t.configs))
+        topics = TopicManager(
+            store, replicas, node_id=cfg.node_id,
+            default_partitions=lambda: self.config.num_partitions,
+            default_replication_factor=lambda: self.config.default_replication_factor,
+            validate_configs=validate_topic_configs,
+            delete_enabled=lambda: self.config.delete_topic_enable,
+        )
+        topics.start()
+        dispatch = DispatchTable(all_handlers())
+        return BrokerServices(
+            config=cfg, static_config=self.static_config, node_id=cfg.node_id,
+            cluster_id=cluster_id, dispatch=dispatch, replicas=replicas, topics=topics,
+            log_manager=log_manager, log_dirs=log_dirs, fetch_sessions=FetchSessionCache(),
+            producer_ids=ProducerIdManager(store),
+        )
+
+    async def serve(self, *, task_status: trio.TaskStatus[Broker] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        cfg = self.config
+        services = self._open_storage()
+        self.services = services
+        binds = [BindAddress(lst.name, lst.host, lst.port, lst.security_protocol)
+                 for lst in cfg.listeners]
+        self.server = NetworkServer(
+            binds, dispatch=services.dispatch, services=services,
+            settings=ConnectionSettings(cfg.socket_request_max_bytes,
+                                        cfg.connections_max_idle_ms / 1000.0),
+            max_connections=cfg.max_connections,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.server.run)
+                for adv in cfg.advertised_listeners:
+                    port = adv.port or self.server.bound_ports.get(adv.name, 0)
+                    services.advertised[adv.name] = (adv.host, port)
+                nursery.start_soon(self._housekeeping)
+                self.ready.set()
+                elapsed = (time.monotonic() - self.started_at) * 1000
+                log.info("[KafkaServer id=%d] started (pykbroker %s) ready in %d ms",
+                         cfg.node_id, __version__, elapsed)
+                task_status.started(self)
+                await self._stop.wait()
+                log.info("[KafkaServer id=%d] shutting down", cfg.node_id)
+                await self.server.shutdown(SHUTDOWN_GRACE_S)
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                services.log_manager.close()
+                log.info("[KafkaServer id=%d] shut down completed", cfg.node_id)
+                self.stopped.set()
+
+    async def _housekeeping(self) -> None:
+        """Periodic retention, time-based flushes and checkpoints."""
+        assert self.services is not None
+        services = self.services
+        interval_ms = int(str(self.config.get("log.retention.check.interval.ms")
+                              or RETENTION_CHECK_DEFAULT_MS))
+        next_retention = trio.current_time() + interval_ms / 1000.0
+        next_checkpoint = trio.current_time() + CHECKPOINT_INTERVAL_S
+        while True:
+            await trio.sleep(1.0)
+            now = int(time.time() * 1000)
+            for part in list(services.replicas.partitions.values()):
+                part.log.flush_if_needed(now)
+            if trio.current_time() >= next_retention:
+                next_retention = trio.current_time() + interval_ms / 1000.0
+                for part in list(services.replicas.partitions.values()):
+                    if part.log.apply_retention(now):
+                        part.wake()
+            if trio.current_time() >= next_checkpoint:
+                next_checkpoint = trio.current_time() + CHECKPOINT_INTERVAL_S
+                services.log_manager.checkpoint()

@@ -1,0 +1,1 @@
+"""Topology and partitions: topic metadata, partition state, the replica manager."""

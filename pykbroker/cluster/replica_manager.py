@@ -1,0 +1,176 @@
+"""Partitions this broker hosts: appends, reads, offsets, and waking fetches that wait.
+
+On one broker every partition is led here with an ISR of one, so the high watermark is the
+log end offset. Appends are synchronous (state never changes halfway through an await);
+long-poll fetches wait on trio events that an append to their partitions sets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from pykbroker.cluster.topics import TopicInfo
+from pykbroker.error_codes import ErrorCode
+from pykbroker.errors import CorruptRecordError, DecodeError, KafkaError
+from pykbroker.records import BatchHeader, validate_batch
+
+log = logging.getLogger("pykbroker.cluster.replica_manager")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def validate_produce_batch(records: Any) -> BatchHeader:
+    """Kafka's produce-time checks on the bytes of one partition (Produce v3+).
+
+    Exactly one magic-v2 batch, whole, with a valid CRC and consistent record count.
+    """
+    if records is None or len(records) == 0:
+        raise KafkaError(ErrorCode.INVALID_RECORD,
+                         "Produce request must contain exactly one record batch")
+    try:
+        header = validate_batch(records, 0, strict=True)
+    except CorruptRecordError as exc:
+        raise KafkaError(ErrorCode.CORRUPT_MESSAGE, str(exc)) from exc
+    except DecodeError as exc:
+        raise KafkaError(ErrorCode.INVALID_RECORD, str(exc)) from exc
+    if header.size != len(records):
+        raise KafkaError(
+            ErrorCode.INVALID_RECORD,
+            "Produce requests with version 3+ must contain exactly one record batch per "
+            "partition",
+        )
+    return header
+
+
+@dataclass(slots=True)
+class AppendResult:
+    base_offset: int
+    log_append_time: int
+    log_start_offset: int
+
+
+class Partition:
+    """One hosted partition: its log, leader epoch, and the fetches waiting on it."""
+
+    def __init__(self, topic: TopicInfo, index: int, plog: Any, leader_epoch: int = 0) -> None:
+        self.topic = topic.name
+        self.topic_id: uuid.UUID = topic.topic_id
+        self.index = index
+        self.log = plog
+        self.leader_epoch = leader_epoch
+        self._waiters: list[trio.Event] = []
+
+    @property
+    def high_watermark(self) -> int:
+        return int(self.log.log_end_offset)
+
+    @property
+    def last_stable_offset(self) -> int:
+        return self.high_watermark
+
+    @property
+    def log_start_offset(self) -> int:
+        return int(self.log.log_start_offset)
+
+    @property
+    def log_end_offset(self) -> int:
+        return int(self.log.log_end_offset)
+
+    def add_waiter(self, event: trio.Event) -> None:
+        self._waiters.append(event)
+
+    def remove_waiter(self, event: trio.Event) -> None:
+        try:
+            self._waiters.remove(event)
+        except ValueError:
+            pass
+
+    def wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for event in waiters:
+            event.set()
+
+    def check_leader_epoch(self, current_leader_epoch: int) -> None:
+        """Fencing by the client's view of the leader epoch (KIP-320); -1 skips it."""
+        if current_leader_epoch < 0 or current_leader_epoch == self.leader_epoch:
+            return
+        if current_leader_epoch < self.leader_epoch:
+            raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH)
+        raise KafkaError(ErrorCode.UNKNOWN_LEADER_EPOCH)
+
+
+class ReplicaManager:
+    def __init__(self, log_manager: Any, log_config_for: Callable[[TopicInfo], Any]) -> None:
+        self.log_manager = log_manager
+        self.log_config_for = log_config_for
+        self.partitions: dict[tuple[str, int], Partition] = {}
+        # Callbacks run after every successful append (metrics, later replication).
+        self.append_listeners: list[Callable[[Partition, BatchHeader, int], None]] = []
+
+    # -- hosting -----------------------------------------------------------------------------
+
+    def host(self, topic: TopicInfo, indexes: Iterable[int]) -> None:
+        config = self.log_config_for(topic)
+        for index in indexes:
+            plog = self.log_manager.get_or_create(topic.name, index, config, topic.topic_id)
+            self.partitions[(topic.name, index)] = Partition(topic, index, plog)
+
+    def reconfigure(self, topic: TopicInfo) -> None:
+        config = self.log_config_for(topic)
+        for (name, _), part in self.partitions.items():
+            if name == topic.name:
+                part.log.update_config(config)
+
+    def drop_topic(self, name: str) -> None:
+        for key in [k for k in self.partitions if k[0] == name]:
+            part = self.partitions.pop(key)
+            part.wake()
+            self.log_manager.delete(name, key[1])
+
+    def partition(self, topic: str, index: int) -> Partition:
+        part = self.partitions.get((topic, index))
+        if part is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        return part
+
+    # -- produce -----------------------------------------------------------------------------
+
+    def append(self, part: Partition, records: Any) -> AppendResult:
+        """Validate and append one produced batch; raises KafkaError per partition."""
+        header = validate_produce_batch(records)
+        if header.is_control:
+            raise KafkaError(ErrorCode.INVALID_RECORD, "clients may not produce control batches")
+        if not isinstance(records, bytearray):
+            records = bytearray(records) if not isinstance(records, memoryview) or \
+                records.readonly else records
+        info = part.log.append_as_leader(records, leader_epoch=part.leader_epoch)
+        part.log.flush_if_needed(now_ms())
+        part.wake()
+        for listener in self.append_listeners:
+            listener(part, header, len(records))
+        return AppendResult(info.first_offset, info.log_append_time, info.log_start_offset)
+
+    # -- fetch -------------------------------------------------------------------------------
+
+    async def wait_for_append(self, parts: list[Partition], timeout_s: float) -> None:
+        """Return when any of ``parts`` is appended to, or after ``timeout_s``."""
+        if timeout_s <= 0 or not parts:
+            return
+        event = trio.Event()
+        for part in parts:
+            part.add_waiter(event)
+        try:
+            with trio.move_on_after(timeout_s):
+                await event.wait()
+        finally:
+            for part in parts:
+                part.remove_waiter(event)

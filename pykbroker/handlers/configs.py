@@ -1,0 +1,215 @@
+"""DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and this broker.
+
+Entries are reported as Kafka reports them (value, source, default, read-only, sensitive,
+synonyms, type, documentation); topic overrides are validated with Kafka's rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pykbroker.cluster.topics import validate_topic_name
+from pykbroker.config import BROKER_DEFS, TOPIC_DEFS, ConfigType, describe_broker_configs
+from pykbroker.error_codes import ErrorCode
+from pykbroker.errors import KafkaError
+from pykbroker.protocol._generated.alter_configs_request import AlterConfigsRequest
+from pykbroker.protocol._generated.alter_configs_response import (
+    AlterConfigsResourceResponse,
+    AlterConfigsResponse,
+)
+from pykbroker.protocol._generated.describe_configs_request import DescribeConfigsRequest
+from pykbroker.protocol._generated.describe_configs_response import (
+    DescribeConfigsResourceResult,
+    DescribeConfigsResponse,
+    DescribeConfigsResult,
+    DescribeConfigsSynonym,
+)
+from pykbroker.protocol._generated.incremental_alter_configs_request import (
+    IncrementalAlterConfigsRequest,
+)
+from pykbroker.protocol._generated.incremental_alter_configs_response import (
+    AlterConfigsResourceResponse as IncrementalResourceResponse,
+)
+from pykbroker.protocol._generated.incremental_alter_configs_response import (
+    IncrementalAlterConfigsResponse,
+)
+from pykbroker.protocol.api import ApiKey
+from pykbroker.server.dispatch import HandlerSpec
+from pykbroker.server.request_context import RequestContext
+
+
+def is_list_config(name: str) -> bool:
+    defn = TOPIC_DEFS.get(name) or BROKER_DEFS.get(name)
+    return defn is not None and defn.type is ConfigType.LIST
+
+
+TOPIC = 2
+BROKER = 4
+BROKER_LOGGER = 8
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+
+
+def _check_broker_name(ctx: RequestContext, name: str) -> None:
+    if name not in ("", str(ctx.services.node_id)):
+        raise KafkaError(
+            ErrorCode.INVALID_REQUEST,
+            f"Unexpected broker id, expected {ctx.services.node_id} or empty string, but "
+            f"received {name}",
+        )
+
+
+def _topic_overrides(ctx: RequestContext, name: str) -> dict[str, str]:
+    validate_topic_name(name)
+    topic = ctx.services.topics.get(name)
+    if topic is None:
+        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    return dict(topic.configs)
+
+
+def _entries(ctx: RequestContext, rtype: int, name: str) -> list[Any]:
+    if rtype == TOPIC:
+        return list(ctx.services.describe_topic_configs(_topic_overrides(ctx, name)))
+    if rtype == BROKER:
+        _check_broker_name(ctx, name)
+        return list(describe_broker_configs(ctx.services.config))
+    raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {rtype}")
+
+
+async def handle_describe_configs(ctx: RequestContext,
+                                  req: DescribeConfigsRequest) -> DescribeConfigsResponse:
+    v = ctx.api_version
+    results = []
+    for res in req.resources:
+        result = DescribeConfigsResult(resource_type=res.resource_type,
+                                       resource_name=res.resource_name, error_message=None)
+        try:
+            wanted = set(res.configuration_keys) if res.configuration_keys is not None else None
+            for e in _entries(ctx, res.resource_type, res.resource_name):
+                if wanted is not None and e.name not in wanted:
+                    continue
+                item = DescribeConfigsResourceResult(
+                    name=e.name, value=e.value, read_only=e.read_only,
+                    is_default=e.is_default if v == 0 else False,
+                    config_source=e.source, is_sensitive=e.is_sensitive,
+                    config_type=e.config_type,
+                    documentation=e.documentation if v >= 3 and req.include_documentation
+                    else None,
+                )
+                if v >= 1 and req.include_synonyms:
+                    item.synonyms = [DescribeConfigsSynonym(n, val, src)
+                                     for n, val, src in e.synonyms]
+                if v < 3:
+                    item.config_type = 0
+                if v == 0:
+                    item.config_source = -1
+                result.configs.append(item)
+        except KafkaError as exc:
+            result.error_code = int(exc.error_code)
+            result.error_message = exc.message
+            result.configs = []
+        results.append(result)
+    return DescribeConfigsResponse(throttle_time_ms=0, results=results)
+
+
+def _apply_topic(ctx: RequestContext, name: str, configs: dict[str, str],
+                 validate_only: bool) -> None:
+    ctx.services.topics.set_topic_configs(name, configs, validate_only=validate_only)
+
+
+def _apply_broker(ctx: RequestContext, name: str, configs: dict[str, str],
+                  validate_only: bool) -> None:
+    _check_broker_name(ctx, name)
+    ctx.services.apply_dynamic_broker_configs(configs, validate_only=validate_only)
+
+
+async def handle_alter_configs(ctx: RequestContext,
+                               req: AlterConfigsRequest) -> AlterConfigsResponse:
+    responses = []
+    for res in req.resources:
+        resp = AlterConfigsResourceResponse(resource_type=res.resource_type,
+                                            resource_name=res.resource_name, error_message=None)
+        try:
+            configs = {c.name: c.value for c in res.configs if c.value is not None}
+            if res.resource_type == TOPIC:
+                _topic_overrides(ctx, res.resource_name)
+                _apply_topic(ctx, res.resource_name, configs, req.validate_only)
+            elif res.resource_type == BROKER:
+                _apply_broker(ctx, res.resource_name, configs, req.validate_only)
+            else:
+                raise KafkaError(ErrorCode.INVALID_REQUEST,
+                                 f"Unsupported resource type {res.resource_type}")
+        except KafkaError as exc:
+            resp.error_code = int(exc.error_code)
+            resp.error_message = exc.message
+        responses.append(resp)
+    return AlterConfigsResponse(throttle_time_ms=0, responses=responses)
+
+
+def _incremental(current: dict[str, str], ops: list[Any], defaults: dict[str, str | None]
+                 ) -> dict[str, str]:
+    out = dict(current)
+    seen: set[str] = set()
+    for op in ops:
+        if op.name in seen:
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"Error due to duplicate config keys: {op.name}")
+        seen.add(op.name)
+        if op.config_operation == SET:
+            if op.value is None:
+                raise KafkaError(ErrorCode.INVALID_REQUEST,
+                                 f"Null value not supported for : {op.name}")
+            out[op.name] = op.value
+        elif op.config_operation == DELETE:
+            out.pop(op.name, None)
+        elif op.config_operation in (APPEND, SUBTRACT):
+            if not is_list_config(op.name):
+                verb = "append" if op.config_operation == APPEND else "subtract"
+                raise KafkaError(ErrorCode.INVALID_CONFIG,
+                                 f"Config value {verb} is not allowed for config key: {op.name}")
+            base = out.get(op.name, defaults.get(op.name) or "")
+            items = [x for x in base.split(",") if x]
+            values = [x.strip() for x in (op.value or "").split(",") if x.strip()]
+            if op.config_operation == APPEND:
+                items += [x for x in values if x not in items]
+            else:
+                items = [x for x in items if x not in values]
+            out[op.name] = ",".join(items)
+        else:
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"Unknown config operation {op.config_operation}")
+    return out
+
+
+async def handle_incremental_alter_configs(
+    ctx: RequestContext, req: IncrementalAlterConfigsRequest
+) -> IncrementalAlterConfigsResponse:
+    responses = []
+    for res in req.resources:
+        resp = IncrementalResourceResponse(resource_type=res.resource_type,
+                                            resource_name=res.resource_name, error_message=None)
+        try:
+            if res.resource_type == TOPIC:
+                current = _topic_overrides(ctx, res.resource_name)
+                defaults = {e.name: e.value for e in ctx.services.describe_topic_configs({})}
+                new = _incremental(current, res.configs, defaults)
+                _apply_topic(ctx, res.resource_name, new, req.validate_only)
+            elif res.resource_type == BROKER:
+                _check_broker_name(ctx, res.resource_name)
+                current = dict(ctx.services.topics.store.broker_configs)
+                new = _incremental(current, res.configs, {})
+                _apply_broker(ctx, res.resource_name, new, req.validate_only)
+            else:
+                raise KafkaError(ErrorCode.INVALID_REQUEST,
+                                 f"Unsupported resource type {res.resource_type}")
+        except KafkaError as exc:
+            resp.error_code = int(exc.error_code)
+            resp.error_message = exc.message
+        responses.append(resp)
+    return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=responses)
+
+
+HANDLERS = [
+    HandlerSpec(ApiKey.DESCRIBE_CONFIGS, 0, 4, handle_describe_configs),
+    HandlerSpec(ApiKey.ALTER_CONFIGS, 0, 2, handle_alter_configs),
+    HandlerSpec(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1, handle_incremental_alter_configs),
+]

@@ -1,0 +1,207 @@
+"""Fetch v4-v17: whole batches as stored, long-poll woken by appends, fetch sessions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import trio
+
+from pykbroker.cluster.fetch_session import (
+    FINAL_EPOCH,
+    INITIAL_EPOCH,
+    CachedPartition,
+    FetchSession,
+)
+from pykbroker.error_codes import ErrorCode
+from pykbroker.errors import KafkaError
+from pykbroker.protocol._generated.fetch_request import FetchRequest
+from pykbroker.protocol._generated.fetch_response import (
+    FetchableTopicResponse,
+    FetchResponse,
+    PartitionData,
+)
+from pykbroker.protocol.api import ApiKey
+from pykbroker.protocol.primitives import ZERO_UUID
+from pykbroker.server.dispatch import HandlerSpec
+from pykbroker.server.request_context import RequestContext
+
+READ_COMMITTED = 1
+_EMPTY = b""
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One partition of this fetch and what was read for it."""
+
+    cached: CachedPartition
+    topic_id: uuid.UUID
+    data: PartitionData | None = None
+    error: int = 0
+
+
+def _error_data(index: int, code: ErrorCode) -> PartitionData:
+    return PartitionData(partition_index=index, error_code=int(code), high_watermark=-1,
+                         last_stable_offset=-1, log_start_offset=-1, records=_EMPTY)
+
+
+def _resolve(
+    ctx: RequestContext, req: FetchRequest
+) -> tuple[list[_Slot], list[FetchableTopicResponse]]:
+    """Request partitions as slots, plus error responses for unknown topics."""
+    store = ctx.services.topics.store
+    by_id = ctx.api_version >= 13
+    slots: list[_Slot] = []
+    unknown: list[FetchableTopicResponse] = []
+    for ft in req.topics:
+        if by_id:
+            topic = store.topic_by_id(ft.topic_id)
+            name = topic.name if topic is not None else None
+        else:
+            name = ft.topic
+            topic = store.topics.get(name)
+        if topic is None or name is None:
+            code = ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            unknown.append(FetchableTopicResponse(
+                topic=ft.topic, topic_id=ft.topic_id,
+                partitions=[_error_data(fp.partition, code) for fp in ft.partitions]))
+            continue
+        for fp in ft.partitions:
+            cp = CachedPartition(name, fp.partition, fp.fetch_offset, fp.partition_max_bytes,
+                                 fp.current_leader_epoch)
+            slots.append(_Slot(cp, topic.topic_id))
+    return slots, unknown
+
+
+def _read(ctx: RequestContext, slots: list[_Slot], max_bytes: int, committed: bool) -> int:
+    """Read every slot; returns the bytes gathered. Only the first data may exceed limits."""
+    replicas = ctx.services.replicas
+    total = 0
+    for slot in slots:
+        cp = slot.cached
+        try:
+            part = replicas.partition(cp.topic, cp.partition)
+            part.check_leader_epoch(cp.current_leader_epoch)
+            hw = part.high_watermark
+            lso = part.last_stable_offset
+            budget = min(cp.max_bytes, max_bytes - total)
+            if budget > 0 or total == 0:
+                records = part.log.read(
+                    cp.fetch_offset, max(budget, 0),
+                    max_offset=lso if committed else hw,
+                    min_one_batch=total == 0,
+                ).data
+            else:
+                if not part.log_start_offset <= cp.fetch_offset <= part.log_end_offset:
+                    raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
+                records = _EMPTY
+            total += len(records)
+            slot.data = PartitionData(
+                partition_index=cp.partition, error_code=0, high_watermark=hw,
+                last_stable_offset=lso, log_start_offset=part.log_start_offset,
+                aborted_transactions=[] if committed else None,
+                preferred_read_replica=-1, records=records,
+            )
+            slot.error = 0
+        except KafkaError as exc:
+            slot.data = _error_data(cp.partition, exc.error_code)
+            slot.error = int(exc.error_code)
+    return total
+
+
+def _session_for(ctx: RequestContext, req: FetchRequest,
+                 slots: list[_Slot]) -> tuple[FetchSession | None, list[_Slot], bool]:
+    """(session, partitions to fetch, incremental?) following KIP-227's epochs."""
+    if ctx.api_version < 7:
+        return None, slots, False
+    cache = ctx.services.fetch_sessions
+    sid, epoch = req.session_id, req.session_epoch
+    if sid == 0:
+        if epoch == FINAL_EPOCH:
+            return None, slots, False
+        if epoch != INITIAL_EPOCH:
+            raise KafkaError(ErrorCode.INVALID_FETCH_SESSION_EPOCH)
+        session = cache.create()
+        if session is not None:
+            for slot in slots:
+                session.partitions[(slot.cached.topic, slot.cached.partition)] = slot.cached
+        return session, slots, False
+    if epoch == FINAL_EPOCH:
+        cache.close(sid)
+        return None, slots, False
+    session = cache.lookup(sid, epoch)
+    for slot in slots:
+        key = (slot.cached.topic, slot.cached.partition)
+        old = session.partitions.get(key)
+        if old is None:
+            session.partitions[key] = slot.cached
+        else:
+            old.fetch_offset = slot.cached.fetch_offset
+            old.max_bytes = slot.cached.max_bytes
+            old.current_leader_epoch = slot.cached.current_leader_epoch
+    store = ctx.services.topics.store
+    for forgotten in req.forgotten_topics_data:
+        if ctx.api_version >= 13:
+            topic = store.topic_by_id(forgotten.topic_id)
+            name = topic.name if topic is not None else None
+        else:
+            name = forgotten.topic
+        for p in forgotten.partitions:
+            session.partitions.pop((name or "", p), None)
+    fetch = []
+    for cp in session.partitions.values():
+        topic = store.topics.get(cp.topic)
+        fetch.append(_Slot(cp, topic.topic_id if topic is not None else ZERO_UUID))
+    return session, fetch, True
+
+
+async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
+    services = ctx.services
+    slots, unknown = _resolve(ctx, req)
+    try:
+        session, fetch, incremental = _session_for(ctx, req, slots)
+    except KafkaError as exc:
+        return FetchResponse(error_code=int(exc.error_code), session_id=0, responses=[])
+    committed = ctx.api_version >= 4 and req.isolation_level == READ_COMMITTED
+    max_bytes = req.max_bytes if ctx.api_version >= 3 else 2**31 - 1
+    deadline = trio.current_time() + req.max_wait_ms / 1000.0
+    while True:
+        total = _read(ctx, fetch, max_bytes, committed)
+        errors = any(s.error for s in fetch) or bool(unknown)
+        remaining = deadline - trio.current_time()
+        if total >= req.min_bytes or errors or remaining <= 0 or not fetch:
+            break
+        parts = [p for s in fetch
+                 if (p := services.replicas.partitions.get((s.cached.topic, s.cached.partition)))]
+        await services.replicas.wait_for_append(parts, remaining)
+        if trio.current_time() >= deadline:
+            total = _read(ctx, fetch, max_bytes, committed)
+            break
+    by_topic: dict[str, FetchableTopicResponse] = {}
+    order: list[FetchableTopicResponse] = []
+    for slot in fetch:
+        data = slot.data
+        assert data is not None
+        cp = slot.cached
+        include = cp.needs_report(data.high_watermark, data.last_stable_offset,
+                                  data.log_start_offset, len(data.records or _EMPTY) > 0,
+                                  slot.error)
+        if incremental and not include:
+            continue
+        topic_resp = by_topic.get(cp.topic)
+        if topic_resp is None:
+            topic_resp = FetchableTopicResponse(topic=cp.topic, topic_id=slot.topic_id)
+            by_topic[cp.topic] = topic_resp
+            order.append(topic_resp)
+        topic_resp.partitions.append(data)
+    order.extend(unknown)
+    if session is not None and incremental:
+        session.epoch = session.epoch + 1 if session.epoch < 2**31 - 1 else 1
+    return FetchResponse(
+        throttle_time_ms=0, error_code=0,
+        session_id=session.session_id if session is not None else 0,
+        responses=order,
+    )
+
+
+HANDLERS = [HandlerSpec(ApiKey.FETCH, 4, 17, handle_fetch)]

@@ -1,0 +1,63 @@
+"""Produce v3+: one v2 batch per partition appended as bytes; acks=0 gets no response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pykbroker.error_codes import ErrorCode
+from pykbroker.errors import KafkaError
+from pykbroker.protocol._generated.produce_request import ProduceRequest
+from pykbroker.protocol._generated.produce_response import (
+    PartitionProduceResponse,
+    ProduceResponse,
+    TopicProduceResponse,
+)
+from pykbroker.protocol.api import ApiKey
+from pykbroker.server.dispatch import HandlerSpec
+from pykbroker.server.request_context import RequestContext
+
+
+def _error(index: int, code: ErrorCode, message: str | None = None) -> PartitionProduceResponse:
+    return PartitionProduceResponse(
+        index=index, error_code=int(code), base_offset=-1, log_append_time_ms=-1,
+        log_start_offset=-1, error_message=message,
+    )
+
+
+async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
+    services = ctx.services
+    replicas = services.replicas
+    acks = req.acks
+    bad_acks = acks not in (0, 1, -1)
+    responses = []
+    for topic_data in req.topic_data:
+        name = topic_data.name
+        results = []
+        for pdata in topic_data.partition_data:
+            if bad_acks:
+                results.append(_error(pdata.index, ErrorCode.INVALID_REQUIRED_ACKS))
+                continue
+            try:
+                part = replicas.partition(name, pdata.index)
+                if req.transactional_id is not None:
+                    raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                                     "transactions are not supported by this broker yet")
+                if name.startswith("__") and name in services.internal_topics:
+                    raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                                     f"Cannot append to internal topic {name}")
+                result = replicas.append(part, pdata.records)
+            except KafkaError as exc:
+                results.append(_error(pdata.index, exc.error_code, exc.message))
+                continue
+            results.append(PartitionProduceResponse(
+                index=pdata.index, error_code=0, base_offset=result.base_offset,
+                log_append_time_ms=result.log_append_time,
+                log_start_offset=result.log_start_offset,
+            ))
+        responses.append(TopicProduceResponse(name=name, partition_responses=results))
+    if acks == 0:
+        return None
+    return ProduceResponse(responses=responses, throttle_time_ms=0)
+
+
+HANDLERS = [HandlerSpec(ApiKey.PRODUCE, 3, 11, handle_produce)]

@@ -1,0 +1,151 @@
+"""CreateTopics, DeleteTopics, CreatePartitions and DeleteRecords, with Kafka's errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pykbroker.error_codes import ErrorCode
+from pykbroker.errors import KafkaError
+from pykbroker.protocol._generated.create_partitions_request import CreatePartitionsRequest
+from pykbroker.protocol._generated.create_partitions_response import (
+    CreatePartitionsResponse,
+    CreatePartitionsTopicResult,
+)
+from pykbroker.protocol._generated.create_topics_request import CreateTopicsRequest
+from pykbroker.protocol._generated.create_topics_response import (
+    CreatableTopicConfigs,
+    CreatableTopicResult,
+    CreateTopicsResponse,
+)
+from pykbroker.protocol._generated.delete_records_request import DeleteRecordsRequest
+from pykbroker.protocol._generated.delete_records_response import (
+    DeleteRecordsPartitionResult,
+    DeleteRecordsResponse,
+    DeleteRecordsTopicResult,
+)
+from pykbroker.protocol._generated.delete_topics_request import DeleteTopicsRequest
+from pykbroker.protocol._generated.delete_topics_response import (
+    DeletableTopicResult,
+    DeleteTopicsResponse,
+)
+from pykbroker.protocol.api import ApiKey
+from pykbroker.protocol.primitives import ZERO_UUID
+from pykbroker.server.dispatch import HandlerSpec
+from pykbroker.server.request_context import RequestContext
+
+
+async def handle_create_topics(ctx: RequestContext,
+                               req: CreateTopicsRequest) -> CreateTopicsResponse:
+    services = ctx.services
+    counts = Counter(t.name for t in req.topics)
+    results = []
+    for t in req.topics:
+        result = CreatableTopicResult(name=t.name, error_message=None)
+        try:
+            if counts[t.name] > 1:
+                raise KafkaError(ErrorCode.INVALID_REQUEST,
+                                 f"Create topics request from client `{ctx.client_id}` contains "
+                                 f"multiple entries for the following topics: {t.name}")
+            assignment = {a.partition_index: list(a.broker_ids) for a in t.assignments}
+            configs = {c.name: c.value for c in t.configs}
+            topic = services.topics.create_topic(
+                t.name, t.num_partitions, t.replication_factor, assignment=assignment or None,
+                configs=configs, validate_only=req.validate_only,
+            )
+            result.topic_id = topic.topic_id
+            result.num_partitions = topic.partition_count
+            result.replication_factor = len(next(iter(topic.assignment.values())))
+            if ctx.api_version >= 5:
+                result.configs = [
+                    CreatableTopicConfigs(e.name, e.value, e.read_only, e.source, e.is_sensitive)
+                    for e in services.describe_topic_configs(topic.configs)
+                ]
+        except KafkaError as exc:
+            result.error_code = int(exc.error_code)
+            result.error_message = exc.message
+            result.configs = None if ctx.api_version >= 5 else []
+        results.append(result)
+    return CreateTopicsResponse(throttle_time_ms=0, topics=results)
+
+
+async def handle_delete_topics(ctx: RequestContext,
+                               req: DeleteTopicsRequest) -> DeleteTopicsResponse:
+    topics = ctx.services.topics
+    if ctx.api_version >= 6:
+        wanted = [(t.name, t.topic_id) for t in req.topics]
+    else:
+        wanted = [(n, ZERO_UUID) for n in req.topic_names]
+    results = []
+    for name, topic_id in wanted:
+        result = DeletableTopicResult(name=name, topic_id=topic_id, error_message=None)
+        try:
+            if name is None:
+                info = topics.store.topic_by_id(topic_id)
+                if info is None:
+                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID)
+                name = result.name = info.name
+            elif topic_id != ZERO_UUID:
+                raise KafkaError(ErrorCode.INVALID_REQUEST,
+                                 "A topic may be named by name or by id, not both")
+            info = topics.delete_topic(name)
+            result.topic_id = info.topic_id
+        except KafkaError as exc:
+            result.error_code = int(exc.error_code)
+            result.error_message = exc.message
+        results.append(result)
+    return DeleteTopicsResponse(throttle_time_ms=0, responses=results)
+
+
+async def handle_create_partitions(ctx: RequestContext,
+                                   req: CreatePartitionsRequest) -> CreatePartitionsResponse:
+    topics = ctx.services.topics
+    counts = Counter(t.name for t in req.topics)
+    results = []
+    for t in req.topics:
+        result = CreatePartitionsTopicResult(name=t.name)
+        try:
+            if counts[t.name] > 1:
+                raise KafkaError(ErrorCode.INVALID_REQUEST, "Duplicate topic in request.")
+            assignment = ([list(a.broker_ids) for a in t.assignments]
+                          if t.assignments is not None else None)
+            topics.create_partitions(t.name, t.count, assignment,
+                                     validate_only=req.validate_only)
+        except KafkaError as exc:
+            result.error_code = int(exc.error_code)
+            result.error_message = exc.message
+        results.append(result)
+    return CreatePartitionsResponse(throttle_time_ms=0, results=results)
+
+
+async def handle_delete_records(ctx: RequestContext,
+                                req: DeleteRecordsRequest) -> DeleteRecordsResponse:
+    replicas = ctx.services.replicas
+    topics = []
+    for t in req.topics:
+        parts = []
+        for p in t.partitions:
+            result = DeleteRecordsPartitionResult(partition_index=p.partition_index,
+                                                  low_watermark=-1)
+            try:
+                part = replicas.partition(t.name, p.partition_index)
+                offset = part.high_watermark if p.offset == -1 else p.offset
+                if offset < 0 or offset > part.high_watermark:
+                    raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
+                if part.topic in ctx.services.internal_topics:
+                    raise KafkaError(ErrorCode.POLICY_VIOLATION,
+                                     "Records of internal topics cannot be deleted")
+                result.low_watermark = int(part.log.delete_records_before(offset))
+                part.wake()
+            except KafkaError as exc:
+                result.error_code = int(exc.error_code)
+            parts.append(result)
+        topics.append(DeleteRecordsTopicResult(name=t.name, partitions=parts))
+    return DeleteRecordsResponse(throttle_time_ms=0, topics=topics)
+
+
+HANDLERS = [
+    HandlerSpec(ApiKey.CREATE_TOPICS, 0, 7, handle_create_topics),
+    HandlerSpec(ApiKey.DELETE_TOPICS, 0, 6, handle_delete_topics),
+    HandlerSpec(ApiKey.CREATE_PARTITIONS, 0, 3, handle_create_partitions),
+    HandlerSpec(ApiKey.DELETE_RECORDS, 0, 2, handle_delete_records),
+]

@@ -15,7 +15,7 @@ from typing import Any
 from pykbroker.errors import DecodeError, EncodeError
 
 __all__ = [
-    "ARRAY_STRUCTS", "ARRAY_STRUCTS_MAX", "DecodeError", "EncodeError", "ZERO_UUID", "NOARG",
+    "ARRAY_STRUCTS", "ARRAY_STRUCTS_MAX", "CHUNK_MIN", "ChunkedOut", "DecodeError", "EncodeError", "ZERO_UUID", "NOARG",
     "read_uvarint", "write_uvarint",
     "read_string", "read_nullable_string", "read_compact_string", "read_compact_nullable_string",
     "write_string", "write_nullable_string", "write_compact_string",
@@ -227,6 +227,38 @@ def write_compact_nullable_bytes(
 
 # -- records: raw bytes kept as a zero-copy view, never decoded here ------------------------
 
+CHUNK_MIN = 16 * 1024
+
+
+class ChunkedOut(bytearray):
+    """An output buffer that keeps large record payloads by reference instead of copying.
+
+    Encoders append to it like any bytearray; ``take()`` returns the pieces in order, ready
+    for one join or a vectored send, so a 1 MiB fetch response is copied once, not twice.
+    """
+
+    __slots__ = ("chunks",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[bytes | bytearray | memoryview] = []
+
+    def add_ref(self, data: bytes | bytearray | memoryview) -> None:
+        if self:
+            self.chunks.append(bytes(self))
+            self.clear()
+        self.chunks.append(data)
+
+    def take(self) -> list[bytes | bytearray | memoryview]:
+        if self:
+            self.chunks.append(bytes(self))
+            self.clear()
+        chunks, self.chunks = self.chunks, []
+        return chunks
+
+    def total_size(self) -> int:
+        return sum(len(c) for c in self.chunks) + len(self)
+
 def read_records(buf: memoryview, pos: int) -> tuple[memoryview | None, int]:
     (n,) = _unpack_i32(buf, pos)
     pos += 4
@@ -250,8 +282,26 @@ def read_compact_records(buf: memoryview, pos: int) -> tuple[memoryview | None, 
     return buf[pos:end], end
 
 
-write_records = write_nullable_bytes
-write_compact_records = write_compact_nullable_bytes
+def write_records(out: bytearray, b: bytes | bytearray | memoryview | None) -> None:
+    if b is None:
+        out += b"\xff\xff\xff\xff"
+        return
+    out += _pack_i32(len(b))
+    if len(b) >= CHUNK_MIN and type(out) is ChunkedOut:
+        out.add_ref(b)
+    else:
+        out += b
+
+
+def write_compact_records(out: bytearray, b: bytes | bytearray | memoryview | None) -> None:
+    if b is None:
+        out.append(0)
+        return
+    write_uvarint(out, len(b) + 1)
+    if len(b) >= CHUNK_MIN and type(out) is ChunkedOut:
+        out.add_ref(b)
+    else:
+        out += b
 
 
 # -- arrays ----------------------------------------------------------------------------------

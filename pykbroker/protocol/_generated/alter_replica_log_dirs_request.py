@@ -11,6 +11,7 @@ from typing import ClassVar
 from pykbroker.protocol.primitives import (
     ARRAY_STRUCTS,
     ARRAY_STRUCTS_MAX,
+    ChunkedOut,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -176,9 +177,9 @@ class AlterReplicaLogDirsRequest:
             raise EncodeError(f"AlterReplicaLogDirsRequest v{version}: {exc}") from exc
 
     def to_bytes(self, version: int) -> bytes:
-        out = bytearray()
+        out = ChunkedOut()
         self.encode(out, version)
-        return bytes(out)
+        return b"".join(out.take())
 
     @classmethod
     def decode(

@@ -11,6 +11,7 @@ from typing import ClassVar
 from pykbroker.protocol.primitives import (
     ARRAY_STRUCTS,
     ARRAY_STRUCTS_MAX,
+    ChunkedOut,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -194,9 +195,9 @@ class AlterUserScramCredentialsRequest:
             raise EncodeError(f"AlterUserScramCredentialsRequest v{version}: {exc}") from exc
 
     def to_bytes(self, version: int) -> bytes:
-        out = bytearray()
+        out = ChunkedOut()
         self.encode(out, version)
-        return bytes(out)
+        return b"".join(out.take())
 
     @classmethod
     def decode(

@@ -11,6 +11,7 @@ from typing import ClassVar
 from pykbroker.protocol.primitives import (
     ARRAY_STRUCTS,
     ARRAY_STRUCTS_MAX,
+    ChunkedOut,
     NOARG,
     ZERO_UUID,
     DecodeError,
@@ -218,9 +219,9 @@ class DescribeGroupsResponse:
             raise EncodeError(f"DescribeGroupsResponse v{version}: {exc}") from exc
 
     def to_bytes(self, version: int) -> bytes:
-        out = bytearray()
+        out = ChunkedOut()
         self.encode(out, version)
-        return bytes(out)
+        return b"".join(out.take())
 
     @classmethod
     def decode(

@@ -553,9 +553,9 @@ def _emit_class(w: Writer, ctx: _Ctx, s: Struct, root: bool) -> None:
         w()
         w("def to_bytes(self, version: int) -> bytes:")
         w.indent()
-        w("out = bytearray()")
+        w("out = ChunkedOut()")
         w("self.encode(out, version)")
-        w("return bytes(out)")
+        w('return b"".join(out.take())')
         w.dedent()
         w()
         w("@classmethod")
@@ -643,7 +643,7 @@ def emit_module(msg: Message) -> str:
 
 
 _PRIMITIVE_IMPORTS = [
-    "ARRAY_STRUCTS", "ARRAY_STRUCTS_MAX", "NOARG", "ZERO_UUID", "DecodeError", "EncodeError",
+    "ARRAY_STRUCTS", "ARRAY_STRUCTS_MAX", "ChunkedOut", "NOARG", "ZERO_UUID", "DecodeError", "EncodeError",
     "read_array_len", "read_bytes", "read_compact_array_len", "read_compact_bytes",
     "read_compact_nullable_array_len", "read_compact_nullable_bytes",
     "read_compact_nullable_string", "read_compact_records", "read_compact_string",

@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test gen gen-check lint typecheck unit bench clean
+.PHONY: install sysdeps run test gen gen-check lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +14,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# System packages the tests use: kcat (Debian's package).
+sysdeps:
+	@command -v kcat >/dev/null 2>&1 || { \
+	  echo "installing kcat"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kcat >/dev/null; }
 
 run: $(STAMP)
 	$(PY) -m pykbroker
@@ -24,19 +31,20 @@ gen-check: $(STAMP)
 	$(PY) -m pykbroker.protocol.codegen --check
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pykbroker tests benchmarks
+	$(VENV)/bin/ruff check pykbroker tests compat_tests benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 unit: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests
 
-test: $(STAMP) gen-check lint typecheck
+test: $(STAMP) sysdeps gen-check lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(PY) benchmarks/codec_bench.py
+	$(PY) benchmarks/throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -54,6 +54,7 @@ def validate_produce_batch(records: Any) -> BatchHeader:
 @dataclass(slots=True)
 class AppendResult:
     base_offset: int
+    last_offset: int
     log_append_time: int
     log_start_offset: int
 
@@ -68,6 +69,29 @@ class Partition:
         self.log = plog
         self.leader_epoch = leader_epoch
         self._waiters: list[trio.Event] = []
+        self._flushing: trio.Event | None = None
+
+    def needs_sync_ack(self) -> bool:
+        """Whether ``flush.messages`` asks for appends to be fsynced before they are acked."""
+        return int(self.log.unflushed_messages) >= int(self.log.config.flush_messages)
+
+    async def wait_durable(self, offset: int) -> None:
+        """Return once offsets below ``offset`` are fsynced (group commit).
+
+        The first waiter fsyncs in a worker thread, so the event loop keeps serving; appends
+        that arrive meanwhile wait for the next flush, which covers all of them at once.
+        """
+        while self.log.recovery_point < offset:
+            if self._flushing is not None:
+                await self._flushing.wait()
+                continue
+            self._flushing = done = trio.Event()
+            try:
+                target = self.log.log_end_offset
+                await trio.to_thread.run_sync(self.log.flush, target)
+            finally:
+                self._flushing = None
+                done.set()
 
     @property
     def high_watermark(self) -> int:
@@ -153,11 +177,11 @@ class ReplicaManager:
             records = bytearray(records) if not isinstance(records, memoryview) or \
                 records.readonly else records
         info = part.log.append_as_leader(records, leader_epoch=part.leader_epoch)
-        part.log.flush_if_needed(now_ms())
         part.wake()
         for listener in self.append_listeners:
             listener(part, header, len(records))
-        return AppendResult(info.first_offset, info.log_append_time, info.log_start_offset)
+        return AppendResult(info.first_offset, info.last_offset, info.log_append_time,
+                            info.log_start_offset)
 
     # -- fetch -------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pykbroker.cluster.replica_manager import Partition
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.protocol._generated.produce_request import ProduceRequest
@@ -30,6 +31,7 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
     acks = req.acks
     bad_acks = acks not in (0, 1, -1)
     responses = []
+    durable: list[tuple[Partition, int]] = []
     for topic_data in req.topic_data:
         name = topic_data.name
         results = []
@@ -46,6 +48,8 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
                     raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
                                      f"Cannot append to internal topic {name}")
                 result = replicas.append(part, pdata.records)
+                if part.needs_sync_ack():
+                    durable.append((part, result.last_offset + 1))
             except KafkaError as exc:
                 results.append(_error(pdata.index, exc.error_code, exc.message))
                 continue
@@ -55,6 +59,9 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
                 log_start_offset=result.log_start_offset,
             ))
         responses.append(TopicProduceResponse(name=name, partition_responses=results))
+    # flush.messages: acknowledged batches are fsynced first, concurrent appends sharing one.
+    for part, offset in durable:
+        await part.wait_durable(offset)
     if acks == 0:
         return None
     return ProduceResponse(responses=responses, throttle_time_ms=0)

@@ -45,3 +45,13 @@ class KafkaError(PykbrokerError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(ErrorCode.{self.error_code.name}, {self.message!r})"
+
+
+class RecordValidationError(KafkaError):
+    """Records of a produced batch that Kafka rejects one by one (KIP-467): each entry is
+    (index of the record in the batch, why)."""
+
+    def __init__(self, error_code: ErrorCode, record_errors: list[tuple[int, str]],
+                 message: str | None = None) -> None:
+        super().__init__(error_code, message)
+        self.record_errors = record_errors

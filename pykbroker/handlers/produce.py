@@ -6,9 +6,10 @@ from typing import Any
 
 from pykbroker.cluster.replica_manager import Partition
 from pykbroker.error_codes import ErrorCode
-from pykbroker.errors import KafkaError
+from pykbroker.errors import KafkaError, RecordValidationError
 from pykbroker.protocol._generated.produce_request import ProduceRequest
 from pykbroker.protocol._generated.produce_response import (
+    BatchIndexAndErrorMessage,
     PartitionProduceResponse,
     ProduceResponse,
     TopicProduceResponse,
@@ -51,7 +52,11 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
                 if part.needs_sync_ack():
                     durable.append((part, result.last_offset + 1))
             except KafkaError as exc:
-                results.append(_error(pdata.index, exc.error_code, exc.message))
+                error = _error(pdata.index, exc.error_code, exc.message)
+                if isinstance(exc, RecordValidationError):
+                    error.record_errors = [BatchIndexAndErrorMessage(i, m)
+                                           for i, m in exc.record_errors]
+                results.append(error)
                 continue
             results.append(PartitionProduceResponse(
                 index=pdata.index, error_code=0, base_offset=result.base_offset,

@@ -10,7 +10,7 @@ decoded only when message.timestamp.before/after.max.ms require a per-record che
 from __future__ import annotations
 
 from pykbroker.error_codes import ErrorCode
-from pykbroker.errors import CorruptRecordError, DecodeError, KafkaError
+from pykbroker.errors import CorruptRecordError, DecodeError, KafkaError, RecordValidationError
 from pykbroker.log.log_config import LONG_MAX, LogConfig
 from pykbroker.log.store import AppendInfo, UnexpectedAppendOffsetError
 from pykbroker.records import (
@@ -84,6 +84,8 @@ def prepare_leader_batch(
             or config.message_timestamp_after_max_ms < LONG_MAX
         ):
             rel_of_max = _check_timestamps(buf, header, config, now)
+    if config.compact_enabled:
+        _check_keys(buf)
     set_base_offset(buf, 0, first_offset)
     set_partition_leader_epoch(buf, 0, leader_epoch)
     header = BatchHeader.parse(buf)
@@ -106,22 +108,38 @@ def _check_timestamps(
     low = now - config.message_timestamp_before_max_ms
     high = now + config.message_timestamp_after_max_ms
     best, rel = -1, header.last_offset_delta
+    errors: list[tuple[int, str]] = []
     try:
-        for record in iter_records(buf):
+        for index, record in enumerate(iter_records(buf)):
             ts = record.timestamp
             if ts == -1:
                 continue
             if ts < low or ts > high:
-                raise KafkaError(
-                    ErrorCode.INVALID_TIMESTAMP,
-                    f"Timestamp {ts} of message with offset delta {record.offset_delta} is out "
-                    f"of range. The timestamp should be within [{low}, {high}]",
-                )
-            if ts > best:
+                errors.append((index, f"Timestamp {ts} of message with offset delta "
+                               f"{record.offset_delta} is out of range. The timestamp should "
+                               f"be within [{low}, {high}]"))
+            elif ts > best:
                 best, rel = ts, record.offset_delta
     except DecodeError as exc:
         raise KafkaError(ErrorCode.CORRUPT_MESSAGE, str(exc)) from None
+    if errors:
+        raise RecordValidationError(ErrorCode.INVALID_TIMESTAMP, errors, errors[0][1])
     return rel
+
+
+def _check_keys(buf: bytearray | memoryview) -> None:
+    """A compacted topic needs a key on every record (Kafka's LogValidator)."""
+    try:
+        errors = [
+            (index, "Compacted topic cannot accept message without key.")
+            for index, record in enumerate(iter_records(buf))
+            if record.key is None
+        ]
+    except DecodeError as exc:
+        raise KafkaError(ErrorCode.CORRUPT_MESSAGE, str(exc)) from None
+    if errors:
+        raise RecordValidationError(ErrorCode.INVALID_RECORD, errors,
+                                    "Compacted topic cannot accept message without key.")
 
 
 def check_follower_batches(

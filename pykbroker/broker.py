@@ -207,6 +207,8 @@ class Broker:
                 for part in list(services.replicas.partitions.values()):
                     if part.log.apply_retention(now):
                         part.wake()
+                services.replicas.expire_producers(
+                    now, int(str(self.config.get("producer.id.expiration.ms"))))
             if trio.current_time() >= next_checkpoint:
                 next_checkpoint = trio.current_time() + CHECKPOINT_INTERVAL_S
                 services.log_manager.checkpoint()

@@ -183,6 +183,11 @@ class ReplicaManager:
         return AppendResult(info.first_offset, info.last_offset, info.log_append_time,
                             info.log_start_offset)
 
+    def expire_producers(self, now: int, expiration_ms: int) -> None:
+        """Forget idle idempotent producers (``producer.id.expiration.ms``)."""
+        for part in self.partitions.values():
+            part.log.producer_state.expire(now, expiration_ms)
+
     # -- fetch -------------------------------------------------------------------------------
 
     async def wait_for_append(self, parts: list[Partition], timeout_s: float) -> None:

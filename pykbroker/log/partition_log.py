@@ -29,10 +29,12 @@ from pykbroker.log.checkpoints import (
 )
 from pykbroker.log.leader_epoch import LeaderEpochCache
 from pykbroker.log.log_config import LogConfig
+from pykbroker.log.producer_state import ProducerStateManager
 from pykbroker.log.recovery import load_log
 from pykbroker.log.retention import segments_to_delete
 from pykbroker.log.segment import LogSegment
 from pykbroker.log.store import AppendInfo, FetchData, TimestampAndOffset
+from pykbroker.records import BatchHeader
 
 __all__ = ["PartitionLog", "wall_clock_ms"]
 
@@ -67,6 +69,7 @@ class PartitionLog:
         self._last_flush_ms = now_ms()
         self._unsynced_dir = False
         self.leader_epoch_cache = LeaderEpochCache.load(directory)
+        self.producer_state = ProducerStateManager(directory)
         self._topic_id: uuid.UUID | None = None
         self._closed = False
 
@@ -101,6 +104,7 @@ class PartitionLog:
         )
         log.leader_epoch_cache.truncate_from_end(log._leo)
         log.leader_epoch_cache.truncate_from_start(log._log_start_offset)
+        log._rebuild_producer_state()
         try:
             log._topic_id = read_partition_metadata(directory)
         except CheckpointError as exc:
@@ -184,10 +188,20 @@ class PartitionLog:
         CORRUPT_MESSAGE (not exactly one batch), KAFKA_STORAGE_ERROR (write failed).
         """
         now = self._now_ms() if now_ms is None else now_ms
+        incoming = BatchHeader.parse(batch)
+        if incoming.producer_id >= 0:
+            duplicate = self.producer_state.check(incoming)
+            if duplicate is not None:
+                # A retried batch: answer with the offsets it was first written at.
+                return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1,
+                                  self._log_start_offset, duplicate.timestamp,
+                                  duplicate.last_offset)
         buf, header, info = appends.prepare_leader_batch(
             batch, self.config, self._leo, leader_epoch, now, self._log_start_offset
         )
         self._append(buf, [(0, header)], now)
+        if header.producer_id >= 0:
+            self.producer_state.update(header, now)
         if leader_epoch >= 0:
             self.leader_epoch_cache.assign(leader_epoch, info.first_offset)
         return info
@@ -206,6 +220,8 @@ class PartitionLog:
             return AppendInfo(self._leo, self._leo - 1, -1, self._log_start_offset, -1, -1)
         for start, end, run in appends.group_by_size(headers, self.config.segment_bytes):
             self._append(view[start:end], run, now)
+        for _, header in headers:
+            self.producer_state.update(header, header.max_timestamp)
         for _, header in headers:
             if header.partition_leader_epoch >= 0:
                 self.leader_epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
@@ -230,6 +246,8 @@ class PartitionLog:
         if active.size == 0:
             return active
         active.on_become_inactive()
+        if self.producer_state.producers:
+            self.producer_state.write_snapshot(self._leo)
         segment = LogSegment.create(self.directory, self._leo, self.config)
         self._segments.append(segment)
         self._bases.append(segment.base_offset)
@@ -355,6 +373,7 @@ class PartitionLog:
         self._log_start_offset = min(self._log_start_offset, self._leo)
         self._recovery_point = min(self._recovery_point, self._leo)
         self.leader_epoch_cache.truncate_from_end(self._leo)
+        self._rebuild_producer_state()
         return True
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
@@ -366,6 +385,8 @@ class PartitionLog:
         self._leo = self._log_start_offset = self._recovery_point = offset
         self._unsynced_dir = True
         self.leader_epoch_cache.clear()
+        self.producer_state.delete_snapshots()
+        self.producer_state.truncate()
 
     # -- durability -------------------------------------------------------------------------
 
@@ -410,6 +431,10 @@ class PartitionLog:
             return
         self._segments[-1].on_become_inactive()
         self.flush()
+        if self.producer_state.producers:
+            self.producer_state.write_snapshot(self._leo)
+        else:
+            self.producer_state.delete_snapshots()
         for segment in self._segments:
             segment.close()
         self._closed = True
@@ -424,6 +449,16 @@ class PartitionLog:
         doomed = self.directory.with_name(f"{self.name}.{uuid.uuid4().hex}-delete")
         os.replace(self.directory, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+
+    def _rebuild_producer_state(self) -> None:
+        """Newest snapshot at or below the log end, then batch headers past it."""
+        start = self.producer_state.load_snapshot(self._leo)
+        for segment in self._segments:
+            if segment.next_offset <= start:
+                continue
+            for _, header in segment.scan():
+                if header.base_offset >= start and header.producer_id >= 0:
+                    self.producer_state.update(header, header.max_timestamp)
 
     def __repr__(self) -> str:
         return (

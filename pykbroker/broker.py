@@ -31,6 +31,7 @@ from pykbroker.config import (
     topic_config_defaults,
     validate_topic_configs,
 )
+from pykbroker.coordinator.group import GroupCoordinator
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.handlers import all_handlers
@@ -61,6 +62,7 @@ class BrokerServices:
     log_dirs: list[Path]
     fetch_sessions: FetchSessionCache
     producer_ids: ProducerIdManager
+    groups: GroupCoordinator
     advertised: dict[str, tuple[str, int]] = field(default_factory=dict)
     rack: str | None = None
     internal_topics: frozenset[str] = INTERNAL_TOPICS
@@ -146,12 +148,14 @@ class Broker:
             delete_enabled=lambda: self.config.delete_topic_enable,
         )
         topics.start()
+        groups = GroupCoordinator.for_broker(replicas, topics, cfg.get)
+        groups.load()
         dispatch = DispatchTable(all_handlers())
         return BrokerServices(
             config=cfg, static_config=self.static_config, node_id=cfg.node_id,
             cluster_id=cluster_id, dispatch=dispatch, replicas=replicas, topics=topics,
             log_manager=log_manager, log_dirs=log_dirs, fetch_sessions=FetchSessionCache(),
-            producer_ids=ProducerIdManager(store),
+            producer_ids=ProducerIdManager(store), groups=groups,
         )
 
     async def serve(self, *, task_status: trio.TaskStatus[Broker] = trio.TASK_STATUS_IGNORED
@@ -169,6 +173,7 @@ class Broker:
         )
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(services.groups.run)
                 await nursery.start(self.server.run)
                 for adv in cfg.advertised_listeners:
                     port = adv.port or self.server.bound_ports.get(adv.name, 0)
@@ -181,6 +186,10 @@ class Broker:
                 task_status.started(self)
                 await self._stop.wait()
                 log.info("[KafkaServer id=%d] shutting down", cfg.node_id)
+                services.groups.shutdown()
+                services.replicas.shutting_down = True
+                for part in services.replicas.partitions.values():
+                    part.wake()  # long-poll fetches answer now instead of at max_wait
                 await self.server.shutdown(SHUTDOWN_GRACE_S)
                 nursery.cancel_scope.cancel()
         finally:

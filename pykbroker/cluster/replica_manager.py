@@ -137,6 +137,7 @@ class ReplicaManager:
         self.log_manager = log_manager
         self.log_config_for = log_config_for
         self.partitions: dict[tuple[str, int], Partition] = {}
+        self.shutting_down = False
         # Callbacks run after every successful append (metrics, later replication).
         self.append_listeners: list[Callable[[Partition, BatchHeader, int], None]] = []
 
@@ -192,7 +193,7 @@ class ReplicaManager:
 
     async def wait_for_append(self, parts: list[Partition], timeout_s: float) -> None:
         """Return when any of ``parts`` is appended to, or after ``timeout_s``."""
-        if timeout_s <= 0 or not parts:
+        if timeout_s <= 0 or not parts or self.shutting_down:
             return
         event = trio.Event()
         for part in parts:

@@ -11,6 +11,7 @@ def all_handlers() -> list[HandlerSpec]:
         api_versions,
         configs,
         fetch,
+        groups,
         list_offsets,
         metadata,
         produce,
@@ -20,5 +21,5 @@ def all_handlers() -> list[HandlerSpec]:
     )
 
     modules = [api_versions, metadata, produce, fetch, list_offsets, topics, configs,
-               replica_info, producer_id]
+               replica_info, producer_id, groups]
     return [spec for module in modules for spec in module.HANDLERS]

@@ -17,7 +17,15 @@ _SOFTWARE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
 
 
 def api_versions_response(dispatch: DispatchTable, error: ErrorCode) -> ApiVersionsResponse:
-    keys = [ApiVersion(s.api_key, s.min_version, s.max_version) for s in dispatch.supported()]
+    """Every served API; on UNSUPPORTED_VERSION only ApiVersions' own range, and nothing on
+    other errors, exactly as Kafka's ApiVersionsRequest.getErrorResponse answers."""
+    if error == ErrorCode.NONE:
+        specs = dispatch.supported()
+    elif error == ErrorCode.UNSUPPORTED_VERSION:
+        specs = [s for s in dispatch.supported() if s.api_key == ApiKey.API_VERSIONS]
+    else:
+        specs = []
+    keys = [ApiVersion(s.api_key, s.min_version, s.max_version) for s in specs]
     return ApiVersionsResponse(error_code=int(error), api_keys=keys, throttle_time_ms=0)
 
 

@@ -169,7 +169,8 @@ async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         total = _read(ctx, fetch, max_bytes, committed)
         errors = any(s.error for s in fetch) or bool(unknown)
         remaining = deadline - trio.current_time()
-        if total >= req.min_bytes or errors or remaining <= 0 or not fetch:
+        if (total >= req.min_bytes or errors or remaining <= 0 or not fetch
+                or services.replicas.shutting_down):
             break
         parts = [p for s in fetch
                  if (p := services.replicas.partitions.get((s.cached.topic, s.cached.partition)))]

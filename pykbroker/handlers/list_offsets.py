@@ -61,7 +61,8 @@ async def handle_list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> L
                     part.check_leader_epoch(rp.current_leader_epoch)
                 ts, offset = _lookup(part, rp.timestamp, committed)
                 resp.timestamp, resp.offset = ts, offset
-                resp.leader_epoch = part.leader_epoch if offset >= 0 else -1
+                if ctx.api_version >= 4:
+                    resp.leader_epoch = part.leader_epoch if offset >= 0 else -1
             except KafkaError as exc:
                 resp.error_code = int(exc.error_code)
             parts.append(resp)

@@ -57,11 +57,17 @@ RequestObserver = Callable[[RequestContext, float, int], None]
 
 
 class FrameReader:
-    """Buffered reads of whole frames; the size is checked before any body byte is read."""
+    """Buffered reads of whole frames; the size is checked before any body byte is read.
+
+    ``idle_scope``, when set, has its deadline pushed back by ``idle_s`` whenever bytes
+    arrive, so the idle timeout counts from the last activity, as Kafka's does.
+    """
 
     def __init__(self, stream: trio.abc.ReceiveStream) -> None:
         self._stream = stream
         self._buf = bytearray()
+        self.idle_scope: trio.CancelScope | None = None
+        self.idle_s = 0.0
 
     async def _fill(self, need: int) -> bool:
         while len(self._buf) < need:
@@ -69,6 +75,8 @@ class FrameReader:
             if not chunk:
                 return False
             self._buf += chunk
+            if self.idle_scope is not None:
+                self.idle_scope.deadline = trio.current_time() + self.idle_s
         return True
 
     async def next_frame(self, max_bytes: int) -> bytearray | None:
@@ -130,15 +138,17 @@ class Connection:
         self.reader = FrameReader(stream)
         self.read_scope: trio.CancelScope | None = None
         self.busy = False
+        self.draining = False  # set at shutdown: finish the request in hand, take no more
 
     async def serve(self) -> None:
         try:
-            while True:
+            while not self.draining:
                 with trio.CancelScope() as scope:
-                    self.read_scope = scope
+                    self.read_scope = self.reader.idle_scope = scope
+                    self.reader.idle_s = self.settings.idle_timeout_s
                     scope.deadline = trio.current_time() + self.settings.idle_timeout_s
                     frame = await self.reader.next_frame(self.settings.max_request_bytes)
-                self.read_scope = None
+                self.read_scope = self.reader.idle_scope = None
                 if scope.cancelled_caught:
                     log.debug("closing idle or draining connection %s", self.peer)
                     return

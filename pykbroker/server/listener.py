@@ -117,6 +117,7 @@ class NetworkServer:
         with trio.move_on_after(grace_s):
             while self.connections:
                 for conn in list(self.connections):
+                    conn.draining = True
                     if conn.read_scope is not None:
                         conn.read_scope.cancel()
                 await trio.sleep(0.01)

@@ -109,6 +109,8 @@ async def test_list_offsets_and_leader_epochs(tmp_path: Path) -> None:
         assert await _list(c, "lo", base + 35) == (0, base + 50, 3)
         assert await _list(c, "lo", base + 999) == (0, -1, -1)
         assert (await _list(c, "missing", -1))[0] == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        for version in range(1, 10):  # every served version encodes (leader epoch from v4)
+            assert await _list(c, "lo", -1, version) == (0, -1, 5)
         # OffsetForLeaderEpoch: the current epoch ends at the log end offset.
         resp = await c.send(23, 4, OffsetForLeaderEpochRequest(-1, [OffsetForLeaderTopic(
             "lo", [OffsetForLeaderPartition(0, -1, 0)])]))

@@ -1,0 +1,1 @@
+"""Coordinators: state machines whose durable state is replayed from internal topics."""

@@ -1,0 +1,346 @@
+"""The group coordinator: what the group handlers call.
+
+It adds offsets (commit, fetch, delete, expiry) and group administration (describe, list,
+delete) to the classic rebalance protocol, and its life cycle: load by replay at start-up,
+one timer task while serving, answer waiting requests at shutdown. Dependencies come in as
+values and callables (the replica manager, how to find and create ``__consumer_offsets``, a
+wall clock), so this package never imports the broker or the handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from pykbroker.coordinator.group.classic import (
+    CONSUMER_PROTOCOL_TYPE,
+    ClassicGroup,
+    GroupState,
+)
+from pykbroker.coordinator.group.manager import (
+    GroupConfig,
+    GroupMetadataManager,
+    ReplicaAccess,
+    commit_error,
+)
+from pykbroker.coordinator.group.offsets import (
+    OffsetAndMetadata,
+    TopicPartition,
+    expired_offsets,
+)
+from pykbroker.coordinator.group.rebalance import ClassicGroupProtocol
+from pykbroker.coordinator.group.records import OFFSETS_TOPIC
+from pykbroker.coordinator.group.timer import CoordinatorTimer
+from pykbroker.error_codes import ErrorCode
+from pykbroker.errors import KafkaError
+
+log = logging.getLogger("pykbroker.coordinator.group")
+
+S = GroupState
+CLASSIC = "classic"
+DEAD = "Dead"
+OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "compression.type": "producer"}
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class MemberDescription:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    metadata: bytes
+    assignment: bytes
+
+
+@dataclass(slots=True)
+class GroupDescription:
+    group_id: str
+    state: str
+    protocol_type: str
+    protocol: str
+    members: list[MemberDescription]
+
+
+@dataclass(slots=True)
+class GroupListing:
+    group_id: str
+    protocol_type: str
+    state: str
+    group_type: str = CLASSIC
+
+
+class GroupCoordinator(ClassicGroupProtocol):
+    def __init__(
+        self,
+        replicas: ReplicaAccess,
+        config: GroupConfig,
+        *,
+        topic_partitions: Callable[[], int | None],
+        create_topic: Callable[[], int],
+        now_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        manager = GroupMetadataManager(replicas, config, topic_partitions=topic_partitions,
+                                       create_topic=create_topic, now_ms=now_ms)
+        super().__init__(manager, CoordinatorTimer())
+        manager.on_group_loaded = self._on_group_loaded
+
+    @classmethod
+    def for_broker(cls, replicas: ReplicaAccess, topics: Any,
+                   get: Callable[[str], object]) -> GroupCoordinator:
+        """Wire to a broker's topic manager and configuration getter (``BrokerConfig.get``).
+
+        Kafka's default offsets.topic.replication.factor is 3, which a broker with fewer
+        live brokers could never satisfy; like a development-mode Kafka we create the topic
+        with min(configured, live brokers) replicas, and warn once that we did.
+        """
+        config = GroupConfig.from_getter(get)
+
+        def topic_partitions() -> int | None:
+            info = topics.get(OFFSETS_TOPIC)
+            return None if info is None else int(info.partition_count)
+
+        def create_topic() -> int:
+            live = len(topics.live_brokers)
+            rf = min(config.offsets_topic_replication_factor, live)
+            if rf < config.offsets_topic_replication_factor:
+                log.warning("creating %s with replication factor %d: only %d live broker(s), "
+                            "offsets.topic.replication.factor=%d", OFFSETS_TOPIC, rf, live,
+                            config.offsets_topic_replication_factor)
+            configs = dict(OFFSETS_TOPIC_CONFIGS,
+                           **{"segment.bytes": str(config.offsets_topic_segment_bytes)})
+            try:
+                info = topics.create_topic(OFFSETS_TOPIC, config.offsets_topic_num_partitions,
+                                           rf, configs=configs)
+            except KafkaError as exc:
+                if exc.error_code != ErrorCode.TOPIC_ALREADY_EXISTS:
+                    raise
+                info = topics.get(OFFSETS_TOPIC)
+            return int(info.partition_count)
+
+        return cls(replicas, config, topic_partitions=topic_partitions,
+                   create_topic=create_topic)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Replay ``__consumer_offsets`` (start-up, before clients connect)."""
+        self.manager.load_all()
+
+    def _on_group_loaded(self, group: ClassicGroup) -> None:
+        # Members of a loaded generation must heartbeat again within their session timeout.
+        for member in group.members.values():
+            self._heartbeat(group, member)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """The timer task: session, rebalance and sync deadlines, and offset expiry."""
+        self._schedule_cleanup()
+        task_status.started()
+        await self.timer.run()
+
+    def shutdown(self) -> None:
+        self.unload_all(ErrorCode.NOT_COORDINATOR)
+
+    def _schedule_cleanup(self) -> None:
+        def cleanup() -> None:
+            try:
+                self.cleanup_expired_offsets()
+            finally:
+                self._schedule_cleanup()
+
+        self.timer.schedule(("cleanup",), self.config.offsets_retention_check_interval_ms,
+                            cleanup)
+
+    # -- FindCoordinator ----------------------------------------------------------------------
+
+    def find_coordinator(self, group_id: str) -> ErrorCode:
+        """Make sure the group's partition exists and is ours (the topic is made on demand)."""
+        try:
+            self.manager.ensure_topic()
+        except KafkaError as exc:
+            log.warning("cannot create %s: %s", OFFSETS_TOPIC, exc)
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if self.manager.is_loading(group_id):
+            return ErrorCode.NONE  # the coordinator is here, just busy
+        if not self.manager.is_owner(group_id):
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return ErrorCode.NONE
+
+    # -- offsets ------------------------------------------------------------------------------
+
+    def _commit_error(self, group: ClassicGroup, generation_id: int, member_id: str,
+                      instance_id: str | None) -> ErrorCode | None:
+        if group.is_in(S.DEAD):
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if generation_id >= 0 or member_id or instance_id is not None:
+            error = self.current_member_error(group, member_id, instance_id)
+            if error is not None:
+                return error
+            if generation_id != group.generation_id:
+                return ErrorCode.ILLEGAL_GENERATION
+            return None
+        if not group.is_in(S.EMPTY):
+            return ErrorCode.UNKNOWN_MEMBER_ID  # only members commit for a non-empty group
+        return None
+
+    async def commit_offsets(
+        self, group_id: str, generation_id: int, member_id: str, instance_id: str | None,
+        offsets: Mapping[TopicPartition, OffsetAndMetadata],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """Validate, write, replay, then answer (after an fsync where flush.messages asks)."""
+        error = self.group_status_error(group_id, allow_empty=True)
+        group = self.groups.get(group_id)
+        if error is None and group is None:
+            if generation_id < 0:
+                # Kafka only stores offsets for this group: no group management.
+                group = ClassicGroup(group_id, self.now())
+            else:
+                error = ErrorCode.ILLEGAL_GENERATION
+        if error is None:
+            assert group is not None
+            error = self._commit_error(group, generation_id, member_id, instance_id)
+            if error is None and group.is_in(S.COMPLETING_REBALANCE):
+                error = ErrorCode.REBALANCE_IN_PROGRESS
+        if error is not None:
+            return dict.fromkeys(offsets, error)
+        assert group is not None
+        if group.is_in(S.STABLE, S.PREPARING_REBALANCE):
+            # A commit counts as a sign of life; the heartbeat reports any rebalance.
+            self._heartbeat(group, group.members[member_id])
+        limit = self.config.offset_metadata_max_bytes
+        result = {tp: ErrorCode.OFFSET_METADATA_TOO_LARGE for tp, om in offsets.items()
+                  if len(om.metadata) > limit}
+        valid = {tp: om for tp, om in offsets.items() if tp not in result}
+        if valid:
+            code = ErrorCode.NONE
+            try:
+                part, next_offset = self.manager.commit_offsets(group, valid)
+                await self.manager.wait_durable(part, next_offset)
+            except KafkaError as exc:
+                code = commit_error(exc.error_code)
+            except OSError as exc:
+                log.error("fsync of offsets for group %s failed: %s", group_id, exc)
+                code = ErrorCode.NOT_COORDINATOR
+            result.update(dict.fromkeys(valid, code))
+        return result
+
+    def fetch_offsets(self, group_id: str, partitions: Iterable[TopicPartition] | None
+                      ) -> tuple[ErrorCode, list[tuple[TopicPartition, OffsetAndMetadata | None]]]:
+        """Committed offsets whatever the group's state (it may use Kafka only for storage);
+        ``partitions`` None means all of the group's."""
+        error = self.group_status_error(group_id, allow_empty=True)
+        if error is not None:
+            return error, []
+        group = self.groups.get(group_id)
+        if group is None or group.is_in(S.DEAD):
+            return ErrorCode.NONE, [(tp, None) for tp in partitions or ()]
+        if partitions is None:
+            return ErrorCode.NONE, sorted(group.offsets.items())
+        return ErrorCode.NONE, [(tp, group.offsets.get(tp)) for tp in partitions]
+
+    def delete_offsets(self, group_id: str, partitions: list[TopicPartition]
+                       ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
+        error = self.group_status_error(group_id, allow_empty=True)
+        if error is not None:
+            return error, {}
+        group = self.groups.get(group_id)
+        if group is None or group.is_in(S.DEAD):
+            return ErrorCode.GROUP_ID_NOT_FOUND, {}
+        errors: dict[TopicPartition, ErrorCode] = {}
+        if group.is_in(S.EMPTY):
+            eligible = list(partitions)
+        elif group.protocol_type == CONSUMER_PROTOCOL_TYPE:
+            eligible = [tp for tp in partitions if not group.is_subscribed_to(tp[0])]
+            errors = {tp: ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC for tp in partitions
+                      if group.is_subscribed_to(tp[0])}
+        else:
+            return ErrorCode.NON_EMPTY_GROUP, {}
+        if eligible:
+            self.manager.remove_offsets(group, eligible)
+            errors.update(dict.fromkeys(eligible, ErrorCode.NONE))
+        return ErrorCode.NONE, errors
+
+    def cleanup_expired_offsets(self) -> int:
+        """Expire offsets past offsets.retention.minutes (KIP-211) and drop dead groups."""
+        now = self.now()
+        retention = self.config.offsets_retention_ms
+        removed = 0
+        for group in list(self.groups.values()):
+            if not self.manager.is_owner(group.group_id):
+                continue
+            expired: list[TopicPartition] = []
+            if group.protocol_type is None:
+                # Offsets only (a "simple" consumer): each offset ages from its commit.
+                expired = expired_offsets(group.offsets, now, retention, None)
+            elif group.is_in(S.EMPTY):
+                expired = expired_offsets(group.offsets, now, retention, group.state_timestamp)
+            elif group.protocol_type == CONSUMER_PROTOCOL_TYPE and \
+                    group.subscribed is not None and group.is_in(S.STABLE):
+                expired = expired_offsets(group.offsets, now, retention, None,
+                                          keep_topics=group.subscribed)
+            if expired or group.is_in(S.EMPTY):
+                removed += len(self.manager.remove_offsets(group, expired))
+        if removed:
+            log.info("removed %d expired offsets", removed)
+        return removed
+
+    # -- administration -----------------------------------------------------------------------
+
+    def describe_group(self, group_id: str) -> tuple[ErrorCode, GroupDescription]:
+        error = self.group_status_error(group_id, allow_empty=True)
+        group = self.groups.get(group_id)
+        if error is not None or group is None:
+            return error or ErrorCode.NONE, GroupDescription(group_id, DEAD, "", "", [])
+        stable = group.is_in(S.STABLE) and group.protocol_name is not None
+        members = []
+        for m in group.members.values():
+            members.append(MemberDescription(
+                m.member_id, m.group_instance_id, m.client_id, m.client_host,
+                m.metadata(group.protocol_name) if stable and group.protocol_name else b"",
+                m.assignment if stable else b""))
+        return ErrorCode.NONE, GroupDescription(
+            group_id, group.state.value, group.protocol_type or "",
+            group.protocol_name or "" if stable else "", members)
+
+    def list_groups(self, states: Iterable[str] = (), types: Iterable[str] = ()
+                    ) -> tuple[ErrorCode, list[GroupListing]]:
+        """Filters are case-insensitive; an empty filter keeps everything."""
+        wanted_states = {s.lower() for s in states}
+        wanted_types = {t.lower() for t in types}
+        if wanted_types and CLASSIC not in wanted_types:
+            return ErrorCode.NONE, []
+        error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if self.manager.loading \
+            else ErrorCode.NONE
+        out = [GroupListing(g.group_id, g.protocol_type or "", g.state.value)
+               for g in self.groups.values()
+               if self.manager.is_owner(g.group_id) and not g.is_in(S.DEAD)
+               and (not wanted_states or g.state.value.lower() in wanted_states)]
+        return error, out
+
+    def delete_groups(self, group_ids: Iterable[str]) -> dict[str, ErrorCode]:
+        out: dict[str, ErrorCode] = {}
+        for group_id in group_ids:
+            error = self.group_status_error(group_id, allow_empty=True)
+            group = self.groups.get(group_id)
+            if error is not None:
+                out[group_id] = error
+            elif group is None or group.is_in(S.DEAD):
+                out[group_id] = ErrorCode.GROUP_ID_NOT_FOUND
+            elif not group.is_in(S.EMPTY):
+                out[group_id] = ErrorCode.NON_EMPTY_GROUP
+            else:
+                group.transition_to(S.DEAD, self.now())
+                self.manager.remove_offsets(group, list(group.offsets))
+                self.groups.pop(group_id, None)
+                log.info("deleted group %s", group_id)
+                out[group_id] = ErrorCode.NONE
+        return out

@@ -758,9 +758,6 @@ def test_metadata_without_auto_create_flag(broker: BrokerProcess, topic_name: st
         assert admin.list_topics() == []
 
 
-@pytest.mark.xfail(reason="broker bug: Metadata that auto-creates a topic answers it at once "
-                          "(error 0 + partitions); Kafka answers LEADER_NOT_AVAILABLE (5), "
-                          "no partitions, on that first request", strict=True)
 @pytest.mark.timeout(120)
 def test_metadata_auto_create_first_answer_is_leader_not_available(
         broker: BrokerProcess, topic_name: str) -> None:
@@ -776,11 +773,6 @@ def test_metadata_auto_create_first_answer_is_leader_not_available(
         assert [p.partition_index for p in second.partitions] == [0]
 
 
-@pytest.mark.xfail(reason="broker bug: topic config errors that Kafka raises as "
-                          "InvalidConfigurationException (unknown name, min>max compaction lag) "
-                          "get a ConfigException-style 'Invalid value X for configuration K: ' "
-                          "prefix in CreateTopics/IncrementalAlterConfigs error_message",
-                   strict=True)
 @pytest.mark.timeout(120)
 def test_topic_config_error_messages(broker: BrokerProcess, topic_name: str) -> None:
     lag_conflict = ("conflict topic config setting min.compaction.lag.ms (100) > "
@@ -813,10 +805,6 @@ def test_topic_config_error_messages(broker: BrokerProcess, topic_name: str) -> 
                                              "Unknown topic config name: foo.bar"}}
 
 
-@pytest.mark.xfail(reason="broker bug: UNKNOWN_TOPIC_OR_PARTITION for a missing topic carries "
-                          "the generic default message; Kafka sends \"The topic 'T' does not "
-                          "exist.\" (AlterConfigs, IncrementalAlterConfigs, CreatePartitions) "
-                          "or a null message (DeleteTopics, DescribeConfigs)", strict=True)
 @pytest.mark.timeout(120)
 def test_missing_topic_error_messages(broker: BrokerProcess, topic_name: str) -> None:
     missing = "nope-" + topic_name
@@ -837,10 +825,6 @@ def test_missing_topic_error_messages(broker: BrokerProcess, topic_name: str) ->
         assert [(r.error_code, r.error_message) for r in resp.results] == [(3, None)]
 
 
-@pytest.mark.xfail(reason="broker bug: CreateTopics with non-consecutive manual partition ids "
-                          "says 'Partitions must be numbered consecutively from 0 in the replica "
-                          "assignment'; Kafka: 'partitions should be a consecutive 0-based "
-                          "integer sequence'", strict=True)
 @pytest.mark.timeout(120)
 def test_replica_assignment_gap_message(broker: BrokerProcess, topic_name: str) -> None:
     with admin_client(broker.bootstrap) as admin:
@@ -872,10 +856,6 @@ def test_acks0_produce_gets_no_response(broker: BrokerProcess, topic_name: str) 
     assert [(r.offset, r.value) for r in records] == [(0, b"a"), (1, b"b")]
 
 
-@pytest.mark.xfail(reason="broker bug: an acks=0 Produce whose partition fails (unknown "
-                          "topic/partition) is silently dropped and the connection stays open; "
-                          "Kafka closes the connection so the client refreshes metadata",
-                   strict=True)
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("where", ["unknown-topic", "unknown-partition"])
 def test_acks0_produce_error_closes_connection(broker: BrokerProcess, topic_name: str,

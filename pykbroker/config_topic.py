@@ -20,10 +20,10 @@ from pykbroker.config_defs_extra import METADATA_VERSIONS
 from pykbroker.config_types import (
     LONG_MAX,
     ConfigDef,
-    ConfigError,
     ConfigType,
     Described,
     Importance,
+    InvalidConfigurationError,
     ValidList,
     at_least,
     between,
@@ -218,7 +218,7 @@ def validate_topic_configs(
     for name, raw in overrides.items():
         defn = TOPIC_DEFS.get(name)
         if defn is None:
-            raise ConfigError(name, raw, f"Unknown topic config name: {name}")
+            raise InvalidConfigurationError(name, raw, f"Unknown topic config name: {name}")
         parsed[name] = None if raw is None else defn.parse(raw)
     effective = {n: d.default for n, d in TOPIC_DEFS.items()}
     if broker is not None:
@@ -227,7 +227,7 @@ def validate_topic_configs(
     min_lag, max_lag = effective["min.compaction.lag.ms"], effective["max.compaction.lag.ms"]
     assert isinstance(min_lag, int) and isinstance(max_lag, int)
     if min_lag > max_lag:
-        raise ConfigError(
+        raise InvalidConfigurationError(
             "min.compaction.lag.ms", min_lag,
             f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > "
             f"max.compaction.lag.ms ({max_lag})",
@@ -235,7 +235,7 @@ def validate_topic_configs(
     if parsed.get("remote.storage.enable") is True and (
         broker is None or not broker.get("remote.log.storage.system.enable")
     ):
-        raise ConfigError(
+        raise InvalidConfigurationError(
             "remote.storage.enable", "true",
             "Tiered Storage functionality is disabled in the broker. Topic cannot be "
             "configured with remote log storage.",

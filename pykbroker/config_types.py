@@ -38,6 +38,14 @@ class ConfigError(PykbrokerError, ValueError):
         super().__init__(f"Invalid value {self.value} for configuration {key}: {reason}{where}")
 
 
+class InvalidConfigurationError(ConfigError):
+    """A rule across or about keys (unknown name, conflicting values): Kafka reports these
+    with the reason alone, without ConfigException's "Invalid value ..." prefix."""
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 class ConfigType(Enum):
     """Kafka's ``ConfigDef.Type``; ``code`` is the DescribeConfigs v3+ ConfigType byte."""
 

@@ -38,6 +38,8 @@ class KafkaError(PykbrokerError):
     def __init__(self, error_code: ErrorCode, message: str | None = None) -> None:
         self.error_code = error_code
         self.message = error_code.message if message is None else message
+        # What Kafka puts in a response's error_message: null unless a message was given.
+        self.detail = message
         super().__init__(error_code, self.message)
 
     def __str__(self) -> str:
@@ -55,3 +57,8 @@ class RecordValidationError(KafkaError):
                  message: str | None = None) -> None:
         super().__init__(error_code, message)
         self.record_errors = record_errors
+
+
+class CloseConnection(PykbrokerError):
+    """Raised by a handler when Kafka would close the client's connection instead of
+    answering (e.g. a failed acks=0 produce, so the client refreshes its metadata)."""

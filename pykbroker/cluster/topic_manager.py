@@ -91,8 +91,8 @@ class TopicManager:
                 out[p] = list(replicas)
             if sorted(out) != list(range(first, first + len(out))):
                 raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                 "Partitions must be numbered consecutively from "
-                                 f"{first} in the replica assignment")
+                                 f"partitions should be a consecutive {first}-based integer "
+                                 "sequence")
             return out
         if replication_factor > len(brokers):
             raise KafkaError(
@@ -177,7 +177,8 @@ class TopicManager:
     ) -> TopicInfo:
         topic = self.store.topics.get(name)
         if topic is None:
-            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                             f"The topic '{name}' does not exist.")
         current = topic.partition_count
         if total < current:
             raise KafkaError(ErrorCode.INVALID_PARTITIONS,
@@ -208,7 +209,8 @@ class TopicManager:
                           validate_only: bool = False) -> None:
         topic = self.store.topics.get(name)
         if topic is None:
-            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                             f"The topic '{name}' does not exist.")
         try:
             self.validate_configs(configs)
         except KafkaError:

@@ -58,11 +58,14 @@ def _check_broker_name(ctx: RequestContext, name: str) -> None:
         )
 
 
-def _topic_overrides(ctx: RequestContext, name: str) -> dict[str, str]:
+def _topic_overrides(ctx: RequestContext, name: str, *, altering: bool = False
+                     ) -> dict[str, str]:
     validate_topic_name(name)
     topic = ctx.services.topics.get(name)
     if topic is None:
-        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        # Kafka names the topic when altering, and sends no message when describing.
+        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                         f"The topic '{name}' does not exist." if altering else None)
     return dict(topic.configs)
 
 
@@ -105,7 +108,7 @@ async def handle_describe_configs(ctx: RequestContext,
                 result.configs.append(item)
         except KafkaError as exc:
             result.error_code = int(exc.error_code)
-            result.error_message = exc.message
+            result.error_message = exc.detail
             result.configs = []
         results.append(result)
     return DescribeConfigsResponse(throttle_time_ms=0, results=results)
@@ -131,7 +134,7 @@ async def handle_alter_configs(ctx: RequestContext,
         try:
             configs = {c.name: c.value for c in res.configs if c.value is not None}
             if res.resource_type == TOPIC:
-                _topic_overrides(ctx, res.resource_name)
+                _topic_overrides(ctx, res.resource_name, altering=True)
                 _apply_topic(ctx, res.resource_name, configs, req.validate_only)
             elif res.resource_type == BROKER:
                 _apply_broker(ctx, res.resource_name, configs, req.validate_only)
@@ -140,7 +143,7 @@ async def handle_alter_configs(ctx: RequestContext,
                                  f"Unsupported resource type {res.resource_type}")
         except KafkaError as exc:
             resp.error_code = int(exc.error_code)
-            resp.error_message = exc.message
+            resp.error_message = exc.detail
         responses.append(resp)
     return AlterConfigsResponse(throttle_time_ms=0, responses=responses)
 
@@ -189,7 +192,7 @@ async def handle_incremental_alter_configs(
                                             resource_name=res.resource_name, error_message=None)
         try:
             if res.resource_type == TOPIC:
-                current = _topic_overrides(ctx, res.resource_name)
+                current = _topic_overrides(ctx, res.resource_name, altering=True)
                 defaults = {e.name: e.value for e in ctx.services.describe_topic_configs({})}
                 new = _incremental(current, res.configs, defaults)
                 _apply_topic(ctx, res.resource_name, new, req.validate_only)
@@ -203,7 +206,7 @@ async def handle_incremental_alter_configs(
                                  f"Unsupported resource type {res.resource_type}")
         except KafkaError as exc:
             resp.error_code = int(exc.error_code)
-            resp.error_message = exc.message
+            resp.error_message = exc.detail
         responses.append(resp)
     return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=responses)
 

@@ -125,7 +125,10 @@ def _auto_create(ctx: RequestContext, name: str, allow: bool,
             return _topic_response(services, name, include_ops=include_ops)
         log.info("auto-creation of topic %r failed: %s", name, exc)
         return MetadataResponseTopic(error_code=int(code), name=name, topic_id=ZERO_UUID)
-    return _topic_response(services, name, include_ops=include_ops)
+    # As Kafka: the request that creates the topic is answered LEADER_NOT_AVAILABLE with no
+    # partitions; the client's next Metadata request sees the leaders.
+    return MetadataResponseTopic(error_code=int(ErrorCode.LEADER_NOT_AVAILABLE), name=name,
+                                 topic_id=ZERO_UUID, is_internal=name.startswith("__"))
 
 
 async def handle_describe_cluster(ctx: RequestContext,

@@ -6,7 +6,7 @@ from typing import Any
 
 from pykbroker.cluster.replica_manager import Partition
 from pykbroker.error_codes import ErrorCode
-from pykbroker.errors import KafkaError, RecordValidationError
+from pykbroker.errors import CloseConnection, KafkaError, RecordValidationError
 from pykbroker.protocol._generated.produce_request import ProduceRequest
 from pykbroker.protocol._generated.produce_response import (
     BatchIndexAndErrorMessage,
@@ -68,6 +68,9 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
     for part, offset in durable:
         await part.wait_durable(offset)
     if acks == 0:
+        if any(p.error_code for t in responses for p in t.partition_responses):
+            raise CloseConnection("acks=0 produce failed; closing so the client refreshes "
+                                  "its metadata")
         return None
     return ProduceResponse(responses=responses, throttle_time_ms=0)
 

@@ -62,7 +62,7 @@ async def handle_create_topics(ctx: RequestContext,
                 ]
         except KafkaError as exc:
             result.error_code = int(exc.error_code)
-            result.error_message = exc.message
+            result.error_message = exc.detail
             result.configs = None if ctx.api_version >= 5 else []
         results.append(result)
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
@@ -91,7 +91,7 @@ async def handle_delete_topics(ctx: RequestContext,
             result.topic_id = info.topic_id
         except KafkaError as exc:
             result.error_code = int(exc.error_code)
-            result.error_message = exc.message
+            result.error_message = exc.detail
         results.append(result)
     return DeleteTopicsResponse(throttle_time_ms=0, responses=results)
 
@@ -112,7 +112,7 @@ async def handle_create_partitions(ctx: RequestContext,
                                      validate_only=req.validate_only)
         except KafkaError as exc:
             result.error_code = int(exc.error_code)
-            result.error_message = exc.message
+            result.error_message = exc.detail
         results.append(result)
     return CreatePartitionsResponse(throttle_time_ms=0, results=results)
 

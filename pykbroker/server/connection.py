@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from pykbroker.error_codes import ErrorCode
-from pykbroker.errors import DecodeError, EncodeError, KafkaError
+from pykbroker.errors import CloseConnection, DecodeError, EncodeError, KafkaError
 from pykbroker.protocol.api import ApiKey, response_class
 from pykbroker.protocol.framing import (
     RequestFrame,
@@ -202,6 +202,8 @@ class Connection:
         )
         try:
             resp = await spec.handler(ctx, body)
+        except CloseConnection as exc:
+            raise ConnectionClosed(str(exc)) from exc
         except KafkaError as exc:
             resp = error_response(req.api_key, body, exc.error_code, exc.message)
             if resp is None:

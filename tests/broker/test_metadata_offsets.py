@@ -45,6 +45,10 @@ async def test_metadata_auto_creation_and_versions(tmp_path: Path) -> None:
     async with running_broker(tmp_path, **{"num.partitions": 3}) as broker:
         c = await Client.connect(broker)
         resp = await c.send(3, 12, _meta("auto1"))
+        # The creating request is answered LEADER_NOT_AVAILABLE, as Kafka does.
+        assert resp.topics[0].error_code == ErrorCode.LEADER_NOT_AVAILABLE
+        assert resp.topics[0].partitions == []
+        resp = await c.send(3, 12, _meta("auto1"))
         t = resp.topics[0]
         assert t.error_code == 0 and len(t.partitions) == 3 and t.topic_id != uuid.UUID(int=0)
         assert resp.cluster_id == broker.services.cluster_id  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ check durability across SIGTERM and SIGKILL.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 READY_MARK = "ready in"
+_LISTENER = re.compile(r"listener\s+PLAINTEXT \S+:(\d+) ->")
 
 
 def free_port() -> int:
@@ -27,7 +29,9 @@ class BrokerProcess:
     def __init__(self, data_dir: Path, overrides: dict[str, str] | None = None,
                  env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        # 0 until the first start: the broker binds a free port itself (no race with other
+        # processes) and the banner tells which; restarts reuse that port.
+        self.port = 0
         self.overrides = dict(overrides or {})
         self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
@@ -59,7 +63,12 @@ class BrokerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
-            if READY_MARK in self.log().rsplit("===== start", 1)[-1]:
+            current = self.log().rsplit("===== start", 1)[-1]
+            if READY_MARK in current and (self.port or _LISTENER.search(current)):
+                if not self.port:
+                    match = _LISTENER.search(current)
+                    assert match is not None
+                    self.port = int(match.group(1))
                 return self
             time.sleep(0.05)
         raise TimeoutError(f"broker not ready after {timeout} s:\n{self.log()}")

@@ -224,8 +224,6 @@ BAD_INPUTS = {
     "unsupported-metadata-version": frame(header_v1(METADATA, 99, 7) + b"\x00" * 8),
     # Metadata v1: topics array of 3 names, but the first name claims 30000 bytes.
     "malformed-body": frame(header_v1(METADATA, 1, 7) + _i32(3) + _i16(30000) + b"abc"),
-    # Metadata v1 with a whole body plus junk after it.
-    "trailing-bytes": frame(header_v1(METADATA, 1, 7) + _i32(-1) + b"junk"),
     # ApiVersions v3 with a compact string whose varint length runs past the frame.
     "malformed-flexible-body": frame(header_v2(API_VERSIONS, 3, 7) + b"\xff\xff\xff"),
 }
@@ -401,3 +399,18 @@ def _api_versions_v3(sock: socket.socket, correlation_id: int
     assert end == len(buf)
     assert corr == correlation_id and resp.error_code == 0
     return corr, ranges(resp)
+
+
+def test_bytes_after_a_whole_body_are_ignored(broker: BrokerProcess) -> None:
+    """Kafka ignores bytes after a request body, and librdkafka relies on it: its Metadata
+    request for all topics carries 3 stray bytes (librdkafka#5049)."""
+    from pykbroker.protocol._generated.metadata_response import MetadataResponse
+
+    with connect(broker) as sock:
+        sock.sendall(frame(header_v1(METADATA, 1, 7) + _i32(-1) + b"junk"))
+        buf = recv_frame(sock)
+        assert struct.unpack_from(">i", buf, 0)[0] == 7
+        resp, _ = MetadataResponse.decode(buf, 4, 1)
+        assert resp.brokers[0].node_id == 1
+        _, after = api_versions(sock, 8)
+        assert after.error_code == 0

@@ -99,10 +99,15 @@ class BrokerServices:
             self.replicas.reconfigure(topic)
 
 
-def _log_config(config: BrokerConfig, overrides: Mapping[str, str]) -> LogConfig:
+def _topic_values(config: BrokerConfig, overrides: Mapping[str, str]) -> dict[str, object]:
+    """A topic's effective config: broker defaults (through synonyms) under its overrides."""
     values = dict(topic_config_defaults(config))
-    values.update(validate_topic_configs(overrides))
-    return LogConfig.from_mapping(values)
+    values.update({k: v for k, v in validate_topic_configs(overrides).items() if v is not None})
+    return values
+
+
+def _log_config(config: BrokerConfig, overrides: Mapping[str, str]) -> LogConfig:
+    return LogConfig.from_mapping(_topic_values(config, overrides))
 
 
 class Broker:
@@ -139,7 +144,9 @@ class Broker:
             return _log_config(cfg, info.configs if info is not None else {})
 
         log_manager.load_all(config_for)
-        replicas = ReplicaManager(log_manager, lambda t: _log_config(self.config, t.configs))
+        replicas = ReplicaManager(
+            log_manager, lambda t: _log_config(self.config, t.configs),
+            lambda t: int(str(_topic_values(self.config, t.configs)["min.insync.replicas"])))
         topics = TopicManager(
             store, replicas, node_id=cfg.node_id,
             default_partitions=lambda: self.config.num_partitions,

@@ -68,6 +68,8 @@ class Partition:
         self.index = index
         self.log = plog
         self.leader_epoch = leader_epoch
+        self.isr = list(topic.assignment.get(index, []))
+        self.min_insync_replicas = 1
         self._waiters: list[trio.Event] = []
         self._flushing: trio.Event | None = None
 
@@ -133,9 +135,11 @@ class Partition:
 
 
 class ReplicaManager:
-    def __init__(self, log_manager: Any, log_config_for: Callable[[TopicInfo], Any]) -> None:
+    def __init__(self, log_manager: Any, log_config_for: Callable[[TopicInfo], Any],
+                 min_isr_for: Callable[[TopicInfo], int] = lambda topic: 1) -> None:
         self.log_manager = log_manager
         self.log_config_for = log_config_for
+        self.min_isr_for = min_isr_for
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.shutting_down = False
         # Callbacks run after every successful append (metrics, later replication).
@@ -145,15 +149,19 @@ class ReplicaManager:
 
     def host(self, topic: TopicInfo, indexes: Iterable[int]) -> None:
         config = self.log_config_for(topic)
+        min_isr = self.min_isr_for(topic)
         for index in indexes:
             plog = self.log_manager.get_or_create(topic.name, index, config, topic.topic_id)
-            self.partitions[(topic.name, index)] = Partition(topic, index, plog)
+            part = self.partitions[(topic.name, index)] = Partition(topic, index, plog)
+            part.min_insync_replicas = min_isr
 
     def reconfigure(self, topic: TopicInfo) -> None:
         config = self.log_config_for(topic)
+        min_isr = self.min_isr_for(topic)
         for (name, _), part in self.partitions.items():
             if name == topic.name:
                 part.log.update_config(config)
+                part.min_insync_replicas = min_isr
 
     def drop_topic(self, name: str) -> None:
         for key in [k for k in self.partitions if k[0] == name]:
@@ -169,8 +177,15 @@ class ReplicaManager:
 
     # -- produce -----------------------------------------------------------------------------
 
-    def append(self, part: Partition, records: Any) -> AppendResult:
+    def append(self, part: Partition, records: Any, acks: int = 1) -> AppendResult:
         """Validate and append one produced batch; raises KafkaError per partition."""
+        if acks == -1 and len(part.isr) < part.min_insync_replicas:
+            raise KafkaError(
+                ErrorCode.NOT_ENOUGH_REPLICAS,
+                f"The size of the current ISR {part.isr} is insufficient to satisfy the "
+                f"min.isr requirement of {part.min_insync_replicas} for partition "
+                f"{part.topic}-{part.index}",
+            )
         header = validate_produce_batch(records)
         if header.is_control:
             raise KafkaError(ErrorCode.INVALID_RECORD, "clients may not produce control batches")

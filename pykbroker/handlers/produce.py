@@ -48,7 +48,7 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
                 if name.startswith("__") and name in services.internal_topics:
                     raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
                                      f"Cannot append to internal topic {name}")
-                result = replicas.append(part, pdata.records)
+                result = replicas.append(part, pdata.records, acks)
                 if part.needs_sync_ack():
                     durable.append((part, result.last_offset + 1))
             except KafkaError as exc:

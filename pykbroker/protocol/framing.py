@@ -76,14 +76,10 @@ def parse_request_header(frame: bytes | bytearray | memoryview) -> RequestFrame:
 
 
 def decode_request_body(frame: bytes | bytearray | memoryview, req: RequestFrame) -> Any:
-    """The request object; the body must use the whole frame."""
+    """The request object. Bytes after the body are ignored, as Kafka ignores them: some
+    clients send them (librdkafka's Metadata request for all topics, librdkafka#5049)."""
     view = frame if type(frame) is memoryview else memoryview(frame)
-    cls = request_class(req.api_key)
-    body, end = cls.decode(view, req.body_offset, req.api_version)
-    if end != len(view):
-        raise DecodeError(
-            f"{cls.NAME} v{req.api_version}: {len(view) - end} trailing bytes after the body"
-        )
+    body, _ = request_class(req.api_key).decode(view, req.body_offset, req.api_version)
     return body
 
 

@@ -54,7 +54,7 @@ def read_batches(
     min_one_batch: bool,
 ) -> FetchData:
     """Read from ``offset`` (already range-checked) up to offset ``limit`` (exclusive)."""
-    chunks: list[bytes] = []
+    chunks: list[bytes | memoryview] = []
     first_offset = -1
     next_offset = offset
     remaining = max_bytes
@@ -78,7 +78,7 @@ def read_batches(
         used, after = _whole_batches(buf, limit)
         if not used:
             break
-        chunks.append(buf if used == len(buf) else buf[:used])
+        chunks.append(buf if used == len(buf) else memoryview(buf)[:used])  # no copy
         if first_offset < 0:
             first_offset = header.base_offset
         next_offset = after

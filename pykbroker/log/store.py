@@ -48,7 +48,7 @@ class FetchData:
 
     first_offset: int
     next_offset: int
-    data: bytes
+    data: bytes | memoryview
 
     @property
     def size(self) -> int:

@@ -15,6 +15,7 @@ from pykbroker.protocol._generated.request_header import RequestHeader
 from pykbroker.protocol._generated.response_header import ResponseHeader
 from pykbroker.protocol.api import Message, request_class, response_class
 from pykbroker.protocol.headers import request_header_version, response_header_version
+from pykbroker.protocol.primitives import ChunkedOut
 
 _I16I16 = struct.Struct(">hh")
 _I32 = struct.Struct(">i")
@@ -104,6 +105,22 @@ def encode_response(
     body.encode(out, api_version)
     _I32.pack_into(out, 0, len(out) - 4)
     return out
+
+
+def encode_response_chunks(
+    api_key: int, api_version: int, correlation_id: int, body: Message
+) -> list[bytes | bytearray | memoryview]:
+    """The same frame as pieces: large record payloads are referenced, not copied, so a
+    fetch response goes from the segment read to the socket without another copy."""
+    out = ChunkedOut()
+    out += b"\x00\x00\x00\x00"
+    ResponseHeader(correlation_id).encode(out, response_header_version(api_key, api_version))
+    body.encode(out, api_version)
+    chunks = out.take()
+    first = bytearray(chunks[0])
+    _I32.pack_into(first, 0, sum(len(c) for c in chunks) - 4)
+    chunks[0] = first
+    return chunks
 
 
 def decode_response(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from pykbroker.errors import KafkaError
 from pykbroker.handlers import all_handlers
 from pykbroker.log import LogConfig, LogManager, new_cluster_id
 from pykbroker.server.connection import ConnectionSettings
-from pykbroker.server.dispatch import DispatchTable
+from pykbroker.server.dispatch import DispatchTable, HandlerSpec
 from pykbroker.server.listener import BindAddress, NetworkServer
 
 log = logging.getLogger("pykbroker.broker")
@@ -113,7 +113,15 @@ def _log_config(config: BrokerConfig, overrides: Mapping[str, str]) -> LogConfig
 class Broker:
     """One broker. ``serve`` runs until ``shutdown`` is called (or the task is cancelled)."""
 
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        wrap_handler: Callable[[HandlerSpec], HandlerSpec] | None = None,
+    ) -> None:
+        """``wrap_handler`` lets an embedding (pykbroker.testing) observe or alter requests
+        without hooks on the production path."""
+        self.wrap_handler = wrap_handler
         self.static_config = config
         self.config = config
         self.services: BrokerServices | None = None
@@ -157,7 +165,8 @@ class Broker:
         topics.start()
         groups = GroupCoordinator.for_broker(replicas, topics, cfg.get)
         groups.load()
-        dispatch = DispatchTable(all_handlers())
+        dispatch = DispatchTable(
+            self.wrap_handler(spec) if self.wrap_handler else spec for spec in all_handlers())
         return BrokerServices(
             config=cfg, static_config=self.static_config, node_id=cfg.node_id,
             cluster_id=cluster_id, dispatch=dispatch, replicas=replicas, topics=topics,

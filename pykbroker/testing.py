@@ -1,0 +1,370 @@
+"""A real broker inside your test process: pytest fixtures, a trio context manager, faults.
+
+Installed as a pytest plugin (entry point ``pytest11``). Fixtures:
+
+* ``kafka_broker`` (session): a real pykbroker on ``127.0.0.1:0`` running its own trio loop
+  on a background thread, with ephemeral storage; ``--kafka-bootstrap HOST:PORT`` points the
+  same tests at an external Kafka instead.
+* ``kafka_bootstrap_servers`` (session): its ``host:port``.
+* ``kafka_topic``: a fresh topic per test; ``@pytest.mark.kafka_topic(partitions=3,
+  configs={"cleanup.policy": "compact"})`` sets it up.
+
+For trio code: ``async with pykbroker.testing.open_broker() as broker``.
+
+Faults are injected by API key, by wrapping the broker's handlers (never a hook on the
+production path): ``kafka_broker.faults.fail_next(ApiKey.PRODUCE,
+ErrorCode.NOT_LEADER_OR_FOLLOWER, count=2)``, ``add_latency``, ``drop_next``, and
+``faults.count(ApiKey.PRODUCE)`` to assert on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import struct
+import tempfile
+import threading
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pykbroker.broker import Broker
+    from pykbroker.server.dispatch import HandlerSpec
+    from pykbroker.server.request_context import RequestContext
+
+# Test-friendly defaults (each can be overridden): no initial rebalance delay and a small
+# offsets topic make group tests start at once.
+TEST_DEFAULTS: dict[str, str] = {
+    "group.initial.rebalance.delay.ms": "0",
+    "offsets.topic.num.partitions": "1",
+    "transaction.state.log.num.partitions": "1",
+}
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+class Faults:
+    """Fault injection and request counting per API key; safe to call from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[int] = Counter()
+        self._fail: dict[int, list[int]] = {}
+        self._latency: dict[int, float] = {}
+        self._drop: dict[int, int] = {}
+
+    def fail_next(self, api_key: int, error: int, count: int = 1) -> None:
+        """Answer the next ``count`` requests of ``api_key`` with ``error``."""
+        with self._lock:
+            self._fail.setdefault(int(api_key), []).extend([int(error)] * count)
+
+    def add_latency(self, api_key: int, seconds: float) -> None:
+        with self._lock:
+            self._latency[int(api_key)] = seconds
+
+    def drop_next(self, api_key: int, count: int = 1) -> None:
+        """Close the connection instead of answering the next ``count`` requests."""
+        with self._lock:
+            self._drop[int(api_key)] = self._drop.get(int(api_key), 0) + count
+
+    def count(self, api_key: int) -> int:
+        with self._lock:
+            return self._counts[int(api_key)]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+            self._fail.clear()
+            self._latency.clear()
+            self._drop.clear()
+
+    def _take(self, key: int) -> tuple[float, bool, int | None]:
+        with self._lock:
+            self._counts[key] += 1
+            latency = self._latency.get(key, 0.0)
+            if self._drop.get(key, 0) > 0:
+                self._drop[key] -= 1
+                return latency, True, None
+            queue = self._fail.get(key)
+            return latency, False, (queue.pop(0) if queue else None)
+
+    def wrap(self, spec: HandlerSpec) -> HandlerSpec:
+        from dataclasses import replace
+
+        import trio
+
+        from pykbroker.errors import CloseConnection
+
+        inner = spec.handler
+        key = int(spec.api_key)
+
+        async def handler(ctx: RequestContext, req: Any) -> Any:
+            latency, drop, error = self._take(key)
+            if latency:
+                await trio.sleep(latency)
+            if drop:
+                raise CloseConnection(f"fault injection: dropping {spec.api_key.name}")
+            if error is not None:
+                return await _error_response(inner, ctx, req, error)
+            return await inner(ctx, req)
+
+        return replace(spec, handler=handler)
+
+
+async def _error_response(inner: Any, ctx: RequestContext, req: Any, error: int) -> Any:
+    """The response a failing broker would send: errors where the API carries them."""
+    from pykbroker.error_codes import ErrorCode
+    from pykbroker.errors import CloseConnection
+    from pykbroker.protocol.api import ApiKey
+    from pykbroker.server.connection import error_response
+
+    key = ctx.api_key
+    if key == ApiKey.PRODUCE:
+        from pykbroker.protocol._generated.produce_response import (
+            PartitionProduceResponse,
+            ProduceResponse,
+            TopicProduceResponse,
+        )
+
+        return ProduceResponse(responses=[TopicProduceResponse(t.name, [
+            PartitionProduceResponse(index=p.index, error_code=error, base_offset=-1,
+                                     log_append_time_ms=-1, log_start_offset=-1)
+            for p in t.partition_data]) for t in req.topic_data])
+    if key in (ApiKey.FETCH, ApiKey.LIST_OFFSETS, ApiKey.METADATA):
+        resp = await inner(ctx, req)  # the real answer, with every partition failing
+        if key == ApiKey.METADATA:
+            for t in resp.topics:
+                t.error_code = error
+        else:
+            for t in (resp.responses if key == ApiKey.FETCH else resp.topics):
+                for p in t.partitions:
+                    p.error_code = error
+                    if key == ApiKey.FETCH:
+                        p.records = b""
+        return resp
+    resp = error_response(key, req, ErrorCode(error), None)
+    if resp is None:
+        raise CloseConnection(f"fault injection: {ApiKey(key).name} has no error field")
+    return resp
+
+
+# -- a tiny synchronous client (works against any Kafka) -------------------------------------
+
+class _Client:
+    def __init__(self, bootstrap: str) -> None:
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self._corr = itertools.count(1)
+
+    def _read(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            buf += chunk
+        return buf
+
+    def send(self, api_key: int, version: int, body: Any) -> Any:
+        from pykbroker.protocol.framing import decode_response, encode_request
+
+        corr = next(self._corr)
+        self.sock.sendall(encode_request(api_key, version, corr, "pykbroker-testing", body))
+        (size,) = struct.unpack(">i", self._read(4))
+        _, resp = decode_response(self._read(size), api_key, version)
+        return resp
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 1,
+                 configs: Mapping[str, str] | None = None) -> None:
+    """Create a topic on any Kafka broker (CreateTopics v4); raises on failure."""
+    from pykbroker.protocol._generated.create_topics_request import (
+        CreatableTopic,
+        CreatableTopicConfig,
+        CreateTopicsRequest,
+    )
+
+    client = _Client(bootstrap)
+    try:
+        topic = CreatableTopic(name, partitions, 1, configs=[
+            CreatableTopicConfig(k, v) for k, v in (configs or {}).items()])
+        resp = client.send(19, 4, CreateTopicsRequest([topic], timeout_ms=30_000))
+        result = resp.topics[0]
+        if result.error_code:
+            raise RuntimeError(f"creating topic {name} failed: error {result.error_code} "
+                               f"{result.error_message}")
+    finally:
+        client.close()
+
+
+# -- brokers ---------------------------------------------------------------------------------
+
+def _props(data_dir: Path, config: Mapping[str, object]) -> dict[str, object]:
+    props: dict[str, object] = {**TEST_DEFAULTS, "listeners": "PLAINTEXT://127.0.0.1:0",
+                                "log.dirs": str(data_dir)}
+    props.update(config)
+    return props
+
+
+@asynccontextmanager
+async def open_broker(data_dir: Path | None = None, **config: object) -> AsyncIterator[Broker]:
+    """A broker in the current trio loop; config keys use ``_`` for ``.``
+    (``open_broker(num_partitions=3)``) or pass a dict with ``**{"num.partitions": 3}``."""
+    import trio
+
+    from pykbroker.broker import Broker
+    from pykbroker.config import BrokerConfig
+
+    with tempfile.TemporaryDirectory(prefix="pykbroker-") as tmp:
+        conf = {k.replace("_", ".") if "." not in k else k: v for k, v in config.items()}
+        broker = Broker(BrokerConfig(_props(Path(data_dir or tmp), conf)))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(broker.serve)
+            try:
+                yield broker
+            finally:
+                broker.shutdown()
+                await broker.stopped.wait()
+
+
+class KafkaBroker:
+    """A real broker running its own trio loop on a background thread."""
+
+    def __init__(self, data_dir: Path | None = None, **config: object) -> None:
+        self._tmp = None if data_dir is not None else tempfile.TemporaryDirectory(
+            prefix="pykbroker-")
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
+        self.config = config
+        self.faults = Faults()
+        self.broker: Broker | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._token: Any = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        assert self.broker is not None, "not started"
+        return f"127.0.0.1:{self.broker.bound_ports['PLAINTEXT']}"
+
+    def start(self, timeout: float = 30.0) -> KafkaBroker:
+        self._thread = threading.Thread(target=self._run, name="pykbroker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("pykbroker did not start in time")
+        if self._error is not None:
+            raise RuntimeError("pykbroker failed to start") from self._error
+        return self
+
+    def _run(self) -> None:
+        import trio
+
+        from pykbroker.broker import Broker
+        from pykbroker.config import BrokerConfig
+
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            self.broker = Broker(BrokerConfig(_props(self.data_dir, self.config)),
+                                 wrap_handler=self.faults.wrap)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.broker.serve)
+                self._ready.set()
+                await self.broker.stopped.wait()
+
+        try:
+            trio.run(main)
+        except BaseException as exc:  # reported to start() or stop()
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        import trio
+
+        if self._thread is None:
+            return
+        if self.broker is not None and self._token is not None and self._thread.is_alive():
+            try:
+                trio.from_thread.run_sync(self.broker.shutdown, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
+        self._thread.join(timeout)
+        self._thread = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def create_topic(self, name: str, partitions: int = 1,
+                     configs: Mapping[str, str] | None = None) -> None:
+        create_topic(self.bootstrap_servers, name, partitions, configs)
+
+    def __enter__(self) -> KafkaBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ExternalKafka:
+    """``--kafka-bootstrap``: the same fixtures against a broker started elsewhere."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap_servers = bootstrap
+
+    @property
+    def faults(self) -> Faults:
+        raise RuntimeError("fault injection needs the in-process broker (no --kafka-bootstrap)")
+
+    def create_topic(self, name: str, partitions: int = 1,
+                     configs: Mapping[str, str] | None = None) -> None:
+        create_topic(self.bootstrap_servers, name, partitions, configs)
+
+
+# -- pytest plugin ---------------------------------------------------------------------------
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kafka-bootstrap", default=None, metavar="HOST:PORT",
+                     help="run the kafka_* fixtures against this broker instead of an "
+                          "in-process pykbroker")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "kafka_topic(partitions=1, configs=None): the kafka_topic fixture's setup")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(request: pytest.FixtureRequest) -> Iterator[KafkaBroker | ExternalKafka]:
+    external = request.config.getoption("--kafka-bootstrap")
+    if external:
+        yield ExternalKafka(external)
+        return
+    broker = KafkaBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap_servers(kafka_broker: KafkaBroker | ExternalKafka) -> str:
+    return kafka_broker.bootstrap_servers
+
+
+@pytest.fixture
+def kafka_topic(kafka_broker: KafkaBroker | ExternalKafka, request: pytest.FixtureRequest
+                ) -> str:
+    marker = request.node.get_closest_marker("kafka_topic")
+    kwargs = dict(marker.kwargs) if marker else {}
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    kafka_broker.create_topic(name, int(kwargs.get("partitions", 1)),
+                              kwargs.get("configs"))
+    return name

@@ -7,9 +7,9 @@ from pykbroker.coordinator.group.coordinator import (
     GroupListing,
     MemberDescription,
 )
+from pykbroker.coordinator.group.join import JoinRequest
 from pykbroker.coordinator.group.manager import GroupConfig
 from pykbroker.coordinator.group.offsets import OffsetAndMetadata
-from pykbroker.coordinator.group.rebalance import JoinRequest
 from pykbroker.coordinator.group.records import OFFSETS_TOPIC, partition_for
 
 __all__ = [

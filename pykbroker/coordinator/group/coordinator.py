@@ -22,6 +22,7 @@ from pykbroker.coordinator.group.classic import (
     ClassicGroup,
     GroupState,
 )
+from pykbroker.coordinator.group.join import ClassicJoinProtocol
 from pykbroker.coordinator.group.manager import (
     GroupConfig,
     GroupMetadataManager,
@@ -33,7 +34,6 @@ from pykbroker.coordinator.group.offsets import (
     TopicPartition,
     expired_offsets,
 )
-from pykbroker.coordinator.group.rebalance import ClassicGroupProtocol
 from pykbroker.coordinator.group.records import OFFSETS_TOPIC
 from pykbroker.coordinator.group.timer import CoordinatorTimer
 from pykbroker.error_codes import ErrorCode
@@ -78,7 +78,7 @@ class GroupListing:
     group_type: str = CLASSIC
 
 
-class GroupCoordinator(ClassicGroupProtocol):
+class GroupCoordinator(ClassicJoinProtocol):
     def __init__(
         self,
         replicas: ReplicaAccess,
@@ -298,8 +298,10 @@ class GroupCoordinator(ClassicGroupProtocol):
     def describe_group(self, group_id: str) -> tuple[ErrorCode, GroupDescription]:
         error = self.group_status_error(group_id, allow_empty=True)
         group = self.groups.get(group_id)
-        if error is not None or group is None:
-            return error or ErrorCode.NONE, GroupDescription(group_id, DEAD, "", "", [])
+        if error is not None:
+            return error, GroupDescription(group_id, "", "", "", [])
+        if group is None:
+            return ErrorCode.NONE, GroupDescription(group_id, DEAD, "", "", [])
         stable = group.is_in(S.STABLE) and group.protocol_name is not None
         members = []
         for m in group.members.values():

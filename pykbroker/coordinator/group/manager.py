@@ -154,6 +154,9 @@ class GroupMetadataManager:
         if count is None:
             count = self._create_topic()
             self.owned.update(range(count))  # new, hence empty: nothing to load
+        for index in range(count):
+            if index not in self.owned and index not in self.loading:
+                self.load_partition(index)  # e.g. created by someone else meanwhile
         return count
 
     def is_owner(self, group_id: str) -> bool:

@@ -36,6 +36,7 @@ from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.handlers import all_handlers
 from pykbroker.log import LogConfig, LogManager, new_cluster_id
+from pykbroker.metrics import BrokerMetrics
 from pykbroker.server.connection import ConnectionSettings
 from pykbroker.server.dispatch import DispatchTable, HandlerSpec
 from pykbroker.server.listener import BindAddress, NetworkServer
@@ -130,6 +131,8 @@ class Broker:
         self.ready = trio.Event()
         self.stopped = trio.Event()
         self.started_at = time.monotonic()
+        self.metrics: BrokerMetrics | None = None
+        self.metrics_port: int | None = None  # bound port of the Prometheus endpoint
 
     @property
     def bound_ports(self) -> dict[str, int]:
@@ -181,14 +184,21 @@ class Broker:
         self.services = services
         binds = [BindAddress(lst.name, lst.host, lst.port, lst.security_protocol)
                  for lst in cfg.listeners]
+        self.metrics = metrics = BrokerMetrics.for_broker(self)  # None: metrics.port=-1
+        if metrics is not None:
+            services.replicas.append_listeners.append(metrics.on_append)
         self.server = NetworkServer(
-            binds, dispatch=services.dispatch, services=services,
+            binds, dispatch=metrics.instrument(services.dispatch) if metrics is not None
+            else services.dispatch, services=services,
             settings=ConnectionSettings(cfg.socket_request_max_bytes,
                                         cfg.connections_max_idle_ms / 1000.0),
             max_connections=cfg.max_connections,
+            observer=metrics.observe_request if metrics is not None else None,
         )
         try:
             async with trio.open_nursery() as nursery:
+                if metrics is not None:
+                    self.metrics_port = await nursery.start(metrics.serve)
                 await nursery.start(services.groups.run)
                 await nursery.start(self.server.run)
                 for adv in cfg.advertised_listeners:

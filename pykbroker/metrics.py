@@ -1,0 +1,352 @@
+"""Prometheus metrics for one broker, named as JMX-exporter Kafka dashboards query them.
+
+Counters on the hot path (requests, appends, fetched bytes) are plain dict increments; every
+family is produced at scrape time by one custom collector, which also reads broker state
+(partitions, log sizes, connections, consumer lag). Scrapes run in the broker's trio loop,
+so reading that state needs no locking.
+
+Names follow the JMX exporter's ``kafka-2_0_0.yml`` rules (``lowercaseOutputName``) where
+Kafka has a counterpart, and kafka-exporter's for consumer lag and partition offsets.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import trio
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.samples import Sample
+
+from pykbroker import __version__
+from pykbroker.protocol.api import APIS, ApiKey
+from pykbroker.server.dispatch import DispatchTable, HandlerSpec
+from pykbroker.server.request_context import RequestContext
+
+if TYPE_CHECKING:
+    from pykbroker.broker import Broker
+    from pykbroker.cluster.replica_manager import Partition
+    from pykbroker.records import BatchHeader
+
+log = logging.getLogger("pykbroker.metrics")
+
+# Request latency buckets, in milliseconds (the unit of Kafka's TotalTimeMs).
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+
+
+def request_name(api_key: int) -> str:
+    """Kafka's name for an API, as the ``request`` label of RequestMetrics carries it."""
+    spec = APIS.get(api_key)
+    return spec.name if spec is not None else str(api_key)
+
+
+class _Histogram:
+    __slots__ = ("buckets", "total", "count")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)  # the last one is +Inf
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip((*LATENCY_BUCKETS_MS, float("inf")), self.buckets, strict=True):
+            running += n
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return out
+
+
+class BrokerMetrics:
+    """The broker's counters, its scrape-time collector, and the HTTP endpoint's routes."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.requests: dict[tuple[int, int], int] = defaultdict(int)
+        self.latency: dict[tuple[int, int], _Histogram] = {}
+        self.messages_in: dict[str, int] = defaultdict(int)
+        self.bytes_in: dict[str, int] = defaultdict(int)
+        self.bytes_out: dict[str, int] = defaultdict(int)
+        self.response_bytes: dict[str, int] = defaultdict(int)  # by listener
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_BrokerCollector(self))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    @classmethod
+    def for_broker(cls, broker: Broker) -> BrokerMetrics | None:
+        """The broker's metrics, or None when ``metrics.port`` is -1 (off)."""
+        if broker.config.metrics_port < 0:
+            return None
+        return cls(broker)
+
+    # -- hooks on the broker ------------------------------------------------------------------
+
+    def observe_request(self, ctx: RequestContext, seconds: float, response_bytes: int) -> None:
+        """NetworkServer's RequestObserver: rate and latency per API and version."""
+        key = (ctx.api_key, ctx.api_version)
+        self.requests[key] += 1
+        hist = self.latency.get(key)
+        if hist is None:
+            hist = self.latency[key] = _Histogram()
+        hist.observe(seconds * 1000.0)
+        if response_bytes:
+            self.response_bytes[ctx.listener] += response_bytes
+
+    def on_append(self, part: Partition, header: BatchHeader, size: int) -> None:
+        """ReplicaManager append listener: messages and bytes in per topic."""
+        self.messages_in[part.topic] += header.records_count
+        self.bytes_in[part.topic] += size
+
+    def instrument(self, dispatch: DispatchTable) -> DispatchTable:
+        """A dispatch table whose Fetch handler also counts record bytes out per topic."""
+        specs = [self._count_fetch_bytes(s) if s.api_key == ApiKey.FETCH else s
+                 for s in dispatch.supported()]
+        return DispatchTable(specs)
+
+    def _count_fetch_bytes(self, spec: HandlerSpec) -> HandlerSpec:
+        inner = spec.handler
+        bytes_out = self.bytes_out
+
+        async def handler(ctx: RequestContext, req: Any) -> Any:
+            resp = await inner(ctx, req)
+            for topic in getattr(resp, "responses", None) or ():
+                for p in topic.partitions:
+                    if p.records:
+                        bytes_out[topic.topic] += len(p.records)
+            return resp
+
+        return replace(spec, handler=handler)
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """Listeners accept and shutdown has not begun."""
+        broker = self.broker
+        services = broker.services
+        return (broker.ready.is_set() and not broker.stopped.is_set()
+                and services is not None and not services.replicas.shutting_down)
+
+    def route(self, method: str, path: str, headers: dict[str, str]
+              ) -> tuple[int, str, bytes]:
+        """(status, content type, body) for one HTTP request."""
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain; charset=utf-8", b"method not allowed\n"
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(headers.get("accept", ""))
+            return 200, content_type, encoder(self.registry)
+        if path == "/healthz":
+            return 200, "text/plain; charset=utf-8", b"ok\n"
+        if path == "/readyz":
+            if self.is_ready():
+                return 200, "text/plain; charset=utf-8", b"ready\n"
+            return 503, "text/plain; charset=utf-8", b"not ready\n"
+        return 404, "text/plain; charset=utf-8", b"not found: try /metrics\n"
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Serve on ``metrics.port`` (0 picks a free one); reports the bound port."""
+        from pykbroker.metrics_http import serve_http
+
+        cfg = self.broker.config
+        host = cfg.listeners[0].host if cfg.listeners else ""
+        await serve_http(host, cfg.metrics_port, self.route, task_status=task_status)
+
+
+class _BrokerCollector:
+    """Every pykbroker family, computed at scrape time."""
+
+    def __init__(self, metrics: BrokerMetrics) -> None:
+        self.m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            yield from self._collect()
+        except Exception:  # a scrape must never take the broker down
+            log.exception("collecting metrics failed")
+
+    def _collect(self) -> Iterator[Metric]:
+        m = self.m
+        broker = m.broker
+        services = broker.services
+        info = GaugeMetricFamily("pykbroker_info", "pykbroker build and node",
+                                 labels=["version", "node_id"])
+        info.add_metric([__version__, str(broker.config.node_id)], 1)
+        yield info
+        up = GaugeMetricFamily("pykbroker_uptime_seconds", "Seconds since the broker started")
+        up.add_metric([], time.monotonic() - broker.started_at)
+        yield up
+
+        yield from self._requests()
+        if services is None:
+            return
+        topics = services.topics.store.topics
+        yield from self._topic_counters(set(topics))
+        partitions = list(services.replicas.partitions.values())
+        yield from self._replica_manager(partitions, topics)
+        yield from self._logs(partitions)
+        yield from self._connections()
+        yield from self._consumer_lag()
+
+    def _requests(self) -> Iterator[Metric]:
+        m = self.m
+        reqs = CounterMetricFamily(
+            "kafka_network_requestmetrics_requests",
+            "Requests handled, by API and version (Kafka's RequestsPerSec)",
+            labels=["request", "version"])
+        for (key, version), n in sorted(m.requests.items()):
+            reqs.add_metric([request_name(key), str(version)], n)
+        yield reqs
+        lat = HistogramMetricFamily(
+            "kafka_network_requestmetrics_totaltimems",
+            "Request time from the whole frame read to the response written, in ms",
+            labels=["request", "version"])
+        for (key, version), hist in sorted(m.latency.items()):
+            lat.add_metric([request_name(key), str(version)], hist.cumulative(), hist.total)
+        yield lat
+        out = CounterMetricFamily(
+            "kafka_server_socket_server_metrics_outgoing_byte",
+            "Response bytes written, by listener", labels=["listener"])
+        for listener, n in sorted(m.response_bytes.items()):
+            out.add_metric([listener], n)
+        yield out
+
+    def _topic_counters(self, live: set[str]) -> Iterator[Metric]:
+        m = self.m
+        for counts in (m.messages_in, m.bytes_in, m.bytes_out):
+            for gone in [t for t in counts if t not in live]:  # deleted topics, as Kafka does
+                del counts[gone]
+        for name, help_, counts in (
+            ("messagesin", "Messages appended (MessagesInPerSec)", m.messages_in),
+            ("bytesin", "Record bytes appended (BytesInPerSec)", m.bytes_in),
+            ("bytesout", "Record bytes returned by Fetch (BytesOutPerSec)", m.bytes_out),
+        ):
+            # Like the JMX exporter: one series for all topics (no label), one per topic.
+            fam = CounterMetricFamily(f"kafka_server_brokertopicmetrics_{name}", help_,
+                                      labels=["topic"])
+            fam.samples.append(Sample(f"kafka_server_brokertopicmetrics_{name}_total", {},
+                                      sum(counts.values()), None, None))
+            for topic, n in sorted(counts.items()):
+                fam.add_metric([topic], n)
+            yield fam
+
+    def _replica_manager(self, partitions: list[Partition], topics: dict[str, Any]
+                         ) -> Iterator[Metric]:
+        under = under_min_isr = leaders = 0
+        node_id = self.m.broker.config.node_id
+        for part in partitions:
+            topic = topics.get(part.topic)
+            replicas = topic.assignment.get(part.index, []) if topic is not None else []
+            if len(part.isr) < len(replicas):
+                under += 1
+            if len(part.isr) < part.min_insync_replicas:
+                under_min_isr += 1
+            if not replicas or replicas[0] == node_id:
+                leaders += 1
+        for name, help_, value in (
+            ("partitioncount", "Partitions hosted on this broker", len(partitions)),
+            ("leadercount", "Partitions this broker leads", leaders),
+            ("underreplicatedpartitions", "Partitions whose ISR is smaller than the replicas",
+             under),
+            ("underminisrpartitioncount", "Partitions whose ISR is below min.insync.replicas",
+             under_min_isr),
+            ("offlinereplicacount", "Replicas that are offline", 0),
+        ):
+            fam = GaugeMetricFamily(f"kafka_server_replicamanager_{name}", help_)
+            fam.add_metric([], value)
+            yield fam
+        counts: dict[str, int] = {name: info.partition_count for name, info in topics.items()}
+        fam = GaugeMetricFamily("kafka_topic_partitions", "Partitions per topic",
+                                labels=["topic"])
+        for name, n in sorted(counts.items()):
+            fam.add_metric([name], n)
+        yield fam
+
+    def _logs(self, partitions: list[Partition]) -> Iterator[Metric]:
+        labels = ["topic", "partition"]
+        size = GaugeMetricFamily("kafka_log_log_size", "Log size in bytes", labels=labels)
+        segments = GaugeMetricFamily("kafka_log_log_numlogsegments", "Log segments",
+                                     labels=labels)
+        start = GaugeMetricFamily("kafka_log_log_logstartoffset", "Log start offset",
+                                  labels=labels)
+        end = GaugeMetricFamily("kafka_log_log_logendoffset", "Log end offset", labels=labels)
+        current = GaugeMetricFamily("kafka_topic_partition_current_offset",
+                                    "High watermark of each partition", labels=labels)
+        oldest = GaugeMetricFamily("kafka_topic_partition_oldest_offset",
+                                   "Oldest offset of each partition", labels=labels)
+        isr = GaugeMetricFamily("kafka_topic_partition_in_sync_replica",
+                                "In-sync replicas of each partition", labels=labels)
+        for part in sorted(partitions, key=lambda p: (p.topic, p.index)):
+            lv = [part.topic, str(part.index)]
+            size.add_metric(lv, part.log.size_in_bytes)
+            segments.add_metric(lv, len(part.log.segments))
+            start.add_metric(lv, part.log_start_offset)
+            end.add_metric(lv, part.log_end_offset)
+            current.add_metric(lv, part.high_watermark)
+            oldest.add_metric(lv, part.log_start_offset)
+            isr.add_metric(lv, len(part.isr))
+        yield from (size, segments, start, end, current, oldest, isr)
+
+    def _connections(self) -> Iterator[Metric]:
+        server = self.m.broker.server
+        by_listener: dict[str, int] = {name: 0 for name in (server.bound_ports if server else {})}
+        for conn in list(server.connections) if server is not None else []:
+            by_listener[conn.listener.name] = by_listener.get(conn.listener.name, 0) + 1
+        fam = GaugeMetricFamily("kafka_server_socket_server_metrics_connection_count",
+                                "Open client connections, by listener", labels=["listener"])
+        for name, n in sorted(by_listener.items()):
+            fam.add_metric([name], n)
+        yield fam
+
+    def _consumer_lag(self) -> Iterator[Metric]:
+        services = self.m.broker.services
+        assert services is not None
+        labels = ["consumergroup", "topic", "partition"]
+        lag = GaugeMetricFamily("kafka_consumergroup_lag",
+                                "High watermark minus the committed offset", labels=labels)
+        offset = GaugeMetricFamily("kafka_consumergroup_current_offset",
+                                   "Committed offset of each group and partition",
+                                   labels=labels)
+        members = GaugeMetricFamily("kafka_consumergroup_members", "Members of each group",
+                                    labels=["consumergroup"])
+        groups = services.groups
+        replicas = services.replicas.partitions
+        _, listings = groups.list_groups()
+        for listing in sorted(listings, key=lambda g: g.group_id):
+            group = groups.groups.get(listing.group_id)
+            if group is not None:
+                members.add_metric([listing.group_id], len(group.members))
+            error, committed = groups.fetch_offsets(listing.group_id, None)
+            if error:
+                continue
+            for (topic, index), om in committed:
+                if om is None or om.offset < 0:
+                    continue
+                lv = [listing.group_id, topic, str(index)]
+                offset.add_metric(lv, om.offset)
+                part = replicas.get((topic, index))
+                if part is not None:
+                    lag.add_metric(lv, max(part.high_watermark - om.offset, 0))
+        yield from (lag, offset, members)

@@ -1,5 +1,8 @@
 """The ``pykbroker`` command: ``pykbroker [server.properties] [--override key=value ...]``.
 
+``pykbroker topics|groups|produce|consume|healthcheck|api-versions ...`` run the admin tools
+(:mod:`pykbroker.admin`) instead of the broker.
+
 As ``kafka-server-start.sh``: a properties file, overrides on top, and the apache/kafka
 image's ``KAFKA_*`` environment variables in between. SIGTERM or SIGINT shut down cleanly.
 """
@@ -96,7 +99,16 @@ async def _serve(config: BrokerConfig) -> None:
             nursery.cancel_scope.cancel()
 
 
+ADMIN_COMMANDS = ("topics", "groups", "produce", "consume", "healthcheck", "api-versions")
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] in ADMIN_COMMANDS:
+        from pykbroker.admin.main import main as admin_main  # lazy: broker start-up stays fast
+
+        return admin_main(argv)
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
     config_file = args.config_opt or args.config

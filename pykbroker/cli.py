@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -37,12 +38,41 @@ class KafkaFormatter(logging.Formatter):
         return text
 
 
-def setup_logging(level: str) -> None:
+_LEVELS = {"TRACE": "DEBUG", "DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING",
+           "WARNING": "WARNING", "ERROR": "ERROR", "FATAL": "CRITICAL", "OFF": "CRITICAL"}
+# Kafka's logger names that have a pykbroker counterpart.
+_LOGGER_ALIASES = {"kafka": "pykbroker", "kafka.request.logger": "pykbroker.request.logger",
+                   "kafka.network.RequestChannel$": "pykbroker.request.logger",
+                   "kafka.server.KafkaServer": "pykbroker.broker"}
+
+
+def _level(text: str) -> str:
+    level = _LEVELS.get(text.strip().upper())
+    if level is None:
+        raise ValueError(f"unknown log level {text!r} (use one of {', '.join(_LEVELS)})")
+    return level
+
+
+def setup_logging(spec: str, env: dict[str, str] | None = None) -> None:
+    """Kafka's levels, one line per event. ``spec`` is a root level, optionally followed by
+    ``logger=LEVEL`` pairs (``INFO,pykbroker.request.logger=DEBUG``); the apache/kafka image's
+    ``KAFKA_LOG4J_ROOT_LOGLEVEL`` and ``KAFKA_LOG4J_LOGGERS`` are honoured too, with Kafka's
+    logger names mapped to ours where one exists."""
+    env = dict(os.environ) if env is None else env
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(KafkaFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper().replace("WARN", "WARNING").replace("WARNINGING", "WARNING"))
+    parts = [p for p in spec.split(",") if p.strip()]
+    root_level = env.get("KAFKA_LOG4J_ROOT_LOGLEVEL", "")
+    pairs = [p for p in env.get("KAFKA_LOG4J_LOGGERS", "").split(",") if "=" in p]
+    if parts and "=" not in parts[0]:
+        root_level = parts.pop(0)
+    root.setLevel(_level(root_level or "INFO"))
+    for pair in [*pairs, *parts]:
+        name, _, level = pair.partition("=")
+        name = _LOGGER_ALIASES.get(name.strip(), name.strip())
+        logging.getLogger(name).setLevel(_level(level))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", dest="config_opt", type=Path, help="server.properties file")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="set a config, over the file and the environment (repeatable)")
-    p.add_argument("--log-level", default="INFO", help="root log level (default INFO)")
+    p.add_argument("--log-level", default="",
+                   help="root level and optional logger=LEVEL pairs, comma-separated "
+                        "(default INFO; e.g. INFO,pykbroker.request.logger=DEBUG)")
     p.add_argument("--version", action="version", version=f"pykbroker {__version__}")
     return p
 
@@ -110,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return admin_main(argv)
     args = _parser().parse_args(argv)
-    setup_logging(args.log_level)
+    try:
+        setup_logging(args.log_level)
+    except ValueError as exc:
+        print(f"pykbroker: {exc}", file=sys.stderr)
+        return 2
     config_file = args.config_opt or args.config
     try:
         config = BrokerConfig.load(config_file, overrides=args.override)

@@ -10,6 +10,7 @@ def all_handlers() -> list[HandlerSpec]:
     from pykbroker.handlers import (
         api_versions,
         configs,
+        consumer_groups,
         fetch,
         groups,
         list_offsets,
@@ -21,5 +22,5 @@ def all_handlers() -> list[HandlerSpec]:
     )
 
     modules = [api_versions, metadata, produce, fetch, list_offsets, topics, configs,
-               replica_info, producer_id, groups]
+               replica_info, producer_id, groups, consumer_groups]
     return [spec for module in modules for spec in module.HANDLERS]

@@ -21,8 +21,17 @@ from pykbroker.coordinator.group.classic import (
     CONSUMER_PROTOCOL_TYPE,
     ClassicGroup,
     GroupState,
+    JoinResult,
 )
-from pykbroker.coordinator.group.join import ClassicJoinProtocol
+from pykbroker.coordinator.group.consumer_group import (
+    CONSUMER_GROUP_TYPE,
+    ConsumerGroupConfig,
+    ConsumerGroupCoordinator,
+    TopicsView,
+)
+from pykbroker.coordinator.group.consumer_records import ConsumerGroupStore
+from pykbroker.coordinator.group.consumer_records import replay as replay_consumer_record
+from pykbroker.coordinator.group.join import ClassicJoinProtocol, JoinRequest
 from pykbroker.coordinator.group.manager import (
     GroupConfig,
     GroupMetadataManager,
@@ -87,11 +96,36 @@ class GroupCoordinator(ClassicJoinProtocol):
         topic_partitions: Callable[[], int | None],
         create_topic: Callable[[], int],
         now_ms: Callable[[], int] = wall_clock_ms,
+        topics_view: Callable[[], TopicsView] | None = None,
+        consumer_config: ConsumerGroupConfig | None = None,
     ) -> None:
         manager = GroupMetadataManager(replicas, config, topic_partitions=topic_partitions,
                                        create_topic=create_topic, now_ms=now_ms)
         super().__init__(manager, CoordinatorTimer())
         manager.on_group_loaded = self._on_group_loaded
+        # KIP-848 groups (ConsumerGroupHeartbeat): in memory, sharing our timer.
+        self.consumer = ConsumerGroupCoordinator(
+            self.timer, topics_view or dict, consumer_config,
+            classic_in_use=self._classic_in_use)
+        store = ConsumerGroupStore(manager.append)
+        self.consumer.on_change = store.store
+        self._consumer_store = store
+
+        def replay_consumer(key: bytes, value: bytes | None) -> str | None:
+            return replay_consumer_record(self.consumer.groups, key, value)
+
+        manager.replay_other = replay_consumer
+
+    def _classic_in_use(self, group_id: str) -> bool:
+        group = self.groups.get(group_id)
+        return group is not None and group.protocol_type is not None and \
+            not group.is_in(S.EMPTY, S.DEAD)
+
+    async def join_group(self, req: JoinRequest) -> JoinResult:
+        if self.group_status_error(req.group_id) is None and \
+                not self.consumer.drop_if_empty(req.group_id):
+            return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, req.member_id)
+        return await super().join_group(req)
 
     @classmethod
     def for_broker(cls, replicas: ReplicaAccess, topics: Any,
@@ -126,14 +160,21 @@ class GroupCoordinator(ClassicJoinProtocol):
                 info = topics.get(OFFSETS_TOPIC)
             return int(info.partition_count)
 
+        def topics_view() -> TopicsView:
+            return {name: (info.topic_id, int(info.partition_count))
+                    for name, info in topics.store.topics.items()}
+
         return cls(replicas, config, topic_partitions=topic_partitions,
-                   create_topic=create_topic)
+                   create_topic=create_topic, topics_view=topics_view,
+                   consumer_config=ConsumerGroupConfig.from_getter(get))
 
     # -- life cycle ---------------------------------------------------------------------------
 
     def load(self) -> None:
         """Replay ``__consumer_offsets`` (start-up, before clients connect)."""
         self.manager.load_all()
+        self._consumer_store.loaded(self.consumer.groups)
+        self.consumer.after_load()
 
     def _on_group_loaded(self, group: ClassicGroup) -> None:
         # Members of a loaded generation must heartbeat again within their session timeout.
@@ -149,6 +190,7 @@ class GroupCoordinator(ClassicJoinProtocol):
 
     def shutdown(self) -> None:
         self.unload_all(ErrorCode.NOT_COORDINATOR)
+        self.consumer.unload_all()
 
     def _schedule_cleanup(self) -> None:
         def cleanup() -> None:
@@ -199,13 +241,21 @@ class GroupCoordinator(ClassicJoinProtocol):
         """Validate, write, replay, then answer (after an fsync where flush.messages asks)."""
         error = self.group_status_error(group_id, allow_empty=True)
         group = self.groups.get(group_id)
-        if error is None and group is None:
+        handled, consumer_error = (False, None) if error is not None else \
+            self.consumer.commit_error(group_id, member_id, generation_id)
+        if handled:
+            # A KIP-848 group: member id and member epoch were checked; offsets live in
+            # a classic offsets-only group.
+            if consumer_error is not None:
+                return dict.fromkeys(offsets, consumer_error)
+            group = group or ClassicGroup(group_id, self.now())
+        elif error is None and group is None:
             if generation_id < 0:
                 # Kafka only stores offsets for this group: no group management.
                 group = ClassicGroup(group_id, self.now())
             else:
                 error = ErrorCode.ILLEGAL_GENERATION
-        if error is None:
+        if error is None and not handled:
             assert group is not None
             error = self._commit_error(group, generation_id, member_id, instance_id)
             if error is None and group.is_in(S.COMPLETING_REBALANCE):
@@ -213,7 +263,7 @@ class GroupCoordinator(ClassicJoinProtocol):
         if error is not None:
             return dict.fromkeys(offsets, error)
         assert group is not None
-        if group.is_in(S.STABLE, S.PREPARING_REBALANCE):
+        if not handled and group.is_in(S.STABLE, S.PREPARING_REBALANCE):
             # A commit counts as a sign of life; the heartbeat reports any rebalance.
             self._heartbeat(group, group.members[member_id])
         limit = self.config.offset_metadata_max_bytes
@@ -318,14 +368,21 @@ class GroupCoordinator(ClassicJoinProtocol):
         """Filters are case-insensitive; an empty filter keeps everything."""
         wanted_states = {s.lower() for s in states}
         wanted_types = {t.lower() for t in types}
-        if wanted_types and CLASSIC not in wanted_types:
-            return ErrorCode.NONE, []
         error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if self.manager.loading \
             else ErrorCode.NONE
-        out = [GroupListing(g.group_id, g.protocol_type or "", g.state.value)
-               for g in self.groups.values()
-               if self.manager.is_owner(g.group_id) and not g.is_in(S.DEAD)
-               and (not wanted_states or g.state.value.lower() in wanted_states)]
+        out: list[GroupListing] = []
+        if not wanted_types or CLASSIC in wanted_types:
+            out = [GroupListing(g.group_id, g.protocol_type or "", g.state.value)
+                   for g in self.groups.values()
+                   if self.manager.is_owner(g.group_id) and not g.is_in(S.DEAD)
+                   and g.group_id not in self.consumer.groups
+                   and (not wanted_states or g.state.value.lower() in wanted_states)]
+        if not wanted_types or CONSUMER_GROUP_TYPE in wanted_types:
+            out += [GroupListing(g.group_id, CONSUMER_PROTOCOL_TYPE, g.state,
+                                 CONSUMER_GROUP_TYPE)
+                    for g in self.consumer.groups.values()
+                    if self.manager.is_owner(g.group_id)
+                    and (not wanted_states or g.state.lower() in wanted_states)]
         return error, out
 
     def delete_groups(self, group_ids: Iterable[str]) -> dict[str, ErrorCode]:
@@ -333,6 +390,16 @@ class GroupCoordinator(ClassicJoinProtocol):
         for group_id in group_ids:
             error = self.group_status_error(group_id, allow_empty=True)
             group = self.groups.get(group_id)
+            if error is None and group_id in self.consumer.groups:
+                if self.consumer.has_members(group_id):
+                    out[group_id] = ErrorCode.NON_EMPTY_GROUP
+                    continue
+                del self.consumer.groups[group_id]  # a KIP-848 group; its offsets follow
+                self._consumer_store.delete(group_id)
+                if group is None or group.is_in(S.DEAD):
+                    log.info("deleted group %s", group_id)
+                    out[group_id] = ErrorCode.NONE
+                    continue
             if error is not None:
                 out[group_id] = error
             elif group is None or group.is_in(S.DEAD):

@@ -138,6 +138,8 @@ class GroupMetadataManager:
         self.loading: set[int] = set()
         # Called with each group rebuilt by loading (the coordinator schedules its timers).
         self.on_group_loaded: Callable[[ClassicGroup], None] = lambda group: None
+        # Replays the records of other group types (KIP-848 key versions) while loading.
+        self.replay_other: Callable[[bytes, bytes | None], str | None] | None = None
 
     # -- the internal topic -----------------------------------------------------------------
 
@@ -243,6 +245,10 @@ class GroupMetadataManager:
             elif loading:
                 self._load_group(k.group, decode_group_value(value), now)
             return k.group
+        if loading and self.replay_other is not None:
+            touched = self.replay_other(key, value)
+            if touched is not None:
+                return touched
         log.debug("skipping %s record with key version %d", OFFSETS_TOPIC, k.version)
         return None
 

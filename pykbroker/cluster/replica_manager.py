@@ -189,9 +189,12 @@ class ReplicaManager:
         header = validate_produce_batch(records)
         if header.is_control:
             raise KafkaError(ErrorCode.INVALID_RECORD, "clients may not produce control batches")
-        if not isinstance(records, bytearray):
-            records = bytearray(records) if not isinstance(records, memoryview) or \
-                records.readonly else records
+        # The log patches offsets in place: copy only what is not writable already (request
+        # frames are bytearrays, so produced batches normally arrive as writable views).
+        writable = isinstance(records, bytearray) or (
+            isinstance(records, memoryview) and not records.readonly)
+        if not writable:
+            records = bytearray(records)
         info = part.log.append_as_leader(records, leader_epoch=part.leader_epoch)
         part.wake()
         for listener in self.append_listeners:

@@ -6,6 +6,7 @@ synonyms, type, documentation); topic overrides are validated with Kafka's rules
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pykbroker.cluster.topics import validate_topic_name
@@ -125,19 +126,23 @@ def _apply_broker(ctx: RequestContext, name: str, configs: dict[str, str],
     ctx.services.apply_dynamic_broker_configs(configs, validate_only=validate_only)
 
 
-async def handle_alter_configs(ctx: RequestContext,
-                               req: AlterConfigsRequest) -> AlterConfigsResponse:
+def _alter_each(
+    ctx: RequestContext,
+    resources: list[Any],
+    response_type: type[Any],
+    alter_topic: Callable[[Any], None],
+    alter_broker: Callable[[Any], None],
+) -> list[Any]:
+    """One response per resource: dispatch on its type, errors become its error fields."""
     responses = []
-    for res in req.resources:
-        resp = AlterConfigsResourceResponse(resource_type=res.resource_type,
-                                            resource_name=res.resource_name, error_message=None)
+    for res in resources:
+        resp = response_type(resource_type=res.resource_type,
+                             resource_name=res.resource_name, error_message=None)
         try:
-            configs = {c.name: c.value for c in res.configs if c.value is not None}
             if res.resource_type == TOPIC:
-                _topic_overrides(ctx, res.resource_name, altering=True)
-                _apply_topic(ctx, res.resource_name, configs, req.validate_only)
+                alter_topic(res)
             elif res.resource_type == BROKER:
-                _apply_broker(ctx, res.resource_name, configs, req.validate_only)
+                alter_broker(res)
             else:
                 raise KafkaError(ErrorCode.INVALID_REQUEST,
                                  f"Unsupported resource type {res.resource_type}")
@@ -145,7 +150,23 @@ async def handle_alter_configs(ctx: RequestContext,
             resp.error_code = int(exc.error_code)
             resp.error_message = exc.detail
         responses.append(resp)
-    return AlterConfigsResponse(throttle_time_ms=0, responses=responses)
+    return responses
+
+
+async def handle_alter_configs(ctx: RequestContext,
+                               req: AlterConfigsRequest) -> AlterConfigsResponse:
+    def configs(res: Any) -> dict[str, str]:
+        return {c.name: c.value for c in res.configs if c.value is not None}
+
+    def topic(res: Any) -> None:
+        _topic_overrides(ctx, res.resource_name, altering=True)
+        _apply_topic(ctx, res.resource_name, configs(res), req.validate_only)
+
+    def broker(res: Any) -> None:
+        _apply_broker(ctx, res.resource_name, configs(res), req.validate_only)
+
+    return AlterConfigsResponse(throttle_time_ms=0, responses=_alter_each(
+        ctx, req.resources, AlterConfigsResourceResponse, topic, broker))
 
 
 def _incremental(current: dict[str, str], ops: list[Any], defaults: dict[str, str | None]
@@ -186,29 +207,20 @@ def _incremental(current: dict[str, str], ops: list[Any], defaults: dict[str, st
 async def handle_incremental_alter_configs(
     ctx: RequestContext, req: IncrementalAlterConfigsRequest
 ) -> IncrementalAlterConfigsResponse:
-    responses = []
-    for res in req.resources:
-        resp = IncrementalResourceResponse(resource_type=res.resource_type,
-                                            resource_name=res.resource_name, error_message=None)
-        try:
-            if res.resource_type == TOPIC:
-                current = _topic_overrides(ctx, res.resource_name, altering=True)
-                defaults = {e.name: e.value for e in ctx.services.describe_topic_configs({})}
-                new = _incremental(current, res.configs, defaults)
-                _apply_topic(ctx, res.resource_name, new, req.validate_only)
-            elif res.resource_type == BROKER:
-                _check_broker_name(ctx, res.resource_name)
-                current = dict(ctx.services.topics.store.broker_configs)
-                new = _incremental(current, res.configs, {})
-                _apply_broker(ctx, res.resource_name, new, req.validate_only)
-            else:
-                raise KafkaError(ErrorCode.INVALID_REQUEST,
-                                 f"Unsupported resource type {res.resource_type}")
-        except KafkaError as exc:
-            resp.error_code = int(exc.error_code)
-            resp.error_message = exc.detail
-        responses.append(resp)
-    return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=responses)
+    def topic(res: Any) -> None:
+        current = _topic_overrides(ctx, res.resource_name, altering=True)
+        defaults = {e.name: e.value for e in ctx.services.describe_topic_configs({})}
+        new = _incremental(current, res.configs, defaults)
+        _apply_topic(ctx, res.resource_name, new, req.validate_only)
+
+    def broker(res: Any) -> None:
+        _check_broker_name(ctx, res.resource_name)
+        current = dict(ctx.services.topics.store.broker_configs)
+        new = _incremental(current, res.configs, {})
+        _apply_broker(ctx, res.resource_name, new, req.validate_only)
+
+    return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=_alter_each(
+        ctx, req.resources, IncrementalResourceResponse, topic, broker))
 
 
 HANDLERS = [

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install sysdeps run test gen gen-check lint typecheck unit bench clean
+.PHONY: install sysdeps run test gen gen-check lint typecheck unit bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,16 @@ unit: $(STAMP)
 test: $(STAMP) sysdeps gen-check lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# Performance harness (issue #8): fetches the peer broker (Tansu) into benchmarks/.peers/,
+# then prints the tables and a JSON line. Never part of `make test`.
 bench: $(STAMP)
 	$(PY) benchmarks/codec_bench.py
-	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/fetch_peers.py
+	$(PY) benchmarks/perf.py
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/fetch_peers.py
+	$(PY) benchmarks/perf.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -32,6 +32,7 @@ from pykbroker.config import (
     validate_topic_configs,
 )
 from pykbroker.coordinator.group import GroupCoordinator
+from pykbroker.coordinator.transaction import TransactionCoordinator
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.handlers import all_handlers
@@ -64,6 +65,7 @@ class BrokerServices:
     fetch_sessions: FetchSessionCache
     producer_ids: ProducerIdManager
     groups: GroupCoordinator
+    transactions: TransactionCoordinator
     advertised: dict[str, tuple[str, int]] = field(default_factory=dict)
     rack: str | None = None
     internal_topics: frozenset[str] = INTERNAL_TOPICS
@@ -168,13 +170,24 @@ class Broker:
         topics.start()
         groups = GroupCoordinator.for_broker(replicas, topics, cfg.get)
         groups.load()
+        replicas.marker_listeners.append(groups.on_marker)
+        producer_ids = ProducerIdManager(store)
+        transactions = TransactionCoordinator.for_broker(replicas, topics, cfg.get,
+                                                         producer_ids.next_id)
+        replicas.verify_transaction = transactions.verify_produce
+
+        def verify_txn(txn_id: str, pid: int, epoch: int, tp: tuple[str, int]) -> ErrorCode:
+            return transactions.verify(txn_id, pid, epoch, [tp])[tp]
+
+        groups.verify_transaction = verify_txn
+        transactions.load()  # after the groups: its markers may complete their offsets
         dispatch = DispatchTable(
             self.wrap_handler(spec) if self.wrap_handler else spec for spec in all_handlers())
         return BrokerServices(
             config=cfg, static_config=self.static_config, node_id=cfg.node_id,
             cluster_id=cluster_id, dispatch=dispatch, replicas=replicas, topics=topics,
             log_manager=log_manager, log_dirs=log_dirs, fetch_sessions=FetchSessionCache(),
-            producer_ids=ProducerIdManager(store), groups=groups,
+            producer_ids=producer_ids, groups=groups, transactions=transactions,
         )
 
     async def serve(self, *, task_status: trio.TaskStatus[Broker] = trio.TASK_STATUS_IGNORED
@@ -200,6 +213,7 @@ class Broker:
                 if metrics is not None:
                     self.metrics_port = await nursery.start(metrics.serve)
                 await nursery.start(services.groups.run)
+                await nursery.start(services.transactions.run)
                 await nursery.start(self.server.run)
                 for adv in cfg.advertised_listeners:
                     port = adv.port or self.server.bound_ports.get(adv.name, 0)

@@ -101,7 +101,10 @@ class Partition:
 
     @property
     def last_stable_offset(self) -> int:
-        return self.high_watermark
+        """The high watermark, or the start of the oldest open transaction if lower."""
+        hw = self.high_watermark
+        unstable = self.log.first_unstable_offset()
+        return hw if unstable is None else min(int(unstable), hw)
 
     @property
     def log_start_offset(self) -> int:
@@ -144,6 +147,12 @@ class ReplicaManager:
         self.shutting_down = False
         # Callbacks run after every successful append (metrics, later replication).
         self.append_listeners: list[Callable[[Partition, BatchHeader, int], None]] = []
+        # Called with (partition, producer id, committed) after each transaction marker
+        # (the group coordinator completes transactional offset commits with it).
+        self.marker_listeners: list[Callable[[Partition, int, bool], None]] = []
+        # Checks that a transactional batch's partition is in its ongoing transaction
+        # (KIP-890 verification); set by the transaction coordinator.
+        self.verify_transaction: Callable[[str, BatchHeader, Partition], None] | None = None
 
     # -- hosting -----------------------------------------------------------------------------
 
@@ -177,7 +186,8 @@ class ReplicaManager:
 
     # -- produce -----------------------------------------------------------------------------
 
-    def append(self, part: Partition, records: Any, acks: int = 1) -> AppendResult:
+    def append(self, part: Partition, records: Any, acks: int = 1,
+               transactional_id: str | None = None) -> AppendResult:
         """Validate and append one produced batch; raises KafkaError per partition."""
         if acks == -1 and len(part.isr) < part.min_insync_replicas:
             raise KafkaError(
@@ -189,6 +199,12 @@ class ReplicaManager:
         header = validate_produce_batch(records)
         if header.is_control:
             raise KafkaError(ErrorCode.INVALID_RECORD, "clients may not produce control batches")
+        if header.is_transactional:
+            if transactional_id is None or self.verify_transaction is None:
+                raise KafkaError(ErrorCode.INVALID_RECORD,
+                                 "transactional records need the produce request's "
+                                 "transactional id")
+            self.verify_transaction(transactional_id, header, part)
         # The log patches offsets in place: copy only what is not writable already (request
         # frames are bytearrays, so produced batches normally arrive as writable views).
         writable = isinstance(records, bytearray) or (
@@ -201,6 +217,15 @@ class ReplicaManager:
             listener(part, header, len(records))
         return AppendResult(info.first_offset, info.last_offset, info.log_append_time,
                             info.log_start_offset)
+
+    def write_marker(self, part: Partition, producer_id: int, producer_epoch: int,
+                     commit: bool, coordinator_epoch: int) -> None:
+        """Append a COMMIT/ABORT marker (WriteTxnMarkers); raises KafkaError."""
+        part.log.append_marker(producer_id, producer_epoch, commit, coordinator_epoch,
+                               leader_epoch=part.leader_epoch)
+        part.wake()
+        for listener in self.marker_listeners:
+            listener(part, producer_id, commit)
 
     def expire_producers(self, now: int, expiration_ms: int) -> None:
         """Forget idle idempotent producers (``producer.id.expiration.ms``)."""

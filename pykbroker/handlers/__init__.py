@@ -19,8 +19,11 @@ def all_handlers() -> list[HandlerSpec]:
         producer_id,
         replica_info,
         topics,
+        transactions,
+        txn_offset_commit,
     )
 
     modules = [api_versions, metadata, produce, fetch, list_offsets, topics, configs,
-               replica_info, producer_id, groups, consumer_groups]
+               replica_info, producer_id, groups, consumer_groups, transactions,
+               txn_offset_commit]
     return [spec for module in modules for spec in module.HANDLERS]

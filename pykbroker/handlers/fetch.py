@@ -17,6 +17,7 @@ from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.protocol._generated.fetch_request import FetchRequest
 from pykbroker.protocol._generated.fetch_response import (
+    AbortedTransaction,
     FetchableTopicResponse,
     FetchResponse,
     PartitionData,
@@ -85,12 +86,19 @@ def _read(ctx: RequestContext, slots: list[_Slot], max_bytes: int, committed: bo
             hw = part.high_watermark
             lso = part.last_stable_offset
             budget = min(cp.max_bytes, max_bytes - total)
+            aborted: list[AbortedTransaction] | None = [] if committed else None
             if budget > 0 or total == 0:
-                records = part.log.read(
+                fetched = part.log.read(
                     cp.fetch_offset, max(budget, 0),
                     max_offset=lso if committed else hw,
                     min_one_batch=total == 0,
-                ).data
+                )
+                records = fetched.data
+                if committed and records:
+                    aborted = [AbortedTransaction(producer_id=a.producer_id,
+                                                  first_offset=a.first_offset)
+                               for a in part.log.collect_aborted(cp.fetch_offset,
+                                                                 fetched.next_offset)]
             else:
                 if not part.log_start_offset <= cp.fetch_offset <= part.log_end_offset:
                     raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
@@ -99,7 +107,7 @@ def _read(ctx: RequestContext, slots: list[_Slot], max_bytes: int, committed: bo
             slot.data = PartitionData(
                 partition_index=cp.partition, error_code=0, high_watermark=hw,
                 last_stable_offset=lso, log_start_offset=part.log_start_offset,
-                aborted_transactions=[] if committed else None,
+                aborted_transactions=aborted,
                 preferred_read_replica=-1, records=records,
             )
             slot.error = 0

@@ -90,7 +90,7 @@ async def handle_find_coordinator(ctx: RequestContext,
         if key_type == GROUP_KEY:
             code = services.groups.find_coordinator(key)
         elif key_type == TRANSACTION_KEY:
-            code = ErrorCode.COORDINATOR_NOT_AVAILABLE  # transactions are not served yet
+            code = services.transactions.find_coordinator(key)
         else:
             code = ErrorCode.INVALID_REQUEST
         ok = code == ErrorCode.NONE
@@ -258,10 +258,14 @@ def _fetched_partition(index: int, om: OffsetAndMetadata | None,
 
 
 def _fetch_group(ctx: RequestContext, group_id: str,
-                 topics: list[tuple[str, list[int]]] | None) -> OffsetFetchResponseGroup:
-    """One group's answer in the v8 shape; older versions are cut down from it."""
+                 topics: list[tuple[str, list[int]]] | None,
+                 require_stable: bool = False) -> OffsetFetchResponseGroup:
+    """One group's answer in the v8 shape; older versions are cut down from it. With
+    ``require_stable`` (KIP-447) a partition whose transactional commit is still pending
+    answers UNSTABLE_OFFSET_COMMIT, and the consumer retries."""
     wanted = None if topics is None else [(t, p) for t, parts in topics for p in parts]
     code, found = ctx.services.groups.fetch_offsets(group_id, wanted)
+    unstable = ctx.services.groups.unstable_offsets(group_id) if require_stable else set()
     by_topic: dict[str, list[OffsetFetchResponsePartitions]] = {}
     if code != ErrorCode.NONE:
         if ctx.api_version < 2:  # no group-level error before v2: every partition has it
@@ -269,7 +273,9 @@ def _fetch_group(ctx: RequestContext, group_id: str,
                 by_topic[t] = [_fetched_partition(p, None, code) for p in parts]
     else:
         for (t, p), om in found:
-            by_topic.setdefault(t, []).append(_fetched_partition(p, om))
+            by_topic.setdefault(t, []).append(_fetched_partition(
+                p, om, ErrorCode.UNSTABLE_OFFSET_COMMIT if (t, p) in unstable
+                else ErrorCode.NONE))
     return OffsetFetchResponseGroup(
         group_id=group_id, error_code=int(code),
         topics=[OffsetFetchResponseTopics(name=t, partitions=parts)
@@ -282,11 +288,12 @@ async def handle_offset_fetch(ctx: RequestContext,
     if v >= 8:
         return OffsetFetchResponse(throttle_time_ms=0, groups=[
             _fetch_group(ctx, g.group_id, None if g.topics is None else
-                         [(t.name, list(t.partition_indexes)) for t in g.topics])
+                         [(t.name, list(t.partition_indexes)) for t in g.topics],
+                         req.require_stable)
             for g in req.groups])
     topics = None if req.topics is None else [(t.name, list(t.partition_indexes))
                                               for t in req.topics]
-    group = _fetch_group(ctx, req.group_id, topics)
+    group = _fetch_group(ctx, req.group_id, topics, v >= 7 and req.require_stable)
     return OffsetFetchResponse(
         throttle_time_ms=0, error_code=group.error_code,
         topics=[OffsetFetchResponseTopic(name=t.name, partitions=[

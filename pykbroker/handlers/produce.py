@@ -42,13 +42,10 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
                 continue
             try:
                 part = replicas.partition(name, pdata.index)
-                if req.transactional_id is not None:
-                    raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                                     "transactions are not supported by this broker yet")
                 if name.startswith("__") and name in services.internal_topics:
                     raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
                                      f"Cannot append to internal topic {name}")
-                result = replicas.append(part, pdata.records, acks)
+                result = replicas.append(part, pdata.records, acks, req.transactional_id)
                 if part.needs_sync_ack():
                     durable.append((part, result.last_offset + 1))
             except KafkaError as exc:

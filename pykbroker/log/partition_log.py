@@ -34,7 +34,14 @@ from pykbroker.log.recovery import load_log
 from pykbroker.log.retention import segments_to_delete
 from pykbroker.log.segment import LogSegment
 from pykbroker.log.store import AppendInfo, FetchData, TimestampAndOffset
-from pykbroker.records import BatchHeader
+from pykbroker.log.txn_index import AbortedTxn
+from pykbroker.records import (
+    CONTROL_ABORT,
+    BatchHeader,
+    build_control_batch,
+    control_type,
+    iter_records,
+)
 
 __all__ = ["PartitionLog", "wall_clock_ms"]
 
@@ -70,6 +77,8 @@ class PartitionLog:
         self._unsynced_dir = False
         self.leader_epoch_cache = LeaderEpochCache.load(directory)
         self.producer_state = ProducerStateManager(directory)
+        # Aborted-transaction index entries in all segments (0: skip the lookup on fetch).
+        self._aborted_count = sum(len(seg.txn_index.entries) for seg in segments)
         self._topic_id: uuid.UUID | None = None
         self._closed = False
 
@@ -220,14 +229,72 @@ class PartitionLog:
             return AppendInfo(self._leo, self._leo - 1, -1, self._log_start_offset, -1, -1)
         for start, end, run in appends.group_by_size(headers, self.config.segment_bytes):
             self._append(view[start:end], run, now)
-        for _, header in headers:
-            self.producer_state.update(header, header.max_timestamp)
+        for pos, header in headers:
+            completed = self.producer_state.update(header, header.max_timestamp)
+            if header.is_control:
+                self._on_marker(header, completed, view[pos:pos + header.size])
         for _, header in headers:
             if header.partition_leader_epoch >= 0:
                 self.leader_epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
         return appends.follower_append_info(headers, self._log_start_offset)
 
-    def _append(self, data: bytearray | memoryview, headers: appends.Headers, now: int) -> None:
+    def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
+                      coordinator_epoch: int, *, leader_epoch: int) -> AppendInfo:
+        """Write a COMMIT or ABORT marker ending the producer's transaction here (WriteTxnMarkers).
+
+        Raises KafkaError(INVALID_PRODUCER_EPOCH) for an epoch older than the producer's.
+        """
+        self.producer_state.check_marker(producer_id, producer_epoch)
+        now = self._now_ms()
+        batch = build_control_batch(producer_id, producer_epoch, commit, coordinator_epoch,
+                                    base_offset=self._leo, timestamp=now,
+                                    partition_leader_epoch=leader_epoch)
+        header = BatchHeader.parse(batch)
+        self._append(batch, [(0, header)], now)
+        completed = self.producer_state.update(header, now)
+        self._on_marker(header, completed, batch)
+        if leader_epoch >= 0:
+            self.leader_epoch_cache.assign(leader_epoch, header.base_offset)
+        return AppendInfo(header.base_offset, header.last_offset, -1, self._log_start_offset,
+                          now, header.last_offset)
+
+    def _on_marker(self, header: BatchHeader, first_offset: int, batch: bytes | memoryview,
+                   segment: LogSegment | None = None) -> None:
+        """An ABORT marker that ended a transaction goes into its segment's txn index."""
+        if first_offset < 0:
+            return
+        try:
+            kind = control_type(next(iter_records(batch)))
+        except (DecodeError, StopIteration) as exc:
+            _log.warning("%s: unreadable transaction marker at offset %d: %s", self.name,
+                         header.base_offset, exc)
+            return
+        if kind != CONTROL_ABORT:
+            return
+        unstable = self.producer_state.first_unstable_offset()
+        entry = AbortedTxn(header.producer_id, first_offset, header.last_offset,
+                           unstable if unstable is not None else header.next_offset)
+        (segment or self._segments[-1]).txn_index.append(entry)
+        self._aborted_count += 1
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the oldest open transaction (None: everything is stable)."""
+        return self.producer_state.first_unstable_offset()
+
+    def collect_aborted(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [fetch_offset, upper_bound), for read_committed
+        fetches (Kafka's ``collectAbortedTransactions``)."""
+        out: list[AbortedTxn] = []
+        if not self._aborted_count:
+            return out
+        start = max(bisect_right(self._bases, fetch_offset) - 1, 0)
+        for segment in self._segments[start:]:
+            if segment.txn_index.collect(fetch_offset, upper_bound, out):
+                break
+        return out
+
+    def _append(self, data: bytes | bytearray | memoryview, headers: appends.Headers,
+                now: int) -> None:
         last = headers[-1][1]
         segment = self._segments[-1]
         if segment.should_roll(len(data), last.last_offset, now):
@@ -451,14 +518,19 @@ class PartitionLog:
         shutil.rmtree(doomed, ignore_errors=True)
 
     def _rebuild_producer_state(self) -> None:
-        """Newest snapshot at or below the log end, then batch headers past it."""
+        """Newest snapshot at or below the log end, then batch headers past it (markers are
+        read whole, to restore the aborted-transaction index)."""
         start = self.producer_state.load_snapshot(self._leo)
         for segment in self._segments:
             if segment.next_offset <= start:
                 continue
-            for _, header in segment.scan():
+            for pos, header in segment.scan():
                 if header.base_offset >= start and header.producer_id >= 0:
-                    self.producer_state.update(header, header.max_timestamp)
+                    completed = self.producer_state.update(header, header.max_timestamp)
+                    if header.is_control:
+                        self._on_marker(header, completed, segment.read(pos, header.size),
+                                        segment)
+        self._aborted_count = sum(len(seg.txn_index.entries) for seg in self._segments)
 
     def __repr__(self) -> str:
         return (

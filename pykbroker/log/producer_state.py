@@ -74,6 +74,22 @@ class ProducerStateManager:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.producers: dict[int, ProducerEntry] = {}
+        # Open transactions: producer id -> offset of its first transactional batch here.
+        self.ongoing: dict[int, int] = {}
+
+    def first_unstable_offset(self) -> int | None:
+        """Where the oldest open transaction starts: the last stable offset's bound."""
+        return min(self.ongoing.values()) if self.ongoing else None
+
+    def check_marker(self, producer_id: int, epoch: int) -> None:
+        """A transaction marker may not carry an epoch older than the producer's."""
+        entry = self.producers.get(producer_id)
+        if entry is not None and epoch < entry.epoch:
+            raise KafkaError(
+                ErrorCode.INVALID_PRODUCER_EPOCH,
+                f"Epoch of producer {producer_id} at offset marker is {epoch}, which is "
+                f"smaller than the last seen epoch {entry.epoch}",
+            )
 
     # -- checks and updates on append --------------------------------------------------------
 
@@ -90,6 +106,8 @@ class ProducerStateManager:
                 f"the last seen epoch {entry.epoch}",
             )
         first, last = header.base_sequence, header.last_sequence
+        if first < 0:
+            return None  # no sequence (coordinator-written transactional batches)
         if epoch == entry.epoch:
             for meta in entry.batches:
                 if meta.first_seq == first and meta.last_seq == last:
@@ -110,25 +128,31 @@ class ProducerStateManager:
             )
         return None
 
-    def update(self, header: BatchHeader, timestamp: int) -> None:
-        """Record an appended batch (offsets already assigned)."""
+    def update(self, header: BatchHeader, timestamp: int) -> int:
+        """Record an appended batch (offsets already assigned). For a transaction marker,
+        returns the first offset of the transaction it ends here (-1 when none was open)."""
         if header.producer_id < 0:
-            return
+            return -1
         entry = self.producers.get(header.producer_id)
         if entry is None:
             entry = self.producers[header.producer_id] = ProducerEntry(header.producer_id)
         if header.producer_epoch != entry.epoch:
             entry.epoch = header.producer_epoch
             entry.batches.clear()
+        completed = -1
         if header.is_control:
+            completed = entry.current_txn_first_offset
             entry.current_txn_first_offset = -1
+            self.ongoing.pop(header.producer_id, None)
         elif header.is_transactional and entry.current_txn_first_offset < 0:
             entry.current_txn_first_offset = header.base_offset
+            self.ongoing[header.producer_id] = header.base_offset
         if header.base_sequence >= 0:
             entry.batches.append(BatchMetadata(header.base_sequence, header.last_sequence,
                                                header.base_offset, header.last_offset,
                                                timestamp))
         entry.last_timestamp = max(entry.last_timestamp, timestamp)
+        return completed
 
     def replay(self, headers: Iterable[BatchHeader]) -> None:
         for header in headers:
@@ -146,6 +170,7 @@ class ProducerStateManager:
     def truncate(self) -> None:
         """Forget everything (after a truncation the caller replays the log)."""
         self.producers.clear()
+        self.ongoing.clear()
 
     # -- snapshots ---------------------------------------------------------------------------
 
@@ -188,11 +213,15 @@ class ProducerStateManager:
                 continue
             try:
                 self.producers = _parse_snapshot(path.read_bytes())
+                self.ongoing = {pid: e.current_txn_first_offset
+                                for pid, e in self.producers.items()
+                                if e.current_txn_first_offset >= 0}
                 return offset
             except (ValueError, struct.error, OSError) as exc:
                 _log.warning("%s: ignoring unreadable producer snapshot: %s", path, exc)
                 path.unlink(missing_ok=True)
         self.producers = {}
+        self.ongoing = {}
         return 0
 
     def delete_snapshots(self) -> None:

@@ -19,6 +19,7 @@ from typing import Final
 from pykbroker.errors import CorruptRecordError, DecodeError
 from pykbroker.log.index import OffsetIndex, TimeIndex
 from pykbroker.log.log_config import LogConfig
+from pykbroker.log.txn_index import TransactionIndex
 from pykbroker.records import BatchHeader, iter_records, validate_batch
 from pykbroker.records.batch import BATCH_OVERHEAD, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH
 
@@ -33,7 +34,8 @@ __all__ = [
 LOG_SUFFIX: Final = ".log"
 INDEX_SUFFIX: Final = ".index"
 TIME_INDEX_SUFFIX: Final = ".timeindex"
-_OTHER_SUFFIXES: Final = (".txnindex",)
+TXN_INDEX_SUFFIX: Final = ".txnindex"
+_OTHER_SUFFIXES: Final = (TXN_INDEX_SUFFIX,)
 _INT32_MAX: Final = 2**31 - 1
 _I32: Final = struct.Struct(">i")
 _SCAN_CHUNK: Final = 32 * 1024
@@ -72,6 +74,7 @@ class LogSegment:
         "roll_jitter_ms",
         "size",
         "time_index",
+        "txn_index",
     )
 
     def __init__(self, directory: Path, base_offset: int, config: LogConfig) -> None:
@@ -88,6 +91,7 @@ class LogSegment:
         self.time_index = TimeIndex(
             segment_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset, index_bytes
         )
+        self.txn_index = TransactionIndex(segment_path(directory, base_offset, TXN_INDEX_SUFFIX))
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = -1
@@ -123,6 +127,7 @@ class LogSegment:
         return segment, segment._load_indexes(missing)
 
     def _load_indexes(self, missing: list[str]) -> str | None:
+        self.txn_index.load()  # an unreadable one is rebuilt from the markers on replay
         if missing and self.size:
             return f"missing {' and '.join(missing)}"
         if not self.offset_index.load():
@@ -194,6 +199,7 @@ class LogSegment:
             os.ftruncate(self._fd, valid_end)
             self.size = valid_end
             self._dirty = True
+        self.txn_index.truncate_to(self.next_offset)
         return dropped
 
     # -- scanning and reading ---------------------------------------------------------------
@@ -337,6 +343,7 @@ class LogSegment:
         if found is None:
             return 0
         position = found[0]
+        self.txn_index.truncate_to(found[1].base_offset)
         self.offset_index.truncate_to(offset)
         self.offset_index.truncate_to_position(position)
         self.time_index.truncate_to(offset)
@@ -372,6 +379,7 @@ class LogSegment:
             self._dirty = False
         self.offset_index.flush()
         self.time_index.flush()
+        self.txn_index.flush()
 
     def close(self, flush: bool = True) -> None:
         if self._fd >= 0:

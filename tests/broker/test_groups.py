@@ -162,9 +162,11 @@ async def test_find_coordinator_creates_the_offsets_topic(tmp_path: Path) -> Non
             ("a", 0, 1), ("b", 0, 1)]
         resp = await c.send(ApiKey.FIND_COORDINATOR, 6, FindCoordinatorRequest(
             key_type=1, coordinator_keys=["txn"]))
-        assert resp.coordinators[0].error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
-        assert resp.coordinators[0].node_id == -1
+        # Transaction coordinators are served too: __transaction_state is made on demand.
+        assert resp.coordinators[0].error_code == 0
+        assert resp.coordinators[0].node_id == 1
         assert broker.services is not None
+        assert broker.services.topics.get("__transaction_state") is not None
         topic = broker.services.topics.get(OFFSETS_TOPIC)
         assert topic is not None and topic.partition_count == 3
         assert topic.configs["cleanup.policy"] == "compact"

@@ -115,6 +115,10 @@ class GroupCoordinator(ClassicJoinProtocol):
             return replay_consumer_record(self.consumer.groups, key, value)
 
         manager.replay_other = replay_consumer
+        # Is (transactional id, producer id, epoch) in a transaction holding this
+        # partition? Set by the broker to the transaction coordinator's verification.
+        self.verify_transaction: Callable[[str, int, int, TopicPartition], ErrorCode] | None \
+            = None
 
     def _classic_in_use(self, group_id: str) -> bool:
         group = self.groups.get(group_id)
@@ -234,11 +238,10 @@ class GroupCoordinator(ClassicJoinProtocol):
             return ErrorCode.UNKNOWN_MEMBER_ID  # only members commit for a non-empty group
         return None
 
-    async def commit_offsets(
-        self, group_id: str, generation_id: int, member_id: str, instance_id: str | None,
-        offsets: Mapping[TopicPartition, OffsetAndMetadata],
-    ) -> dict[TopicPartition, ErrorCode]:
-        """Validate, write, replay, then answer (after an fsync where flush.messages asks)."""
+    def _commit_target(self, group_id: str, generation_id: int, member_id: str,
+                       instance_id: str | None) -> tuple[ClassicGroup | None, ErrorCode | None]:
+        """The group a commit goes to, or why the commit is refused (shared by OffsetCommit
+        and TxnOffsetCommit)."""
         error = self.group_status_error(group_id, allow_empty=True)
         group = self.groups.get(group_id)
         handled, consumer_error = (False, None) if error is not None else \
@@ -247,25 +250,64 @@ class GroupCoordinator(ClassicJoinProtocol):
             # A KIP-848 group: member id and member epoch were checked; offsets live in
             # a classic offsets-only group.
             if consumer_error is not None:
-                return dict.fromkeys(offsets, consumer_error)
-            group = group or ClassicGroup(group_id, self.now())
-        elif error is None and group is None:
+                return None, consumer_error
+            return group or ClassicGroup(group_id, self.now()), None
+        if error is None and group is None:
             if generation_id < 0:
                 # Kafka only stores offsets for this group: no group management.
                 group = ClassicGroup(group_id, self.now())
             else:
                 error = ErrorCode.ILLEGAL_GENERATION
-        if error is None and not handled:
+        if error is None:
             assert group is not None
             error = self._commit_error(group, generation_id, member_id, instance_id)
             if error is None and group.is_in(S.COMPLETING_REBALANCE):
                 error = ErrorCode.REBALANCE_IN_PROGRESS
         if error is not None:
-            return dict.fromkeys(offsets, error)
+            return None, error
         assert group is not None
-        if not handled and group.is_in(S.STABLE, S.PREPARING_REBALANCE):
+        if member_id in group.members and group.is_in(S.STABLE, S.PREPARING_REBALANCE):
             # A commit counts as a sign of life; the heartbeat reports any rebalance.
             self._heartbeat(group, group.members[member_id])
+        return group, None
+
+    async def commit_offsets(
+        self, group_id: str, generation_id: int, member_id: str, instance_id: str | None,
+        offsets: Mapping[TopicPartition, OffsetAndMetadata],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """Validate, write, replay, then answer (after an fsync where flush.messages asks)."""
+        group, error = self._commit_target(group_id, generation_id, member_id, instance_id)
+        if error is not None or group is None:
+            return dict.fromkeys(offsets, error or ErrorCode.UNKNOWN_SERVER_ERROR)
+        return await self._write_commits(group, offsets, lambda valid: self.manager.commit_offsets(
+            group, valid))
+
+    async def txn_commit_offsets(
+        self, transactional_id: str, group_id: str, producer_id: int, producer_epoch: int,
+        generation_id: int, member_id: str, instance_id: str | None,
+        offsets: Mapping[TopicPartition, OffsetAndMetadata],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """TxnOffsetCommit: the group's partition must be in the producer's transaction
+        (AddOffsetsToTxn); the offsets become visible when the transaction commits."""
+        error = self.group_status_error(group_id, allow_empty=True)
+        if error is None and self.verify_transaction is not None:
+            tp = (OFFSETS_TOPIC, self.manager.partition_for(group_id))
+            code = self.verify_transaction(transactional_id, producer_id, producer_epoch, tp)
+            if code != ErrorCode.NONE:
+                error = code
+        if error is not None:
+            return dict.fromkeys(offsets, error)
+        group, error = self._commit_target(group_id, generation_id, member_id, instance_id)
+        if error is not None or group is None:
+            return dict.fromkeys(offsets, error or ErrorCode.UNKNOWN_SERVER_ERROR)
+        return await self._write_commits(group, offsets, lambda valid: (
+            self.manager.commit_txn_offsets(group, transactional_id, producer_id,
+                                            producer_epoch, valid)))
+
+    async def _write_commits(
+        self, group: ClassicGroup, offsets: Mapping[TopicPartition, OffsetAndMetadata],
+        write: Callable[[dict[TopicPartition, OffsetAndMetadata]], tuple[Any, int]],
+    ) -> dict[TopicPartition, ErrorCode]:
         limit = self.config.offset_metadata_max_bytes
         result = {tp: ErrorCode.OFFSET_METADATA_TOO_LARGE for tp, om in offsets.items()
                   if len(om.metadata) > limit}
@@ -273,15 +315,23 @@ class GroupCoordinator(ClassicJoinProtocol):
         if valid:
             code = ErrorCode.NONE
             try:
-                part, next_offset = self.manager.commit_offsets(group, valid)
+                part, next_offset = write(valid)
                 await self.manager.wait_durable(part, next_offset)
             except KafkaError as exc:
                 code = commit_error(exc.error_code)
             except OSError as exc:
-                log.error("fsync of offsets for group %s failed: %s", group_id, exc)
+                log.error("fsync of offsets for group %s failed: %s", group.group_id, exc)
                 code = ErrorCode.NOT_COORDINATOR
             result.update(dict.fromkeys(valid, code))
         return result
+
+    def on_marker(self, part: Any, producer_id: int, commit: bool) -> None:
+        """Replica-manager marker listener: completes transactional offset commits."""
+        if part.topic == OFFSETS_TOPIC:
+            self.manager.complete_txn(int(part.index), producer_id, commit)
+
+    def unstable_offsets(self, group_id: str) -> set[TopicPartition]:
+        return self.manager.unstable_offsets(group_id)
 
     def fetch_offsets(self, group_id: str, partitions: Iterable[TopicPartition] | None
                       ) -> tuple[ErrorCode, list[tuple[TopicPartition, OffsetAndMetadata | None]]]:

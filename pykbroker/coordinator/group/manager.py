@@ -38,7 +38,14 @@ from pykbroker.coordinator.group.records import (
 )
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import DecodeError, KafkaError
-from pykbroker.records import NewRecord, build_batch, iter_batches, iter_records
+from pykbroker.records import (
+    CONTROL_COMMIT,
+    NewRecord,
+    build_batch,
+    control_type,
+    iter_batches,
+    iter_records,
+)
 
 log = logging.getLogger("pykbroker.coordinator.group")
 
@@ -50,7 +57,8 @@ class ReplicaAccess(Protocol):
 
     def partition(self, topic: str, index: int) -> Any: ...
 
-    def append(self, part: Any, records: Any) -> Any: ...
+    def append(self, part: Any, records: Any, acks: int = ...,
+               transactional_id: str | None = ...) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +148,9 @@ class GroupMetadataManager:
         self.on_group_loaded: Callable[[ClassicGroup], None] = lambda group: None
         # Replays the records of other group types (KIP-848 key versions) while loading.
         self.replay_other: Callable[[bytes, bytes | None], str | None] | None = None
+        # Transactional offset commits awaiting their transaction's marker:
+        # producer id -> group id -> offsets.
+        self.pending_txn: dict[int, dict[str, dict[TopicPartition, OffsetAndMetadata]]] = {}
 
     # -- the internal topic -----------------------------------------------------------------
 
@@ -183,6 +194,8 @@ class GroupMetadataManager:
             return
         self.loading.add(index)
         loaded: set[str] = set()
+        # Records of open transactions, by producer id, until their marker says what to do.
+        open_txns: dict[int, list[Record]] = {}
         try:
             plog = part.log
             offset = int(plog.log_start_offset)
@@ -194,19 +207,33 @@ class GroupMetadataManager:
                     break
                 for pos, header in iter_batches(data, allow_partial=True):
                     offset = header.next_offset
-                    if header.is_control or header.is_transactional:
-                        continue  # transactional offset commits arrive with transactions
-                    for record in iter_records(data, pos):
-                        if record.key is None:
-                            continue
+                    records = [(r.key, r.value) for r in iter_records(data, pos)
+                               if r.key is not None or header.is_control]
+                    if header.is_control:
+                        done = open_txns.pop(header.producer_id, [])
                         try:
-                            group_id = self.replay(record.key, record.value, loading=True)
-                        except DecodeError as exc:
-                            log.warning("skipping undecodable record at %s-%d offset %d: %s",
-                                        OFFSETS_TOPIC, index, record.offset, exc)
-                            continue
-                        if group_id is not None:
-                            loaded.add(group_id)
+                            commit = control_type(next(iter_records(data, pos))) == \
+                                CONTROL_COMMIT
+                        except (DecodeError, StopIteration):
+                            commit = False
+                        if commit:
+                            self._replay_loaded(done, index, loaded)
+                        continue
+                    if header.is_transactional:
+                        open_txns.setdefault(header.producer_id, []).extend(
+                            (bytes(k), v) for k, v in records if k is not None)
+                        continue
+                    self._replay_loaded([(bytes(k), v) for k, v in records if k is not None],
+                                        index, loaded)
+            for pid, pending in open_txns.items():
+                for key, value in pending:
+                    try:
+                        k = decode_key(key)
+                        if isinstance(k, OffsetKey) and value is not None:
+                            self.pending_txn.setdefault(pid, {}).setdefault(k.group, {})[
+                                (k.topic, k.partition)] = decode_offset_value(value)
+                    except DecodeError:
+                        continue
         finally:
             self.loading.discard(index)
         self.owned.add(index)
@@ -219,6 +246,19 @@ class GroupMetadataManager:
                 self.on_group_loaded(group)
         if loaded:
             log.info("loaded %d groups from %s-%d", len(loaded), OFFSETS_TOPIC, index)
+
+    def _replay_loaded(self, records: list[tuple[bytes, Any]], index: int,
+                       loaded: set[str]) -> None:
+        for key, value in records:
+            try:
+                group_id = self.replay(key, None if value is None else bytes(value),
+                                       loading=True)
+            except DecodeError as exc:
+                log.warning("skipping undecodable record in %s-%d: %s", OFFSETS_TOPIC, index,
+                            exc)
+                continue
+            if group_id is not None:
+                loaded.add(group_id)
 
     def replay(self, key: bytes, value: bytes | None, *, loading: bool = False) -> str | None:
         """Apply one record of the internal topic; returns the group it touched.
@@ -332,6 +372,48 @@ class GroupMetadataManager:
         for key, value in records:
             self.replay(key, value)
         return result
+
+    def commit_txn_offsets(self, group: ClassicGroup, transactional_id: str, producer_id: int,
+                           producer_epoch: int,
+                           offsets: Mapping[TopicPartition, OffsetAndMetadata]
+                           ) -> tuple[Any, int]:
+        """TxnOffsetCommit: write the commits as a transactional batch; they apply when
+        the transaction's COMMIT marker reaches this partition (raises KafkaError)."""
+        group_id = group.group_id
+        if not self.is_owner(group_id):
+            raise KafkaError(ErrorCode.NOT_COORDINATOR)
+        part = self.replicas.partition(OFFSETS_TOPIC, self.partition_for(group_id))
+        now = self.now_ms()
+        batch = build_batch(
+            [NewRecord(offset_key(group_id, t, p), offset_value(om), (), now)
+             for (t, p), om in offsets.items()],
+            producer_id=producer_id, producer_epoch=producer_epoch, is_transactional=True)
+        result = self.replicas.append(part, batch, transactional_id=transactional_id)
+        self.groups.setdefault(group_id, group)
+        self.pending_txn.setdefault(producer_id, {}).setdefault(group_id, {}).update(offsets)
+        return part, int(result.last_offset) + 1
+
+    def complete_txn(self, index: int, producer_id: int, commit: bool) -> None:
+        """A marker reached partition ``index``: apply or drop the producer's pending
+        offsets for the groups stored there."""
+        by_group = self.pending_txn.get(producer_id)
+        if not by_group:
+            return
+        for group_id in [g for g in by_group if self.partition_for(g) == index]:
+            offsets = by_group.pop(group_id)
+            if not commit:
+                continue
+            group = self.groups.get(group_id)
+            if group is None:
+                group = self.groups[group_id] = ClassicGroup(group_id, self.now_ms())
+            group.offsets.update(offsets)
+        if not by_group:
+            del self.pending_txn[producer_id]
+
+    def unstable_offsets(self, group_id: str) -> set[TopicPartition]:
+        """Partitions with a transactional commit still pending (OffsetFetch require_stable)."""
+        return {tp for by_group in self.pending_txn.values()
+                for tp in by_group.get(group_id, {})}
 
     def remove_offsets(self, group: ClassicGroup, partitions: Iterable[TopicPartition]
                        ) -> list[TopicPartition]:

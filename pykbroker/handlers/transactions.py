@@ -1,0 +1,214 @@
+"""Transaction APIs: AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, WriteTxnMarkers, and the
+admin views DescribeTransactions, ListTransactions and DescribeProducers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pykbroker.coordinator.group import OFFSETS_TOPIC
+from pykbroker.coordinator.transaction import TxnState
+from pykbroker.error_codes import ErrorCode
+from pykbroker.errors import KafkaError
+from pykbroker.protocol._generated import describe_producers_response as dp
+from pykbroker.protocol._generated import describe_transactions_response as dt
+from pykbroker.protocol._generated import list_transactions_response as lt
+from pykbroker.protocol._generated.add_offsets_to_txn_request import AddOffsetsToTxnRequest
+from pykbroker.protocol._generated.add_offsets_to_txn_response import AddOffsetsToTxnResponse
+from pykbroker.protocol._generated.add_partitions_to_txn_request import (
+    AddPartitionsToTxnRequest,
+    AddPartitionsToTxnTopic,
+)
+from pykbroker.protocol._generated.add_partitions_to_txn_response import (
+    AddPartitionsToTxnPartitionResult,
+    AddPartitionsToTxnResponse,
+    AddPartitionsToTxnResult,
+    AddPartitionsToTxnTopicResult,
+)
+from pykbroker.protocol._generated.describe_producers_request import DescribeProducersRequest
+from pykbroker.protocol._generated.describe_transactions_request import (
+    DescribeTransactionsRequest,
+)
+from pykbroker.protocol._generated.end_txn_request import EndTxnRequest
+from pykbroker.protocol._generated.end_txn_response import EndTxnResponse
+from pykbroker.protocol._generated.list_transactions_request import ListTransactionsRequest
+from pykbroker.protocol._generated.write_txn_markers_request import WriteTxnMarkersRequest
+from pykbroker.protocol._generated.write_txn_markers_response import (
+    WritableTxnMarkerPartitionResult,
+    WritableTxnMarkerResult,
+    WritableTxnMarkerTopicResult,
+    WriteTxnMarkersResponse,
+)
+from pykbroker.protocol.api import ApiKey
+from pykbroker.server.dispatch import HandlerSpec
+from pykbroker.server.request_context import RequestContext
+
+TopicPartition = tuple[str, int]
+
+
+def _partitions(topics: Iterable[AddPartitionsToTxnTopic]) -> list[TopicPartition]:
+    return [(t.name, p) for t in topics for p in t.partitions]
+
+
+def _topic_results(results: dict[TopicPartition, ErrorCode]
+                   ) -> list[AddPartitionsToTxnTopicResult]:
+    by_topic: dict[str, list[AddPartitionsToTxnPartitionResult]] = {}
+    for (topic, index), code in results.items():
+        by_topic.setdefault(topic, []).append(
+            AddPartitionsToTxnPartitionResult(partition_index=index,
+                                              partition_error_code=int(code)))
+    return [AddPartitionsToTxnTopicResult(name=t, results_by_partition=r)
+            for t, r in by_topic.items()]
+
+
+async def handle_add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsToTxnRequest
+                                       ) -> AddPartitionsToTxnResponse:
+    txns = ctx.services.transactions
+    if ctx.api_version <= 3:
+        results = await txns.add_partitions(
+            req.v3_and_below_transactional_id, req.v3_and_below_producer_id,
+            req.v3_and_below_producer_epoch, _partitions(req.v3_and_below_topics))
+        return AddPartitionsToTxnResponse(throttle_time_ms=0,
+                                          results_by_topic_v3_and_below=_topic_results(results))
+    # v4+: batched, from brokers verifying transactional produces (KIP-890).
+    out = []
+    for txn in req.transactions:
+        wanted = _partitions(txn.topics)
+        if txn.verify_only:
+            results = txns.verify(txn.transactional_id, txn.producer_id, txn.producer_epoch,
+                                  wanted)
+        else:
+            results = await txns.add_partitions(txn.transactional_id, txn.producer_id,
+                                                txn.producer_epoch, wanted)
+        out.append(AddPartitionsToTxnResult(transactional_id=txn.transactional_id,
+                                            topic_results=_topic_results(results)))
+    return AddPartitionsToTxnResponse(throttle_time_ms=0, error_code=0,
+                                      results_by_transaction=out)
+
+
+async def handle_add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest
+                                    ) -> AddOffsetsToTxnResponse:
+    """The group's ``__consumer_offsets`` partition joins the transaction."""
+    groups = ctx.services.groups
+    code = groups.find_coordinator(req.group_id)
+    if code == ErrorCode.NONE:
+        tp = (OFFSETS_TOPIC, groups.manager.partition_for(req.group_id))
+        results = await ctx.services.transactions.add_partitions(
+            req.transactional_id, req.producer_id, req.producer_epoch, [tp])
+        code = results[tp]
+    return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=int(code))
+
+
+async def handle_end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnResponse:
+    code = await ctx.services.transactions.end_txn(
+        req.transactional_id, req.producer_id, req.producer_epoch, req.committed)
+    return EndTxnResponse(throttle_time_ms=0, error_code=int(code), producer_id=-1,
+                          producer_epoch=-1)
+
+
+async def handle_write_txn_markers(ctx: RequestContext, req: WriteTxnMarkersRequest
+                                   ) -> WriteTxnMarkersResponse:
+    """Markers from a transaction coordinator (in a cluster, possibly another broker's)."""
+    replicas = ctx.services.replicas
+    out = []
+    for marker in req.markers:
+        topics = []
+        for topic in marker.topics:
+            results = []
+            for index in topic.partition_indexes:
+                code = ErrorCode.NONE
+                try:
+                    part = replicas.partition(topic.name, index)
+                    replicas.write_marker(part, marker.producer_id, marker.producer_epoch,
+                                          marker.transaction_result, marker.coordinator_epoch)
+                except KafkaError as exc:
+                    code = exc.error_code
+                results.append(WritableTxnMarkerPartitionResult(partition_index=index,
+                                                                error_code=int(code)))
+            topics.append(WritableTxnMarkerTopicResult(name=topic.name, partitions=results))
+        out.append(WritableTxnMarkerResult(producer_id=marker.producer_id, topics=topics))
+    return WriteTxnMarkersResponse(markers=out)
+
+
+async def handle_describe_transactions(ctx: RequestContext, req: DescribeTransactionsRequest
+                                       ) -> dt.DescribeTransactionsResponse:
+    txns = ctx.services.transactions
+    states = []
+    for txn_id in req.transactional_ids:
+        code, meta = txns.describe(txn_id)
+        if meta is None:
+            states.append(dt.TransactionState(
+                error_code=int(code), transactional_id=txn_id, transaction_state="",
+                transaction_timeout_ms=0, transaction_start_time_ms=-1, producer_id=-1,
+                producer_epoch=-1, topics=[]))
+            continue
+        by_topic: dict[str, list[int]] = {}
+        for topic, index in sorted(meta.partitions):
+            by_topic.setdefault(topic, []).append(index)
+        states.append(dt.TransactionState(
+            error_code=0, transactional_id=txn_id, transaction_state=meta.state.title,
+            transaction_timeout_ms=meta.timeout_ms,
+            transaction_start_time_ms=meta.start_timestamp if meta.state == TxnState.ONGOING
+            else -1,
+            producer_id=meta.producer_id, producer_epoch=meta.producer_epoch,
+            topics=[dt.TopicData(topic=t, partitions=p) for t, p in by_topic.items()]))
+    return dt.DescribeTransactionsResponse(throttle_time_ms=0, transaction_states=states)
+
+
+async def handle_list_transactions(ctx: RequestContext, req: ListTransactionsRequest
+                                   ) -> lt.ListTransactionsResponse:
+    wanted: set[TxnState] = set()
+    unknown = []
+    for name in req.state_filters:
+        state = TxnState.from_title(name)
+        if state is None:
+            unknown.append(name)
+        else:
+            wanted.add(state)
+    duration = req.duration_filter if ctx.api_version >= 1 else -1
+    found = [] if unknown and not wanted else ctx.services.transactions.list_transactions(
+        wanted, set(req.producer_id_filters), duration)
+    return lt.ListTransactionsResponse(
+        throttle_time_ms=0, error_code=0, unknown_state_filters=unknown,
+        transaction_states=[lt.TransactionState(transactional_id=m.transactional_id,
+                                                producer_id=m.producer_id,
+                                                transaction_state=m.state.title)
+                            for m in found])
+
+
+async def handle_describe_producers(ctx: RequestContext, req: DescribeProducersRequest
+                                    ) -> dp.DescribeProducersResponse:
+    replicas = ctx.services.replicas
+    topics = []
+    for topic in req.topics:
+        parts = []
+        for index in topic.partition_indexes:
+            try:
+                part = replicas.partition(topic.name, index)
+            except KafkaError as exc:
+                parts.append(dp.PartitionResponse(partition_index=index,
+                                                  error_code=int(exc.error_code),
+                                                  error_message=exc.message,
+                                                  active_producers=[]))
+                continue
+            producers = [
+                dp.ProducerState(
+                    producer_id=e.producer_id, producer_epoch=e.epoch,
+                    last_sequence=e.last_seq, last_timestamp=e.last_timestamp,
+                    coordinator_epoch=e.coordinator_epoch,
+                    current_txn_start_offset=e.current_txn_first_offset)
+                for e in part.log.producer_state.producers.values()]
+            parts.append(dp.PartitionResponse(partition_index=index, error_code=0,
+                                              error_message=None, active_producers=producers))
+        topics.append(dp.TopicResponse(name=topic.name, partitions=parts))
+    return dp.DescribeProducersResponse(throttle_time_ms=0, topics=topics)
+
+
+HANDLERS = [
+    HandlerSpec(ApiKey.ADD_PARTITIONS_TO_TXN, 0, 5, handle_add_partitions_to_txn),
+    HandlerSpec(ApiKey.ADD_OFFSETS_TO_TXN, 0, 4, handle_add_offsets_to_txn),
+    HandlerSpec(ApiKey.END_TXN, 0, 4, handle_end_txn),
+    HandlerSpec(ApiKey.WRITE_TXN_MARKERS, 0, 1, handle_write_txn_markers),
+    HandlerSpec(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0, handle_describe_transactions),
+    HandlerSpec(ApiKey.LIST_TRANSACTIONS, 0, 1, handle_list_transactions),
+    HandlerSpec(ApiKey.DESCRIBE_PRODUCERS, 0, 0, handle_describe_producers),
+]

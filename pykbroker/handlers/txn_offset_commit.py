@@ -1,0 +1,50 @@
+"""TxnOffsetCommit 0-4: a consumer group's offsets committed inside a transaction."""
+
+from __future__ import annotations
+
+from pykbroker.coordinator.group import OffsetAndMetadata
+from pykbroker.error_codes import ErrorCode
+from pykbroker.handlers.groups import known_partition
+from pykbroker.protocol._generated.txn_offset_commit_request import TxnOffsetCommitRequest
+from pykbroker.protocol._generated.txn_offset_commit_response import (
+    TxnOffsetCommitResponse,
+    TxnOffsetCommitResponsePartition,
+    TxnOffsetCommitResponseTopic,
+)
+from pykbroker.protocol.api import ApiKey
+from pykbroker.server.dispatch import HandlerSpec
+from pykbroker.server.request_context import RequestContext
+
+
+async def handle_txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest
+                                   ) -> TxnOffsetCommitResponse:
+    v = ctx.api_version
+    groups = ctx.services.groups
+    now = groups.now()
+    errors: dict[tuple[str, int], ErrorCode] = {}
+    offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
+    for t in req.topics:
+        for p in t.partitions:
+            tp = (t.name, p.partition_index)
+            if not known_partition(ctx, t.name, p.partition_index):
+                errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            offsets[tp] = OffsetAndMetadata(
+                offset=p.committed_offset,
+                leader_epoch=p.committed_leader_epoch if v >= 2 else -1,
+                metadata=p.committed_metadata or "", commit_timestamp=now)
+    if offsets:
+        errors.update(await groups.txn_commit_offsets(
+            req.transactional_id, req.group_id, req.producer_id, req.producer_epoch,
+            req.generation_id if v >= 3 else -1, req.member_id if v >= 3 else "",
+            req.group_instance_id if v >= 3 else None, offsets))
+    return TxnOffsetCommitResponse(throttle_time_ms=0, topics=[
+        TxnOffsetCommitResponseTopic(name=t.name, partitions=[
+            TxnOffsetCommitResponsePartition(
+                partition_index=p.partition_index,
+                error_code=int(errors[(t.name, p.partition_index)]))
+            for p in t.partitions])
+        for t in req.topics])
+
+
+HANDLERS = [HandlerSpec(ApiKey.TXN_OFFSET_COMMIT, 0, 4, handle_txn_offset_commit)]

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -37,10 +37,12 @@ from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.handlers import all_handlers
 from pykbroker.log import LogConfig, LogManager, new_cluster_id
-from pykbroker.metrics import BrokerMetrics
 from pykbroker.server.connection import ConnectionSettings
 from pykbroker.server.dispatch import DispatchTable, HandlerSpec
 from pykbroker.server.listener import BindAddress, NetworkServer
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics.port enables them
+    from pykbroker.metrics import BrokerMetrics
 
 log = logging.getLogger("pykbroker.broker")
 
@@ -197,7 +199,12 @@ class Broker:
         self.services = services
         binds = [BindAddress(lst.name, lst.host, lst.port, lst.security_protocol)
                  for lst in cfg.listeners]
-        self.metrics = metrics = BrokerMetrics.for_broker(self)  # None: metrics.port=-1
+        metrics: BrokerMetrics | None = None  # None: metrics.port=-1
+        if cfg.metrics_port >= 0:
+            from pykbroker.metrics import BrokerMetrics
+
+            metrics = BrokerMetrics.for_broker(self)
+        self.metrics = metrics
         if metrics is not None:
             services.replicas.append_listeners.append(metrics.on_append)
         self.server = NetworkServer(

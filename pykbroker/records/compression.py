@@ -9,6 +9,9 @@ turned into :class:`CorruptRecordError` so callers handle exactly one exception 
 Formats match what real clients write: gzip (``GZIPOutputStream``), snappy both raw (librdkafka,
 franz-go) and xerial-framed (Java), LZ4 frame format with independent 64 KiB blocks (what
 ``KafkaLZ4BlockOutputStream`` writes for magic v2), and zstd frames with or without a content size.
+
+The codec libraries are imported on first use: a broker whose clients never compress does not
+carry them in memory.
 """
 
 from __future__ import annotations
@@ -16,10 +19,6 @@ from __future__ import annotations
 import struct
 import zlib
 from typing import Final
-
-import cramjam
-import lz4.frame
-import zstandard
 
 from pykbroker.errors import CorruptRecordError, EncodeError
 
@@ -72,6 +71,8 @@ def compress(codec: int, data: Buffer, *, level: int | None = None, xerial: bool
         obj = zlib.compressobj(6 if level is None else level, zlib.DEFLATED, 31)
         return obj.compress(data) + obj.flush()
     if codec == SNAPPY:
+        import cramjam
+
         if not xerial:
             return bytes(cramjam.snappy.compress_raw(bytes(data)))
         view = memoryview(data)
@@ -82,6 +83,8 @@ def compress(codec: int, data: Buffer, *, level: int | None = None, xerial: bool
             parts.append(block)
         return b"".join(parts)
     if codec == LZ4:
+        import lz4.frame
+
         # Java reads only independent blocks; no content size or checksum, like Kafka's writer.
         out: bytes = lz4.frame.compress(
             bytes(data),
@@ -93,6 +96,8 @@ def compress(codec: int, data: Buffer, *, level: int | None = None, xerial: bool
         )
         return out
     if codec == ZSTD:
+        import zstandard
+
         zout: bytes = zstandard.ZstdCompressor(level=3 if level is None else level).compress(data)
         return zout
     if codec == NONE:
@@ -138,6 +143,8 @@ def _gunzip(data: Buffer, max_size: int) -> bytes:
 
 
 def _unsnappy_raw(data: Buffer, max_size: int, already: int = 0) -> bytes:
+    import cramjam
+
     # The raw format starts with the uncompressed length: refuse before allocating it.
     size = cramjam.snappy.decompress_raw_len(data)
     if already + size > max_size:
@@ -174,6 +181,8 @@ def _unsnappy(data: Buffer, max_size: int) -> bytes:
 
 
 def _unlz4(data: Buffer, max_size: int) -> bytes:
+    import lz4.frame
+
     out = bytearray()
     rest = bytes(data)
     if not rest:
@@ -201,6 +210,8 @@ def _unzstd(data: Buffer, max_size: int) -> bytes:
     frames, so we feed input in slices small enough that one slice can't overshoot the cap by
     more than one block: each block needs at least 4 input bytes and yields at most 128 KiB.
     """
+    import zstandard
+
     out = bytearray()
     view = memoryview(bytes(data))
     pos = 0

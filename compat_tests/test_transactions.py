@@ -277,3 +277,44 @@ def test_consume_transform_produce_exactly_once_across_a_kill(
     # The records the killed run had written in its open transaction are in the log but
     # were aborted: read_uncommitted sees them as well.
     assert len(_read_all(bootstrap, sink, "read_uncommitted")) >= total
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("crash", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_transactions_continue_across_a_restart(
+        tmp_path: Path, topic_name: str, crash: int) -> None:
+    """A broker restart with one transaction completed and the next one open: the same
+    producer commits the open one afterwards, and read_committed readers were held at its
+    first offset across the restart (the LSO is rebuilt from the log)."""
+    broker = BrokerProcess(tmp_path / "data")
+    broker.start()
+    try:
+        bootstrap = broker.bootstrap
+        _create(bootstrap, topic_name)
+        producer = _txn_producer(bootstrap, f"txn-{uuid.uuid4().hex}",
+                                 **{"transaction.timeout.ms": 60000,
+                                    "reconnect.backoff.ms": 20})
+        producer.begin_transaction()
+        for p in range(PARTITIONS):
+            producer.produce(topic_name, f"before-{p}".encode(), partition=p)
+        producer.commit_transaction(30)
+        producer.begin_transaction()
+        for p in range(PARTITIONS):
+            producer.produce(topic_name, f"open-{p}".encode(), partition=p)
+        producer.flush(30)
+        broker.stop(crash)
+        broker.start()
+        stable = _end_offsets(bootstrap, topic_name, "read_committed")
+        high = _end_offsets(bootstrap, topic_name, "read_uncommitted")
+        assert stable == [2] * PARTITIONS and high == [3] * PARTITIONS  # data, marker, open
+        assert sorted(_read_all(bootstrap, topic_name, "read_committed")) == \
+            [f"before-{p}" for p in range(PARTITIONS)]
+        producer.commit_transaction(60)
+        producer.begin_transaction()
+        producer.produce(topic_name, b"after", partition=0)
+        producer.commit_transaction(30)
+        assert sorted(_read_all(bootstrap, topic_name, "read_committed")) == sorted(
+            [f"before-{p}" for p in range(PARTITIONS)]
+            + [f"open-{p}" for p in range(PARTITIONS)] + ["after"])
+    finally:
+        broker.close()

@@ -368,12 +368,19 @@ def produce(target: Target, topic: str, partitions: int, n: int, values: list[by
     return Run(n, len(values[0]), seconds, cpu, ccpu, peak)
 
 
+# librdkafka >= 2.4 stops fetching a partition for fetch.queue.backoff.ms (1 s) whenever its
+# local queue holds queued.min.messages (100,000): with 100 B messages the Python loop falls
+# that far behind and the run would mostly time those pauses (1M x 100 B: ~0.2 M msgs/s on
+# either broker, ~1.7 M msgs/s with 1 ms). Same setting for every broker.
+CONSUME_TUNING = {"fetch.queue.backoff.ms": 1}
+
+
 def consume(target: Target, topic: str, partitions: int, expected: int, value_bytes: int) -> Run:
     """A fresh Consumer reads every partition from offset 0 to its end. Connection, metadata and
     the watermarks are fetched before the clock starts; timed from assign() to the last message."""
     c = Consumer({**client_conf(target.bootstrap), "group.id": f"perf-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False, "enable.auto.offset.store": False,
-                  "auto.offset.reset": "error"})
+                  "auto.offset.reset": "error", **CONSUME_TUNING})
     try:
         c.list_topics(topic, timeout=10)
         marks = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)

@@ -231,8 +231,9 @@ class PartitionLog:
             self._append(view[start:end], run, now)
         for pos, header in headers:
             completed = self.producer_state.update(header, header.max_timestamp)
-            if header.is_control:
-                self._on_marker(header, completed, view[pos:pos + header.size])
+            if header.is_control:  # indexed in its own segment (a later run may have rolled)
+                segment = self._segments[bisect_right(self._bases, header.base_offset) - 1]
+                self._on_marker(header, completed, view[pos:pos + header.size], segment)
         for _, header in headers:
             if header.partition_leader_epoch >= 0:
                 self.leader_epoch_cache.assign(header.partition_leader_epoch, header.base_offset)
@@ -278,8 +279,10 @@ class PartitionLog:
         self._aborted_count += 1
 
     def first_unstable_offset(self) -> int | None:
-        """The first offset of the oldest open transaction (None: everything is stable)."""
-        return self.producer_state.first_unstable_offset()
+        """The first offset of the oldest open transaction, never below the log start offset
+        (as Kafka's ``maybeIncrementFirstUnstableOffset``); None: everything is stable."""
+        unstable = self.producer_state.first_unstable_offset()
+        return None if unstable is None else max(unstable, self._log_start_offset)
 
     def collect_aborted(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
         """Aborted transactions overlapping [fetch_offset, upper_bound), for read_committed
@@ -519,8 +522,10 @@ class PartitionLog:
 
     def _rebuild_producer_state(self) -> None:
         """Newest snapshot at or below the log end, then batch headers past it (markers are
-        read whole, to restore the aborted-transaction index)."""
-        start = self.producer_state.load_snapshot(self._leo)
+        read whole, to restore the aborted-transaction index). A segment whose index could
+        not be read is replayed from a snapshot at or below its base offset."""
+        lost = [s.base_offset for s in self._segments if s.txn_index.needs_rebuild]
+        start = self.producer_state.load_snapshot(min(lost, default=self._leo))
         for segment in self._segments:
             if segment.next_offset <= start:
                 continue
@@ -530,6 +535,8 @@ class PartitionLog:
                     if header.is_control:
                         self._on_marker(header, completed, segment.read(pos, header.size),
                                         segment)
+        for segment in self._segments:
+            segment.txn_index.needs_rebuild = False
         self._aborted_count = sum(len(seg.txn_index.entries) for seg in self._segments)
 
     def __repr__(self) -> str:

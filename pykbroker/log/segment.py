@@ -178,6 +178,9 @@ class LogSegment:
         """
         self.offset_index.reset()
         self.time_index.reset()
+        # Entries of the batches that survive are kept (recovery opens segments without
+        # loading their indexes); an unreadable file is rebuilt from the markers later.
+        self.txn_index.load()
         self.max_timestamp = self.offset_of_max_timestamp = -1
         self._bytes_since_index = 0
         self.next_offset = self.base_offset

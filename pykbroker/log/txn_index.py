@@ -32,31 +32,36 @@ class AbortedTxn(NamedTuple):
 class TransactionIndex:
     """The aborted transactions of one segment, in marker order."""
 
-    __slots__ = ("_dirty", "entries", "path")
+    __slots__ = ("_dirty", "entries", "needs_rebuild", "path")
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: list[AbortedTxn] = []
         self._dirty = False
+        # Set when the file could not be trusted: the partition log replays the markers of
+        # this segment to rebuild it, then clears the flag.
+        self.needs_rebuild = False
 
     def load(self) -> bool:
-        """Read the file if it exists; False (and no entries) when its length or versions
-        are wrong, so the caller rebuilds it."""
+        """Read the file if it exists; False (no entries, the file removed so later appends
+        start a valid one, ``needs_rebuild`` set) when its length or versions are wrong."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             self.entries = []
             return True
-        if len(data) % _ENTRY.size:
-            self.entries = []
-            return False
         entries = []
-        for pos in range(0, len(data), _ENTRY.size):
+        valid = len(data) % _ENTRY.size == 0
+        for pos in range(0, len(data) if valid else 0, _ENTRY.size):
             version, pid, first, last, lso = _ENTRY.unpack_from(data, pos)
             if version != _VERSION or last < first:
-                self.entries = []
-                return False
+                valid = False
+                break
             entries.append(AbortedTxn(pid, first, last, lso))
+        if not valid:
+            self.reset()
+            self.needs_rebuild = True
+            return False
         self.entries = entries
         return True
 

@@ -206,16 +206,25 @@ class TransactionCoordinator:
         for index in range(count or 0):
             self._load_partition(index)
             self.owned.add(index)
+        self.complete_pending()
+        self._durable.clear()  # start-up flushes on its own schedule
+
+    def complete_pending(self) -> int:
+        """Finish transactions left in PrepareCommit/PrepareAbort: by a crash (on load), or
+        by a failed write of their Complete record (retried from the timer task, as Kafka's
+        marker channel retries until it succeeds). Returns how many were completed."""
+        count = 0
         for meta in list(self.txns.values()):
             if meta.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
                 log.info("completing transaction %s left in %s", meta.transactional_id,
                          meta.state.title)
                 try:
                     self._complete(meta, meta.state == S.PREPARE_COMMIT)
+                    count += 1
                 except KafkaError as exc:
                     log.error("could not complete transaction %s: %s",
                               meta.transactional_id, exc)
-        self._durable.clear()  # start-up flushes on its own schedule
+        return count
 
     def _load_partition(self, index: int) -> None:
         try:
@@ -256,7 +265,8 @@ class TransactionCoordinator:
 
     def _init_producer_id(self, txn_id: str, timeout_ms: int, expected_pid: int,
                           expected_epoch: int) -> InitResult:
-        if not txn_id:
+        if not txn_id or (expected_pid == -1) != (expected_epoch == -1):
+            # Kafka: a producer id without an epoch (or the reverse) is INVALID_REQUEST.
             return InitResult(ErrorCode.INVALID_REQUEST)
         if not 0 < timeout_ms <= self.config.max_timeout_ms:
             return InitResult(ErrorCode.INVALID_TRANSACTION_TIMEOUT)
@@ -490,6 +500,7 @@ class TransactionCoordinator:
         next_remove = trio.current_time() + self.config.remove_interval_ms / 1000
         while True:
             await trio.sleep(self.config.abort_interval_ms / 1000)
+            self.complete_pending()
             self.abort_timed_out()
             if trio.current_time() >= next_remove:
                 next_remove = trio.current_time() + self.config.remove_interval_ms / 1000

@@ -137,14 +137,15 @@ def txn_key(transactional_id: str) -> bytes:
 
 
 def txn_value(meta: TransactionMetadata) -> bytes:
+    """Kafka writes a null partition list for Empty (``TransactionLog.valueToBytes``)."""
     by_topic: dict[str, list[int]] = {}
     for topic, partition in sorted(meta.partitions):
         by_topic.setdefault(topic, []).append(partition)
     value = TransactionLogValue(
         producer_id=meta.producer_id, producer_epoch=meta.producer_epoch,
         transaction_timeout_ms=meta.timeout_ms, transaction_status=int(meta.state),
-        transaction_partitions=[PartitionsSchema(topic=t, partition_ids=p)
-                                for t, p in by_topic.items()],
+        transaction_partitions=None if meta.state == S.EMPTY and not by_topic else [
+            PartitionsSchema(topic=t, partition_ids=p) for t, p in by_topic.items()],
         transaction_last_update_timestamp_ms=meta.last_update_timestamp,
         transaction_start_timestamp_ms=meta.start_timestamp)
     return _VERSION.pack(VALUE_VERSION) + value.to_bytes(VALUE_VERSION)

@@ -40,6 +40,7 @@ from pykbroker.records import (
     BatchHeader,
     build_control_batch,
     control_type,
+    end_txn_coordinator_epoch,
     iter_records,
 )
 
@@ -245,7 +246,7 @@ class PartitionLog:
 
         Raises KafkaError(INVALID_PRODUCER_EPOCH) for an epoch older than the producer's.
         """
-        self.producer_state.check_marker(producer_id, producer_epoch)
+        self.producer_state.check_marker(producer_id, producer_epoch, coordinator_epoch)
         now = self._now_ms()
         batch = build_control_batch(producer_id, producer_epoch, commit, coordinator_epoch,
                                     base_offset=self._leo, timestamp=now,
@@ -261,16 +262,20 @@ class PartitionLog:
 
     def _on_marker(self, header: BatchHeader, first_offset: int, batch: bytes | memoryview,
                    segment: LogSegment | None = None) -> None:
-        """An ABORT marker that ended a transaction goes into its segment's txn index."""
-        if first_offset < 0:
-            return
+        """Remember the marker's coordinator epoch; an ABORT marker that ended a transaction
+        goes into its segment's txn index."""
         try:
-            kind = control_type(next(iter_records(batch)))
+            record = next(iter_records(batch))
+            kind = control_type(record)
+            coordinator_epoch = end_txn_coordinator_epoch(record)
         except (DecodeError, StopIteration) as exc:
             _log.warning("%s: unreadable transaction marker at offset %d: %s", self.name,
                          header.base_offset, exc)
             return
-        if kind != CONTROL_ABORT:
+        producer = self.producer_state.producers.get(header.producer_id)
+        if producer is not None:
+            producer.coordinator_epoch = coordinator_epoch
+        if first_offset < 0 or kind != CONTROL_ABORT:
             return
         unstable = self.producer_state.first_unstable_offset()
         entry = AbortedTxn(header.producer_id, first_offset, header.last_offset,

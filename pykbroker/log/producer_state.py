@@ -81,9 +81,16 @@ class ProducerStateManager:
         """Where the oldest open transaction starts: the last stable offset's bound."""
         return min(self.ongoing.values()) if self.ongoing else None
 
-    def check_marker(self, producer_id: int, epoch: int) -> None:
-        """A transaction marker may not carry an epoch older than the producer's."""
+    def check_marker(self, producer_id: int, epoch: int, coordinator_epoch: int = -1) -> None:
+        """A transaction marker may not carry a producer epoch older than the producer's, nor
+        come from an older coordinator than the last marker (a deposed coordinator)."""
         entry = self.producers.get(producer_id)
+        if entry is not None and coordinator_epoch < entry.coordinator_epoch:
+            raise KafkaError(
+                ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+                f"Invalid coordinator epoch for producer {producer_id}: {coordinator_epoch} "
+                f"(zombie), {entry.coordinator_epoch} (current)",
+            )
         if entry is not None and epoch < entry.epoch:
             raise KafkaError(
                 ErrorCode.INVALID_PRODUCER_EPOCH,

@@ -201,6 +201,25 @@ def test_stale_marker_is_refused_and_fenced_producer_stays_out(tmp_path: Path) -
     log.close()
 
 
+def test_marker_from_an_older_coordinator_is_fenced(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    log.append_as_leader(txn(1, 0), leader_epoch=0)
+    log.append_marker(1, 0, True, 3, leader_epoch=0)
+    assert log.producer_state.producers[1].coordinator_epoch == 3
+    log.append_as_leader(txn(1, 2), leader_epoch=0)
+    with pytest.raises(KafkaError) as exc:
+        log.append_marker(1, 0, False, 2, leader_epoch=0)
+    assert exc.value.error_code == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    assert log.first_unstable_offset() == 3
+    log.close()
+    # The epoch comes back from the markers in the log when there is no snapshot.
+    for snap in (tmp_path / "t-0").glob("*.snapshot"):
+        snap.unlink()
+    log = open_log(tmp_path / "t-0")
+    assert log.producer_state.producers[1].coordinator_epoch == 3
+    log.close()
+
+
 def test_follower_append_indexes_replicated_aborts(tmp_path: Path) -> None:
     leader = open_log(tmp_path / "leader")
     leader.append_as_leader(txn(1, 0), leader_epoch=0)

@@ -3,6 +3,7 @@ transaction coordinator (epoch bumps, fencing, KIP-360 recovery)."""
 
 from __future__ import annotations
 
+from pykbroker.handlers.transactions import fenced_for_version
 from pykbroker.protocol._generated.init_producer_id_request import InitProducerIdRequest
 from pykbroker.protocol._generated.init_producer_id_response import InitProducerIdResponse
 from pykbroker.protocol.api import ApiKey
@@ -17,7 +18,8 @@ async def handle_init_producer_id(ctx: RequestContext,
         result = await ctx.services.transactions.init_producer_id(
             req.transactional_id, req.transaction_timeout_ms,
             req.producer_id if v >= 3 else -1, req.producer_epoch if v >= 3 else -1)
-        return InitProducerIdResponse(throttle_time_ms=0, error_code=int(result.error),
+        error = fenced_for_version(result.error, v, 4)
+        return InitProducerIdResponse(throttle_time_ms=0, error_code=int(error),
                                       producer_id=result.producer_id,
                                       producer_epoch=result.producer_epoch)
     pid = ctx.services.producer_ids.next_id()

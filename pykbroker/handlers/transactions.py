@@ -45,6 +45,14 @@ from pykbroker.server.request_context import RequestContext
 TopicPartition = tuple[str, int]
 
 
+def fenced_for_version(code: ErrorCode, version: int, first_fenced_version: int) -> ErrorCode:
+    """Before the version that added PRODUCER_FENCED (KIP-588), Kafka answers fencing as
+    INVALID_PRODUCER_EPOCH: older clients (aiokafka, v0 only) know no other code for it."""
+    if code == ErrorCode.PRODUCER_FENCED and version < first_fenced_version:
+        return ErrorCode.INVALID_PRODUCER_EPOCH
+    return code
+
+
 def _partitions(topics: Iterable[AddPartitionsToTxnTopic]) -> list[TopicPartition]:
     return [(t.name, p) for t in topics for p in t.partitions]
 
@@ -67,6 +75,8 @@ async def handle_add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsTo
         results = await txns.add_partitions(
             req.v3_and_below_transactional_id, req.v3_and_below_producer_id,
             req.v3_and_below_producer_epoch, _partitions(req.v3_and_below_topics))
+        results = {tp: fenced_for_version(code, ctx.api_version, 2)
+                   for tp, code in results.items()}
         return AddPartitionsToTxnResponse(throttle_time_ms=0,
                                           results_by_topic_v3_and_below=_topic_results(results))
     # v4+: batched, from brokers verifying transactional produces (KIP-890).
@@ -94,13 +104,14 @@ async def handle_add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnReq
         tp = (OFFSETS_TOPIC, groups.manager.partition_for(req.group_id))
         results = await ctx.services.transactions.add_partitions(
             req.transactional_id, req.producer_id, req.producer_epoch, [tp])
-        code = results[tp]
+        code = fenced_for_version(results[tp], ctx.api_version, 2)
     return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=int(code))
 
 
 async def handle_end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnResponse:
     code = await ctx.services.transactions.end_txn(
         req.transactional_id, req.producer_id, req.producer_epoch, req.committed)
+    code = fenced_for_version(code, ctx.api_version, 2)
     return EndTxnResponse(throttle_time_ms=0, error_code=int(code), producer_id=-1,
                           producer_epoch=-1)
 

@@ -38,6 +38,10 @@ async def handle_txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequ
             req.transactional_id, req.group_id, req.producer_id, req.producer_epoch,
             req.generation_id if v >= 3 else -1, req.member_id if v >= 3 else "",
             req.group_instance_id if v >= 3 else None, offsets))
+        # Kafka checks the producer through transaction verification, which reports a
+        # fenced producer as INVALID_PRODUCER_EPOCH at every version.
+        errors = {tp: ErrorCode.INVALID_PRODUCER_EPOCH if code == ErrorCode.PRODUCER_FENCED
+                  else code for tp, code in errors.items()}
     return TxnOffsetCommitResponse(throttle_time_ms=0, topics=[
         TxnOffsetCommitResponseTopic(name=t.name, partitions=[
             TxnOffsetCommitResponsePartition(

@@ -20,10 +20,8 @@ INVALID_PRODUCER_EPOCH, the only code aiokafka maps to ProducerFenced (Kafka dow
 PRODUCER_FENCED to it below InitProducerId v4 and AddPartitionsToTxn / AddOffsetsToTxn /
 EndTxn v2).
 
-Broker bug found (see the xfail): that v0 TxnOffsetCommit is refused with
-UNKNOWN_MEMBER_ID while the group has members (a subscribe()d consumer), where Kafka
-exempts transactional commits from the members-only check; with assign() (an empty group)
-it works.
+That v0 TxnOffsetCommit carries no member id or generation: like Kafka, the broker accepts
+it whether the group has members (a subscribe()d consumer) or not (assign()).
 """
 
 from __future__ import annotations
@@ -234,10 +232,7 @@ def test_commit_and_abort_across_three_partitions(broker: BrokerProcess,
 
 @pytest.mark.parametrize("membership", [
     "assign",
-    pytest.param("subscribe", marks=pytest.mark.xfail(strict=True, reason=(
-        "broker bug: TxnOffsetCommit v0 (no member id / generation) for a group with "
-        "members gets UNKNOWN_MEMBER_ID; Kafka exempts transactional commits from that "
-        "check"))),
+    "subscribe",
 ])
 def test_send_offsets_to_transaction_commits_offsets_only_with_the_transaction(
     broker: BrokerProcess, topic_name: str, group_name: str, membership: str

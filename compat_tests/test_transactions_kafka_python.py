@@ -23,9 +23,9 @@ partitions and reads nothing (2 of 25 fresh-broker runs; the broker log shows a 
 generation 2 whose SyncGroup answered the full assignment). Group members here poll with a
 2 s timeout, which leaves the rebalance time to finish.
 
-Broker bug found (see the xfail): send_offsets_to_transaction() with a bare group id (no
-member id, generation -1) while the group has members gets UNKNOWN_MEMBER_ID; Kafka
-accepts it, exempting transactional commits from the members-only check.
+send_offsets_to_transaction() with a bare group id (no member id, generation -1) while the
+group has members is accepted, as Kafka exempts transactional commits from the members-only
+check.
 """
 
 from __future__ import annotations
@@ -223,10 +223,7 @@ def test_commit_and_abort_across_three_partitions(broker: BrokerProcess,
 
 @pytest.mark.parametrize("group_ref", [
     "group_metadata",
-    pytest.param("group_id", marks=pytest.mark.xfail(strict=True, reason=(
-        "broker bug: a TxnOffsetCommit without member id / generation (a bare group id) "
-        "for a non-empty group gets UNKNOWN_MEMBER_ID; Kafka exempts transactional "
-        "commits from that check"))),
+    "group_id",
 ])
 def test_send_offsets_to_transaction_commits_offsets_only_with_the_transaction(
     broker: BrokerProcess, topic_name: str, group_name: str, group_ref: str

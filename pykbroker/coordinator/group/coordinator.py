@@ -224,7 +224,8 @@ class GroupCoordinator(ClassicJoinProtocol):
     # -- offsets ------------------------------------------------------------------------------
 
     def _commit_error(self, group: ClassicGroup, generation_id: int, member_id: str,
-                      instance_id: str | None) -> ErrorCode | None:
+                      instance_id: str | None, transactional: bool = False
+                      ) -> ErrorCode | None:
         if group.is_in(S.DEAD):
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         if generation_id >= 0 or member_id or instance_id is not None:
@@ -234,18 +235,25 @@ class GroupCoordinator(ClassicJoinProtocol):
             if generation_id != group.generation_id:
                 return ErrorCode.ILLEGAL_GENERATION
             return None
-        if not group.is_in(S.EMPTY):
+        if not transactional and not group.is_in(S.EMPTY):
             return ErrorCode.UNKNOWN_MEMBER_ID  # only members commit for a non-empty group
         return None
 
     def _commit_target(self, group_id: str, generation_id: int, member_id: str,
-                       instance_id: str | None) -> tuple[ClassicGroup | None, ErrorCode | None]:
+                       instance_id: str | None, transactional: bool = False
+                       ) -> tuple[ClassicGroup | None, ErrorCode | None]:
         """The group a commit goes to, or why the commit is refused (shared by OffsetCommit
-        and TxnOffsetCommit)."""
+        and TxnOffsetCommit). A transactional commit without member id and generation is
+        accepted whatever the group's state, as Kafka does: TxnOffsetCommit before v3 (and
+        producers given only a group id) carry neither."""
         error = self.group_status_error(group_id, allow_empty=True)
         group = self.groups.get(group_id)
+        anonymous_txn = transactional and not member_id and generation_id < 0 \
+            and instance_id is None
         handled, consumer_error = (False, None) if error is not None else \
             self.consumer.commit_error(group_id, member_id, generation_id)
+        if handled and anonymous_txn:
+            handled, consumer_error = True, None
         if handled:
             # A KIP-848 group: member id and member epoch were checked; offsets live in
             # a classic offsets-only group.
@@ -260,8 +268,9 @@ class GroupCoordinator(ClassicJoinProtocol):
                 error = ErrorCode.ILLEGAL_GENERATION
         if error is None:
             assert group is not None
-            error = self._commit_error(group, generation_id, member_id, instance_id)
-            if error is None and group.is_in(S.COMPLETING_REBALANCE):
+            error = self._commit_error(group, generation_id, member_id, instance_id,
+                                       transactional)
+            if error is None and not transactional and group.is_in(S.COMPLETING_REBALANCE):
                 error = ErrorCode.REBALANCE_IN_PROGRESS
         if error is not None:
             return None, error
@@ -297,7 +306,8 @@ class GroupCoordinator(ClassicJoinProtocol):
                 error = code
         if error is not None:
             return dict.fromkeys(offsets, error)
-        group, error = self._commit_target(group_id, generation_id, member_id, instance_id)
+        group, error = self._commit_target(group_id, generation_id, member_id, instance_id,
+                                           transactional=True)
         if error is not None or group is None:
             return dict.fromkeys(offsets, error or ErrorCode.UNKNOWN_SERVER_ERROR)
         return await self._write_commits(group, offsets, lambda valid: (

@@ -158,8 +158,7 @@ async def handle_describe_transactions(ctx: RequestContext, req: DescribeTransac
         states.append(dt.TransactionState(
             error_code=0, transactional_id=txn_id, transaction_state=meta.state.title,
             transaction_timeout_ms=meta.timeout_ms,
-            transaction_start_time_ms=meta.start_timestamp if meta.state == TxnState.ONGOING
-            else -1,
+            transaction_start_time_ms=meta.start_timestamp,
             producer_id=meta.producer_id, producer_epoch=meta.producer_epoch,
             topics=[dt.TopicData(topic=t, partitions=p) for t, p in by_topic.items()]))
     return dt.DescribeTransactionsResponse(throttle_time_ms=0, transaction_states=states)

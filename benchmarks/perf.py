@@ -906,6 +906,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so every broker started so far is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
+    load_start = os.getloadavg()
     bench = Bench(args)
     log(f"{args.messages:,} messages per run, {args.rounds} round(s), sections "
         f"{','.join(args.only)}, brokers {','.join(args.targets)}")
@@ -914,9 +915,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(bench.tmp, ignore_errors=True)
     elapsed = time.perf_counter() - started
+    load = {"loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()]}
     if not args.json:
+        print(f"load average (1, 5, 15 min) at the start {load['loadavg_start']}, at the end "
+              f"{load['loadavg_end']}")
         bench.print_tables(elapsed)
-    print(json.dumps(bench.to_json(elapsed)))
+    print(json.dumps({**bench.to_json(elapsed), **load}))
     return 0
 
 

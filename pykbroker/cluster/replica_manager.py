@@ -83,14 +83,14 @@ class Partition:
         The first waiter fsyncs in a worker thread, so the event loop keeps serving; appends
         that arrive meanwhile wait for the next flush, which covers all of them at once.
         """
-        while self.log.recovery_point < offset:
+        while self.log.durable_offset < offset:
             if self._flushing is not None:
                 await self._flushing.wait()
                 continue
             self._flushing = done = trio.Event()
             try:
                 target = self.log.log_end_offset
-                await trio.to_thread.run_sync(self.log.flush, target)
+                await trio.to_thread.run_sync(self.log.sync_data, target)
             finally:
                 self._flushing = None
                 done.set()

@@ -74,6 +74,7 @@ class PartitionLog:
         self._leo = segments[-1].next_offset
         self._log_start_offset = log_start_offset
         self._recovery_point = recovery_point
+        self._synced_offset = recovery_point
         self._last_flush_ms = now_ms()
         self._unsynced_dir = False
         self.leader_epoch_cache = LeaderEpochCache.load(directory)
@@ -447,6 +448,7 @@ class PartitionLog:
         self._leo = self._segments[-1].next_offset
         self._log_start_offset = min(self._log_start_offset, self._leo)
         self._recovery_point = min(self._recovery_point, self._leo)
+        self._synced_offset = min(self._synced_offset, self._leo)
         self.leader_epoch_cache.truncate_from_end(self._leo)
         self._rebuild_producer_state()
         return True
@@ -458,6 +460,7 @@ class PartitionLog:
         self._segments = [LogSegment.create(self.directory, offset, self.config)]
         self._bases = [offset]
         self._leo = self._log_start_offset = self._recovery_point = offset
+        self._synced_offset = offset
         self._unsynced_dir = True
         self.leader_epoch_cache.clear()
         self.producer_state.delete_snapshots()
@@ -478,6 +481,24 @@ class PartitionLog:
         self._recovery_point = max(self._recovery_point, target)
         if offset is None:
             self._last_flush_ms = self._now_ms()
+
+    @property
+    def durable_offset(self) -> int:
+        """Offsets below this are on disk (at least the log data): what acks may promise."""
+        return max(self._recovery_point, self._synced_offset)
+
+    def sync_data(self, offset: int) -> None:
+        """Make the records below ``offset`` durable for an acknowledgement (flush.messages):
+        one fdatasync of each log file concerned, no index fsyncs. The recovery point is left
+        to :meth:`flush`; recovery re-validates past it, keeping these records."""
+        target = min(offset, self._leo)
+        for segment in self._segments:
+            if segment.base_offset < target:
+                segment.sync_data()
+        if self._unsynced_dir:
+            fsync_directory(self.directory)
+            self._unsynced_dir = False
+        self._synced_offset = max(self._synced_offset, target)
 
     def flush_if_needed(self, now_ms: int | None = None) -> bool:
         """Flush per flush.messages / flush.ms, or flush rolled segments (Kafka does that

@@ -375,8 +375,15 @@ class LogSegment:
     def last_modified_ms(self) -> int:
         return os.fstat(self._fd).st_mtime_ns // 1_000_000
 
+    def sync_data(self) -> None:
+        """fdatasync the log file alone: the records are durable, the indexes (rebuilt by
+        recovery when they disagree with the log) follow with the next :meth:`flush`."""
+        if self._dirty:
+            os.fdatasync(self._fd)
+            self._dirty = False
+
     def flush(self) -> None:
-        """fsync the log and both indexes."""
+        """fsync the log and its indexes."""
         if self._dirty:
             os.fsync(self._fd)
             self._dirty = False

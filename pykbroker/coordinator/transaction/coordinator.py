@@ -12,69 +12,34 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from pykbroker.coordinator.group.records import partition_for
 from pykbroker.coordinator.transaction.metadata import (
     EPOCH_EXHAUSTED,
     NO_PRODUCER_EPOCH,
-    TRANSACTION_STATE_TOPIC,
     TopicPartition,
     TransactionMetadata,
     TxnState,
-    decode_txn_key,
-    decode_txn_value,
-    txn_key,
-    txn_value,
+)
+from pykbroker.coordinator.transaction.state_log import (
+    TopicAccess,
+    TransactionStateLog,
+    TxnConfig,
+    wall_clock_ms,
 )
 from pykbroker.error_codes import ErrorCode
-from pykbroker.errors import DecodeError, KafkaError
-from pykbroker.records import BatchHeader, NewRecord, build_batch, iter_batches, iter_records
+from pykbroker.errors import KafkaError
+from pykbroker.records import BatchHeader
+
+__all__ = ["InitResult", "TransactionCoordinator", "TxnConfig", "wall_clock_ms"]
 
 log = logging.getLogger("pykbroker.coordinator.transaction")
 
 S = TxnState
-TXN_TOPIC_CONFIGS = {"cleanup.policy": "compact", "compression.type": "uncompressed",
-                     "min.insync.replicas": "1", "unclean.leader.election.enable": "false"}
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class TxnConfig:
-    """The broker settings the transaction coordinator reads."""
-
-    num_partitions: int = 50
-    replication_factor: int = 3
-    segment_bytes: int = 104857600
-    load_buffer_size: int = 5242880
-    max_timeout_ms: int = 900000
-    id_expiration_ms: int = 604800000
-    abort_interval_ms: int = 10000
-    remove_interval_ms: int = 3600000
-
-    @classmethod
-    def from_getter(cls, get: Callable[[str], object]) -> TxnConfig:
-        def i(key: str) -> int:
-            return int(str(get(key)))
-
-        return cls(
-            num_partitions=i("transaction.state.log.num.partitions"),
-            replication_factor=i("transaction.state.log.replication.factor"),
-            segment_bytes=i("transaction.state.log.segment.bytes"),
-            load_buffer_size=i("transaction.state.log.load.buffer.size"),
-            max_timeout_ms=i("transaction.max.timeout.ms"),
-            id_expiration_ms=i("transactional.id.expiration.ms"),
-            abort_interval_ms=i("transaction.abort.timed.out.transaction.cleanup.interval.ms"),
-            remove_interval_ms=i("transaction.remove.expired.transaction.cleanup.interval.ms"),
-        )
 
 
 @dataclass(slots=True)
@@ -82,18 +47,6 @@ class InitResult:
     error: ErrorCode
     producer_id: int = -1
     producer_epoch: int = -1
-
-
-def _storage_error(code: ErrorCode) -> ErrorCode:
-    """Kafka's mapping of a failed transaction-log append to what clients are told."""
-    if code in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NOT_ENOUGH_REPLICAS,
-                ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND, ErrorCode.REQUEST_TIMED_OUT):
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE
-    if code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
-        return ErrorCode.NOT_COORDINATOR
-    if code in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.RECORD_LIST_TOO_LARGE):
-        return ErrorCode.UNKNOWN_SERVER_ERROR
-    return code
 
 
 class TransactionCoordinator:
@@ -110,104 +63,53 @@ class TransactionCoordinator:
     ) -> None:
         self.replicas = replicas
         self.config = config
-        self._topic_partitions = topic_partitions
-        self._create_topic = create_topic
         self._next_producer_id = next_producer_id
         self._partition_exists = partition_exists
         self.now_ms = now_ms
+        self.state_log = TransactionStateLog(
+            replicas, config, TopicAccess(topic_partitions, create_topic, partition_exists),
+            now_ms)
         self.txns: dict[str, TransactionMetadata] = {}
-        self.owned: set[int] = set()
-        self._durable: list[tuple[Any, int]] = []
 
     @classmethod
     def for_broker(cls, replicas: Any, topics: Any, get: Callable[[str], object],
                    next_producer_id: Callable[[], int]) -> TransactionCoordinator:
-        """Wire to a broker; like ``__consumer_offsets`` the topic gets min(configured, live
-        brokers) replicas so one broker works without flags."""
+        """Wire to a broker's topic manager and configuration getter."""
         config = TxnConfig.from_getter(get)
+        access = TopicAccess.for_broker(topics, config)
+        return cls(replicas, config, topic_partitions=access.topic_partitions,
+                   create_topic=access.create_topic, next_producer_id=next_producer_id,
+                   partition_exists=access.partition_exists)
 
-        def topic_partitions() -> int | None:
-            info = topics.get(TRANSACTION_STATE_TOPIC)
-            return None if info is None else int(info.partition_count)
-
-        def create_topic() -> int:
-            live = len(topics.live_brokers)
-            rf = min(config.replication_factor, live)
-            if rf < config.replication_factor:
-                log.warning("creating %s with replication factor %d: only %d live broker(s), "
-                            "transaction.state.log.replication.factor=%d",
-                            TRANSACTION_STATE_TOPIC, rf, live, config.replication_factor)
-            configs = dict(TXN_TOPIC_CONFIGS, **{"segment.bytes": str(config.segment_bytes)})
-            try:
-                info = topics.create_topic(TRANSACTION_STATE_TOPIC, config.num_partitions, rf,
-                                           configs=configs)
-            except KafkaError as exc:
-                if exc.error_code != ErrorCode.TOPIC_ALREADY_EXISTS:
-                    raise
-                info = topics.get(TRANSACTION_STATE_TOPIC)
-            return int(info.partition_count)
-
-        def partition_exists(topic: str, index: int) -> bool:
-            info = topics.get(topic)
-            return info is not None and 0 <= index < int(info.partition_count)
-
-        return cls(replicas, config, topic_partitions=topic_partitions,
-                   create_topic=create_topic, next_producer_id=next_producer_id,
-                   partition_exists=partition_exists)
-
-    # -- the internal topic -----------------------------------------------------------------
+    @property
+    def owned(self) -> set[int]:
+        """Partitions of ``__transaction_state`` whose transactional ids are ours."""
+        return self.state_log.owned
 
     def partition_for(self, transactional_id: str) -> int:
-        count = self._topic_partitions() or self.config.num_partitions
-        return partition_for(transactional_id, count)
+        return self.state_log.partition_for(transactional_id)
 
     def find_coordinator(self, transactional_id: str) -> ErrorCode:
         """FindCoordinator(TRANSACTION): create ``__transaction_state`` on first use."""
-        if self._topic_partitions() is None:
-            try:
-                count = self._create_topic()
-            except KafkaError as exc:
-                log.warning("cannot create %s: %s", TRANSACTION_STATE_TOPIC, exc)
-                return ErrorCode.COORDINATOR_NOT_AVAILABLE
-            self.owned.update(range(count))
-        return self._owner_error(transactional_id) or ErrorCode.NONE
+        return self.state_log.ensure_topic() or self._owner_error(transactional_id) \
+            or ErrorCode.NONE
 
     def _owner_error(self, transactional_id: str) -> ErrorCode | None:
-        if self._topic_partitions() is None or \
-                self.partition_for(transactional_id) not in self.owned:
-            return ErrorCode.NOT_COORDINATOR
-        return None
+        return self.state_log.owner_error(transactional_id)
 
     def _write(self, meta: TransactionMetadata, *, tombstone: bool = False) -> None:
-        """Append the record of ``meta`` (raises KafkaError with the client's error code)."""
-        try:
-            part = self.replicas.partition(TRANSACTION_STATE_TOPIC,
-                                           self.partition_for(meta.transactional_id))
-            value = None if tombstone else txn_value(meta)
-            batch = build_batch([NewRecord(txn_key(meta.transactional_id), value, (),
-                                           self.now_ms())])
-            result = self.replicas.append(part, batch)
-        except KafkaError as exc:
-            raise KafkaError(_storage_error(exc.error_code), exc.message) from exc
-        if part.needs_sync_ack():
-            self._durable.append((part, int(result.last_offset) + 1))
+        self.state_log.write(meta, tombstone=tombstone)
 
     async def _wait_durable(self) -> None:
-        """flush.messages on the internal topic: answer only once the records are fsynced."""
-        pending, self._durable = self._durable, []
-        for part, offset in pending:
-            await part.wait_durable(offset)
+        await self.state_log.wait_durable()
 
     # -- loading ----------------------------------------------------------------------------
 
     def load(self) -> None:
         """Replay ``__transaction_state`` and finish transactions a crash left in Prepare*."""
-        count = self._topic_partitions()
-        for index in range(count or 0):
-            self._load_partition(index)
-            self.owned.add(index)
+        self.state_log.load(self.txns)
         self.complete_pending()
-        self._durable.clear()  # start-up flushes on its own schedule
+        self.state_log.forget_pending_syncs()  # start-up flushes on its own schedule
 
     def complete_pending(self) -> int:
         """Finish transactions left in PrepareCommit/PrepareAbort: by a crash (on load), or
@@ -225,34 +127,6 @@ class TransactionCoordinator:
                     log.error("could not complete transaction %s: %s",
                               meta.transactional_id, exc)
         return count
-
-    def _load_partition(self, index: int) -> None:
-        try:
-            part = self.replicas.partition(TRANSACTION_STATE_TOPIC, index)
-        except KafkaError:
-            return
-        plog = part.log
-        offset, end = int(plog.log_start_offset), int(part.high_watermark)
-        while offset < end:
-            data = plog.read(offset, self.config.load_buffer_size, max_offset=end).data
-            if not data:
-                break
-            for pos, header in iter_batches(data, allow_partial=True):
-                offset = header.next_offset
-                if header.is_control:
-                    continue
-                for record in iter_records(data, pos):
-                    if record.key is None:
-                        continue
-                    try:
-                        txn_id = decode_txn_key(record.key)
-                        if record.value is None:
-                            self.txns.pop(txn_id, None)
-                        else:
-                            self.txns[txn_id] = decode_txn_value(txn_id, record.value)
-                    except DecodeError as exc:
-                        log.warning("skipping undecodable record at %s-%d offset %d: %s",
-                                    TRANSACTION_STATE_TOPIC, index, record.offset, exc)
 
     # -- InitProducerId ---------------------------------------------------------------------
 
@@ -428,13 +302,7 @@ class TransactionCoordinator:
 
     def _complete(self, prepared: TransactionMetadata, commit: bool) -> None:
         """Second phase: a marker on every partition, then the Complete record."""
-        coordinator_epoch = 0
-        try:
-            coordinator_epoch = int(self.replicas.partition(
-                TRANSACTION_STATE_TOPIC,
-                self.partition_for(prepared.transactional_id)).leader_epoch)
-        except KafkaError:
-            pass
+        coordinator_epoch = self.state_log.coordinator_epoch(prepared.transactional_id)
         for topic, index in sorted(prepared.partitions):
             try:
                 part = self.replicas.partition(topic, index)

@@ -108,6 +108,8 @@ class NetworkServer:
         self.connections.add(conn)
         try:
             await conn.serve()
+        except Exception:  # a bug in serving one connection must not take the broker down
+            log.exception("connection from %s failed", conn.peer)
         finally:
             self.connections.discard(conn)
 

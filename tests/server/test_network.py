@@ -155,3 +155,35 @@ async def test_shutdown_finishes_in_flight_request(nursery: trio.Nursery) -> Non
     assert await _closed(idle)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).recv(1)
+
+
+@pytest.mark.trio
+async def test_unexpected_failure_in_one_connection_spares_the_others(
+        nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug that escapes a connection (here: the response cannot even be sent) closes that
+    connection and leaves the server and its other connections running."""
+    from pykbroker.server.connection import Connection
+
+    real_send_chunks = Connection._send_chunks
+    doomed = -1
+
+    async def failing_send_chunks(self: Connection, chunks: list[Any]) -> None:
+        if self.conn_id == doomed:
+            raise RuntimeError("injected bug")
+        await real_send_chunks(self, chunks)
+
+    monkeypatch.setattr(Connection, "_send_chunks", failing_send_chunks)
+    server = _server()
+    await nursery.start(server.run)
+    port = server.bound_ports["PLAINTEXT"]
+    good = await trio.open_tcp_stream("127.0.0.1", port)
+    await good.send_all(encode_request(18, 0, 1, "t", ApiVersionsRequest()))
+    assert decode_response(await _read_frame(good) or b"", 18, 0)[0] == 1
+    doomed = max(c.conn_id for c in server.connections) + 1  # the next connection's id
+    bad = await trio.open_tcp_stream("127.0.0.1", port)
+    await bad.send_all(encode_request(18, 0, 2, "t", ApiVersionsRequest()))
+    assert await _closed(bad)
+    await good.send_all(encode_request(18, 0, 3, "t", ApiVersionsRequest()))
+    corr, resp = decode_response(await _read_frame(good) or b"", 18, 0)
+    assert corr == 3 and resp.error_code == 0
+    await server.shutdown(1)

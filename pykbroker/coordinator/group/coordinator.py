@@ -45,6 +45,7 @@ from pykbroker.coordinator.group.offsets import (
 )
 from pykbroker.coordinator.group.records import OFFSETS_TOPIC
 from pykbroker.coordinator.group.timer import CoordinatorTimer
+from pykbroker.coordinator.internal_topic import create_internal_topic
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 
@@ -147,22 +148,12 @@ class GroupCoordinator(ClassicJoinProtocol):
             return None if info is None else int(info.partition_count)
 
         def create_topic() -> int:
-            live = len(topics.live_brokers)
-            rf = min(config.offsets_topic_replication_factor, live)
-            if rf < config.offsets_topic_replication_factor:
-                log.warning("creating %s with replication factor %d: only %d live broker(s), "
-                            "offsets.topic.replication.factor=%d", OFFSETS_TOPIC, rf, live,
-                            config.offsets_topic_replication_factor)
-            configs = dict(OFFSETS_TOPIC_CONFIGS,
-                           **{"segment.bytes": str(config.offsets_topic_segment_bytes)})
-            try:
-                info = topics.create_topic(OFFSETS_TOPIC, config.offsets_topic_num_partitions,
-                                           rf, configs=configs)
-            except KafkaError as exc:
-                if exc.error_code != ErrorCode.TOPIC_ALREADY_EXISTS:
-                    raise
-                info = topics.get(OFFSETS_TOPIC)
-            return int(info.partition_count)
+            return create_internal_topic(
+                topics, OFFSETS_TOPIC, config.offsets_topic_num_partitions,
+                config.offsets_topic_replication_factor,
+                dict(OFFSETS_TOPIC_CONFIGS,
+                     **{"segment.bytes": str(config.offsets_topic_segment_bytes)}),
+                "offsets.topic.replication.factor")
 
         def topics_view() -> TopicsView:
             return {name: (info.topic_id, int(info.partition_count))
@@ -252,8 +243,8 @@ class GroupCoordinator(ClassicJoinProtocol):
             and instance_id is None
         handled, consumer_error = (False, None) if error is not None else \
             self.consumer.commit_error(group_id, member_id, generation_id)
-        if handled and anonymous_txn:
-            handled, consumer_error = True, None
+        if anonymous_txn:
+            consumer_error = None  # KIP-848 groups too: no member to check
         if handled:
             # A KIP-848 group: member id and member epoch were checked; offsets live in
             # a classic offsets-only group.

@@ -36,6 +36,7 @@ from pykbroker.coordinator.group.records import (
     offset_value,
     partition_for,
 )
+from pykbroker.coordinator.internal_topic import stored_batches
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import DecodeError, KafkaError
 from pykbroker.records import (
@@ -43,7 +44,6 @@ from pykbroker.records import (
     NewRecord,
     build_batch,
     control_type,
-    iter_batches,
     iter_records,
 )
 
@@ -197,34 +197,22 @@ class GroupMetadataManager:
         # Records of open transactions, by producer id, until their marker says what to do.
         open_txns: dict[int, list[Record]] = {}
         try:
-            plog = part.log
-            offset = int(plog.log_start_offset)
-            end = int(part.high_watermark)
-            while offset < end:
-                data = plog.read(offset, self.config.offsets_load_buffer_size,
-                                 max_offset=end).data
-                if not data:
-                    break
-                for pos, header in iter_batches(data, allow_partial=True):
-                    offset = header.next_offset
-                    records = [(r.key, r.value) for r in iter_records(data, pos)
-                               if r.key is not None or header.is_control]
-                    if header.is_control:
-                        done = open_txns.pop(header.producer_id, [])
-                        try:
-                            commit = control_type(next(iter_records(data, pos))) == \
-                                CONTROL_COMMIT
-                        except (DecodeError, StopIteration):
-                            commit = False
-                        if commit:
-                            self._replay_loaded(done, index, loaded)
-                        continue
-                    if header.is_transactional:
-                        open_txns.setdefault(header.producer_id, []).extend(
-                            (bytes(k), v) for k, v in records if k is not None)
-                        continue
-                    self._replay_loaded([(bytes(k), v) for k, v in records if k is not None],
-                                        index, loaded)
+            for data, pos, header in stored_batches(part, self.config.offsets_load_buffer_size):
+                if header.is_control:
+                    done = open_txns.pop(header.producer_id, [])
+                    try:
+                        commit = control_type(next(iter_records(data, pos))) == CONTROL_COMMIT
+                    except (DecodeError, StopIteration):
+                        commit = False
+                    if commit:
+                        self._replay_loaded(done, index, loaded)
+                    continue
+                records: list[Record] = [(r.key, r.value) for r in iter_records(data, pos)
+                                         if r.key is not None]
+                if header.is_transactional:
+                    open_txns.setdefault(header.producer_id, []).extend(records)
+                else:
+                    self._replay_loaded(records, index, loaded)
             for pid, pending in open_txns.items():
                 for key, value in pending:
                     try:
@@ -247,12 +235,10 @@ class GroupMetadataManager:
         if loaded:
             log.info("loaded %d groups from %s-%d", len(loaded), OFFSETS_TOPIC, index)
 
-    def _replay_loaded(self, records: list[tuple[bytes, Any]], index: int,
-                       loaded: set[str]) -> None:
+    def _replay_loaded(self, records: list[Record], index: int, loaded: set[str]) -> None:
         for key, value in records:
             try:
-                group_id = self.replay(key, None if value is None else bytes(value),
-                                       loading=True)
+                group_id = self.replay(key, value, loading=True)
             except DecodeError as exc:
                 log.warning("skipping undecodable record in %s-%d: %s", OFFSETS_TOPIC, index,
                             exc)

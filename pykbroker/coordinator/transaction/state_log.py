@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pykbroker.coordinator.group.records import partition_for
+from pykbroker.coordinator.internal_topic import create_internal_topic, stored_batches
 from pykbroker.coordinator.transaction.metadata import (
     TRANSACTION_STATE_TOPIC,
     TransactionMetadata,
@@ -24,7 +25,7 @@ from pykbroker.coordinator.transaction.metadata import (
 )
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import DecodeError, KafkaError
-from pykbroker.records import NewRecord, build_batch, iter_batches, iter_records
+from pykbroker.records import NewRecord, build_batch, iter_records
 
 log = logging.getLogger("pykbroker.coordinator.transaction")
 
@@ -77,28 +78,19 @@ class TopicAccess:
     @classmethod
     def for_broker(cls, topics: Any, config: TxnConfig) -> TopicAccess:
         """Like ``__consumer_offsets``, the topic gets min(configured, live brokers)
-        replicas, so one broker works without flags."""
+        replicas (:func:`.internal_topic.create_internal_topic`), so one broker works
+        without flags."""
 
         def topic_partitions() -> int | None:
             info = topics.get(TRANSACTION_STATE_TOPIC)
             return None if info is None else int(info.partition_count)
 
         def create_topic() -> int:
-            live = len(topics.live_brokers)
-            rf = min(config.replication_factor, live)
-            if rf < config.replication_factor:
-                log.warning("creating %s with replication factor %d: only %d live broker(s), "
-                            "transaction.state.log.replication.factor=%d",
-                            TRANSACTION_STATE_TOPIC, rf, live, config.replication_factor)
-            configs = dict(TXN_TOPIC_CONFIGS, **{"segment.bytes": str(config.segment_bytes)})
-            try:
-                info = topics.create_topic(TRANSACTION_STATE_TOPIC, config.num_partitions, rf,
-                                           configs=configs)
-            except KafkaError as exc:
-                if exc.error_code != ErrorCode.TOPIC_ALREADY_EXISTS:
-                    raise
-                info = topics.get(TRANSACTION_STATE_TOPIC)
-            return int(info.partition_count)
+            return create_internal_topic(
+                topics, TRANSACTION_STATE_TOPIC, config.num_partitions,
+                config.replication_factor,
+                dict(TXN_TOPIC_CONFIGS, **{"segment.bytes": str(config.segment_bytes)}),
+                "transaction.state.log.replication.factor")
 
         def partition_exists(topic: str, index: int) -> bool:
             info = topics.get(topic)
@@ -198,25 +190,18 @@ class TransactionStateLog:
             part = self.replicas.partition(TRANSACTION_STATE_TOPIC, index)
         except KafkaError:
             return
-        plog = part.log
-        offset, end = int(plog.log_start_offset), int(part.high_watermark)
-        while offset < end:
-            data = plog.read(offset, self.config.load_buffer_size, max_offset=end).data
-            if not data:
-                break
-            for pos, header in iter_batches(data, allow_partial=True):
-                offset = header.next_offset
-                if header.is_control:
+        for data, pos, header in stored_batches(part, self.config.load_buffer_size):
+            if header.is_control:
+                continue
+            for record in iter_records(data, pos):
+                if record.key is None:
                     continue
-                for record in iter_records(data, pos):
-                    if record.key is None:
-                        continue
-                    try:
-                        txn_id = decode_txn_key(record.key)
-                        if record.value is None:
-                            txns.pop(txn_id, None)
-                        else:
-                            txns[txn_id] = decode_txn_value(txn_id, record.value)
-                    except DecodeError as exc:
-                        log.warning("skipping undecodable record at %s-%d offset %d: %s",
-                                    TRANSACTION_STATE_TOPIC, index, record.offset, exc)
+                try:
+                    txn_id = decode_txn_key(record.key)
+                    if record.value is None:
+                        txns.pop(txn_id, None)
+                    else:
+                        txns[txn_id] = decode_txn_value(txn_id, record.value)
+                except DecodeError as exc:
+                    log.warning("skipping undecodable record at %s-%d offset %d: %s",
+                                TRANSACTION_STATE_TOPIC, index, record.offset, exc)

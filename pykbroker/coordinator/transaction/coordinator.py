@@ -91,17 +91,8 @@ class TransactionCoordinator:
 
     def find_coordinator(self, transactional_id: str) -> ErrorCode:
         """FindCoordinator(TRANSACTION): create ``__transaction_state`` on first use."""
-        return self.state_log.ensure_topic() or self._owner_error(transactional_id) \
+        return self.state_log.ensure_topic() or self.state_log.owner_error(transactional_id) \
             or ErrorCode.NONE
-
-    def _owner_error(self, transactional_id: str) -> ErrorCode | None:
-        return self.state_log.owner_error(transactional_id)
-
-    def _write(self, meta: TransactionMetadata, *, tombstone: bool = False) -> None:
-        self.state_log.write(meta, tombstone=tombstone)
-
-    async def _wait_durable(self) -> None:
-        await self.state_log.wait_durable()
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -134,7 +125,7 @@ class TransactionCoordinator:
                                expected_pid: int = -1, expected_epoch: int = -1) -> InitResult:
         result = self._init_producer_id(transactional_id, timeout_ms, expected_pid,
                                         expected_epoch)
-        await self._wait_durable()
+        await self.state_log.wait_durable()
         return result
 
     def _init_producer_id(self, txn_id: str, timeout_ms: int, expected_pid: int,
@@ -144,7 +135,7 @@ class TransactionCoordinator:
             return InitResult(ErrorCode.INVALID_REQUEST)
         if not 0 < timeout_ms <= self.config.max_timeout_ms:
             return InitResult(ErrorCode.INVALID_TRANSACTION_TIMEOUT)
-        error = self._owner_error(txn_id)
+        error = self.state_log.owner_error(txn_id)
         if error is not None:
             return InitResult(error)
         now = self.now_ms()
@@ -183,7 +174,7 @@ class TransactionCoordinator:
         new.start_timestamp = -1
         new.transition(S.EMPTY, now)
         try:
-            self._write(new)
+            self.state_log.write(new)
         except KafkaError as exc:
             return InitResult(exc.error_code)
         self.txns[txn_id] = new
@@ -193,7 +184,7 @@ class TransactionCoordinator:
 
     def _check_producer(self, txn_id: str, producer_id: int, producer_epoch: int
                         ) -> tuple[TransactionMetadata | None, ErrorCode | None]:
-        error = self._owner_error(txn_id)
+        error = self.state_log.owner_error(txn_id)
         if error is not None:
             return None, error
         meta = self.txns.get(txn_id)
@@ -218,7 +209,7 @@ class TransactionCoordinator:
         meta, error = self._check_producer(txn_id, producer_id, producer_epoch)
         if error is None and meta is not None:
             error = self._add(meta, wanted)
-            await self._wait_durable()
+            await self.state_log.wait_durable()
         return dict.fromkeys(wanted, error or ErrorCode.NONE)
 
     def _add(self, meta: TransactionMetadata, partitions: list[TopicPartition]
@@ -229,7 +220,7 @@ class TransactionCoordinator:
         new.partitions.update(partitions)
         new.transition(S.ONGOING, self.now_ms())
         try:
-            self._write(new)
+            self.state_log.write(new)
         except KafkaError as exc:
             return exc.error_code
         self.txns[meta.transactional_id] = new
@@ -267,7 +258,7 @@ class TransactionCoordinator:
 
     async def end_txn(self, txn_id: str, producer_id: int, producer_epoch: int,
                       commit: bool) -> ErrorCode:
-        error = self._owner_error(txn_id)
+        error = self.state_log.owner_error(txn_id)
         if error is not None:
             return error
         meta = self.txns.get(txn_id)
@@ -281,7 +272,7 @@ class TransactionCoordinator:
                 self._end(meta, commit)
             except KafkaError as exc:
                 return exc.error_code
-            await self._wait_durable()
+            await self.state_log.wait_durable()
             return ErrorCode.NONE
         if state == (S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT):
             return ErrorCode.NONE  # a retry of an EndTxn that already completed
@@ -293,7 +284,7 @@ class TransactionCoordinator:
         """First phase: the PrepareCommit/PrepareAbort record. Raises KafkaError."""
         new = copy.deepcopy(meta)
         new.transition(S.PREPARE_COMMIT if commit else S.PREPARE_ABORT, self.now_ms())
-        self._write(new)
+        self.state_log.write(new)
         self.txns[meta.transactional_id] = new
         return new
 
@@ -317,7 +308,7 @@ class TransactionCoordinator:
         done = copy.deepcopy(prepared)
         done.transition(S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT, self.now_ms())
         done.partitions = set()
-        self._write(done)
+        self.state_log.write(done)
         self.txns[prepared.transactional_id] = done
 
     def _fence_and_abort(self, meta: TransactionMetadata, now: int) -> None:
@@ -355,7 +346,7 @@ class TransactionCoordinator:
             if meta.completed and now - meta.last_update_timestamp >= \
                     self.config.id_expiration_ms:
                 try:
-                    self._write(meta, tombstone=True)
+                    self.state_log.write(meta, tombstone=True)
                 except KafkaError:
                     continue
                 del self.txns[meta.transactional_id]
@@ -373,12 +364,12 @@ class TransactionCoordinator:
             if trio.current_time() >= next_remove:
                 next_remove = trio.current_time() + self.config.remove_interval_ms / 1000
                 self.remove_expired()
-            await self._wait_durable()
+            await self.state_log.wait_durable()
 
     # -- describing -------------------------------------------------------------------------
 
     def describe(self, txn_id: str) -> tuple[ErrorCode, TransactionMetadata | None]:
-        error = self._owner_error(txn_id)
+        error = self.state_log.owner_error(txn_id)
         if error is not None:
             return error, None
         meta = self.txns.get(txn_id)

@@ -69,7 +69,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from fetch_peers import TANSU, TANSU_VERSION, tansu_version  # noqa: E402
-from throughput import MockCluster, proc_cpu_seconds  # noqa: E402
+from throughput import (  # noqa: E402
+    MockCluster,
+    client_conf,
+    proc_cpu_seconds,
+)
+from throughput import watermarks as high_watermarks  # noqa: E402
 
 SIZES = (100, 1024)
 COMPRESSIONS = ("none", "lz4")
@@ -317,20 +322,6 @@ class Run:
                 "broker_cpu_s": round(self.broker_cpu_s, 3),
                 "client_cpu_s": round(self.client_cpu_s, 3),
                 "peak_rss_mib": None if self.peak_rss is None else round(self.peak_rss / MIB, 1)}
-
-
-def client_conf(bootstrap: str) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap, "socket.timeout.ms": 30000,
-            "error_cb": lambda err: log(f"  client error: {err}")}
-
-
-def high_watermarks(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, int]]:
-    c = Consumer({**client_conf(bootstrap), "group.id": "perf-wm", "enable.auto.commit": False})
-    try:
-        return [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
-                for p in range(partitions)]
-    finally:
-        c.close()
 
 
 def produce(target: Target, topic: str, partitions: int, n: int, values: list[bytes],

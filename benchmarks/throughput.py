@@ -271,13 +271,13 @@ class Run:
         return self.messages * VALUE_SIZE / 1e6 / self.seconds
 
 
-def _common(bootstrap: str) -> dict[str, Any]:
+def client_conf(bootstrap: str) -> dict[str, Any]:
     return {"bootstrap.servers": bootstrap, "socket.timeout.ms": 30000,
             "error_cb": lambda err: log(f"  client error: {err}")}
 
 
 def watermarks(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, int]]:
-    c = Consumer({**_common(bootstrap), "group.id": "bench-wm", "enable.auto.commit": False})
+    c = Consumer({**client_conf(bootstrap), "group.id": "bench-wm", "enable.auto.commit": False})
     try:
         return [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
                 for p in range(partitions)]
@@ -293,7 +293,7 @@ def produce(target: Target, topic: str, partitions: int, n: int, acks: str,
         if err is not None:
             errors.append(err)
 
-    p = Producer({**_common(target.bootstrap), "acks": acks, "linger.ms": 5,
+    p = Producer({**client_conf(target.bootstrap), "acks": acks, "linger.ms": 5,
                   "compression.type": "none", "delivery.report.only.error": True,
                   "on_delivery": on_delivery, "message.timeout.ms": 60000})
     p.list_topics(topic, timeout=10)  # connect and cache the topic's metadata before timing
@@ -339,7 +339,7 @@ def consume_pass(target: Target, topic: str, partitions: int, expected: int,
     the watermarks, which are checked: so the connection that will carry the Fetch requests is
     up before the clock starts, and the data is all there.  Timed: from ``assign()`` to the
     last message.  Returns the timed part as a Run."""
-    c = Consumer({**_common(target.bootstrap), "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+    c = Consumer({**client_conf(target.bootstrap), "group.id": f"bench-{uuid.uuid4().hex[:8]}",
                   "enable.auto.commit": False, "enable.auto.offset.store": False,
                   "auto.offset.reset": "error"})
     try:

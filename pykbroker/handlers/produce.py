@@ -16,7 +16,7 @@ from pykbroker.protocol._generated.produce_response import (
 )
 from pykbroker.protocol.api import ApiKey
 from pykbroker.server.dispatch import HandlerSpec
-from pykbroker.server.request_context import RequestContext
+from pykbroker.server.request_context import DeferredResponse, RequestContext
 
 
 def _error(index: int, code: ErrorCode, message: str | None = None) -> PartitionProduceResponse:
@@ -32,7 +32,7 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
     acks = req.acks
     bad_acks = acks not in (0, 1, -1)
     responses = []
-    durable: list[tuple[Partition, int]] = []
+    durable: list[tuple[Partition, int, PartitionProduceResponse]] = []
     for topic_data in req.topic_data:
         name = topic_data.name
         results = []
@@ -46,8 +46,6 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
                     raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
                                      f"Cannot append to internal topic {name}")
                 result = replicas.append(part, pdata.records, acks, req.transactional_id)
-                if part.needs_sync_ack():
-                    durable.append((part, result.last_offset + 1))
             except KafkaError as exc:
                 error = _error(pdata.index, exc.error_code, exc.message)
                 if isinstance(exc, RecordValidationError):
@@ -55,21 +53,40 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
                                            for i, m in exc.record_errors]
                 results.append(error)
                 continue
-            results.append(PartitionProduceResponse(
+            ok = PartitionProduceResponse(
                 index=pdata.index, error_code=0, base_offset=result.base_offset,
                 log_append_time_ms=result.log_append_time,
                 log_start_offset=result.log_start_offset,
-            ))
+            )
+            results.append(ok)
+            if part.needs_sync_ack():
+                durable.append((part, result.last_offset + 1, ok))
         responses.append(TopicProduceResponse(name=name, partition_responses=results))
-    # flush.messages: acknowledged batches are fsynced first, concurrent appends sharing one.
-    for part, offset in durable:
-        await part.wait_durable(offset)
     if acks == 0:
+        await _fsync(durable)
         if any(p.error_code for t in responses for p in t.partition_responses):
             raise CloseConnection("acks=0 produce failed; closing so the client refreshes "
                                   "its metadata")
         return None
-    return ProduceResponse(responses=responses, throttle_time_ms=0)
+    response = ProduceResponse(responses=responses, throttle_time_ms=0)
+    if not durable:
+        return response
+
+    # flush.messages: the batches are fsynced before they are acknowledged (appends made
+    # meanwhile share the next fsync); the connection serves the next request during it.
+    return DeferredResponse(response, lambda: _fsync(durable))
+
+
+async def _fsync(durable: list[tuple[Partition, int, PartitionProduceResponse]]) -> None:
+    """Wait until each partition's appended batch is on disk; a failed fsync fails that
+    partition with KAFKA_STORAGE_ERROR, as Kafka answers for a log directory it lost."""
+    for part, offset, result in durable:
+        try:
+            await part.wait_durable(offset)
+        except OSError as exc:
+            result.error_code = int(ErrorCode.KAFKA_STORAGE_ERROR)
+            result.error_message = f"fsync of {part.topic}-{part.index} failed: {exc}"
+            result.base_offset = -1
 
 
 HANDLERS = [HandlerSpec(ApiKey.PRODUCE, 3, 11, handle_produce)]

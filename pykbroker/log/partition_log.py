@@ -492,12 +492,16 @@ class PartitionLog:
         one fdatasync of each log file concerned, no index fsyncs. The recovery point is left
         to :meth:`flush`; recovery re-validates past it, keeping these records."""
         target = min(offset, self._leo)
-        for segment in self._segments:
+        for segment in list(self._segments):  # a worker thread: the loop may roll meanwhile
             if segment.base_offset < target:
                 segment.sync_data()
         if self._unsynced_dir:
-            fsync_directory(self.directory)
             self._unsynced_dir = False
+            try:
+                fsync_directory(self.directory)
+            except BaseException:
+                self._unsynced_dir = True
+                raise
         self._synced_offset = max(self._synced_offset, target)
 
     def flush_if_needed(self, now_ms: int | None = None) -> bool:

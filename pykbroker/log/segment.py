@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import random
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -377,16 +377,25 @@ class LogSegment:
 
     def sync_data(self) -> None:
         """fdatasync the log file alone: the records are durable, the indexes (rebuilt by
-        recovery when they disagree with the log) follow with the next :meth:`flush`."""
+        recovery when they disagree with the log) follow with the next :meth:`flush`.
+
+        Runs in a worker thread while the event loop may append: the dirty flag is cleared
+        before the sync, so an append made during it leaves the file dirty for the next one.
+        """
+        self._sync(os.fdatasync)
+
+    def _sync(self, sync: Callable[[int], None]) -> None:
         if self._dirty:
-            os.fdatasync(self._fd)
             self._dirty = False
+            try:
+                sync(self._fd)
+            except BaseException:
+                self._dirty = True
+                raise
 
     def flush(self) -> None:
         """fsync the log and its indexes."""
-        if self._dirty:
-            os.fsync(self._fd)
-            self._dirty = False
+        self._sync(os.fsync)
         self.offset_index.flush()
         self.time_index.flush()
         self.txn_index.flush()

@@ -1,7 +1,9 @@
 """One client connection: cut size-prefixed frames, dispatch each request, answer in order.
 
 Requests on one connection are handled one at a time, as Kafka does (it mutes a channel while
-a request is in flight), so responses go out in request order. Only this module touches the
+a request is in flight), so responses go out in request order. One exception: a handler may
+return a DeferredResponse (a produce waiting for its fsync), and the next request is read and
+served while it waits. Only this module touches the
 socket. A malformed frame or header closes this connection alone; handler failures become
 Kafka error responses.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,7 @@ from pykbroker.protocol.framing import (
     parse_request_header,
 )
 from pykbroker.server.dispatch import DispatchTable
-from pykbroker.server.request_context import RequestContext
+from pykbroker.server.request_context import DeferredResponse, RequestContext
 
 log = logging.getLogger("pykbroker.server.connection")
 request_log = logging.getLogger("pykbroker.request.logger")
@@ -199,33 +201,40 @@ class Connection:
         self.read_scope: trio.CancelScope | None = None
         self.busy = False
         self.draining = False  # set at shutdown: finish the request in hand, take no more
+        self._nursery: trio.Nursery
+        self._unsent: trio.Event | None = None  # set once the last deferred response is out
 
     async def serve(self) -> None:
         try:
-            while not self.draining:
-                with trio.CancelScope() as scope:
-                    self.read_scope = self.reader.idle_scope = scope
-                    self.reader.idle_s = self.settings.idle_timeout_s
-                    scope.deadline = trio.current_time() + self.settings.idle_timeout_s
-                    frame = await self.reader.next_frame(self.settings.max_request_bytes)
-                self.read_scope = self.reader.idle_scope = None
-                if scope.cancelled_caught:
-                    log.debug("closing idle or draining connection %s", self.peer)
-                    return
-                if frame is None:
-                    return
-                self.busy = True
-                try:
-                    await self._handle(frame)
-                finally:
-                    self.busy = False
-        except ConnectionClosed as exc:
-            log.warning("closing connection from %s: %s", self.peer, exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            async with trio.open_nursery() as nursery:  # holds the deferred responses
+                self._nursery = nursery
+                await self._serve_requests()
+        except* ConnectionClosed as group:
+            log.warning("closing connection from %s: %s", self.peer, group.exceptions[0])
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             log.debug("connection from %s dropped", self.peer)
         finally:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
+
+    async def _serve_requests(self) -> None:
+        while not self.draining:
+            with trio.CancelScope() as scope:
+                self.read_scope = self.reader.idle_scope = scope
+                self.reader.idle_s = self.settings.idle_timeout_s
+                scope.deadline = trio.current_time() + self.settings.idle_timeout_s
+                frame = await self.reader.next_frame(self.settings.max_request_bytes)
+            self.read_scope = self.reader.idle_scope = None
+            if scope.cancelled_caught:
+                log.debug("closing idle or draining connection %s", self.peer)
+                return
+            if frame is None:
+                return
+            self.busy = True
+            try:
+                await self._handle(frame)
+            finally:
+                self.busy = False
 
     async def _handle(self, frame: bytearray) -> None:
         started = time.perf_counter()
@@ -237,6 +246,7 @@ class Connection:
         version_ok = spec is not None and spec.min_version <= req.api_version <= spec.max_version
         if not version_ok:
             if req.api_key == ApiKey.API_VERSIONS:
+                await self._wait_unsent()
                 await self._unsupported_api_versions(req)
                 return
             raise ConnectionClosed(
@@ -260,20 +270,67 @@ class Connection:
             connection_id=self.conn_id,
             services=self.services,
         )
+        resp = await self._answer(req, body, spec.handler(ctx, body))
+        if isinstance(resp, DeferredResponse):
+            await self._defer(req, ctx, body, resp, started)
+            return
+        await self._wait_unsent()
+        await self._respond(req, ctx, resp, started)
+
+    async def _answer(self, req: RequestFrame, body: Any, answer: Awaitable[Any]) -> Any:
+        """The response ``answer`` produces, with Kafka errors turned into error responses."""
         try:
-            resp = await spec.handler(ctx, body)
+            return await answer
         except CloseConnection as exc:
             raise ConnectionClosed(str(exc)) from exc
         except KafkaError as exc:
             resp = error_response(req.api_key, body, exc.error_code, exc.message)
             if resp is None:
                 raise ConnectionClosed(f"{ApiKey(req.api_key).name} failed: {exc}") from exc
+            return resp
         except Exception as exc:
             log.exception("error handling %s v%d from %s", ApiKey(req.api_key).name,
                           req.api_version, self.peer)
             resp = error_response(req.api_key, body, ErrorCode.UNKNOWN_SERVER_ERROR, None)
             if resp is None:
                 raise ConnectionClosed("unexpected error without a way to report it") from exc
+            return resp
+
+    async def _defer(self, req: RequestFrame, ctx: RequestContext, body: Any,
+                     deferred: DeferredResponse, started: float) -> None:
+        """Send ``deferred`` from a task once it is ready and the responses before it are out;
+        return to reading at once, unless an earlier response is still waiting: at most one
+        waits behind another, so a client cannot pile up work for the broker."""
+        previous, self._unsent = self._unsent, trio.Event()
+        self._nursery.start_soon(self._send_when_ready, req, ctx, body, deferred, started,
+                                 previous, self._unsent)
+        if previous is not None:
+            await previous.wait()
+
+    async def _send_when_ready(self, req: RequestFrame, ctx: RequestContext, body: Any,
+                               deferred: DeferredResponse, started: float,
+                               previous: trio.Event | None, sent: trio.Event) -> None:
+        try:
+            resp = await self._answer(req, body, self._when_ready(deferred))
+            if previous is not None:
+                await previous.wait()
+            await self._respond(req, ctx, resp, started)
+        finally:
+            sent.set()
+
+    @staticmethod
+    async def _when_ready(deferred: DeferredResponse) -> Any:
+        await deferred.ready()
+        return deferred.response
+
+    async def _wait_unsent(self) -> None:
+        """Responses leave in request order: wait for a deferred one still unsent."""
+        if self._unsent is not None:
+            await self._unsent.wait()
+            self._unsent = None
+
+    async def _respond(self, req: RequestFrame, ctx: RequestContext, resp: Any,
+                       started: float) -> None:
         sent = 0
         if resp is not None:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,3 +19,13 @@ class RequestContext:
     connection_id: int
     services: Any  # the broker's subsystems (pykbroker.broker.BrokerServices)
     principal: str = "User:ANONYMOUS"
+
+
+@dataclass(slots=True)
+class DeferredResponse:
+    """A response that may leave only once ``ready()`` returns (say, when the appended records
+    are fsynced). Meanwhile the connection reads and serves the next request, so that work
+    overlaps the wait; responses still leave in request order."""
+
+    response: Any
+    ready: Callable[[], Awaitable[None]]

@@ -57,12 +57,22 @@ class Client:
         return buf
 
     async def send(self, api_key: int, version: int, body: Any) -> Any:
-        corr = next(self._corr)
-        await self.stream.send_all(encode_request(api_key, version, corr, "test", body))
-        (size,) = struct.unpack(">i", await self._read_exact(4))
-        got, resp = decode_response(await self._read_exact(size), api_key, version)
+        corr = await self.send_only(api_key, version, body)
+        got, resp = await self.receive(api_key, version)
         assert got == corr
         return resp
+
+    async def send_only(self, api_key: int, version: int, body: Any) -> int:
+        """Send a request without waiting for its response (pipelining); its correlation id."""
+        corr = next(self._corr)
+        await self.stream.send_all(encode_request(api_key, version, corr, "test", body))
+        return corr
+
+    async def receive(self, api_key: int, version: int) -> tuple[int, Any]:
+        """The next response on the connection: (correlation id, body)."""
+        (size,) = struct.unpack(">i", await self._read_exact(4))
+        got, resp = decode_response(await self._read_exact(size), api_key, version)
+        return got, resp
 
     async def aclose(self) -> None:
         await self.stream.aclose()

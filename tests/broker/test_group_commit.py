@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from pykbroker.protocol._generated.api_versions_request import ApiVersionsRequest
 from pykbroker.protocol._generated.create_topics_request import (
     CreatableTopic,
     CreatableTopicConfig,
@@ -66,3 +69,90 @@ async def test_flush_messages_one_fsyncs_before_ack_and_shares_fsyncs(
     assert sorted(acked) == list(range(50))
     # An acknowledgement needs one fdatasync of the log file; 50 separate ones would be 50.
     assert 0 < fsyncs < 50 * 0.6, fsyncs
+
+
+async def _durable_topic(broker: Any, name: str, partitions: int) -> None:
+    admin = await Client.connect(broker)
+    created = await admin.send(19, 7, CreateTopicsRequest([CreatableTopic(
+        name, partitions, 1, configs=[CreatableTopicConfig("flush.messages", "1")])]))
+    assert created.topics[0].error_code == 0
+    await admin.aclose()
+
+
+def _produce(topic: str, partition: int, value: bytes) -> ProduceRequest:
+    batch = build_batch([NewRecord(b"k", value)])
+    return ProduceRequest(None, -1, 5000, [
+        TopicProduceData(topic, [PartitionProduceData(partition, batch)])])
+
+
+@pytest.mark.trio
+async def test_next_request_is_served_while_a_produce_waits_for_its_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pipelined requests: the second produce is appended while the first one's fsync is
+    stuck, yet no response overtakes the first, and all arrive in request order."""
+    gate = threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def stuck_fdatasync(fd: int) -> None:
+        gate.wait(10)
+        real_fdatasync(fd)
+
+    async with running_broker(tmp_path) as broker:
+        await _durable_topic(broker, "pipelined", 2)
+        monkeypatch.setattr(os, "fdatasync", stuck_fdatasync)
+        replicas = broker.services.replicas  # type: ignore[union-attr]
+        p0, p1 = replicas.partition("pipelined", 0), replicas.partition("pipelined", 1)
+        client = await Client.connect(broker)
+        corrs = [await client.send_only(0, 9, _produce("pipelined", 0, b"first")),
+                 await client.send_only(0, 9, _produce("pipelined", 1, b"second")),
+                 await client.send_only(18, 3, ApiVersionsRequest("t", "1"))]
+        with trio.fail_after(5):
+            while p1.log.log_end_offset < 1:  # the second request was served...
+                await trio.sleep(0.01)
+        assert p0.log.log_end_offset == 1
+        assert p0.log.durable_offset == 0  # ...while the first is still not on disk
+        with trio.move_on_after(0.2):
+            await client.stream.receive_some(1)
+            pytest.fail("a response left before the first produce was durable")
+        gate.set()
+        got = []
+        with trio.fail_after(10):
+            for api_key, version in ((0, 9), (0, 9), (18, 3)):
+                corr, resp = await client.receive(api_key, version)
+                got.append(corr)
+                if api_key == 0:
+                    assert resp.responses[0].partition_responses[0].error_code == 0
+                else:
+                    assert resp.error_code == 0
+        assert got == corrs
+        assert p0.log.durable_offset == 1 and p1.log.durable_offset == 1
+        await client.aclose()
+
+
+@pytest.mark.trio
+async def test_failed_fsync_fails_the_partition_and_the_connection_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fdatasync = os.fdatasync
+    failures = [OSError(5, "Input/output error")]
+
+    def failing_fdatasync(fd: int) -> None:
+        if failures:
+            raise failures.pop()
+        real_fdatasync(fd)
+
+    async with running_broker(tmp_path) as broker:
+        await _durable_topic(broker, "eio", 1)
+        monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+        client = await Client.connect(broker)
+        resp = await client.send(0, 9, _produce("eio", 0, b"lost?"))
+        p = resp.responses[0].partition_responses[0]
+        assert p.error_code == 56 and p.base_offset == -1  # KAFKA_STORAGE_ERROR
+        assert "Input/output error" in p.error_message
+        resp = await client.send(0, 9, _produce("eio", 0, b"retried"))
+        p = resp.responses[0].partition_responses[0]
+        assert p.error_code == 0 and p.base_offset == 1
+        part = broker.services.replicas.partition("eio", 0)  # type: ignore[union-attr]
+        assert part.log.durable_offset == 2  # the retry's fsync covered the first batch too
+        await client.aclose()

@@ -680,6 +680,8 @@ class Bench:
             for comp in COMPRESSIONS:
                 for parts in PARTITION_COUNTS:
                     cell = f"{'1 KiB' if size == 1024 else f'{size} B'} {comp} {parts}p"
+                    if a.cells and not any(c in cell for c in a.cells):
+                        continue
                     for side in self.order(rnd, sides):
                         t = self.start(side)
                         try:
@@ -878,6 +880,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated sections out of {','.join(SECTIONS)}")
     ap.add_argument("--targets", default="pykbroker,tansu,mock",
                     help="brokers to run (pykbroker,tansu,mock)")
+    ap.add_argument("--cells", default="",
+                    help="throughput cells to run, comma-separated parts of their names "
+                         "(e.g. '100 B lz4 1p,1 KiB none'); default all")
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
     args = ap.parse_args(argv)
     args.messages = args.messages or (100_000 if args.quick else 1_000_000)
@@ -886,6 +891,7 @@ def main(argv: list[str] | None = None) -> int:
     args.idle = args.idle if args.idle is not None else (1.0 if args.quick else 3.0)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     args.targets = [s.strip() for s in args.targets.split(",") if s.strip()]
+    args.cells = [s.strip() for s in args.cells.split(",") if s.strip()]
     if unknown := set(args.only) - set(SECTIONS):
         ap.error(f"unknown sections: {', '.join(sorted(unknown))}")
     if unknown := set(args.targets) - set(FACTORIES):

@@ -111,6 +111,13 @@ def reset_peak_rss(pid: int) -> None:
         f.write("5")
 
 
+def settle() -> None:
+    """Write back the page cache's dirty data before a measurement. pykbroker's earlier runs
+    leave up to a few GB of segment data dirty (and deleted files to discard); without this,
+    the kernel writes it back during whichever run comes next, on either broker."""
+    os.sync()
+
+
 def make_values(size: int) -> list[bytes]:
     """Text-like values (words from a small vocabulary, as in JSON or logs) that lz4 can
     shrink, cycled through ``VALUE_POOL`` distinct ones. The same list serves every broker."""
@@ -338,6 +345,7 @@ def produce(target: Target, topic: str, partitions: int, n: int, values: list[by
                   "compression.type": compression, "delivery.report.only.error": True,
                   "on_delivery": on_delivery, "message.timeout.ms": 120000})
     p.list_topics(topic, timeout=10)  # connect and cache the topic's metadata before timing
+    settle()
     produce_, poll = p.produce, p.poll
     mask = len(values) - 1
     if track_rss:
@@ -387,6 +395,7 @@ def consume(target: Target, topic: str, partitions: int, expected: int, value_by
             raise RuntimeError(f"{target.name} {topic}: watermarks {marks}, expected {expected}")
         n = expected
         got = 0
+        settle()
         deadline = time.monotonic() + 600
         cpu0, ccpu0 = proc_cpu_seconds(target.pid), time.process_time()
         t0 = time.perf_counter()
@@ -620,6 +629,7 @@ class Bench:
         return self.rows.setdefault((section, label), Row(section, label, unit))
 
     def start(self, name: str) -> Target:
+        settle()
         return FACTORIES[name](self.tmp)
 
     def order(self, rnd: int, sides: list[str]) -> list[str]:

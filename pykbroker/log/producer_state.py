@@ -17,11 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import crc32c
-
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.records import BatchHeader
+from pykbroker.records.checksum import crc32c
 
 _log = logging.getLogger(__name__)
 
@@ -200,7 +199,7 @@ class ProducerStateManager:
                 last.last_offset if last else -1,
                 (last.last_offset - last.first_offset) if last else 0,
                 e.last_timestamp, e.coordinator_epoch, e.current_txn_first_offset)
-        data = _HEAD.pack(SNAPSHOT_VERSION, crc32c.crc32c(bytes(body))) + body
+        data = _HEAD.pack(SNAPSHOT_VERSION, crc32c(bytes(body))) + body
         path = self.directory / f"{offset:020d}{SNAPSHOT_SUFFIX}"
         tmp = path.with_suffix(".snapshot.tmp")
         with open(tmp, "wb") as f:
@@ -241,7 +240,7 @@ def _parse_snapshot(data: bytes) -> dict[int, ProducerEntry]:
     if version != SNAPSHOT_VERSION:
         raise ValueError(f"unknown snapshot version {version}")
     body = data[_HEAD.size:]
-    if crc32c.crc32c(body) != crc:
+    if crc32c(body) != crc:
         raise ValueError("snapshot CRC mismatch")
     (count,) = _COUNT.unpack_from(body, 0)
     if count < 0 or _COUNT.size + count * _ENTRY.size != len(body):

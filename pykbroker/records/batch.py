@@ -12,9 +12,8 @@ import struct
 from collections.abc import Iterator
 from typing import Final, NamedTuple
 
-import crc32c
-
 from pykbroker.errors import CorruptRecordError, DecodeError
+from pykbroker.records.checksum import crc32c
 
 __all__ = [
     "ATTRIBUTES_OFFSET",
@@ -147,7 +146,7 @@ class BatchHeader(NamedTuple):
 
 def compute_crc(buf: Buffer, pos: int, size: int) -> int:
     """CRC-32C of the batch at ``pos`` of ``size`` bytes, over attributes to end."""
-    return int(crc32c.crc32c(memoryview(buf)[pos + ATTRIBUTES_OFFSET : pos + size]))
+    return crc32c(memoryview(buf)[pos + ATTRIBUTES_OFFSET : pos + size])
 
 
 def validate_batch(buf: Buffer, pos: int = 0, *, strict: bool = False) -> BatchHeader:

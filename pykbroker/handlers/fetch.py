@@ -92,6 +92,7 @@ def _read(ctx: RequestContext, slots: list[_Slot], max_bytes: int, committed: bo
                     cp.fetch_offset, max(budget, 0),
                     max_offset=lso if committed else hw,
                     min_one_batch=total == 0,
+                    zero_copy=True,
                 )
                 records = fetched.data
                 if committed and records:

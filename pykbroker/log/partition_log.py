@@ -339,10 +339,12 @@ class PartitionLog:
         *,
         max_offset: int | None = None,
         min_one_batch: bool = True,
+        zero_copy: bool = False,
     ) -> FetchData:
         """Whole batches from the one containing ``offset``; see :mod:`.reader` for the rules.
 
-        ``max_offset`` (exclusive, the high watermark) caps what is visible. Raises
+        ``max_offset`` (exclusive, the high watermark) caps what is visible. ``zero_copy``
+        lets large batches come back as a FileSlice for sendfile (fetch responses). Raises
         KafkaError(OFFSET_OUT_OF_RANGE) outside [log_start_offset, log_end_offset].
         """
         if offset < self._log_start_offset or offset > self._leo:
@@ -355,7 +357,7 @@ class PartitionLog:
             return FetchData(offset, offset, b"")
         try:
             return reader.read_batches(
-                self._segments, self._bases, offset, max_bytes, limit, min_one_batch
+                self._segments, self._bases, offset, max_bytes, limit, min_one_batch, zero_copy
             )
         except (OSError, DecodeError) as exc:
             raise KafkaError(

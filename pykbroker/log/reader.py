@@ -5,7 +5,8 @@ whole batch; a first batch larger than the budget is still returned whole (when 
 allows it, i.e. for the first partition of a response); nothing past ``max_offset`` (the high
 watermark) is returned. Unlike Kafka, which may end a response in a partial batch and stops at
 a segment boundary, this never returns a partial batch and continues into the next segment
-while budget remains, so small segments do not shrink fetches.
+while budget remains, so small segments do not shrink fetches (a zero-copy read of large
+batches does stop at the end of its segment, as Kafka's reads do).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from pykbroker.log.segment import LogSegment
 from pykbroker.log.store import FetchData, TimestampAndOffset
 from pykbroker.records.batch import BATCH_OVERHEAD, LOG_OVERHEAD
 
-__all__ = ["max_timestamp_and_offset", "offset_for_timestamp", "read_batches"]
+__all__ = ["SENDFILE_MIN", "max_timestamp_and_offset", "offset_for_timestamp", "read_batches"]
 
 _OFFSET_LENGTH: Final = struct.Struct(">qi")
 _I32: Final = struct.Struct(">i")
 _LAST_OFFSET_DELTA_POS: Final = 23
+# Batches at least this large go to the socket by sendfile when the caller allows it.
+SENDFILE_MIN: Final = 64 * 1024
 
 
 def _whole_batches(buf: bytes, limit: int) -> tuple[int, int]:
@@ -52,8 +55,14 @@ def read_batches(
     max_bytes: int,
     limit: int,
     min_one_batch: bool,
+    zero_copy: bool = False,
 ) -> FetchData:
-    """Read from ``offset`` (already range-checked) up to offset ``limit`` (exclusive)."""
+    """Read from ``offset`` (already range-checked) up to offset ``limit`` (exclusive).
+
+    With ``zero_copy``, a read that starts with a batch of SENDFILE_MIN bytes or more comes
+    back as a :class:`FileSlice` of one segment (headers read, data left in the page cache
+    for sendfile); smaller batches, whose headers would cost a read each, are read as bytes.
+    """
     chunks: list[bytes | memoryview] = []
     first_offset = -1
     next_offset = offset
@@ -68,6 +77,14 @@ def read_batches(
         position, header = found
         if header.next_offset > limit:
             break
+        if zero_copy and not chunks and header.size >= SENDFILE_MIN:
+            if header.size > remaining:
+                if not min_one_batch:
+                    break
+                used, after = header.size, header.next_offset
+            else:
+                used, after = segment.whole_batches(position, remaining, limit)
+            return FetchData(header.base_offset, after, segment.slice(position, used))
         if header.size > remaining:
             if not chunks and min_one_batch:
                 chunks.append(segment.read(position, header.size))

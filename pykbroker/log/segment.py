@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from pykbroker.errors import CorruptRecordError, DecodeError
+from pykbroker.file_slice import FileSlice
 from pykbroker.log.index import OffsetIndex, TimeIndex
 from pykbroker.log.log_config import LogConfig
 from pykbroker.log.txn_index import TransactionIndex
@@ -39,6 +40,10 @@ _OTHER_SUFFIXES: Final = (TXN_INDEX_SUFFIX,)
 _INT32_MAX: Final = 2**31 - 1
 _I32: Final = struct.Struct(">i")
 _SCAN_CHUNK: Final = 32 * 1024
+_OFFSET_LENGTH: Final = struct.Struct(">qi")
+_LAST_OFFSET_DELTA_POS: Final = 23
+_HEADER_PREFIX: Final = _LAST_OFFSET_DELTA_POS + 4  # base offset .. last offset delta
+_HEADER_CHUNK: Final = 4096  # many small batches' headers per read, little of a large one
 _RECOVER_CHUNK: Final = 1024 * 1024
 
 Buffer = bytes | bytearray | memoryview
@@ -254,6 +259,35 @@ class LogSegment:
         """Bytes at ``position`` (fewer at the end of the segment)."""
         length = min(length, self.size - position)
         return os.pread(self._fd, length, position) if length > 0 else b""
+
+    def slice(self, position: int, length: int) -> FileSlice:
+        """``length`` bytes at ``position`` (within the segment) to be sent by sendfile."""
+        return FileSlice(self._fd, position, length)
+
+    def whole_batches(self, position: int, max_bytes: int, limit: int) -> tuple[int, int]:
+        """Bytes from ``position`` (a batch start) made of whole batches, at most
+        ``max_bytes``, ending at or before offset ``limit``; and the offset after them (-1
+        when none). Reads batch headers only, a few KiB at a time."""
+        end = min(self.size, position + max_bytes)
+        pos = position
+        next_offset = -1
+        buf = b""
+        buf_start = pos
+        while end - pos >= BATCH_OVERHEAD:
+            off = pos - buf_start
+            if len(buf) - off < _HEADER_PREFIX:
+                buf = os.pread(self._fd, min(_HEADER_CHUNK, end - pos), pos)
+                buf_start, off = pos, 0
+            base, length = _OFFSET_LENGTH.unpack_from(buf, off)
+            size = length + LOG_OVERHEAD
+            if length < MIN_BATCH_LENGTH or pos + size > end:
+                break
+            after = base + _I32.unpack_from(buf, off + _LAST_OFFSET_DELTA_POS)[0] + 1
+            if after > limit:
+                break
+            pos += size
+            next_offset = after
+        return pos - position, next_offset
 
     def find_offset_by_timestamp(self, timestamp: int, start_offset: int) -> tuple[int, int] | None:
         """``(timestamp, offset)`` of the first record at or after ``start_offset`` whose

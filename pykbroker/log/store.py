@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
+from pykbroker.file_slice import FileSlice
 
 __all__ = ["AppendInfo", "FetchData", "TimestampAndOffset", "UnexpectedAppendOffsetError"]
 
@@ -48,7 +49,7 @@ class FetchData:
 
     first_offset: int
     next_offset: int
-    data: bytes | memoryview
+    data: bytes | memoryview | FileSlice
 
     @property
     def size(self) -> int:

@@ -15,7 +15,7 @@ from pykbroker.protocol._generated.request_header import RequestHeader
 from pykbroker.protocol._generated.response_header import ResponseHeader
 from pykbroker.protocol.api import Message, request_class, response_class
 from pykbroker.protocol.headers import request_header_version, response_header_version
-from pykbroker.protocol.primitives import ChunkedOut
+from pykbroker.protocol.primitives import ChunkedOut, FileSlice, Records
 
 _I16I16 = struct.Struct(">hh")
 _I32 = struct.Struct(">i")
@@ -109,15 +109,18 @@ def encode_response(
 
 def encode_response_chunks(
     api_key: int, api_version: int, correlation_id: int, body: Message
-) -> list[bytes | bytearray | memoryview]:
-    """The same frame as pieces: large record payloads are referenced, not copied, so a
-    fetch response goes from the segment read to the socket without another copy."""
+) -> list[Records]:
+    """The same frame as pieces: large record payloads are referenced, not copied, and file
+    slices stay slices, so a fetch response goes from the segment to the socket by
+    sendfile(2) or a vectored send without another copy."""
     out = ChunkedOut()
     out += b"\x00\x00\x00\x00"
     ResponseHeader(correlation_id).encode(out, response_header_version(api_key, api_version))
     body.encode(out, api_version)
     chunks = out.take()
-    first = bytearray(chunks[0])
+    head = chunks[0]
+    assert not isinstance(head, FileSlice)  # the size prefix and header come first
+    first = bytearray(head)
     _I32.pack_into(first, 0, sum(len(c) for c in chunks) - 4)
     chunks[0] = first
     return chunks

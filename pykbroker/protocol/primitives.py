@@ -13,9 +13,11 @@ import uuid
 from typing import Any
 
 from pykbroker.errors import DecodeError, EncodeError
+from pykbroker.file_slice import FileSlice
 
 __all__ = [
     "ARRAY_STRUCTS", "ARRAY_STRUCTS_MAX", "CHUNK_MIN", "ChunkedOut", "DecodeError", "EncodeError", "ZERO_UUID", "NOARG",
+    "FileSlice", "Records",
     "read_uvarint", "write_uvarint",
     "read_string", "read_nullable_string", "read_compact_string", "read_compact_nullable_string",
     "write_string", "write_nullable_string", "write_compact_string",
@@ -228,6 +230,8 @@ def write_compact_nullable_bytes(
 # -- records: raw bytes kept as a zero-copy view, never decoded here ------------------------
 
 CHUNK_MIN = 16 * 1024
+# What a records field may hold when encoding: bytes, or a file range sent by sendfile(2).
+Records = bytes | bytearray | memoryview | FileSlice
 
 
 class ChunkedOut(bytearray):
@@ -241,20 +245,25 @@ class ChunkedOut(bytearray):
 
     def __init__(self) -> None:
         super().__init__()
-        self.chunks: list[bytes | bytearray | memoryview] = []
+        self.chunks: list[Records] = []
 
-    def add_ref(self, data: bytes | bytearray | memoryview) -> None:
+    def add_ref(self, data: Records) -> None:
         if self:
             self.chunks.append(bytes(self))
             self.clear()
         self.chunks.append(data)
 
-    def take(self) -> list[bytes | bytearray | memoryview]:
+    def take(self) -> list[Records]:
         if self:
             self.chunks.append(bytes(self))
             self.clear()
         chunks, self.chunks = self.chunks, []
         return chunks
+
+    def joined(self) -> bytes:
+        """Everything as one ``bytes`` (file slices read back)."""
+        return b"".join(c.read() if type(c) is FileSlice else c  # type: ignore[misc]
+                        for c in self.take())
 
     def total_size(self) -> int:
         return sum(len(c) for c in self.chunks) + len(self)
@@ -282,23 +291,29 @@ def read_compact_records(buf: memoryview, pos: int) -> tuple[memoryview | None, 
     return buf[pos:end], end
 
 
-def write_records(out: bytearray, b: bytes | bytearray | memoryview | None) -> None:
+def write_records(out: bytearray, b: Records | None) -> None:
     if b is None:
         out += b"\xff\xff\xff\xff"
         return
     out += _pack_i32(len(b))
-    if len(b) >= CHUNK_MIN and type(out) is ChunkedOut:
-        out.add_ref(b)
-    else:
-        out += b
+    _write_records_data(out, b)
 
 
-def write_compact_records(out: bytearray, b: bytes | bytearray | memoryview | None) -> None:
+def write_compact_records(out: bytearray, b: Records | None) -> None:
     if b is None:
         out.append(0)
         return
     write_uvarint(out, len(b) + 1)
-    if len(b) >= CHUNK_MIN and type(out) is ChunkedOut:
+    _write_records_data(out, b)
+
+
+def _write_records_data(out: bytearray, b: Records) -> None:
+    if isinstance(b, FileSlice):
+        if type(out) is ChunkedOut:
+            out.add_ref(b)
+        else:
+            out += b.read()  # one buffer wanted: read the file range after all
+    elif len(b) >= CHUNK_MIN and type(out) is ChunkedOut:
         out.add_ref(b)
     else:
         out += b

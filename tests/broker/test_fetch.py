@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from pykbroker.error_codes import ErrorCode
+from pykbroker.file_slice import FileSlice
 from pykbroker.protocol._generated.create_topics_request import CreatableTopic, CreateTopicsRequest
 from pykbroker.protocol._generated.fetch_request import (
     FetchPartition,
@@ -161,4 +162,32 @@ async def test_incremental_fetch_sessions(tmp_path: Path) -> None:
         assert closed.session_id == 0 and len(closed.responses[0].partitions) == 1
         bad = await c.send(1, 12, _fetch("f", {}, session=(sid, 5)))
         assert bad.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+        await c.aclose()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("version", [4, 11, 12, 16])
+async def test_large_batches_go_out_by_sendfile_intact(tmp_path: Path, version: int) -> None:
+    """Batches of 64 KiB and more leave as FileSlices (sendfile); beside a small batch of
+    another partition, in old and flexible versions, the bytes are those stored."""
+    async with running_broker(tmp_path) as broker:
+        c = await Client.connect(broker)
+        tid = await _setup(c)
+        for _ in range(3):
+            await _produce(c, "f", 0, 4, 50_000)  # ~200 KB batches
+        await _produce(c, "f", 1, 3)
+        part = broker.services.replicas.partition("f", 0)  # type: ignore[union-attr]
+        stored = bytes(part.log.read(0, 1 << 30).data)
+        assert isinstance(part.log.read(0, 1 << 30, zero_copy=True).data, FileSlice)
+        resp = await c.send(1, version, _fetch("f", {0: 0, 1: 0}, version=version,
+                                               max_bytes=10 << 20, part_max=10 << 20,
+                                               topic_id=tid))
+        p0, p1 = resp.responses[0].partitions
+        assert bytes(p0.records) == stored and _offsets(p0.records) == list(range(12))
+        assert _offsets(p1.records) == [0, 1, 2]
+        # A budget of 1.5 batches: one whole batch.
+        resp = await c.send(1, version, _fetch("f", {0: 4}, version=version,
+                                               max_bytes=300_000, part_max=300_000,
+                                               topic_id=tid))
+        assert _offsets(resp.responses[0].partitions[0].records) == [4, 5, 6, 7]
         await c.aclose()

@@ -16,6 +16,7 @@ from pykbroker.protocol.primitives import (
     ZERO_UUID,
     DecodeError,
     EncodeError,
+    Records,
     read_array_len,
     read_bytes,
     read_compact_array_len,
@@ -222,7 +223,7 @@ class PartitionData:
     snapshot_id: SnapshotId
     aborted_transactions: list[AbortedTransaction] | None
     preferred_read_replica: int
-    records: bytes | memoryview | None
+    records: Records | None
     unknown_tags: list[tuple[int, bytes]] | None
 
     def __init__(
@@ -237,7 +238,7 @@ class PartitionData:
         snapshot_id: SnapshotId = NOARG,
         aborted_transactions: list[AbortedTransaction] | None = NOARG,
         preferred_read_replica: int = -1,
-        records: bytes | memoryview | None = None,
+        records: Records | None = None,
         unknown_tags: list[tuple[int, bytes]] | None = None,
     ) -> None:
         self.partition_index = partition_index
@@ -422,7 +423,7 @@ class FetchResponse:
     def to_bytes(self, version: int) -> bytes:
         out = ChunkedOut()
         self.encode(out, version)
-        return b"".join(out.take())
+        return out.joined()
 
     @classmethod
     def decode(

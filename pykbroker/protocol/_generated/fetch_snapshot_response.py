@@ -16,6 +16,7 @@ from pykbroker.protocol.primitives import (
     ZERO_UUID,
     DecodeError,
     EncodeError,
+    Records,
     read_array_len,
     read_bytes,
     read_compact_array_len,
@@ -147,7 +148,7 @@ class PartitionSnapshot:
     current_leader: LeaderIdAndEpoch
     size: int
     position: int
-    unaligned_records: bytes | memoryview | None
+    unaligned_records: Records | None
     unknown_tags: list[tuple[int, bytes]] | None
 
     def __init__(
@@ -158,7 +159,7 @@ class PartitionSnapshot:
         current_leader: LeaderIdAndEpoch = NOARG,
         size: int = 0,
         position: int = 0,
-        unaligned_records: bytes | memoryview | None = None,
+        unaligned_records: Records | None = None,
         unknown_tags: list[tuple[int, bytes]] | None = None,
     ) -> None:
         self.index = index
@@ -323,7 +324,7 @@ class FetchSnapshotResponse:
     def to_bytes(self, version: int) -> bytes:
         out = ChunkedOut()
         self.encode(out, version)
-        return b"".join(out.take())
+        return out.joined()
 
     @classmethod
     def decode(

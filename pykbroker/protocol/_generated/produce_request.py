@@ -16,6 +16,7 @@ from pykbroker.protocol.primitives import (
     ZERO_UUID,
     DecodeError,
     EncodeError,
+    Records,
     read_array_len,
     read_bytes,
     read_compact_array_len,
@@ -70,13 +71,13 @@ class PartitionProduceData:
     __slots__ = ("index", "records", "unknown_tags",)
 
     index: int
-    records: bytes | memoryview | None
+    records: Records | None
     unknown_tags: list[tuple[int, bytes]] | None
 
     def __init__(
         self,
         index: int = 0,
-        records: bytes | memoryview | None = None,
+        records: Records | None = None,
         unknown_tags: list[tuple[int, bytes]] | None = None,
     ) -> None:
         self.index = index
@@ -193,7 +194,7 @@ class ProduceRequest:
     def to_bytes(self, version: int) -> bytes:
         out = ChunkedOut()
         self.encode(out, version)
-        return b"".join(out.take())
+        return out.joined()
 
     @classmethod
     def decode(

@@ -16,6 +16,7 @@ from pykbroker.protocol.primitives import (
     ZERO_UUID,
     DecodeError,
     EncodeError,
+    Records,
     read_array_len,
     read_bytes,
     read_compact_array_len,
@@ -116,7 +117,7 @@ class SaslHandshakeResponse:
     def to_bytes(self, version: int) -> bytes:
         out = ChunkedOut()
         self.encode(out, version)
-        return b"".join(out.take())
+        return out.joined()
 
     @classmethod
     def decode(

@@ -16,6 +16,7 @@ from pykbroker.protocol.primitives import (
     ZERO_UUID,
     DecodeError,
     EncodeError,
+    Records,
     read_array_len,
     read_bytes,
     read_compact_array_len,
@@ -150,7 +151,7 @@ class PartitionData:
     acknowledge_error_code: int
     acknowledge_error_message: str | None
     current_leader: LeaderIdAndEpoch
-    records: bytes | memoryview | None
+    records: Records | None
     acquired_records: list[AcquiredRecords]
     unknown_tags: list[tuple[int, bytes]] | None
 
@@ -162,7 +163,7 @@ class PartitionData:
         acknowledge_error_code: int = 0,
         acknowledge_error_message: str | None = None,
         current_leader: LeaderIdAndEpoch = NOARG,
-        records: bytes | memoryview | None = None,
+        records: Records | None = None,
         acquired_records: list[AcquiredRecords] = NOARG,
         unknown_tags: list[tuple[int, bytes]] | None = None,
     ) -> None:
@@ -338,7 +339,7 @@ class ShareFetchResponse:
     def to_bytes(self, version: int) -> bytes:
         out = ChunkedOut()
         self.encode(out, version)
-        return b"".join(out.take())
+        return out.joined()
 
     @classmethod
     def decode(

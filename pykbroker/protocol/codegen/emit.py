@@ -116,7 +116,7 @@ def _emit_class(w: Writer, ctx: Ctx, s: Struct, root: bool) -> None:
         w.indent()
         w("out = ChunkedOut()")
         w("self.encode(out, version)")
-        w('return b"".join(out.take())')
+        w("return out.joined()")
         w.dedent()
         w()
         w("@classmethod")
@@ -205,6 +205,7 @@ def emit_module(msg: Message) -> str:
 
 _PRIMITIVE_IMPORTS = [
     "ARRAY_STRUCTS", "ARRAY_STRUCTS_MAX", "ChunkedOut", "NOARG", "ZERO_UUID", "DecodeError", "EncodeError",
+    "Records",
     "read_array_len", "read_bytes", "read_compact_array_len", "read_compact_bytes",
     "read_compact_nullable_array_len", "read_compact_nullable_bytes",
     "read_compact_nullable_string", "read_compact_records", "read_compact_string",

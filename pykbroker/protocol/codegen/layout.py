@@ -60,7 +60,7 @@ def python_type(f: Field) -> str:
     elif t == "uuid":
         base = "uuid.UUID"
     elif t == "records":
-        return "bytes | memoryview | None"
+        return "Records | None"
     else:
         raise AssertionError(t)
     if f.is_array:

@@ -16,6 +16,7 @@ from pykbroker.protocol.primitives import (
     ZERO_UUID,
     DecodeError,
     EncodeError,
+    Records,
     read_array_len,
     read_bytes,
     read_compact_array_len,
@@ -188,7 +189,7 @@ class ShareGroupPartitionMetadataValue:
     def to_bytes(self, version: int) -> bytes:
         out = ChunkedOut()
         self.encode(out, version)
-        return b"".join(out.take())
+        return out.joined()
 
     @classmethod
     def decode(

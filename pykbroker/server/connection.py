@@ -236,6 +236,9 @@ class Connection:
             self.busy = True
             try:
                 await self._handle(frame)
+            except ConnectionClosed:
+                await self._wait_unsent()  # still answer the requests before the bad one
+                raise
             finally:
                 self.busy = False
 

@@ -172,17 +172,20 @@ async def test_a_bad_request_behind_a_waiting_produce_still_lets_its_answer_out(
     async with running_broker(tmp_path) as broker:
         await _durable_topic(broker, "answered", 1)
         monkeypatch.setattr(os, "fdatasync", stuck_fdatasync)
-        client = await Client.connect(broker)
-        corr = await client.send_only(0, 9, _produce("answered", 0, b"durable"))
         part = broker.services.replicas.partition("answered", 0)  # type: ignore[union-attr]
+        first, second = await Client.connect(broker), await Client.connect(broker)
+        await first.send_only(0, 9, _produce("answered", 0, b"starts the fsync"))
+        corr = await second.send_only(0, 9, _produce("answered", 0, b"waits for the next"))
         with trio.fail_after(5):
-            while part.log.log_end_offset < 1:
+            while part.log.log_end_offset < 2:
                 await trio.sleep(0.01)
-        await client.stream.send_all(b"\x00\x00\x00\x02\xff\xff")  # a header cut short
+        await second.stream.send_all(b"\x00\x00\x00\x02\xff\xff")  # a header cut short
         await trio.sleep(0.1)
         gate.set()
         with trio.fail_after(10):
-            got, resp = await client.receive(0, 9)
+            got, resp = await second.receive(0, 9)
             assert got == corr and resp.responses[0].partition_responses[0].error_code == 0
-            assert await client.stream.receive_some(1) == b""  # then the connection closes
-        await client.aclose()
+            assert await second.stream.receive_some(1) == b""  # then the connection closes
+            await first.receive(0, 9)
+        await first.aclose()
+        await second.aclose()

@@ -11,20 +11,16 @@ batches does stop at the end of its segment, as Kafka's reads do).
 
 from __future__ import annotations
 
-import struct
 from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Final
 
 from pykbroker.log.segment import LogSegment
 from pykbroker.log.store import FetchData, TimestampAndOffset
-from pykbroker.records.batch import BATCH_OVERHEAD, LOG_OVERHEAD
+from pykbroker.records.batch import BATCH_OVERHEAD, batch_extent
 
 __all__ = ["SENDFILE_MIN", "max_timestamp_and_offset", "offset_for_timestamp", "read_batches"]
 
-_OFFSET_LENGTH: Final = struct.Struct(">qi")
-_I32: Final = struct.Struct(">i")
-_LAST_OFFSET_DELTA_POS: Final = 23
 # Batches at least this large go to the socket by sendfile when the caller allows it.
 SENDFILE_MIN: Final = 64 * 1024
 
@@ -36,12 +32,8 @@ def _whole_batches(buf: bytes, limit: int) -> tuple[int, int]:
     next_offset = -1
     end = len(buf)
     while end - pos >= BATCH_OVERHEAD:
-        base, length = _OFFSET_LENGTH.unpack_from(buf, pos)
-        size = length + LOG_OVERHEAD
-        if pos + size > end:
-            break
-        after = base + _I32.unpack_from(buf, pos + _LAST_OFFSET_DELTA_POS)[0] + 1
-        if after > limit:
+        size, after = batch_extent(buf, pos)
+        if size < BATCH_OVERHEAD or pos + size > end or after > limit:
             break
         pos += size
         next_offset = after

@@ -22,7 +22,14 @@ from pykbroker.log.index import OffsetIndex, TimeIndex
 from pykbroker.log.log_config import LogConfig
 from pykbroker.log.txn_index import TransactionIndex
 from pykbroker.records import BatchHeader, iter_records, validate_batch
-from pykbroker.records.batch import BATCH_OVERHEAD, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH
+from pykbroker.records.batch import (
+    BATCH_OVERHEAD,
+    EXTENT_BYTES,
+    LOG_OVERHEAD,
+    MAGIC,
+    MIN_BATCH_LENGTH,
+    batch_extent,
+)
 
 __all__ = [
     "INDEX_SUFFIX",
@@ -40,9 +47,6 @@ _OTHER_SUFFIXES: Final = (TXN_INDEX_SUFFIX,)
 _INT32_MAX: Final = 2**31 - 1
 _I32: Final = struct.Struct(">i")
 _SCAN_CHUNK: Final = 32 * 1024
-_OFFSET_LENGTH: Final = struct.Struct(">qi")
-_LAST_OFFSET_DELTA_POS: Final = 23
-_HEADER_PREFIX: Final = _LAST_OFFSET_DELTA_POS + 4  # base offset .. last offset delta
 _HEADER_CHUNK: Final = 4096  # many small batches' headers per read, little of a large one
 _RECOVER_CHUNK: Final = 1024 * 1024
 
@@ -275,15 +279,11 @@ class LogSegment:
         buf_start = pos
         while end - pos >= BATCH_OVERHEAD:
             off = pos - buf_start
-            if len(buf) - off < _HEADER_PREFIX:
+            if len(buf) - off < EXTENT_BYTES:
                 buf = os.pread(self._fd, min(_HEADER_CHUNK, end - pos), pos)
                 buf_start, off = pos, 0
-            base, length = _OFFSET_LENGTH.unpack_from(buf, off)
-            size = length + LOG_OVERHEAD
-            if length < MIN_BATCH_LENGTH or pos + size > end:
-                break
-            after = base + _I32.unpack_from(buf, off + _LAST_OFFSET_DELTA_POS)[0] + 1
-            if after > limit:
+            size, after = batch_extent(buf, off)
+            if size < BATCH_OVERHEAD or pos + size > end or after > limit:
                 break
             pos += size
             next_offset = after

@@ -29,7 +29,9 @@ __all__ = [
     "MIN_BATCH_LENGTH",
     "BatchHeader",
     "TIMESTAMP_TYPE_FLAG",
+    "EXTENT_BYTES",
     "TRANSACTIONAL_FLAG",
+    "batch_extent",
     "compute_crc",
     "iter_batches",
     "set_base_offset",
@@ -142,6 +144,19 @@ class BatchHeader(NamedTuple):
         if self.base_sequence < 0:
             return -1
         return (self.base_sequence + self.last_offset_delta) & 0x7FFFFFFF
+
+
+_OFFSET_LENGTH = struct.Struct(">qi")
+_LAST_OFFSET_DELTA_POS: Final = 23
+#: The leading bytes of a batch that :func:`batch_extent` reads.
+EXTENT_BYTES: Final = _LAST_OFFSET_DELTA_POS + 4
+
+
+def batch_extent(buf: Buffer, pos: int) -> tuple[int, int]:
+    """``(size in bytes, offset after the batch)`` of the batch at ``pos``, from its first
+    EXTENT_BYTES bytes: what a reader needs to step over whole batches without parsing them."""
+    base, length = _OFFSET_LENGTH.unpack_from(buf, pos)
+    return length + LOG_OVERHEAD, base + _I32.unpack_from(buf, pos + _LAST_OFFSET_DELTA_POS)[0] + 1
 
 
 def compute_crc(buf: Buffer, pos: int, size: int) -> int:

@@ -85,12 +85,8 @@ def _produce(topic: str, partition: int, value: bytes) -> ProduceRequest:
         TopicProduceData(topic, [PartitionProduceData(partition, batch)])])
 
 
-@pytest.mark.trio
-async def test_next_request_is_served_while_a_produce_waits_for_its_fsync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Pipelined requests: the second produce is appended while the first one's fsync is
-    stuck, yet no response overtakes the first, and all arrive in request order."""
+def _stick_fdatasync(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """From now on fdatasync waits (in its worker thread) until the returned gate is set."""
     gate = threading.Event()
     real_fdatasync = os.fdatasync
 
@@ -98,9 +94,19 @@ async def test_next_request_is_served_while_a_produce_waits_for_its_fsync(
         gate.wait(10)
         real_fdatasync(fd)
 
+    monkeypatch.setattr(os, "fdatasync", stuck_fdatasync)
+    return gate
+
+
+@pytest.mark.trio
+async def test_next_request_is_served_while_a_produce_waits_for_its_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pipelined requests: the second produce is appended while the first one's fsync is
+    stuck, yet no response overtakes the first, and all arrive in request order."""
     async with running_broker(tmp_path) as broker:
         await _durable_topic(broker, "pipelined", 2)
-        monkeypatch.setattr(os, "fdatasync", stuck_fdatasync)
+        gate = _stick_fdatasync(monkeypatch)
         replicas = broker.services.replicas  # type: ignore[union-attr]
         p0, p1 = replicas.partition("pipelined", 0), replicas.partition("pipelined", 1)
         client = await Client.connect(broker)
@@ -162,16 +168,9 @@ async def test_failed_fsync_fails_the_partition_and_the_connection_goes_on(
 async def test_a_bad_request_behind_a_waiting_produce_still_lets_its_answer_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gate = threading.Event()
-    real_fdatasync = os.fdatasync
-
-    def stuck_fdatasync(fd: int) -> None:
-        gate.wait(10)
-        real_fdatasync(fd)
-
     async with running_broker(tmp_path) as broker:
         await _durable_topic(broker, "answered", 1)
-        monkeypatch.setattr(os, "fdatasync", stuck_fdatasync)
+        gate = _stick_fdatasync(monkeypatch)
         part = broker.services.replicas.partition("answered", 0)  # type: ignore[union-attr]
         first, second = await Client.connect(broker), await Client.connect(broker)
         await first.send_only(0, 9, _produce("answered", 0, b"starts the fsync"))

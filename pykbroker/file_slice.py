@@ -21,7 +21,7 @@ class FileSlice:
     __slots__ = ("fd", "length", "position")
 
     def __init__(self, fd: int, position: int, length: int) -> None:
-        self.fd = -1
+        self.fd = -1  # so that __del__ has nothing to close if dup fails
         self.position = position
         self.length = length
         self.fd = os.dup(fd)

@@ -17,27 +17,11 @@ from typing import Final
 
 from pykbroker.log.segment import LogSegment
 from pykbroker.log.store import FetchData, TimestampAndOffset
-from pykbroker.records.batch import BATCH_OVERHEAD, batch_extent
 
 __all__ = ["SENDFILE_MIN", "max_timestamp_and_offset", "offset_for_timestamp", "read_batches"]
 
 # Batches at least this large go to the socket by sendfile when the caller allows it.
 SENDFILE_MIN: Final = 64 * 1024
-
-
-def _whole_batches(buf: bytes, limit: int) -> tuple[int, int]:
-    """Bytes of ``buf`` made of whole batches ending at or before offset ``limit``, and the
-    offset after the last of them (-1 when none)."""
-    pos = 0
-    next_offset = -1
-    end = len(buf)
-    while end - pos >= BATCH_OVERHEAD:
-        size, after = batch_extent(buf, pos)
-        if size < BATCH_OVERHEAD or pos + size > end or after > limit:
-            break
-        pos += size
-        next_offset = after
-    return pos, next_offset
 
 
 def read_batches(
@@ -84,7 +68,7 @@ def read_batches(
                 next_offset = header.next_offset
             break
         buf = segment.read(position, remaining)
-        used, after = _whole_batches(buf, limit)
+        used, after = segment.whole_batches(position, len(buf), limit, buf)
         if not used:
             break
         chunks.append(buf if used == len(buf) else memoryview(buf)[:used])  # no copy

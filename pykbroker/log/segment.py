@@ -268,14 +268,16 @@ class LogSegment:
         """``length`` bytes at ``position`` (within the segment) to be sent by sendfile."""
         return FileSlice(self._fd, position, length)
 
-    def whole_batches(self, position: int, max_bytes: int, limit: int) -> tuple[int, int]:
+    def whole_batches(self, position: int, max_bytes: int, limit: int,
+                      data: bytes = b"") -> tuple[int, int]:
         """Bytes from ``position`` (a batch start) made of whole batches, at most
         ``max_bytes``, ending at or before offset ``limit``; and the offset after them (-1
-        when none). Reads batch headers only, a few KiB at a time."""
+        when none). ``data``, bytes already read from ``position``, is walked first; past it
+        only batch headers are read, a few KiB at a time."""
         end = min(self.size, position + max_bytes)
         pos = position
         next_offset = -1
-        buf = b""
+        buf = data
         buf_start = pos
         while end - pos >= BATCH_OVERHEAD:
             off = pos - buf_start

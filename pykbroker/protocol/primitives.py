@@ -17,7 +17,7 @@ from pykbroker.file_slice import FileSlice
 
 __all__ = [
     "ARRAY_STRUCTS", "ARRAY_STRUCTS_MAX", "CHUNK_MIN", "ChunkedOut", "DecodeError", "EncodeError", "ZERO_UUID", "NOARG",
-    "FileSlice", "Records",
+    "FileSlice", "Records", "join_records",
     "read_uvarint", "write_uvarint",
     "read_string", "read_nullable_string", "read_compact_string", "read_compact_nullable_string",
     "write_string", "write_nullable_string", "write_compact_string",
@@ -262,11 +262,15 @@ class ChunkedOut(bytearray):
 
     def joined(self) -> bytes:
         """Everything as one ``bytes`` (file slices read back)."""
-        return b"".join(c.read() if type(c) is FileSlice else c  # type: ignore[misc]
-                        for c in self.take())
+        return join_records(self.take())
 
     def total_size(self) -> int:
         return sum(len(c) for c in self.chunks) + len(self)
+
+def join_records(chunks: list[Records]) -> bytes:
+    """Pieces of an encoding as one buffer, file slices read back from their files."""
+    return b"".join(c.read() if isinstance(c, FileSlice) else c for c in chunks)
+
 
 def read_records(buf: memoryview, pos: int) -> tuple[memoryview | None, int]:
     (n,) = _unpack_i32(buf, pos)

@@ -3,9 +3,8 @@
 Requests on one connection are handled one at a time, as Kafka does (it mutes a channel while
 a request is in flight), so responses go out in request order. One exception: a handler may
 return a DeferredResponse (a produce waiting for its fsync), and the next request is read and
-served while it waits. Only this module touches the
-socket. A malformed frame or header closes this connection alone; handler failures become
-Kafka error responses.
+served while it waits. Only this module touches the socket. A malformed frame or header
+closes this connection alone; handler failures become Kafka error responses.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from pykbroker.protocol.framing import (
     encode_response_chunks,
     parse_request_header,
 )
-from pykbroker.protocol.primitives import Records
+from pykbroker.protocol.primitives import Records, join_records
 from pykbroker.server.dispatch import DispatchTable
 from pykbroker.server.request_context import DeferredResponse, RequestContext
 
@@ -373,8 +372,7 @@ class Connection:
         sock = getattr(self.stream, "socket", None)
         try:
             if sock is None:  # TLS or a test stream: one buffer
-                await self._send(b"".join(c.read() if isinstance(c, FileSlice) else c
-                                          for c in chunks))
+                await self._send(join_records(chunks))
                 return
             if len(chunks) == 1 and not isinstance(chunks[0], FileSlice):
                 await self._send(chunks[0])

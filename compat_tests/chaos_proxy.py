@@ -11,6 +11,11 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from compat_tests.broker_process import BrokerProcess, free_port
 
 
 class ChaosProxy:
@@ -94,3 +99,25 @@ class ChaosProxy:
                 client.close()
                 upstream.close()
         time.sleep(0.05)
+
+
+@contextmanager
+def broker_behind_proxy(data_dir: Path, *, drop_every_s: float,
+                        response_drop_probability: float) -> Iterator[tuple[ChaosProxy, str]]:
+    """A broker that advertises a chaos proxy in front of it as its address, so that every
+    client connection, bootstrap or not, goes through the proxy; yields the proxy (chaos
+    paused: set ``proxy.chaos`` to start dropping) and the bootstrap address."""
+    proxy_port = free_port()
+    broker = BrokerProcess(data_dir, {
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy_port}"})
+    broker.start()
+    try:
+        proxy = ChaosProxy(broker.port, proxy_port, drop_every_s=drop_every_s,
+                           response_drop_probability=response_drop_probability).start()
+        proxy.chaos.clear()
+        try:
+            yield proxy, f"127.0.0.1:{proxy_port}"
+        finally:
+            proxy.stop()
+    finally:
+        broker.close()

@@ -9,8 +9,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat_tests.broker_process import BrokerProcess, free_port
-from compat_tests.chaos_proxy import ChaosProxy
+from compat_tests.chaos_proxy import broker_behind_proxy
 
 N = 100_000
 PARTITIONS = 3
@@ -21,15 +20,8 @@ PARTITIONS = 3
 def test_confluent_idempotent_producer_survives_connection_drops(
     tmp_path: Path, topic_name: str
 ) -> None:
-    proxy_port = free_port()
-    broker = BrokerProcess(tmp_path / "data", {
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy_port}"})
-    broker.start()
-    proxy = ChaosProxy(broker.port, proxy_port, drop_every_s=0.4,
-                       response_drop_probability=0.03).start()
-    bootstrap = f"127.0.0.1:{proxy_port}"
-    try:
-        proxy.chaos.clear()
+    with broker_behind_proxy(tmp_path / "data", drop_every_s=0.4,
+                             response_drop_probability=0.03) as (proxy, bootstrap):
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic(topic_name, PARTITIONS, 1)])[topic_name].result(30)
         proxy.chaos.set()
@@ -74,6 +66,3 @@ def test_confluent_idempotent_producer_survives_connection_drops(
         consumer.close()
         for p in range(PARTITIONS):
             assert seen[p] == list(range(p, N, PARTITIONS)), f"partition {p} differs"
-    finally:
-        proxy.stop()
-        broker.close()

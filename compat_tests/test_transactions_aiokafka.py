@@ -37,8 +37,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from compat_tests.broker_process import BrokerProcess, free_port
-from compat_tests.chaos_proxy import ChaosProxy
+from compat_tests.broker_process import BrokerProcess
+from compat_tests.chaos_proxy import broker_behind_proxy
 from compat_tests.kp_helpers import admin_client, create_topic
 
 pytestmark = [pytest.mark.timeout(60),
@@ -137,13 +137,6 @@ def test_idempotent_producer_exactly_once_in_order_through_dropped_connections(
     tmp_path: Path, topic_name: str
 ) -> None:
     n = 6000
-    proxy_port = free_port()
-    broker = BrokerProcess(tmp_path / "data", {
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy_port}"})
-    broker.start()
-    proxy = ChaosProxy(broker.port, proxy_port, drop_every_s=0.4,
-                       response_drop_probability=0.05).start()
-    bootstrap = f"127.0.0.1:{proxy_port}"
 
     async def scenario() -> None:
         p = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
@@ -171,14 +164,11 @@ def test_idempotent_producer_exactly_once_in_order_through_dropped_connections(
             assert got[part] == [b"%d" % i for i in range(part, n, PARTITIONS)], \
                 f"partition {part} has duplicates, gaps or reordering"
 
-    try:
-        proxy.chaos.clear()
+    with broker_behind_proxy(tmp_path / "data", drop_every_s=0.4,
+                             response_drop_probability=0.05) as (proxy, bootstrap):
         with admin_client(bootstrap) as admin:
             create_topic(admin, topic_name, PARTITIONS)
         run(scenario, timeout=75)
-    finally:
-        proxy.stop()
-        broker.close()
 
 
 def test_commit_and_abort_across_three_partitions(broker: BrokerProcess,

@@ -43,8 +43,8 @@ from kafka.errors import KafkaError, ProducerFencedError
 from kafka.protocol.consumer import OffsetFetchRequest
 from kafka.structs import OffsetAndMetadata
 
-from compat_tests.broker_process import BrokerProcess, free_port
-from compat_tests.chaos_proxy import ChaosProxy
+from compat_tests.broker_process import BrokerProcess
+from compat_tests.chaos_proxy import broker_behind_proxy
 from compat_tests.kp_helpers import CLIENT_TIMEOUTS, admin_client, create_topic, send_raw
 
 pytestmark = [pytest.mark.timeout(60),
@@ -137,15 +137,8 @@ def test_idempotent_producer_exactly_once_in_order_through_dropped_connections(
     tmp_path: Path, topic_name: str
 ) -> None:
     n = 6000
-    proxy_port = free_port()
-    broker = BrokerProcess(tmp_path / "data", {
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy_port}"})
-    broker.start()
-    proxy = ChaosProxy(broker.port, proxy_port, drop_every_s=0.4,
-                       response_drop_probability=0.05).start()
-    bootstrap = f"127.0.0.1:{proxy_port}"
-    try:
-        proxy.chaos.clear()
+    with broker_behind_proxy(tmp_path / "data", drop_every_s=0.4,
+                             response_drop_probability=0.05) as (proxy, bootstrap):
         with admin_client(bootstrap) as admin:
             create_topic(admin, topic_name, PARTITIONS)
         p = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
@@ -172,9 +165,6 @@ def test_idempotent_producer_exactly_once_in_order_through_dropped_connections(
         for part in range(PARTITIONS):
             assert got[part] == [b"%d" % i for i in range(part, n, PARTITIONS)], \
                 f"partition {part} has duplicates, gaps or reordering"
-    finally:
-        proxy.stop()
-        broker.close()
 
 
 def test_commit_and_abort_across_three_partitions(broker: BrokerProcess,

@@ -81,6 +81,14 @@ class Txn:
         self.pid, self.epoch = -1, -1
         self.seq: dict[tuple[str, int], int] = {}
 
+    @classmethod
+    async def ready(cls, c: Client, txn_id: str, timeout_ms: int = 60000) -> Txn:
+        """A producer that has found its coordinator and holds an id and epoch."""
+        txn = cls(c, txn_id, timeout_ms)
+        await txn.find_coordinator()
+        await txn.init()
+        return txn
+
     async def find_coordinator(self) -> None:
         resp = await self.c.send(ApiKey.FIND_COORDINATOR, 4, FindCoordinatorRequest(
             key_type=1, coordinator_keys=[self.txn_id]))
@@ -306,9 +314,7 @@ async def test_timed_out_transaction_is_aborted(tmp_path: Path) -> None:
     async with running_broker(tmp_path, **FAST, **{
             "transaction.abort.timed.out.transaction.cleanup.interval.ms": 20}) as broker:
         c = await _setup(broker, ("t", 1))
-        p = Txn(c, "slow", timeout_ms=100)
-        await p.find_coordinator()
-        await p.init()
+        p = await Txn.ready(c, "slow", timeout_ms=100)
         await p.add(("t", 0))
         assert (await p.produce("t", 0, b"v")).error_code == 0
         assert await _latest(c, "t", 0, committed=True) == 0
@@ -389,9 +395,7 @@ async def test_admin_views(tmp_path: Path) -> None:
 async def test_add_partitions_v4_verify_only(tmp_path: Path) -> None:
     async with running_broker(tmp_path, **FAST) as broker:
         c = await _setup(broker, ("t", 2))
-        p = Txn(c, "v")
-        await p.find_coordinator()
-        await p.init()
+        p = await Txn.ready(c, "v")
         await p.add(("t", 0))
 
         def req(verify_only: bool, *parts: int, epoch: int | None = None
@@ -464,9 +468,7 @@ async def test_write_txn_markers(tmp_path: Path) -> None:
 async def test_txn_offset_commit_is_unstable_until_the_commit(tmp_path: Path) -> None:
     async with running_broker(tmp_path, **FAST) as broker:
         c = await _setup(broker, ("t", 1))
-        p = Txn(c, "eos")
-        await p.find_coordinator()
-        await p.init()
+        p = await Txn.ready(c, "eos")
         resp = await c.send(ApiKey.FIND_COORDINATOR, 4, FindCoordinatorRequest(
             key_type=0, coordinator_keys=["g"]))
         assert resp.coordinators[0].error_code == 0
@@ -520,9 +522,7 @@ async def test_restart_completes_a_prepared_commit(tmp_path: Path, clean: bool) 
     """``clean=False``: the clean-shutdown marker is removed, so the logs are recovered."""
     async with running_broker(tmp_path, **FAST) as broker:
         c = await _setup(broker, ("t", 2), ("in", 1))
-        p = Txn(c, "crash")
-        await p.find_coordinator()
-        await p.init()
+        p = await Txn.ready(c, "crash")
         await p.add(("t", 0), ("t", 1))
         await p.produce("t", 0, b"zero")
         await p.produce("t", 1, b"one")
@@ -538,9 +538,7 @@ async def test_restart_completes_a_prepared_commit(tmp_path: Path, clean: bool) 
             topics=[TxnOffsetCommitRequestTopic("in", [
                 TxnOffsetCommitRequestPartition(0, 42, -1, "")])]))
         assert resp.topics[0].partitions[0].error_code == 0
-        ab = Txn(c, "aborted")
-        await ab.find_coordinator()
-        await ab.init()
+        ab = await Txn.ready(c, "aborted")
         await ab.add(("t", 0))
         await ab.produce("t", 0, b"gone")
         assert await ab.end(False) == 0
@@ -583,9 +581,7 @@ async def test_restart_completes_a_prepared_commit(tmp_path: Path, clean: bool) 
 async def test_restart_keeps_an_open_transaction_open(tmp_path: Path) -> None:
     async with running_broker(tmp_path, **FAST) as broker:
         c = await _setup(broker, ("t", 1))
-        p = Txn(c, "open")
-        await p.find_coordinator()
-        await p.init()
+        p = await Txn.ready(c, "open")
         await _plain(c, "t", 0, b"before")
         await p.add(("t", 0))
         await p.produce("t", 0, b"pending")

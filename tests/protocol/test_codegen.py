@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,29 @@ GENERATED = Path(__file__).resolve().parents[2] / "pykbroker" / "protocol" / "_g
 
 def test_committed_code_matches_the_generator() -> None:
     assert check(default_specs_dir(), GENERATED) == []
+
+
+def test_every_generated_file_starts_with_the_conventional_marker() -> None:
+    """Tools recognise generated code by this first line (``^# Code generated .* DO NOT EDIT.``)."""
+    marker = re.compile(r"^# Code generated .* DO NOT EDIT\.$")
+    files = sorted(GENERATED.rglob("*.py"))
+    assert len(files) > 100
+    for path in files:
+        first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+        assert marker.match(first), f"{path}: {first!r}"
+
+
+def test_gitattributes_marks_the_generated_package() -> None:
+    root = GENERATED.parents[2]
+    out = subprocess.run(
+        ["git", "check-attr", "linguist-generated", "--",
+         "pykbroker/protocol/_generated/produce_request.py", "pykbroker/protocol/api.py"],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    assert out == [
+        "pykbroker/protocol/_generated/produce_request.py: linguist-generated: true",
+        "pykbroker/protocol/api.py: linguist-generated: unspecified",
+    ]
 
 
 def test_generator_is_deterministic() -> None:

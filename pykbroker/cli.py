@@ -19,6 +19,7 @@ from pathlib import Path
 import trio
 
 from pykbroker import __version__
+from pykbroker.admin.verbs import VERBS, examples_text
 from pykbroker.config import BrokerConfig, ConfigError
 
 log = logging.getLogger("pykbroker")
@@ -75,11 +76,35 @@ def setup_logging(spec: str, env: dict[str, str] | None = None) -> None:
         logging.getLogger(name).setLevel(_level(level))
 
 
+_USAGE = """pykbroker [server.properties] [--override KEY=VALUE ...] [--log-level LEVELS]
+       pykbroker COMMAND [--bootstrap-server HOST:PORT] ...  (COMMAND --help for each)"""
+
+
+def _epilog() -> str:
+    width = max(len(name) for name in VERBS)
+    commands = [f"  {name:<{width}}  {verb.summary}" for name, verb in VERBS.items()]
+    return "\n".join([
+        "admin commands (they talk to any Kafka broker; the broker runs when none is given):",
+        *commands,
+        "",
+        examples_text(
+            "pykbroker                           # a broker on localhost:9092",
+            "pykbroker config/server.properties --override log.retention.hours=1",
+            "KAFKA_NUM_PARTITIONS=3 pykbroker    # the apache/kafka image's variables",
+            "pykbroker topics create --topic orders --partitions 3",
+            "pykbroker topics --help",
+        ),
+    ])
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pykbroker",
+        usage=_USAGE,
         description="A Kafka broker in Python. With no arguments: PLAINTEXT on "
         "localhost:9092, durable data in a per-user data directory.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", nargs="?", type=Path, help="server.properties file")
     p.add_argument("--config", dest="config_opt", type=Path, help="server.properties file")
@@ -131,13 +156,10 @@ async def _serve(config: BrokerConfig) -> None:
             nursery.cancel_scope.cancel()
 
 
-ADMIN_COMMANDS = ("topics", "groups", "produce", "consume", "healthcheck", "api-versions")
-
-
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    if argv and argv[0] in ADMIN_COMMANDS:
+    if argv and argv[0] in VERBS:
         from pykbroker.admin.main import main as admin_main  # lazy: broker start-up stays fast
 
         return admin_main(argv)

@@ -8,9 +8,29 @@ import sys
 
 from pykbroker.admin.client import AdminClient, KafkaError
 from pykbroker.admin.output import error
+from pykbroker.admin.verbs import VERBS, examples_text
 from pykbroker.errors import DecodeError
 
-COMMANDS = ("topics", "groups", "produce", "consume", "healthcheck", "api-versions")
+COMMANDS = tuple(VERBS)
+Subparsers = argparse._SubParsersAction  # what add_subparsers() returns
+
+
+def _verb(sub: Subparsers[argparse.ArgumentParser], name: str) -> argparse.ArgumentParser:
+    """A verb's parser: its summary as help and description, its examples as epilog."""
+    verb = VERBS[name]
+    return sub.add_parser(name, help=verb.summary, description=verb.summary,
+                          epilog=examples_text(*verb.examples),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _sub_verb(
+    sub: Subparsers[argparse.ArgumentParser], verb: str, name: str, summary: str
+) -> argparse.ArgumentParser:
+    """``topics create`` and the like: the verb's examples for this sub-verb as epilog."""
+    lines = [e for e in VERBS[verb].examples if f"pykbroker {verb} {name}" in e]
+    return sub.add_parser(name, help=summary, description=summary,
+                          epilog=examples_text(*lines) if lines else None,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -32,12 +52,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pykbroker", description="Kafka admin tools.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    topics = sub.add_parser("topics", help="list, create, describe, alter, delete topics")
+    topics = _verb(sub, "topics")
     tsub = topics.add_subparsers(dest="verb", required=True)
-    t = tsub.add_parser("list", help="topic names")
+    t = _sub_verb(tsub, "topics", "list", "topic names")
     _common(t)
     t.add_argument("--exclude-internal", action="store_true")
-    t = tsub.add_parser("create", help="create a topic")
+    t = _sub_verb(tsub, "topics", "create", "create a topic")
     _common(t)
     t.add_argument("--topic", required=True)
     t.add_argument("--partitions", type=int, default=-1)
@@ -45,15 +65,16 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--config", action="append", type=_config_pair, default=[],
                    metavar="KEY=VALUE")
     t.add_argument("--if-not-exists", action="store_true")
-    t = tsub.add_parser("describe", help="partitions, leaders, replicas, ISR, config overrides")
+    t = _sub_verb(tsub, "topics", "describe",
+                  "partitions, leaders, replicas, ISR, config overrides")
     _common(t)
     t.add_argument("--topic", action="append", default=[])
     t.add_argument("--exclude-internal", action="store_true")
-    t = tsub.add_parser("delete", help="delete topics")
+    t = _sub_verb(tsub, "topics", "delete", "delete topics")
     _common(t)
     t.add_argument("--topic", action="append", required=True)
     t.add_argument("--if-exists", action="store_true")
-    t = tsub.add_parser("alter", help="add partitions, set or delete configs")
+    t = _sub_verb(tsub, "topics", "alter", "add partitions, set or delete configs")
     _common(t)
     t.add_argument("--topic", required=True)
     t.add_argument("--partitions", type=int)
@@ -61,15 +82,16 @@ def parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE")
     t.add_argument("--delete-config", action="append", default=[], metavar="KEY")
 
-    groups = sub.add_parser("groups", help="list, describe, reset offsets of, delete groups")
+    groups = _verb(sub, "groups")
     gsub = groups.add_subparsers(dest="verb", required=True)
-    g = gsub.add_parser("list", help="group ids")
+    g = _sub_verb(gsub, "groups", "list", "group ids")
     _common(g)
-    g = gsub.add_parser("describe", help="state, members, lag per partition")
+    g = _sub_verb(gsub, "groups", "describe", "state, members, lag per partition")
     _common(g)
     g.add_argument("--group", action="append", default=[])
     g.add_argument("--all-groups", action="store_true")
-    g = gsub.add_parser("reset-offsets", help="move committed offsets (dry run by default)")
+    g = _sub_verb(gsub, "groups", "reset-offsets",
+                  "move committed offsets (dry run by default)")
     _common(g)
     g.add_argument("--group", required=True)
     g.add_argument("--topic", action="append", required=True, metavar="TOPIC[:P,P...]",
@@ -81,17 +103,17 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--shift-by", type=int, help="move committed offsets by N (+/-)")
     g.add_argument("--execute", action="store_true", help="commit (without: dry run)")
     g.add_argument("--dry-run", action="store_true", help="the default; for compatibility")
-    g = gsub.add_parser("delete", help="delete groups")
+    g = _sub_verb(gsub, "groups", "delete", "delete groups")
     _common(g)
     g.add_argument("--group", action="append", required=True)
 
-    c = sub.add_parser("produce", help="stdin lines become records")
+    c = _verb(sub, "produce")
     _common(c)
     c.add_argument("--topic", required=True)
     c.add_argument("--key-separator", default=None)
     c.add_argument("--partition", type=int, default=None)
     c.add_argument("--batch-size", type=int, default=500, help="records per batch")
-    c = sub.add_parser("consume", help="records to stdout")
+    c = _verb(sub, "consume")
     _common(c)
     c.add_argument("--topic", required=True)
     c.add_argument("--from-beginning", action="store_true")
@@ -101,9 +123,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout-ms", type=int, default=None,
                    help="exit when no record arrives for this long")
 
-    h = sub.add_parser("healthcheck", help="exit 0 when ApiVersions and Metadata answer")
+    h = _verb(sub, "healthcheck")
     _common(h)
-    a = sub.add_parser("api-versions", help="the broker's supported API versions")
+    a = _verb(sub, "api-versions")
     _common(a)
     return p
 

@@ -11,6 +11,7 @@ Installed as a pytest plugin (entry point ``pytest11``). Fixtures:
 
 For trio code: ``async with pykbroker.testing.open_broker() as broker``.
 
+What a test file needs comes from here: ``from pykbroker.testing import ApiKey, ErrorCode``.
 Faults are injected by API key, by wrapping the broker's handlers (never a hook on the
 production path): ``kafka_broker.faults.fail_next(ApiKey.PRODUCE,
 ErrorCode.NOT_LEADER_OR_FOLLOWER, count=2)``, ``add_latency``, ``drop_next``, and
@@ -33,10 +34,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pykbroker.error_codes import ErrorCode
+from pykbroker.protocol.api import ApiKey
+
 if TYPE_CHECKING:
     from pykbroker.broker import Broker
     from pykbroker.server.dispatch import HandlerSpec
     from pykbroker.server.request_context import RequestContext
+
+__all__ = [
+    "TEST_DEFAULTS", "ApiKey", "ErrorCode", "ExternalKafka", "Faults", "KafkaBroker",
+    "create_topic", "open_broker",
+]
 
 # Test-friendly defaults (each can be overridden): no initial rebalance delay and a small
 # offsets topic make group tests start at once.
@@ -119,9 +128,7 @@ class Faults:
 
 async def _error_response(inner: Any, ctx: RequestContext, req: Any, error: int) -> Any:
     """The response a failing broker would send: errors where the API carries them."""
-    from pykbroker.error_codes import ErrorCode
     from pykbroker.errors import CloseConnection
-    from pykbroker.protocol.api import ApiKey
     from pykbroker.server.connection import error_response
 
     key = ctx.api_key

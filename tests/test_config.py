@@ -24,9 +24,9 @@ from pykbroker.config import (
     topic_config_defaults,
     validate_topic_configs,
 )
-from pykbroker.config_sources import env_config_key, parse_properties
-from pykbroker.config_topic import TOPIC_SERVER_SYNONYMS
-from pykbroker.config_types import LONG_MAX, ConfigType, java_double, render_value
+from pykbroker.config.sources import env_config_key, parse_properties
+from pykbroker.config.topic import TOPIC_SERVER_SYNONYMS
+from pykbroker.config.types import LONG_MAX, ConfigType, java_double, render_value
 from pykbroker.errors import PykbrokerError
 
 STATIC, DEFAULT, TOPIC = 4, 5, 1

@@ -7,26 +7,23 @@ configSynonyms), since admin tools and clients display these fields as they come
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
 
-from pykbroker.config_checks import find_def
-from pykbroker.config_defs import BROKER_DEFS
-from pykbroker.config_topic import (
+from pykbroker.config.broker_config import BrokerConfig
+from pykbroker.config.checks import find_def
+from pykbroker.config.defs import BROKER_DEFS
+from pykbroker.config.topic import (
     TOPIC_DEFS,
     TOPIC_SERVER_SYNONYMS,
     topic_config_defaults,
     validate_topic_configs,
 )
-from pykbroker.config_types import (
+from pykbroker.config.types import (
     UNKNOWN_TYPE_CODE,
     ConfigEntry,
     ConfigSource,
     ConfigSynonym,
     render_value,
 )
-
-if TYPE_CHECKING:
-    from pykbroker.config import BrokerConfig
 
 
 def describe_broker_configs(

@@ -9,15 +9,15 @@ CreateTopics validation and DescribeConfigs answers match Apache Kafka's.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from pykbroker.config_defs import (
+from pykbroker.config.defs import (
     CLEANUP_POLICIES,
     COMPRESSION_TYPES,
     TIMESTAMP_TYPES,
 )
-from pykbroker.config_defs_extra import METADATA_VERSIONS
-from pykbroker.config_types import (
+from pykbroker.config.defs_extra import METADATA_VERSIONS
+from pykbroker.config.types import (
     LONG_MAX,
     ConfigDef,
     ConfigType,
@@ -32,8 +32,13 @@ from pykbroker.config_types import (
     table,
 )
 
-if TYPE_CHECKING:
-    from pykbroker.config import BrokerConfig
+
+class BrokerSettings(Protocol):
+    """What topic defaults read from the broker's configuration (BrokerConfig has it); a
+    protocol, so this module stays below the one that defines BrokerConfig."""
+
+    def get(self, name: str) -> object: ...
+
 
 B, S, INT, LG, D, LS = (
     ConfigType.BOOLEAN,
@@ -196,7 +201,7 @@ TOPIC_SERVER_SYNONYMS: dict[str, str] = {
 own fallbacks (log.retention.minutes, log.roll.hours...) follow from ``broker_synonyms``."""
 
 
-def topic_config_defaults(broker: BrokerConfig) -> dict[str, object]:
+def topic_config_defaults(broker: BrokerSettings) -> dict[str, object]:
     """Typed value of every topic key for a topic without overrides on this broker."""
     out: dict[str, object] = {}
     for name, defn in TOPIC_DEFS.items():
@@ -207,7 +212,7 @@ def topic_config_defaults(broker: BrokerConfig) -> dict[str, object]:
 
 
 def validate_topic_configs(
-    overrides: Mapping[str, str | None], broker: BrokerConfig | None = None
+    overrides: Mapping[str, str | None], broker: BrokerSettings | None = None
 ) -> dict[str, object]:
     """Parse topic overrides; unknown keys and bad values raise ConfigError (INVALID_CONFIG).
 

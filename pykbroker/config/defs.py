@@ -12,9 +12,9 @@ pykbroker differs from Kafka's defaults on purpose in four places, each said in 
 
 from __future__ import annotations
 
-from pykbroker.config_defs_extra import EXTRA_DEFS, METADATA_VERSIONS
-from pykbroker.config_defs_groups import COORDINATOR_DEFS
-from pykbroker.config_types import (
+from pykbroker.config.defs_extra import EXTRA_DEFS, METADATA_VERSIONS
+from pykbroker.config.defs_groups import COORDINATOR_DEFS
+from pykbroker.config.types import (
     INT_MAX,
     LONG_MAX,
     ConfigDef,

@@ -1,7 +1,7 @@
 """Where configuration strings come from: properties files, ``KAFKA_*`` variables, overrides.
 
 Each reader returns plain ``key -> string`` pairs plus a note of where each came from; typing
-and validation happen in ``config``. The parsers copy Java's ``Properties.load`` and the
+and validation happen in ``broker_config``. The parsers copy Java's ``Properties.load`` and the
 apache/kafka Docker image exactly, so a ``server.properties`` or a ``docker run -e`` line that
 works with Kafka works here unchanged.
 """
@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pykbroker.config_types import ConfigError
+from pykbroker.config.types import ConfigError
 
 _WS = " \t\f"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

@@ -10,9 +10,9 @@ import difflib
 import re
 from collections.abc import Callable
 
-from pykbroker.config_defs import BROKER_DEFS
-from pykbroker.config_topic import TOPIC_SERVER_SYNONYMS
-from pykbroker.config_types import ConfigDef
+from pykbroker.config.defs import BROKER_DEFS
+from pykbroker.config.topic import TOPIC_SERVER_SYNONYMS
+from pykbroker.config.types import ConfigDef
 
 _LISTENER_PREFIX = re.compile(r"listener\.name\.([^.]+)\.(.+)")
 _CONSUMER_GROUP_ORDER = (

@@ -1,6 +1,6 @@
 """Broker keys beyond the core: security, quotas, tokens, metrics, tiered storage and KRaft.
 
-Kept apart from ``config_defs`` only to keep modules small. pykbroker accepts every key here
+Kept apart from ``defs`` only to keep modules small. pykbroker accepts every key here
 so a Kafka 3.9 ``server.properties`` loads without warnings and DescribeConfigs lists what
 Kafka lists; the KRaft, tiered-storage and share-group keys are accepted and unused.
 ``super.users`` and ``allow.everyone.if.no.acl.found`` are the ZooKeeper-mode authorizer's
@@ -9,7 +9,7 @@ Kafka lists; the KRaft, tiered-storage and share-group keys are accepted and unu
 
 from __future__ import annotations
 
-from pykbroker.config_types import (
+from pykbroker.config.types import (
     LONG_MAX,
     ConfigType,
     Described,

@@ -1,12 +1,12 @@
 """Coordinator keys: consumer groups (classic, KIP-848, share), offsets and transactions.
 
-Part of the broker table (see ``config_defs``), split out only to keep modules small.
+Part of the broker table (see ``defs``), split out only to keep modules small.
 Share-group keys (KIP-932, early access in Kafka 3.9) are accepted and unused.
 """
 
 from __future__ import annotations
 
-from pykbroker.config_types import (
+from pykbroker.config.types import (
     INT_MAX,
     ConfigType,
     Importance,

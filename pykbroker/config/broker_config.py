@@ -20,61 +20,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar, overload
 
-from pykbroker.config_checks import find_def, first_failed_rule, unknown_key_warning
-from pykbroker.config_defs import (
-    BROKER_DEFS,
-    MINUTE_MS,
-    RESOLVE_CHAINS,
-    broker_synonyms,
-)
-from pykbroker.config_describe import describe_broker_configs, describe_topic_configs
-from pykbroker.config_listeners import Listener, ListenerConfigError, resolve_listeners
-from pykbroker.config_sources import (
+from pykbroker.config.checks import find_def, first_failed_rule, unknown_key_warning
+from pykbroker.config.defs import BROKER_DEFS, MINUTE_MS, RESOLVE_CHAINS, broker_synonyms
+from pykbroker.config.listeners import Listener, ListenerConfigError, resolve_listeners
+from pykbroker.config.sources import (
     default_data_dir,
     env_configs,
     listeners_from_advertised,
     load_properties_file,
     parse_overrides,
 )
-from pykbroker.config_topic import (
-    TOPIC_DEFS,
-    message_timestamp_bounds,
-    topic_config_defaults,
-    validate_topic_configs,
-)
-from pykbroker.config_types import (
-    ConfigDef,
-    ConfigEntry,
-    ConfigError,
-    ConfigSource,
-    ConfigSynonym,
-    ConfigType,
-    Importance,
-    Password,
-    UpdateMode,
-    render_value,
-)
-
-__all__ = [
-    "BROKER_DEFS",
-    "TOPIC_DEFS",
-    "BrokerConfig",
-    "ConfigDef",
-    "ConfigEntry",
-    "ConfigError",
-    "ConfigSource",
-    "ConfigSynonym",
-    "ConfigType",
-    "Importance",
-    "Listener",
-    "Password",
-    "UpdateMode",
-    "describe_broker_configs",
-    "describe_topic_configs",
-    "message_timestamp_bounds",
-    "topic_config_defaults",
-    "validate_topic_configs",
-]
+from pykbroker.config.types import ConfigError, ConfigSource, ConfigSynonym, Password, render_value
 
 log = logging.getLogger("pykbroker.config")
 

@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -39,9 +39,12 @@ from pykbroker.server.dispatch import DispatchTable, HandlerSpec
 from pykbroker.server.request_context import RequestContext
 
 if TYPE_CHECKING:
-    from pykbroker.broker import Broker
-    from pykbroker.cluster.replica_manager import Partition
+    from pykbroker.cluster.replica_manager import Partition, ReplicaManager
+    from pykbroker.cluster.topic_manager import TopicManager
+    from pykbroker.config import BrokerConfig
+    from pykbroker.coordinator.group import GroupCoordinator
     from pykbroker.records import BatchHeader
+    from pykbroker.server.listener import NetworkServer
 
 log = logging.getLogger("pykbroker.metrics")
 
@@ -54,6 +57,42 @@ def request_name(api_key: int) -> str:
     """Kafka's name for an API, as the ``request`` label of RequestMetrics carries it."""
     spec = APIS.get(api_key)
     return spec.name if spec is not None else str(api_key)
+
+
+class ObservedServices(Protocol):
+    """The subsystems whose state the collector reads (BrokerServices has them)."""
+
+    @property
+    def replicas(self) -> ReplicaManager: ...
+
+    @property
+    def topics(self) -> TopicManager: ...
+
+    @property
+    def groups(self) -> GroupCoordinator: ...
+
+
+class ObservedBroker(Protocol):
+    """What the metrics read from the broker (Broker has it). A protocol, so that broker.py,
+    which creates and wires the metrics, is the only one of the two importing the other."""
+
+    @property
+    def config(self) -> BrokerConfig: ...
+
+    @property
+    def services(self) -> ObservedServices | None: ...
+
+    @property
+    def server(self) -> NetworkServer | None: ...
+
+    @property
+    def ready(self) -> trio.Event: ...
+
+    @property
+    def stopped(self) -> trio.Event: ...
+
+    @property
+    def started_at(self) -> float: ...
 
 
 class _Histogram:
@@ -81,7 +120,7 @@ class _Histogram:
 class BrokerMetrics:
     """The broker's counters, its scrape-time collector, and the HTTP endpoint's routes."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: ObservedBroker) -> None:
         self.broker = broker
         self.requests: dict[tuple[int, int], int] = defaultdict(int)
         self.latency: dict[tuple[int, int], _Histogram] = {}
@@ -96,7 +135,7 @@ class BrokerMetrics:
         GCCollector(registry=self.registry)
 
     @classmethod
-    def for_broker(cls, broker: Broker) -> BrokerMetrics | None:
+    def for_broker(cls, broker: ObservedBroker) -> BrokerMetrics | None:
         """The broker's metrics, or None when ``metrics.port`` is -1 (off)."""
         if broker.config.metrics_port < 0:
             return None

@@ -31,6 +31,7 @@ from pykbroker.config import (
     topic_config_defaults,
     validate_topic_configs,
 )
+from pykbroker.config.security import refuse_unsupported_security
 from pykbroker.coordinator.group import GroupCoordinator
 from pykbroker.coordinator.transaction import TransactionCoordinator
 from pykbroker.error_codes import ErrorCode
@@ -125,7 +126,9 @@ class Broker:
         wrap_handler: Callable[[HandlerSpec], HandlerSpec] | None = None,
     ) -> None:
         """``wrap_handler`` lets an embedding (pykbroker.testing) observe or alter requests
-        without hooks on the production path."""
+        without hooks on the production path. Raises ConfigError for security settings
+        that cannot be honoured yet (never serve less protection than configured)."""
+        refuse_unsupported_security(config)
         self.wrap_handler = wrap_handler
         self.static_config = config
         self.config = config

@@ -21,6 +21,7 @@ import trio
 from pykbroker import __version__
 from pykbroker.admin.verbs import VERBS, examples_text
 from pykbroker.config import BrokerConfig, ConfigError
+from pykbroker.config.security import ignored_warnings, refuse_unsupported_security
 
 log = logging.getLogger("pykbroker")
 
@@ -172,13 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     config_file = args.config_opt or args.config
     try:
         config = BrokerConfig.load(config_file, overrides=args.override)
+        refuse_unsupported_security(config)
     except ConfigError as exc:
         print(f"pykbroker: configuration error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"pykbroker: cannot read {config_file}: {exc}", file=sys.stderr)
         return 2
-    for warning in config.warnings:
+    for warning in [*config.warnings, *ignored_warnings(config)]:
         log.warning(warning)
     try:
         trio.run(_serve, config)

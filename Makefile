@@ -15,11 +15,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# System packages the tests use: kcat (Debian's package).
+# System packages the tests use: kcat and ZooKeeper (Debian's packages; a ZOOKEEPER_HOME
+# holding an Apache release does instead). One apt-get update, then whatever is missing.
 sysdeps:
-	@command -v kcat >/dev/null 2>&1 || { \
-	  echo "installing kcat"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kcat >/dev/null; }
+	@missing=""; \
+	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
+	[ -e /usr/share/zookeeper/bin/zkServer.sh ] || [ -e "$$ZOOKEEPER_HOME/bin/zkServer.sh" ] \
+	  || missing="$$missing zookeeper"; \
+	[ -z "$$missing" ] || { \
+	  echo "installing$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; }
 
 run: $(STAMP)
 	$(PY) -m pykbroker

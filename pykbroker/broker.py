@@ -18,6 +18,7 @@ import trio
 
 from pykbroker import __version__
 from pykbroker.cluster.fetch_session import FetchSessionCache
+from pykbroker.cluster.metadata_cache import Endpoint, LocalMetadataView, MetadataView
 from pykbroker.cluster.metadata_store import LocalMetadataStore
 from pykbroker.cluster.producer_ids import ProducerIdManager
 from pykbroker.cluster.replica_manager import ReplicaManager
@@ -69,6 +70,7 @@ class BrokerServices:
     producer_ids: ProducerIdManager
     groups: GroupCoordinator
     transactions: TransactionCoordinator
+    metadata: MetadataView
     advertised: dict[str, tuple[str, int]] = field(default_factory=dict)
     rack: str | None = None
     internal_topics: frozenset[str] = INTERNAL_TOPICS
@@ -188,11 +190,26 @@ class Broker:
         transactions.load()  # after the groups: its markers may complete their offsets
         dispatch = DispatchTable(
             self.wrap_handler(spec) if self.wrap_handler else spec for spec in all_handlers())
+        advertised: dict[str, tuple[str, int]] = {}
+        protocols = cfg.security_protocol_map
+
+        def endpoints() -> list[Endpoint]:
+            return [Endpoint(name, host, port, protocols.get(name, "PLAINTEXT"))
+                    for name, (host, port) in advertised.items()]
+
+        def leader_epoch(topic: str, index: int) -> int:
+            part = replicas.partitions.get((topic, index))
+            return part.leader_epoch if part is not None else 0
+
+        rack = cfg.get("broker.rack")
+        metadata = LocalMetadataView(cfg.node_id, str(rack) if rack else None, endpoints,
+                                     lambda: store.topics, leader_epoch)
         return BrokerServices(
             config=cfg, static_config=self.static_config, node_id=cfg.node_id,
             cluster_id=cluster_id, dispatch=dispatch, replicas=replicas, topics=topics,
             log_manager=log_manager, log_dirs=log_dirs, fetch_sessions=FetchSessionCache(),
             producer_ids=producer_ids, groups=groups, transactions=transactions,
+            metadata=metadata, advertised=advertised, rack=metadata.rack,
         )
 
     async def serve(self, *, task_status: trio.TaskStatus[Broker] = trio.TASK_STATUS_IGNORED

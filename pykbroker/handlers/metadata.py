@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pykbroker.cluster.metadata_cache import LiveBroker, MetadataView, PartitionState
+from pykbroker.cluster.topics import INTERNAL_TOPICS
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.protocol._generated.describe_cluster_request import DescribeClusterRequest
@@ -39,38 +41,59 @@ def _bits(ops: tuple[int, ...]) -> int:
     return out
 
 
+def _partition_response(index: int, state: PartitionState, listener: str,
+                        alive: dict[int, LiveBroker], node_id: int) -> MetadataResponsePartition:
+    """Kafka's MetadataCache rules: a leader that is not alive (or lacks the request's
+    listener) is reported as LEADER_NOT_AVAILABLE / LISTENER_NOT_FOUND with leader -1."""
+    error, leader = ErrorCode.NONE, state.leader
+    broker = alive.get(leader)
+    if broker is None:
+        error, leader = ErrorCode.LEADER_NOT_AVAILABLE, -1
+    elif leader != node_id and broker.endpoint(listener) is None:
+        error, leader = ErrorCode.LISTENER_NOT_FOUND, -1
+    return MetadataResponsePartition(
+        error_code=int(error),
+        partition_index=index,
+        leader_id=leader,
+        leader_epoch=state.leader_epoch,
+        replica_nodes=list(state.replicas),
+        isr_nodes=list(state.isr),
+        offline_replicas=list(state.offline_replicas),
+    )
+
+
 def _topic_response(services: Any, name: str, error: ErrorCode = ErrorCode.NONE,
-                    include_ops: bool = False) -> MetadataResponseTopic:
-    topic = services.topics.get(name)
-    if topic is None or error != ErrorCode.NONE:
+                    include_ops: bool = False, listener: str = "") -> MetadataResponseTopic:
+    view: MetadataView = services.metadata
+    meta = view.topic(name)
+    if meta is None or error != ErrorCode.NONE:
         return MetadataResponseTopic(error_code=int(error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
                                      name=name, topic_id=ZERO_UUID)
-    partitions = []
-    for index in sorted(topic.assignment):
-        replicas = topic.assignment[index]
-        part = services.replicas.partitions.get((name, index))
-        partitions.append(MetadataResponsePartition(
-            error_code=0,
-            partition_index=index,
-            leader_id=services.node_id,
-            leader_epoch=part.leader_epoch if part is not None else 0,
-            replica_nodes=list(replicas),
-            isr_nodes=list(replicas),
-            offline_replicas=[],
-        ))
+    alive = {b.id: b for b in view.live_brokers()}
+    partitions = [_partition_response(index, state, listener, alive, services.node_id)
+                  for index, state in sorted(meta.partitions.items())]
     return MetadataResponseTopic(
         error_code=0,
         name=name,
-        topic_id=topic.topic_id,
-        is_internal=topic.is_internal,
+        topic_id=meta.topic_id,
+        is_internal=name in INTERNAL_TOPICS,
         partitions=partitions,
         topic_authorized_operations=_bits(_TOPIC_OPS) if include_ops else NOT_REQUESTED,
     )
 
 
 def brokers_for(ctx: RequestContext) -> list[tuple[int, str, int, str | None]]:
-    host, port = ctx.services.advertised_address(ctx.listener)
-    return [(ctx.services.node_id, host, port, ctx.services.rack)]
+    """Live brokers with their address on the request's listener (Kafka leaves out brokers
+    without it; a lone broker falls back to its first advertised address, as before)."""
+    services = ctx.services
+    out = []
+    for broker in services.metadata.live_brokers():
+        ep = broker.endpoint(ctx.listener)
+        if ep is None and broker.id == services.node_id and broker.endpoints:
+            ep = broker.endpoints[0]
+        if ep is not None:
+            out.append((broker.id, ep.host, ep.port, broker.rack))
+    return out
 
 
 async def handle_metadata(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
@@ -80,29 +103,33 @@ async def handle_metadata(ctx: RequestContext, req: MetadataRequest) -> Metadata
     all_topics = req.topics is None or (ctx.api_version == 0 and not req.topics)
     allow_auto = ctx.api_version < 4 or req.allow_auto_topic_creation
     topics: list[MetadataResponseTopic] = []
+    view: MetadataView = services.metadata
+    listener = ctx.listener
     if all_topics:
-        for name in sorted(services.topics.store.topics):
-            topics.append(_topic_response(services, name, include_ops=include_ops))
+        for known in view.topic_names():
+            topics.append(_topic_response(services, known, include_ops=include_ops,
+                                          listener=listener))
     else:
         for wanted in req.topics or []:
-            name = wanted.name
+            name: str | None = wanted.name
             if name is None:
-                topic = services.topics.store.topic_by_id(wanted.topic_id)
-                if topic is None:
+                meta = view.topic_by_id(wanted.topic_id)
+                if meta is None:
                     topics.append(MetadataResponseTopic(
                         error_code=int(ErrorCode.UNKNOWN_TOPIC_ID), name=None,
                         topic_id=wanted.topic_id))
                     continue
-                name = topic.name
-            if services.topics.get(name) is None:
+                name = meta.name
+            if view.topic(name) is None:
                 topics.append(_auto_create(ctx, name, allow_auto, include_ops))
             else:
-                topics.append(_topic_response(services, name, include_ops=include_ops))
+                topics.append(_topic_response(services, name, include_ops=include_ops,
+                                              listener=listener))
     return MetadataResponse(
         throttle_time_ms=0,
         brokers=[MetadataResponseBroker(n, h, p, r) for n, h, p, r in brokers_for(ctx)],
         cluster_id=services.cluster_id,
-        controller_id=services.node_id,
+        controller_id=view.controller_id,
         topics=topics,
         cluster_authorized_operations=(
             _bits(_CLUSTER_OPS) if 8 <= ctx.api_version <= 10
@@ -122,7 +149,8 @@ def _auto_create(ctx: RequestContext, name: str, allow: bool,
     except KafkaError as exc:
         code = exc.error_code
         if code == ErrorCode.TOPIC_ALREADY_EXISTS:
-            return _topic_response(services, name, include_ops=include_ops)
+            return _topic_response(services, name, include_ops=include_ops,
+                                   listener=ctx.listener)
         log.info("auto-creation of topic %r failed: %s", name, exc)
         return MetadataResponseTopic(error_code=int(code), name=name, topic_id=ZERO_UUID)
     # As Kafka: the request that creates the topic is answered LEADER_NOT_AVAILABLE with no
@@ -143,7 +171,7 @@ async def handle_describe_cluster(ctx: RequestContext,
         error_code=0,
         endpoint_type=1,
         cluster_id=ctx.services.cluster_id,
-        controller_id=ctx.services.node_id,
+        controller_id=ctx.services.metadata.controller_id,
         brokers=[DescribeClusterBroker(n, h, p, r) for n, h, p, r in brokers_for(ctx)],
         cluster_authorized_operations=(
             _bits(_CLUSTER_OPS) if req.include_cluster_authorized_operations else NOT_REQUESTED

@@ -1,0 +1,1 @@
+"""The controller: replica assignment, leader election and the requests it sends."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import trio
@@ -28,21 +27,36 @@ LEADER_DURING_DELETE = -2
 NO_LEADER = -1
 
 
-@dataclass(frozen=True, slots=True)
+# Plain slotted classes rather than dataclasses: this module is on the broker's start-up path,
+# and building a dataclass costs about as much as importing a small module.
 class Endpoint:
-    listener: str
-    host: str
-    port: int
-    security_protocol: str = "PLAINTEXT"
+    __slots__ = ("listener", "host", "port", "security_protocol")
+
+    def __init__(self, listener: str, host: str, port: int,
+                 security_protocol: str = "PLAINTEXT") -> None:
+        self.listener, self.host, self.port = listener, host, port
+        self.security_protocol = security_protocol
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Endpoint) and (
+            self.listener, self.host, self.port, self.security_protocol) == (
+            other.listener, other.host, other.port, other.security_protocol)
+
+    def __hash__(self) -> int:
+        return hash((self.listener, self.host, self.port))
+
+    def __repr__(self) -> str:
+        return f"{self.listener}://{self.host}:{self.port} ({self.security_protocol})"
 
 
-@dataclass(frozen=True, slots=True)
 class LiveBroker:
     """A registered broker as the cluster advertises it."""
 
-    id: int
-    endpoints: tuple[Endpoint, ...]
-    rack: str | None = None
+    __slots__ = ("id", "endpoints", "rack")
+
+    def __init__(self, id: int, endpoints: tuple[Endpoint, ...], rack: str | None = None
+                 ) -> None:
+        self.id, self.endpoints, self.rack = id, endpoints, rack
 
     def endpoint(self, listener: str) -> Endpoint | None:
         for ep in self.endpoints:
@@ -50,24 +64,42 @@ class LiveBroker:
                 return ep
         return None
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LiveBroker) and (self.id, self.endpoints, self.rack) == (
+            other.id, other.endpoints, other.rack)
 
-@dataclass(slots=True)
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"LiveBroker({self.id}, {list(self.endpoints)}, rack={self.rack})"
+
+
 class PartitionState:
-    """Leader, epochs and replica sets of one partition (UpdateMetadata's partition state)."""
+    """Leader, epochs and replica sets of one partition (UpdateMetadata's partition state);
+    ``partition_epoch`` is the state znode's version in ZooKeeper mode."""
 
-    leader: int
-    leader_epoch: int
-    isr: list[int]
-    replicas: list[int]
-    offline_replicas: list[int] = field(default_factory=list)
-    partition_epoch: int = 0  # the state znode's version in ZooKeeper mode
+    __slots__ = ("leader", "leader_epoch", "isr", "replicas", "offline_replicas",
+                 "partition_epoch")
+
+    def __init__(self, leader: int, leader_epoch: int, isr: list[int], replicas: list[int],
+                 offline_replicas: list[int] | None = None, partition_epoch: int = 0) -> None:
+        self.leader, self.leader_epoch = leader, leader_epoch
+        self.isr, self.replicas = isr, replicas
+        self.offline_replicas = offline_replicas if offline_replicas is not None else []
+        self.partition_epoch = partition_epoch
+
+    def __repr__(self) -> str:
+        return (f"PartitionState(leader={self.leader}, epoch={self.leader_epoch}, "
+                f"isr={self.isr}, replicas={self.replicas})")
 
 
-@dataclass(slots=True)
 class TopicMetadata:
-    name: str
-    topic_id: uuid.UUID
-    partitions: dict[int, PartitionState]
+    __slots__ = ("name", "topic_id", "partitions")
+
+    def __init__(self, name: str, topic_id: uuid.UUID,
+                 partitions: dict[int, PartitionState]) -> None:
+        self.name, self.topic_id, self.partitions = name, topic_id, partitions
 
 
 class MetadataView(Protocol):

@@ -68,8 +68,13 @@ class Partition:
         self.index = index
         self.log = plog
         self.leader_epoch = leader_epoch
-        self.isr = list(topic.assignment.get(index, []))
+        self.replicas = list(topic.assignment.get(index, []))
+        self.isr = list(self.replicas)
         self.min_insync_replicas = 1
+        # A cluster's controller decides these (LeaderAndIsr); a lone broker leads everything.
+        self.is_leader = True
+        self.leader_id = -1
+        self.partition_epoch = 0
         self._waiters: list[trio.Event] = []
         self._flushing: trio.Event | None = None
 
@@ -153,6 +158,10 @@ class ReplicaManager:
         # Checks that a transactional batch's partition is in its ongoing transaction
         # (KIP-890 verification); set by the transaction coordinator.
         self.verify_transaction: Callable[[str, BatchHeader, Partition], None] | None = None
+        # Whether a partition this broker does not host exists elsewhere in the cluster
+        # (NOT_LEADER_OR_FOLLOWER rather than UNKNOWN_TOPIC_OR_PARTITION); a lone broker
+        # hosts everything.
+        self.exists_in_cluster: Callable[[str, int], bool] = lambda topic, index: False
 
     # -- hosting -----------------------------------------------------------------------------
 
@@ -179,10 +188,48 @@ class ReplicaManager:
             self.log_manager.delete(name, key[1])
 
     def partition(self, topic: str, index: int) -> Partition:
+        """The partition this broker leads; Kafka's errors for one it follows or lacks."""
         part = self.partitions.get((topic, index))
         if part is None:
+            if self.exists_in_cluster(topic, index):
+                raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        if not part.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return part
+
+    # -- leadership (a cluster's LeaderAndIsr and StopReplica) ------------------------------
+
+    def make_leader_or_follower(self, topic: TopicInfo, index: int, leader: int,
+                                leader_epoch: int, isr: list[int], replicas: list[int],
+                                partition_epoch: int, node_id: int) -> Partition:
+        """Host the partition (creating its log if new) in the role the controller gave it.
+
+        Fetches waiting on it are woken so they answer with the new state.
+        """
+        part = self.partitions.get((topic.name, index))
+        if part is None:
+            self.host(topic, [index])
+            part = self.partitions[(topic.name, index)]
+        part.leader_id = leader
+        part.is_leader = leader == node_id
+        part.replicas = list(replicas)
+        part.isr = list(isr)
+        part.partition_epoch = partition_epoch
+        if leader_epoch != part.leader_epoch:
+            part.leader_epoch = leader_epoch
+            if part.is_leader:
+                part.log.leader_epoch_cache.assign(leader_epoch, part.log.log_end_offset)
+        part.wake()
+        return part
+
+    def stop_replica(self, topic: str, index: int, delete: bool) -> None:
+        part = self.partitions.pop((topic, index), None)
+        if part is None:
+            return
+        part.wake()
+        if delete:
+            self.log_manager.delete(topic, index)
 
     # -- produce -----------------------------------------------------------------------------
 

@@ -1,0 +1,90 @@
+"""An asynchronous Kafka client connection for broker-to-broker requests.
+
+The controller's channel (LeaderAndIsr, UpdateMetadata, StopReplica) and a broker's requests
+to the controller (ControlledShutdown, later AlterPartition and the replica fetchers) use it:
+one request at a time on one connection, the response matched by correlation id, every
+failure surfacing as ``BrokerConnectionError`` so callers reconnect and retry.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from typing import Any
+
+import trio
+
+from pykbroker.errors import DecodeError
+from pykbroker.protocol.framing import decode_response, encode_request
+
+_SIZE = struct.Struct(">i")
+MAX_RESPONSE_BYTES = 512 * 1024 * 1024
+
+
+class BrokerConnectionError(Exception):
+    """The connection failed or the peer answered garbage; reconnect before retrying."""
+
+
+class BrokerConnection:
+    def __init__(self, host: str, port: int, client_id: str) -> None:
+        self.host, self.port, self.client_id = host, port, client_id
+        self._stream: trio.SocketStream | None = None
+        self._correlation = itertools.count(1)
+        self._lock = trio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._stream is not None
+
+    async def connect(self, timeout_s: float) -> None:
+        with trio.move_on_after(timeout_s) as scope:
+            try:
+                self._stream = await trio.open_tcp_stream(self.host, self.port)
+            except OSError as exc:
+                raise BrokerConnectionError(f"connect to {self.host}:{self.port}: {exc}") from exc
+        if scope.cancelled_caught:
+            raise BrokerConnectionError(f"connect to {self.host}:{self.port} timed out")
+
+    async def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _read_exactly(self, stream: trio.SocketStream, n: int) -> bytearray:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = await stream.receive_some(n - len(buf))
+            if not chunk:
+                raise BrokerConnectionError(f"{self.host}:{self.port} closed the connection")
+            buf += chunk
+        return buf
+
+    async def request(self, api_key: int, api_version: int, body: Any,
+                      timeout_s: float = 30.0) -> Any:
+        """Send one request and return its decoded response (connecting first if needed)."""
+        async with self._lock:
+            if self._stream is None:
+                await self.connect(timeout_s)
+            stream = self._stream
+            assert stream is not None
+            corr = next(self._correlation)
+            frame = encode_request(api_key, api_version, corr, self.client_id, body)
+            try:
+                with trio.fail_after(timeout_s):
+                    await stream.send_all(frame)
+                    (size,) = _SIZE.unpack(await self._read_exactly(stream, 4))
+                    if not 0 < size <= MAX_RESPONSE_BYTES:
+                        raise BrokerConnectionError(f"bad response size {size}")
+                    data = await self._read_exactly(stream, size)
+                got, response = decode_response(data, api_key, api_version)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+                    trio.TooSlowError, DecodeError, BrokerConnectionError) as exc:
+                await self.close()
+                raise BrokerConnectionError(
+                    f"request {api_key} v{api_version} to {self.host}:{self.port}: {exc!r}"
+                ) from exc
+            if got != corr:
+                await self.close()
+                raise BrokerConnectionError(f"correlation id {got} != {corr}")
+            return response

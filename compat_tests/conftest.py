@@ -17,6 +17,10 @@ from compat_tests.broker_process import BrokerProcess
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "broker_config(**overrides): broker --override values")
+    # The multi-broker `cluster` fixture, with the session's ZooKeeper of tests/zk_fixtures.py
+    # (one server for tests/ and compat_tests/). Imported here rather than by `pytest_plugins`,
+    # which a conftest below the root may not set when pytest is run as `pytest .`.
+    config.pluginmanager.import_plugin("compat_tests.cluster")
 
 
 @pytest.fixture

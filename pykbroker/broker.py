@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from pykbroker import __version__
 from pykbroker.cluster.fetch_session import FetchSessionCache
 from pykbroker.cluster.metadata_cache import Endpoint, LocalMetadataView, MetadataView
 from pykbroker.cluster.metadata_store import LocalMetadataStore
-from pykbroker.cluster.producer_ids import ProducerIdManager
+from pykbroker.cluster.producer_ids import BLOCK_SIZE, BlockProducerIdManager, ProducerIdManager
 from pykbroker.cluster.replica_manager import ReplicaManager
 from pykbroker.cluster.topic_manager import TopicManager
 from pykbroker.cluster.topics import INTERNAL_TOPICS, TopicInfo
@@ -39,11 +39,13 @@ from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.handlers import all_handlers
 from pykbroker.log import LogConfig, LogManager, new_cluster_id
+from pykbroker.log.log_manager import InconsistentClusterIdError
 from pykbroker.server.connection import ConnectionSettings
 from pykbroker.server.dispatch import DispatchTable, HandlerSpec
 from pykbroker.server.listener import BindAddress, NetworkServer
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics.port enables them
+    from pykbroker.cluster.member import ClusterMember
     from pykbroker.metrics import BrokerMetrics
 
 log = logging.getLogger("pykbroker.broker")
@@ -67,11 +69,12 @@ class BrokerServices:
     log_manager: LogManager
     log_dirs: list[Path]
     fetch_sessions: FetchSessionCache
-    producer_ids: ProducerIdManager
+    producer_ids: ProducerIdManager | BlockProducerIdManager
     groups: GroupCoordinator
     transactions: TransactionCoordinator
     metadata: MetadataView
     advertised: dict[str, tuple[str, int]] = field(default_factory=dict)
+    cluster: ClusterMember | None = None  # set when zookeeper.connect makes a cluster
     rack: str | None = None
     internal_topics: frozenset[str] = INTERNAL_TOPICS
 
@@ -142,6 +145,7 @@ class Broker:
         self.started_at = time.monotonic()
         self.metrics: BrokerMetrics | None = None
         self.metrics_port: int | None = None  # bound port of the Prometheus endpoint
+        self._nursery: trio.Nursery | None = None
 
     @property
     def bound_ports(self) -> dict[str, int]:
@@ -150,13 +154,29 @@ class Broker:
     def shutdown(self) -> None:
         self._stop.set()
 
-    def _open_storage(self) -> BrokerServices:
+    def _spawn(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run ``task`` in the broker's nursery (background ZooKeeper work)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(task)
+
+    def _open_storage(self, zk: Any = None, zk_cluster_id: str | None = None
+                      ) -> BrokerServices:
+        """Open the logs and wire the subsystems; ``zk`` (a ZkClusterStore) makes this broker
+        a member of the cluster ZooKeeper describes, whose id is ``zk_cluster_id``."""
         cfg = self.config
         log_dirs = [Path(d) for d in cfg.log_dirs]
         log_manager = LogManager(log_dirs, _log_config(cfg, {}))
-        cluster_id = log_manager.read_or_create_meta(cfg.node_id, new_cluster_id)
+        if zk_cluster_id is not None:
+            cluster_id = log_manager.read_or_create_meta(cfg.node_id, lambda: zk_cluster_id)
+            if cluster_id != zk_cluster_id:
+                raise InconsistentClusterIdError(
+                    f"The Cluster ID {zk_cluster_id} doesn't match stored clusterId "
+                    f"Some({cluster_id}) in meta.properties. The broker is trying to join the "
+                    "wrong cluster. Configured zookeeper.connect may be wrong.")
+        else:
+            cluster_id = log_manager.read_or_create_meta(cfg.node_id, new_cluster_id)
         store = LocalMetadataStore(log_dirs[0])
-        if store.broker_configs:
+        if store.broker_configs and zk is None:
             cfg = self.config = self.static_config.with_overrides(store.broker_configs)
 
         def config_for(topic: str) -> LogConfig:
@@ -167,18 +187,44 @@ class Broker:
         replicas = ReplicaManager(
             log_manager, lambda t: _log_config(self.config, t.configs),
             lambda t: int(str(_topic_values(self.config, t.configs)["min.insync.replicas"])))
-        topics = TopicManager(
-            store, replicas, node_id=cfg.node_id,
+        topic_settings: dict[str, Any] = dict(
             default_partitions=lambda: self.config.num_partitions,
             default_replication_factor=lambda: self.config.default_replication_factor,
             validate_configs=validate_topic_configs,
             delete_enabled=lambda: self.config.delete_topic_enable,
         )
+        rack = cfg.get("broker.rack")
+        member: ClusterMember | None = None
+        topics: TopicManager
+        if zk is None:
+            topics = TopicManager(store, replicas, node_id=cfg.node_id, **topic_settings)
+        else:  # cluster code is imported only by cluster members (start-up time)
+            from pykbroker.cluster.cluster_topics import ClusterTopicManager, ClusterTopicStore
+            from pykbroker.cluster.member import ClusterMember
+            from pykbroker.cluster.metadata_cache import MetadataCache
+
+            cache = MetadataCache()
+            member = ClusterMember(zk, cfg.node_id, replicas, cache,
+                                   cfg.inter_broker_listener_name,
+                                   rack=str(rack) if rack else None,
+                                   delete_topic_enable=lambda: self.config.delete_topic_enable)
+            configs = member.topic_configs
+            topics = member.topics = ClusterTopicManager(
+                ClusterTopicStore(cache, lambda name: configs.get(name, {})), replicas,
+                node_id=cfg.node_id,
+                racks=lambda: {b.id: b.rack for b in cache.live_brokers()}, **topic_settings)
+            topics.on_create = member.create_in_background
         topics.start()
         groups = GroupCoordinator.for_broker(replicas, topics, cfg.get)
         groups.load()
         replicas.marker_listeners.append(groups.on_marker)
-        producer_ids = ProducerIdManager(store)
+        producer_ids: ProducerIdManager | BlockProducerIdManager
+        if zk is None:
+            producer_ids = ProducerIdManager(store)
+        else:
+            producer_ids = BlockProducerIdManager(
+                lambda: zk.allocate_producer_id_block(cfg.node_id, BLOCK_SIZE),
+                self._spawn)
         transactions = TransactionCoordinator.for_broker(replicas, topics, cfg.get,
                                                          producer_ids.next_id)
         replicas.verify_transaction = transactions.verify_produce
@@ -188,8 +234,8 @@ class Broker:
 
         groups.verify_transaction = verify_txn
         transactions.load()  # after the groups: its markers may complete their offsets
-        dispatch = DispatchTable(
-            self.wrap_handler(spec) if self.wrap_handler else spec for spec in all_handlers())
+        dispatch = DispatchTable(self.wrap_handler(spec) if self.wrap_handler else spec
+                                 for spec in all_handlers(cluster=zk is not None))
         advertised: dict[str, tuple[str, int]] = {}
         protocols = cfg.security_protocol_map
 
@@ -201,21 +247,37 @@ class Broker:
             part = replicas.partitions.get((topic, index))
             return part.leader_epoch if part is not None else 0
 
-        rack = cfg.get("broker.rack")
-        metadata = LocalMetadataView(cfg.node_id, str(rack) if rack else None, endpoints,
-                                     lambda: store.topics, leader_epoch)
+        metadata: MetadataView = LocalMetadataView(
+            cfg.node_id, str(rack) if rack else None, endpoints, lambda: store.topics,
+            leader_epoch) if member is None else member.cache
         return BrokerServices(
             config=cfg, static_config=self.static_config, node_id=cfg.node_id,
             cluster_id=cluster_id, dispatch=dispatch, replicas=replicas, topics=topics,
             log_manager=log_manager, log_dirs=log_dirs, fetch_sessions=FetchSessionCache(),
             producer_ids=producer_ids, groups=groups, transactions=transactions,
-            metadata=metadata, advertised=advertised, rack=metadata.rack,
+            metadata=metadata, advertised=advertised, rack=str(rack) if rack else None,
+            cluster=member,
         )
 
     async def serve(self, *, task_status: trio.TaskStatus[Broker] = trio.TASK_STATUS_IGNORED
                     ) -> None:
         cfg = self.config
-        services = self._open_storage()
+        zk: Any = None
+        zk_cluster_id = None
+        if cfg.zookeeper_connect:
+            from pykbroker.metadata.zk.cluster_store import ZkClusterStore
+
+            zk = await ZkClusterStore.connect(
+                cfg.zookeeper_connect,
+                session_timeout_ms=int(str(cfg.get("zookeeper.session.timeout.ms"))),
+                connection_timeout_ms=int(str(cfg.get("zookeeper.connection.timeout.ms"))))
+            zk_cluster_id = await zk.get_or_create_cluster_id(new_cluster_id())
+        try:
+            services = self._open_storage(zk, zk_cluster_id)
+        except BaseException:
+            if zk is not None:
+                await zk.close()
+            raise
         self.services = services
         binds = [BindAddress(lst.name, lst.host, lst.port, lst.security_protocol)
                  for lst in cfg.listeners]
@@ -245,6 +307,14 @@ class Broker:
                 for adv in cfg.advertised_listeners:
                     port = adv.port or self.server.bound_ports.get(adv.name, 0)
                     services.advertised[adv.name] = (adv.host, port)
+                self._nursery = nursery
+                if services.cluster is not None:
+                    assert isinstance(services.producer_ids, BlockProducerIdManager)
+                    await services.producer_ids.start()
+                    protocols = cfg.security_protocol_map
+                    await services.cluster.start(nursery, [
+                        Endpoint(name, host, port, protocols.get(name, "PLAINTEXT"))
+                        for name, (host, port) in services.advertised.items()])
                 nursery.start_soon(self._housekeeping)
                 self.ready.set()
                 elapsed = (time.monotonic() - self.started_at) * 1000
@@ -253,6 +323,13 @@ class Broker:
                 task_status.started(self)
                 await self._stop.wait()
                 log.info("[KafkaServer id=%d] shutting down", cfg.node_id)
+                if services.cluster is not None and cfg.get("controlled.shutdown.enable"):
+                    moved = await services.cluster.controlled_shutdown(
+                        int(str(cfg.get("controlled.shutdown.max.retries"))),
+                        int(str(cfg.get("controlled.shutdown.retry.backoff.ms"))) / 1000.0)
+                    if not moved:
+                        log.warning("[KafkaServer id=%d] controlled shutdown did not move "
+                                    "every partition; proceeding", cfg.node_id)
                 services.groups.shutdown()
                 services.replicas.shutting_down = True
                 for part in services.replicas.partitions.values():
@@ -261,6 +338,8 @@ class Broker:
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
+                if zk is not None:
+                    await zk.close()  # our registration goes with the session
                 services.log_manager.close()
                 log.info("[KafkaServer id=%d] shut down completed", cfg.node_id)
                 self.stopped.set()

@@ -211,6 +211,7 @@ class ReplicaManager:
         if part is None:
             self.host(topic, [index])
             part = self.partitions[(topic.name, index)]
+            part.log.update_config(self.log_config_for(topic))  # loaded before its config
         part.leader_id = leader
         part.is_leader = leader == node_id
         part.replicas = list(replicas)

@@ -151,7 +151,8 @@ def _auto_create(ctx: RequestContext, name: str, allow: bool,
         if code == ErrorCode.TOPIC_ALREADY_EXISTS:
             return _topic_response(services, name, include_ops=include_ops,
                                    listener=ctx.listener)
-        log.info("auto-creation of topic %r failed: %s", name, exc)
+        if code != ErrorCode.LEADER_NOT_AVAILABLE:  # a cluster creates it in ZooKeeper
+            log.info("auto-creation of topic %r failed: %s", name, exc)
         return MetadataResponseTopic(error_code=int(code), name=name, topic_id=ZERO_UUID)
     # As Kafka: the request that creates the topic is answered LEADER_NOT_AVAILABLE with no
     # partitions; the client's next Metadata request sees the leaders.

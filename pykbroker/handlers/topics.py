@@ -37,6 +37,8 @@ from pykbroker.server.request_context import RequestContext
 async def handle_create_topics(ctx: RequestContext,
                                req: CreateTopicsRequest) -> CreateTopicsResponse:
     services = ctx.services
+    cluster = services.cluster
+    waiting: dict[str, tuple[CreatableTopicResult, int]] = {}
     counts = Counter(t.name for t in req.topics)
     results = []
     for t in req.topics:
@@ -48,10 +50,18 @@ async def handle_create_topics(ctx: RequestContext,
                                  f"multiple entries for the following topics: {t.name}")
             assignment = {a.partition_index: list(a.broker_ids) for a in t.assignments}
             configs = {c.name: c.value for c in t.configs}
-            topic = services.topics.create_topic(
-                t.name, t.num_partitions, t.replication_factor, assignment=assignment or None,
-                configs=configs, validate_only=req.validate_only,
-            )
+            if cluster is None:
+                topic = services.topics.create_topic(
+                    t.name, t.num_partitions, t.replication_factor,
+                    assignment=assignment or None, configs=configs,
+                    validate_only=req.validate_only)
+            else:  # validated here, written to ZooKeeper, led once the controller elects
+                topic = services.topics.plan_topic(
+                    t.name, t.num_partitions, t.replication_factor,
+                    assignment=assignment or None, configs=configs)
+                if not req.validate_only:
+                    await cluster.create_topic(topic)
+                    waiting[t.name] = (result, topic.partition_count)
             result.topic_id = topic.topic_id
             result.num_partitions = topic.partition_count
             result.replication_factor = len(next(iter(topic.assignment.values())))
@@ -65,12 +75,21 @@ async def handle_create_topics(ctx: RequestContext,
             result.error_message = exc.detail
             result.configs = None if ctx.api_version >= 5 else []
         results.append(result)
+    if waiting and req.timeout_ms > 0:
+        await cluster.wait_for(lambda: all(cluster.has_leaders(name, count)
+                                           for name, (_, count) in waiting.items()),
+                               req.timeout_ms)
+        for name, (result, count) in waiting.items():
+            if not cluster.has_leaders(name, count):
+                result.error_code = int(ErrorCode.REQUEST_TIMED_OUT)
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
 
 
 async def handle_delete_topics(ctx: RequestContext,
                                req: DeleteTopicsRequest) -> DeleteTopicsResponse:
     topics = ctx.services.topics
+    cluster = ctx.services.cluster
+    waiting: dict[str, DeletableTopicResult] = {}
     if ctx.api_version >= 6:
         wanted = [(t.name, t.topic_id) for t in req.topics]
     else:
@@ -89,16 +108,27 @@ async def handle_delete_topics(ctx: RequestContext,
                                  "A topic may be named by name or by id, not both")
             info = topics.delete_topic(name)
             result.topic_id = info.topic_id
+            if cluster is not None:
+                await cluster.delete_topic(name)
+                waiting[name] = result
         except KafkaError as exc:
             result.error_code = int(exc.error_code)
             result.error_message = exc.detail
         results.append(result)
+    if waiting and req.timeout_ms > 0:
+        await cluster.wait_for(lambda: all(cluster.cache.topic(n) is None for n in waiting),
+                               req.timeout_ms)
+        for name, result in waiting.items():
+            if cluster.cache.topic(name) is not None:
+                result.error_code = int(ErrorCode.REQUEST_TIMED_OUT)
     return DeleteTopicsResponse(throttle_time_ms=0, responses=results)
 
 
 async def handle_create_partitions(ctx: RequestContext,
                                    req: CreatePartitionsRequest) -> CreatePartitionsResponse:
     topics = ctx.services.topics
+    cluster = ctx.services.cluster
+    waiting: dict[str, tuple[CreatePartitionsTopicResult, int]] = {}
     counts = Counter(t.name for t in req.topics)
     results = []
     for t in req.topics:
@@ -108,12 +138,25 @@ async def handle_create_partitions(ctx: RequestContext,
                 raise KafkaError(ErrorCode.INVALID_REQUEST, "Duplicate topic in request.")
             assignment = ([list(a.broker_ids) for a in t.assignments]
                           if t.assignments is not None else None)
-            topics.create_partitions(t.name, t.count, assignment,
-                                     validate_only=req.validate_only)
+            if cluster is None:
+                topics.create_partitions(t.name, t.count, assignment,
+                                         validate_only=req.validate_only)
+            else:
+                topic, new = topics.plan_partitions(t.name, t.count, assignment)
+                if not req.validate_only:
+                    await cluster.add_partitions(topic, new)
+                    waiting[t.name] = (result, t.count)
         except KafkaError as exc:
             result.error_code = int(exc.error_code)
             result.error_message = exc.detail
         results.append(result)
+    if waiting and req.timeout_ms > 0:
+        await cluster.wait_for(lambda: all(cluster.has_leaders(name, count)
+                                           for name, (_, count) in waiting.items()),
+                               req.timeout_ms)
+        for name, (result, count) in waiting.items():
+            if not cluster.has_leaders(name, count):
+                result.error_code = int(ErrorCode.REQUEST_TIMED_OUT)
     return CreatePartitionsResponse(throttle_time_ms=0, results=results)
 
 

@@ -1,0 +1,537 @@
+"""Kafka's ZooKeeper-mode controller: one broker, elected through ``/controller``, decides.
+
+Every broker runs :class:`ZkController`; the one that creates the ephemeral ``/controller``
+znode (bumping ``/controller_epoch`` in the same ZooKeeper transaction) becomes active. The
+active controller loads the cluster from ZooKeeper, watches broker registrations, topics and
+deletion markers, elects partition leaders, writes partition states with conditional versions
+fenced by its epoch, and tells brokers with LeaderAndIsr, UpdateMetadata and StopReplica.
+
+All changes run on one task, one event at a time (Kafka's ControllerEventManager): ZooKeeper
+watches and broker requests only queue events, so decisions never interleave. When the
+controller loses its session or finds its epoch fenced it resigns and the election starts
+over; another broker's controller finishes whatever was in flight from ZooKeeper's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from pykbroker.cluster.metadata_cache import Endpoint, LiveBroker
+from pykbroker.controller import leader_election as election
+from pykbroker.controller.channel import ControllerChannel
+from pykbroker.controller.context import ControllerContext, PartitionRecord, TopicRecord
+from pykbroker.controller.leader_election import NO_LEADER, LeaderAndIsr
+from pykbroker.controller.requests import (
+    PartitionInfo,
+    leader_and_isr,
+    stop_replica,
+    update_metadata,
+)
+from pykbroker.error_codes import ErrorCode
+from pykbroker.protocol.api import ApiKey
+
+log = logging.getLogger("pykbroker.controller")
+
+TopicPartition = tuple[str, int]
+
+
+# -- events ----------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class ControllerChange:
+    """``/controller`` was created, changed or deleted (or a session came back)."""
+
+
+@dataclass(slots=True)
+class Resign:
+    """The ZooKeeper session expired: whatever this broker held is gone."""
+
+
+@dataclass(slots=True)
+class BrokerChange:
+    pass
+
+
+@dataclass(slots=True)
+class TopicChange:
+    pass
+
+
+@dataclass(slots=True)
+class PartitionModification:
+    topic: str
+
+
+@dataclass(slots=True)
+class TopicDeletion:
+    pass
+
+
+@dataclass(slots=True)
+class ControlledShutdown:
+    broker_id: int
+    broker_epoch: int
+    done: trio.Event = field(default_factory=trio.Event)
+    error: ErrorCode = ErrorCode.NONE
+    remaining: list[TopicPartition] = field(default_factory=list)
+
+
+Event = (ControllerChange | Resign | BrokerChange | TopicChange | PartitionModification
+         | TopicDeletion | ControlledShutdown)
+
+
+class ControllerMoved(Exception):
+    """A write found another controller's epoch: resign."""
+
+
+def live_broker(broker_id: int, registration: Any) -> LiveBroker:
+    """Our view of a ``/brokers/ids/N`` registration."""
+    return LiveBroker(broker_id, tuple(
+        Endpoint(ep.listener_name, ep.host or "", ep.port, ep.security_protocol)
+        for ep in registration.endpoints), registration.rack)
+
+
+class ZkController:
+    """The controller elector and, while elected, the controller itself."""
+
+    def __init__(self, zk: Any, broker_id: int, inter_broker_listener: str, *,
+                 delete_topic_enable: Callable[[], bool],
+                 on_controller_change: Callable[[int], None] | None = None) -> None:
+        self.zk = zk
+        self.broker_id = broker_id
+        self.listener = inter_broker_listener
+        self.delete_topic_enable = delete_topic_enable
+        self.on_controller_change = on_controller_change
+        self.active = False
+        self.controller_id = -1
+        self.ctx = ControllerContext()
+        self._send, self._receive = trio.open_memory_channel[Event](10_000)
+        self._watches: list[Any] = []
+        self._topic_watches: dict[str, Any] = {}
+        self._channel: ControllerChannel | None = None
+        self._nursery: trio.Nursery | None = None
+        self._active_scope: trio.CancelScope | None = None
+
+    # -- queueing (watch callbacks and request handlers; never blocks) --------------------
+
+    def put(self, event: Event) -> None:
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:  # pragma: no cover - 10,000 queued events: ZooKeeper storm
+            log.error("controller event queue full; dropping %s", type(event).__name__)
+
+    async def controlled_shutdown(self, broker_id: int, broker_epoch: int
+                                  ) -> tuple[ErrorCode, list[TopicPartition]]:
+        """ControlledShutdown on the controller: move leadership off ``broker_id``."""
+        if not self.active:
+            return ErrorCode.NOT_CONTROLLER, []
+        event = ControlledShutdown(broker_id, broker_epoch)
+        self.put(event)
+        await event.done.wait()
+        return event.error, event.remaining
+
+    # -- the event loop -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._watches.append(
+                await self.zk.watch_controller(lambda *_: self.put(ControllerChange())))
+            self.zk.on_session_expired(lambda: self.put(Resign()))
+            task_status.started()
+            async for event in self._receive:
+                try:
+                    await self._process(event)
+                except ControllerMoved:
+                    log.info("[Controller id=%d] fenced by a newer controller; resigning",
+                             self.broker_id)
+                    await self._resign()
+                    self.put(ControllerChange())
+                except Exception:
+                    log.exception("[Controller id=%d] failed processing %s", self.broker_id,
+                                  type(event).__name__)
+                    if self.active:  # state may be half-applied: start over from ZooKeeper
+                        await self._resign()
+                        await self.zk.delete_controller_if_ours(self.broker_id)
+                    self.put(ControllerChange())
+                finally:
+                    if isinstance(event, ControlledShutdown):
+                        event.done.set()
+
+    async def _process(self, event: Event) -> None:
+        if isinstance(event, ControllerChange):
+            await self._elect()
+        elif isinstance(event, Resign):
+            await self._resign()
+        elif not self.active:
+            if isinstance(event, ControlledShutdown):
+                event.error = ErrorCode.NOT_CONTROLLER
+        elif isinstance(event, BrokerChange):
+            await self._on_broker_change()
+        elif isinstance(event, TopicChange):
+            await self._on_topic_change()
+        elif isinstance(event, PartitionModification):
+            await self._on_partition_modification(event.topic)
+        elif isinstance(event, TopicDeletion):
+            await self._on_topic_deletion()
+        elif isinstance(event, ControlledShutdown):
+            await self._on_controlled_shutdown(event)
+
+    # -- election -----------------------------------------------------------------------------
+
+    async def _elect(self) -> None:
+        current = await self.zk.get_controller_id()
+        if current is None:
+            epoch = await self.zk.try_become_controller(self.broker_id)
+            current = self.broker_id if epoch is not None else await self.zk.get_controller_id()
+            if epoch is not None:
+                self._set_controller(self.broker_id)
+                await self._on_become_controller(epoch)
+                return
+        if self.active and current != self.broker_id:
+            await self._resign()
+        self._set_controller(-1 if current is None else current)
+
+    def _set_controller(self, controller_id: int) -> None:
+        if controller_id != self.controller_id:
+            self.controller_id = controller_id
+            if self.on_controller_change is not None:
+                self.on_controller_change(controller_id)
+
+    async def _resign(self) -> None:
+        if not self.active:
+            return
+        log.info("[Controller id=%d] resigning (epoch %d)", self.broker_id, self.ctx.epoch)
+        self.active = False
+        for handle in [*self._watches[1:], *self._topic_watches.values()]:
+            handle.cancel()
+        del self._watches[1:]
+        self._topic_watches.clear()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self._active_scope is not None:
+            self._active_scope.cancel()
+            self._active_scope = None
+        self.ctx = ControllerContext()
+
+    async def _on_become_controller(self, epoch: int) -> None:
+        """Kafka's onControllerFailover: load, watch, then bring every partition online."""
+        log.info("[Controller id=%d] became the controller (epoch %d)", self.broker_id, epoch)
+        self.active = True
+        self.ctx = ControllerContext(epoch=epoch)
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        self._active_scope = scope
+        channel_ready = trio.Event()
+
+        async def channel_host(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                               ) -> None:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    self._channel = ControllerChannel(nursery, self.listener, self.broker_id)
+                    channel_ready.set()
+                    task_status.started()
+                    await trio.sleep_forever()
+
+        await self._nursery.start(channel_host)
+        await channel_ready.wait()
+        self._watches.append(await self.zk.watch_brokers(lambda *_: self.put(BrokerChange())))
+        self._watches.append(await self.zk.watch_topics(lambda *_: self.put(TopicChange())))
+        self._watches.append(
+            await self.zk.watch_deletions(lambda *_: self.put(TopicDeletion())))
+        await self._load_brokers()
+        for name in await self.zk.get_all_topics():
+            await self._load_topic(name)
+        self._send_update_metadata(self.ctx.live)
+        await self._initialize_new_partitions(
+            [(n, i) for n, i, _, r in self.ctx.partitions() if r.state is None])
+        await self._elect_offline_partitions()
+        # Every replica learns the state this controller starts from.
+        self._send_leader_and_isr(self.ctx.all_infos(), set())
+        self._send_update_metadata(self.ctx.live)
+        await self._on_topic_deletion()
+
+    # -- loading ------------------------------------------------------------------------------
+
+    async def _load_brokers(self) -> tuple[set[int], set[int]]:
+        """Refresh live brokers from ZooKeeper; returns (new or bounced, dead or bounced)."""
+        current = await self.zk.get_all_brokers()
+        ctx = self.ctx
+        started = {b for b, (_, ep) in current.items() if ctx.broker_epochs.get(b) != ep}
+        gone = {b for b in ctx.live if b not in current or b in started}
+        for broker_id in gone:
+            ctx.live.pop(broker_id, None)
+            ctx.broker_epochs.pop(broker_id, None)
+            ctx.shutting_down.discard(broker_id)
+            if self._channel is not None:
+                self._channel.remove_broker(broker_id)
+        for broker_id in started:
+            registration, broker_epoch = current[broker_id]
+            ctx.live[broker_id] = live_broker(broker_id, registration)
+            ctx.broker_epochs[broker_id] = broker_epoch
+            if self._channel is not None:
+                self._channel.add_broker(ctx.live[broker_id])
+        return started, gone
+
+    async def _load_topic(self, name: str) -> list[int]:
+        """Read a topic's assignment and states; returns partitions new to the context."""
+        assignment = await self.zk.get_topic(name)
+        if assignment is None:
+            return []
+        topic = self.ctx.topics.get(name)
+        if topic is None:
+            topic_id = assignment.topic_id
+            if topic_id is None:  # written by an old tool: give it one, as Kafka does
+                topic_id = uuid.uuid4()
+                await self.zk.set_topic_id(name, assignment, topic_id)
+            configs = await self.zk.get_topic_config(name)
+            topic = self.ctx.topics[name] = TopicRecord(
+                topic_id, unclean_leader_election=configs.get(
+                    "unclean.leader.election.enable", "false").lower() == "true")
+            self._topic_watches[name] = await self.zk.watch_topic(
+                name, lambda *_: self.put(PartitionModification(name)))
+        states = await self.zk.get_partition_states(name)
+        added = []
+        for index, replica_assignment in assignment.partitions.items():
+            if index in topic.partitions:
+                continue
+            record = topic.partitions[index] = PartitionRecord(
+                tuple(replica_assignment.replicas))
+            found = states.get(index)
+            if found is not None:
+                znode, version = found
+                record.state = LeaderAndIsr(znode.leader, znode.leader_epoch, tuple(znode.isr),
+                                            version, znode.leader_recovery_state)
+                record.controller_epoch = znode.controller_epoch
+            added.append(index)
+        return added
+
+    # -- writing states -----------------------------------------------------------------------
+
+    async def _write_states(self, changes: dict[TopicPartition, LeaderAndIsr], *,
+                            create: bool) -> list[TopicPartition]:
+        """Persist new states (fenced by our epoch); returns the partitions written."""
+        if not changes:
+            return []
+        result = await self.zk.write_partition_states(changes, self.ctx.epoch, create=create)
+        if result is None:
+            raise ControllerMoved()
+        written = []
+        for tp, version in result.items():
+            if version is None:
+                log.warning("[Controller id=%d] state of %s-%d changed under us; reloading",
+                            self.broker_id, *tp)
+                continue
+            record = self.ctx.topics[tp[0]].partitions[tp[1]]
+            record.state = changes[tp].with_partition_epoch(version)
+            record.controller_epoch = self.ctx.epoch
+            written.append(tp)
+        return written
+
+    # -- telling brokers ----------------------------------------------------------------------
+
+    def _send_leader_and_isr(self, infos: Iterable[PartitionInfo],
+                             is_new: set[TopicPartition]) -> None:
+        by_broker: dict[int, list[PartitionInfo]] = {}
+        for info in infos:
+            for replica in info.replicas:
+                if replica in self.ctx.live:
+                    by_broker.setdefault(replica, []).append(info)
+        assert self._channel is not None
+        for broker_id, parts in by_broker.items():
+            request = leader_and_isr(self.broker_id, self.ctx.epoch,
+                                     self.ctx.broker_epochs.get(broker_id, -1), parts, is_new,
+                                     self.ctx.live, self.listener)
+            self._channel.send(broker_id, ApiKey.LEADER_AND_ISR, request)
+
+    def _send_update_metadata(self, brokers: Iterable[int],
+                              deleting: Iterable[PartitionInfo] = ()) -> None:
+        infos = self.ctx.all_infos()
+        deleting = list(deleting)
+        assert self._channel is not None
+        for broker_id in brokers:
+            request = update_metadata(self.broker_id, self.ctx.epoch,
+                                      self.ctx.broker_epochs.get(broker_id, -1), infos,
+                                      self.ctx.live, deleting)
+            self._channel.send(broker_id, ApiKey.UPDATE_METADATA, request)
+
+    def _changed(self, written: Iterable[TopicPartition]) -> list[PartitionInfo]:
+        return [info for tp in written if (info := self.ctx.info(*tp)) is not None]
+
+    # -- partition state machine -----------------------------------------------------------
+
+    async def _initialize_new_partitions(self, parts: list[TopicPartition]) -> None:
+        """NewPartition -> OnlinePartition: first live replica leads, ISR = live replicas."""
+        online = self.ctx.online()
+        changes = {}
+        for name, index in parts:
+            record = self.ctx.topics[name].partitions[index]
+            state = election.initialize_leader_and_isr(record.replicas, online)
+            if state is None:
+                log.warning("[Controller id=%d] no live replica for new partition %s-%d "
+                            "(replicas %s)", self.broker_id, name, index, record.replicas)
+                continue
+            changes[(name, index)] = state
+        written = await self._write_states(changes, create=True)
+        self._send_leader_and_isr(self._changed(written), set(written))
+
+    async def _elect_offline_partitions(self) -> list[TopicPartition]:
+        """OfflinePartition -> OnlinePartition, leaders from the ISR (unclean if allowed)."""
+        online = self.ctx.online()
+        changes = {}
+        new = []
+        for name, index in self.ctx.offline_partitions():
+            topic = self.ctx.topics[name]
+            record = topic.partitions[index]
+            if record.state is None:
+                new.append((name, index))
+                continue
+            leader, isr, unclean = election.offline(
+                record.replicas, record.state.isr, online, topic.unclean_leader_election)
+            if leader is None:
+                continue
+            if unclean:
+                log.warning("[Controller id=%d] unclean leader election for %s-%d: %d leads "
+                            "without being in the ISR %s; data may be lost", self.broker_id,
+                            name, index, leader, list(record.state.isr))
+            changes[(name, index)] = record.state.new_leader(leader, isr, recovering=unclean)
+        if new:
+            await self._initialize_new_partitions(new)
+        written = await self._write_states(changes, create=False)
+        self._send_leader_and_isr(self._changed(written), set())
+        return written
+
+    # -- brokers ------------------------------------------------------------------------------
+
+    async def _on_broker_change(self) -> None:
+        started, gone = await self._load_brokers()
+        if not started and not gone:
+            return
+        log.info("[Controller id=%d] brokers started %s, gone %s; live %s", self.broker_id,
+                 sorted(started), sorted(gone), sorted(self.ctx.live))
+        changes: dict[TopicPartition, LeaderAndIsr] = {}
+        online = self.ctx.online()
+        if gone:  # leaders on dead brokers move; dead followers leave the ISR
+            for name, index, topic, record in self.ctx.partitions():
+                state = record.state
+                if state is None or not (set(record.replicas) & gone):
+                    continue
+                if state.leader in gone:
+                    leader, isr, unclean = election.offline(
+                        record.replicas, state.isr, online, topic.unclean_leader_election)
+                    if leader is not None:
+                        state = state.new_leader(leader, isr, recovering=unclean)
+                for replica in gone:
+                    if replica in state.isr or replica == state.leader:
+                        state = state.remove_replica_from_isr(replica)
+                if state != record.state:
+                    changes[(name, index)] = state
+        written = await self._write_states(changes, create=False)
+        self._send_update_metadata(self.ctx.live)
+        self._send_leader_and_isr(self._changed(written), set())
+        if started:
+            self._send_leader_and_isr(
+                [info for info in self.ctx.all_infos() if set(info.replicas) & started], set())
+        await self._elect_offline_partitions()
+        self._send_update_metadata(self.ctx.live)
+
+    # -- topics -------------------------------------------------------------------------------
+
+    async def _on_topic_change(self) -> None:
+        names = set(await self.zk.get_all_topics())
+        added: list[TopicPartition] = []
+        for name in sorted(names - set(self.ctx.topics)):
+            added += [(name, index) for index in await self._load_topic(name)]
+        for name in sorted(set(self.ctx.topics) - names):  # removed behind our back
+            self._forget_topic(name)
+        if added:
+            log.info("[Controller id=%d] new partitions %s", self.broker_id, added)
+            await self._initialize_new_partitions(added)
+            self._send_update_metadata(self.ctx.live)
+
+    async def _on_partition_modification(self, name: str) -> None:
+        if name not in self.ctx.topics:
+            return
+        added = [(name, index) for index in await self._load_topic(name)]
+        if added:
+            log.info("[Controller id=%d] partitions added to %s: %s", self.broker_id, name,
+                     [i for _, i in added])
+            await self._initialize_new_partitions(added)
+            self._send_update_metadata(self.ctx.live)
+
+    def _forget_topic(self, name: str) -> None:
+        self.ctx.topics.pop(name, None)
+        handle = self._topic_watches.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    async def _on_topic_deletion(self) -> None:
+        marked = await self.zk.get_topics_marked_for_deletion()
+        if not marked:
+            return
+        if not self.delete_topic_enable():
+            log.info("[Controller id=%d] delete.topic.enable=false: dropping deletion "
+                     "markers %s", self.broker_id, marked)
+            await self.zk.remove_deletion_markers(marked)
+            return
+        assert self._channel is not None
+        for name in marked:
+            infos = [i for i in self.ctx.all_infos() if i.topic == name]
+            by_broker: dict[int, list[tuple[str, int, int]]] = {}
+            for info in infos:
+                for replica in info.replicas:
+                    by_broker.setdefault(replica, []).append(
+                        (name, info.index, info.state.leader_epoch))
+            for broker_id, parts in by_broker.items():
+                if broker_id in self.ctx.live:
+                    self._channel.send(broker_id, ApiKey.STOP_REPLICA, stop_replica(
+                        self.broker_id, self.ctx.epoch, self.ctx.broker_epochs[broker_id],
+                        parts, delete=True))
+            self._forget_topic(name)
+            self._send_update_metadata(self.ctx.live, deleting=infos)
+            await self.zk.delete_topic(name)
+            log.info("[Controller id=%d] deleted topic %s", self.broker_id, name)
+
+    # -- controlled shutdown ------------------------------------------------------------------
+
+    async def _on_controlled_shutdown(self, event: ControlledShutdown) -> None:
+        ctx = self.ctx
+        broker_id = event.broker_id
+        if broker_id not in ctx.live:
+            event.error = ErrorCode.BROKER_NOT_AVAILABLE
+            return
+        if event.broker_epoch != -1 and event.broker_epoch < ctx.broker_epochs[broker_id]:
+            event.error = ErrorCode.STALE_BROKER_EPOCH
+            return
+        ctx.shutting_down.add(broker_id)
+        online = ctx.online()
+        changes = {}
+        for name, index, _, record in ctx.partitions():
+            state = record.state
+            if state is None or broker_id not in record.replicas:
+                continue
+            if state.leader == broker_id:
+                leader, isr = election.controlled_shutdown(
+                    record.replicas, state.isr, online, ctx.shutting_down)
+                if leader is not None:
+                    changes[(name, index)] = state.new_leader(leader, isr)
+            elif broker_id in state.isr:
+                changes[(name, index)] = state.remove_replica_from_isr(broker_id)
+        written = await self._write_states(changes, create=False)
+        self._send_leader_and_isr(self._changed(written), set())
+        self._send_update_metadata(ctx.live)
+        event.remaining = [(n, i) for n, i, _, r in ctx.partitions()
+                           if r.state is not None and r.state.leader == broker_id]
+        log.info("[Controller id=%d] controlled shutdown of broker %d: %d partitions moved, "
+                 "%d remaining", self.broker_id, broker_id, len(written), len(event.remaining))
+
+
+__all__ = ["NO_LEADER", "ZkController", "live_broker"]

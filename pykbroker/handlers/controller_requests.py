@@ -1,0 +1,60 @@
+"""The controller's requests to brokers (LeaderAndIsr, UpdateMetadata, StopReplica) and a
+broker's ControlledShutdown to the controller; served only by a broker in a cluster.
+
+Versions are those that carry topic ids and grouped topic states (what a Kafka 3.9 ZK-mode
+controller sends); the cluster member checks controller and broker epochs.
+"""
+
+from __future__ import annotations
+
+from pykbroker.error_codes import ErrorCode
+from pykbroker.protocol._generated.controlled_shutdown_request import ControlledShutdownRequest
+from pykbroker.protocol._generated.controlled_shutdown_response import (
+    ControlledShutdownResponse,
+    RemainingPartition,
+)
+from pykbroker.protocol._generated.leader_and_isr_request import LeaderAndIsrRequest
+from pykbroker.protocol._generated.leader_and_isr_response import LeaderAndIsrResponse
+from pykbroker.protocol._generated.stop_replica_request import StopReplicaRequest
+from pykbroker.protocol._generated.stop_replica_response import StopReplicaResponse
+from pykbroker.protocol._generated.update_metadata_request import UpdateMetadataRequest
+from pykbroker.protocol._generated.update_metadata_response import UpdateMetadataResponse
+from pykbroker.protocol.api import ApiKey
+from pykbroker.server.dispatch import HandlerSpec
+from pykbroker.server.request_context import RequestContext
+
+
+async def handle_leader_and_isr(ctx: RequestContext,
+                                req: LeaderAndIsrRequest) -> LeaderAndIsrResponse:
+    response: LeaderAndIsrResponse = await ctx.services.cluster.on_leader_and_isr(req)
+    return response
+
+
+async def handle_update_metadata(ctx: RequestContext,
+                                 req: UpdateMetadataRequest) -> UpdateMetadataResponse:
+    response: UpdateMetadataResponse = await ctx.services.cluster.on_update_metadata(req)
+    return response
+
+
+async def handle_stop_replica(ctx: RequestContext,
+                              req: StopReplicaRequest) -> StopReplicaResponse:
+    response: StopReplicaResponse = await ctx.services.cluster.on_stop_replica(req)
+    return response
+
+
+async def handle_controlled_shutdown(ctx: RequestContext, req: ControlledShutdownRequest
+                                     ) -> ControlledShutdownResponse:
+    code, remaining = await ctx.services.cluster.controller.controlled_shutdown(
+        req.broker_id, req.broker_epoch if ctx.api_version >= 2 else -1)
+    return ControlledShutdownResponse(
+        error_code=int(code),
+        remaining_partitions=[RemainingPartition(t, p) for t, p in remaining]
+        if code == ErrorCode.NONE else [])
+
+
+HANDLERS = [
+    HandlerSpec(ApiKey.LEADER_AND_ISR, 5, 7, handle_leader_and_isr),
+    HandlerSpec(ApiKey.STOP_REPLICA, 3, 4, handle_stop_replica),
+    HandlerSpec(ApiKey.UPDATE_METADATA, 7, 8, handle_update_metadata),
+    HandlerSpec(ApiKey.CONTROLLED_SHUTDOWN, 1, 3, handle_controlled_shutdown),
+]

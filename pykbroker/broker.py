@@ -34,6 +34,7 @@ from pykbroker.config import (
 )
 from pykbroker.config.security import refuse_unsupported_security
 from pykbroker.coordinator.group import GroupCoordinator
+from pykbroker.coordinator.group.records import OFFSETS_TOPIC
 from pykbroker.coordinator.transaction import TransactionCoordinator
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
@@ -217,6 +218,12 @@ class Broker:
         topics.start()
         groups = GroupCoordinator.for_broker(replicas, topics, cfg.get)
         groups.load()
+        if member is not None:
+            def on_leadership(topic: str, index: int, leader: bool) -> None:
+                if topic == OFFSETS_TOPIC:
+                    (groups.load_partition if leader else groups.unload_partition)(index)
+
+            member.leadership_listeners.append(on_leadership)
         replicas.marker_listeners.append(groups.on_marker)
         producer_ids: ProducerIdManager | BlockProducerIdManager
         if zk is None:

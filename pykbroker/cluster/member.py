@@ -64,6 +64,9 @@ class ClusterMember:
         self.controller = ZkController(store, node_id, inter_broker_listener,
                                        delete_topic_enable=delete_topic_enable)
         self._endpoints: list[Endpoint] = []
+        # Called with (topic, partition, now leader?) when this broker starts or stops leading
+        # a partition: the coordinators load and unload their internal topics' partitions.
+        self.leadership_listeners: list[Callable[[str, int, bool], None]] = []
         self._nursery: trio.Nursery | None = None
         replicas.exists_in_cluster = lambda topic, index: (
             (meta := cache.topic(topic)) is not None and index in meta.partitions)
@@ -189,9 +192,13 @@ class ClusterMember:
                      ps.partition_index, ps.leader_epoch, current.leader_epoch)
             return ErrorCode.STALE_CONTROLLER_EPOCH
         topic = TopicInfo(name, topic_id, {ps.partition_index: list(ps.replicas)}, configs)
-        self.replicas.make_leader_or_follower(
+        was_leader = current is not None and current.is_leader
+        part = self.replicas.make_leader_or_follower(
             topic, ps.partition_index, ps.leader, ps.leader_epoch, list(ps.isr),
             list(ps.replicas), ps.partition_epoch, self.node_id)
+        if part.is_leader != was_leader:
+            for listener in self.leadership_listeners:
+                listener(name, ps.partition_index, part.is_leader)
         return ErrorCode.NONE
 
     async def on_update_metadata(self, req: UpdateMetadataRequest) -> UpdateMetadataResponse:
@@ -222,8 +229,12 @@ class ClusterMember:
         errors = []
         for ts in req.topic_states:
             for ps in ts.partition_states:
+                part = self.replicas.partitions.get((ts.topic_name, ps.partition_index))
                 self.replicas.stop_replica(ts.topic_name, ps.partition_index,
                                            ps.delete_partition)
+                if part is not None and part.is_leader:
+                    for listener in self.leadership_listeners:
+                        listener(ts.topic_name, ps.partition_index, False)
                 errors.append(StopReplicaPartitionError(
                     topic_name=ts.topic_name, partition_index=ps.partition_index, error_code=0))
         return StopReplicaResponse(error_code=0, partition_errors=errors)
@@ -263,6 +274,15 @@ class ClusterMember:
                 await self.cache.wait_for_change()
             return True
         return done()
+
+    def leader_endpoint(self, topic: str, partition: int, listener: str
+                        ) -> tuple[int, str, int] | None:
+        """(broker id, host, port) of the partition's leader on ``listener``, if alive."""
+        meta = self.cache.topic(topic)
+        state = meta.partitions.get(partition) if meta is not None else None
+        broker = self.cache.broker(state.leader) if state is not None else None
+        ep = broker.endpoint(listener) if broker is not None else None
+        return None if broker is None or ep is None else (broker.id, ep.host, ep.port)
 
     def has_leaders(self, name: str, partitions: int) -> bool:
         meta = self.cache.topic(name)

@@ -7,6 +7,7 @@ Version differences live here (which fields exist, where errors go); the semanti
 from __future__ import annotations
 
 from pykbroker.coordinator.group import JoinRequest, OffsetAndMetadata
+from pykbroker.coordinator.group.records import OFFSETS_TOPIC
 from pykbroker.error_codes import ErrorCode
 from pykbroker.protocol._generated.delete_groups_request import DeleteGroupsRequest
 from pykbroker.protocol._generated.delete_groups_response import (
@@ -87,14 +88,17 @@ async def handle_find_coordinator(ctx: RequestContext,
     host, port = services.advertised_address(ctx.listener)
     found = []
     for key in keys:
-        if key_type == GROUP_KEY:
+        node_id = services.node_id
+        if services.cluster is not None and key_type in (GROUP_KEY, TRANSACTION_KEY):
+            code, (node_id, host, port) = _cluster_coordinator(ctx, key_type, key)
+        elif key_type == GROUP_KEY:
             code = services.groups.find_coordinator(key)
         elif key_type == TRANSACTION_KEY:
             code = services.transactions.find_coordinator(key)
         else:
             code = ErrorCode.INVALID_REQUEST
         ok = code == ErrorCode.NONE
-        found.append(Coordinator(key=key, node_id=services.node_id if ok else -1,
+        found.append(Coordinator(key=key, node_id=node_id if ok else -1,
                                  host=host if ok else "", port=port if ok else -1,
                                  error_code=int(code)))
     if v >= 4:
@@ -105,6 +109,27 @@ async def handle_find_coordinator(ctx: RequestContext,
         throttle_time_ms=0, error_code=one.error_code,
         error_message=code.name if code == ErrorCode.NONE else code.message,
         node_id=one.node_id, host=one.host, port=one.port)
+
+
+def _cluster_coordinator(ctx: RequestContext, key_type: int, key: str
+                         ) -> tuple[ErrorCode, tuple[int, str, int]]:
+    """In a cluster the coordinator is the leader of the key's internal-topic partition."""
+    services = ctx.services
+    cluster = services.cluster
+    none = (-1, "", -1)
+    if key_type == TRANSACTION_KEY:
+        # Markers to partitions led elsewhere (WriteTxnMarkers between brokers) are not
+        # built yet: transactions are refused rather than half-served in a cluster.
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE, none
+    if cluster.cache.topic(OFFSETS_TOPIC) is None:
+        return services.groups.find_coordinator(key), none  # creates the topic first
+    leader = cluster.leader_endpoint(OFFSETS_TOPIC, services.groups.manager.partition_for(key),
+                                     ctx.listener)
+    if leader is None:
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE, none
+    if leader[0] == services.node_id:
+        return services.groups.find_coordinator(key), leader
+    return ErrorCode.NONE, leader
 
 
 async def handle_join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupResponse:

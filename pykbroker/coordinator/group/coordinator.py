@@ -22,6 +22,7 @@ from pykbroker.coordinator.group.classic import (
     ClassicGroup,
     GroupState,
     JoinResult,
+    SyncResult,
 )
 from pykbroker.coordinator.group.consumer_group import (
     CONSUMER_GROUP_TYPE,
@@ -186,6 +187,40 @@ class GroupCoordinator(ClassicJoinProtocol):
     def shutdown(self) -> None:
         self.unload_all(ErrorCode.NOT_COORDINATOR)
         self.consumer.unload_all()
+
+    def load_partition(self, index: int) -> None:
+        """This broker now leads ``__consumer_offsets-index`` (a cluster's LeaderAndIsr):
+        replay its groups and offsets and serve them."""
+        if index not in self.manager.owned and index not in self.manager.loading:
+            self.manager.load_partition(index)
+
+    def unload_partition(self, index: int) -> None:
+        """Kafka's onResignation: another broker leads ``__consumer_offsets-index`` now.
+        Its groups leave memory; waiting requests are answered NOT_COORDINATOR so their
+        clients look the coordinator up again."""
+        manager = self.manager
+        manager.owned.discard(index)
+        now = self.now()
+        for group_id in [g for g in self.groups if manager.partition_for(g) == index]:
+            group = self.groups.pop(group_id)
+            for member in list(group.members.values()):
+                group.invoke_join(member, JoinResult(ErrorCode.NOT_COORDINATOR,
+                                                     member.member_id))
+                group.invoke_sync(member, SyncResult(ErrorCode.NOT_COORDINATOR))
+                self.timer.cancel(("hb", group_id, member.member_id))
+            self.timer.cancel(("join", group_id))
+            self.timer.cancel(("sync", group_id))
+            if not group.is_in(S.DEAD):
+                group.transition_to(S.DEAD, now)
+        consumer = self.consumer
+        for group_id in [g for g in consumer.groups if manager.partition_for(g) == index]:
+            consumer_group = consumer.groups.pop(group_id)
+            for member_id in list(consumer_group.members):
+                self.timer.cancel(consumer._session_key(consumer_group, member_id))
+                self.timer.cancel(consumer._rebalance_key(consumer_group, member_id))
+        for by_group in manager.pending_txn.values():
+            for group_id in [g for g in by_group if manager.partition_for(g) == index]:
+                del by_group[group_id]
 
     def _schedule_cleanup(self) -> None:
         def cleanup() -> None:

@@ -252,6 +252,8 @@ class ClusterMember:
             except KafkaError as exc:
                 if exc.error_code != ErrorCode.TOPIC_ALREADY_EXISTS:
                     log.warning("creating topic %s failed: %s", topic.name, exc)
+            except Exception as exc:  # ZooKeeper trouble: the client's retry tries again
+                log.warning("creating topic %s failed: %r", topic.name, exc)
 
         self._nursery.start_soon(write)
 

@@ -6,11 +6,14 @@ metadata store before any id from it is used, so a crash can skip ids but never 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from pykbroker.cluster.metadata_store import LocalMetadataStore
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
+
+log = logging.getLogger("pykbroker.cluster.producer_ids")
 
 BLOCK_SIZE = 1000
 
@@ -51,6 +54,8 @@ class BlockProducerIdManager:
     async def _prefetch(self) -> None:
         try:
             self._prefetched = await self._allocate()
+        except Exception as exc:  # ZooKeeper trouble: the next request tries again
+            log.warning("allocating a producer id block failed: %r", exc)
         finally:
             self._fetching = False
 

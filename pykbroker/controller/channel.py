@@ -71,9 +71,13 @@ class ControllerChannel:
         with queue.cancel:
             try:
                 async for api_key, request, on_response in queue.receive:
-                    response = await self._send_until_answered(queue, api_key, request)
-                    if on_response is not None:
-                        on_response(queue.broker.id, api_key, request, response)
+                    try:
+                        response = await self._send_until_answered(queue, api_key, request)
+                        if on_response is not None:
+                            on_response(queue.broker.id, api_key, request, response)
+                    except Exception:  # a bug here must not take the broker down
+                        log.exception("controller request %d to broker %d dropped", api_key,
+                                      queue.broker.id)
             finally:
                 await queue.connection.close()
 

@@ -39,6 +39,7 @@ from pykbroker.protocol.api import ApiKey
 log = logging.getLogger("pykbroker.controller")
 
 TopicPartition = tuple[str, int]
+RETRY_BACKOFF_S = 0.5  # after a failed event, before trying the election again
 
 
 # -- events ----------------------------------------------------------------------------------
@@ -159,7 +160,12 @@ class ZkController:
                                   type(event).__name__)
                     if self.active:  # state may be half-applied: start over from ZooKeeper
                         await self._resign()
-                        await self.zk.delete_controller_if_ours(self.broker_id)
+                        try:
+                            await self.zk.delete_controller_if_ours(self.broker_id)
+                        except Exception:
+                            log.exception("[Controller id=%d] could not resign in ZooKeeper",
+                                          self.broker_id)
+                    await trio.sleep(RETRY_BACKOFF_S)
                     self.put(ControllerChange())
                 finally:
                     if isinstance(event, ControlledShutdown):

@@ -132,7 +132,8 @@ def stop_replica(controller_id: int, controller_epoch: int, broker_epoch: int,
             delete_partition=delete))
     return StopReplicaRequest(
         controller_id=controller_id, is_k_raft_controller=False,
-        controller_epoch=controller_epoch, broker_epoch=broker_epoch, delete_partitions=delete,
+        controller_epoch=controller_epoch, broker_epoch=broker_epoch,
+        delete_partitions=False,  # v0-2 only; v3+ says it per partition
         ungrouped_partitions=[], topics=[], topic_states=list(topics.values()))
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import shutil
 import signal
 import socket
@@ -58,6 +59,8 @@ DEFAULT_SIZE = 3
 SESSION_TIMEOUT_MS = 6000
 START_TIMEOUT = 30.0
 LOG_TAIL_CHARS = 4000
+# librdkafka's lines (connection refused by a killed broker...) go to logging, not stderr.
+RDKAFKA_LOG = logging.getLogger("compat.rdkafka")
 
 
 class BrokerStartError(RuntimeError):
@@ -372,7 +375,8 @@ class Cluster:
             admin = AdminClient({"bootstrap.servers": self.bootstrap(i),
                                  "allow.auto.create.topics": False,
                                  "socket.timeout.ms": int(timeout * 1000),
-                                 "topic.metadata.refresh.interval.ms": -1})
+                                 "topic.metadata.refresh.interval.ms": -1,
+                                 "logger": RDKAFKA_LOG})
             md = admin.list_topics(timeout=timeout)
             # "host:port/<id>", or "host:port/bootstrap" before the client learnt the id.
             if md.orig_broker_name.split("/")[0] == self.bootstrap(i):

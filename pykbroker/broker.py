@@ -28,6 +28,7 @@ from pykbroker.config import (
     BROKER_DEFS,
     BrokerConfig,
     ConfigError,
+    ConfigSource,
     describe_topic_configs,
     topic_config_defaults,
     validate_topic_configs,
@@ -90,7 +91,9 @@ class BrokerServices:
 
     def apply_dynamic_broker_configs(self, configs: dict[str, str], *,
                                      validate_only: bool) -> None:
-        """AlterConfigs on this broker: only keys Kafka can update at run time."""
+        """AlterConfigs on this broker: only keys Kafka can update at run time. In a cluster
+        the handler writes them to ZooKeeper instead (``validate_only`` here) and every
+        broker applies them with ``use_dynamic_broker_configs``."""
         unknown = sorted(k for k in configs if k not in BROKER_DEFS)
         if unknown:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
@@ -106,6 +109,21 @@ class BrokerServices:
         if validate_only:
             return
         self.topics.store.set_broker_configs(configs)
+        self.config = new
+        for topic in self.topics.store.topics.values():
+            self.replicas.reconfigure(topic)
+
+    def use_dynamic_broker_configs(self, own: Mapping[str, str],
+                                   defaults: Mapping[str, str]) -> None:
+        """A cluster's dynamic configs for this broker (``/config/brokers/<id>``) and for all
+        (``/config/brokers/<default>``), as ZooKeeper now holds them."""
+        try:
+            new = self.static_config.with_overrides(
+                dict(defaults), ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
+            ).with_overrides(dict(own))
+        except ConfigError as exc:  # written by a tool that skipped validation
+            log.error("ignoring dynamic broker configs from ZooKeeper: %s", exc)
+            return
         self.config = new
         for topic in self.topics.store.topics.values():
             self.replicas.reconfigure(topic)
@@ -254,10 +272,14 @@ class Broker:
             part = replicas.partitions.get((topic, index))
             return part.leader_epoch if part is not None else 0
 
+        services_box: list[BrokerServices] = []
+        if member is not None:
+            member.on_broker_configs = lambda own, defaults: services_box[0].\
+                use_dynamic_broker_configs(own, defaults)
         metadata: MetadataView = LocalMetadataView(
             cfg.node_id, str(rack) if rack else None, endpoints, lambda: store.topics,
             leader_epoch) if member is None else member.cache
-        return BrokerServices(
+        services = BrokerServices(
             config=cfg, static_config=self.static_config, node_id=cfg.node_id,
             cluster_id=cluster_id, dispatch=dispatch, replicas=replicas, topics=topics,
             log_manager=log_manager, log_dirs=log_dirs, fetch_sessions=FetchSessionCache(),
@@ -265,6 +287,8 @@ class Broker:
             metadata=metadata, advertised=advertised, rack=str(rack) if rack else None,
             cluster=member,
         )
+        services_box.append(services)
+        return services
 
     async def serve(self, *, task_status: trio.TaskStatus[Broker] = trio.TASK_STATUS_IGNORED
                     ) -> None:

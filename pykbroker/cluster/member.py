@@ -68,6 +68,11 @@ class ClusterMember:
         # a partition: the coordinators load and unload their internal topics' partitions.
         self.leadership_listeners: list[Callable[[str, int, bool], None]] = []
         self._nursery: trio.Nursery | None = None
+        self._config_seq = -1
+        self._config_lock = trio.Lock()
+        # Applies this broker's dynamic configs: (own /config/brokers/<id>, <default>).
+        self.on_broker_configs: Callable[[dict[str, str], dict[str, str]], None] = \
+            lambda own, defaults: None
         replicas.exists_in_cluster = lambda topic, index: (
             (meta := cache.topic(topic)) is not None and index in meta.partitions)
 
@@ -79,7 +84,56 @@ class ClusterMember:
         self._endpoints = list(endpoints)
         await self._register()
         self.store.on_session_expired(lambda: nursery.start_soon(self._reregister))
+        changes = await self.store.config_changes_since(-1)
+        self._config_seq = max((n for n, _, _ in changes), default=-1)
+        await self._apply_broker_configs()
+        await self.store.watch_config_changes(
+            lambda *_: nursery.start_soon(self._process_config_changes))
         await nursery.start(self.controller.run)  # its /controller watch starts the election
+
+    # -- dynamic configs (``/config/changes`` notifications, as Kafka's ZkConfigManager) ----
+
+    async def _process_config_changes(self) -> None:
+        async with self._config_lock:
+            try:
+                changes = await self.store.config_changes_since(self._config_seq)
+            except Exception as exc:
+                log.warning("reading config changes failed: %r", exc)
+                return
+            for seq, kind, name in changes:
+                self._config_seq = max(self._config_seq, seq)
+                try:
+                    if kind == "topics":
+                        await self._apply_topic_config(name)
+                    elif kind == "brokers" and name in ("<default>", str(self.node_id)):
+                        await self._apply_broker_configs()
+                except Exception as exc:
+                    log.warning("applying config change %s/%s failed: %r", kind, name, exc)
+
+    async def _apply_topic_config(self, name: str) -> None:
+        configs = await self.store.get_topic_config(name)
+        self.topic_configs[name] = configs
+        meta = self.cache.topic(name)
+        if meta is not None:
+            self.replicas.reconfigure(TopicInfo(
+                name, meta.topic_id, {i: list(s.replicas) for i, s in meta.partitions.items()},
+                configs))
+        log.info("topic %s configs now %s", name, configs)
+
+    async def _apply_broker_configs(self) -> None:
+        own = await self.store.get_entity_config("brokers", str(self.node_id))
+        defaults = await self.store.get_entity_config("brokers", "<default>")
+        self.on_broker_configs(own, defaults)
+
+    async def change_topic_config(self, name: str, configs: dict[str, str]) -> None:
+        await self.store.change_entity_config("topics", name, configs)
+
+    async def broker_config(self, entity: str) -> dict[str, str]:
+        configs: dict[str, str] = await self.store.get_entity_config("brokers", entity)
+        return configs
+
+    async def change_broker_config(self, entity: str, configs: dict[str, str]) -> None:
+        await self.store.change_entity_config("brokers", entity, configs)
 
     async def _register(self) -> None:
         self.broker_epoch = await self.store.register_broker(

@@ -6,7 +6,7 @@ synonyms, type, documentation); topic overrides are validated with Kafka's rules
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pykbroker.cluster.topics import validate_topic_name
@@ -50,7 +50,11 @@ BROKER_LOGGER = 8
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 
 
-def _check_broker_name(ctx: RequestContext, name: str) -> None:
+def _check_broker_name(ctx: RequestContext, name: str, *, altering: bool = False) -> None:
+    """Describing: this broker only. Altering in a cluster: any broker, or "" for the
+    cluster-wide default, since the change goes through ZooKeeper to whichever it names."""
+    if altering and ctx.services.cluster is not None and (name == "" or name.isdigit()):
+        return
     if name not in ("", str(ctx.services.node_id)):
         raise KafkaError(
             ErrorCode.INVALID_REQUEST,
@@ -115,23 +119,43 @@ async def handle_describe_configs(ctx: RequestContext,
     return DescribeConfigsResponse(throttle_time_ms=0, results=results)
 
 
-def _apply_topic(ctx: RequestContext, name: str, configs: dict[str, str],
-                 validate_only: bool) -> None:
-    ctx.services.topics.set_topic_configs(name, configs, validate_only=validate_only)
+async def _apply_topic(ctx: RequestContext, name: str, configs: dict[str, str],
+                       validate_only: bool) -> None:
+    cluster = ctx.services.cluster
+    ctx.services.topics.set_topic_configs(name, configs,
+                                          validate_only=validate_only or cluster is not None)
+    if cluster is not None and not validate_only:  # every broker applies it from ZooKeeper
+        await cluster.change_topic_config(name, configs)
 
 
-def _apply_broker(ctx: RequestContext, name: str, configs: dict[str, str],
-                  validate_only: bool) -> None:
-    _check_broker_name(ctx, name)
-    ctx.services.apply_dynamic_broker_configs(configs, validate_only=validate_only)
+def _broker_entity(name: str) -> str:
+    return name or "<default>"
 
 
-def _alter_each(
+async def _current_broker_configs(ctx: RequestContext, name: str) -> dict[str, str]:
+    cluster = ctx.services.cluster
+    if cluster is None:
+        return dict(ctx.services.topics.store.broker_configs)
+    configs: dict[str, str] = await cluster.broker_config(_broker_entity(name))
+    return configs
+
+
+async def _apply_broker(ctx: RequestContext, name: str, configs: dict[str, str],
+                        validate_only: bool) -> None:
+    _check_broker_name(ctx, name, altering=True)
+    cluster = ctx.services.cluster
+    ctx.services.apply_dynamic_broker_configs(
+        configs, validate_only=validate_only or cluster is not None)
+    if cluster is not None and not validate_only:
+        await cluster.change_broker_config(_broker_entity(name), configs)
+
+
+async def _alter_each(
     ctx: RequestContext,
     resources: list[Any],
     response_type: type[Any],
-    alter_topic: Callable[[Any], None],
-    alter_broker: Callable[[Any], None],
+    alter_topic: Callable[[Any], Awaitable[None]],
+    alter_broker: Callable[[Any], Awaitable[None]],
 ) -> list[Any]:
     """One response per resource: dispatch on its type, errors become its error fields."""
     responses = []
@@ -140,9 +164,9 @@ def _alter_each(
                              resource_name=res.resource_name, error_message=None)
         try:
             if res.resource_type == TOPIC:
-                alter_topic(res)
+                await alter_topic(res)
             elif res.resource_type == BROKER:
-                alter_broker(res)
+                await alter_broker(res)
             else:
                 raise KafkaError(ErrorCode.INVALID_REQUEST,
                                  f"Unsupported resource type {res.resource_type}")
@@ -158,14 +182,14 @@ async def handle_alter_configs(ctx: RequestContext,
     def configs(res: Any) -> dict[str, str]:
         return {c.name: c.value for c in res.configs if c.value is not None}
 
-    def topic(res: Any) -> None:
+    async def topic(res: Any) -> None:
         _topic_overrides(ctx, res.resource_name, altering=True)
-        _apply_topic(ctx, res.resource_name, configs(res), req.validate_only)
+        await _apply_topic(ctx, res.resource_name, configs(res), req.validate_only)
 
-    def broker(res: Any) -> None:
-        _apply_broker(ctx, res.resource_name, configs(res), req.validate_only)
+    async def broker(res: Any) -> None:
+        await _apply_broker(ctx, res.resource_name, configs(res), req.validate_only)
 
-    return AlterConfigsResponse(throttle_time_ms=0, responses=_alter_each(
+    return AlterConfigsResponse(throttle_time_ms=0, responses=await _alter_each(
         ctx, req.resources, AlterConfigsResourceResponse, topic, broker))
 
 
@@ -207,19 +231,19 @@ def _incremental(current: dict[str, str], ops: list[Any], defaults: dict[str, st
 async def handle_incremental_alter_configs(
     ctx: RequestContext, req: IncrementalAlterConfigsRequest
 ) -> IncrementalAlterConfigsResponse:
-    def topic(res: Any) -> None:
+    async def topic(res: Any) -> None:
         current = _topic_overrides(ctx, res.resource_name, altering=True)
         defaults = {e.name: e.value for e in ctx.services.describe_topic_configs({})}
         new = _incremental(current, res.configs, defaults)
-        _apply_topic(ctx, res.resource_name, new, req.validate_only)
+        await _apply_topic(ctx, res.resource_name, new, req.validate_only)
 
-    def broker(res: Any) -> None:
-        _check_broker_name(ctx, res.resource_name)
-        current = dict(ctx.services.topics.store.broker_configs)
+    async def broker(res: Any) -> None:
+        _check_broker_name(ctx, res.resource_name, altering=True)
+        current = await _current_broker_configs(ctx, res.resource_name)
         new = _incremental(current, res.configs, {})
-        _apply_broker(ctx, res.resource_name, new, req.validate_only)
+        await _apply_broker(ctx, res.resource_name, new, req.validate_only)
 
-    return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=_alter_each(
+    return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=await _alter_each(
         ctx, req.resources, IncrementalResourceResponse, topic, broker))
 
 

@@ -19,6 +19,7 @@ from pykbroker.errors import KafkaError
 from pykbroker.metadata.zk.admin import DELETE_TOPICS_PATH, DeleteTopic
 from pykbroker.metadata.zk.brokers import BROKER_IDS_PATH, BrokerRegistration, EndPoint
 from pykbroker.metadata.zk.client import Watch, ZkClient, ZkNodeExists, ZkNoNode
+from pykbroker.metadata.zk.configs import CHANGES_PATH
 from pykbroker.metadata.zk.controller import ControllerRegistration
 from pykbroker.metadata.zk.kafka_zk import ControllerMovedError, KafkaZk, TopicZnode
 from pykbroker.metadata.zk.topics import TOPICS_PATH, PartitionState, ReplicaAssignment
@@ -159,6 +160,24 @@ class ZkClusterStore:
 
     async def delete_topic(self, name: str) -> None:
         await self.kafka.delete_topic_znodes(name, self.kafka.controller_epoch_zk_version)
+
+    # -- dynamic configs ----------------------------------------------------------------------
+
+    async def get_entity_config(self, kind: str, name: str) -> dict[str, str]:
+        return await self.kafka.get_entity_config(kind, name)
+
+    async def change_entity_config(self, kind: str, name: str,
+                                   configs: Mapping[str, str]) -> None:
+        """Write ``/config/<kind>/<name>`` and announce it in ``/config/changes``."""
+        await self.kafka.change_entity_config(kind, name, configs)
+
+    async def watch_config_changes(self, callback: Callable[..., None]) -> Watch:
+        return await self.client.watch_children(CHANGES_PATH, callback)
+
+    async def config_changes_since(self, seq: int) -> list[tuple[int, str, str]]:
+        """(sequence number, entity kind, entity name) of each change after ``seq``."""
+        return [(n, c.entity_type, c.entity_name)
+                for n, c in await self.kafka.get_config_changes_since(seq)]
 
     # -- partition states ---------------------------------------------------------------------
 

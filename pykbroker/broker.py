@@ -226,7 +226,13 @@ class Broker:
             member = ClusterMember(zk, cfg.node_id, replicas, cache,
                                    cfg.inter_broker_listener_name,
                                    rack=str(rack) if rack else None,
-                                   delete_topic_enable=lambda: self.config.delete_topic_enable)
+                                   delete_topic_enable=lambda: self.config.delete_topic_enable,
+                                   leader_rebalance=lambda: (
+                                       bool(self.config.get("auto.leader.rebalance.enable")),
+                                       int(str(self.config.get(
+                                           "leader.imbalance.check.interval.seconds"))),
+                                       int(str(self.config.get(
+                                           "leader.imbalance.per.broker.percentage")))))
             configs = member.topic_configs
             topics = member.topics = ClusterTopicManager(
                 ClusterTopicStore(cache, lambda name: configs.get(name, {})), replicas,

@@ -50,7 +50,8 @@ PROTOCOL_NAMES = {0: "PLAINTEXT", 1: "SSL", 2: "SASL_PLAINTEXT", 3: "SASL_SSL"}
 class ClusterMember:
     def __init__(self, store: Any, node_id: int, replicas: Any, cache: MetadataCache,
                  inter_broker_listener: str, *, rack: str | None,
-                 delete_topic_enable: Callable[[], bool]) -> None:
+                 delete_topic_enable: Callable[[], bool],
+                 leader_rebalance: Callable[[], tuple[bool, int, int]]) -> None:
         self.store = store  # pykbroker.metadata.zk.cluster_store.ZkClusterStore
         self.node_id = node_id
         self.replicas = replicas
@@ -62,7 +63,8 @@ class ClusterMember:
         self.topic_configs: dict[str, dict[str, str]] = {}
         self.topics: ClusterTopicManager | None = None
         self.controller = ZkController(store, node_id, inter_broker_listener,
-                                       delete_topic_enable=delete_topic_enable)
+                                       delete_topic_enable=delete_topic_enable,
+                                       leader_rebalance=leader_rebalance)
         self._endpoints: list[Endpoint] = []
         # Called with (topic, partition, now leader?) when this broker starts or stops leading
         # a partition: the coordinators load and unload their internal topics' partitions.

@@ -83,8 +83,28 @@ class ControlledShutdown:
     remaining: list[TopicPartition] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class ElectLeaders:
+    """ElectLeaders from an admin client (or the auto-rebalance timer): PREFERRED (0) or
+    UNCLEAN (1) election for the given partitions, None meaning all."""
+
+    election_type: int
+    partitions: list[TopicPartition] | None
+    done: trio.Event = field(default_factory=trio.Event)
+    results: dict[TopicPartition, tuple[ErrorCode, str | None]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AutoRebalance:
+    """``auto.leader.rebalance.enable``: move leadership back to preferred replicas."""
+
+    imbalance_ratio: float
+
+
+PREFERRED, UNCLEAN = 0, 1
+
 Event = (ControllerChange | Resign | BrokerChange | TopicChange | PartitionModification
-         | TopicDeletion | ControlledShutdown)
+         | TopicDeletion | ControlledShutdown | ElectLeaders | AutoRebalance)
 
 
 class ControllerMoved(Exception):
@@ -103,12 +123,17 @@ class ZkController:
 
     def __init__(self, zk: Any, broker_id: int, inter_broker_listener: str, *,
                  delete_topic_enable: Callable[[], bool],
+                 leader_rebalance: Callable[[], tuple[bool, int, int]] = lambda: (False, 300, 10),
                  on_controller_change: Callable[[int], None] | None = None) -> None:
+        """``leader_rebalance`` gives ``auto.leader.rebalance.enable``,
+        ``leader.imbalance.check.interval.seconds`` and
+        ``leader.imbalance.per.broker.percentage``."""
         self.zk = zk
         self.broker_id = broker_id
         self.listener = inter_broker_listener
         self.delete_topic_enable = delete_topic_enable
         self.on_controller_change = on_controller_change
+        self.leader_rebalance = leader_rebalance
         self.active = False
         self.controller_id = -1
         self.ctx = ControllerContext()
@@ -136,6 +161,16 @@ class ZkController:
         self.put(event)
         await event.done.wait()
         return event.error, event.remaining
+
+    async def elect_leaders(self, election_type: int, partitions: list[TopicPartition] | None
+                            ) -> dict[TopicPartition, tuple[ErrorCode, str | None]] | None:
+        """ElectLeaders on the controller; None when this broker is not the controller."""
+        if not self.active:
+            return None
+        event = ElectLeaders(election_type, partitions)
+        self.put(event)
+        await event.done.wait()
+        return event.results if self.active or event.results else None
 
     # -- the event loop -----------------------------------------------------------------------
 
@@ -168,7 +203,7 @@ class ZkController:
                     await trio.sleep(RETRY_BACKOFF_S)
                     self.put(ControllerChange())
                 finally:
-                    if isinstance(event, ControlledShutdown):
+                    if isinstance(event, ControlledShutdown | ElectLeaders):
                         event.done.set()
 
     async def _process(self, event: Event) -> None:
@@ -189,6 +224,10 @@ class ZkController:
             await self._on_topic_deletion()
         elif isinstance(event, ControlledShutdown):
             await self._on_controlled_shutdown(event)
+        elif isinstance(event, ElectLeaders):
+            await self._on_elect_leaders(event)
+        elif isinstance(event, AutoRebalance):
+            await self._on_auto_rebalance(event.imbalance_ratio)
 
     # -- election -----------------------------------------------------------------------------
 
@@ -245,7 +284,7 @@ class ZkController:
                     self._channel = ControllerChannel(nursery, self.listener, self.broker_id)
                     channel_ready.set()
                     task_status.started()
-                    await trio.sleep_forever()
+                    await self._rebalance_timer()
 
         await self._nursery.start(channel_host)
         await channel_ready.wait()
@@ -264,6 +303,14 @@ class ZkController:
         self._send_leader_and_isr(self.ctx.all_infos(), set())
         self._send_update_metadata(self.ctx.live)
         await self._on_topic_deletion()
+
+    async def _rebalance_timer(self) -> None:
+        """Queue an auto leader rebalance every check interval while this is the controller."""
+        while True:
+            enabled, interval_s, percentage = self.leader_rebalance()
+            await trio.sleep(max(interval_s, 1))
+            if enabled:
+                self.put(AutoRebalance(percentage / 100.0))
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -540,4 +587,81 @@ class ZkController:
                  "%d remaining", self.broker_id, broker_id, len(written), len(event.remaining))
 
 
-__all__ = ["NO_LEADER", "ZkController", "live_broker"]
+    # -- leader elections on request ----------------------------------------------------------
+
+    async def _on_elect_leaders(self, event: ElectLeaders) -> None:
+        """Kafka's onReplicaElection for an admin request: per partition NONE (moved),
+        ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE / ELIGIBLE_LEADERS_NOT_AVAILABLE,
+        or UNKNOWN_TOPIC_OR_PARTITION; asking for all partitions reports only real moves."""
+        ctx = self.ctx
+        wanted = event.partitions
+        if wanted is None:
+            wanted = [(n, i) for n, i, _, _ in ctx.partitions()]
+        online = ctx.online()
+        changes: dict[TopicPartition, LeaderAndIsr] = {}
+        results = event.results
+        for name, index in wanted:
+            topic = ctx.topics.get(name)
+            record = topic.partitions.get(index) if topic is not None else None
+            if record is None or record.state is None:
+                results[(name, index)] = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                          "The partition does not exist.")
+                continue
+            state = record.state
+            if event.election_type == PREFERRED:
+                if state.leader == record.replicas[0]:
+                    results[(name, index)] = (ErrorCode.ELECTION_NOT_NEEDED, None)
+                    continue
+                leader, isr = election.preferred(record.replicas, state.isr, online)
+                if leader is None:
+                    results[(name, index)] = (
+                        ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE,
+                        f"Failed to elect leader for partition {name}-{index} under strategy "
+                        "PreferredReplicaPartitionLeaderElectionStrategy")
+                    continue
+                changes[(name, index)] = state.new_leader(leader, isr)
+            else:
+                if state.leader != NO_LEADER and state.leader in online:
+                    results[(name, index)] = (ErrorCode.ELECTION_NOT_NEEDED, None)
+                    continue
+                leader, isr, unclean = election.offline(record.replicas, state.isr, online, True)
+                if leader is None:
+                    results[(name, index)] = (
+                        ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                        f"Failed to elect leader for partition {name}-{index} under strategy "
+                        "OfflinePartitionLeaderElectionStrategy")
+                    continue
+                changes[(name, index)] = state.new_leader(leader, isr, recovering=unclean)
+        written = await self._write_states(changes, create=False)
+        for tp in changes:
+            results[tp] = (ErrorCode.NONE, None) if tp in written else (
+                ErrorCode.UNKNOWN_SERVER_ERROR, "the partition state changed concurrently")
+        if event.partitions is None:
+            for tp in [tp for tp, (code, _) in results.items()
+                       if code == ErrorCode.ELECTION_NOT_NEEDED]:
+                del results[tp]
+        self._send_leader_and_isr(self._changed(written), set())
+        self._send_update_metadata(ctx.live)
+
+    async def _on_auto_rebalance(self, imbalance_ratio: float) -> None:
+        """Kafka's checkAndTriggerAutoLeaderRebalance: for each broker whose share of
+        partitions it should lead but does not exceeds the ratio, elect preferred leaders."""
+        ctx = self.ctx
+        online = ctx.online()
+        by_preferred: dict[int, list[TopicPartition]] = {}
+        for name, index, _, record in ctx.partitions():
+            if record.state is not None and record.replicas:
+                by_preferred.setdefault(record.replicas[0], []).append((name, index))
+        moves = []
+        for broker_id, parts in by_preferred.items():
+            misled = [tp for tp in parts
+                      if ctx.topics[tp[0]].partitions[tp[1]].state.leader != broker_id]  # type: ignore[union-attr]
+            if broker_id in online and misled and len(misled) / len(parts) > imbalance_ratio:
+                moves += misled
+        if moves:
+            log.info("[Controller id=%d] auto leader rebalance of %d partitions",
+                     self.broker_id, len(moves))
+            await self._on_elect_leaders(ElectLeaders(PREFERRED, moves))
+
+
+__all__ = ["NO_LEADER", "PREFERRED", "UNCLEAN", "ZkController", "live_broker"]

@@ -13,6 +13,12 @@ from pykbroker.protocol._generated.controlled_shutdown_response import (
     ControlledShutdownResponse,
     RemainingPartition,
 )
+from pykbroker.protocol._generated.elect_leaders_request import ElectLeadersRequest
+from pykbroker.protocol._generated.elect_leaders_response import (
+    ElectLeadersResponse,
+    PartitionResult,
+    ReplicaElectionResult,
+)
 from pykbroker.protocol._generated.leader_and_isr_request import LeaderAndIsrRequest
 from pykbroker.protocol._generated.leader_and_isr_response import LeaderAndIsrResponse
 from pykbroker.protocol._generated.stop_replica_request import StopReplicaRequest
@@ -52,9 +58,32 @@ async def handle_controlled_shutdown(ctx: RequestContext, req: ControlledShutdow
         if code == ErrorCode.NONE else [])
 
 
+async def handle_elect_leaders(ctx: RequestContext,
+                               req: ElectLeadersRequest) -> ElectLeadersResponse:
+    """Served by the controller, as in ZooKeeper mode (admin clients send it there)."""
+    election_type = req.election_type if ctx.api_version >= 1 else 0
+    if election_type not in (0, 1):
+        return ElectLeadersResponse(throttle_time_ms=0,
+                                    error_code=int(ErrorCode.INVALID_REQUEST),
+                                    replica_election_results=[])
+    wanted = None if req.topic_partitions is None else [
+        (t.topic, p) for t in req.topic_partitions for p in t.partitions]
+    results = await ctx.services.cluster.controller.elect_leaders(election_type, wanted)
+    if results is None:
+        return ElectLeadersResponse(throttle_time_ms=0, error_code=int(ErrorCode.NOT_CONTROLLER),
+                                    replica_election_results=[])
+    by_topic: dict[str, list[PartitionResult]] = {}
+    for (topic, index), (code, message) in sorted(results.items()):
+        by_topic.setdefault(topic, []).append(PartitionResult(index, int(code), message))
+    return ElectLeadersResponse(
+        throttle_time_ms=0, error_code=0,
+        replica_election_results=[ReplicaElectionResult(t, r) for t, r in by_topic.items()])
+
+
 HANDLERS = [
     HandlerSpec(ApiKey.LEADER_AND_ISR, 5, 7, handle_leader_and_isr),
     HandlerSpec(ApiKey.STOP_REPLICA, 3, 4, handle_stop_replica),
     HandlerSpec(ApiKey.UPDATE_METADATA, 7, 8, handle_update_metadata),
     HandlerSpec(ApiKey.CONTROLLED_SHUTDOWN, 1, 3, handle_controlled_shutdown),
+    HandlerSpec(ApiKey.ELECT_LEADERS, 0, 2, handle_elect_leaders),
 ]

@@ -221,12 +221,22 @@ class Broker:
             from pykbroker.cluster.cluster_topics import ClusterTopicManager, ClusterTopicStore
             from pykbroker.cluster.member import ClusterMember
             from pykbroker.cluster.metadata_cache import MetadataCache
+            from pykbroker.replication.fetcher import FetcherSettings
 
             cache = MetadataCache()
             member = ClusterMember(zk, cfg.node_id, replicas, cache,
                                    cfg.inter_broker_listener_name,
                                    rack=str(rack) if rack else None,
                                    delete_topic_enable=lambda: self.config.delete_topic_enable,
+                                   fetcher_settings=lambda: FetcherSettings(
+                                       int(str(self.config.get("replica.fetch.max.bytes"))),
+                                       int(str(self.config.get(
+                                           "replica.fetch.response.max.bytes"))),
+                                       int(str(self.config.get("replica.fetch.wait.max.ms"))),
+                                       int(str(self.config.get("replica.fetch.min.bytes"))),
+                                       int(str(self.config.get("replica.fetch.backoff.ms")))),
+                                   replica_lag_time_ms=lambda: int(str(self.config.get(
+                                       "replica.lag.time.max.ms"))),
                                    leader_rebalance=lambda: (
                                        bool(self.config.get("auto.leader.rebalance.enable")),
                                        int(str(self.config.get(

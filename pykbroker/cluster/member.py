@@ -41,6 +41,8 @@ from pykbroker.protocol._generated.stop_replica_response import (
 )
 from pykbroker.protocol._generated.update_metadata_request import UpdateMetadataRequest
 from pykbroker.protocol._generated.update_metadata_response import UpdateMetadataResponse
+from pykbroker.replication.fetcher import FetcherSettings, ReplicaFetcherManager
+from pykbroker.replication.isr import IsrManager
 
 log = logging.getLogger("pykbroker.cluster.member")
 
@@ -51,7 +53,9 @@ class ClusterMember:
     def __init__(self, store: Any, node_id: int, replicas: Any, cache: MetadataCache,
                  inter_broker_listener: str, *, rack: str | None,
                  delete_topic_enable: Callable[[], bool],
-                 leader_rebalance: Callable[[], tuple[bool, int, int]]) -> None:
+                 leader_rebalance: Callable[[], tuple[bool, int, int]],
+                 fetcher_settings: Callable[[], FetcherSettings] = FetcherSettings,
+                 replica_lag_time_ms: Callable[[], int] = lambda: 30_000) -> None:
         self.store = store  # pykbroker.metadata.zk.cluster_store.ZkClusterStore
         self.node_id = node_id
         self.replicas = replicas
@@ -65,6 +69,10 @@ class ClusterMember:
         self.controller = ZkController(store, node_id, inter_broker_listener,
                                        delete_topic_enable=delete_topic_enable,
                                        leader_rebalance=leader_rebalance)
+        self.fetchers = ReplicaFetcherManager(node_id, lambda: self.broker_epoch, replicas,
+                                              cache, inter_broker_listener, fetcher_settings)
+        self.isr = IsrManager(node_id, lambda: self.broker_epoch, cache,
+                              inter_broker_listener, replicas, replica_lag_time_ms)
         self._endpoints: list[Endpoint] = []
         # Called with (topic, partition, now leader?) when this broker starts or stops leading
         # a partition: the coordinators load and unload their internal topics' partitions.
@@ -84,6 +92,8 @@ class ClusterMember:
         """Register this broker and start the controller elector (listeners are bound)."""
         self._nursery = nursery
         self._endpoints = list(endpoints)
+        await nursery.start(self.fetchers.run)
+        await nursery.start(self.isr.run)
         await self._register()
         self.store.on_session_expired(lambda: nursery.start_soon(self._reregister))
         changes = await self.store.config_changes_since(-1)
@@ -252,6 +262,10 @@ class ClusterMember:
         part = self.replicas.make_leader_or_follower(
             topic, ps.partition_index, ps.leader, ps.leader_epoch, list(ps.isr),
             list(ps.replicas), ps.partition_epoch, self.node_id)
+        if part.is_leader:
+            self.fetchers.unfollow((name, ps.partition_index))
+        else:
+            self.fetchers.follow(part)
         if part.is_leader != was_leader:
             for listener in self.leadership_listeners:
                 listener(name, ps.partition_index, part.is_leader)
@@ -286,6 +300,7 @@ class ClusterMember:
         for ts in req.topic_states:
             for ps in ts.partition_states:
                 part = self.replicas.partitions.get((ts.topic_name, ps.partition_index))
+                self.fetchers.unfollow((ts.topic_name, ps.partition_index))
                 self.replicas.stop_replica(ts.topic_name, ps.partition_index,
                                            ps.delete_partition)
                 if part is not None and part.is_leader:

@@ -59,6 +59,30 @@ class AppendResult:
     log_start_offset: int
 
 
+class FollowerState:
+    """What the leader knows of one follower, from its fetches (Kafka's Replica)."""
+
+    __slots__ = ("log_end_offset", "last_caught_up_ms", "last_fetch_ms",
+                 "last_fetch_leader_leo")
+
+    def __init__(self) -> None:
+        self.log_end_offset = -1  # unknown until it fetches
+        self.last_caught_up_ms = 0
+        self.last_fetch_ms = 0
+        self.last_fetch_leader_leo = -1
+
+    def on_fetch(self, fetch_offset: int, leader_leo: int, now: int) -> None:
+        """Kafka's rule: caught up now if it asked for the leader's end; caught up as of the
+        previous fetch if it reached what the leader's end was then."""
+        if fetch_offset >= leader_leo:
+            self.last_caught_up_ms = max(self.last_caught_up_ms, now)
+        elif fetch_offset >= self.last_fetch_leader_leo >= 0:
+            self.last_caught_up_ms = max(self.last_caught_up_ms, self.last_fetch_ms)
+        self.log_end_offset = fetch_offset
+        self.last_fetch_leader_leo = leader_leo
+        self.last_fetch_ms = now
+
+
 class Partition:
     """One hosted partition: its log, leader epoch, and the fetches waiting on it."""
 
@@ -75,8 +99,45 @@ class Partition:
         self.is_leader = True
         self.leader_id = -1
         self.partition_epoch = 0
+        # Replication (leader side): what each follower has fetched, the ISR change sent to
+        # the controller and not yet answered, and the high watermark, which never moves back.
+        self.followers: dict[int, FollowerState] = {}
+        self.pending_isr: list[int] | None = None
+        self._hw = int(plog.log_start_offset)
         self._waiters: list[trio.Event] = []
         self._flushing: trio.Event | None = None
+
+    @property
+    def maximal_isr(self) -> list[int]:
+        """The ISR the high watermark must wait for: the committed one, widened by a pending
+        expansion (Kafka's maximalIsr); a pending shrink still waits for the leaver."""
+        if self.pending_isr is None:
+            return self.isr
+        return sorted(set(self.isr) | set(self.pending_isr))
+
+    def follower_state(self, replica: int) -> FollowerState:
+        state = self.followers.get(replica)
+        if state is None:
+            state = self.followers[replica] = FollowerState()
+        return state
+
+    def advance_high_watermark(self) -> bool:
+        """Leader: the lowest log end offset over the (maximal) ISR; True if it moved."""
+        if not self.is_leader:
+            return False
+        low = int(self.log.log_end_offset)
+        for replica in self.maximal_isr:
+            if replica != self.leader_id and self.leader_id >= 0:
+                state = self.followers.get(replica)
+                low = min(low, state.log_end_offset if state is not None else -1)
+        if low > self._hw:
+            self._hw = low
+            return True
+        return False
+
+    def set_follower_high_watermark(self, leader_hw: int) -> None:
+        """Follower: the leader's high watermark, bounded by what this replica holds."""
+        self._hw = min(leader_hw, int(self.log.log_end_offset))
 
     def needs_sync_ack(self) -> bool:
         """Whether ``flush.messages`` asks for appends to be fsynced before they are acked."""
@@ -102,7 +163,11 @@ class Partition:
 
     @property
     def high_watermark(self) -> int:
-        return int(self.log.log_end_offset)
+        """Consumers see records below it: on the leader every ISR member has them (a lone
+        broker's is its log end offset); on a follower, what the leader last said."""
+        if self.is_leader:
+            self.advance_high_watermark()
+        return min(self._hw, int(self.log.log_end_offset))
 
     @property
     def last_stable_offset(self) -> int:
@@ -212,15 +277,25 @@ class ReplicaManager:
             self.host(topic, [index])
             part = self.partitions[(topic.name, index)]
             part.log.update_config(self.log_config_for(topic))  # loaded before its config
+        new_epoch = leader_epoch != part.leader_epoch or part.leader_id != leader
         part.leader_id = leader
         part.is_leader = leader == node_id
         part.replicas = list(replicas)
         part.isr = list(isr)
         part.partition_epoch = partition_epoch
-        if leader_epoch != part.leader_epoch:
+        part.pending_isr = None
+        if new_epoch:
             part.leader_epoch = leader_epoch
             if part.is_leader:
+                # Kafka's makeLeader: followers start unknown (their fetches tell), the new
+                # epoch starts at this log's end.
+                now = now_ms()
+                part.followers = {r: FollowerState() for r in replicas if r != node_id}
+                for state in part.followers.values():
+                    state.last_caught_up_ms = now  # in the ISR until proven lagging
                 part.log.leader_epoch_cache.assign(leader_epoch, part.log.log_end_offset)
+            else:
+                part.followers = {}
         part.wake()
         return part
 

@@ -101,10 +101,24 @@ class AutoRebalance:
     imbalance_ratio: float
 
 
+@dataclass(slots=True)
+class AlterPartition:
+    """A leader's ISR change (AlterPartition v2+: topics by id)."""
+
+    broker_id: int
+    broker_epoch: int
+    changes: list[tuple[uuid.UUID, str | None, int, int, list[int], int, int]]
+    done: trio.Event = field(default_factory=trio.Event)
+    error: ErrorCode = ErrorCode.NONE
+    # (topic id, topic name, partition) -> (error, state after the change)
+    results: dict[tuple[uuid.UUID, str | None, int], tuple[ErrorCode, LeaderAndIsr | None]] = \
+        field(default_factory=dict)
+
+
 PREFERRED, UNCLEAN = 0, 1
 
 Event = (ControllerChange | Resign | BrokerChange | TopicChange | PartitionModification
-         | TopicDeletion | ControlledShutdown | ElectLeaders | AutoRebalance)
+         | TopicDeletion | ControlledShutdown | ElectLeaders | AutoRebalance | AlterPartition)
 
 
 class ControllerMoved(Exception):
@@ -172,6 +186,15 @@ class ZkController:
         await event.done.wait()
         return event.results if self.active or event.results else None
 
+    async def alter_partition(self, event: AlterPartition) -> AlterPartition:
+        """AlterPartition on the controller: NOT_CONTROLLER elsewhere."""
+        if not self.active:
+            event.error = ErrorCode.NOT_CONTROLLER
+            return event
+        self.put(event)
+        await event.done.wait()
+        return event
+
     # -- the event loop -----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -203,7 +226,7 @@ class ZkController:
                     await trio.sleep(RETRY_BACKOFF_S)
                     self.put(ControllerChange())
                 finally:
-                    if isinstance(event, ControlledShutdown | ElectLeaders):
+                    if isinstance(event, ControlledShutdown | ElectLeaders | AlterPartition):
                         event.done.set()
 
     async def _process(self, event: Event) -> None:
@@ -212,7 +235,7 @@ class ZkController:
         elif isinstance(event, Resign):
             await self._resign()
         elif not self.active:
-            if isinstance(event, ControlledShutdown):
+            if isinstance(event, ControlledShutdown | AlterPartition):
                 event.error = ErrorCode.NOT_CONTROLLER
         elif isinstance(event, BrokerChange):
             await self._on_broker_change()
@@ -228,6 +251,8 @@ class ZkController:
             await self._on_elect_leaders(event)
         elif isinstance(event, AutoRebalance):
             await self._on_auto_rebalance(event.imbalance_ratio)
+        elif isinstance(event, AlterPartition):
+            await self._on_alter_partition(event)
 
     # -- election -----------------------------------------------------------------------------
 
@@ -643,6 +668,59 @@ class ZkController:
         self._send_leader_and_isr(self._changed(written), set())
         self._send_update_metadata(ctx.live)
 
+    async def _on_alter_partition(self, event: AlterPartition) -> None:
+        """Kafka's processAlterPartition: the leader's new ISR is written if the leader and
+        partition epochs it saw are current and every new member is a live replica; only
+        the partition epoch moves. Every broker then hears of it (UpdateMetadata)."""
+        ctx = self.ctx
+        if event.broker_id not in ctx.live:
+            event.error = ErrorCode.STALE_BROKER_EPOCH
+            return
+        if event.broker_epoch != -1 and event.broker_epoch != ctx.broker_epochs[event.broker_id]:
+            event.error = ErrorCode.STALE_BROKER_EPOCH
+            return
+        by_id = {t.topic_id: name for name, t in ctx.topics.items()}
+        online = ctx.online()
+        changes: dict[TopicPartition, LeaderAndIsr] = {}
+        keys: dict[TopicPartition, tuple[uuid.UUID, str | None, int]] = {}
+        for topic_id, topic_name, index, leader_epoch, new_isr, recovery, epoch in \
+                event.changes:
+            key = (topic_id, topic_name, index)
+            name = topic_name if topic_name is not None else by_id.get(topic_id)
+            record = ctx.topics[name].partitions.get(index) \
+                if name is not None and name in ctx.topics else None
+            if record is None or record.state is None:
+                event.results[key] = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
+                continue
+            state = record.state
+            if state.leader != event.broker_id:
+                event.results[key] = (ErrorCode.NOT_LEADER_OR_FOLLOWER, None)
+            elif leader_epoch < state.leader_epoch:
+                event.results[key] = (ErrorCode.FENCED_LEADER_EPOCH, None)
+            elif leader_epoch > state.leader_epoch:
+                event.results[key] = (ErrorCode.NOT_CONTROLLER, None)
+            elif epoch != state.partition_epoch:
+                if sorted(new_isr) == sorted(state.isr):  # a retry of what is already true
+                    event.results[key] = (ErrorCode.NONE, state)
+                else:
+                    event.results[key] = (ErrorCode.INVALID_UPDATE_VERSION, None)
+            elif any(r not in record.replicas or (r not in online and r not in state.isr)
+                     for r in new_isr):
+                event.results[key] = (ErrorCode.INELIGIBLE_REPLICA, None)
+            else:
+                assert name is not None
+                changes[(name, index)] = state.new_isr(new_isr, recovery)
+                keys[(name, index)] = key
+        written = await self._write_states(changes, create=False)
+        for tp, key in keys.items():
+            if tp in written:
+                event.results[key] = (ErrorCode.NONE,
+                                      ctx.topics[tp[0]].partitions[tp[1]].state)
+            else:
+                event.results[key] = (ErrorCode.INVALID_UPDATE_VERSION, None)
+        if written:
+            self._send_update_metadata(ctx.live)
+
     async def _on_auto_rebalance(self, imbalance_ratio: float) -> None:
         """Kafka's checkAndTriggerAutoLeaderRebalance: for each broker whose share of
         partitions it should lead but does not exceeds the ratio, elect preferred leaders."""
@@ -664,4 +742,5 @@ class ZkController:
             await self._on_elect_leaders(ElectLeaders(PREFERRED, moves))
 
 
-__all__ = ["NO_LEADER", "PREFERRED", "UNCLEAN", "ZkController", "live_broker"]
+__all__ = ["NO_LEADER", "PREFERRED", "UNCLEAN", "AlterPartition", "ZkController",
+           "live_broker"]

@@ -7,7 +7,18 @@ controller sends); the cluster member checks controller and broker epochs.
 
 from __future__ import annotations
 
+from pykbroker.controller.controller import AlterPartition
 from pykbroker.error_codes import ErrorCode
+from pykbroker.protocol._generated.alter_partition_request import AlterPartitionRequest
+from pykbroker.protocol._generated.alter_partition_response import (
+    AlterPartitionResponse,
+)
+from pykbroker.protocol._generated.alter_partition_response import (
+    PartitionData as AlterPartitionPartitionData,
+)
+from pykbroker.protocol._generated.alter_partition_response import (
+    TopicData as AlterPartitionTopicData,
+)
 from pykbroker.protocol._generated.controlled_shutdown_request import ControlledShutdownRequest
 from pykbroker.protocol._generated.controlled_shutdown_response import (
     ControlledShutdownResponse,
@@ -26,6 +37,7 @@ from pykbroker.protocol._generated.stop_replica_response import StopReplicaRespo
 from pykbroker.protocol._generated.update_metadata_request import UpdateMetadataRequest
 from pykbroker.protocol._generated.update_metadata_response import UpdateMetadataResponse
 from pykbroker.protocol.api import ApiKey
+from pykbroker.protocol.primitives import ZERO_UUID
 from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import RequestContext
 
@@ -80,10 +92,45 @@ async def handle_elect_leaders(ctx: RequestContext,
         replica_election_results=[ReplicaElectionResult(t, r) for t, r in by_topic.items()])
 
 
+async def handle_alter_partition(ctx: RequestContext,
+                                 req: AlterPartitionRequest) -> AlterPartitionResponse:
+    """A leader's ISR change, decided by the controller (v2+ name topics by id)."""
+    by_id = ctx.api_version >= 2
+    changes = []
+    for t in req.topics:
+        for p in t.partitions:
+            isr = ([b.broker_id for b in p.new_isr_with_epochs] if ctx.api_version >= 3
+                   else list(p.new_isr))
+            changes.append((t.topic_id if by_id else ZERO_UUID, None if by_id else t.topic_name,
+                            p.partition_index, p.leader_epoch, isr,
+                            p.leader_recovery_state if ctx.api_version >= 1 else 0,
+                            p.partition_epoch))
+    event = await ctx.services.cluster.controller.alter_partition(
+        AlterPartition(req.broker_id, req.broker_epoch, changes))
+    if event.error != ErrorCode.NONE:
+        return AlterPartitionResponse(throttle_time_ms=0, error_code=int(event.error), topics=[])
+    topics: dict[tuple[object, object], AlterPartitionTopicData] = {}
+    for (topic_id, name, index), (code, state) in event.results.items():
+        topic = topics.get((topic_id, name))
+        if topic is None:
+            topic = topics[(topic_id, name)] = AlterPartitionTopicData(
+                topic_name=name or "", topic_id=topic_id, partitions=[])
+        result = AlterPartitionPartitionData(partition_index=index, error_code=int(code))
+        if state is not None:
+            result.leader_id, result.leader_epoch = state.leader, state.leader_epoch
+            result.isr = list(state.isr)
+            result.leader_recovery_state = state.leader_recovery_state
+            result.partition_epoch = state.partition_epoch
+        topic.partitions.append(result)
+    return AlterPartitionResponse(throttle_time_ms=0, error_code=0,
+                                  topics=list(topics.values()))
+
+
 HANDLERS = [
     HandlerSpec(ApiKey.LEADER_AND_ISR, 5, 7, handle_leader_and_isr),
     HandlerSpec(ApiKey.STOP_REPLICA, 3, 4, handle_stop_replica),
     HandlerSpec(ApiKey.UPDATE_METADATA, 7, 8, handle_update_metadata),
     HandlerSpec(ApiKey.CONTROLLED_SHUTDOWN, 1, 3, handle_controlled_shutdown),
     HandlerSpec(ApiKey.ELECT_LEADERS, 0, 2, handle_elect_leaders),
+    HandlerSpec(ApiKey.ALTER_PARTITION, 0, 3, handle_alter_partition),
 ]

@@ -164,8 +164,22 @@ def _session_for(ctx: RequestContext, req: FetchRequest,
     return session, fetch, True
 
 
+def _replica_id(ctx: RequestContext, req: FetchRequest) -> int:
+    if ctx.api_version >= 15:
+        return int(req.replica_state.replica_id) if req.replica_state is not None else -1
+    return int(req.replica_id)
+
+
 async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     services = ctx.services
+    replica = _replica_id(ctx, req)
+    if replica >= 0:  # a follower (Kafka's -2/-3 debug and future ids stay consumers)
+        from pykbroker.replication.leader import handle_replica_fetch
+
+        cluster = services.cluster
+        return await handle_replica_fetch(
+            ctx, req, replica,
+            cluster.isr.on_follower_fetch if cluster is not None else lambda part, r: None)
     slots, unknown = _resolve(ctx, req)
     try:
         session, fetch, incremental = _session_for(ctx, req, slots)

@@ -59,7 +59,12 @@ async def handle_list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> L
                 part = replicas.partition(t.name, rp.partition_index)
                 if ctx.api_version >= 4:
                     part.check_leader_epoch(rp.current_leader_epoch)
-                ts, offset = _lookup(part, rp.timestamp, committed)
+                if req.replica_id >= 0 and rp.timestamp == LATEST and \
+                        ctx.services.cluster is not None:
+                    # A follower resetting its fetch position: the leader's log end offset.
+                    ts, offset = -1, part.log_end_offset
+                else:
+                    ts, offset = _lookup(part, rp.timestamp, committed)
                 resp.timestamp, resp.offset = ts, offset
                 if ctx.api_version >= 4:
                     resp.leader_epoch = part.leader_epoch if offset >= 0 else -1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
+
 from pykbroker.cluster.replica_manager import Partition
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import CloseConnection, KafkaError, RecordValidationError
@@ -33,6 +35,7 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
     bad_acks = acks not in (0, 1, -1)
     responses = []
     durable: list[tuple[Partition, int, PartitionProduceResponse]] = []
+    replicated: list[tuple[Partition, int, PartitionProduceResponse]] = []
     for topic_data in req.topic_data:
         name = topic_data.name
         results = []
@@ -61,6 +64,8 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
             results.append(ok)
             if part.needs_sync_ack():
                 durable.append((part, result.last_offset + 1, ok))
+            if acks == -1 and part.high_watermark <= result.last_offset:
+                replicated.append((part, result.last_offset + 1, ok))
         responses.append(TopicProduceResponse(name=name, partition_responses=results))
     if acks == 0:
         await _fsync(durable)
@@ -69,12 +74,51 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
                                   "its metadata")
         return None
     response = ProduceResponse(responses=responses, throttle_time_ms=0)
-    if not durable:
+    if not durable and not replicated:
         return response
 
     # flush.messages: the batches are fsynced before they are acknowledged (appends made
-    # meanwhile share the next fsync); the connection serves the next request during it.
-    return DeferredResponse(response, lambda: _fsync(durable))
+    # meanwhile share the next fsync); acks=all: every ISR member has them (the high
+    # watermark passed them). The connection serves the next request meanwhile.
+    async def ready() -> None:
+        await _fsync(durable)
+        await _replicated(replicas, replicated, req.timeout_ms / 1000.0)
+
+    return DeferredResponse(response, ready)
+
+
+async def _replicated(replicas: Any,
+                      waiting: list[tuple[Partition, int, PartitionProduceResponse]],
+                      timeout_s: float) -> None:
+    """Kafka's DelayedProduce for acks=all: done when the high watermark reaches each batch
+    (NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below min.insync.replicas
+    meanwhile), REQUEST_TIMED_OUT after the request's timeout, NOT_LEADER_OR_FOLLOWER if
+    leadership moved."""
+    deadline = trio.current_time() + timeout_s
+    pending = list(waiting)
+    while pending:
+        still = []
+        for part, offset, result in pending:
+            if not part.is_leader or replicas.partitions.get((part.topic, part.index)) is not part:
+                _fail(result, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            elif part.high_watermark >= offset:
+                if len(part.isr) < part.min_insync_replicas:
+                    _fail(result, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+            else:
+                still.append((part, offset, result))
+        pending = still
+        remaining = deadline - trio.current_time()
+        if pending and (remaining <= 0 or replicas.shutting_down):
+            for _, _, result in pending:
+                _fail(result, ErrorCode.REQUEST_TIMED_OUT)
+            return
+        if pending:
+            await replicas.wait_for_append([p for p, _, _ in pending], remaining)
+
+
+def _fail(result: PartitionProduceResponse, code: ErrorCode) -> None:
+    result.error_code = int(code)
+    result.base_offset = -1
 
 
 async def _fsync(durable: list[tuple[Partition, int, PartitionProduceResponse]]) -> None:

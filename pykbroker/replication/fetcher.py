@@ -1,0 +1,290 @@
+"""Followers' replica fetchers: one task per leader broker carrying every partition this
+broker follows there (Kafka's ReplicaFetcherThread, ``num.replica.fetchers`` = 1).
+
+Each round sends one Fetch (v15, ``replica_state`` = this broker's id and epoch) with, per
+partition, the follower's log end offset and the epoch of its last batch. Records come back
+with the leader's offsets and epochs and are appended as they are; the follower's high
+watermark follows the leader's. A diverging epoch in the answer (KIP-320) truncates the
+follower's log to where it and the leader agree before it fetches again; an out-of-range
+offset resets it from the leader's log start or end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from pykbroker.cluster.broker_client import BrokerConnection, BrokerConnectionError
+from pykbroker.cluster.replica_manager import Partition
+from pykbroker.error_codes import ErrorCode
+from pykbroker.protocol._generated.fetch_request import (
+    FetchPartition,
+    FetchRequest,
+    FetchTopic,
+    ReplicaState,
+)
+from pykbroker.protocol._generated.list_offsets_request import (
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
+from pykbroker.protocol.api import ApiKey
+
+log = logging.getLogger("pykbroker.replication.fetcher")
+
+FETCH_VERSION = 15
+LIST_OFFSETS_VERSION = 7
+EARLIEST, LATEST = -2, -1
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FetcherSettings:
+    """``replica.fetch.*`` settings."""
+
+    max_bytes: int = 1_048_576          # replica.fetch.max.bytes (per partition)
+    response_max_bytes: int = 10_485_760  # replica.fetch.response.max.bytes
+    wait_max_ms: int = 500              # replica.fetch.wait.max.ms
+    min_bytes: int = 1                  # replica.fetch.min.bytes
+    backoff_ms: int = 1000              # replica.fetch.backoff.ms
+
+
+def truncation_offset(part: Partition, epoch: int, end_offset: int) -> int:
+    """Where a follower stops agreeing with its leader, given the leader's answer for the
+    follower's last epoch (Kafka's getOffsetTruncationState)."""
+    log_end = int(part.log.log_end_offset)
+    follower_epoch, follower_end = part.log.end_offset_for_epoch(epoch)
+    follower_end = int(follower_end)
+    if follower_epoch == epoch:
+        return min(end_offset, follower_end, log_end)
+    if follower_end >= 0:
+        return min(follower_end, log_end)
+    return min(part.high_watermark, log_end)
+
+
+class ReplicaFetcher:
+    """The fetcher for one leader broker."""
+
+    def __init__(self, manager: ReplicaFetcherManager, leader_id: int) -> None:
+        self.manager = manager
+        self.leader_id = leader_id
+        self.partitions: set[TopicPartition] = set()
+        self.delayed: dict[TopicPartition, float] = {}
+        self.changed = trio.Event()
+        self.cancel = trio.CancelScope()
+        self._connection: BrokerConnection | None = None
+        self._endpoint: tuple[str, int] | None = None
+
+    def _partitions(self) -> list[Partition]:
+        replicas = self.manager.replicas
+        now = trio.current_time()
+        out = []
+        for tp in sorted(self.partitions):
+            part = replicas.partitions.get(tp)
+            if part is None or part.is_leader or part.leader_id != self.leader_id:
+                continue
+            if self.delayed.get(tp, 0.0) > now:
+                continue
+            out.append(part)
+        return out
+
+    def _connection_for(self) -> BrokerConnection | None:
+        broker = self.manager.cache.broker(self.leader_id)
+        ep = broker.endpoint(self.manager.listener) if broker is not None else None
+        if ep is None:
+            return None
+        if self._connection is None or self._endpoint != (ep.host, ep.port):
+            self._connection = BrokerConnection(ep.host, ep.port,
+                                                f"broker-{self.manager.node_id}-fetcher")
+            self._endpoint = (ep.host, ep.port)
+        return self._connection
+
+    async def run(self) -> None:
+        settings = self.manager.settings
+        with self.cancel:
+            while True:
+                parts = self._partitions()
+                if not parts:
+                    self.changed = trio.Event()
+                    with trio.move_on_after(settings.backoff_ms / 1000.0 if self.delayed
+                                            else 3600):
+                        await self.changed.wait()
+                    continue
+                connection = self._connection_for()
+                if connection is None:
+                    await trio.sleep(settings.backoff_ms / 1000.0)
+                    continue
+                try:
+                    response = await connection.request(
+                        ApiKey.FETCH, FETCH_VERSION, self._request(parts),
+                        timeout_s=settings.wait_max_ms / 1000.0 + 30.0)
+                except BrokerConnectionError as exc:
+                    log.info("fetch from broker %d failed: %s", self.leader_id, exc)
+                    await trio.sleep(settings.backoff_ms / 1000.0)
+                    continue
+                await self._process(parts, response)
+
+    def _request(self, parts: list[Partition]) -> FetchRequest:
+        settings = self.manager.settings
+        topics: dict[str, FetchTopic] = {}
+        for part in parts:
+            topic = topics.get(part.topic)
+            if topic is None:
+                topic = topics[part.topic] = FetchTopic(topic=part.topic,
+                                                       topic_id=part.topic_id, partitions=[])
+            last_epoch = part.log.leader_epoch_cache.latest_epoch()
+            topic.partitions.append(FetchPartition(
+                partition=part.index, current_leader_epoch=part.leader_epoch,
+                fetch_offset=int(part.log.log_end_offset),
+                last_fetched_epoch=-1 if last_epoch is None else last_epoch,
+                log_start_offset=int(part.log.log_start_offset),
+                partition_max_bytes=settings.max_bytes))
+        return FetchRequest(
+            cluster_id=None, replica_id=-1,
+            replica_state=ReplicaState(replica_id=self.manager.node_id,
+                                       replica_epoch=self.manager.broker_epoch()),
+            max_wait_ms=settings.wait_max_ms, min_bytes=settings.min_bytes,
+            max_bytes=settings.response_max_bytes, isolation_level=0, session_id=0,
+            session_epoch=-1, topics=list(topics.values()), forgotten_topics_data=[],
+            rack_id="")
+
+    async def _process(self, parts: list[Partition], response: Any) -> None:
+        by_key = {(p.topic_id, p.index): p for p in parts}
+        for topic in response.responses:
+            for data in topic.partitions:
+                part = by_key.get((topic.topic_id, data.partition_index))
+                if part is None or part.is_leader or part.leader_id != self.leader_id:
+                    continue  # its role changed while the fetch was out
+                try:
+                    await self._apply(part, data)
+                except Exception as exc:  # one bad partition must not stop the others
+                    log.warning("replicating %s-%d from broker %d failed: %r", part.topic,
+                                part.index, self.leader_id, exc)
+                    self._delay((part.topic, part.index))
+
+    def _delay(self, tp: TopicPartition) -> None:
+        self.delayed[tp] = trio.current_time() + self.manager.settings.backoff_ms / 1000.0
+
+    async def _apply(self, part: Partition, data: Any) -> None:
+        code = ErrorCode(data.error_code)
+        tp = (part.topic, part.index)
+        if code == ErrorCode.OFFSET_OUT_OF_RANGE:
+            await self._reset_out_of_range(part)
+            return
+        if code != ErrorCode.NONE:
+            # NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH...: the controller's next
+            # LeaderAndIsr settles it; try again after the back-off.
+            log.debug("fetch of %s-%d from broker %d: %s", part.topic, part.index,
+                      self.leader_id, code.name)
+            self._delay(tp)
+            return
+        self.delayed.pop(tp, None)
+        diverging = data.diverging_epoch
+        if diverging is not None and (diverging.epoch >= 0 or diverging.end_offset >= 0):
+            offset = truncation_offset(part, diverging.epoch, diverging.end_offset)
+            log.info("truncating %s-%d to %d: it diverges from leader %d at epoch %d (end "
+                     "offset %d)", part.topic, part.index, offset, self.leader_id,
+                     diverging.epoch, diverging.end_offset)
+            part.log.truncate_to(offset)
+            return
+        records = data.records
+        if records is not None and len(records):
+            part.log.append_as_follower(bytes(records) if not isinstance(
+                records, (bytes, bytearray, memoryview)) else records)
+        if data.log_start_offset > part.log.log_start_offset and \
+                data.log_start_offset <= part.log.log_end_offset:
+            part.log.delete_records_before(data.log_start_offset)
+        part.set_follower_high_watermark(int(data.high_watermark))
+
+    async def _reset_out_of_range(self, part: Partition) -> None:
+        """Kafka's handleOutOfRangeError: a follower ahead of its leader's end truncates to
+        it; one behind its leader's start starts over there."""
+        connection = self._connection_for()
+        if connection is None:
+            return
+        earliest = await self._leader_offset(connection, part, EARLIEST)
+        latest = await self._leader_offset(connection, part, LATEST)
+        leo = int(part.log.log_end_offset)
+        if latest >= 0 and leo > latest:
+            log.info("truncating %s-%d to the leader's end %d", part.topic, part.index, latest)
+            part.log.truncate_to(latest)
+        elif earliest >= 0 and leo < earliest:
+            log.info("restarting %s-%d at the leader's start %d", part.topic, part.index,
+                     earliest)
+            part.log.truncate_fully_and_start_at(earliest)
+        else:
+            self._delay((part.topic, part.index))
+
+    async def _leader_offset(self, connection: BrokerConnection, part: Partition,
+                             timestamp: int) -> int:
+        request = ListOffsetsRequest(
+            replica_id=self.manager.node_id, isolation_level=0, topics=[ListOffsetsTopic(
+                name=part.topic, partitions=[ListOffsetsPartition(
+                    partition_index=part.index, current_leader_epoch=part.leader_epoch,
+                    timestamp=timestamp)])])
+        try:
+            response = await connection.request(ApiKey.LIST_OFFSETS, LIST_OFFSETS_VERSION,
+                                                 request)
+            result = response.topics[0].partitions[0]
+            return int(result.offset) if result.error_code == 0 else -1
+        except (BrokerConnectionError, IndexError):
+            return -1
+
+
+class ReplicaFetcherManager:
+    """Which leader each followed partition is fetched from (Kafka's ReplicaFetcherManager)."""
+
+    def __init__(self, node_id: int, broker_epoch: Callable[[], int], replicas: Any,
+                 cache: Any, listener: str, settings: Callable[[], FetcherSettings]) -> None:
+        self.node_id = node_id
+        self.broker_epoch = broker_epoch
+        self.replicas = replicas
+        self.cache = cache
+        self.listener = listener
+        self._settings = settings
+        self.fetchers: dict[int, ReplicaFetcher] = {}
+        self._where: dict[TopicPartition, int] = {}
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def settings(self) -> FetcherSettings:
+        return self._settings()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def follow(self, part: Partition) -> None:
+        """Fetch ``part`` from its leader (after LeaderAndIsr made this broker a follower)."""
+        tp = (part.topic, part.index)
+        self.unfollow(tp)
+        if self._nursery is None or part.leader_id < 0:
+            return
+        fetcher = self.fetchers.get(part.leader_id)
+        if fetcher is None:
+            fetcher = self.fetchers[part.leader_id] = ReplicaFetcher(self, part.leader_id)
+            self._nursery.start_soon(fetcher.run)
+        fetcher.partitions.add(tp)
+        fetcher.delayed.pop(tp, None)
+        self._where[tp] = part.leader_id
+        fetcher.changed.set()
+
+    def unfollow(self, tp: TopicPartition) -> None:
+        leader = self._where.pop(tp, None)
+        fetcher = self.fetchers.get(leader) if leader is not None else None
+        if fetcher is not None:
+            fetcher.partitions.discard(tp)
+            fetcher.delayed.pop(tp, None)
+            if not fetcher.partitions:
+                fetcher.cancel.cancel()
+                del self.fetchers[fetcher.leader_id]
+
+
+__all__ = ["FetcherSettings", "ReplicaFetcherManager", "truncation_offset"]

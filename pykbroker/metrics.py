@@ -15,7 +15,7 @@ import bisect
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -59,6 +59,37 @@ def request_name(api_key: int) -> str:
     return spec.name if spec is not None else str(api_key)
 
 
+class ObservedControllerContext(Protocol):
+    """What the controller metrics read from the active controller's context
+    (pykbroker.controller.context.ControllerContext)."""
+
+    @property
+    def topics(self) -> Mapping[str, Any]: ...
+
+    def partitions(self) -> Iterator[tuple[str, int, Any, Any]]: ...
+
+    def offline_partitions(self) -> list[tuple[str, int]]: ...
+
+    def online(self) -> set[int]: ...
+
+
+class ObservedController(Protocol):
+    """A cluster member's controller elector (pykbroker.controller.controller.ZkController)."""
+
+    @property
+    def active(self) -> bool: ...
+
+    @property
+    def ctx(self) -> ObservedControllerContext: ...
+
+
+class ObservedCluster(Protocol):
+    """A ZooKeeper cluster member (pykbroker.cluster.member.ClusterMember)."""
+
+    @property
+    def controller(self) -> ObservedController: ...
+
+
 class ObservedServices(Protocol):
     """The subsystems whose state the collector reads (BrokerServices has them)."""
 
@@ -70,6 +101,9 @@ class ObservedServices(Protocol):
 
     @property
     def groups(self) -> GroupCoordinator: ...
+
+    @property
+    def cluster(self) -> ObservedCluster | None: ...
 
 
 class ObservedBroker(Protocol):
@@ -245,6 +279,7 @@ class _BrokerCollector:
         yield from self._topic_counters(set(topics))
         partitions = list(services.replicas.partitions.values())
         yield from self._replica_manager(partitions, topics)
+        yield from self._controller(services.cluster, topics)
         yield from self._logs(partitions)
         yield from self._connections()
         yield from self._consumer_lag()
@@ -293,24 +328,31 @@ class _BrokerCollector:
 
     def _replica_manager(self, partitions: list[Partition], topics: dict[str, Any]
                          ) -> Iterator[Metric]:
-        under = under_min_isr = leaders = 0
-        node_id = self.m.broker.config.node_id
+        """Kafka's ReplicaManager gauges: ``partitioncount`` counts the replicas this broker
+        hosts (leader or follower), the others only the partitions it leads, as Kafka's do
+        (a lone broker leads all it hosts). In a cluster the leader counts of the brokers
+        add up to the cluster's led partitions."""
+        under = under_min_isr = at_min_isr = leaders = 0
         for part in partitions:
-            topic = topics.get(part.topic)
-            replicas = topic.assignment.get(part.index, []) if topic is not None else []
-            if len(part.isr) < len(replicas):
+            if not part.is_leader:
+                continue
+            leaders += 1
+            if len(part.isr) < len(part.replicas):
                 under += 1
             if len(part.isr) < part.min_insync_replicas:
                 under_min_isr += 1
-            if not replicas or replicas[0] == node_id:
-                leaders += 1
+            elif len(part.isr) == part.min_insync_replicas:
+                at_min_isr += 1
         for name, help_, value in (
-            ("partitioncount", "Partitions hosted on this broker", len(partitions)),
+            ("partitioncount", "Partitions hosted on this broker (leader or follower)",
+             len(partitions)),
             ("leadercount", "Partitions this broker leads", leaders),
-            ("underreplicatedpartitions", "Partitions whose ISR is smaller than the replicas",
-             under),
-            ("underminisrpartitioncount", "Partitions whose ISR is below min.insync.replicas",
-             under_min_isr),
+            ("underreplicatedpartitions",
+             "Partitions led here whose ISR is smaller than the replicas", under),
+            ("underminisrpartitioncount",
+             "Partitions led here whose ISR is below min.insync.replicas", under_min_isr),
+            ("atminisrpartitioncount",
+             "Partitions led here whose ISR is exactly min.insync.replicas", at_min_isr),
             ("offlinereplicacount", "Replicas that are offline", 0),
         ):
             fam = GaugeMetricFamily(f"kafka_server_replicamanager_{name}", help_)
@@ -323,7 +365,52 @@ class _BrokerCollector:
             fam.add_metric([name], n)
         yield fam
 
+    def _controller(self, cluster: ObservedCluster | None, topics: dict[str, Any]
+                    ) -> Iterator[Metric]:
+        """Kafka's KafkaController gauges: the active controller reports them from its
+        context, every other broker 0 (so a sum over the cluster is the cluster's value).
+        A lone broker is its own controller and every partition it has is online."""
+        if cluster is None:
+            active = 1
+            offline = imbalance = 0
+            topic_count = len(topics)
+            partition_count = sum(info.partition_count for info in topics.values())
+        elif cluster.controller.active:
+            active = 1
+            ctx = cluster.controller.ctx
+            offline = len(ctx.offline_partitions())
+            topic_count = len(ctx.topics)
+            partition_count = imbalance = 0
+            online = ctx.online()
+            for _name, _index, _topic, record in ctx.partitions():
+                partition_count += 1
+                state = record.state
+                # Kafka counts a partition without a (live) leader as not preferred-led.
+                if record.replicas and (state is None or state.leader != record.replicas[0]
+                                        or state.leader not in online):
+                    imbalance += 1
+        else:
+            active = offline = imbalance = topic_count = partition_count = 0
+        for name, help_, value in (
+            ("activecontrollercount", "1 on the active controller, else 0", active),
+            ("offlinepartitionscount",
+             "Partitions without a live leader (on the active controller)", offline),
+            ("preferredreplicaimbalancecount",
+             "Partitions not led by their preferred replica (on the active controller)",
+             imbalance),
+            ("globaltopiccount", "Topics in the cluster (on the active controller)",
+             topic_count),
+            ("globalpartitioncount", "Partitions in the cluster (on the active controller)",
+             partition_count),
+        ):
+            fam = GaugeMetricFamily(f"kafka_controller_kafkacontroller_{name}", help_)
+            fam.add_metric([], value)
+            yield fam
+
     def _logs(self, partitions: list[Partition]) -> Iterator[Metric]:
+        """``kafka_log_log_*`` for every replica hosted here; the kafka-exporter style
+        ``kafka_topic_partition_*`` only from a partition's leader, so that in a cluster each
+        partition has one series (a follower's log says nothing of the partition)."""
         labels = ["topic", "partition"]
         size = GaugeMetricFamily("kafka_log_log_size", "Log size in bytes", labels=labels)
         segments = GaugeMetricFamily("kafka_log_log_numlogsegments", "Log segments",
@@ -343,6 +430,8 @@ class _BrokerCollector:
             segments.add_metric(lv, len(part.log.segments))
             start.add_metric(lv, part.log_start_offset)
             end.add_metric(lv, part.log_end_offset)
+            if not part.is_leader:
+                continue
             current.add_metric(lv, part.high_watermark)
             oldest.add_metric(lv, part.log_start_offset)
             isr.add_metric(lv, len(part.isr))
@@ -386,6 +475,6 @@ class _BrokerCollector:
                 lv = [listing.group_id, topic, str(index)]
                 offset.add_metric(lv, om.offset)
                 part = replicas.get((topic, index))
-                if part is not None:
+                if part is not None and part.is_leader:  # a follower's end is not the HW
                     lag.add_metric(lv, max(part.high_watermark - om.offset, 0))
         yield from (lag, offset, members)

@@ -159,6 +159,26 @@ def _node(samples: Samples) -> str:
     return next(dict(ls)["node_id"] for n, ls in samples if n == "pykbroker_info")
 
 
+def test_a_lone_broker_is_the_active_controller_leading_all(broker: KafkaBroker,
+                                                            port: int) -> None:
+    topic = f"ctl-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=3)
+    samples = scrape(port)
+    ctl = "kafka_controller_kafkacontroller_"
+    assert value(samples, ctl + "activecontrollercount") == 1
+    assert value(samples, ctl + "offlinepartitionscount") == 0
+    assert value(samples, ctl + "preferredreplicaimbalancecount") == 0
+    assert value(samples, ctl + "globaltopiccount") == sum(
+        1 for n, _ in samples if n == "kafka_topic_partitions")
+    rm = "kafka_server_replicamanager_"
+    hosted = value(samples, rm + "partitioncount")
+    assert hosted >= 3
+    assert value(samples, rm + "leadercount") == hosted
+    assert value(samples, ctl + "globalpartitioncount") == hosted
+    assert value(samples, rm + "atminisrpartitioncount") == hosted  # ISR 1, min.insync 1
+    assert value(samples, rm + "underminisrpartitioncount") == 0
+
+
 def test_lag_follows_new_messages(broker: KafkaBroker, port: int) -> None:
     topic = f"lag-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic)

@@ -104,7 +104,12 @@ def topic_configs(client: AdminClient, names: list[str]) -> dict[str, dict[str, 
 
 
 def describe(client: AdminClient, args: argparse.Namespace) -> int:
+    """``kafka-topics.sh --describe``: one line per topic, one per partition (leader, replicas,
+    ISR), after a line naming the cluster, its controller and its live brokers. A partition
+    also shows its offline replicas and whether it is under-replicated (ISR smaller than the
+    replicas) or unavailable (no leader, or a leader that is not a live broker)."""
     resp = client.metadata(args.topic or None)
+    live = {b.node_id for b in resp.brokers}
     topics = []
     for t in resp.topics:
         if t.error_code:
@@ -127,22 +132,36 @@ def describe(client: AdminClient, args: argparse.Namespace) -> int:
             "partitions": [{"partition": p.partition_index, "leader": p.leader_id,
                             "replicas": list(p.replica_nodes), "isr": list(p.isr_nodes),
                             "offline": list(p.offline_replicas or []),
+                            "under_replicated": len(p.isr_nodes) < len(p.replica_nodes),
+                            "unavailable": p.leader_id < 0 or p.leader_id not in live,
                             "error": error_name(p.error_code) if p.error_code else None}
                            for p in parts],
         })
     if args.json:
         emit_json(data)
         return 0
+    brokers = ",".join(f"{b.node_id}@{b.host}:{b.port}"
+                       for b in sorted(resp.brokers, key=lambda b: b.node_id))
+    controller = getattr(resp, "controller_id", -1)
+    print(f"Cluster: {getattr(resp, 'cluster_id', None) or '-'}\t"
+          f"Controller: {controller if controller >= 0 else 'none'}\tBrokers: {brokers}")
     for d in data:
         conf = ",".join(f"{k}={v}" for k, v in d["configs"].items())
         print(f"Topic: {d['topic']}\tTopicId: {d['topic_id'] or '-'}\t"
               f"PartitionCount: {d['partition_count']}\t"
               f"ReplicationFactor: {d['replication_factor']}\tConfigs: {conf}")
         for p in d["partitions"]:
-            print(f"\tTopic: {d['topic']}\tPartition: {p['partition']}\tLeader: "
-                  f"{p['leader'] if p['leader'] >= 0 else 'none'}\t"
-                  f"Replicas: {','.join(map(str, p['replicas']))}\t"
-                  f"Isr: {','.join(map(str, p['isr']))}")
+            line = (f"\tTopic: {d['topic']}\tPartition: {p['partition']}\tLeader: "
+                    f"{p['leader'] if p['leader'] >= 0 else 'none'}\t"
+                    f"Replicas: {','.join(map(str, p['replicas']))}\t"
+                    f"Isr: {','.join(map(str, p['isr']))}")
+            if p["offline"]:
+                line += f"\tOffline: {','.join(map(str, p['offline']))}"
+            if p["under_replicated"]:
+                line += "\tUnderReplicated: true"
+            if p["unavailable"]:
+                line += "\tUnavailable: true"
+            print(line)
     return 0
 
 

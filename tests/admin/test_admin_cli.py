@@ -102,8 +102,17 @@ def test_topics_create_list_describe(kafka_bootstrap_servers: str) -> None:
     assert [p["partition"] for p in desc["partitions"]] == [0, 1, 2]
     for p in desc["partitions"]:
         assert p["leader"] >= 0 and p["replicas"] == [p["leader"]] and p["isr"] == p["replicas"]
+        assert p["offline"] == [] and not p["under_replicated"] and not p["unavailable"]
 
     text = cli(bs, "topics", "describe", "--topic", name).stdout
+    # First the cluster: a lone broker is its own controller and the only broker.
+    health = cli_json(bs, "healthcheck")
+    node = health["controller_id"]
+    first = text.splitlines()[0]
+    assert first.startswith(f"Cluster: {health['cluster_id']}\tController: {node}\t"
+                            f"Brokers: {node}@"), first
+    assert "Offline:" not in text and "UnderReplicated" not in text
+    assert "Unavailable" not in text
     assert f"Topic: {name}\tTopicId: {desc['topic_id']}\tPartitionCount: 3" in text
     assert "Configs: cleanup.policy=compact,retention.ms=123456" in text
     assert text.count("\tPartition: ") == 3

@@ -22,6 +22,21 @@ class PartitionRecord:
     replicas: tuple[int, ...]
     state: LeaderAndIsr | None = None  # None: a new partition not yet elected
     controller_epoch: int = -1  # epoch of the controller that wrote ``state``
+    # An ongoing reassignment (KIP-455): ``replicas`` is then target + original.
+    adding: tuple[int, ...] = ()
+    removing: tuple[int, ...] = ()
+
+    @property
+    def target(self) -> tuple[int, ...]:
+        return tuple(r for r in self.replicas if r not in self.removing)
+
+    @property
+    def original(self) -> tuple[int, ...]:
+        return tuple(r for r in self.replicas if r not in self.adding)
+
+    @property
+    def reassigning(self) -> bool:
+        return bool(self.adding or self.removing)
 
 
 @dataclass(slots=True)

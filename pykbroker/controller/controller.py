@@ -115,10 +115,20 @@ class AlterPartition:
         field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class Reassign:
+    """AlterPartitionReassignments: target replicas per partition, None to cancel."""
+
+    partitions: dict[TopicPartition, list[int] | None]
+    done: trio.Event = field(default_factory=trio.Event)
+    results: dict[TopicPartition, tuple[ErrorCode, str | None]] = field(default_factory=dict)
+
+
 PREFERRED, UNCLEAN = 0, 1
 
 Event = (ControllerChange | Resign | BrokerChange | TopicChange | PartitionModification
-         | TopicDeletion | ControlledShutdown | ElectLeaders | AutoRebalance | AlterPartition)
+         | TopicDeletion | ControlledShutdown | ElectLeaders | AutoRebalance | AlterPartition
+         | Reassign)
 
 
 class ControllerMoved(Exception):
@@ -186,6 +196,23 @@ class ZkController:
         await event.done.wait()
         return event.results if self.active or event.results else None
 
+    async def reassign(self, partitions: dict[TopicPartition, list[int] | None]
+                       ) -> dict[TopicPartition, tuple[ErrorCode, str | None]] | None:
+        """AlterPartitionReassignments on the controller; None elsewhere."""
+        if not self.active:
+            return None
+        event = Reassign(partitions)
+        self.put(event)
+        await event.done.wait()
+        return event.results
+
+    def ongoing_reassignments(self) -> dict[TopicPartition, tuple[tuple[int, ...], ...]] | None:
+        """ListPartitionReassignments: (replicas, adding, removing) per partition moving."""
+        if not self.active:
+            return None
+        return {(n, i): (r.replicas, r.adding, r.removing)
+                for n, i, _, r in self.ctx.partitions() if r.reassigning}
+
     async def alter_partition(self, event: AlterPartition) -> AlterPartition:
         """AlterPartition on the controller: NOT_CONTROLLER elsewhere."""
         if not self.active:
@@ -226,7 +253,8 @@ class ZkController:
                     await trio.sleep(RETRY_BACKOFF_S)
                     self.put(ControllerChange())
                 finally:
-                    if isinstance(event, ControlledShutdown | ElectLeaders | AlterPartition):
+                    if isinstance(event, ControlledShutdown | ElectLeaders | AlterPartition
+                                  | Reassign):
                         event.done.set()
 
     async def _process(self, event: Event) -> None:
@@ -253,6 +281,8 @@ class ZkController:
             await self._on_auto_rebalance(event.imbalance_ratio)
         elif isinstance(event, AlterPartition):
             await self._on_alter_partition(event)
+        elif isinstance(event, Reassign):
+            await self._on_reassign(event)
 
     # -- election -----------------------------------------------------------------------------
 
@@ -328,6 +358,9 @@ class ZkController:
         self._send_leader_and_isr(self.ctx.all_infos(), set())
         self._send_update_metadata(self.ctx.live)
         await self._on_topic_deletion()
+        for name, index, _, record in list(self.ctx.partitions()):
+            if record.reassigning:  # left by the previous controller: finish it
+                await self._maybe_complete_reassignment(name, index)
 
     async def _rebalance_timer(self) -> None:
         """Queue an auto leader rebalance every check interval while this is the controller."""
@@ -382,7 +415,8 @@ class ZkController:
             if index in topic.partitions:
                 continue
             record = topic.partitions[index] = PartitionRecord(
-                tuple(replica_assignment.replicas))
+                tuple(replica_assignment.replicas), adding=tuple(replica_assignment.adding_replicas),
+                removing=tuple(replica_assignment.removing_replicas))
             found = states.get(index)
             if found is not None:
                 znode, version = found
@@ -720,6 +754,106 @@ class ZkController:
                 event.results[key] = (ErrorCode.INVALID_UPDATE_VERSION, None)
         if written:
             self._send_update_metadata(ctx.live)
+            for tp in written:
+                await self._maybe_complete_reassignment(*tp)
+
+    # -- partition reassignment (KIP-455) --------------------------------------------------
+
+    async def _on_reassign(self, event: Reassign) -> None:
+        """Phase A of Kafka's reassignment: replicas become target + original (the topic
+        znode records adding/removing), new replicas start fetching; completion follows
+        once every target replica is in the ISR."""
+        ctx = self.ctx
+        changed: dict[str, list[int]] = {}
+        for (name, index), target in event.partitions.items():
+            topic = ctx.topics.get(name)
+            record = topic.partitions.get(index) if topic is not None else None
+            if record is None or record.state is None:
+                event.results[(name, index)] = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                                "The partition does not exist.")
+                continue
+            if target is None:
+                if not record.reassigning:
+                    event.results[(name, index)] = (ErrorCode.NO_REASSIGNMENT_IN_PROGRESS,
+                                                    None)
+                    continue
+                target = list(record.original)
+            elif not target or len(set(target)) != len(target):
+                event.results[(name, index)] = (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                                "Empty or duplicate replicas in the target")
+                continue
+            elif any(r not in ctx.live for r in target):
+                event.results[(name, index)] = (
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                    f"Unknown broker(s) in the target {sorted(set(target) - set(ctx.live))}")
+                continue
+            original = record.original
+            full = tuple(dict.fromkeys([*target, *original]))
+            record.replicas = full
+            record.adding = tuple(r for r in target if r not in original)
+            record.removing = tuple(r for r in original if r not in target)
+            if not record.adding and not record.removing:
+                record.replicas = tuple(target)
+            changed.setdefault(name, []).append(index)
+            event.results[(name, index)] = (ErrorCode.NONE, None)
+        for name, indexes in changed.items():
+            await self._write_assignment(name)
+            infos = [i for i in (ctx.info(name, x) for x in indexes) if i is not None]
+            self._send_leader_and_isr(infos, set())
+            for index in indexes:
+                log.info("[Controller id=%d] reassigning %s-%d to %s (replicas now %s)",
+                         self.broker_id, name, index,
+                         list(ctx.topics[name].partitions[index].target),
+                         list(ctx.topics[name].partitions[index].replicas))
+        if changed:
+            self._send_update_metadata(ctx.live)
+        for name, indexes in changed.items():
+            for index in indexes:
+                await self._maybe_complete_reassignment(name, index)
+
+    async def _write_assignment(self, name: str) -> None:
+        topic = self.ctx.topics[name]
+        await self.zk.set_assignment(name, topic.topic_id, {
+            index: (r.replicas, r.adding, r.removing) for index, r in topic.partitions.items()})
+
+    async def _maybe_complete_reassignment(self, name: str, index: int) -> None:
+        """Phase B: every target replica is in the ISR; lead from the target, drop the
+        others (StopReplica with deletion) and record the target as the replicas."""
+        ctx = self.ctx
+        topic = ctx.topics.get(name)
+        record = topic.partitions.get(index) if topic is not None else None
+        if record is None or record.state is None or not record.reassigning:
+            return
+        target = record.target
+        state = record.state
+        if not all(r in state.isr for r in target):
+            return
+        removed = record.removing
+        isr = [r for r in state.isr if r in target]
+        if state.leader in target and state.leader in ctx.online():
+            new_state = state.new_leader(state.leader, isr)
+        else:
+            leader, _ = election.reassign(target, isr, ctx.online())
+            if leader is None:
+                return
+            new_state = state.new_leader(leader, isr)
+        written = await self._write_states({(name, index): new_state}, create=False)
+        if not written:
+            return
+        record.replicas, record.adding, record.removing = target, (), ()
+        await self._write_assignment(name)
+        info = ctx.info(name, index)
+        assert info is not None
+        self._send_leader_and_isr([info], set())
+        assert self._channel is not None
+        for broker_id in removed:
+            if broker_id in ctx.live:
+                self._channel.send(broker_id, ApiKey.STOP_REPLICA, stop_replica(
+                    self.broker_id, ctx.epoch, ctx.broker_epochs[broker_id],
+                    [(name, index, new_state.leader_epoch)], delete=True))
+        self._send_update_metadata(ctx.live)
+        log.info("[Controller id=%d] reassignment of %s-%d completed: replicas %s",
+                 self.broker_id, name, index, list(target))
 
     async def _on_auto_rebalance(self, imbalance_ratio: float) -> None:
         """Kafka's checkAndTriggerAutoLeaderRebalance: for each broker whose share of

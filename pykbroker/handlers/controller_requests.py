@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from pykbroker.controller.controller import AlterPartition
 from pykbroker.error_codes import ErrorCode
+from pykbroker.protocol._generated.alter_partition_reassignments_request import (
+    AlterPartitionReassignmentsRequest,
+)
+from pykbroker.protocol._generated.alter_partition_reassignments_response import (
+    AlterPartitionReassignmentsResponse,
+    ReassignablePartitionResponse,
+    ReassignableTopicResponse,
+)
 from pykbroker.protocol._generated.alter_partition_request import AlterPartitionRequest
 from pykbroker.protocol._generated.alter_partition_response import (
     AlterPartitionResponse,
@@ -32,6 +40,14 @@ from pykbroker.protocol._generated.elect_leaders_response import (
 )
 from pykbroker.protocol._generated.leader_and_isr_request import LeaderAndIsrRequest
 from pykbroker.protocol._generated.leader_and_isr_response import LeaderAndIsrResponse
+from pykbroker.protocol._generated.list_partition_reassignments_request import (
+    ListPartitionReassignmentsRequest,
+)
+from pykbroker.protocol._generated.list_partition_reassignments_response import (
+    ListPartitionReassignmentsResponse,
+    OngoingPartitionReassignment,
+    OngoingTopicReassignment,
+)
 from pykbroker.protocol._generated.stop_replica_request import StopReplicaRequest
 from pykbroker.protocol._generated.stop_replica_response import StopReplicaResponse
 from pykbroker.protocol._generated.update_metadata_request import UpdateMetadataRequest
@@ -126,6 +142,47 @@ async def handle_alter_partition(ctx: RequestContext,
                                   topics=list(topics.values()))
 
 
+async def handle_alter_partition_reassignments(
+    ctx: RequestContext, req: AlterPartitionReassignmentsRequest
+) -> AlterPartitionReassignmentsResponse:
+    """Served by the controller (admin clients send it there), as in ZooKeeper mode."""
+    wanted = {(t.name, p.partition_index): (list(p.replicas) if p.replicas is not None
+                                            else None)
+              for t in req.topics for p in t.partitions}
+    results = await ctx.services.cluster.controller.reassign(wanted)
+    if results is None:
+        return AlterPartitionReassignmentsResponse(
+            throttle_time_ms=0, error_code=int(ErrorCode.NOT_CONTROLLER),
+            error_message="This is not the correct controller for this cluster.", responses=[])
+    by_topic: dict[str, list[ReassignablePartitionResponse]] = {}
+    for (topic, index), (code, message) in sorted(results.items()):
+        by_topic.setdefault(topic, []).append(
+            ReassignablePartitionResponse(index, int(code), message))
+    return AlterPartitionReassignmentsResponse(
+        throttle_time_ms=0, error_code=0, error_message=None,
+        responses=[ReassignableTopicResponse(t, r) for t, r in by_topic.items()])
+
+
+async def handle_list_partition_reassignments(
+    ctx: RequestContext, req: ListPartitionReassignmentsRequest
+) -> ListPartitionReassignmentsResponse:
+    ongoing = ctx.services.cluster.controller.ongoing_reassignments()
+    if ongoing is None:
+        return ListPartitionReassignmentsResponse(
+            throttle_time_ms=0, error_code=int(ErrorCode.NOT_CONTROLLER),
+            error_message="This is not the correct controller for this cluster.", topics=[])
+    if req.topics is not None:
+        asked = {(t.name, p) for t in req.topics for p in t.partition_indexes}
+        ongoing = {tp: v for tp, v in ongoing.items() if tp in asked}
+    by_topic: dict[str, list[OngoingPartitionReassignment]] = {}
+    for (topic, index), (replicas, adding, removing) in sorted(ongoing.items()):
+        by_topic.setdefault(topic, []).append(OngoingPartitionReassignment(
+            index, list(replicas), list(adding), list(removing)))
+    return ListPartitionReassignmentsResponse(
+        throttle_time_ms=0, error_code=0, error_message=None,
+        topics=[OngoingTopicReassignment(t, p) for t, p in by_topic.items()])
+
+
 HANDLERS = [
     HandlerSpec(ApiKey.LEADER_AND_ISR, 5, 7, handle_leader_and_isr),
     HandlerSpec(ApiKey.STOP_REPLICA, 3, 4, handle_stop_replica),
@@ -133,4 +190,8 @@ HANDLERS = [
     HandlerSpec(ApiKey.CONTROLLED_SHUTDOWN, 1, 3, handle_controlled_shutdown),
     HandlerSpec(ApiKey.ELECT_LEADERS, 0, 2, handle_elect_leaders),
     HandlerSpec(ApiKey.ALTER_PARTITION, 0, 3, handle_alter_partition),
+    HandlerSpec(ApiKey.ALTER_PARTITION_REASSIGNMENTS, 0, 0,
+                handle_alter_partition_reassignments),
+    HandlerSpec(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, 0,
+                handle_list_partition_reassignments),
 ]

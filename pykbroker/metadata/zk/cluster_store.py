@@ -120,6 +120,18 @@ class ZkClusterStore:
         await self.kafka.set_topic_assignment(name, znode.partitions, topic_id,
                                               znode.zk_version)
 
+    async def set_assignment(self, name: str, topic_id: Any,
+                             partitions: Mapping[int, tuple[tuple[int, ...], tuple[int, ...],
+                                                            tuple[int, ...]]]) -> None:
+        """The controller's rewrite of a topic's replicas (reassignments), fenced."""
+        znode = await self.kafka.get_topic(name)
+        version = znode.zk_version if znode is not None else -1
+        assignment = {p: ReplicaAssignment(tuple(r), tuple(a), tuple(d))
+                      for p, (r, a, d) in partitions.items()}
+        await self.kafka.set_topic_assignment(
+            name, assignment, topic_id, version,
+            controller_epoch_zk_version=self.kafka.controller_epoch_zk_version)
+
     async def get_topic_config(self, name: str) -> dict[str, str]:
         return await self.kafka.get_entity_config("topics", name)
 

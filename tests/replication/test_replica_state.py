@@ -1,0 +1,156 @@
+"""The leader's view of its followers and the follower's truncation, on real partition logs:
+high watermark over the (maximal) ISR, caught-up times, who may join or must leave the ISR,
+and where a diverging follower truncates."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pykbroker.cluster.replica_manager import FollowerState, Partition, ReplicaManager
+from pykbroker.cluster.topics import TopicInfo
+from pykbroker.log import LogConfig, LogManager
+from pykbroker.replication.fetcher import truncation_offset
+from pykbroker.replication.isr import lagging_replicas, may_join_isr
+from tests.log.helpers import batch
+
+TOPIC = TopicInfo("t", uuid.uuid4(), {0: [1, 2, 3]})
+
+
+def _manager(tmp_path: Path) -> ReplicaManager:
+    logs = LogManager([tmp_path], LogConfig.from_mapping({}))
+    return ReplicaManager(logs, lambda topic: LogConfig.from_mapping({}))
+
+
+def _leader(tmp_path: Path, records: int = 10, epoch: int = 3) -> Partition:
+    """Broker 1 leading t-0 (replicas 1, 2, 3) with ``records`` records in ``epoch``."""
+    replicas = _manager(tmp_path)
+    part = replicas.make_leader_or_follower(TOPIC, 0, 1, epoch, [1, 2, 3], [1, 2, 3], 0, 1)
+    for _ in range(records):
+        part.log.append_as_leader(batch(), leader_epoch=epoch)
+    return part
+
+
+def test_a_lone_broker_sees_its_log_end(tmp_path: Path) -> None:
+    """A single broker (no cluster: no leader id, no followers): high watermark = log end."""
+    replicas = _manager(tmp_path)
+    replicas.host(TopicInfo("solo", uuid.uuid4(), {0: [1]}), [0])
+    part = replicas.partition("solo", 0)
+    assert part.high_watermark == 0
+    part.log.append_as_leader(batch(3), leader_epoch=0)
+    assert part.high_watermark == 3
+
+
+def test_high_watermark_waits_for_every_isr_member(tmp_path: Path) -> None:
+    part = _leader(tmp_path)
+    assert part.high_watermark == 0  # followers have not fetched: unknown
+    part.follower_state(2).on_fetch(7, 10, 1000)
+    assert part.high_watermark == 0
+    part.follower_state(3).on_fetch(4, 10, 1000)
+    assert part.high_watermark == 4
+    part.follower_state(3).on_fetch(10, 10, 1001)
+    assert part.high_watermark == 7
+    part.isr = [1, 3]  # 2 left the ISR: no longer waited for
+    assert part.high_watermark == 10
+
+
+def test_high_watermark_never_moves_back(tmp_path: Path) -> None:
+    part = _leader(tmp_path)
+    for r in (2, 3):
+        part.follower_state(r).on_fetch(8, 10, 1000)
+    assert part.high_watermark == 8
+    part.isr = [1, 2, 3]
+    part.follower_state(2).on_fetch(2, 10, 1001)  # a truncated follower: not below 8
+    assert part.high_watermark == 8
+
+
+def test_pending_expansion_is_waited_for(tmp_path: Path) -> None:
+    part = _leader(tmp_path)
+    part.isr = [1, 2]
+    part.follower_state(2).on_fetch(10, 10, 1000)
+    part.follower_state(3).on_fetch(5, 10, 1000)
+    part.pending_isr = [1, 2, 3]  # proposed, not yet accepted: counted (maximal ISR)
+    assert part.high_watermark == 5
+    part.pending_isr = None
+    assert part.high_watermark == 10
+
+
+def test_caught_up_time_follows_kafkas_rule() -> None:
+    state = FollowerState()
+    state.on_fetch(5, 10, now=100)  # behind: never caught up yet
+    assert state.last_caught_up_ms == 0
+    state.on_fetch(10, 12, now=200)  # reached the end the leader had at the previous fetch
+    assert state.last_caught_up_ms == 100
+    state.on_fetch(12, 12, now=300)  # at the end now
+    assert state.last_caught_up_ms == 300
+
+
+def test_lagging_and_joining(tmp_path: Path) -> None:
+    part = _leader(tmp_path)
+    for r in (2, 3):
+        part.follower_state(r).on_fetch(10, 10, 1_000)
+    part.follower_state(3).last_caught_up_ms = 0
+    assert lagging_replicas(part, now=20_000, lag_time_ms=10_000) == [3]
+    part.isr = [1, 2]
+    assert part.high_watermark == 10
+    assert may_join_isr(part, 3)  # holds everything up to the high watermark
+    part.follower_state(3).on_fetch(9, 10, 21_000)
+    assert not may_join_isr(part, 3)
+    assert not may_join_isr(part, 2)  # already in
+    assert not may_join_isr(part, 7)  # not a replica
+
+
+def test_joining_needs_the_current_epochs_first_offset(tmp_path: Path) -> None:
+    part = _leader(tmp_path, records=4, epoch=3)
+    replicas_again = part  # the same broker becomes leader again in epoch 5 at offset 4
+    part.leader_epoch = 5
+    part.log.leader_epoch_cache.assign(5, 4)
+    part.isr = [1]
+    part.follower_state(2).on_fetch(3, 4, 1000)
+    assert part.high_watermark == 4
+    assert not may_join_isr(replicas_again, 2)
+    part.follower_state(2).on_fetch(4, 4, 1001)
+    assert may_join_isr(part, 2)
+
+
+def _follower_log(tmp_path: Path, epochs: list[int]) -> Partition:
+    """Broker 2 following t-0, with one record per entry of ``epochs``."""
+    replicas = _manager(tmp_path)
+    part = replicas.make_leader_or_follower(TOPIC, 0, 1, max(epochs), [1, 2, 3], [1, 2, 3], 0,
+                                            2)
+    for epoch in epochs:
+        part.log.append_as_leader(batch(), leader_epoch=epoch)
+    return part
+
+
+@pytest.mark.parametrize(("epochs", "leader_epoch", "leader_end", "expected"), [
+    # Same epoch, leader's epoch ends earlier: truncate to the leader's end.
+    ([1, 1, 2, 2, 2], 2, 3, 3),
+    # Same epoch, follower's ends earlier: keep what it has of that epoch.
+    ([1, 1, 2], 2, 5, 3),
+    # Follower never had the leader's epoch: its own end for that epoch (the next one's start).
+    ([1, 1, 3, 3], 2, 4, 2),
+    # Follower ahead in an epoch the leader does not know: back to the leader's epoch end.
+    ([1, 1, 1, 4], 1, 3, 3),
+])
+def test_truncation_offset(tmp_path: Path, epochs: list[int], leader_epoch: int,
+                           leader_end: int, expected: int) -> None:
+    part = _follower_log(tmp_path, epochs)
+    assert truncation_offset(part, leader_epoch, leader_end) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=12).map(sorted),
+       st.integers(0, 7), st.integers(0, 14))
+def test_truncation_never_goes_past_the_log_end(tmp_path_factory: pytest.TempPathFactory,
+                                                epochs: list[int], epoch: int,
+                                                end: int) -> None:
+    part = _follower_log(tmp_path_factory.mktemp("f"), epochs)
+    offset = truncation_offset(part, epoch, end)
+    assert 0 <= offset <= part.log.log_end_offset
+    part.log.truncate_to(offset)
+    assert part.log.log_end_offset == offset

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -74,15 +75,52 @@ def _resolve(
     return slots, unknown
 
 
-def _read(ctx: RequestContext, slots: list[_Slot], max_bytes: int, committed: bool) -> int:
-    """Read every slot; returns the bytes gathered. Only the first data may exceed limits."""
+RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+
+
+def _partition_for_consumer(ctx: RequestContext, topic: str, index: int, rack: str) -> Any:
+    """The leader's partition, or (KIP-392) a follower's for a consumer that names its rack
+    when a replica selector is configured: followers serve up to their high watermark."""
     replicas = ctx.services.replicas
+    part = replicas.partitions.get((topic, index))
+    if part is not None and not part.is_leader and rack and ctx.api_version >= 11 \
+            and ctx.services.config.get("replica.selector.class"):
+        return part
+    return replicas.partition(topic, index)
+
+
+def _preferred_replica(ctx: RequestContext, part: Any, rack: str) -> int:
+    """Kafka's RackAwareReplicaSelector: an in-sync replica in the consumer's rack, the
+    leader when it is one of them; -1 keeps the consumer on this broker."""
+    cluster = ctx.services.cluster
+    if cluster is None or not rack or not part.is_leader or ctx.api_version < 11 or \
+            ctx.services.config.get("replica.selector.class") != RACK_AWARE_SELECTOR:
+        return -1
+    same_rack = [r for r in part.isr if (b := cluster.cache.broker(r)) is not None
+                 and b.rack == rack]
+    if not same_rack or part.leader_id in same_rack:
+        return -1
+    return int(same_rack[0])
+
+
+def _read(ctx: RequestContext, slots: list[_Slot], max_bytes: int, committed: bool,
+          rack: str = "") -> int:
+    """Read every slot; returns the bytes gathered. Only the first data may exceed limits."""
     total = 0
     for slot in slots:
         cp = slot.cached
         try:
-            part = replicas.partition(cp.topic, cp.partition)
+            part = _partition_for_consumer(ctx, cp.topic, cp.partition, rack)
             part.check_leader_epoch(cp.current_leader_epoch)
+            preferred = _preferred_replica(ctx, part, rack)
+            if preferred >= 0:  # KIP-392: fetch from the replica in your rack instead
+                slot.data = PartitionData(
+                    partition_index=cp.partition, error_code=0,
+                    high_watermark=part.high_watermark, last_stable_offset=part.last_stable_offset,
+                    log_start_offset=part.log_start_offset, aborted_transactions=None,
+                    preferred_read_replica=preferred, records=_EMPTY)
+                slot.error = 0
+                continue
             hw = part.high_watermark
             lso = part.last_stable_offset
             budget = min(cp.max_bytes, max_bytes - total)
@@ -188,9 +226,11 @@ async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     committed = ctx.api_version >= 4 and req.isolation_level == READ_COMMITTED
     max_bytes = req.max_bytes if ctx.api_version >= 3 else 2**31 - 1
     deadline = trio.current_time() + req.max_wait_ms / 1000.0
+    rack = req.rack_id if ctx.api_version >= 11 else ""
     while True:
-        total = _read(ctx, fetch, max_bytes, committed)
-        errors = any(s.error for s in fetch) or bool(unknown)
+        total = _read(ctx, fetch, max_bytes, committed, rack)
+        errors = any(s.error or (s.data is not None and s.data.preferred_read_replica >= 0)
+                     for s in fetch) or bool(unknown)  # redirects answer at once too
         remaining = deadline - trio.current_time()
         if (total >= req.min_bytes or errors or remaining <= 0 or not fetch
                 or services.replicas.shutting_down):
@@ -199,7 +239,7 @@ async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
                  if (p := services.replicas.partitions.get((s.cached.topic, s.cached.partition)))]
         await services.replicas.wait_for_append(parts, remaining)
         if trio.current_time() >= deadline:
-            total = _read(ctx, fetch, max_bytes, committed)
+            total = _read(ctx, fetch, max_bytes, committed, rack)
             break
     by_topic: dict[str, FetchableTopicResponse] = {}
     order: list[FetchableTopicResponse] = []

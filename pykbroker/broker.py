@@ -42,6 +42,7 @@ from pykbroker.errors import KafkaError
 from pykbroker.handlers import all_handlers
 from pykbroker.log import LogConfig, LogManager, new_cluster_id
 from pykbroker.log.log_manager import InconsistentClusterIdError
+from pykbroker.protocol.api import ApiKey
 from pykbroker.server.connection import ConnectionSettings
 from pykbroker.server.dispatch import DispatchTable, HandlerSpec
 from pykbroker.server.listener import BindAddress, NetworkServer
@@ -237,6 +238,8 @@ class Broker:
                                        int(str(self.config.get("replica.fetch.backoff.ms")))),
                                    replica_lag_time_ms=lambda: int(str(self.config.get(
                                        "replica.lag.time.max.ms"))),
+                                   unclean_default=lambda: bool(self.config.get(
+                                       "unclean.leader.election.enable")),
                                    leader_rebalance=lambda: (
                                        bool(self.config.get("auto.leader.rebalance.enable")),
                                        int(str(self.config.get(
@@ -275,8 +278,21 @@ class Broker:
 
         groups.verify_transaction = verify_txn
         transactions.load()  # after the groups: its markers may complete their offsets
+        specs = all_handlers(cluster=zk is not None)
+        if member is not None:
+            # Transaction coordinators on every broker: markers between brokers, loading
+            # with __transaction_state leadership, produce-time verification (KIP-890).
+            from pykbroker.coordinator.transaction.cluster import join_cluster
+            from pykbroker.handlers.transactions import verify_transactional_produce
+
+            verifier = join_cluster(
+                transactions, member, replicas, verification_enabled=lambda: bool(
+                    self.config.get("transaction.partition.verification.enable")))
+            groups.verify_transaction = verifier.check_code
+            specs = [verify_transactional_produce(spec) if spec.api_key == ApiKey.PRODUCE
+                     else spec for spec in specs]
         dispatch = DispatchTable(self.wrap_handler(spec) if self.wrap_handler else spec
-                                 for spec in all_handlers(cluster=zk is not None))
+                                 for spec in specs)
         advertised: dict[str, tuple[str, int]] = {}
         protocols = cfg.security_protocol_map
 

@@ -25,7 +25,7 @@ from pykbroker.cluster.metadata_cache import (
     PartitionState,
 )
 from pykbroker.cluster.topics import TopicInfo
-from pykbroker.controller.controller import ZkController
+from pykbroker.controller.controller import TopicConfigChange, ZkController
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.protocol._generated.leader_and_isr_request import LeaderAndIsrRequest
@@ -54,6 +54,7 @@ class ClusterMember:
                  inter_broker_listener: str, *, rack: str | None,
                  delete_topic_enable: Callable[[], bool],
                  leader_rebalance: Callable[[], tuple[bool, int, int]],
+                 unclean_default: Callable[[], bool] = lambda: False,
                  fetcher_settings: Callable[[], FetcherSettings] = FetcherSettings,
                  replica_lag_time_ms: Callable[[], int] = lambda: 30_000) -> None:
         self.store = store  # pykbroker.metadata.zk.cluster_store.ZkClusterStore
@@ -68,7 +69,8 @@ class ClusterMember:
         self.topics: ClusterTopicManager | None = None
         self.controller = ZkController(store, node_id, inter_broker_listener,
                                        delete_topic_enable=delete_topic_enable,
-                                       leader_rebalance=leader_rebalance)
+                                       leader_rebalance=leader_rebalance,
+                                       unclean_default=unclean_default)
         self.fetchers = ReplicaFetcherManager(node_id, lambda: self.broker_epoch, replicas,
                                               cache, inter_broker_listener, fetcher_settings)
         self.isr = IsrManager(node_id, lambda: self.broker_epoch, cache,
@@ -125,6 +127,8 @@ class ClusterMember:
     async def _apply_topic_config(self, name: str) -> None:
         configs = await self.store.get_topic_config(name)
         self.topic_configs[name] = configs
+        if self.controller.active:
+            self.controller.put(TopicConfigChange(name, configs))
         meta = self.cache.topic(name)
         if meta is not None:
             self.replicas.reconfigure(TopicInfo(

@@ -43,7 +43,7 @@ class PartitionRecord:
 class TopicRecord:
     topic_id: uuid.UUID
     partitions: dict[int, PartitionRecord] = field(default_factory=dict)
-    unclean_leader_election: bool = False
+    unclean_override: bool | None = None  # the topic's unclean.leader.election.enable
 
 
 @dataclass(slots=True)

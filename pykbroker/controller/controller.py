@@ -95,6 +95,14 @@ class ElectLeaders:
 
 
 @dataclass(slots=True)
+class TopicConfigChange:
+    """A topic's configs changed: unclean.leader.election.enable may now allow elections."""
+
+    topic: str
+    configs: dict[str, str]
+
+
+@dataclass(slots=True)
 class AutoRebalance:
     """``auto.leader.rebalance.enable``: move leadership back to preferred replicas."""
 
@@ -128,11 +136,16 @@ PREFERRED, UNCLEAN = 0, 1
 
 Event = (ControllerChange | Resign | BrokerChange | TopicChange | PartitionModification
          | TopicDeletion | ControlledShutdown | ElectLeaders | AutoRebalance | AlterPartition
-         | Reassign)
+         | Reassign | TopicConfigChange)
 
 
 class ControllerMoved(Exception):
     """A write found another controller's epoch: resign."""
+
+
+def _unclean_override(configs: dict[str, str]) -> bool | None:
+    value = configs.get("unclean.leader.election.enable")
+    return None if value is None else value.strip().lower() == "true"
 
 
 def live_broker(broker_id: int, registration: Any) -> LiveBroker:
@@ -148,6 +161,7 @@ class ZkController:
     def __init__(self, zk: Any, broker_id: int, inter_broker_listener: str, *,
                  delete_topic_enable: Callable[[], bool],
                  leader_rebalance: Callable[[], tuple[bool, int, int]] = lambda: (False, 300, 10),
+                 unclean_default: Callable[[], bool] = lambda: False,
                  on_controller_change: Callable[[int], None] | None = None) -> None:
         """``leader_rebalance`` gives ``auto.leader.rebalance.enable``,
         ``leader.imbalance.check.interval.seconds`` and
@@ -158,6 +172,7 @@ class ZkController:
         self.delete_topic_enable = delete_topic_enable
         self.on_controller_change = on_controller_change
         self.leader_rebalance = leader_rebalance
+        self.unclean_default = unclean_default
         self.active = False
         self.controller_id = -1
         self.ctx = ControllerContext()
@@ -283,6 +298,11 @@ class ZkController:
             await self._on_alter_partition(event)
         elif isinstance(event, Reassign):
             await self._on_reassign(event)
+        elif isinstance(event, TopicConfigChange):
+            topic = self.ctx.topics.get(event.topic)
+            if topic is not None:
+                topic.unclean_override = _unclean_override(event.configs)
+                await self._elect_offline_partitions()
 
     # -- election -----------------------------------------------------------------------------
 
@@ -370,6 +390,12 @@ class ZkController:
             if enabled:
                 self.put(AutoRebalance(percentage / 100.0))
 
+    def _unclean(self, topic: TopicRecord) -> bool:
+        """The topic's unclean.leader.election.enable, else the brokers' default."""
+        if topic.unclean_override is not None:
+            return topic.unclean_override
+        return self.unclean_default()
+
     # -- loading ------------------------------------------------------------------------------
 
     async def _load_brokers(self) -> tuple[set[int], set[int]]:
@@ -405,8 +431,7 @@ class ZkController:
                 await self.zk.set_topic_id(name, assignment, topic_id)
             configs = await self.zk.get_topic_config(name)
             topic = self.ctx.topics[name] = TopicRecord(
-                topic_id, unclean_leader_election=configs.get(
-                    "unclean.leader.election.enable", "false").lower() == "true")
+                topic_id, unclean_override=_unclean_override(configs))
             self._topic_watches[name] = await self.zk.watch_topic(
                 name, lambda *_: self.put(PartitionModification(name)))
         states = await self.zk.get_partition_states(name)
@@ -507,7 +532,7 @@ class ZkController:
                 new.append((name, index))
                 continue
             leader, isr, unclean = election.offline(
-                record.replicas, record.state.isr, online, topic.unclean_leader_election)
+                record.replicas, record.state.isr, online, self._unclean(topic))
             if leader is None:
                 continue
             if unclean:
@@ -538,7 +563,7 @@ class ZkController:
                     continue
                 if state.leader in gone:
                     leader, isr, unclean = election.offline(
-                        record.replicas, state.isr, online, topic.unclean_leader_election)
+                        record.replicas, state.isr, online, self._unclean(topic))
                     if leader is not None:
                         state = state.new_leader(leader, isr, recovering=unclean)
                 for replica in gone:

@@ -39,9 +39,11 @@ def create_internal_topic(topics: Any, name: str, partitions: int, replication_f
 def stored_batches(part: Any, buffer_size: int
                    ) -> Iterator[tuple[bytes | memoryview, int, BatchHeader]]:
     """``(data, position, header)`` for every batch of a hosted partition, from its log
-    start to its high watermark, read ``buffer_size`` bytes at a time."""
+    start to its log end, read ``buffer_size`` bytes at a time. The end, not the high
+    watermark, as Kafka loads coordinators: a new leader's high watermark waits for its
+    followers' next fetches, while its log holds everything the ISR had."""
     plog = part.log
-    offset, end = int(plog.log_start_offset), int(part.high_watermark)
+    offset, end = int(plog.log_start_offset), int(plog.log_end_offset)
     while offset < end:
         data = plog.read(offset, buffer_size, max_offset=end).data
         if not data:

@@ -355,6 +355,23 @@ class ReplicaManager:
         for part in self.partitions.values():
             part.log.producer_state.expire(now, expiration_ms)
 
+    async def wait_replicated(self, part: Partition, offset: int, timeout_s: float) -> None:
+        """Return once every ISR member has the records below ``offset`` (the high watermark
+        passed them), as an acks=all write; raises KafkaError REQUEST_TIMED_OUT,
+        NOT_LEADER_OR_FOLLOWER (leadership moved) or NOT_ENOUGH_REPLICAS_AFTER_APPEND."""
+        deadline = trio.current_time() + timeout_s
+        while True:
+            if not part.is_leader or self.partitions.get((part.topic, part.index)) is not part:
+                raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            if part.high_watermark >= offset:
+                if len(part.isr) < part.min_insync_replicas:
+                    raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+                return
+            remaining = deadline - trio.current_time()
+            if remaining <= 0 or self.shutting_down:
+                raise KafkaError(ErrorCode.REQUEST_TIMED_OUT)
+            await self.wait_for_append([part], remaining)
+
     # -- fetch -------------------------------------------------------------------------------
 
     async def wait_for_append(self, parts: list[Partition], timeout_s: float) -> None:

@@ -60,6 +60,8 @@ class ReplicaAccess(Protocol):
     def append(self, part: Any, records: Any, acks: int = ...,
                transactional_id: str | None = ...) -> Any: ...
 
+    async def wait_replicated(self, part: Any, offset: int, timeout_s: float) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class GroupConfig:
@@ -76,6 +78,7 @@ class GroupConfig:
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1800000
     group_max_size: int = 2**31 - 1
+    offsets_commit_timeout_ms: int = 5000
 
     @classmethod
     def from_getter(cls, get: Callable[[str], object]) -> GroupConfig:
@@ -96,6 +99,7 @@ class GroupConfig:
             group_min_session_timeout_ms=i("group.min.session.timeout.ms"),
             group_max_session_timeout_ms=i("group.max.session.timeout.ms"),
             group_max_size=i("group.max.size"),
+            offsets_commit_timeout_ms=i("offsets.commit.timeout.ms"),
         )
 
 
@@ -319,11 +323,15 @@ class GroupMetadataManager:
         result = self.replicas.append(part, batch)
         return part, int(result.last_offset) + 1
 
-    @staticmethod
-    async def wait_durable(part: Any, next_offset: int) -> None:
-        """flush.messages on the internal topic: acknowledge only fsynced records."""
+    async def wait_durable(self, part: Any, next_offset: int) -> None:
+        """Acknowledge only records that are safe: fsynced when flush.messages asks, and
+        held by every ISR member (offsets.commit.required.acks=-1: in a cluster, up to
+        offsets.commit.timeout.ms; a lone broker's high watermark is its log end)."""
         if part.needs_sync_ack():
             await part.wait_durable(next_offset)
+        if part.high_watermark < next_offset:
+            await self.replicas.wait_replicated(
+                part, next_offset, self.config.offsets_commit_timeout_ms / 1000.0)
 
     def group_record(self, group: ClassicGroup, assignment: Mapping[str, bytes]) -> Record:
         """The GroupMetadata record for the current generation with ``assignment``."""

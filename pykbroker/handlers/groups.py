@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pykbroker.coordinator.group import JoinRequest, OffsetAndMetadata
 from pykbroker.coordinator.group.records import OFFSETS_TOPIC
+from pykbroker.coordinator.transaction import TRANSACTION_STATE_TOPIC
 from pykbroker.error_codes import ErrorCode
 from pykbroker.protocol._generated.delete_groups_request import DeleteGroupsRequest
 from pykbroker.protocol._generated.delete_groups_response import (
@@ -118,9 +119,16 @@ def _cluster_coordinator(ctx: RequestContext, key_type: int, key: str
     cluster = services.cluster
     none = (-1, "", -1)
     if key_type == TRANSACTION_KEY:
-        # Markers to partitions led elsewhere (WriteTxnMarkers between brokers) are not
-        # built yet: transactions are refused rather than half-served in a cluster.
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE, none
+        txns = services.transactions
+        if cluster.cache.topic(TRANSACTION_STATE_TOPIC) is None:
+            return txns.find_coordinator(key), none  # creates the topic first
+        leader = cluster.leader_endpoint(TRANSACTION_STATE_TOPIC, txns.partition_for(key),
+                                         ctx.listener)
+        if leader is None:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, none
+        if leader[0] == services.node_id:
+            return txns.find_coordinator(key), leader
+        return ErrorCode.NONE, leader
     if cluster.cache.topic(OFFSETS_TOPIC) is None:
         return services.groups.find_coordinator(key), none  # creates the topic first
     leader = cluster.leader_endpoint(OFFSETS_TOPIC, services.groups.manager.partition_for(key),

@@ -4,11 +4,12 @@ admin views DescribeTransactions, ListTransactions and DescribeProducers."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from pykbroker.coordinator.group import OFFSETS_TOPIC
 from pykbroker.coordinator.transaction import TxnState
 from pykbroker.error_codes import ErrorCode
-from pykbroker.errors import KafkaError
+from pykbroker.errors import DecodeError, KafkaError
 from pykbroker.protocol._generated import describe_producers_response as dp
 from pykbroker.protocol._generated import describe_transactions_response as dt
 from pykbroker.protocol._generated import list_transactions_response as lt
@@ -31,6 +32,7 @@ from pykbroker.protocol._generated.describe_transactions_request import (
 from pykbroker.protocol._generated.end_txn_request import EndTxnRequest
 from pykbroker.protocol._generated.end_txn_response import EndTxnResponse
 from pykbroker.protocol._generated.list_transactions_request import ListTransactionsRequest
+from pykbroker.protocol._generated.produce_request import ProduceRequest
 from pykbroker.protocol._generated.write_txn_markers_request import WriteTxnMarkersRequest
 from pykbroker.protocol._generated.write_txn_markers_response import (
     WritableTxnMarkerPartitionResult,
@@ -39,6 +41,7 @@ from pykbroker.protocol._generated.write_txn_markers_response import (
     WriteTxnMarkersResponse,
 )
 from pykbroker.protocol.api import ApiKey
+from pykbroker.records import BatchHeader
 from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import RequestContext
 
@@ -97,9 +100,14 @@ async def handle_add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsTo
 
 async def handle_add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest
                                     ) -> AddOffsetsToTxnResponse:
-    """The group's ``__consumer_offsets`` partition joins the transaction."""
+    """The group's ``__consumer_offsets`` partition joins the transaction. In a cluster the
+    group's coordinator may be another broker: only the partition matters here, as in
+    Kafka (the topic is created first if it does not exist yet)."""
     groups = ctx.services.groups
-    code = groups.find_coordinator(req.group_id)
+    if ctx.services.cluster is not None and ctx.services.topics.get(OFFSETS_TOPIC) is not None:
+        code = ErrorCode.NONE
+    else:
+        code = groups.find_coordinator(req.group_id)
     if code == ErrorCode.NONE:
         tp = (OFFSETS_TOPIC, groups.manager.partition_for(req.group_id))
         results = await ctx.services.transactions.add_partitions(
@@ -211,6 +219,40 @@ async def handle_describe_producers(ctx: RequestContext, req: DescribeProducersR
                                               error_message=None, active_producers=producers))
         topics.append(dp.TopicResponse(name=topic.name, partitions=parts))
     return dp.DescribeProducersResponse(throttle_time_ms=0, topics=topics)
+
+
+def verify_transactional_produce(spec: HandlerSpec) -> HandlerSpec:
+    """Produce in a cluster: the transactional batches of a request are verified with their
+    transaction coordinator, possibly another broker, before the produce handler appends
+    them (KIP-890; the append checks the outcome through ``ReplicaManager.verify_transaction``
+    without awaiting)."""
+    inner = spec.handler
+
+    async def handle(ctx: RequestContext, req: Any) -> Any:
+        verifier = ctx.services.transactions.verifier
+        if req.transactional_id is not None and verifier is not None:
+            await _verify_batches(verifier, req)
+        return await inner(ctx, req)
+
+    return HandlerSpec(spec.api_key, spec.min_version, spec.max_version, handle)
+
+
+async def _verify_batches(verifier: Any, req: ProduceRequest) -> None:
+    by_producer: dict[tuple[int, int], list[TopicPartition]] = {}
+    for topic in req.topic_data:
+        for pdata in topic.partition_data:
+            records = pdata.records
+            if not isinstance(records, (bytes, bytearray, memoryview)):
+                continue
+            try:
+                header = BatchHeader.parse(records)
+            except DecodeError:
+                continue  # the produce handler answers for a malformed batch
+            if header.is_transactional and not header.is_control:
+                by_producer.setdefault((header.producer_id, header.producer_epoch), []).append(
+                    (topic.name, pdata.index))
+    for (producer_id, producer_epoch), partitions in by_producer.items():
+        await verifier.verify(req.transactional_id, producer_id, producer_epoch, partitions)
 
 
 HANDLERS = [

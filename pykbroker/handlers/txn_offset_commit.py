@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pykbroker.coordinator.group import OffsetAndMetadata
+from pykbroker.coordinator.group import OFFSETS_TOPIC, OffsetAndMetadata
 from pykbroker.error_codes import ErrorCode
 from pykbroker.handlers.groups import known_partition
 from pykbroker.protocol._generated.txn_offset_commit_request import TxnOffsetCommitRequest
@@ -14,6 +14,9 @@ from pykbroker.protocol._generated.txn_offset_commit_response import (
 from pykbroker.protocol.api import ApiKey
 from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import RequestContext
+
+_VERIFICATION_ERRORS = {ErrorCode.PRODUCER_FENCED: ErrorCode.INVALID_PRODUCER_EPOCH,
+                        ErrorCode.NETWORK_EXCEPTION: ErrorCode.COORDINATOR_LOAD_IN_PROGRESS}
 
 
 async def handle_txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest
@@ -33,15 +36,22 @@ async def handle_txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequ
                 offset=p.committed_offset,
                 leader_epoch=p.committed_leader_epoch if v >= 2 else -1,
                 metadata=p.committed_metadata or "", commit_timestamp=now)
+    verifier = ctx.services.transactions.verifier
+    if offsets and verifier is not None:
+        # In a cluster the transaction's coordinator may be another broker: ask it whether
+        # the group's partition is in the transaction (KIP-890, as Kafka's group coordinator
+        # does) before the group coordinator checks the outcome.
+        tp = (OFFSETS_TOPIC, groups.manager.partition_for(req.group_id))
+        await verifier.verify(req.transactional_id, req.producer_id, req.producer_epoch, [tp])
     if offsets:
         errors.update(await groups.txn_commit_offsets(
             req.transactional_id, req.group_id, req.producer_id, req.producer_epoch,
             req.generation_id if v >= 3 else -1, req.member_id if v >= 3 else "",
             req.group_instance_id if v >= 3 else None, offsets))
         # Kafka checks the producer through transaction verification, which reports a
-        # fenced producer as INVALID_PRODUCER_EPOCH at every version.
-        errors = {tp: ErrorCode.INVALID_PRODUCER_EPOCH if code == ErrorCode.PRODUCER_FENCED
-                  else code for tp, code in errors.items()}
+        # fenced producer as INVALID_PRODUCER_EPOCH at every version, and a coordinator it
+        # could not reach as COORDINATOR_LOAD_IN_PROGRESS (maybeConvertOffsetCommitError).
+        errors = {tp: _VERIFICATION_ERRORS.get(code, code) for tp, code in errors.items()}
     return TxnOffsetCommitResponse(throttle_time_ms=0, topics=[
         TxnOffsetCommitResponseTopic(name=t.name, partitions=[
             TxnOffsetCommitResponsePartition(

@@ -1,11 +1,18 @@
 """The transaction coordinator: transactional ids, their epochs, and two-phase completion.
 
-Kafka's TransactionCoordinator on one broker. Every state change is written to
-``__transaction_state`` first and applied after the write succeeded; start-up replays the
-topic and finishes what a crash interrupted (a transaction in PrepareCommit/PrepareAbort gets
-its markers and its Complete record). Ending a transaction is synchronous -- Prepare record,
-a marker on every partition, Complete record -- so no request observes it halfway; only the
+Kafka's TransactionCoordinator. Every state change is written to ``__transaction_state``
+first and applied after the write succeeded; start-up replays the topic and finishes what a
+crash interrupted (a transaction in PrepareCommit/PrepareAbort gets its markers and its
+Complete record). On a single broker ending a transaction is synchronous -- Prepare record, a
+marker on every partition, Complete record -- so no request observes it halfway; only the
 fsync that ``flush.messages`` may ask for is awaited, after the state is in the log.
+
+In a cluster the coordinator of a transactional id is the leader of its
+``__transaction_state`` partition: a broker loads a partition's transactions when it becomes
+its leader (completing those in Prepare*) and forgets them when it stops. Markers for
+partitions led elsewhere travel through the marker channel (``markers``); EndTxn is answered
+once the Prepare record is written, as Kafka does, and the Complete record follows when every
+marker is written (meanwhile the producer's next request gets CONCURRENT_TRANSACTIONS).
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ import copy
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from pykbroker.coordinator.transaction.metadata import (
     EPOCH_EXHAUSTED,
     NO_PRODUCER_EPOCH,
+    TRANSACTION_STATE_TOPIC,
     TopicPartition,
     TransactionMetadata,
     TxnState,
@@ -34,6 +42,10 @@ from pykbroker.coordinator.transaction.state_log import (
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.records import BatchHeader
+
+if TYPE_CHECKING:  # cluster modules are imported only by cluster members (start-up time)
+    from pykbroker.cluster.txn_markers import TxnMarkerChannel
+    from pykbroker.cluster.txn_verification import TxnVerifier
 
 __all__ = ["InitResult", "TransactionCoordinator", "TxnConfig", "wall_clock_ms"]
 
@@ -70,6 +82,12 @@ class TransactionCoordinator:
             replicas, config, TopicAccess(topic_partitions, create_topic, partition_exists),
             now_ms)
         self.txns: dict[str, TransactionMetadata] = {}
+        # In a cluster (set by the broker): markers go to each partition's leader through
+        # this channel, and transactional produces and offset commits on this broker are
+        # verified with the transactions' coordinators through the verifier. A single
+        # broker leads every partition and writes its markers itself.
+        self.markers: TxnMarkerChannel | None = None
+        self.verifier: TxnVerifier | None = None
 
     @classmethod
     def for_broker(cls, replicas: Any, topics: Any, get: Callable[[str], object],
@@ -102,12 +120,18 @@ class TransactionCoordinator:
         self.complete_pending()
         self.state_log.forget_pending_syncs()  # start-up flushes on its own schedule
 
-    def complete_pending(self) -> int:
+    def complete_pending(self, partition: int | None = None) -> int:
         """Finish transactions left in PrepareCommit/PrepareAbort: by a crash (on load), or
         by a failed write of their Complete record (retried from the timer task, as Kafka's
-        marker channel retries until it succeeds). Returns how many were completed."""
+        marker channel retries until it succeeds). Returns how many were completed (in a
+        cluster: whose markers were handed to the channel). ``partition`` limits this to the
+        transactional ids of one ``__transaction_state`` partition."""
         count = 0
         for meta in list(self.txns.values()):
+            if partition is not None and self.partition_for(meta.transactional_id) != partition:
+                continue
+            if self.markers is not None and self.markers.pending(meta.transactional_id):
+                continue  # its markers are on their way
             if meta.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
                 log.info("completing transaction %s left in %s", meta.transactional_id,
                          meta.state.title)
@@ -118,6 +142,35 @@ class TransactionCoordinator:
                     log.error("could not complete transaction %s: %s",
                               meta.transactional_id, exc)
         return count
+
+    def load_partition(self, index: int) -> None:
+        """This broker now leads ``__transaction_state-index`` (a cluster's LeaderAndIsr):
+        replay its transactions and complete those left in PrepareCommit/PrepareAbort, with
+        markers carrying the new leader epoch as coordinator epoch (Kafka's
+        loadTransactionsForTxnTopicPartition). Ongoing ones are aborted by their timeout."""
+        loaded: dict[str, TransactionMetadata] = {}
+        if not self.state_log.load_partition(index, loaded):
+            return  # not its leader (any more)
+        self._forget_partition(index)
+        self.txns.update(loaded)
+        self.state_log.owned.add(index)
+        log.info("loaded %d transactional ids from %s-%d", len(loaded),
+                 TRANSACTION_STATE_TOPIC, index)
+        self.complete_pending(index)
+
+    def unload_partition(self, index: int) -> None:
+        """Kafka's onResignation: another broker leads ``__transaction_state-index`` now.
+        Its transactions leave memory and their markers stop; the new coordinator finishes
+        them."""
+        self.state_log.owned.discard(index)
+        self._forget_partition(index)
+
+    def _forget_partition(self, index: int) -> None:
+        gone = [t for t in self.txns if self.partition_for(t) == index]
+        for txn_id in gone:
+            del self.txns[txn_id]
+        if self.markers is not None:
+            self.markers.remove(gone)
 
     # -- InitProducerId ---------------------------------------------------------------------
 
@@ -292,8 +345,18 @@ class TransactionCoordinator:
         self._complete(self.prepare_end(meta, commit), commit)
 
     def _complete(self, prepared: TransactionMetadata, commit: bool) -> None:
-        """Second phase: a marker on every partition, then the Complete record."""
+        """Second phase: a marker on every partition, then the Complete record. In a cluster
+        the markers go through the channel and the Complete record follows once all are
+        written (at once when every partition is led here)."""
         coordinator_epoch = self.state_log.coordinator_epoch(prepared.transactional_id)
+        if self.markers is not None:
+            def written() -> None:
+                self._markers_written(prepared, commit, coordinator_epoch)
+
+            self.markers.send(prepared.transactional_id, prepared.producer_id,
+                              prepared.producer_epoch, commit, coordinator_epoch,
+                              prepared.partitions, written)
+            return
         for topic, index in sorted(prepared.partitions):
             try:
                 part = self.replicas.partition(topic, index)
@@ -305,6 +368,26 @@ class TransactionCoordinator:
             except KafkaError as exc:
                 log.error("transaction %s: marker on %s-%d failed: %s",
                           prepared.transactional_id, topic, index, exc)
+        self._write_complete(prepared, commit)
+
+    def _markers_written(self, prepared: TransactionMetadata, commit: bool,
+                         coordinator_epoch: int) -> None:
+        """The channel wrote every marker: write the Complete record, unless this broker
+        stopped coordinating the transaction meanwhile (Kafka checks the coordinator epoch
+        the same way before its maybeWriteTxnCompletion)."""
+        txn_id = prepared.transactional_id
+        if self.txns.get(txn_id) is not prepared \
+                or self.state_log.owner_error(txn_id) is not None \
+                or self.state_log.coordinator_epoch(txn_id) != coordinator_epoch:
+            log.info("transaction %s moved while its markers were written; its new "
+                     "coordinator completes it", txn_id)
+            return
+        try:
+            self._write_complete(prepared, commit)
+        except KafkaError as exc:  # retried by complete_pending from the timer task
+            log.warning("could not complete transaction %s: %s", txn_id, exc)
+
+    def _write_complete(self, prepared: TransactionMetadata, commit: bool) -> None:
         done = copy.deepcopy(prepared)
         done.transition(S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT, self.now_ms())
         done.partitions = set()
@@ -355,7 +438,18 @@ class TransactionCoordinator:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        task_status.started()
+        """The timer task (and, in a cluster, the marker channel's sender)."""
+        async with trio.open_nursery() as nursery:
+            if self.markers is not None:
+                await nursery.start(self.markers.run)
+            task_status.started()
+            try:
+                await self._timers()
+            finally:
+                if self.verifier is not None:
+                    await self.verifier.aclose()
+
+    async def _timers(self) -> None:
         next_remove = trio.current_time() + self.config.remove_interval_ms / 1000
         while True:
             await trio.sleep(self.config.abort_interval_ms / 1000)

@@ -185,11 +185,15 @@ class TransactionStateLog:
             self._load_partition(index, txns)
             self.owned.add(index)
 
-    def _load_partition(self, index: int, txns: dict[str, TransactionMetadata]) -> None:
+    def load_partition(self, index: int, txns: dict[str, TransactionMetadata]) -> bool:
+        """Replay one partition into ``txns``; False when this broker does not lead it."""
+        return self._load_partition(index, txns)
+
+    def _load_partition(self, index: int, txns: dict[str, TransactionMetadata]) -> bool:
         try:
             part = self.replicas.partition(TRANSACTION_STATE_TOPIC, index)
         except KafkaError:
-            return
+            return False
         for data, pos, header in stored_batches(part, self.config.load_buffer_size):
             if header.is_control:
                 continue
@@ -205,3 +209,4 @@ class TransactionStateLog:
                 except DecodeError as exc:
                     log.warning("skipping undecodable record at %s-%d offset %d: %s",
                                 TRANSACTION_STATE_TOPIC, index, record.offset, exc)
+        return True

@@ -134,7 +134,6 @@ def test_compose_single_broker_structure() -> None:
 def test_compose_cluster_structure() -> None:
     text = COMPOSE_CLUSTER.read_text()
     assert "NOT WORKING YET" not in text and "ignoring the others" not in text
-    assert "issue #15" in text, "the header says that data replication is still missing"
     compose = _load(COMPOSE_CLUSTER)
     services = compose["services"]
     assert set(services) == {"zookeeper", "pykbroker-1", "pykbroker-2", "pykbroker-3"}

@@ -373,6 +373,11 @@ class ZkController:
         self._send_update_metadata(self.ctx.live)
         await self._initialize_new_partitions(
             [(n, i) for n, i, _, r in self.ctx.partitions() if r.state is None])
+        # Replicas on brokers that died before this controller took over (its predecessor
+        # among them) leave the ISRs now, as Kafka's replica state machine does at start.
+        dead = {r for _, _, _, rec in self.ctx.partitions() if rec.state is not None
+                for r in (*rec.state.isr, rec.state.leader) if r >= 0 and r not in self.ctx.live}
+        await self._offline_replicas(dead)
         await self._elect_offline_partitions()
         # Every replica learns the state this controller starts from.
         self._send_leader_and_isr(self.ctx.all_infos(), set())
@@ -554,24 +559,7 @@ class ZkController:
             return
         log.info("[Controller id=%d] brokers started %s, gone %s; live %s", self.broker_id,
                  sorted(started), sorted(gone), sorted(self.ctx.live))
-        changes: dict[TopicPartition, LeaderAndIsr] = {}
-        online = self.ctx.online()
-        if gone:  # leaders on dead brokers move; dead followers leave the ISR
-            for name, index, topic, record in self.ctx.partitions():
-                state = record.state
-                if state is None or not (set(record.replicas) & gone):
-                    continue
-                if state.leader in gone:
-                    leader, isr, unclean = election.offline(
-                        record.replicas, state.isr, online, self._unclean(topic))
-                    if leader is not None:
-                        state = state.new_leader(leader, isr, recovering=unclean)
-                for replica in gone:
-                    if replica in state.isr or replica == state.leader:
-                        state = state.remove_replica_from_isr(replica)
-                if state != record.state:
-                    changes[(name, index)] = state
-        written = await self._write_states(changes, create=False)
+        written = await self._offline_replicas(gone)
         self._send_update_metadata(self.ctx.live)
         self._send_leader_and_isr(self._changed(written), set())
         if started:
@@ -579,6 +567,30 @@ class ZkController:
                 [info for info in self.ctx.all_infos() if set(info.replicas) & started], set())
         await self._elect_offline_partitions()
         self._send_update_metadata(self.ctx.live)
+
+    async def _offline_replicas(self, gone: set[int]) -> list[TopicPartition]:
+        """Kafka's onReplicasBecomeOffline: partitions led by a dead broker get a leader
+        from the ISR, and dead replicas leave every ISR (the leader epoch moves with each
+        change, as the controller's are). Returns the partitions rewritten."""
+        changes: dict[TopicPartition, LeaderAndIsr] = {}
+        online = self.ctx.online()
+        if not gone:
+            return []
+        for name, index, topic, record in self.ctx.partitions():
+            state = record.state
+            if state is None or not (set(record.replicas) & gone):
+                continue
+            if state.leader in gone:
+                leader, isr, unclean = election.offline(
+                    record.replicas, state.isr, online, self._unclean(topic))
+                if leader is not None:
+                    state = state.new_leader(leader, isr, recovering=unclean)
+            for replica in sorted(gone):
+                if replica in state.isr or replica == state.leader:
+                    state = state.remove_replica_from_isr(replica)
+            if state != record.state:
+                changes[(name, index)] = state
+        return await self._write_states(changes, create=False)
 
     # -- topics -------------------------------------------------------------------------------
 

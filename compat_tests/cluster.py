@@ -369,9 +369,13 @@ class Cluster:
         except NoNodeError:
             return []
 
-    def metadata(self, i: int, timeout: float = 10.0) -> ClusterView:
-        """Metadata for all topics as broker ``i`` answers it (confluent-kafka list_topics)."""
-        for _ in range(3):
+    def metadata(self, i: int, timeout: float = 10.0, attempts: int = 20) -> ClusterView:
+        """Metadata for all topics as broker ``i`` answers it (confluent-kafka list_topics).
+
+        librdkafka sends list_topics to any broker it has learnt of, not always the bootstrap
+        one, so a fresh client asks again until broker ``i`` answered.
+        """
+        for _ in range(attempts):
             admin = AdminClient({"bootstrap.servers": self.bootstrap(i),
                                  "allow.auto.create.topics": False,
                                  "socket.timeout.ms": int(timeout * 1000),
@@ -381,8 +385,8 @@ class Cluster:
             # "host:port/<id>", or "host:port/bootstrap" before the client learnt the id.
             if md.orig_broker_name.split("/")[0] == self.bootstrap(i):
                 return _from_confluent(md, i)
-        raise AssertionError(f"list_topics kept answering from {md.orig_broker_name}, "
-                             f"not broker {i} at {self.bootstrap(i)}")
+        raise AssertionError(f"list_topics answered by {md.orig_broker_name} {attempts} times, "
+                             f"never by broker {i} at {self.bootstrap(i)}")
 
     def api_versions(self, i: int, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
         """ApiVersions v0 sent to broker ``i``: {api key: (min version, max version)}."""

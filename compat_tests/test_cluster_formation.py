@@ -116,11 +116,15 @@ def kcat_view(cluster: Cluster, i: int) -> ClusterView:
     kcat = shutil.which("kcat")
     if kcat is None:
         pytest.fail("kcat is not installed (it is required): apt-get install -y kcat")
-    proc = subprocess.run([kcat, "-L", "-J", "-m", "10", "-b", cluster.bootstrap(i)],
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, f"kcat exited {proc.returncode}: {proc.stderr[-2000:]}"
-    data = json.loads(proc.stdout)
-    assert data["originating_broker"]["name"].split("/")[0] == cluster.bootstrap(i), data
+    for _ in range(10):  # until broker i answered (librdkafka may ask one it learnt of)
+        proc = subprocess.run([kcat, "-L", "-J", "-m", "10", "-b", cluster.bootstrap(i)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, f"kcat exited {proc.returncode}: {proc.stderr[-2000:]}"
+        data = json.loads(proc.stdout)
+        if data["originating_broker"]["name"].split("/")[0] == cluster.bootstrap(i):
+            break
+    else:
+        raise AssertionError(f"kcat's metadata came from {data['originating_broker']}")
     topics: dict[str, dict[int, PartitionView]] = {}
     errors: dict[str, str] = {}
     for t in data["topics"]:

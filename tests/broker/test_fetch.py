@@ -191,3 +191,29 @@ async def test_large_batches_go_out_by_sendfile_intact(tmp_path: Path, version: 
                                                topic_id=tid))
         assert _offsets(resp.responses[0].partitions[0].records) == [4, 5, 6, 7]
         await c.aclose()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("version", [12, 15])
+async def test_a_client_claiming_a_replica_id_is_refused(tmp_path: Path, version: int) -> None:
+    """Only brokers of a cluster replicate (CVE-2018-1288's class): a lone broker refuses a
+    Fetch that names a replica id, and reads it no record."""
+    from pykbroker.protocol._generated.fetch_request import ReplicaState
+
+    async with running_broker(tmp_path) as broker:
+        c = await Client.connect(broker)
+        topic_id = await _setup(c, "claim", 1)
+        await _produce(c, "claim", 0, 3)
+        req = _fetch("claim", {0: 0}, version=version, topic_id=topic_id)
+        if version >= 15:
+            req.replica_state = ReplicaState(replica_id=2, replica_epoch=1)
+        else:
+            req.replica_id = 2
+        resp = await c.send(1, version, req)
+        [part] = resp.responses[0].partitions
+        assert part.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        assert not part.records
+        # The same fetch as a consumer reads the records.
+        req = _fetch("claim", {0: 0}, version=version, topic_id=topic_id)
+        resp = await c.send(1, version, req)
+        assert resp.responses[0].partitions[0].records

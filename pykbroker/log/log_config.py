@@ -44,6 +44,12 @@ class LogConfig:
     cleanup_policy: tuple[str, ...] = ("delete",)
     file_delete_delay_ms: int = 60000
     preallocate: bool = False
+    # Compaction (the log cleaner) and the codec rewritten batches get.
+    delete_retention_ms: int = _DAY_MS
+    min_cleanable_dirty_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = LONG_MAX
+    compression_type: str = "producer"
 
     def __post_init__(self) -> None:
         # Kafka's ConfigDef lower bounds for the topic-level keys.
@@ -59,6 +65,9 @@ class LogConfig:
             "flush_messages": 1,
             "flush_ms": 0,
             "file_delete_delay_ms": 0,
+            "delete_retention_ms": 0,
+            "min_compaction_lag_ms": 0,
+            "max_compaction_lag_ms": 1,
         }
         for name, low in minimums.items():
             value = getattr(self, name)
@@ -73,6 +82,9 @@ class LogConfig:
                 f"message.timestamp.type must be one of {_TIMESTAMP_TYPES}, "
                 f"got {self.message_timestamp_type!r}"
             )
+        ratio = self.min_cleanable_dirty_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise ValueError(f"min.cleanable.dirty.ratio must be in [0, 1], got {ratio!r}")
         bad = [p for p in self.cleanup_policy if p not in _CLEANUP_POLICIES]
         if bad or not isinstance(self.cleanup_policy, tuple):
             raise ValueError(f"cleanup.policy must be a subset of {_CLEANUP_POLICIES}")
@@ -133,8 +145,15 @@ def _coerce(name: str, value: object) -> object:
         if isinstance(value, list | tuple):
             return tuple(str(p) for p in value)
         raise ValueError(f"cleanup.policy must be a list, got {value!r}")
-    if name == "message_timestamp_type":
+    if name in ("message_timestamp_type", "compression_type"):
         return str(value)
+    if name == "min_cleanable_dirty_ratio":
+        if isinstance(value, bool):
+            raise ValueError(f"{_key(name)} must be a number, got {value!r}")
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"{_key(name)} must be a number, got {value!r}") from None
     if name == "preallocate":
         if isinstance(value, str):
             return value.strip().lower() == "true"

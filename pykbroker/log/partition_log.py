@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import DecodeError, KafkaError
-from pykbroker.log import appends, reader
+from pykbroker.log import appends, cleaner_swap, reader
 from pykbroker.log.checkpoints import (
     CheckpointError,
     fsync_directory,
@@ -83,6 +83,9 @@ class PartitionLog:
         self._aborted_count = sum(len(seg.txn_index.entries) for seg in segments)
         self._topic_id: uuid.UUID | None = None
         self._closed = False
+        # Segments replaced by the cleaner: closed a while later (a worker thread's sync
+        # may still hold them), their files already renamed away.
+        self._retired: list[tuple[float, LogSegment]] = []
 
     @classmethod
     def open(
@@ -161,6 +164,14 @@ class PartitionLog:
     def last_modified(self) -> int:
         """Last write to the active segment, in ms since the epoch."""
         return self._segments[-1].last_modified_ms()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def segment_objects(self) -> list[LogSegment]:
+        """The segments themselves, oldest first (for the cleaner's task, on the loop)."""
+        return list(self._segments)
 
     @property
     def topic_id(self) -> uuid.UUID | None:
@@ -329,6 +340,68 @@ class PartitionLog:
         self._bases.append(segment.base_offset)
         self._unsynced_dir = True
         return segment
+
+    def roll_if_aged(self, now_ms: int | None = None) -> bool:
+        """Roll a non-empty active segment older than segment.ms (Kafka rolls only on the
+        next append; the cleaner calls this so a quiet compacted log becomes cleanable)."""
+        now = self._now_ms() if now_ms is None else now_ms
+        active = self._segments[-1]
+        if active.size and active.roll_base_ms is not None and (
+            now - active.roll_base_ms > self.config.segment_ms - active.roll_jitter_ms
+        ):
+            self.roll()
+            return True
+        return False
+
+    def replace_segments(self, cleaned: LogSegment, old: list[LogSegment]) -> bool:
+        """Swap the cleaner's ``.cleaned`` segment in for ``old`` (see :mod:`.cleaner_swap`).
+
+        False, touching nothing, when ``old`` is no longer a run of inactive segments of this
+        log as the cleaner saw it (retention, truncation or deletion got there first); the
+        caller then deletes the cleaned files.
+        """
+        if self._closed or not old:
+            return False
+        try:
+            first = next(i for i, s in enumerate(self._segments) if s is old[0])
+        except StopIteration:
+            return False
+        end = first + len(old)
+        if end >= len(self._segments) or any(
+            a is not b for a, b in zip(self._segments[first:end], old, strict=True)
+        ):
+            return False
+        base = old[0].base_offset
+        if cleaned.base_offset != base:
+            raise ValueError(f"cleaned segment {cleaned.base_offset} cannot replace {base}")
+        cleaned.close(flush=False)
+        cleaner_swap.commit_swap(self.directory, base)
+        cleaner_swap.retire_files(self.directory, [s.base_offset for s in old], base)
+        cleaner_swap.install_swap(self.directory, base)
+        segment, problem = LogSegment.open_existing(self.directory, base, self.config)
+        if problem:
+            _log.warning("%s: cleaned segment %d: %s; rebuilding", self.name, base, problem)
+            segment.recover()
+        self._segments[first:end] = [segment]
+        self._bases[first:end] = [base]
+        when = time.monotonic()
+        self._retired.extend((when, s) for s in old)
+        self._aborted_count = sum(len(seg.txn_index.entries) for seg in self._segments)
+        self._unsynced_dir = True
+        return True
+
+    def close_retired(self, older_than_s: float = 10.0) -> None:
+        """Close the descriptors of segments the cleaner replaced ``older_than_s`` ago."""
+        if not self._retired:
+            return
+        limit = time.monotonic() - older_than_s
+        keep = []
+        for when, segment in self._retired:
+            if when <= limit:
+                segment.close(flush=False)
+            else:
+                keep.append((when, segment))
+        self._retired = keep
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -510,6 +583,7 @@ class PartitionLog:
         """Flush per flush.messages / flush.ms, or flush rolled segments (Kafka does that
         right after each roll); True when something was flushed."""
         now = self._now_ms() if now_ms is None else now_ms
+        self.close_retired()
         unflushed = self._leo - self._recovery_point
         if unflushed <= 0:
             self._last_flush_ms = now
@@ -539,6 +613,7 @@ class PartitionLog:
             self.producer_state.delete_snapshots()
         for segment in self._segments:
             segment.close()
+        self.close_retired(-1.0)
         self._closed = True
 
     def delete(self) -> None:
@@ -547,6 +622,7 @@ class PartitionLog:
         a directory the next start-up deletes)."""
         for segment in self._segments:
             segment.close(flush=False)
+        self.close_retired(-1.0)
         self._closed = True
         doomed = self.directory.with_name(f"{self.name}.{uuid.uuid4().hex}-delete")
         os.replace(self.directory, doomed)

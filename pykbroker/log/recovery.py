@@ -18,17 +18,18 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from pykbroker.errors import DecodeError
+from pykbroker.log.checkpoints import fsync_directory
 from pykbroker.log.log_config import LogConfig
 from pykbroker.log.segment import (
-    INDEX_SUFFIX,
+    ALL_SUFFIXES,
     LOG_SUFFIX,
-    TIME_INDEX_SUFFIX,
     LogSegment,
     segment_path,
 )
 from pykbroker.records import iter_batches, valid_prefix_length
 
 __all__ = [
+    "CLEANED_SUFFIX",
     "DELETED_SUFFIX",
     "SWAP_SUFFIX",
     "LoadedLog",
@@ -96,11 +97,14 @@ def load_log(
 def clean_directory(directory: Path) -> None:
     """Delete ``.deleted``/``.cleaned``/``.tmp`` leftovers and finish interrupted swaps.
 
-    A ``.log.swap`` file is a finished compaction (or split) result whose rename did not
-    happen: the segments it replaces (base offsets within its offset range) are deleted and
-    it takes their place; its indexes are rebuilt later. Index ``.swap`` files are dropped.
+    The log cleaner's swap (see :mod:`.cleaner_swap`) commits when ``<base>.log.swap``
+    exists: a crash before leaves ``.cleaned`` files (deleted here; the old segments are
+    intact), a crash after leaves the swap to complete. Completing it deletes the segments
+    it replaces (base offsets within its offset range; the replaced segment at its own base
+    only while that one's ``.log`` is still there, which the swap renames last) and renames
+    its ``.swap`` files into place. Index ``.swap`` files without a log swap are dropped.
     """
-    swaps: list[Path] = []
+    swaps: list[int] = []
     for path in sorted(directory.iterdir()):
         name = path.name
         if not path.is_file():
@@ -113,15 +117,15 @@ def clean_directory(directory: Path) -> None:
         elif name.endswith(SWAP_SUFFIX):
             match = _SEGMENT_FILE.match(name[: -len(SWAP_SUFFIX)])
             if match and match.group(2) == LOG_SUFFIX:
-                swaps.append(path)
-            else:
-                path.unlink(missing_ok=True)
-    for swap in swaps:
-        _complete_swap(directory, swap)
+                swaps.append(int(match.group(1)))
+    for base in swaps:
+        _complete_swap(directory, base)
+    for path in directory.glob(f"*{SWAP_SUFFIX}"):
+        path.unlink(missing_ok=True)
 
 
-def _complete_swap(directory: Path, swap: Path) -> None:
-    base = int(swap.name[:20])
+def _complete_swap(directory: Path, base: int) -> None:
+    swap = segment_path(directory, base, LOG_SUFFIX + SWAP_SUFFIX)
     data = swap.read_bytes()
     valid = valid_prefix_length(data)
     next_offset = base
@@ -130,16 +134,22 @@ def _complete_swap(directory: Path, swap: Path) -> None:
             next_offset = header.next_offset
     except DecodeError:
         pass
-    replaced = [b for b in _log_base_offsets(directory) if base <= b < max(next_offset, base + 1)]
+    old_at_base = segment_path(directory, base, LOG_SUFFIX).exists()
+    replaced = [
+        b for b in _log_base_offsets(directory)
+        if base <= b < max(next_offset, base + 1) and (b != base or old_at_base)
+    ]
     _log.info(
         "%s: completing interrupted swap of %s, replacing segments %s", directory, swap, replaced
     )
     for old in replaced:
-        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, ".txnindex"):
+        for suffix in ALL_SUFFIXES:
             segment_path(directory, old, suffix).unlink(missing_ok=True)
-    for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
-        segment_path(directory, base, suffix).unlink(missing_ok=True)
-    os.replace(swap, segment_path(directory, base, LOG_SUFFIX))
+    for suffix in ALL_SUFFIXES:  # the log file last
+        pending = segment_path(directory, base, suffix + SWAP_SUFFIX)
+        if pending.exists():
+            os.replace(pending, segment_path(directory, base, suffix))
+    fsync_directory(directory)
 
 
 def _log_base_offsets(directory: Path) -> list[int]:

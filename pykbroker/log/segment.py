@@ -32,9 +32,11 @@ from pykbroker.records.batch import (
 )
 
 __all__ = [
+    "ALL_SUFFIXES",
     "INDEX_SUFFIX",
     "LOG_SUFFIX",
     "TIME_INDEX_SUFFIX",
+    "TXN_INDEX_SUFFIX",
     "LogSegment",
     "segment_path",
 ]
@@ -44,6 +46,9 @@ INDEX_SUFFIX: Final = ".index"
 TIME_INDEX_SUFFIX: Final = ".timeindex"
 TXN_INDEX_SUFFIX: Final = ".txnindex"
 _OTHER_SUFFIXES: Final = (TXN_INDEX_SUFFIX,)
+#: Every file of a segment; the log file last, as renames that must leave the log file as
+#: the commit point (cleaner swaps) go in this order.
+ALL_SUFFIXES: Final = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX, LOG_SUFFIX)
 _INT32_MAX: Final = 2**31 - 1
 _I32: Final = struct.Struct(">i")
 _SCAN_CHUNK: Final = 32 * 1024
@@ -75,6 +80,7 @@ class LogSegment:
         "base_offset",
         "config",
         "directory",
+        "file_suffix",
         "max_timestamp",
         "next_offset",
         "offset_index",
@@ -86,21 +92,29 @@ class LogSegment:
         "txn_index",
     )
 
-    def __init__(self, directory: Path, base_offset: int, config: LogConfig) -> None:
+    def __init__(
+        self, directory: Path, base_offset: int, config: LogConfig, file_suffix: str = ""
+    ) -> None:
+        """``file_suffix`` names a segment that is not part of the log yet (the log
+        cleaner's ``.cleaned`` result): ``<base>.log.cleaned``, ``<base>.index.cleaned``..."""
         self.directory = directory
         self.base_offset = base_offset
         self.config = config
-        path = segment_path(directory, base_offset, LOG_SUFFIX)
+        self.file_suffix = file_suffix
+        path = segment_path(directory, base_offset, LOG_SUFFIX + file_suffix)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         self.size = os.fstat(self._fd).st_size
         index_bytes = config.segment_index_bytes
         self.offset_index = OffsetIndex(
-            segment_path(directory, base_offset, INDEX_SUFFIX), base_offset, index_bytes
+            segment_path(directory, base_offset, INDEX_SUFFIX + file_suffix), base_offset,
+            index_bytes
         )
         self.time_index = TimeIndex(
-            segment_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset, index_bytes
+            segment_path(directory, base_offset, TIME_INDEX_SUFFIX + file_suffix), base_offset,
+            index_bytes
         )
-        self.txn_index = TransactionIndex(segment_path(directory, base_offset, TXN_INDEX_SUFFIX))
+        self.txn_index = TransactionIndex(
+            segment_path(directory, base_offset, TXN_INDEX_SUFFIX + file_suffix))
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = -1
@@ -111,11 +125,13 @@ class LogSegment:
         self.roll_jitter_ms = random.randrange(jitter) if jitter > 0 else 0
 
     @classmethod
-    def create(cls, directory: Path, base_offset: int, config: LogConfig) -> LogSegment:
+    def create(
+        cls, directory: Path, base_offset: int, config: LogConfig, file_suffix: str = ""
+    ) -> LogSegment:
         """A new, empty segment; leftover files with the same name are removed first."""
-        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, *_OTHER_SUFFIXES):
-            segment_path(directory, base_offset, suffix).unlink(missing_ok=True)
-        return cls(directory, base_offset, config)
+        for suffix in ALL_SUFFIXES:
+            segment_path(directory, base_offset, suffix + file_suffix).unlink(missing_ok=True)
+        return cls(directory, base_offset, config, file_suffix)
 
     @classmethod
     def open_existing(
@@ -401,12 +417,17 @@ class LogSegment:
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
 
     @property
+    def fd(self) -> int:
+        """The log file's descriptor (duplicate it to read from another thread)."""
+        return self._fd
+
+    @property
     def is_dirty(self) -> bool:
         return self._dirty
 
     @property
     def log_path(self) -> Path:
-        return segment_path(self.directory, self.base_offset, LOG_SUFFIX)
+        return segment_path(self.directory, self.base_offset, LOG_SUFFIX + self.file_suffix)
 
     def last_modified_ms(self) -> int:
         return os.fstat(self._fd).st_mtime_ns // 1_000_000
@@ -453,7 +474,8 @@ class LogSegment:
         self.offset_index.delete()
         self.time_index.delete()
         for suffix in (LOG_SUFFIX, *_OTHER_SUFFIXES):
-            segment_path(self.directory, self.base_offset, suffix).unlink(missing_ok=True)
+            segment_path(self.directory, self.base_offset, suffix + self.file_suffix).unlink(
+                missing_ok=True)
 
     def __repr__(self) -> str:
         return (

@@ -9,6 +9,7 @@ Malformed input raises :class:`~pykbroker.errors.DecodeError` or its subclass
 from pykbroker.records.batch import (
     BATCH_OVERHEAD,
     CREATE_TIME,
+    DELETE_HORIZON_FLAG,
     LOG_APPEND_TIME,
     BatchHeader,
     compute_crc,
@@ -25,6 +26,7 @@ from pykbroker.records.builder import (
     NewRecord,
     build_batch,
     build_control_batch,
+    build_empty_batch,
 )
 from pykbroker.records.compression import (
     DEFAULT_MAX_DECOMPRESSED_SIZE,
@@ -50,6 +52,7 @@ __all__ = [
     "CONTROL_ABORT",
     "CONTROL_COMMIT",
     "CREATE_TIME",
+    "DELETE_HORIZON_FLAG",
     "DEFAULT_MAX_DECOMPRESSED_SIZE",
     "GZIP",
     "LOG_APPEND_TIME",
@@ -64,6 +67,7 @@ __all__ = [
     "Record",
     "build_batch",
     "build_control_batch",
+    "build_empty_batch",
     "compress",
     "compute_crc",
     "control_type",

@@ -18,6 +18,7 @@ from pykbroker.records.batch import (
     BATCH_OVERHEAD,
     CONTROL_FLAG,
     CRC_OFFSET,
+    DELETE_HORIZON_FLAG,
     HEADER,
     LOG_APPEND_TIME,
     LOG_OVERHEAD,
@@ -30,7 +31,14 @@ from pykbroker.records.compression import CODEC_NAMES, NONE, compress
 from pykbroker.records.record import CONTROL_ABORT, CONTROL_COMMIT
 from pykbroker.records.varint import write_varint, write_varlong
 
-__all__ = ["NO_TIMESTAMP", "BatchBuilder", "NewRecord", "build_batch", "build_control_batch"]
+__all__ = [
+    "NO_TIMESTAMP",
+    "BatchBuilder",
+    "NewRecord",
+    "build_batch",
+    "build_control_batch",
+    "build_empty_batch",
+]
 
 NO_TIMESTAMP = -1
 _U32 = struct.Struct(">I")
@@ -66,7 +74,9 @@ class BatchBuilder:
 
     ``append`` takes an explicit ``offset_delta`` for compaction, which keeps each retained
     record's offset, and ``build(last_offset_delta=...)`` keeps the original batch's offset span
-    (Kafka's ``overrideLastOffset``), even with no records left.
+    (Kafka's ``overrideLastOffset``), even with no records left. ``delete_horizon_ms`` (the
+    log cleaner, KIP-534) sets the delete-horizon attribute and makes it the base timestamp,
+    record timestamps staying exact through their deltas.
     """
 
     __slots__ = (
@@ -96,6 +106,7 @@ class BatchBuilder:
         is_transactional: bool = False,
         is_control: bool = False,
         partition_leader_epoch: int = -1,
+        delete_horizon_ms: int | None = None,
     ) -> None:
         if compression not in CODEC_NAMES:
             raise EncodeError(f"unknown compression codec {compression}")
@@ -108,6 +119,8 @@ class BatchBuilder:
             attributes |= TRANSACTIONAL_FLAG
         if is_control:
             attributes |= CONTROL_FLAG
+        if delete_horizon_ms is not None:
+            attributes |= DELETE_HORIZON_FLAG
         self._attributes = attributes
         self._compression = compression
         self._base_offset = base_offset
@@ -115,7 +128,7 @@ class BatchBuilder:
         self._producer_epoch = producer_epoch
         self._base_sequence = base_sequence
         self._partition_leader_epoch = partition_leader_epoch
-        self._base_timestamp: int | None = None
+        self._base_timestamp: int | None = delete_horizon_ms
         self._max_timestamp = NO_TIMESTAMP
         self._last_delta = -1
         self._count = 0
@@ -162,8 +175,11 @@ class BatchBuilder:
         """Uncompressed size so far, for callers that cap batch size."""
         return BATCH_OVERHEAD + len(self._body)
 
-    def build(self, *, last_offset_delta: int | None = None) -> bytes:
-        """Return the finished batch with its length and CRC filled in."""
+    def build(
+        self, *, last_offset_delta: int | None = None, max_timestamp: int | None = None
+    ) -> bytes:
+        """Return the finished batch with its length and CRC filled in. ``max_timestamp``
+        overrides the records' largest (a rewritten LogAppendTime batch keeps its own)."""
         if last_offset_delta is None:
             if not self._count:
                 raise EncodeError("an empty batch needs an explicit last_offset_delta")
@@ -188,7 +204,7 @@ class BatchBuilder:
                 self._attributes,
                 last_offset_delta,
                 base_timestamp,
-                self._max_timestamp,
+                self._max_timestamp if max_timestamp is None else max_timestamp,
                 self._producer_id,
                 self._producer_epoch,
                 self._base_sequence,
@@ -262,3 +278,34 @@ def build_control_batch(
         _now_ms() if timestamp is None else timestamp,
     )
     return builder.build()
+
+
+def build_empty_batch(
+    *,
+    base_offset: int,
+    last_offset: int,
+    max_timestamp: int,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    timestamp_type: int = 0,
+    is_transactional: bool = False,
+    is_control: bool = False,
+    partition_leader_epoch: int = -1,
+) -> bytes:
+    """A batch with no records spanning [base_offset, last_offset], as Kafka's
+    ``writeEmptyHeader``: what the log cleaner keeps of a batch whose records all went but
+    whose producer state (last sequence, epoch) or offset span must stay in the log."""
+    builder = BatchBuilder(
+        base_offset=base_offset,
+        timestamp_type=timestamp_type,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        is_transactional=is_transactional,
+        is_control=is_control,
+        partition_leader_epoch=partition_leader_epoch,
+        delete_horizon_ms=None,
+    )
+    builder._base_timestamp = max_timestamp
+    return builder.build(last_offset_delta=last_offset - base_offset, max_timestamp=max_timestamp)

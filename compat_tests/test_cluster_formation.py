@@ -2,13 +2,14 @@
 
 The harness self-tests check compat_tests/cluster.py itself (ZooKeeper and three broker
 processes start, answer, restart and are cleaned up) without asserting any cluster behaviour.
-The others are issue #14's acceptance points that need no replication of data: every broker
-(through confluent-kafka and kcat) answers the same brokers, controller and leaders; a topic
-created through broker 2 with 12 partitions and replication factor 3 has its leaders spread
-4/4/4 and kafka-python, confluent-kafka and aiokafka round-trip records through different
+The others are issue #14's acceptance points: every broker (through confluent-kafka and kcat)
+answers the same brokers, controller and leaders; a topic created through broker 2 with 12
+partitions and replication factor 3 has its leaders spread 4/4/4, and kafka-python,
+confluent-kafka and aiokafka round-trip records (acks=1 and acks=all) through different
 brokers; the controller's SIGKILL elects another within zookeeper.session.timeout.ms + 5 s,
-when a topic can be created again, and the restarted broker rejoins. An acks=all record
-surviving its leader needs replication (part 2) and is expected to fail until then.
+when a topic can be created again, and the restarted broker rejoins; a dead broker (the
+controller or another) leaves every ISR; with replication (part 2), an acks=all record
+survives its leader's SIGKILL.
 """
 
 from __future__ import annotations
@@ -182,10 +183,11 @@ def test_every_broker_answers_the_same_metadata(cluster: Cluster, topic_name: st
             == {k: (v.brokers, v.controller_id, v.topics) for k, v in confluent.items()})
 
 
-def _kafka_python_round_trip(bootstrap: str, topic: str, keys: list[int],
-                             partitions: int) -> set[tuple[int, int, bytes, bytes]]:
+def _kafka_python_round_trip(bootstrap: str, topic: str, keys: list[int], partitions: int,
+                             acks: str) -> set[tuple[int, int, bytes, bytes]]:
     sent = set()
-    with kp.producer(bootstrap, acks=1, enable_idempotence=False) as p:
+    with kp.producer(bootstrap, acks=1 if acks == "1" else acks,
+                     enable_idempotence=False) as p:
         records = [(k % partitions, f"kp-{k}".encode(), f"kafka-python {k}".encode())
                    for k in keys]
         metas = kp.send_all(p, [{"partition": pa, "key": key, "value": value}
@@ -196,18 +198,19 @@ def _kafka_python_round_trip(bootstrap: str, topic: str, keys: list[int],
     return sent
 
 
-def _confluent_round_trip(bootstrap: str, topic: str, keys: list[int],
-                          partitions: int, **extra: object) -> set[tuple[int, int, bytes, bytes]]:
-    with ck.producer(bootstrap, acks=1, **extra) as p:
+def _confluent_round_trip(bootstrap: str, topic: str, keys: list[int], partitions: int,
+                          acks: str) -> set[tuple[int, int, bytes, bytes]]:
+    with ck.producer(bootstrap, acks=acks) as p:
         reports = ck.produce_all(p, topic, [
             {"partition": k % partitions, "key": f"ck-{k}".encode(),
              "value": f"confluent-kafka {k}".encode()} for k in keys])
     return {(d.partition, d.offset, d.key or b"", d.value or b"") for d in reports.items}
 
 
-async def _aiokafka_produce(bootstrap: str, topic: str, keys: list[int],
-                            partitions: int) -> set[tuple[int, int, bytes, bytes]]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, request_timeout_ms=10000)
+async def _aiokafka_produce(bootstrap: str, topic: str, keys: list[int], partitions: int,
+                            acks: str) -> set[tuple[int, int, bytes, bytes]]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1 if acks == "1" else acks,
+                                request_timeout_ms=10000)
     await producer.start()
     try:
         records = [(k % partitions, f"aio-{k}".encode(), f"aiokafka {k}".encode())
@@ -256,8 +259,9 @@ def _consume_all(cluster: Cluster, i_kp: int, i_ck: int, i_aio: int, topic: str,
     return got
 
 
+@pytest.mark.parametrize("acks", ["1", "all"])
 def test_rf3_topic_spreads_leaders_and_three_clients_round_trip(
-        cluster: Cluster, topic_name: str) -> None:
+        cluster: Cluster, topic_name: str, acks: str) -> None:
     cluster.wait_formed()
     create_topic(cluster.bootstrap(2), topic_name, 12, 3)
     partitions = cluster.wait_topic(topic_name, 12)
@@ -268,20 +272,16 @@ def test_rf3_topic_spreads_leaders_and_three_clients_round_trip(
     assert Counter(v.leader for v in partitions.values()) == {1: 4, 2: 4, 3: 4}, partitions
 
     per_client = 36  # three records per partition from each client
-    sent = _kafka_python_round_trip(cluster.bootstrap(1), topic_name,
-                                    list(range(per_client)), 12)
-    sent |= _confluent_round_trip(cluster.bootstrap(2), topic_name,
-                                  list(range(per_client)), 12)
-    sent |= asyncio.run(_aiokafka_produce(cluster.bootstrap(3), topic_name,
-                                          list(range(per_client)), 12))
+    keys = list(range(per_client))
+    sent = _kafka_python_round_trip(cluster.bootstrap(1), topic_name, keys, 12, acks)
+    sent |= _confluent_round_trip(cluster.bootstrap(2), topic_name, keys, 12, acks)
+    sent |= asyncio.run(_aiokafka_produce(cluster.bootstrap(3), topic_name, keys, 12, acks))
     assert len(sent) == 3 * per_client
     for client, records in _consume_all(cluster, 2, 3, 1, topic_name, 12, len(sent)).items():
         assert len(records) == len(sent), client
         assert set(records) == sent, client
 
 
-@pytest.mark.xfail(reason="an acks=all record outlives its leader only once followers "
-                          "replicate (issue #14 part 2)", strict=False)
 def test_acks_all_record_survives_its_leader(cluster: Cluster, topic_name: str) -> None:
     cluster.wait_formed()
     create_topic(cluster.bootstrap(1), topic_name, 3, 3)
@@ -353,3 +353,28 @@ def test_controller_failover_and_rejoin(cluster: Cluster, topic_name: str) -> No
     assert view.controller_id == new
     assert cluster.wait_topic(topic_name, 4) == partitions  # the restarted one knows it too
 
+
+@pytest.mark.parametrize("victim", ["controller", "other"])
+def test_dead_broker_leaves_every_isr(cluster: Cluster, topic_name: str, victim: str) -> None:
+    """As Kafka's replica state machine (OfflineReplica, also at controller fail-over): the
+    dead broker's partitions get new leaders from the ISR and it leaves every ISR."""
+    cluster.wait_formed()
+    create_topic(cluster.bootstrap(1), topic_name, 6, 3)
+    cluster.wait_topic(topic_name, 6)
+    controller = cluster.controller_id()
+    dead = controller if victim == "controller" else next(
+        i for i in cluster.broker_ids if i != controller)
+    survivors = [i for i in cluster.broker_ids if i != dead]
+    cluster.kill(dead)
+
+    def moved() -> dict[int, PartitionView] | None:
+        parts = cluster.wait_topic(topic_name, 6, ids=survivors)
+        if any(pv.leader == dead or dead in pv.isr for pv in parts.values()):
+            raise AssertionError(f"still there: {parts}")
+        return parts
+
+    parts = cluster.wait_until(moved, cluster.session_timeout_ms / 1000 + 10,
+                               what=f"broker {dead} out of every leader and ISR")
+    for p, pv in parts.items():
+        assert pv.replicas == cluster.metadata(survivors[0]).topics[topic_name][p].replicas
+        assert pv.leader in survivors and sorted(pv.isr) == survivors, (p, pv)

@@ -41,6 +41,7 @@ from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.handlers import all_handlers
 from pykbroker.log import LogConfig, LogManager, new_cluster_id
+from pykbroker.log.log_cleaner import LogCleaner
 from pykbroker.log.log_manager import InconsistentClusterIdError
 from pykbroker.protocol.api import ApiKey
 from pykbroker.server.connection import ConnectionSettings
@@ -379,6 +380,9 @@ class Broker:
                         Endpoint(name, host, port, protocols.get(name, "PLAINTEXT"))
                         for name, (host, port) in services.advertised.items()])
                 nursery.start_soon(self._housekeeping)
+                self.log_cleaner = LogCleaner.for_broker(  # metrics read its figures
+                    services.log_manager, services.replicas.partitions, cfg.get)
+                await nursery.start(self.log_cleaner.run)
                 self.ready.set()
                 elapsed = (time.monotonic() - self.started_at) * 1000
                 log.info("[KafkaServer id=%d] started (pykbroker %s) ready in %d ms",

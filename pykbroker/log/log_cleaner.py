@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import trio
 
@@ -24,6 +25,7 @@ from pykbroker.log import cleaner_swap
 from pykbroker.log.cleaner import Cleaner, CleaningAbortedError, CleanTask, Throttler, take_task
 from pykbroker.log.cleaner_filter import CleanerStats
 from pykbroker.log.cleaner_manager import LogCleanerManager, LogToClean
+from pykbroker.log.log_manager import LogManager
 from pykbroker.log.partition_log import PartitionLog, wall_clock_ms
 
 __all__ = ["CleanerConfig", "CleaningResult", "LogCleaner", "clean_log"]
@@ -127,8 +129,26 @@ def _min_horizon(a: int, b: int) -> int:
     return a if b < 0 else min(a, b)
 
 
+class HasHighWatermark(Protocol):
+    @property
+    def high_watermark(self) -> int: ...
+
+
 class LogCleaner:
     """The cleaner threads of one broker, and the figures its metrics report."""
+
+    @classmethod
+    def for_broker(cls, log_manager: LogManager,
+                   partitions: Mapping[TopicPartition, HasHighWatermark],
+                   get: Callable[[str], object]) -> LogCleaner:
+        """The broker's cleaner: its logs, bounded by each hosted partition's high
+        watermark, configured by the broker's log.cleaner.* settings."""
+        def high_watermark(tp: TopicPartition) -> int | None:
+            part = partitions.get(tp)
+            return None if part is None else part.high_watermark
+
+        return cls(lambda: log_manager.logs, log_manager.log_dirs,
+                   CleanerConfig.from_broker(get), high_watermark=high_watermark)
 
     def __init__(
         self,

@@ -1,22 +1,24 @@
-"""Security settings pykbroker does not implement yet: refused at start-up, never ignored.
+"""Security settings: served as asked, or refused at start-up, never ignored.
 
-Until TLS, SASL and ACLs exist, a broker that started with them configured would serve
-plaintext, unauthenticated, allow-everything connections where the operator asked for
-protection. So every setting that asks for protection stops start-up with an error naming
-the key and its value:
+pykbroker serves SSL, SASL_PLAINTEXT and SASL_SSL listeners (TLS 1.2/1.3 with PEM stores,
+client certificates, SASL PLAIN and SCRAM-SHA-256/512; pykbroker.security builds them). What
+it does not implement would leave a client with less protection than the operator asked for,
+so it stops start-up with an error naming the key and its value:
 
-* a listener whose security protocol (through ``listener.security.protocol.map``) is SSL,
-  SASL_PLAINTEXT or SASL_SSL, and ``security.inter.broker.protocol`` other than PLAINTEXT;
-* ``authorizer.class.name`` (ACLs would not be enforced);
-* settings that decide who may connect: server key and trust stores, ``ssl.client.auth``
-  other than ``none``, SASL mechanisms and JAAS logins, also in their
-  ``listener.name.<listener>.`` forms;
-* ZooKeeper over TLS or with ACLs (``zookeeper.ssl.client.enable``, ``zookeeper.set.acl``).
+* ``authorizer.class.name`` (ACLs are not implemented yet: every operation would be allowed);
+* a ``principal.builder.class`` other than Kafka's default;
+* a SASL mechanism other than PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 (GSSAPI, OAUTHBEARER),
+  in ``sasl.enabled.mechanisms`` or as Kafka's default (GSSAPI) on a SASL listener;
+* key and trust store types other than PEM (JKS, PKCS12), custom SSL engine factories,
+  security providers and SASL callback handlers;
+* TLS or SASL between the brokers of a ZooKeeper cluster (the broker-to-broker client speaks
+  PLAINTEXT only so far), ZooKeeper over TLS or with ACLs;
+* anything the listener plan cannot load: missing or unreadable PEM files, bad JAAS syntax,
+  principal mapping rules Kafka would not parse, unknown protocols or cipher suites.
 
-Other SSL/SASL tuning keys (protocol versions, cipher suites, Kerberos and OAuth details)
-only matter on a listener that would already be refused, and ``super.users``,
-``allow.everyone.if.no.acl.found`` and ``principal.builder.class`` only with an authorizer;
-Kafka ignores them in that case too, so they are a warning.
+Settings that cannot matter in this configuration (``ssl.*`` without a TLS listener,
+``sasl.*`` without a SASL listener, Kerberos and OAuth tuning, ``super.users`` without an
+authorizer) only warn, as Kafka ignores them too.
 """
 
 from __future__ import annotations
@@ -26,26 +28,28 @@ from typing import NamedTuple
 
 from pykbroker.config.broker_config import BrokerConfig
 from pykbroker.config.types import ConfigError, Password
+from pykbroker.security.listener_security import SUPPORTED_MECHANISMS, BrokerSecurity
 
 PLAINTEXT = "PLAINTEXT"
-NOT_YET = "pykbroker does not implement TLS, SASL or ACLs yet"
+NOT_YET = "pykbroker does not implement"
+DEFAULT_PRINCIPAL_BUILDER = \
+    "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"
 
-# Keys (after any ``listener.name.<l>.`` or ``listener.name.<l>.<mechanism>.`` prefix) that
-# decide who may connect or what they may do; refused when set.
-_ACCESS_KEYS = {
-    "ssl.keystore.location": "a TLS server identity",
-    "ssl.keystore.key": "a TLS server identity",
-    "ssl.keystore.certificate.chain": "a TLS server identity",
-    "ssl.truststore.location": "TLS client certificates",
-    "ssl.truststore.certificates": "TLS client certificates",
-    "sasl.enabled.mechanisms": "SASL authentication",
-    "sasl.jaas.config": "SASL authentication",
-    "sasl.server.callback.handler.class": "SASL authentication",
-}
-# Keys that only matter once an authorizer or authentication exists: harmless alone.
 _AUTHORIZATION_TUNING = ("super.users", "allow.everyone.if.no.acl.found",
                          "principal.builder.class")
-_LISTENER_PREFIX = re.compile(r"listener\.name\.[^.]+\.(?:[^.]+\.)?(?=(?:ssl|sasl)\.)")
+# Keys with no effect on a broker whatever the listeners: Kerberos/OAuth (not implemented,
+# refused as mechanisms), client-side login settings, Java-specific TLS plumbing.
+_NEVER_USED = re.compile(r"sasl\.(kerberos|oauthbearer|login)\..*|sasl\.client\..*|"
+                         r"sasl\.mechanism\.controller\.protocol|ssl\.(keymanager|"
+                         r"trustmanager)\.algorithm|ssl\.secure\.random\.implementation|"
+                         r"ssl\.endpoint\.identification\.algorithm|ssl\.allow\..*")
+_LISTENER_PREFIX = re.compile(r"listener\.name\.([^.]+)\.(?:([^.]+)\.)?(?=(?:ssl|sasl)\.)")
+_REFUSED_CLASSES = {
+    "ssl.engine.factory.class": "custom SSL engine factories",
+    "sasl.server.callback.handler.class": "custom SASL server callback handlers",
+    "ssl.provider": "Java security providers (TLS is OpenSSL's)",
+    "security.providers": "Java security providers (TLS is OpenSSL's)",
+}
 
 
 class Refusal(NamedTuple):
@@ -59,6 +63,11 @@ def _base_key(key: str) -> str:
     return _LISTENER_PREFIX.sub("", key, count=1)
 
 
+def _listener_of(key: str) -> str | None:
+    match = _LISTENER_PREFIX.match(key)
+    return match[1].upper() if match else None
+
+
 def _value(config: BrokerConfig, key: str) -> str:
     value = config.value(key)
     if isinstance(value, list):
@@ -67,57 +76,93 @@ def _value(config: BrokerConfig, key: str) -> str:
 
 
 def refusals(config: BrokerConfig) -> list[Refusal]:
-    """Every setting that asks for protection pykbroker cannot give yet, in a stable order."""
+    """Every setting that asks for what pykbroker cannot give, in a stable order (the
+    per-listener plan, which loads files, is checked by ``refuse_unsupported_security``)."""
     out: list[Refusal] = []
-    secured = [f"{lst.name} ({lst.security_protocol})" for lst in config.listeners
-               if lst.security_protocol != PLAINTEXT]
-    if secured:
-        out.append(Refusal("listeners", str(config.get("listeners") or ""),
-                           f"listener{'s' if len(secured) > 1 else ''} {', '.join(secured)} "
-                           f"would be served as plaintext without authentication: {NOT_YET}. "
-                           "Use PLAINTEXT listeners until security support lands."))
     set_keys = config.origins()
-    protocol = str(config.get("security.inter.broker.protocol"))
-    if "security.inter.broker.protocol" in set_keys and protocol != PLAINTEXT:
-        out.append(Refusal("security.inter.broker.protocol", protocol,
-                           f"{NOT_YET}; brokers would talk in plaintext."))
     authorizer = str(config.get("authorizer.class.name") or "")
     if authorizer:
         out.append(Refusal("authorizer.class.name", authorizer,
-                           f"{NOT_YET}; every client would be allowed every operation."))
+                           f"{NOT_YET} ACLs yet; every client would be allowed every "
+                           "operation. Remove authorizer.class.name until ACL support lands."))
+    builder = str(config.get("principal.builder.class") or DEFAULT_PRINCIPAL_BUILDER)
+    if builder != DEFAULT_PRINCIPAL_BUILDER:
+        out.append(Refusal("principal.builder.class", builder,
+                           f"{NOT_YET} custom principal builders; principals are Kafka's "
+                           "default ones (User:<name> from SASL or the certificate's DN)."))
+    if config.zookeeper_connect:
+        inter = config.inter_broker_listener_name
+        protocol = config.security_protocol_map.get(inter, PLAINTEXT)
+        if protocol != PLAINTEXT:
+            key = "inter.broker.listener.name" if "inter.broker.listener.name" in set_keys \
+                else "security.inter.broker.protocol"
+            out.append(Refusal(key, _value(config, key) if key in set_keys else protocol,
+                               f"{NOT_YET} {protocol} between brokers yet (the inter-broker "
+                               f"listener {inter} is {protocol}); give the brokers a "
+                               "PLAINTEXT inter-broker listener on a private network."))
     for key in set_keys:
         base = _base_key(key)
-        if base in _ACCESS_KEYS:
+        if base == "sasl.enabled.mechanisms":
+            value = config.value(key)
+            names = [str(m) for m in value] if isinstance(value, list) else []
+            bad = [m for m in names if m not in SUPPORTED_MECHANISMS]
+            if bad:
+                out.append(Refusal(key, _value(config, key),
+                                   f"{NOT_YET} SASL mechanism {bad[0]} (only "
+                                   f"{', '.join(SUPPORTED_MECHANISMS)})."))
+        elif base in ("ssl.keystore.type", "ssl.truststore.type") \
+                and str(config.value(key)).upper() != "PEM":
             out.append(Refusal(key, _value(config, key),
-                               f"it asks for {_ACCESS_KEYS[base]}, and {NOT_YET}."))
-        elif base == "ssl.client.auth" and str(config.value(key)).lower() != "none":
+                               f"{NOT_YET} {config.value(key)} stores: only PEM. Convert the "
+                               "store to PEM and set the type to PEM."))
+        elif base in _REFUSED_CLASSES and config.value(key) is not None:
             out.append(Refusal(key, _value(config, key),
-                               f"it asks for TLS client authentication, and {NOT_YET}."))
+                               f"{NOT_YET} {_REFUSED_CLASSES[base]}."))
     for key in ("zookeeper.ssl.client.enable", "zookeeper.set.acl"):
         if config.get(key) is True:
-            out.append(Refusal(key, "true", "pykbroker does not implement ZooKeeper TLS or "
-                                            "ACLs yet; it would connect in plaintext and "
-                                            "leave its znodes open."))
+            out.append(Refusal(key, "true", f"{NOT_YET} ZooKeeper TLS or ACLs yet; it would "
+                                            "connect in plaintext and leave its znodes open."))
     return out
 
 
 def ignored_warnings(config: BrokerConfig) -> list[str]:
-    """Harmless SSL/SASL/ACL tuning keys: no effect without TLS, SASL or an authorizer."""
+    """Security keys that are set but cannot have an effect in this configuration."""
     refused = {r.key for r in refusals(config)}
-    return [f"'{key}' (from {origin}) has no effect: pykbroker serves PLAINTEXT listeners "
-            "without an authorizer (TLS, SASL and ACLs are not implemented yet)"
-            for key, origin in config.origins().items()
-            if key not in refused and (_base_key(key).startswith(("ssl.", "sasl."))
-                                       or key in _AUTHORIZATION_TUNING)]
+    protocols = {lst.name: lst.security_protocol for lst in config.listeners}
+    any_tls = any(p in ("SSL", "SASL_SSL") for p in protocols.values())
+    any_sasl = any(p.startswith("SASL_") for p in protocols.values())
+    out = []
+    for key, origin in config.origins().items():
+        if key in refused:
+            continue
+        base = _base_key(key)
+        listener = _listener_of(key)
+        protocol = protocols.get(listener, "") if listener is not None else None
+        tls = any_tls if protocol is None else protocol in ("SSL", "SASL_SSL")
+        sasl = any_sasl if protocol is None else protocol.startswith("SASL_")
+        if key in _AUTHORIZATION_TUNING:
+            why = "there is no authorizer (ACLs are not implemented yet)"
+        elif _NEVER_USED.fullmatch(base):
+            why = "pykbroker's broker does not use it"
+        elif base.startswith("ssl.") and not tls:
+            why = f"no TLS listener{'' if protocol is None else ' ' + str(listener)} uses it"
+        elif base.startswith("sasl.") and not sasl:
+            why = f"no SASL listener{'' if protocol is None else ' ' + str(listener)} uses it"
+        else:
+            continue
+        out.append(f"'{key}' (from {origin}) has no effect: {why}")
+    return out
 
 
-def refuse_unsupported_security(config: BrokerConfig) -> None:
-    """Raise a ConfigError for the first refused setting, naming the others too."""
+def refuse_unsupported_security(config: BrokerConfig) -> BrokerSecurity:
+    """Raise a ConfigError for the first refused setting, naming the others too; else check
+    that every listener can be served as configured (loading its stores) and return the plan
+    (with credentials in memory only: the broker opens its store itself)."""
     found = refusals(config)
-    if not found:
-        return
-    first, rest = found[0], found[1:]
-    reason = first.reason
-    if rest:
-        reason += " Also refused: " + "; ".join(f"{r.key}={r.value}" for r in rest) + "."
-    raise ConfigError(first.key, first.value, reason, config.origin(first.key))
+    if found:
+        first, rest = found[0], found[1:]
+        reason = first.reason
+        if rest:
+            reason += " Also refused: " + "; ".join(f"{r.key}={r.value}" for r in rest) + "."
+        raise ConfigError(first.key, first.value, reason, config.origin(first.key))
+    return BrokerSecurity.from_config(config, None)

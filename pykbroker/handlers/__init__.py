@@ -19,6 +19,7 @@ def all_handlers(cluster: bool = False) -> list[HandlerSpec]:
         produce,
         producer_id,
         replica_info,
+        sasl,
         topics,
         transactions,
         txn_offset_commit,
@@ -26,7 +27,7 @@ def all_handlers(cluster: bool = False) -> list[HandlerSpec]:
 
     modules = [api_versions, metadata, produce, fetch, list_offsets, topics, configs,
                replica_info, producer_id, groups, consumer_groups, transactions,
-               txn_offset_commit]
+               txn_offset_commit, sasl]
     if cluster:
         from pykbroker.handlers import controller_requests
 

@@ -5,6 +5,14 @@ a request is in flight), so responses go out in request order. One exception: a 
 return a DeferredResponse (a produce waiting for its fsync), and the next request is read and
 served while it waits. Only this module touches the socket. A malformed frame or header
 closes this connection alone; handler failures become Kafka error responses.
+
+On SSL and SASL_SSL listeners the stream is a trio SSLStream (the TLS handshake happens
+before the first request; a client certificate gives the principal through
+``ssl.principal.mapping.rules``). It has no socket, so responses take the buffered path, file
+slices read back. On SASL listeners a SaslSession admits only ApiVersions, SaslHandshake and
+SaslAuthenticate, in frames of at most ``sasl.server.max.receive.size``, until the client has
+authenticated; a failed authentication is answered after
+``connection.failed.authentication.delay.ms`` and the connection closed.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ from pykbroker.protocol.framing import (
     parse_request_header,
 )
 from pykbroker.protocol.primitives import Records, join_records
+from pykbroker.security.authenticator import SaslFailed, SaslSession, SaslState
+from pykbroker.security.listener_security import BrokerSecurity, ListenerSecurity
+from pykbroker.security.principal import ANONYMOUS, NoMatchingRule, dn_from_subject, user
 from pykbroker.server.dispatch import DispatchTable
 from pykbroker.server.request_context import DeferredResponse, RequestContext
 
@@ -44,6 +55,10 @@ _IOV_MAX = 512
 
 class ConnectionClosed(Exception):
     """The peer closed the connection, or it must be closed."""
+
+
+class AuthenticationFailed(ConnectionClosed):
+    """TLS or SASL authentication failed: the connection closes (logged at INFO, as Kafka)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +128,10 @@ class FrameReader:
             self._end += n
         return True
 
-    async def next_frame(self, max_bytes: int) -> bytearray | None:
-        """The next frame without its size prefix, or None at a clean end of stream."""
+    async def next_frame(self, max_bytes: int,
+                         limit: str = "socket.request.max.bytes") -> bytearray | None:
+        """The next frame without its size prefix, or None at a clean end of stream;
+        ``limit`` names the setting ``max_bytes`` comes from, for the error."""
         start = self._start
         if self._end - start >= 4:  # fast path: the whole frame is already buffered
             (size,) = _SIZE.unpack_from(self._buf, start)
@@ -132,7 +149,7 @@ class FrameReader:
         (size,) = _SIZE.unpack_from(self._buf, self._start)
         if size < 0 or size > max_bytes:
             raise ConnectionClosed(
-                f"frame of {size} bytes is larger than socket.request.max.bytes={max_bytes}"
+                f"frame of {size} bytes is larger than {limit}={max_bytes}"
                 if size > 0 else f"invalid frame size {size}"
             )
         if 4 + size > len(self._buf):
@@ -190,6 +207,8 @@ class Connection:
         services: Any,
         settings: ConnectionSettings,
         observer: RequestObserver | None = None,
+        security: BrokerSecurity | None = None,
+        listener_security: ListenerSecurity | None = None,
     ) -> None:
         self.stream = stream
         self.conn_id = conn_id
@@ -199,6 +218,10 @@ class Connection:
         self.services = services
         self.settings = settings
         self.observer = observer
+        self.security = security
+        self.listener_security = listener_security
+        self.principal = ANONYMOUS
+        self.session: SaslSession | None = None
         self.reader = FrameReader(stream)
         self.read_scope: trio.CancelScope | None = None
         self.busy = False
@@ -210,7 +233,12 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:  # holds the deferred responses
                 self._nursery = nursery
+                if self.listener_security is not None and not await self._secure(
+                        self.listener_security):
+                    return
                 await self._serve_requests()
+        except* AuthenticationFailed as group:
+            log.info("Failed authentication with %s (%s)", self.peer, group.exceptions[0])
         except* ConnectionClosed as group:
             log.warning("closing connection from %s: %s", self.peer, group.exceptions[0])
         except* (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
@@ -219,19 +247,60 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 
+    async def _secure(self, security: ListenerSecurity) -> bool:
+        """TLS handshake and the certificate's principal; a SASL session on SASL listeners.
+        False when the connection must close."""
+        if security.ssl_context is not None:
+            tls = trio.SSLStream(self.stream, security.ssl_context, server_side=True)
+            self.stream = tls
+            self.reader = FrameReader(tls)
+            with trio.move_on_after(self.settings.idle_timeout_s) as scope:
+                try:
+                    await tls.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    log.info("Failed authentication with %s (SSL handshake failed: %s)",
+                             self.peer, exc.__cause__ or exc)
+                    return False
+            if scope.cancelled_caught:
+                log.info("closing %s: no TLS handshake within %.0f s", self.peer,
+                         self.settings.idle_timeout_s)
+                return False
+            cert = tls.getpeercert()
+            if cert and not security.sasl and security.principal_mapper is not None:
+                dn = dn_from_subject(cert.get("subject", ()))
+                try:
+                    self.principal = user(security.principal_mapper.name(dn))
+                except NoMatchingRule as exc:
+                    log.info("Failed authentication with %s (%s)", self.peer, exc)
+                    return False
+        if security.sasl:
+            assert self.security is not None
+            self.session = SaslSession(security, self.security.credentials)
+        return True
+
     async def _serve_requests(self) -> None:
         while not self.draining:
+            session = self.session
+            if session is None or session.authenticated:
+                limit, limit_name = self.settings.max_request_bytes, "socket.request.max.bytes"
+            else:
+                limit = session.listener.sasl_max_receive_size
+                limit_name = "sasl.server.max.receive.size"
             with trio.CancelScope() as scope:
                 self.read_scope = self.reader.idle_scope = scope
                 self.reader.idle_s = self.settings.idle_timeout_s
                 scope.deadline = trio.current_time() + self.settings.idle_timeout_s
-                frame = await self.reader.next_frame(self.settings.max_request_bytes)
+                frame = await self.reader.next_frame(limit, limit_name)
             self.read_scope = self.reader.idle_scope = None
             if scope.cancelled_caught:
                 log.debug("closing idle or draining connection %s", self.peer)
                 return
             if frame is None:
                 return
+            if session is not None and session.raw_tokens \
+                    and session.state is SaslState.AUTHENTICATE:
+                await self._raw_token(session, frame)
+                continue
             self.busy = True
             try:
                 await self._handle(frame)
@@ -247,6 +316,9 @@ class Connection:
             req = parse_request_header(frame)
         except DecodeError as exc:
             raise ConnectionClosed(f"malformed request header: {exc}") from exc
+        session = self.session
+        if session is not None:
+            self._check_session(session, req.api_key)
         spec = self.dispatch.get(req.api_key)
         version_ok = spec is not None and spec.min_version <= req.api_version <= spec.max_version
         if not version_ok:
@@ -274,6 +346,10 @@ class Connection:
             security_protocol=self.listener.security_protocol,
             connection_id=self.conn_id,
             services=self.services,
+            principal=self.principal if session is None or session.principal is None
+            else session.principal,
+            session=session,
+            security=self.security,
         )
         resp = await self._answer(req, body, spec.handler(ctx, body))
         if isinstance(resp, DeferredResponse):
@@ -281,6 +357,30 @@ class Connection:
             return
         await self._wait_unsent()
         await self._respond(req, ctx, resp, started)
+        if session is not None and session.failed:
+            raise AuthenticationFailed(getattr(resp, "error_message", None)
+                                       or f"{ApiKey(req.api_key).name} failed")
+
+    @staticmethod
+    def _check_session(session: SaslSession, api_key: int) -> None:
+        """Before authentication only the SASL exchange; after it, nothing once the session
+        expired (``connections.max.reauth.ms``) but the SaslHandshake that renews it."""
+        if not session.admits(api_key):
+            raise ConnectionClosed(f"Unexpected Kafka request of type {ApiKey(api_key).name} "
+                                   f"during SASL {session.state.value}")
+        if api_key != ApiKey.SASL_HANDSHAKE and session.expired():
+            raise AuthenticationFailed("the SASL session expired without re-authentication "
+                                       "(connections.max.reauth.ms)")
+
+    async def _raw_token(self, session: SaslSession, frame: bytearray) -> None:
+        """After SaslHandshake v0: a SASL token without a request header, answered the same
+        way; a failure closes the connection without an answer, as Kafka does."""
+        try:
+            answer = session.authenticate(bytes(frame))
+        except SaslFailed as exc:
+            await trio.sleep(session.listener.failed_auth_delay_s)
+            raise AuthenticationFailed(str(exc)) from None
+        await self._send(_SIZE.pack(len(answer)) + answer)
 
     async def _answer(self, req: RequestFrame, body: Any, answer: Awaitable[Any]) -> Any:
         """The response ``answer`` produces, with Kafka errors turned into error responses."""

@@ -2,6 +2,10 @@
 
 Shutdown follows the structured pattern: stop accepting, let requests in flight finish
 within a grace period (idle connections close at once), then cancel what remains.
+
+Each listener serves its security protocol from the broker's security plan (TLS context,
+SASL mechanisms); a listener asking for TLS or SASL without a plan is a programming error
+and stops the server before it binds, so nothing is ever served in plaintext by mistake.
 """
 
 from __future__ import annotations
@@ -13,6 +17,11 @@ from typing import Any
 
 import trio
 
+from pykbroker.security.listener_security import (
+    BrokerSecurity,
+    ListenerSecurity,
+    plaintext_only,
+)
 from pykbroker.server.connection import (
     Connection,
     ConnectionSettings,
@@ -44,7 +53,17 @@ class NetworkServer:
         settings: ConnectionSettings,
         max_connections: int,
         observer: RequestObserver | None = None,
+        security: BrokerSecurity | None = None,
     ) -> None:
+        """``security`` defaults to the plan built from ``services.config`` (ConfigError
+        when it cannot be served), or to plaintext only when ``services`` has no config."""
+        self.security = security if security is not None else _security_of(services)
+        for bind in binds:
+            plan = self.security.listeners.get(bind.name)
+            if bind.security_protocol != "PLAINTEXT" and (
+                    plan is None or plan.protocol != bind.security_protocol):
+                raise ValueError(f"listener {bind.name} ({bind.security_protocol}) has no "
+                                 "security plan; refusing to serve it in plaintext")
         self.binds = binds
         self.dispatch = dispatch
         self.services = services
@@ -73,6 +92,8 @@ class NetworkServer:
                         info = ListenerInfo(bind.name, bind.security_protocol)
                         for sock in socks:
                             accept_nursery.start_soon(self._accept_loop, sock, info)
+                        log.info("listener %s serves %s", bind.name, _describe(
+                            self.security.for_listener(bind.name, bind.security_protocol)))
                     task_status.started()
             # Accepting has stopped; connections drain in conn_nursery.
         self._conn_nursery = None
@@ -99,7 +120,9 @@ class NetworkServer:
                 conn = Connection(
                     stream, conn_id=next(self._ids), peer=peer, listener=info,
                     dispatch=self.dispatch, services=self.services, settings=self.settings,
-                    observer=self.observer,
+                    observer=self.observer, security=self.security,
+                    listener_security=self.security.listeners.get(info.name)
+                    if info.security_protocol != "PLAINTEXT" else None,
                 )
                 assert self._conn_nursery is not None
                 self._conn_nursery.start_soon(self._serve, conn)
@@ -125,3 +148,20 @@ class NetworkServer:
                 await trio.sleep(0.01)
         if self._conn_nursery is not None:
             self._conn_nursery.cancel_scope.cancel()
+
+
+def _security_of(services: Any) -> BrokerSecurity:
+    config = getattr(services, "config", None)
+    if config is None:
+        return plaintext_only()
+    log_dirs = getattr(services, "log_dirs", None) or [None]
+    return BrokerSecurity.from_config(config, log_dirs[0])
+
+
+def _describe(plan: ListenerSecurity) -> str:
+    parts = []
+    if plan.ssl_context is not None:
+        parts.append(f"TLS (ssl.client.auth={plan.client_auth})")
+    if plan.sasl:
+        parts.append("SASL " + ",".join(plan.mechanisms))
+    return " with ".join(parts) or "plaintext"

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pykbroker.security.authenticator import SaslSession
+    from pykbroker.security.listener_security import BrokerSecurity
 
 
 @dataclass(slots=True)
@@ -18,7 +22,9 @@ class RequestContext:
     security_protocol: str
     connection_id: int
     services: Any  # the broker's subsystems (pykbroker.broker.BrokerServices)
-    principal: str = "User:ANONYMOUS"
+    principal: str = "User:ANONYMOUS"  # User:alice once TLS or SASL said who it is
+    session: SaslSession | None = None  # the connection's SASL state, on SASL listeners
+    security: BrokerSecurity | None = None  # listeners' security and SCRAM credentials
 
 
 @dataclass(slots=True)

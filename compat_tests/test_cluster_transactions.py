@@ -175,8 +175,20 @@ def _eventually_reads(cluster: Cluster, topic: str, expected: list[str]) -> None
 
 def test_commit_and_abort_with_the_coordinator_on_another_broker(
         cluster: Cluster, topic_name: str) -> None:
+    _commit_and_abort(cluster, topic_name, 1)
+
+
+@pytest.mark.parametrize("cluster", [{"transaction.state.log.replication.factor": 3,
+                                      "offsets.topic.replication.factor": 3}], indirect=True)
+def test_commit_and_abort_replicated(cluster: Cluster, topic_name: str) -> None:
+    """The same with replication factor 3 everywhere: the Prepare records, the markers
+    and the data are acknowledged once the ISR holds them (acks=-1, as Kafka's)."""
+    _commit_and_abort(cluster, topic_name, 3)
+
+
+def _commit_and_abort(cluster: Cluster, topic_name: str, replication_factor: int) -> None:
     cluster.wait_formed()
-    leaders = _create(cluster, topic_name)
+    leaders = _create(cluster, topic_name, replication_factor=replication_factor)
     assert set(leaders.values()) == {1, 2, 3}, leaders
     coordinator = 2 if 2 in _txn_state_leaders(cluster).values() else 3
     txn_id = _key_led_by(_txn_state_leaders(cluster), coordinator, "txn")
@@ -374,3 +386,46 @@ def test_send_offsets_with_group_and_transaction_coordinators_elsewhere(
         assert committed() == want
     finally:
         consumer.close()
+
+
+@pytest.mark.parametrize("cluster", [{"transaction.state.log.replication.factor": 3,
+                                      "offsets.topic.replication.factor": 3}], indirect=True)
+@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
+def test_the_coordinator_fails_over_mid_transaction(cluster: Cluster, topic_name: str,
+                                                    stop: str) -> None:
+    """Replication factor 3: the transaction coordinator's broker stops with a transaction
+    open; the partition's new leader loads it from its replica and the producer commits
+    through it; read_committed readers see every record once."""
+    cluster.wait_formed()
+    _create(cluster, topic_name, replication_factor=3)
+    txn_leaders = _txn_state_leaders(cluster)
+    victim = 2 if 2 in txn_leaders.values() else 3
+    txn_id = _key_led_by(txn_leaders, victim, "failover")
+    producer = _txn_producer(cluster, txn_id)
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce(topic_name, f"before-{i}".encode(), partition=i % PARTITIONS)
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce(topic_name, f"open-{i}".encode(), partition=i % PARTITIONS)
+    producer.flush(30)
+    if stop == "sigterm":
+        assert cluster.terminate(victim) == 0  # controlled shutdown moves leadership first
+    else:
+        cluster.kill(victim)
+    survivors = [i for i in cluster.broker_ids if i != victim]
+    index = partition_for(txn_id, INTERNAL_PARTITIONS)
+
+    def moved() -> bool:
+        view = cluster.metadata(1)
+        return view.topics["__transaction_state"][index].leader in survivors and all(
+            p.leader in survivors for p in view.topics[topic_name].values())
+
+    cluster.wait_until(moved, cluster.session_timeout_ms / 1000 + 15, interval=0.3,
+                       what="leaders on the surviving brokers")
+    for i in range(30, 36):
+        producer.produce(topic_name, f"open-{i}".encode(), partition=i % PARTITIONS)
+    producer.commit_transaction(30)
+    expected = [f"before-{i}" for i in range(30)] + [f"open-{i}" for i in range(36)]
+    _eventually_reads(cluster, topic_name, expected)

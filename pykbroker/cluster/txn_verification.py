@@ -160,6 +160,12 @@ class TxnVerifier:
         self._guards.pop(key, None)
         self._failed.pop(key, None)
 
+    def forget_partition(self, topic: str, index: int) -> None:
+        """Leadership of the partition changed: markers written meanwhile by another leader
+        reached this broker's log as a follower, without clearing guards; verify again."""
+        for key in [k for k in self._guards if k[1] == topic and k[2] == index]:
+            del self._guards[key]
+
     # -- asking the coordinator -------------------------------------------------------------
 
     async def verify(self, transactional_id: str, producer_id: int, producer_epoch: int,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import trio
+
 from pykbroker.coordinator.group import OFFSETS_TOPIC
 from pykbroker.coordinator.transaction import TxnState
 from pykbroker.error_codes import ErrorCode
@@ -126,25 +128,42 @@ async def handle_end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnRespo
 
 async def handle_write_txn_markers(ctx: RequestContext, req: WriteTxnMarkersRequest
                                    ) -> WriteTxnMarkersResponse:
-    """Markers from a transaction coordinator (in a cluster, possibly another broker's)."""
+    """Markers from a transaction coordinator (in a cluster, possibly another broker's).
+
+    Only a partition's leader writes them (NOT_LEADER_OR_FOLLOWER otherwise); a marker from
+    an older coordinator epoch than the partition's last one is TRANSACTION_COORDINATOR_-
+    FENCED, an older producer epoch INVALID_PRODUCER_EPOCH. As Kafka appends markers with
+    acks=-1, the answer waits until the ISR holds them (up to request.timeout.ms); a lone
+    broker's high watermark is its log end, so it never waits."""
     replicas = ctx.services.replicas
     out = []
+    written: list[tuple[Any, int, WritableTxnMarkerPartitionResult]] = []
     for marker in req.markers:
         topics = []
         for topic in marker.topics:
             results = []
             for index in topic.partition_indexes:
-                code = ErrorCode.NONE
+                result = WritableTxnMarkerPartitionResult(partition_index=index, error_code=0)
                 try:
                     part = replicas.partition(topic.name, index)
                     replicas.write_marker(part, marker.producer_id, marker.producer_epoch,
                                           marker.transaction_result, marker.coordinator_epoch)
+                    written.append((part, int(part.log.log_end_offset), result))
                 except KafkaError as exc:
-                    code = exc.error_code
-                results.append(WritableTxnMarkerPartitionResult(partition_index=index,
-                                                                error_code=int(code)))
+                    result.error_code = int(exc.error_code)
+                results.append(result)
             topics.append(WritableTxnMarkerTopicResult(name=topic.name, partitions=results))
         out.append(WritableTxnMarkerResult(producer_id=marker.producer_id, topics=topics))
+    unreplicated = [w for w in written if w[0].high_watermark < w[1]]
+    if unreplicated:
+        timeout_s = int(str(ctx.services.config.get("request.timeout.ms"))) / 1000.0
+        deadline = trio.current_time() + timeout_s
+        for part, end, result in unreplicated:
+            try:
+                await replicas.wait_replicated(part, end,
+                                               max(deadline - trio.current_time(), 0.0))
+            except KafkaError as exc:
+                result.error_code = int(exc.error_code)
     return WriteTxnMarkersResponse(markers=out)
 
 

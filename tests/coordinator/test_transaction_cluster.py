@@ -26,6 +26,7 @@ from pykbroker.coordinator.transaction import (
 )
 from pykbroker.coordinator.transaction.cluster import join_cluster
 from pykbroker.error_codes import ErrorCode
+from pykbroker.errors import KafkaError
 from pykbroker.handlers.transactions import handle_write_txn_markers
 from pykbroker.protocol._generated.write_txn_markers_request import WriteTxnMarkersRequest
 from pykbroker.protocol.api import ApiKey
@@ -55,8 +56,9 @@ class RemoteBroker:
             raise BrokerConnectionError("refused")
         self.requests += 1
         body, _ = WriteTxnMarkersRequest.decode(body.to_bytes(api_version), 0, api_version)
-        ctx = SimpleNamespace(services=SimpleNamespace(replicas=self.replicas),
-                              api_version=api_version)
+        ctx = SimpleNamespace(services=SimpleNamespace(
+            replicas=self.replicas, config={"request.timeout.ms": "30000"}),
+            api_version=api_version)
         return await handle_write_txn_markers(ctx, body)  # type: ignore[arg-type]
 
     async def close(self) -> None:
@@ -238,3 +240,62 @@ def test_join_cluster_wires_verification(cenv: ClusterEnv) -> None:
     replicas = cenv.local.replicas
     assert replicas.verify_transaction == cenv.coord.verifier.check_produce  # type: ignore[union-attr]
     assert replicas.marker_listeners == [cenv.coord.verifier.on_marker]  # type: ignore[union-attr]
+
+
+class Lagging:
+    """Followers that have not fetched yet: a partition's high watermark stays ``lag``
+    records behind its log end until they do (ReplicaManager.wait_replicated's view)."""
+
+    def __init__(self, replicas: FakeReplicas) -> None:
+        self.lag: dict[tuple[str, int], int] = {}
+        self.fetched = trio.Event()
+        for key, part in replicas.parts.items():
+            part.__class__ = type("LaggingPart", (type(part),), {
+                "high_watermark": property(
+                    lambda p, key=key: p.log.log_end_offset - self.lag.get(key, 0))})
+        replicas.wait_replicated = self.wait_replicated  # type: ignore[attr-defined]
+
+    def catch_up(self) -> None:
+        self.lag.clear()
+        self.fetched.set()
+        self.fetched = trio.Event()
+
+    async def wait_replicated(self, part: Any, offset: int, timeout_s: float) -> None:
+        with trio.move_on_after(timeout_s):
+            while part.high_watermark < offset:
+                await self.fetched.wait()
+            return
+        raise KafkaError(E.REQUEST_TIMED_OUT)
+
+
+@pytest.mark.trio
+async def test_markers_wait_for_the_prepare_record_to_be_replicated(
+        cenv: ClusterEnv, autojump_clock: trio.testing.MockClock) -> None:
+    """As Kafka appends to __transaction_state with acks=-1 and sends markers only then:
+    no marker before the ISR holds PrepareCommit; EndTxn answers COORDINATOR_NOT_AVAILABLE
+    after request.timeout.ms, and the transaction still completes once the record is
+    replicated. A remote leader answers WriteTxnMarkers only once its ISR holds them."""
+    c = cenv.coord
+    pid = await cenv.open_txn("t")
+    txn_part = (TRANSACTION_STATE_TOPIC, partition_for("t", TXN_PARTITIONS))
+    local_lag, remote_lag = Lagging(cenv.local.replicas), Lagging(cenv.remote.replicas)
+    local_lag.lag[txn_part] = 1  # every record the coordinator writes from now on
+    remote_lag.lag[REMOTE] = 1
+    async with trio.open_nursery() as nursery:
+        await nursery.start(c.run)
+        began = trio.current_time()
+        assert await c.end_txn("t", pid, 0, True) == E.COORDINATOR_NOT_AVAILABLE
+        assert trio.current_time() - began == pytest.approx(30, abs=0.1)  # request.timeout.ms
+        assert c.txns["t"].state is S.PREPARE_COMMIT
+        assert cenv.local.markers(*LOCAL) == [] and cenv.remote.requests == 0
+        assert await c.end_txn("t", pid, 0, True) == E.CONCURRENT_TRANSACTIONS  # retried
+        local_lag.catch_up()
+        await trio.sleep(1)
+        assert cenv.local.markers(*LOCAL) == [(pid, 0, CONTROL_COMMIT)]
+        assert cenv.remote_markers(2) == [(pid, 0, CONTROL_COMMIT)]  # written, not held
+        assert c.txns["t"].state is S.PREPARE_COMMIT
+        remote_lag.catch_up()
+        await trio.sleep(1)
+        assert c.txns["t"].state is S.COMPLETE_COMMIT
+        assert cenv.remote.requests == 1
+        nursery.cancel_scope.cancel()

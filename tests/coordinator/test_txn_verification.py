@@ -116,6 +116,13 @@ async def test_verified_partitions_pass_until_a_marker() -> None:
     # Verified: no second question.
     assert await env.verifier.verify("txn", PID, EPOCH, [("a", 0)]) == {}
     assert len(env.remote.asked) == 1
+    # A leadership change forgets the guards (markers may have come as a follower).
+    env.verifier.forget_partition("a", 1)
+    assert env.check("a", 0) == E.NONE
+    env.verifier.forget_partition("a", 0)
+    assert env.check("a", 0) == E.INVALID_TXN_STATE
+    await env.verifier.verify("txn", PID, EPOCH, [("a", 0)])
+    assert env.check("a", 0) == E.NONE and len(env.remote.asked) == 2
     # The marker ends the transaction here: the next batch needs a new verification.
     env.verifier.on_marker(env.parts[("a", 0)], PID, True)
     assert env.check("a", 0) == E.INVALID_TXN_STATE

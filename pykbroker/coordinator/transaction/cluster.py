@@ -25,6 +25,8 @@ from pykbroker.errors import KafkaError
 
 __all__ = ["join_cluster"]
 
+MARGIN_S = 5.0
+
 
 def join_cluster(txns: TransactionCoordinator, member: Any, replicas: Any, *,
                  verification_enabled: Callable[[], bool],
@@ -45,8 +47,12 @@ def join_cluster(txns: TransactionCoordinator, member: Any, replicas: Any, *,
         return ErrorCode.NONE
 
     leader_of, endpoint_of = cache_lookups(cache, listener)
+    # A leader answers WriteTxnMarkers once its ISR holds them, up to request.timeout.ms:
+    # wait a little longer than that before counting the request as lost.
+    timeout_s = txns.config.request_timeout_ms / 1000.0 + MARGIN_S
     txns.markers = TxnMarkerChannel(member.node_id, leader_of, endpoint_of, write_local,
-                                    connect=connect, changes=cache.wait_for_change)
+                                    connect=connect, changes=cache.wait_for_change,
+                                    request_timeout_s=timeout_s)
 
     def coordinator_of(transactional_id: str) -> tuple[int, str, int] | None:
         if cache.topic(TRANSACTION_STATE_TOPIC) is None:
@@ -56,11 +62,12 @@ def join_cluster(txns: TransactionCoordinator, member: Any, replicas: Any, *,
 
     verifier = txns.verifier = TxnVerifier(member.node_id, replicas, coordinator_of,
                                            txns.verify, enabled=verification_enabled,
-                                           connect=connect)
+                                           connect=connect, request_timeout_s=timeout_s)
     replicas.verify_transaction = verifier.check_produce
     replicas.marker_listeners.append(verifier.on_marker)
 
     def on_leadership(topic: str, index: int, leader: bool) -> None:
+        verifier.forget_partition(topic, index)
         if topic == TRANSACTION_STATE_TOPIC:
             (txns.load_partition if leader else txns.unload_partition)(index)
 

@@ -88,6 +88,8 @@ class TransactionCoordinator:
         # broker leads every partition and writes its markers itself.
         self.markers: TxnMarkerChannel | None = None
         self.verifier: TxnVerifier | None = None
+        self._awaiting_replication: set[str] = set()
+        self._nursery: trio.Nursery | None = None
 
     @classmethod
     def for_broker(cls, replicas: Any, topics: Any, get: Callable[[str], object],
@@ -130,7 +132,9 @@ class TransactionCoordinator:
         for meta in list(self.txns.values()):
             if partition is not None and self.partition_for(meta.transactional_id) != partition:
                 continue
-            if self.markers is not None and self.markers.pending(meta.transactional_id):
+            if self.markers is not None and (
+                    self.markers.pending(meta.transactional_id)
+                    or meta.transactional_id in self._awaiting_replication):
                 continue  # its markers are on their way
             if meta.state in (S.PREPARE_COMMIT, S.PREPARE_ABORT):
                 log.info("completing transaction %s left in %s", meta.transactional_id,
@@ -178,7 +182,11 @@ class TransactionCoordinator:
                                expected_pid: int = -1, expected_epoch: int = -1) -> InitResult:
         result = self._init_producer_id(transactional_id, timeout_ms, expected_pid,
                                         expected_epoch)
-        await self.state_log.wait_durable()
+        try:
+            await self.state_log.wait_durable()
+        except KafkaError as exc:  # not replicated in time (a cluster's acks=-1)
+            if result.error == ErrorCode.NONE:
+                return InitResult(exc.error_code)
         return result
 
     def _init_producer_id(self, txn_id: str, timeout_ms: int, expected_pid: int,
@@ -262,7 +270,10 @@ class TransactionCoordinator:
         meta, error = self._check_producer(txn_id, producer_id, producer_epoch)
         if error is None and meta is not None:
             error = self._add(meta, wanted)
-            await self.state_log.wait_durable()
+            try:
+                await self.state_log.wait_durable()
+            except KafkaError as exc:
+                error = error or exc.error_code
         return dict.fromkeys(wanted, error or ErrorCode.NONE)
 
     def _add(self, meta: TransactionMetadata, partitions: list[TopicPartition]
@@ -323,9 +334,9 @@ class TransactionCoordinator:
         if state == S.ONGOING:
             try:
                 self._end(meta, commit)
+                await self.state_log.wait_durable()
             except KafkaError as exc:
                 return exc.error_code
-            await self.state_log.wait_durable()
             return ErrorCode.NONE
         if state == (S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT):
             return ErrorCode.NONE  # a retry of an EndTxn that already completed
@@ -342,20 +353,25 @@ class TransactionCoordinator:
         return new
 
     def _end(self, meta: TransactionMetadata, commit: bool) -> None:
-        self._complete(self.prepare_end(meta, commit), commit)
+        prepared = self.prepare_end(meta, commit)
+        self._complete(prepared, commit, self.state_log.last_write)
 
-    def _complete(self, prepared: TransactionMetadata, commit: bool) -> None:
+    def _complete(self, prepared: TransactionMetadata, commit: bool,
+                  prepare_written: tuple[Any, int] | None = None) -> None:
         """Second phase: a marker on every partition, then the Complete record. In a cluster
-        the markers go through the channel and the Complete record follows once all are
-        written (at once when every partition is led here)."""
+        the markers go through the channel, once the Prepare record (``prepare_written``:
+        its partition and end offset) is held by every ISR member, as Kafka sends them only
+        after its acks=-1 append; the Complete record follows once all are written (at
+        once when every partition is led here)."""
         coordinator_epoch = self.state_log.coordinator_epoch(prepared.transactional_id)
         if self.markers is not None:
-            def written() -> None:
-                self._markers_written(prepared, commit, coordinator_epoch)
-
-            self.markers.send(prepared.transactional_id, prepared.producer_id,
-                              prepared.producer_epoch, commit, coordinator_epoch,
-                              prepared.partitions, written)
+            part, offset = prepare_written or (None, -1)
+            if part is not None and part.high_watermark < offset and self._nursery is not None:
+                self._awaiting_replication.add(prepared.transactional_id)
+                self._nursery.start_soon(self._send_markers_when_replicated, prepared, commit,
+                                         coordinator_epoch, part, offset)
+            else:
+                self._send_markers(prepared, commit, coordinator_epoch)
             return
         for topic, index in sorted(prepared.partitions):
             try:
@@ -369,6 +385,39 @@ class TransactionCoordinator:
                 log.error("transaction %s: marker on %s-%d failed: %s",
                           prepared.transactional_id, topic, index, exc)
         self._write_complete(prepared, commit)
+
+    def _send_markers(self, prepared: TransactionMetadata, commit: bool,
+                      coordinator_epoch: int) -> None:
+        assert self.markers is not None
+
+        def written() -> None:
+            self._markers_written(prepared, commit, coordinator_epoch)
+
+        self.markers.send(prepared.transactional_id, prepared.producer_id,
+                          prepared.producer_epoch, commit, coordinator_epoch,
+                          prepared.partitions, written)
+
+    async def _send_markers_when_replicated(self, prepared: TransactionMetadata, commit: bool,
+                                            coordinator_epoch: int, part: Any, offset: int
+                                            ) -> None:
+        txn_id = prepared.transactional_id
+        try:
+            while self.txns.get(txn_id) is prepared:
+                try:
+                    await self.state_log.wait_replicated(part, offset)
+                except KafkaError as exc:
+                    if exc.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                        return  # its next leader loads the record, if it has it
+                    log.warning("transaction %s: %s record not replicated yet (%s)", txn_id,
+                                prepared.state.title, exc.error_code.name)
+                    if exc.error_code != ErrorCode.REQUEST_TIMED_OUT:
+                        await trio.sleep(1.0)  # e.g. NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                    continue
+                if self.txns.get(txn_id) is prepared:
+                    self._send_markers(prepared, commit, coordinator_epoch)
+                return
+        finally:
+            self._awaiting_replication.discard(txn_id)
 
     def _markers_written(self, prepared: TransactionMetadata, commit: bool,
                          coordinator_epoch: int) -> None:
@@ -442,6 +491,7 @@ class TransactionCoordinator:
         async with trio.open_nursery() as nursery:
             if self.markers is not None:
                 await nursery.start(self.markers.run)
+                self._nursery = nursery
             task_status.started()
             try:
                 await self._timers()
@@ -458,7 +508,7 @@ class TransactionCoordinator:
             if trio.current_time() >= next_remove:
                 next_remove = trio.current_time() + self.config.remove_interval_ms / 1000
                 self.remove_expired()
-            await self.state_log.wait_durable()
+            await self.state_log.wait_durable(replicated=False)
 
     # -- describing -------------------------------------------------------------------------
 

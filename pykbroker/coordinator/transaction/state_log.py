@@ -49,6 +49,7 @@ class TxnConfig:
     id_expiration_ms: int = 604800000
     abort_interval_ms: int = 10000
     remove_interval_ms: int = 3600000
+    request_timeout_ms: int = 30000
 
     @classmethod
     def from_getter(cls, get: Callable[[str], object]) -> TxnConfig:
@@ -64,6 +65,7 @@ class TxnConfig:
             id_expiration_ms=i("transactional.id.expiration.ms"),
             abort_interval_ms=i("transaction.abort.timed.out.transaction.cleanup.interval.ms"),
             remove_interval_ms=i("transaction.remove.expired.transaction.cleanup.interval.ms"),
+            request_timeout_ms=i("request.timeout.ms"),
         )
 
 
@@ -121,7 +123,8 @@ class TransactionStateLog:
         self.topics = topics
         self.now_ms = now_ms
         self.owned: set[int] = set()
-        self._durable: list[tuple[Any, int]] = []
+        self._durable: list[tuple[Any, int, bool]] = []
+        self.last_write: tuple[Any, int] | None = None
 
     @property
     def partition_count(self) -> int | None:
@@ -156,8 +159,9 @@ class TransactionStateLog:
         except KafkaError:
             return 0
 
-    def write(self, meta: TransactionMetadata, *, tombstone: bool = False) -> None:
-        """Append the record of ``meta`` (raises KafkaError with the client's error code)."""
+    def write(self, meta: TransactionMetadata, *, tombstone: bool = False) -> tuple[Any, int]:
+        """Append the record of ``meta`` (raises KafkaError with the client's error code);
+        returns the partition and the offset after the record (also ``last_write``)."""
         try:
             part = self.replicas.partition(TRANSACTION_STATE_TOPIC,
                                            self.partition_for(meta.transactional_id))
@@ -167,14 +171,43 @@ class TransactionStateLog:
             result = self.replicas.append(part, batch)
         except KafkaError as exc:
             raise KafkaError(storage_error(exc.error_code), exc.message) from exc
-        if part.needs_sync_ack():
-            self._durable.append((part, int(result.last_offset) + 1))
+        written = self.last_write = (part, int(result.last_offset) + 1)
+        self._durable.append((part, written[1], part.needs_sync_ack()))
+        return written
 
-    async def wait_durable(self) -> None:
-        """flush.messages on the internal topic: answer only once the records are fsynced."""
-        pending, self._durable = self._durable, []
-        for part, offset in pending:
-            await part.wait_durable(offset)
+    async def wait_durable(self, *, replicated: bool = True) -> None:
+        """Answer only for records that are safe: fsynced where ``flush.messages`` asks, and
+        held by every ISR member (Kafka appends to the transaction log with acks=-1, up to
+        request.timeout.ms; a lone broker's high watermark is its log end, so it never
+        waits). Covers every record written before the call, whoever wrote it; raises
+        KafkaError with the client's error code when replication fails."""
+        pending = list(self._durable)
+        try:
+            synced: dict[int, tuple[Any, int]] = {}
+            written: dict[int, tuple[Any, int]] = {}
+            for part, offset, needs_sync in pending:
+                for target, wanted in ((written, True), (synced, needs_sync)):
+                    if wanted and offset > target.get(id(part), (part, -1))[1]:
+                        target[id(part)] = (part, offset)
+            for part, offset in synced.values():
+                await part.wait_durable(offset)
+            for part, offset in written.values() if replicated else ():
+                if part.high_watermark < offset:
+                    try:
+                        await self.replicas.wait_replicated(
+                            part, offset, self.config.request_timeout_ms / 1000.0)
+                    except KafkaError as exc:
+                        raise KafkaError(storage_error(exc.error_code), exc.message) from exc
+        finally:
+            done = {id(entry) for entry in pending}
+            self._durable = [entry for entry in self._durable if id(entry) not in done]
+
+    async def wait_replicated(self, part: Any, offset: int) -> None:
+        """Wait until every ISR member holds the records of ``part`` below ``offset``
+        (raises KafkaError as ReplicaManager.wait_replicated)."""
+        if part.high_watermark < offset:
+            await self.replicas.wait_replicated(part, offset,
+                                                self.config.request_timeout_ms / 1000.0)
 
     def forget_pending_syncs(self) -> None:
         self._durable.clear()

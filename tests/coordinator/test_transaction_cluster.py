@@ -299,3 +299,70 @@ async def test_markers_wait_for_the_prepare_record_to_be_replicated(
         assert c.txns["t"].state is S.COMPLETE_COMMIT
         assert cenv.remote.requests == 1
         nursery.cancel_scope.cancel()
+
+
+# -- WriteTxnMarkers on a cluster member's replica manager -----------------------------------
+
+
+def _markers(topic: str, parts: list[int], coordinator_epoch: int, pid: int = 77
+             ) -> WriteTxnMarkersRequest:
+    from pykbroker.protocol._generated.write_txn_markers_request import (
+        WritableTxnMarker,
+        WritableTxnMarkerTopic,
+    )
+
+    return WriteTxnMarkersRequest([WritableTxnMarker(
+        producer_id=pid, producer_epoch=0, transaction_result=True,
+        topics=[WritableTxnMarkerTopic(topic, parts)], coordinator_epoch=coordinator_epoch)])
+
+
+def _codes(response: Any) -> dict[int, ErrorCode]:
+    return {p.partition_index: ErrorCode(p.error_code) for m in response.markers
+            for t in m.topics for p in t.partitions}
+
+
+@pytest.mark.trio
+async def test_write_txn_markers_as_a_cluster_member(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """Only the leader writes markers; a marker from an older coordinator epoch is fenced;
+    the answer waits until the ISR holds the marker (acks=-1), up to request.timeout.ms."""
+    from pykbroker.cluster.replica_manager import ReplicaManager
+    from pykbroker.cluster.topics import TopicInfo
+    from pykbroker.log import LogConfig, LogManager
+
+    replicas = ReplicaManager(LogManager([tmp_path], LogConfig.from_mapping({})),
+                              lambda topic: LogConfig.from_mapping({}))
+    replicas.exists_in_cluster = lambda topic, index: topic == "t"
+    topic = TopicInfo("t", uuid.uuid4(), {i: [1, 2] for i in range(4)})
+    replicas.make_leader_or_follower(topic, 0, 1, 3, [1], [1, 2], 0, 1)  # ISR: only us
+    replicas.make_leader_or_follower(topic, 1, 2, 3, [1, 2], [1, 2], 0, 1)  # a follower
+    lagging = replicas.make_leader_or_follower(topic, 3, 1, 3, [1, 2], [1, 2], 0, 1)
+    ctx: Any = SimpleNamespace(services=SimpleNamespace(
+        replicas=replicas, config={"request.timeout.ms": "2000"}), api_version=1)
+
+    response = await handle_write_txn_markers(ctx, _markers("t", [0, 1, 2], 5))
+    assert _codes(response) == {0: E.NONE, 1: E.NOT_LEADER_OR_FOLLOWER,
+                                2: E.NOT_LEADER_OR_FOLLOWER}  # 2: led by a broker elsewhere
+    response = await handle_write_txn_markers(ctx, _markers("u", [0], 5))
+    assert _codes(response) == {0: E.UNKNOWN_TOPIC_OR_PARTITION}
+    response = await handle_write_txn_markers(ctx, _markers("t", [0], 4))  # a zombie
+    assert _codes(response) == {0: E.TRANSACTION_COORDINATOR_FENCED}
+    assert replicas.partition("t", 0).log_end_offset == 1
+
+    began = trio.current_time()
+    response = await handle_write_txn_markers(ctx, _markers("t", [3], 5))
+    assert _codes(response) == {3: E.REQUEST_TIMED_OUT}  # broker 2 never fetched it
+    assert trio.current_time() - began == pytest.approx(2.0)
+    async with trio.open_nursery() as nursery:
+        out: list[Any] = []
+
+        async def write() -> None:
+            out.append(await handle_write_txn_markers(ctx, _markers("t", [3], 5)))
+
+        nursery.start_soon(write)
+        await trio.sleep(0.5)
+        assert out == []
+        lagging.follower_state(2).on_fetch(lagging.log_end_offset, lagging.log_end_offset, 0)
+        lagging.wake()
+    assert _codes(out[0]) == {3: E.NONE}
+    replicas.log_manager.close()

@@ -1,0 +1,118 @@
+"""ACLs kept with the broker's metadata: one file in the first log directory.
+
+``pykbroker-acls.json`` holds, per resource pattern, the entries in the JSON Kafka keeps in a
+``/kafka-acl/<ResourceType>/<name>`` znode (``{"version":1,"acls":[{"principal":"User:alice",
+"permissionType":"Allow","operation":"Read","host":"*"}]}``); prefixed patterns are Kafka's
+``/kafka-acl-extended/prefixed`` ones. Every change is written to a temporary file, fsynced
+and renamed over the old one, so a crash leaves either the old or the new ACLs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pykbroker.config.broker_config import BrokerConfig
+from pykbroker.security.acls import (
+    OPERATION_NAMES,
+    PERMISSION_NAMES,
+    RESOURCE_TYPE_NAMES,
+    AccessControlEntry,
+    AclAuthorizer,
+    AclBinding,
+    AclBindingFilter,
+    AclCache,
+    PatternType,
+    ResourcePattern,
+    parse_super_users,
+)
+
+FILE_NAME = "pykbroker-acls.json"
+FORMAT_VERSION = 1
+ACL_AUTHORIZER = "kafka.security.authorizer.AclAuthorizer"
+
+_TYPES = {v: k for k, v in RESOURCE_TYPE_NAMES.items()}
+_OPS = {v: k for k, v in OPERATION_NAMES.items()}
+_PERMS = {v: k for k, v in PERMISSION_NAMES.items()}
+
+
+def entry_to_json(e: AccessControlEntry) -> dict[str, str]:
+    return {"principal": e.principal, "permissionType": PERMISSION_NAMES[e.permission_type],
+            "operation": OPERATION_NAMES[e.operation], "host": e.host}
+
+
+def entry_from_json(d: dict[str, Any]) -> AccessControlEntry:
+    return AccessControlEntry(str(d["principal"]), str(d["host"]), _OPS[str(d["operation"])],
+                              _PERMS[str(d["permissionType"])])
+
+
+class FileAclStore:
+    """Loads the file into an AclCache and writes the cache back after each change."""
+
+    def __init__(self, directory: Path | None, cache: AclCache) -> None:
+        self.path = None if directory is None else Path(directory) / FILE_NAME
+        self.cache = cache
+        if self.path is not None and self.path.exists():
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if data.get("version") != FORMAT_VERSION:
+                raise RuntimeError(f"{self.path}: unsupported version {data.get('version')}")
+            for r in data.get("resources", []):
+                pattern = ResourcePattern(_TYPES[str(r["resourceType"])], str(r["name"]),
+                                          PatternType[str(r["patternType"])])
+                cache.set_resource(pattern, (entry_from_json(e) for e in r["acls"]))
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        resources = [{"resourceType": RESOURCE_TYPE_NAMES[p.resource_type],
+                      "patternType": p.pattern_type.name, "name": p.name,
+                      "version": 1, "acls": [entry_to_json(e) for e in sorted(entries)]}
+                     for p, entries in sorted(self.cache.acls.items())]
+        data = {"version": FORMAT_VERSION, "resources": resources}
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class StoredAclAuthorizer(AclAuthorizer):
+    """The authorizer the broker runs: decisions from AclAuthorizer, changes persisted."""
+
+    def __init__(self, directory: Path | None, super_users: frozenset[str],
+                 allow_everyone_if_no_acl_found: bool) -> None:
+        cache = AclCache()
+        self.store = FileAclStore(directory, cache)
+        super().__init__(super_users, allow_everyone_if_no_acl_found, cache)
+
+    def create(self, bindings: Sequence[AclBinding]) -> list[str | None]:
+        out = super().create(bindings)
+        if any(r is None for r in out):
+            self.store.save()
+        return out
+
+    def delete(self, filters: Sequence[AclBindingFilter]) -> list[list[AclBinding]]:
+        out = super().delete(filters)
+        if any(out):
+            self.store.save()
+        return out
+
+
+def authorizer_from_config(config: BrokerConfig, directory: Path | None
+                           ) -> StoredAclAuthorizer | None:
+    """The configured authorizer, or None when ``authorizer.class.name`` is empty (the
+    class name itself is checked by pykbroker.config.security)."""
+    if not str(config.get("authorizer.class.name") or ""):
+        return None
+    return StoredAclAuthorizer(directory, parse_super_users(
+        str(config.get("super.users") or "")),
+        config.get("allow.everyone.if.no.acl.found") is True)

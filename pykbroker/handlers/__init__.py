@@ -9,6 +9,7 @@ def all_handlers(cluster: bool = False) -> list[HandlerSpec]:
     """Every handler this broker serves; the dispatch table (and ApiVersions) come from it.
     A member of a ZooKeeper cluster also serves the controller's requests."""
     from pykbroker.handlers import (
+        acls,
         api_versions,
         configs,
         consumer_groups,
@@ -27,7 +28,7 @@ def all_handlers(cluster: bool = False) -> list[HandlerSpec]:
 
     modules = [api_versions, metadata, produce, fetch, list_offsets, topics, configs,
                replica_info, producer_id, groups, consumer_groups, transactions,
-               txn_offset_commit, sasl]
+               txn_offset_commit, sasl, acls]
     if cluster:
         from pykbroker.handlers import controller_requests
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pykbroker.config.broker_config import BrokerConfig
 from pykbroker.config.types import ConfigError, Password
+from pykbroker.security.acl_store import StoredAclAuthorizer, authorizer_from_config
 from pykbroker.security.credentials import ScramCredentialStore
 from pykbroker.security.jaas import (
     PLAIN_LOGIN_MODULE,
@@ -313,13 +314,15 @@ class BrokerSecurity:
 
     listeners: dict[str, ListenerSecurity]
     credentials: ScramCredentialStore
+    authorizer: StoredAclAuthorizer | None = None  # None: every operation is allowed
 
     @classmethod
     def from_config(cls, config: BrokerConfig, directory: Path | None) -> BrokerSecurity:
         """ConfigError (key, value, reason) for anything that cannot be served as asked."""
         listeners = {lst.name: listener_security(config, lst.name, lst.security_protocol)
                      for lst in config.listeners}
-        return cls(listeners, ScramCredentialStore(directory))
+        return cls(listeners, ScramCredentialStore(directory),
+                   authorizer_from_config(config, directory))
 
     def for_listener(self, name: str, protocol: str) -> ListenerSecurity:
         return self.listeners.get(name) or ListenerSecurity(name, protocol)

@@ -10,6 +10,7 @@ headers, in offset order, across the offset gaps and the empty batches.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from compat_tests import ck_helpers as ck
 from compat_tests import kp_helpers as kp
 from compat_tests.broker_process import BrokerProcess
 from pykbroker.errors import DecodeError
+from pykbroker.log.cleaner_swap import PAUSE_ENV, PAUSE_POINTS
 from pykbroker.records import iter_batches, iter_records
 
 KEYS = 1000
@@ -195,3 +197,129 @@ def test_compacted_topic_read_back_by_both_clients(broker: BrokerProcess, topic:
 
     check_read("confluent-kafka", read_confluent(broker.bootstrap, topic))
     check_read("kafka-python", read_kafka_python(broker.bootstrap, topic))
+
+
+# -- SIGKILL during cleaning -----------------------------------------------------------------
+
+KILL_KEYS = 300
+
+
+class KeyedWriter:
+    """An idempotent acks=all confluent producer writing rounds of ``KILL_KEYS`` keys in a
+    thread until stopped; ``acked`` maps each acknowledged offset to its (key, value)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.producer = Producer(ck.producer_conf(
+            bootstrap, **{"acks": "all", "enable.idempotence": True,
+                          "message.timeout.ms": 5000, "compression.type": "lz4"}))
+        self.acked: dict[int, tuple[bytes, bytes]] = {}
+        self.sent: dict[bytes, set[bytes]] = {}
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            self.acked[msg.offset()] = (msg.key(), msg.value())
+
+    def _run(self) -> None:
+        r = 0
+        while not self._stop.is_set():
+            for k in range(KILL_KEYS):
+                key, value = key_of(k), value_of(k, r) + b"x" * (k % 7)
+                self.sent.setdefault(key, set()).add(value)
+                while not self._stop.is_set():
+                    try:
+                        self.producer.produce(self.topic, value, key,
+                                              on_delivery=self._on_delivery)
+                        break
+                    except BufferError:
+                        self.producer.poll(0.05)
+            self.producer.poll(0.05)
+            r += 1
+            self.rounds = r
+
+    def start(self) -> KeyedWriter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.producer.purge()
+        self.producer.flush(2)
+
+
+_EXPECTED_FILES = {  # suffixes some file of the partition has when the broker is killed
+    "after-cleaned": (".log.cleaned",),
+    "mid-commit-swap": (".index.swap", ".log.cleaned"),
+    "after-commit-swap": (".log.swap",),
+    "mid-retire": (".log.swap", ".log.deleted"),
+    "after-retire": (".log.swap", ".log.deleted"),
+    "mid-install": (".log.swap", ".index"),
+    "after-install": (".log.deleted",),
+}
+
+
+def check_after_crash(writer: KeyedWriter, got: list[Row]) -> None:
+    """No record lost or duplicated: offsets unique and increasing, each record one that was
+    sent (the acknowledged one at an acknowledged offset), each key's newest acknowledged
+    record still there unless a newer record of the key is."""
+    offsets = [o for o, *_ in got]
+    assert offsets == sorted(set(offsets)), "offsets duplicated or out of order"
+    pairs = [(k, v) for _, k, v, _ in got]
+    assert len(pairs) == len(set(pairs)), "a record read twice"
+    newest: dict[bytes, int] = {}
+    for offset, (key, _) in writer.acked.items():
+        newest[key] = max(newest.get(key, -1), offset)
+    read_at = {o: (k, v) for o, k, v, _ in got}
+    last_read: dict[bytes, int] = {}
+    for offset, key, value, _ in got:
+        assert value in writer.sent.get(key, ()), (offset, key, value)
+        if offset in writer.acked:
+            assert writer.acked[offset] == (key, value), offset
+        last_read[key] = offset
+    for key, offset in newest.items():
+        assert read_at.get(offset) == writer.acked[offset] or last_read.get(key, -1) > offset, (
+            f"{key!r}: acknowledged record at {offset} lost")
+
+
+@pytest.mark.parametrize("point", PAUSE_POINTS)
+def test_sigkill_during_cleaning_recovers(tmp_path: Path, topic_name: str, point: str) -> None:
+    proc = BrokerProcess(tmp_path / "data", {"log.cleaner.backoff.ms": "50"},
+                         env={PAUSE_ENV: point})
+    proc.start()
+    try:
+        ck.create_topic(ck.admin(proc.bootstrap), topic_name, config={
+            "cleanup.policy": "compact", "segment.bytes": str(16 * 1024),
+            "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0",
+            "segment.ms": "1000"})  # the quiet log rolls, so all of it gets cleaned
+        writer = KeyedWriter(proc.bootstrap, topic_name).start()
+        mark = f"cleaner test pause at {point}"
+        try:
+            wait_for(lambda: (mark in proc.log(), writer.rounds), 30,
+                     f"{point} not reached; rounds written")
+            time.sleep(0.2)  # the process is frozen: nothing changes any more
+            proc.kill()
+        finally:
+            writer.stop()
+        part = proc.data_dir / f"{topic_name}-0"
+        names = sorted(p.name for p in part.iterdir())
+        for suffix in _EXPECTED_FILES[point]:
+            assert any(n.endswith(suffix) for n in names), (point, suffix, names)
+        assert writer.acked, "nothing acknowledged before the kill"
+
+        proc.env = {}
+        proc.start()
+        check_after_crash(writer, read_confluent(proc.bootstrap, topic_name))
+        # The cleaner finishes the job after the restart: one record per key, no leftovers.
+        wait_for(lambda: ((s := scan_log(proc.data_dir, topic_name))[0] == KILL_KEYS, s),
+                 20, "records after the restart's cleaning")
+        got = read_confluent(proc.bootstrap, topic_name)
+        check_after_crash(writer, got)
+        assert len(got) == KILL_KEYS
+        names = sorted(p.name for p in part.iterdir())
+        assert not [n for n in names if n.endswith((".cleaned", ".swap", ".deleted"))], names
+    finally:
+        proc.close()

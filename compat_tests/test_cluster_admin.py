@@ -22,6 +22,7 @@ from kafka import TopicPartition as KpTopicPartition
 from kafka.admin import KafkaAdminClient
 
 from compat_tests.cluster import Cluster
+from pykbroker.metadata.zk.server import ZooKeeperServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
@@ -170,3 +171,21 @@ def test_partition_reassignment_moves_data_and_leadership(cluster: Cluster) -> N
             values.append(int(msg.value()))
     consumer.close()
     assert values == list(range(300))
+
+
+def test_generated_broker_ids_are_kept_across_restarts(zookeeper_server: ZooKeeperServer
+                                                       ) -> None:
+    """broker.id=-1 with broker.id.generation.enable (Kafka's defaults): ids above
+    reserved.broker.max.id from /brokers/seqid, kept in meta.properties over a restart."""
+    cluster = Cluster(zookeeper_server, 2, overrides={"reserved.broker.max.id": "100"})
+    for broker in cluster.brokers.values():
+        broker.overrides["broker.id"] = "-1"
+    with cluster:
+        ids = cluster.wait_until(lambda: ids if len(ids := cluster.registered_ids()) == 2
+                                 else None, 30, what="two registered brokers")
+        assert all(i > 100 for i in ids) and len(set(ids)) == 2
+        cluster.terminate(1)
+        cluster.wait_until(lambda: len(cluster.registered_ids()) == 1, 30, what="one left")
+        cluster.start(1)
+        assert cluster.wait_until(lambda: sorted(cluster.registered_ids()) == sorted(ids)
+                                  or None, 30, what="the same ids again")

@@ -336,6 +336,17 @@ class Broker:
                 session_timeout_ms=int(str(cfg.get("zookeeper.session.timeout.ms"))),
                 connection_timeout_ms=int(str(cfg.get("zookeeper.connection.timeout.ms"))))
             zk_cluster_id = await zk.get_or_create_cluster_id(new_cluster_id())
+            if cfg.node_id < 0:  # broker.id=-1: the id kept in meta.properties, or a new one
+                from pykbroker.log.checkpoints import stored_broker_id
+
+                broker_id = stored_broker_id([Path(d) for d in cfg.log_dirs])
+                source = "meta.properties"
+                if broker_id is None:
+                    broker_id = await zk.generate_broker_id(
+                        int(str(cfg.get("reserved.broker.max.id"))))
+                    source = "generated from /brokers/seqid"
+                log.info("broker.id=-1: using broker id %d (%s)", broker_id, source)
+                cfg = self.config = self.static_config = cfg.with_generated_broker_id(broker_id)
         try:
             services = self._open_storage(zk, zk_cluster_id)
         except BaseException:

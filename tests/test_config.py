@@ -604,3 +604,19 @@ def test_java_double_rendering() -> None:
     assert render_value(ConfigType.BOOLEAN, False) == "false"
     assert render_value(ConfigType.LIST, ["a", "b"]) == "a,b"
     assert render_value(ConfigType.STRING, None) is None
+
+
+def test_a_generated_broker_id_needs_zookeeper(tmp_path: Path) -> None:
+    """broker.id=-1 (Kafka's default: generate one) is valid only for a cluster member with
+    broker.id.generation.enable; the id then comes from ZooKeeper at start-up."""
+    base = {"log.dirs": str(tmp_path)}
+    with pytest.raises(ConfigError, match="needs zookeeper.connect"):
+        BrokerConfig({**base, "broker.id": "-1"})
+    with pytest.raises(ConfigError, match="needs zookeeper.connect"):
+        BrokerConfig({**base, "broker.id": "-1", "zookeeper.connect": "127.0.0.1:2181",
+                      "broker.id.generation.enable": "false"})
+    config = BrokerConfig({**base, "broker.id": "-1", "zookeeper.connect": "127.0.0.1:2181"})
+    assert config.node_id == -1
+    named = config.with_generated_broker_id(1001)
+    assert named.node_id == 1001 and named.get("broker.id") == 1001
+    assert named.origin("broker.id") == "generated"

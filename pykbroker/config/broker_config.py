@@ -137,6 +137,16 @@ class BrokerConfig:
         new._log_warnings([w for w in new.warnings if w not in self.warnings])
         return new
 
+    def with_generated_broker_id(self, broker_id: int) -> BrokerConfig:
+        """A copy whose ``broker.id`` / ``node.id`` is the one generated (or found in
+        meta.properties) for ``broker.id=-1``; shown as coming from there."""
+        static = {**self._static, "broker.id": str(broker_id), "node.id": str(broker_id)}
+        origins = {**self._static_origin, "broker.id": "generated", "node.id": "generated"}
+        new = type(self).__new__(type(self))
+        new._setup(static, origins, dict(self._dynamic), dict(self._dynamic_default),
+                   self._data_dir)
+        return new
+
     def with_bound_port(self, listener_name: str, port: int) -> BrokerConfig:
         """A copy where listener ``listener_name`` has ``port`` (after binding port 0).
 
@@ -222,7 +232,10 @@ class BrokerConfig:
             raise self._fail("node.id", "You must set `node.id` to the same value as "
                                         f"`broker.id` ({self._values['broker.id']}).")
         if _int(self._values["node.id"]) < 0:
-            raise self._fail("node.id", "Value must be at least 0")
+            if self._values["zookeeper.connect"] and self._values["broker.id.generation.enable"]:
+                return  # generated from ZooKeeper's /brokers/seqid at start-up, as Kafka does
+            raise self._fail("node.id", "Value must be at least 0 (-1, a generated id, needs "
+                                        "zookeeper.connect and broker.id.generation.enable)")
 
     def _setup_listeners(self) -> None:
         get = self.get

@@ -174,6 +174,20 @@ def _parse_properties(text: str, separator: str) -> dict[str, str]:
     return values
 
 
+def stored_broker_id(log_dirs: list[Path]) -> int | None:
+    """The ``broker.id`` a log directory's meta.properties holds (a generated id is kept
+    there, so the broker keeps it across restarts), or None."""
+    for log_dir in log_dirs:
+        try:
+            values = _parse_properties((log_dir / META_PROPERTIES).read_text("utf-8"), "=")
+        except FileNotFoundError:
+            continue
+        stored = values.get("broker.id", values.get("node.id"))
+        if stored is not None and stored.lstrip("-").isdigit() and int(stored) >= 0:
+            return int(stored)
+    return None
+
+
 def read_or_create_meta(log_dir: Path, node_id: int, cluster_id_factory: Callable[[], str]) -> str:
     """The cluster id stored in ``log_dir/meta.properties``, creating the file if absent.
 

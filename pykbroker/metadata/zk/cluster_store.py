@@ -72,6 +72,9 @@ class ZkClusterStore:
                   for ep in endpoints), timestamp=timestamp, rack=rack)
         return await self.kafka.register_broker(broker_id, registration)
 
+    async def generate_broker_id(self, reserved_max: int) -> int:
+        return await self.kafka.generate_broker_id(reserved_max)
+
     async def get_all_brokers(self) -> dict[int, tuple[BrokerRegistration, int]]:
         return await self.kafka.get_all_brokers()
 

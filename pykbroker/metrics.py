@@ -106,6 +106,20 @@ class ObservedServices(Protocol):
     def cluster(self) -> ObservedCluster | None: ...
 
 
+class ObservedLogCleaner(Protocol):
+    """The broker's log cleaner (pykbroker.log.log_cleaner.LogCleaner), which ``Broker.serve``
+    sets as ``broker.log_cleaner`` once the logs are loaded."""
+
+    @property
+    def max_clean_time_secs(self) -> float: ...
+
+    @property
+    def cleaner_recopy_percent(self) -> float: ...
+
+    @property
+    def max_dirty_percent(self) -> float: ...
+
+
 class ObservedBroker(Protocol):
     """What the metrics read from the broker (Broker has it). A protocol, so that broker.py,
     which creates and wires the metrics, is the only one of the two importing the other."""
@@ -281,6 +295,7 @@ class _BrokerCollector:
         yield from self._replica_manager(partitions, topics)
         yield from self._controller(services.cluster, topics)
         yield from self._logs(partitions)
+        yield from self._log_cleaner()
         yield from self._connections()
         yield from self._consumer_lag()
 
@@ -436,6 +451,26 @@ class _BrokerCollector:
             oldest.add_metric(lv, part.log_start_offset)
             isr.add_metric(lv, len(part.isr))
         yield from (size, segments, start, end, current, oldest, isr)
+
+    def _log_cleaner(self) -> Iterator[Metric]:
+        """Kafka's LogCleaner and LogCleanerManager gauges; 0 until the cleaner runs (or
+        with log.cleaner.enable=false), as Kafka reports them before a first cleaning."""
+        # Not part of ObservedBroker: the broker sets it in serve(), after the metrics exist.
+        cleaner: ObservedLogCleaner | None = getattr(self.m.broker, "log_cleaner", None)
+        for name, help_, value in (
+            ("kafka_log_logcleaner_max_clean_time_secs",
+             "Seconds of the longest last cleaning among the cleaner threads",
+             cleaner.max_clean_time_secs if cleaner is not None else 0.0),
+            ("kafka_log_logcleaner_cleaner_recopy_percent",
+             "Bytes written per byte read by the cleaner threads' last cleanings, in percent",
+             cleaner.cleaner_recopy_percent if cleaner is not None else 0.0),
+            ("kafka_log_logcleanermanager_max_dirty_percent",
+             "Cleanable share of the dirtiest compacted log's bytes at the last check, "
+             "in percent", cleaner.max_dirty_percent if cleaner is not None else 0.0),
+        ):
+            fam = GaugeMetricFamily(name, help_)
+            fam.add_metric([], value)
+            yield fam
 
     def _connections(self) -> Iterator[Metric]:
         server = self.m.broker.server

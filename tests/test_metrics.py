@@ -244,3 +244,42 @@ async def test_readyz_is_503_during_shutdown() -> None:
 async def test_metrics_off_by_default() -> None:
     async with open_broker() as broker:
         assert broker.metrics is None and broker.metrics_port is None
+
+
+_CLEANER = ("kafka_log_logcleaner_max_clean_time_secs",
+            "kafka_log_logcleaner_cleaner_recopy_percent",
+            "kafka_log_logcleanermanager_max_dirty_percent")
+
+
+def test_log_cleaner_gauges_follow_a_cleaning() -> None:
+    with KafkaBroker(**{"metrics.port": "0", "log.cleaner.backoff.ms": "50"}) as broker:
+        assert broker.broker is not None and broker.broker.metrics_port
+        port = broker.broker.metrics_port
+        before = scrape(port)
+        for name in _CLEANER:
+            assert (name, frozenset()) in before, name
+            assert value(before, name) == 0, name
+        topic = f"compact-{uuid.uuid4().hex[:8]}"
+        broker.create_topic(topic, configs={
+            "cleanup.policy": "compact", "segment.bytes": "4096",
+            "min.cleanable.dirty.ratio": "0.01"})
+        producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5,
+                             "batch.num.messages": 20})  # many batches: segments roll
+        for i in range(2000):  # 10 keys, 200 values each: mostly duplicates
+            producer.produce(topic, key=str(i % 10).encode(), value=b"v" * 50)
+        assert producer.flush(15) == 0
+        cleaner = broker.broker.log_cleaner
+        deadline = time.monotonic() + 20
+        while cleaner.cleanings == 0:
+            assert time.monotonic() < deadline, "no cleaning"
+            time.sleep(0.05)
+        after = scrape(port)
+        clean_time = value(after, _CLEANER[0])
+        assert clean_time == pytest.approx(cleaner.max_clean_time_secs)
+        assert 0 < clean_time < 20
+        recopy = value(after, _CLEANER[1])
+        assert recopy == pytest.approx(cleaner.cleaner_recopy_percent)
+        assert 0 < recopy < 50  # ten records kept of 2000
+        dirty = value(after, _CLEANER[2])
+        assert dirty == pytest.approx(cleaner.max_dirty_percent)
+        assert 0 <= dirty <= 100

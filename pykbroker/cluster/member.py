@@ -263,6 +263,7 @@ class ClusterMember:
             return ErrorCode.STALE_CONTROLLER_EPOCH
         topic = TopicInfo(name, topic_id, {ps.partition_index: list(ps.replicas)}, configs)
         was_leader = current is not None and current.is_leader
+        old_epoch = current.leader_epoch if current is not None else None
         part = self.replicas.make_leader_or_follower(
             topic, ps.partition_index, ps.leader, ps.leader_epoch, list(ps.isr),
             list(ps.replicas), ps.partition_epoch, self.node_id)
@@ -270,7 +271,8 @@ class ClusterMember:
             self.fetchers.unfollow((name, ps.partition_index))
         else:
             self.fetchers.follow(part)
-        if part.is_leader != was_leader:
+        if part.is_leader != was_leader or (part.is_leader and part.leader_epoch != old_epoch):
+            # Coordinators (re)load with the new epoch, which their markers carry.
             for listener in self.leadership_listeners:
                 listener(name, ps.partition_index, part.is_leader)
         return ErrorCode.NONE

@@ -46,7 +46,12 @@ _PLAIN_JAAS = "org.apache.kafka.common.security.plain.PlainLoginModule required 
 # (extra config, refused key, texts the error must contain); "{pem}" is the broker's PEM.
 REFUSED = [
     ({"authorizer.class.name": "kafka.security.authorizer.AclAuthorizer"},
-     "authorizer.class.name", ["kafka.security.authorizer.AclAuthorizer", "not implement"]),
+     "authorizer.class.name", ["kafka.security.authorizer.AclAuthorizer", "not implement",
+                               "every request handler"]),
+    ({"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer"},
+     "authorizer.class.name", ["StandardAuthorizer", "not implement KRaft"]),
+    ({"authorizer.class.name": "com.example.MyAuthorizer"},
+     "authorizer.class.name", ["com.example.MyAuthorizer", "not implement the authorizer"]),
     ({"principal.builder.class": "com.example.Builder"}, "principal.builder.class",
      ["com.example.Builder", "not implement"]),
     ({"sasl.enabled.mechanisms": "PLAIN,GSSAPI"}, "sasl.enabled.mechanisms",

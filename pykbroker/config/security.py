@@ -5,7 +5,8 @@ client certificates, SASL PLAIN and SCRAM-SHA-256/512; pykbroker.security builds
 it does not implement would leave a client with less protection than the operator asked for,
 so it stops start-up with an error naming the key and its value:
 
-* ``authorizer.class.name`` (ACLs are not implemented yet: every operation would be allowed);
+* ``authorizer.class.name``: KRaft's StandardAuthorizer and unknown classes always; Kafka's
+  AclAuthorizer until every handler checks its ACLs (pykbroker.security.acls decides);
 * a ``principal.builder.class`` other than Kafka's default;
 * a SASL mechanism other than PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 (GSSAPI, OAUTHBEARER),
   in ``sasl.enabled.mechanisms`` or as Kafka's default (GSSAPI) on a SASL listener;
@@ -32,6 +33,8 @@ from pykbroker.security.listener_security import SUPPORTED_MECHANISMS, BrokerSec
 
 PLAINTEXT = "PLAINTEXT"
 NOT_YET = "pykbroker does not implement"
+ACL_AUTHORIZER = "kafka.security.authorizer.AclAuthorizer"
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 DEFAULT_PRINCIPAL_BUILDER = \
     "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"
 
@@ -75,6 +78,17 @@ def _value(config: BrokerConfig, key: str) -> str:
     return Password.HIDDEN if isinstance(value, Password) else str(value)
 
 
+def _authorizer_refusal(name: str) -> str:
+    if name == STANDARD_AUTHORIZER:
+        return (f"{NOT_YET} KRaft mode, whose authorizer this is; the ZooKeeper-mode "
+                f"{ACL_AUTHORIZER} is the one pykbroker is building.")
+    if name == ACL_AUTHORIZER:
+        return (f"{NOT_YET} ACL checks in every request handler yet (ACLs can be stored, "
+                "but some requests would be served unchecked). Remove authorizer.class.name "
+                "until ACL support is complete.")
+    return f"{NOT_YET} the authorizer {name}; every client would be allowed every operation."
+
+
 def refusals(config: BrokerConfig) -> list[Refusal]:
     """Every setting that asks for what pykbroker cannot give, in a stable order (the
     per-listener plan, which loads files, is checked by ``refuse_unsupported_security``)."""
@@ -82,9 +96,7 @@ def refusals(config: BrokerConfig) -> list[Refusal]:
     set_keys = config.origins()
     authorizer = str(config.get("authorizer.class.name") or "")
     if authorizer:
-        out.append(Refusal("authorizer.class.name", authorizer,
-                           f"{NOT_YET} ACLs yet; every client would be allowed every "
-                           "operation. Remove authorizer.class.name until ACL support lands."))
+        out.append(Refusal("authorizer.class.name", authorizer, _authorizer_refusal(authorizer)))
     builder = str(config.get("principal.builder.class") or DEFAULT_PRINCIPAL_BUILDER)
     if builder != DEFAULT_PRINCIPAL_BUILDER:
         out.append(Refusal("principal.builder.class", builder,

@@ -16,6 +16,7 @@ from pykbroker.cluster.fetch_session import (
 )
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
+from pykbroker.handlers.authz import CLUSTER, TOPIC, Op, authorize
 from pykbroker.protocol._generated.fetch_request import FetchRequest
 from pykbroker.protocol._generated.fetch_response import (
     AbortedTransaction,
@@ -62,6 +63,14 @@ def _resolve(
         else:
             name = ft.topic
             topic = store.topics.get(name)
+        if (topic is not None or not by_id) and name is not None \
+                and not authorize(ctx, Op.READ, TOPIC, name):
+            # KafkaApis: READ on the topic, checked before its existence (nothing leaks).
+            unknown.append(FetchableTopicResponse(
+                topic=ft.topic, topic_id=ft.topic_id,
+                partitions=[_error_data(fp.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                            for fp in ft.partitions]))
+            continue
         if topic is None or name is None:
             code = ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             unknown.append(FetchableTopicResponse(
@@ -211,6 +220,12 @@ def _replica_id(ctx: RequestContext, req: FetchRequest) -> int:
 async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     services = ctx.services
     replica = _replica_id(ctx, req)
+    if replica >= 0 and not authorize(ctx, Op.CLUSTER_ACTION, CLUSTER):
+        # A follower needs CLUSTER_ACTION; without it every partition is refused.
+        return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=[
+            FetchableTopicResponse(topic=ft.topic, topic_id=ft.topic_id, partitions=[
+                _error_data(fp.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                for fp in ft.partitions]) for ft in req.topics])
     if replica >= 0:  # a follower (Kafka's -2/-3 debug and future ids stay consumers)
         from pykbroker.replication.leader import handle_replica_fetch
 

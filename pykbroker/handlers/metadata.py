@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pykbroker.cluster.metadata_cache import LiveBroker, MetadataView, PartitionState
 from pykbroker.cluster.topics import INTERNAL_TOPICS
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
+from pykbroker.handlers.authz import (
+    CLUSTER,
+    TOPIC,
+    Op,
+    authorize,
+    authorized_operations,
+)
 from pykbroker.protocol._generated.describe_cluster_request import DescribeClusterRequest
 from pykbroker.protocol._generated.describe_cluster_response import (
     DescribeClusterBroker,
@@ -23,22 +29,13 @@ from pykbroker.protocol._generated.metadata_response import (
 )
 from pykbroker.protocol.api import ApiKey
 from pykbroker.protocol.primitives import ZERO_UUID
+from pykbroker.security.acls import CLUSTER_NAME
 from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import RequestContext
 
 log = logging.getLogger("pykbroker.handlers.metadata")
 
-# Kafka's AclOperation codes, as bit positions of the authorized-operations fields.
-_TOPIC_OPS = (3, 4, 5, 6, 7, 8, 10, 11)  # READ WRITE CREATE DELETE ALTER DESCRIBE D/A_CONFIGS
-_CLUSTER_OPS = (5, 7, 8, 9, 10, 11, 12)  # CREATE ALTER DESCRIBE CLUSTER_ACTION ... IDEMPOTENT
 NOT_REQUESTED = -(2**31)
-
-
-def _bits(ops: tuple[int, ...]) -> int:
-    out = 0
-    for op in ops:
-        out |= 1 << op
-    return out
 
 
 def _partition_response(index: int, state: PartitionState, listener: str,
@@ -62,8 +59,9 @@ def _partition_response(index: int, state: PartitionState, listener: str,
     )
 
 
-def _topic_response(services: Any, name: str, error: ErrorCode = ErrorCode.NONE,
+def _topic_response(ctx: RequestContext, name: str, error: ErrorCode = ErrorCode.NONE,
                     include_ops: bool = False, listener: str = "") -> MetadataResponseTopic:
+    services = ctx.services
     view: MetadataView = services.metadata
     meta = view.topic(name)
     if meta is None or error != ErrorCode.NONE:
@@ -78,7 +76,8 @@ def _topic_response(services: Any, name: str, error: ErrorCode = ErrorCode.NONE,
         topic_id=meta.topic_id,
         is_internal=name in INTERNAL_TOPICS,
         partitions=partitions,
-        topic_authorized_operations=_bits(_TOPIC_OPS) if include_ops else NOT_REQUESTED,
+        topic_authorized_operations=(authorized_operations(ctx, TOPIC, name) if include_ops
+                                     else NOT_REQUESTED),
     )
 
 
@@ -105,13 +104,17 @@ async def handle_metadata(ctx: RequestContext, req: MetadataRequest) -> Metadata
     topics: list[MetadataResponseTopic] = []
     view: MetadataView = services.metadata
     listener = ctx.listener
+    denied: list[MetadataResponseTopic] = []
     if all_topics:
+        # Topics the principal may not describe are left out (KafkaApis).
         for known in view.topic_names():
-            topics.append(_topic_response(services, known, include_ops=include_ops,
-                                          listener=listener))
+            if authorize(ctx, Op.DESCRIBE, TOPIC, known):
+                topics.append(_topic_response(ctx, known, include_ops=include_ops,
+                                              listener=listener))
     else:
         for wanted in req.topics or []:
             name: str | None = wanted.name
+            by_id = name is None
             if name is None:
                 meta = view.topic_by_id(wanted.topic_id)
                 if meta is None:
@@ -120,22 +123,36 @@ async def handle_metadata(ctx: RequestContext, req: MetadataRequest) -> Metadata
                         topic_id=wanted.topic_id))
                     continue
                 name = meta.name
-            if view.topic(name) is None:
+            if not authorize(ctx, Op.DESCRIBE, TOPIC, name):
+                # Existence not disclosed; a topic id is no secret (Kafka answers it).
+                denied.append(MetadataResponseTopic(
+                    error_code=int(ErrorCode.TOPIC_AUTHORIZATION_FAILED),
+                    name=None if by_id else name,
+                    topic_id=wanted.topic_id if by_id else ZERO_UUID))
+            elif view.topic(name) is None:
                 topics.append(_auto_create(ctx, name, allow_auto, include_ops))
             else:
-                topics.append(_topic_response(services, name, include_ops=include_ops,
+                topics.append(_topic_response(ctx, name, include_ops=include_ops,
                                               listener=listener))
+    topics.extend(denied)
+    cluster_ops = NOT_REQUESTED
+    if 8 <= ctx.api_version <= 10 and req.include_cluster_authorized_operations:
+        cluster_ops = _cluster_operations(ctx)
     return MetadataResponse(
         throttle_time_ms=0,
         brokers=[MetadataResponseBroker(n, h, p, r) for n, h, p, r in brokers_for(ctx)],
         cluster_id=services.cluster_id,
         controller_id=view.controller_id,
         topics=topics,
-        cluster_authorized_operations=(
-            _bits(_CLUSTER_OPS) if 8 <= ctx.api_version <= 10
-            and req.include_cluster_authorized_operations else NOT_REQUESTED
-        ),
+        cluster_authorized_operations=cluster_ops,
     )
+
+
+def _cluster_operations(ctx: RequestContext) -> int:
+    """0 without DESCRIBE on the cluster, else what the principal may do on it."""
+    if not authorize(ctx, Op.DESCRIBE, CLUSTER):
+        return 0
+    return authorized_operations(ctx, CLUSTER, CLUSTER_NAME)
 
 
 def _auto_create(ctx: RequestContext, name: str, allow: bool,
@@ -144,12 +161,16 @@ def _auto_create(ctx: RequestContext, name: str, allow: bool,
     if not (allow and services.config.auto_create_topics_enable):
         return MetadataResponseTopic(error_code=int(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
                                      name=name, topic_id=ZERO_UUID)
+    if not (authorize(ctx, Op.CREATE, CLUSTER) or authorize(ctx, Op.CREATE, TOPIC, name)):
+        return MetadataResponseTopic(error_code=int(ErrorCode.TOPIC_AUTHORIZATION_FAILED),
+                                     name=name, topic_id=ZERO_UUID,
+                                     is_internal=name in INTERNAL_TOPICS)
     try:
         services.topics.create_topic(name)
     except KafkaError as exc:
         code = exc.error_code
         if code == ErrorCode.TOPIC_ALREADY_EXISTS:
-            return _topic_response(services, name, include_ops=include_ops,
+            return _topic_response(ctx, name, include_ops=include_ops,
                                    listener=ctx.listener)
         if code != ErrorCode.LEADER_NOT_AVAILABLE:  # a cluster creates it in ZooKeeper
             log.info("auto-creation of topic %r failed: %s", name, exc)
@@ -175,8 +196,8 @@ async def handle_describe_cluster(ctx: RequestContext,
         controller_id=ctx.services.metadata.controller_id,
         brokers=[DescribeClusterBroker(n, h, p, r) for n, h, p, r in brokers_for(ctx)],
         cluster_authorized_operations=(
-            _bits(_CLUSTER_OPS) if req.include_cluster_authorized_operations else NOT_REQUESTED
-        ),
+            _cluster_operations(ctx) if req.include_cluster_authorized_operations
+            else NOT_REQUESTED),
     )
 
 

@@ -9,6 +9,14 @@ import trio
 from pykbroker.cluster.replica_manager import Partition
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import CloseConnection, KafkaError, RecordValidationError
+from pykbroker.handlers.authz import (
+    TOPIC,
+    TRANSACTIONAL_ID,
+    Op,
+    authorize,
+    authorizer,
+    filter_authorized,
+)
 from pykbroker.protocol._generated.produce_request import ProduceRequest
 from pykbroker.protocol._generated.produce_response import (
     BatchIndexAndErrorMessage,
@@ -28,11 +36,26 @@ def _error(index: int, code: ErrorCode, message: str | None = None) -> Partition
     )
 
 
+def _authorize_transactional(ctx: RequestContext, req: ProduceRequest) -> None:
+    """KafkaApis: a request holding transactional batches needs WRITE on its transactional
+    id (attributes bit 4 of a v2 batch header, at bytes 21-22)."""
+    if authorizer(ctx) is None:
+        return
+    transactional = any(isinstance(p.records, (bytes, bytearray, memoryview))
+                        and len(p.records) >= 23 and p.records[22] & 0x10
+                        for t in req.topic_data for p in t.partition_data)
+    if transactional and (req.transactional_id is None or not authorize(
+            ctx, Op.WRITE, TRANSACTIONAL_ID, req.transactional_id)):
+        raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+
+
 async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
     services = ctx.services
     replicas = services.replicas
     acks = req.acks
     bad_acks = acks not in (0, 1, -1)
+    _authorize_transactional(ctx, req)
+    writable = filter_authorized(ctx, Op.WRITE, TOPIC, (t.name for t in req.topic_data))
     responses = []
     durable: list[tuple[Partition, int, PartitionProduceResponse]] = []
     replicated: list[tuple[Partition, int, PartitionProduceResponse]] = []
@@ -40,6 +63,9 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
         name = topic_data.name
         results = []
         for pdata in topic_data.partition_data:
+            if name not in writable:
+                results.append(_error(pdata.index, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+                continue
             if bad_acks:
                 results.append(_error(pdata.index, ErrorCode.INVALID_REQUIRED_ACKS))
                 continue

@@ -103,6 +103,15 @@ class LogConfig:
     def compact_enabled(self) -> bool:
         return "compact" in self.cleanup_policy
 
+    @property
+    def max_segment_ms(self) -> int:
+        """Kafka's ``maxSegmentMs``: the age at which the active segment rolls; a compacted
+        log's is bounded by max.compaction.lag.ms too, so that no record waits longer than
+        that to become cleanable."""
+        if self.compact_enabled and self.max_compaction_lag_ms > 0:
+            return min(self.segment_ms, self.max_compaction_lag_ms)
+        return self.segment_ms
+
     @classmethod
     def from_mapping(cls, props: Mapping[str, object], base: LogConfig | None = None) -> LogConfig:
         """Build from Kafka's dotted keys (``'segment.bytes': 1024``); unknown keys are ignored.

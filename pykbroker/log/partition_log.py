@@ -342,12 +342,13 @@ class PartitionLog:
         return segment
 
     def roll_if_aged(self, now_ms: int | None = None) -> bool:
-        """Roll a non-empty active segment older than segment.ms (Kafka rolls only on the
-        next append; the cleaner calls this so a quiet compacted log becomes cleanable)."""
+        """Roll a non-empty active segment older than segment.ms (or max.compaction.lag.ms
+        when compacted; Kafka rolls only on the next append; the cleaner calls this so a
+        quiet compacted log becomes cleanable)."""
         now = self._now_ms() if now_ms is None else now_ms
         active = self._segments[-1]
         if active.size and active.roll_base_ms is not None and (
-            now - active.roll_base_ms > self.config.segment_ms - active.roll_jitter_ms
+            now - active.roll_base_ms > self.config.max_segment_ms - active.roll_jitter_ms
         ):
             self.roll()
             return True

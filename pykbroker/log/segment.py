@@ -352,7 +352,7 @@ class LogSegment:
         config = self.config
         aged = (
             self.roll_base_ms is not None
-            and now_ms - self.roll_base_ms > config.segment_ms - self.roll_jitter_ms
+            and now_ms - self.roll_base_ms > config.max_segment_ms - self.roll_jitter_ms
         )
         return (
             self.size > config.segment_bytes - add_size

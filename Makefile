@@ -59,7 +59,7 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/perf.py --quick
 
 # The cluster cell (issue #15): ZooKeeper + 3 brokers, RF 3 against RF 1 with acks=all, and
-# end-to-end latency at 1,000 msg/s with RF 3 (about 5 min on 2 cores). Never part of `make test`.
+# end-to-end latency at 1,000 msg/s with RF 3 (3-4 min on 2 cores). Never part of `make test`.
 .PHONY: bench-cluster
 bench-cluster: $(STAMP)
 	$(PY) benchmarks/cluster_bench.py

@@ -33,7 +33,7 @@ Prints tables, the issue's targets met or missed, then one JSON object on the la
 
 Usage::
 
-    .venv/bin/python benchmarks/cluster_bench.py            # full run (about 5 min on 2 cores)
+    .venv/bin/python benchmarks/cluster_bench.py            # full run (3-4 min on 2 cores)
     .venv/bin/python benchmarks/cluster_bench.py --quick    # smoke test: 5,000 msgs, 1 s latency
     .venv/bin/python benchmarks/cluster_bench.py --only latency --rounds 1 --e2e-rate 250
 """

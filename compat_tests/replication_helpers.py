@@ -2,14 +2,15 @@
 producer sends is numbered, every acknowledgement is recorded, and the final logs are read
 back (through a client and from the brokers' segment files) to account for each one.
 
-* :class:`Writer` - a confluent-kafka producer thread sending ``b"<name>:<partition>:<seq>"`` to each
-  partition in turn, recording which were acknowledged (partition, offset) and which failed.
+* :class:`Writer` - a confluent-kafka producer thread sending ``b"<name>:<partition>:<seq>"``
+  to each partition in turn, recording which were acknowledged (partition, offset) and which
+  failed; :class:`PinnedProducer` - raw Produce requests to one broker only.
 * :class:`GroupReader` - a consumer-group thread recording every message it sees and every
   offset commit that succeeded.
 * :func:`read_partitions` - every record below the high watermark, through a client.
 * :func:`log_batches` / :func:`assert_replicas_identical` - the batches of a partition as a
   broker's segment files hold them (offset, leader epoch, CRC), compared across replicas.
-* :func:`pause` / :func:`resume` (SIGSTOP / SIGCONT), :func:`restart_soon` (start a killed
+* :func:`pause` / :func:`resume` (SIGSTOP / SIGCONT), :class:`Restart` (start a killed
   broker again, retrying while ZooKeeper still holds its previous session's registration),
   :func:`zk_state` (a partition's state znode).
 """
@@ -178,6 +179,7 @@ class Writer(threading.Thread):
         self.next_seq = {p: first_seq for p in range(partitions)}
         self.sent: dict[bytes, int] = {}            # value -> partition
         self.acked: dict[bytes, tuple[int, int]] = {}  # value -> (partition, offset)
+        self.ack_times: list[float] = []  # time.monotonic() of each acknowledgement
         self.failed: dict[bytes, str] = {}           # value -> error name
         self.client_errors: list[KafkaError] = []
         self._stopping = threading.Event()
@@ -194,6 +196,7 @@ class Writer(threading.Thread):
         with self.lock:
             if err is None:
                 self.acked[value] = (msg.partition(), msg.offset())
+                self.ack_times.append(time.monotonic())
             else:
                 self.failed[value] = err.name()
 
@@ -231,6 +234,10 @@ class Writer(threading.Thread):
         except BaseException as exc:  # reported by stop()
             self.exception = exc
 
+    def acked_between(self, start: float, end: float) -> int:
+        with self.lock:
+            return sum(1 for t in self.ack_times if start <= t < end)
+
     def pause_sending(self) -> None:
         self._pause.set()
 
@@ -250,6 +257,49 @@ class Writer(threading.Thread):
             return (f"{self.name}: sent {len(self.sent)}, acked {len(self.acked)}, failed "
                     f"{len(self.failed)} {errors}, client errors "
                     f"{sorted({e.name() for e in self.client_errors})}")
+
+
+class Prober:
+    """One idempotent acks=all message to every partition per round: when each is
+    acknowledged tells when the partition takes writes again (a leader that serves)."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                  "acks": "all", "linger.ms": 0, "message.timeout.ms": 120000,
+                                  **COMMON})
+        self.acked: dict[bytes, tuple[int, int]] = {}
+        self.ack_times: dict[bytes, float] = {}
+        self.failed: dict[bytes, str] = {}
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            self.acked[msg.value()] = (msg.partition(), msg.offset())
+            self.ack_times[msg.value()] = time.monotonic()
+        else:
+            self.failed[msg.value()] = err.name()
+
+    def send_round(self, n: int) -> list[bytes]:
+        values = [value_of("probe", p, n) for p in range(self.partitions)]
+        for p, value in enumerate(values):
+            self.producer.produce(self.topic, value=value, partition=p,
+                                  on_delivery=self._on_delivery)
+        self.producer.poll(0)
+        return values
+
+    def poll(self) -> None:
+        self.producer.poll(0)
+
+    def acked_after(self, values: list[bytes], start: float) -> float | None:
+        """Seconds from ``start`` until every one of ``values`` was acknowledged."""
+        times = [self.ack_times.get(v) for v in values]
+        done = [t for t in times if t is not None]
+        return max(done) - start if len(done) == len(values) else None
+
+    def close(self) -> None:
+        remaining = self.producer.flush(60)
+        assert remaining == 0, f"{remaining} probes unanswered"
 
 
 class PinnedProducer:

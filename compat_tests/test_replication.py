@@ -19,9 +19,12 @@ zookeeper.session.timeout.ms=6000) and counts every acknowledged message:
 
 from __future__ import annotations
 
+import shutil
 import signal
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, Producer
@@ -137,11 +140,23 @@ RESTART_AFTER_S = 5.0
 @pytest.mark.cluster_config(**BASE)
 def test_leader_crash_loop_loses_no_acknowledged_message(cluster: Cluster, topic_name: str,
                                                         group_name: str) -> None:
+    try:
+        crash_loop(cluster, topic_name, group_name)
+    except BaseException:  # whole logs for the report (the harness prints tails only)
+        keep = Path(tempfile.mkdtemp(prefix="pykbroker-crash-loop-logs-"))
+        for i, broker in cluster.brokers.items():
+            shutil.copy(broker.log_path, keep / f"broker-{i}.log")
+        print(f"broker logs kept in {keep}")
+        raise
+
+
+def crash_loop(cluster: Cluster, topic_name: str, group_name: str) -> None:
     partitions = 3
     cluster.wait_formed()
     rh.create_topic(cluster, topic_name, partitions, 3, {"min.insync.replicas": "2"})
     writer = rh.Writer(cluster.bootstrap_all(), topic_name, partitions, rate=150, name="w")
     reader = rh.GroupReader(cluster.bootstrap_all(), topic_name, group_name)
+    prober = rh.Prober(cluster.bootstrap_all(), topic_name, partitions)
     writer.start()
     reader.start()
     cluster.wait_until(lambda: reader.last_commit(), 30, what="the group's first commit")
@@ -163,10 +178,15 @@ def test_leader_crash_loop_loses_no_acknowledged_message(cluster: Cluster, topic
             partition = k % partitions
             victim = cluster.wait_until(
                 lambda r=running[0], p=partition: (  # type: ignore[misc]
-                    v := rh.leaders(cluster, topic_name, r)[p]) > 0 and v, 10, what=f"a leader of partition {partition}")
+                    v := rh.leaders(cluster, topic_name, r)[p]) > 0 and v,
+                10, what=f"a leader of partition {partition}")
             committed_before = reader.last_commit()
             cluster.kill(victim)
             killed_at = time.monotonic()
+            # Led again = takes an acks=all write again (whoever leads: when the controller
+            # dies too and the victim is back before a new controller loads the cluster, it
+            # still leads at the same epoch, as in Kafka).
+            probes = prober.send_round(k)
             survivor = next(i for i in running if i != victim)
             restart = rh.Restart(cluster.brokers[victim])
             led_after: float | None = None
@@ -175,14 +195,9 @@ def test_leader_crash_loop_loses_no_acknowledged_message(cluster: Cluster, topic
                 now = time.monotonic()
                 if now >= killed_at + RESTART_AFTER_S:
                     restart.poll()
+                prober.poll()
                 if led_after is None:
-                    try:
-                        view = rh.leaders(cluster, topic_name, survivor)
-                    except Exception:
-                        view = {}
-                    if len(view) == partitions and all(
-                            v > 0 and v != victim for v in view.values()):
-                        led_after = time.monotonic() - killed_at
+                    led_after = prober.acked_after(probes, killed_at)
                 elif not checked_commits:
                     try:
                         committed = rh.committed_offsets(
@@ -196,12 +211,23 @@ def test_leader_crash_loop_loses_no_acknowledged_message(cluster: Cluster, topic
                         if behind:
                             lost_commits.append(f"kill #{k} (broker {victim}): {behind}")
                         checked_commits = True
-                time.sleep(0.2)
+                time.sleep(0.1)
             if not checked_commits:
                 lost_commits.append(f"kill #{k}: no OffsetFetch answered in the cycle")
-            kills.append(f"#{k} p{partition} broker {victim}: led again after "
-                         f"{'never' if led_after is None else f'{led_after:.1f} s'}, "
-                         f"restarted in {restart.attempts} start(s)")
+            detail = ""
+            if led_after is None:  # what each side says now
+                states = [rh.zk_state(cluster, topic_name, p) for p in range(partitions)]
+                detail = f"; probes unanswered; ZooKeeper {states}"
+                for i in cluster.running_ids():
+                    try:
+                        detail += f"; broker {i}: {cluster.metadata(i).topics[topic_name]}"
+                    except Exception as exc:
+                        detail += f"; broker {i}: {exc!r}"
+            leaders_now = rh.leaders(cluster, topic_name, survivor)
+            kills.append(f"#{k} p{partition} broker {victim} at {time.time():.1f}: every "
+                         f"partition took a write after "
+                         f"{'never' if led_after is None else f'{led_after:.1f} s'}, leaders "
+                         f"{leaders_now}, restarted in {restart.attempts} start(s){detail}")
             print(kills[-1])
             if led_after is None or led_after > elect_limit:
                 slow_elections.append(kills[-1])
@@ -212,6 +238,7 @@ def test_leader_crash_loop_loses_no_acknowledged_message(cluster: Cluster, topic
                            what="every partition back to a full ISR")
     finally:
         writer.stop()
+        prober.close()
     print(writer.summary())
     print(f"OffsetFetch errors during the loop: {fetch_errors}")
     acked = set(writer.acked)
@@ -223,7 +250,8 @@ def test_leader_crash_loop_loses_no_acknowledged_message(cluster: Cluster, topic
     print(reader.summary())
 
     logs = rh.read_partitions(cluster.bootstrap_all(), topic_name, partitions)
-    print(rh.check_acknowledged([writer], logs))
+    assert not prober.failed, prober.failed
+    print(rh.check_acknowledged([writer], logs, prober.acked.items()))
     assert not slow_elections, f"not led again within {elect_limit} s: {slow_elections}"
     assert not lost_commits, f"committed offsets went back: {lost_commits}"
     committed = rh.committed_offsets(cluster, group_name, topic_name, partitions)
@@ -240,22 +268,24 @@ def test_leader_crash_loop_loses_no_acknowledged_message(cluster: Cluster, topic
 # -- 2. zombie leader -------------------------------------------------------------------------
 
 
-def _topic_led_by_non_controller(cluster: Cluster, topic: str) -> int:
-    """Create ``topic`` (1 partition, RF 3) with a preferred leader that is not the
-    controller, so that the paused leader is only a leader; returns that leader."""
+def _topic_led_by(cluster: Cluster, topic: str, controller_leads: bool) -> int:
+    """Create ``topic`` (1 partition, RF 3) whose preferred leader is the controller or
+    another broker; returns that leader."""
     controller = cluster.wait_until(cluster.controller_id, 20, what="a controller")
-    order = [i for i in cluster.broker_ids if i != controller] + [controller]
+    others = [i for i in cluster.broker_ids if i != controller]
+    order = [controller, *others] if controller_leads else [*others, controller]
     rh.create_topic(cluster, topic, config={"min.insync.replicas": "2"}, assignment=[order])
     leader = rh.leaders(cluster, topic, order[0])[0]
     assert leader == order[0] and cluster.controller_id() == controller
     return leader
 
 
+@pytest.mark.parametrize("controller_leads", [False, True], ids=["leader", "controller"])
 @pytest.mark.cluster_config(**BASE)
-def test_zombie_leader_is_fenced_truncates_and_rejoins(cluster: Cluster,
-                                                       topic_name: str) -> None:
+def test_zombie_leader_is_fenced_truncates_and_rejoins(cluster: Cluster, topic_name: str,
+                                                       controller_leads: bool) -> None:
     cluster.wait_formed()
-    zombie = _topic_led_by_non_controller(cluster, topic_name)
+    zombie = _topic_led_by(cluster, topic_name, controller_leads)
     others = [i for i in cluster.broker_ids if i != zombie]
     epoch_before = rh.zk_state(cluster, topic_name, 0)["leader_epoch"]  # type: ignore[index]
     writer = rh.Writer(cluster.bootstrap_all(others), topic_name, 1, rate=50, name="w")
@@ -276,21 +306,28 @@ def test_zombie_leader_is_fenced_truncates_and_rejoins(cluster: Cluster,
         state = cluster.wait_until(
             lambda: (s := rh.zk_state(cluster, topic_name, 0)) and s["leader"] in others and s,
             cluster.session_timeout_ms / 1000 + 5, what="a new leader while the old one sleeps")
-        elected = time.monotonic() - paused_at
-        acked_at_election = len(writer.acked)
+        elected_at = time.monotonic()
+        elected = elected_at - paused_at
+        # The new leader takes writes while the zombie sleeps: a fresh client's, at once.
+        probe_at = time.monotonic()
+        err, probe_offset = produce_one(cluster.bootstrap_all(others), topic_name, b"probe:0:0",
+                                        acks="all", **{"message.timeout.ms": 5000})
+        probe = f"{err.name() if err else 'acked'} after {time.monotonic() - probe_at:.1f} s"
         # Stay paused well past the session (the new leader keeps taking writes).
         time.sleep(max(0.0, paused_at + cluster.session_timeout_ms / 1000 * 2 - time.monotonic()))
-        through_new_leader = len(writer.acked) - acked_at_election
+        resumed_at = time.monotonic()
         rh.resume(cluster.brokers[zombie])
         for n in range(10, 20):  # while it may still believe it leads
             pinned.send(topic_name, 0, rh.value_of("pinned", 0, n), timeout_ms=8000)
         answers = pinned.receive_all()
+        timeline = {f"{t:.0f}-{t + 1:.0f}s": writer.acked_between(paused_at + t, paused_at + t + 1)
+                    for t in range(int(resumed_at - paused_at) + 1)}
         print(f"new leader {state['leader']} (epoch {state['leader_epoch']}, was "
-              f"{epoch_before}) {elected:.1f} s after the pause; {through_new_leader} acked "
-              f"through it while the zombie slept; pinned answers "
+              f"{epoch_before}) {elected:.1f} s after the pause; probe produce {probe}; writer "
+              f"acks per second after the pause {timeline}; pinned answers "
               f"{Counter(err for err, _ in answers.values())}")
         assert state["leader_epoch"] > epoch_before
-        assert through_new_leader > 0
+        assert err is None, f"the new leader refused a write while the zombie slept: {probe}"
 
         # Fenced: the zombie itself says another broker leads, then it rejoins the ISR.
         cluster.wait_until(lambda: cluster.metadata(zombie).topics[topic_name][0].leader
@@ -304,7 +341,8 @@ def test_zombie_leader_is_fenced_truncates_and_rejoins(cluster: Cluster,
     print(writer.summary())
     print(zwriter.summary())
     logs = rh.read_partitions(cluster.bootstrap_all(), topic_name, 1)
-    acked_pinned = [(v, (0, off)) for v, (err, off) in answers.items() if err == "NONE"]
+    acked_pinned = [(v, (0, off)) for v, (e, off) in answers.items() if e == "NONE"]
+    acked_pinned.append((b"probe:0:0", (0, probe_offset)))
     print(rh.check_acknowledged([writer, zwriter], logs, acked_pinned))
     in_log = {v for _, v in logs[0]}
     assert all(v in in_log for v, _ in acked_pinned)
@@ -356,7 +394,9 @@ def test_sigterm_moves_leadership_before_exit(cluster: Cluster, topic_name: str,
     try:
         cluster.wait_until(lambda: reader.last_commit(), 30, what="the group's first commit")
         offsets_p = offsets_partition(group_name, int(BASE["offsets.topic.num.partitions"]))
-        coordinator = rh.zk_state(cluster, "__consumer_offsets", offsets_p)["leader"]  # type: ignore[index]
+        offsets_state = rh.zk_state(cluster, "__consumer_offsets", offsets_p)
+        assert offsets_state is not None
+        coordinator = offsets_state["leader"]
         led: dict[tuple[str, int], list[int]] = {}  # partition -> ISR before
         for t, n in ((topic_name, partitions),
                      ("__consumer_offsets", int(BASE["offsets.topic.num.partitions"]))):

@@ -10,6 +10,8 @@ zookeeper.session.timeout.ms=6000) and counts every acknowledged message:
    within the session timeout + 5 s, the group's commits survive and it sees everything;
 2. zombie leader: a leader SIGSTOPped longer than its session is fenced on SIGCONT, truncates
    and rejoins the ISR; nothing it accepted while fenced is acknowledged;
+3. unclean refusal: with only an out-of-sync replica alive the partition stays offline until
+   an ISR member returns; unclean.leader.election.enable=true brings it back (loss logged);
 4. SIGTERM of a leader: controlled shutdown moves its partitions (and the group's coordinator)
    before it exits; producer and group see only retriable errors and lose nothing;
 5. min.insync.replicas=2 with two of three brokers down: acks=all NOT_ENOUGH_REPLICAS, acks=1
@@ -357,6 +359,115 @@ def test_zombie_leader_is_fenced_truncates_and_rejoins(cluster: Cluster, topic_n
     for i in cluster.broker_ids:
         cluster.kill(i)
     rh.assert_replicas_identical(cluster, topic_name, 1, hws)
+
+
+# -- 3. unclean leader election -----------------------------------------------------------------
+
+OFFLINE_ERRORS = {"NOT_LEADER_OR_FOLLOWER", "LEADER_NOT_AVAILABLE"}
+
+
+@pytest.mark.cluster_config(**BASE)
+def test_out_of_sync_replica_never_leads_unless_unclean_enabled(cluster: Cluster,
+                                                                 topic_name: str) -> None:
+    cluster.wait_formed()
+    a, b, c = cluster.broker_ids  # a leads; c drops out first, b second, a last
+    clean, unclean = f"{topic_name}-clean", f"{topic_name}-unclean"
+    topics = (clean, unclean)
+    for t in topics:
+        rh.create_topic(cluster, t, assignment=[[a, b, c]])
+    acked: dict[str, list[bytes]] = {t: [] for t in topics}
+
+    def produce_round(n: int, isr: list[int]) -> None:
+        for t in topics:
+            cluster.wait_until(
+                lambda t=t: (s := rh.zk_state(cluster, t, 0)) and  # type: ignore[misc]
+                sorted(s["isr"]) == isr, cluster.session_timeout_ms / 1000 + 10,
+                what=f"ISR of {t} = {isr}")
+            for k in range(5):
+                value = b"round:%d:%d" % (n, k)
+                err, _ = produce_one(cluster.bootstrap(a), t, value, acks="all")
+                assert err is None, (t, value, err)
+                acked[t].append(value)
+
+    produce_round(1, [a, b, c])
+    cluster.kill(c)
+    produce_round(2, [a, b])      # c misses these
+    cluster.kill(b)
+    produce_round(3, [a])         # b misses these
+    cluster.kill(a)
+    rh.restart(cluster, c)        # only the out-of-sync replica is alive (and controller)
+
+    def offline(t: str) -> None:
+        view = cluster.metadata(c)
+        assert view.topics[t][0].leader == -1, view.topics[t]
+        state = rh.zk_state(cluster, t, 0)
+        assert state is not None and state["leader"] != c, state
+
+    cluster.wait_until(lambda: cluster.controller_id() == c, 20, what="c the controller")
+    deadline = time.monotonic() + 8
+    pinned = rh.PinnedProducer(cluster.brokers[c], timeout=20)
+    n = 0
+    while time.monotonic() < deadline:  # stays offline; writes are refused, not taken
+        for t in topics:
+            offline(t)
+            pinned.send(t, 0, b"offline:%d:%d" % (n, n), acks=-1, timeout_ms=2000)
+            n += 1
+        time.sleep(1)
+    answers = pinned.receive_all()
+    pinned.close()
+    assert len(answers) == n and {err for err, _ in answers.values()} <= OFFLINE_ERRORS, answers
+    err, _ = produce_one(cluster.bootstrap(c), clean, b"client", acks="all",
+                         **{"message.timeout.ms": 4000})
+    assert err is not None, "a produce succeeded with no leader"
+    print(f"offline with only broker {c}: pinned produce answered "
+          f"{Counter(e for e, _ in answers.values())}, confluent-kafka {err.name()}")
+
+    # Unclean election enabled for one topic: its out-of-sync replica leads, the loss is logged.
+    from confluent_kafka.admin import (
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+    client = rh.admin(cluster, [c])
+    resource = ConfigResource(ResourceType.TOPIC, unclean, incremental_configs=[ConfigEntry(
+        "unclean.leader.election.enable", "true",
+        incremental_operation=AlterConfigOpType.SET)])
+    client.incremental_alter_configs([resource])[resource].result(20)
+    began = time.monotonic()
+    cluster.wait_until(lambda: (s := rh.zk_state(cluster, unclean, 0)) and s["leader"] == c,
+                       20, what=f"{unclean}'s state naming {c} leader (unclean election)")
+    # What clients see: the Metadata answer (UpdateMetadata), not only the broker's role.
+    cluster.wait_until(lambda: cluster.metadata(c).topics[unclean][0].leader == c, 10,
+                       what=f"Metadata showing {unclean} led by {c} after the unclean election")
+    print(f"{unclean} led by the out-of-sync broker {c} "
+          f"{time.monotonic() - began:.1f} s after enabling unclean election")
+    warnings = [line for line in cluster.brokers[c].current_log().splitlines()
+                if "unclean" in line.lower() and unclean in line]
+    assert warnings and any("lost" in line for line in warnings), warnings
+    print("\n".join(warnings))
+    offline(clean)
+    err, offset = produce_one(cluster.bootstrap(c), unclean, b"after:0:0", acks="all")
+    assert err is None, err
+    got = [v for _, v in rh.read_partitions(cluster.bootstrap(c), unclean, 1)[0]]
+    assert got == acked[unclean][:5] + [b"after:0:0"], got  # rounds 2 and 3 lost, as logged
+
+    # The last ISR member returns: the clean topic comes back with everything acknowledged.
+    rh.restart(cluster, a)
+    cluster.wait_until(lambda: cluster.metadata(c).topics[clean][0].leader == a, 30,
+                       what=f"{clean} led by {a}, its last ISR member")
+    got = [v for _, v in rh.read_partitions(cluster.bootstrap(a), clean, 1)[0]]
+    assert got == acked[clean], got
+    rh.restart(cluster, b)
+    for t in topics:
+        cluster.wait_until(
+            lambda t=t: rh.full_isr(cluster, t, 1, cluster.broker_ids),  # type: ignore[misc]
+            30, what=f"full ISR of {t}")
+    hws = {t: rh.high_watermarks(cluster.bootstrap_all(), t, 1) for t in topics}
+    for i in cluster.broker_ids:
+        cluster.kill(i)
+    for t in topics:
+        rh.assert_replicas_identical(cluster, t, 1, hws[t])
 
 
 # -- 4. controlled shutdown ---------------------------------------------------------------------

@@ -302,7 +302,8 @@ class ZkController:
             topic = self.ctx.topics.get(event.topic)
             if topic is not None:
                 topic.unclean_override = _unclean_override(event.configs)
-                await self._elect_offline_partitions()
+                if await self._elect_offline_partitions():
+                    self._send_update_metadata(self.ctx.live)  # clients learn the leader
 
     # -- election -----------------------------------------------------------------------------
 
@@ -573,7 +574,7 @@ class ZkController:
         from the ISR, and dead replicas leave every ISR (the leader epoch moves with each
         change, as the controller's are). Returns the partitions rewritten."""
         changes: dict[TopicPartition, LeaderAndIsr] = {}
-        online = self.ctx.online()
+        online = self.ctx.online() - gone  # a bounced broker leads again only once restarted
         if not gone:
             return []
         for name, index, topic, record in self.ctx.partitions():

@@ -116,30 +116,16 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
 async def _replicated(replicas: Any,
                       waiting: list[tuple[Partition, int, PartitionProduceResponse]],
                       timeout_s: float) -> None:
-    """Kafka's DelayedProduce for acks=all: done when the high watermark reaches each batch
-    (NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below min.insync.replicas
-    meanwhile), REQUEST_TIMED_OUT after the request's timeout, NOT_LEADER_OR_FOLLOWER if
-    leadership moved."""
+    """Kafka's DelayedProduce for acks=all: each batch waits (within one deadline for the
+    request) until the ISR has it; a partition that fails gets the error
+    ``ReplicaManager.wait_replicated`` gives (REQUEST_TIMED_OUT, NOT_LEADER_OR_FOLLOWER,
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND)."""
     deadline = trio.current_time() + timeout_s
-    pending = list(waiting)
-    while pending:
-        still = []
-        for part, offset, result in pending:
-            if not part.is_leader or replicas.partitions.get((part.topic, part.index)) is not part:
-                _fail(result, ErrorCode.NOT_LEADER_OR_FOLLOWER)
-            elif part.high_watermark >= offset:
-                if len(part.isr) < part.min_insync_replicas:
-                    _fail(result, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
-            else:
-                still.append((part, offset, result))
-        pending = still
-        remaining = deadline - trio.current_time()
-        if pending and (remaining <= 0 or replicas.shutting_down):
-            for _, _, result in pending:
-                _fail(result, ErrorCode.REQUEST_TIMED_OUT)
-            return
-        if pending:
-            await replicas.wait_for_append([p for p, _, _ in pending], remaining)
+    for part, offset, result in waiting:
+        try:
+            await replicas.wait_replicated(part, offset, deadline - trio.current_time())
+        except KafkaError as exc:
+            _fail(result, exc.error_code)
 
 
 def _fail(result: PartitionProduceResponse, code: ErrorCode) -> None:

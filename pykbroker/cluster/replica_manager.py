@@ -165,9 +165,13 @@ class Partition:
     def high_watermark(self) -> int:
         """Consumers see records below it: on the leader every ISR member has them (a lone
         broker's is its log end offset); on a follower, what the leader last said."""
+        leo = int(self.log.log_end_offset)
         if self.is_leader:
+            if not self.followers:  # an ISR of one (a lone broker): nothing to compute
+                self._hw = max(self._hw, leo)
+                return leo
             self.advance_high_watermark()
-        return min(self._hw, int(self.log.log_end_offset))
+        return min(self._hw, leo)
 
     @property
     def last_stable_offset(self) -> int:

@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 from pykbroker.config.broker_config import BrokerConfig
 from pykbroker.config.types import ConfigError, Password
-from pykbroker.security.listener_security import SUPPORTED_MECHANISMS, BrokerSecurity
+from pykbroker.security.configure import security_from_config
+from pykbroker.security.plan import SUPPORTED_MECHANISMS, BrokerSecurity
 
 PLAINTEXT = "PLAINTEXT"
 NOT_YET = "pykbroker does not implement"
@@ -177,4 +178,4 @@ def refuse_unsupported_security(config: BrokerConfig) -> BrokerSecurity:
         if rest:
             reason += " Also refused: " + "; ".join(f"{r.key}={r.value}" for r in rest) + "."
         raise ConfigError(first.key, first.value, reason, config.origin(first.key))
-    return BrokerSecurity.from_config(config, None)
+    return security_from_config(config, None)

@@ -9,7 +9,6 @@ def all_handlers(cluster: bool = False) -> list[HandlerSpec]:
     """Every handler this broker serves; the dispatch table (and ApiVersions) come from it.
     A member of a ZooKeeper cluster also serves the controller's requests."""
     from pykbroker.handlers import (
-        acls,
         api_versions,
         configs,
         consumer_groups,
@@ -20,7 +19,7 @@ def all_handlers(cluster: bool = False) -> list[HandlerSpec]:
         produce,
         producer_id,
         replica_info,
-        sasl,
+        security_apis,
         topics,
         transactions,
         txn_offset_commit,
@@ -28,7 +27,7 @@ def all_handlers(cluster: bool = False) -> list[HandlerSpec]:
 
     modules = [api_versions, metadata, produce, fetch, list_offsets, topics, configs,
                replica_info, producer_id, groups, consumer_groups, transactions,
-               txn_offset_commit, sasl, acls]
+               txn_offset_commit, security_apis]
     if cluster:
         from pykbroker.handlers import controller_requests
 

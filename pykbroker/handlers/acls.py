@@ -29,18 +29,13 @@ from pykbroker.protocol._generated.describe_acls_response import (
     DescribeAclsResource,
     DescribeAclsResponse,
 )
-from pykbroker.protocol.api import ApiKey
+from pykbroker.security.acl_codes import AclOperation, AclPermissionType, PatternType, ResourceType
 from pykbroker.security.acls import (
     AccessControlEntry,
     AclBinding,
     AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
-    PatternType,
     ResourcePattern,
-    ResourceType,
 )
-from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import RequestContext
 
 from .authz import CLUSTER, authorize, authorizer
@@ -141,10 +136,3 @@ async def handle_delete_acls(ctx: RequestContext, req: DeleteAclsRequest) -> Del
                 principal=b.entry.principal, host=b.entry.host,
                 operation=int(b.entry.operation), permission_type=int(b.entry.permission_type))
             for b in part]) for part in deleted])
-
-
-HANDLERS = [
-    HandlerSpec(ApiKey.DESCRIBE_ACLS, 0, 3, handle_describe_acls),
-    HandlerSpec(ApiKey.CREATE_ACLS, 0, 3, handle_create_acls),
-    HandlerSpec(ApiKey.DELETE_ACLS, 0, 3, handle_delete_acls),
-]

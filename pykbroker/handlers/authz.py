@@ -7,18 +7,21 @@ operations are all the supported ones, exactly as Kafka without an authorizer.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
-from pykbroker.security.acls import (
+from pykbroker.security.acl_codes import (
     CLUSTER_NAME,
     SUPPORTED_OPERATIONS,
-    AclAuthorizer,
     AclOperation,
     ResourceType,
     authorized_bits,
 )
 from pykbroker.server.request_context import RequestContext
+
+if TYPE_CHECKING:  # the ACL model is loaded with an authorizer, not by every broker
+    from pykbroker.security.acls import AclAuthorizer
 
 Op = AclOperation
 TOPIC, GROUP, CLUSTER = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.CLUSTER

@@ -29,7 +29,7 @@ from pykbroker.protocol._generated.metadata_response import (
 )
 from pykbroker.protocol.api import ApiKey
 from pykbroker.protocol.primitives import ZERO_UUID
-from pykbroker.security.acls import CLUSTER_NAME
+from pykbroker.security.acl_codes import CLUSTER_NAME
 from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import RequestContext
 

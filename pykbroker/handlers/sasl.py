@@ -37,7 +37,6 @@ from pykbroker.protocol._generated.sasl_authenticate_request import SaslAuthenti
 from pykbroker.protocol._generated.sasl_authenticate_response import SaslAuthenticateResponse
 from pykbroker.protocol._generated.sasl_handshake_request import SaslHandshakeRequest
 from pykbroker.protocol._generated.sasl_handshake_response import SaslHandshakeResponse
-from pykbroker.protocol.api import ApiKey
 from pykbroker.security.authenticator import SaslFailed
 from pykbroker.security.scram import (
     MAX_ITERATIONS,
@@ -46,7 +45,6 @@ from pykbroker.security.scram import (
     ScramMechanism,
     credential_from_salted,
 )
-from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import RequestContext
 
 AFTER_AUTHENTICATION = "SaslAuthenticate request received after successful authentication"
@@ -170,13 +168,3 @@ async def handle_alter_user_scram_credentials(
         results.append(AlterUserScramCredentialsResult(user=name, error_code=int(code),
                                                        error_message=message))
     return AlterUserScramCredentialsResponse(throttle_time_ms=0, results=results)
-
-
-HANDLERS = [
-    HandlerSpec(ApiKey.SASL_HANDSHAKE, 0, 1, handle_sasl_handshake),
-    HandlerSpec(ApiKey.SASL_AUTHENTICATE, 0, 2, handle_sasl_authenticate),
-    HandlerSpec(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0,
-                handle_describe_user_scram_credentials),
-    HandlerSpec(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, 0,
-                handle_alter_user_scram_credentials),
-]

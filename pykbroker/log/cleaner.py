@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 from pykbroker.errors import CorruptRecordError, DecodeError
 from pykbroker.log.cleaner_filter import CleanerStats, FilterContext, codec_for, filter_batch
+from pykbroker.log.cleaner_swap import CleaningAbortedError
 from pykbroker.log.cleaner_txn import CleanedTransactionMetadata, collect_aborted
 from pykbroker.log.log_config import LogConfig
 from pykbroker.log.offset_map import OffsetMap
@@ -48,10 +49,6 @@ __all__ = [
 _INT32_MAX: Final = 2**31 - 1
 _OFFSET_ENTRY: Final = 8
 _TIME_ENTRY: Final = 12
-
-
-class CleaningAbortedError(Exception):
-    """The log changed (deleted, truncated, closed) or the cleaner is stopping."""
 
 
 @dataclass(slots=True)

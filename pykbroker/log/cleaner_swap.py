@@ -53,6 +53,11 @@ PAUSE_POINTS = (
 )
 
 
+class CleaningAbortedError(Exception):
+    """The log changed (deleted, truncated, closed) or the cleaner is stopping: the cleaned
+    files are discarded and the log is left as it was."""
+
+
 def _test_pause(point: str) -> None:
     """Test only: freeze the process here when PYKBROKER_TEST_CLEANER_PAUSE names ``point``."""
     if os.environ.get(PAUSE_ENV) != point:

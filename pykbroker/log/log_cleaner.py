@@ -17,16 +17,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
 from pykbroker.log import cleaner_swap
-from pykbroker.log.cleaner import Cleaner, CleaningAbortedError, CleanTask, Throttler, take_task
-from pykbroker.log.cleaner_filter import CleanerStats
 from pykbroker.log.cleaner_manager import LogCleanerManager, LogToClean
+from pykbroker.log.cleaner_swap import CleaningAbortedError
 from pykbroker.log.log_manager import LogManager
 from pykbroker.log.partition_log import PartitionLog, wall_clock_ms
+
+if TYPE_CHECKING:  # the cleaning itself is imported when a compacted log first needs it
+    from pykbroker.log.cleaner import Cleaner, CleanTask
+    from pykbroker.log.cleaner_filter import CleanerStats
 
 __all__ = ["CleanerConfig", "CleaningResult", "LogCleaner", "clean_log"]
 
@@ -64,6 +67,8 @@ class CleanerConfig:
         )
 
     def new_cleaner(self, check_done: Callable[[], None] = lambda: None) -> Cleaner:
+        from pykbroker.log.cleaner import Cleaner, Throttler
+
         threads = max(self.threads, 1)
         return Cleaner(
             dedupe_buffer_size=min(self.dedupe_buffer_size // threads, 2**31 - 1),
@@ -103,6 +108,9 @@ def _log_result(name: str, result: CleaningResult) -> None:
 def clean_log(log: PartitionLog, cleaner: Cleaner, first_dirty: int, first_uncleanable: int,
               now_ms: int | None = None) -> CleaningResult:
     """Clean ``log`` synchronously over [first_dirty, first_uncleanable) (a segment base)."""
+    from pykbroker.log.cleaner import take_task
+    from pykbroker.log.cleaner_filter import CleanerStats
+
     now = wall_clock_ms() if now_ms is None else now_ms
     task = take_task(log, first_dirty, first_uncleanable, now)
     try:
@@ -219,7 +227,7 @@ class LogCleaner:
             self._stop.set()  # worker threads stop at their next batch
 
     async def _thread(self, thread_id: int) -> None:
-        cleaner = self.config.new_cleaner(self._check_done)
+        cleaner: Cleaner | None = None  # built with the first log to clean
         while True:
             picked = self.manager.grab_filthiest(
                 self._logs(), self._now_ms(), self.high_watermark, time.monotonic())
@@ -229,6 +237,8 @@ class LogCleaner:
                 self._wake = trio.Event()
                 continue
             try:
+                if cleaner is None:
+                    cleaner = self.config.new_cleaner(self._check_done)
                 await self._clean(thread_id, cleaner, picked)
             except CleaningAbortedError as exc:
                 _log.info("cleaning of %s aborted: %s", picked.log.name, exc)
@@ -244,6 +254,9 @@ class LogCleaner:
             await trio.lowlevel.checkpoint()
 
     async def _clean(self, thread_id: int, cleaner: Cleaner, picked: LogToClean) -> None:
+        from pykbroker.log.cleaner import take_task
+        from pykbroker.log.cleaner_filter import CleanerStats
+
         log = picked.log
         task: CleanTask = take_task(log, picked.first_dirty, picked.first_uncleanable,
                                     self._now_ms())

@@ -1,9 +1,11 @@
-"""Who is on the other end of a connection: TLS identities, SASL mechanisms, principals.
+"""Who is on the other end of a connection, and what it may do.
 
-``principal`` maps client certificates to principals (``ssl.principal.mapping.rules``);
-``jaas`` parses Kafka's JAAS syntax; ``plain`` and ``scram`` are the SASL mechanisms;
-``credentials`` keeps SCRAM credentials; ``tls`` builds the server's SSL contexts;
-``listener_security`` turns the broker configuration into one plan per listener; and
-``authenticator`` is the per-connection SASL state machine. Nothing here imports trio's
-networking or the server: ``server/`` wraps the stream and drives the authenticator.
+``plan`` is the broker's security plan (one entry per listener, credentials, authorizer) and
+the only module a PLAINTEXT broker without an authorizer loads, with ``principal`` (principal
+names), ``credentials`` (SCRAM credentials, file-backed) and ``acl_codes`` (the codes every
+handler's authorization check names). ``listener_security`` builds a secured listener's entry
+(TLS contexts from PEM stores, JAAS, ``ssl_principal``'s certificate mapping); ``plain`` and
+``scram`` are the SASL mechanisms and ``authenticator`` the per-connection SASL state machine;
+``acls`` and ``acl_store`` are the ACL model and Kafka's AclAuthorizer. Nothing here imports
+trio's networking or the server: ``server/`` wraps the stream and drives the authenticator.
 """

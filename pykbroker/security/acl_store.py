@@ -16,16 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from pykbroker.config.broker_config import BrokerConfig
-from pykbroker.security.acls import (
+from pykbroker.security.acl_codes import (
     OPERATION_NAMES,
     PERMISSION_NAMES,
     RESOURCE_TYPE_NAMES,
+    PatternType,
+)
+from pykbroker.security.acls import (
     AccessControlEntry,
     AclAuthorizer,
     AclBinding,
     AclBindingFilter,
     AclCache,
-    PatternType,
     ResourcePattern,
     parse_super_users,
 )

@@ -19,8 +19,8 @@ from typing import Protocol
 from pykbroker.error_codes import ErrorCode
 from pykbroker.protocol.api import ApiKey
 from pykbroker.security.credentials import ScramCredentialStore
-from pykbroker.security.listener_security import ListenerSecurity
 from pykbroker.security.plain import PlainServer
+from pykbroker.security.plan import ListenerSecurity
 from pykbroker.security.principal import user
 from pykbroker.security.scram import (
     SaslAuthenticationError,
@@ -76,6 +76,11 @@ class SaslSession:
     @property
     def failed(self) -> bool:
         return self.state is SaslState.FAILED
+
+    @property
+    def expects_raw_token(self) -> bool:
+        """After SaslHandshake v0 the next frame is a bare token, not a request."""
+        return self.raw_tokens and self.state is SaslState.AUTHENTICATE
 
     def admits(self, api_key: int) -> bool:
         """Whether a request of ``api_key`` may be served in the current state."""

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pykbroker.security.scram import ScramCredential, ScramMechanism
+if TYPE_CHECKING:  # scram is imported by the methods: a broker without SASL never needs it
+    from pykbroker.security.scram import ScramCredential, ScramMechanism
 
 FILE_NAME = "pykbroker-scram-credentials.json"
 FORMAT_VERSION = 1
@@ -33,11 +35,15 @@ class ScramCredentialStore:
                           for u, creds in data.get("users", {}).items()}
 
     def get(self, user: str, mechanism: ScramMechanism) -> ScramCredential | None:
+        from pykbroker.security.scram import ScramCredential
+
         text = self.users.get(user, {}).get(mechanism.mechanism_name)
         return None if text is None else ScramCredential.from_kafka(text)
 
     def mechanisms(self, user: str) -> dict[ScramMechanism, int]:
         """``mechanism -> iterations`` of ``user``'s credentials."""
+        from pykbroker.security.scram import ScramCredential, ScramMechanism
+
         out = {}
         for name, text in sorted(self.users.get(user, {}).items()):
             mechanism = ScramMechanism.by_name(name)

@@ -1,4 +1,4 @@
-"""The broker's security configuration, resolved per listener, with everything loaded.
+"""A secured listener's plan built from the broker configuration, with everything loaded.
 
 For each listener a value is read from ``listener.name.<listener>.<key>`` when set, else from
 ``<key>`` (and for ``sasl.jaas.config`` first from ``listener.name.<listener>.<mechanism>.``),
@@ -12,13 +12,10 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pykbroker.config.broker_config import BrokerConfig
 from pykbroker.config.types import ConfigError, Password
-from pykbroker.security.acl_store import StoredAclAuthorizer, authorizer_from_config
-from pykbroker.security.credentials import ScramCredentialStore
 from pykbroker.security.jaas import (
     PLAIN_LOGIN_MODULE,
     SCRAM_LOGIN_MODULE,
@@ -26,9 +23,9 @@ from pykbroker.security.jaas import (
     parse_jaas_config,
     plain_users,
 )
-from pykbroker.security.principal import SslPrincipalMapper
+from pykbroker.security.plan import SUPPORTED_MECHANISMS, ListenerSecurity
+from pykbroker.security.ssl_principal import SslPrincipalMapper
 
-SUPPORTED_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 CLIENT_AUTH = {"none": ssl.CERT_NONE, "requested": ssl.CERT_OPTIONAL,
                "required": ssl.CERT_REQUIRED}
 PROTOCOLS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
@@ -57,26 +54,6 @@ CONVERT_TO_PEM = (
     "ssl.truststore.type=PEM); convert the store, e.g. `keytool -importkeystore -srckeystore "
     "<store>.jks -destkeystore <store>.p12 -deststoretype PKCS12` then `openssl pkcs12 -in "
     "<store>.p12 -nodes -out <store>.pem`, and set the type to PEM")
-
-
-@dataclass(slots=True)
-class ListenerSecurity:
-    """What one listener needs to secure its connections."""
-
-    name: str
-    protocol: str  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
-    ssl_context: ssl.SSLContext | None = None
-    client_auth: str = "none"
-    principal_mapper: SslPrincipalMapper | None = None
-    mechanisms: list[str] = field(default_factory=list)
-    plain_users: dict[str, str] = field(default_factory=dict)
-    sasl_max_receive_size: int = 524288
-    reauth_ms: int = 0
-    failed_auth_delay_s: float = 0.1
-
-    @property
-    def sasl(self) -> bool:
-        return self.protocol.startswith("SASL_")
 
 
 class _Resolver:
@@ -306,28 +283,3 @@ def listener_security(config: BrokerConfig, name: str, protocol: str) -> Listene
     delay = r.get("connection.failed.authentication.delay.ms")
     out.failed_auth_delay_s = (int(delay) if isinstance(delay, int) else 100) / 1000.0
     return out
-
-
-@dataclass(slots=True)
-class BrokerSecurity:
-    """Every listener's plan, and the SCRAM credentials the broker keeps."""
-
-    listeners: dict[str, ListenerSecurity]
-    credentials: ScramCredentialStore
-    authorizer: StoredAclAuthorizer | None = None  # None: every operation is allowed
-
-    @classmethod
-    def from_config(cls, config: BrokerConfig, directory: Path | None) -> BrokerSecurity:
-        """ConfigError (key, value, reason) for anything that cannot be served as asked."""
-        listeners = {lst.name: listener_security(config, lst.name, lst.security_protocol)
-                     for lst in config.listeners}
-        return cls(listeners, ScramCredentialStore(directory),
-                   authorizer_from_config(config, directory))
-
-    def for_listener(self, name: str, protocol: str) -> ListenerSecurity:
-        return self.listeners.get(name) or ListenerSecurity(name, protocol)
-
-
-def plaintext_only() -> BrokerSecurity:
-    """No TLS, no SASL, credentials in memory: for embeddings without a configuration."""
-    return BrokerSecurity({}, ScramCredentialStore(None))

@@ -23,7 +23,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -39,11 +39,13 @@ from pykbroker.protocol.framing import (
     parse_request_header,
 )
 from pykbroker.protocol.primitives import Records, join_records
-from pykbroker.security.authenticator import SaslFailed, SaslSession, SaslState
-from pykbroker.security.listener_security import BrokerSecurity, ListenerSecurity
-from pykbroker.security.principal import ANONYMOUS, NoMatchingRule, dn_from_subject, user
+from pykbroker.security.principal import ANONYMOUS, user
 from pykbroker.server.dispatch import DispatchTable
 from pykbroker.server.request_context import DeferredResponse, RequestContext
+
+if TYPE_CHECKING:  # the SASL and TLS machinery is imported by secured connections only
+    from pykbroker.security.authenticator import SaslSession
+    from pykbroker.security.plan import BrokerSecurity, ListenerSecurity
 
 log = logging.getLogger("pykbroker.server.connection")
 request_log = logging.getLogger("pykbroker.request.logger")
@@ -267,6 +269,8 @@ class Connection:
                 return False
             cert = tls.getpeercert()
             if cert and not security.sasl and security.principal_mapper is not None:
+                from pykbroker.security.ssl_principal import NoMatchingRule, dn_from_subject
+
                 dn = dn_from_subject(cert.get("subject", ()))
                 try:
                     self.principal = user(security.principal_mapper.name(dn))
@@ -274,6 +278,8 @@ class Connection:
                     log.info("Failed authentication with %s (%s)", self.peer, exc)
                     return False
         if security.sasl:
+            from pykbroker.security.authenticator import SaslSession
+
             assert self.security is not None
             self.session = SaslSession(security, self.security.credentials)
         return True
@@ -297,8 +303,7 @@ class Connection:
                 return
             if frame is None:
                 return
-            if session is not None and session.raw_tokens \
-                    and session.state is SaslState.AUTHENTICATE:
+            if session is not None and session.expects_raw_token:
                 await self._raw_token(session, frame)
                 continue
             self.busy = True
@@ -375,6 +380,8 @@ class Connection:
     async def _raw_token(self, session: SaslSession, frame: bytearray) -> None:
         """After SaslHandshake v0: a SASL token without a request header, answered the same
         way; a failure closes the connection without an answer, as Kafka does."""
+        from pykbroker.security.authenticator import SaslFailed
+
         try:
             answer = session.authenticate(bytes(frame))
         except SaslFailed as exc:

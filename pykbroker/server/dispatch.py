@@ -6,6 +6,7 @@ response object, or ``None`` when Kafka sends no response (Produce with acks=0).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,20 @@ class HandlerSpec:
                 f"{self.api_key.name}: {self.min_version}-{self.max_version} is outside the "
                 f"schema's {spec.min_version}-{spec.max_version}"
             )
+
+
+def imported_on_first_use(module: str, name: str) -> Handler:
+    """``module.name`` as a handler, importing the module when its first request arrives: the
+    APIs most brokers never serve (SASL, SCRAM credentials, ACLs) stay off the start-up path."""
+    resolved: list[Handler] = []
+
+    async def handle(ctx: RequestContext, request: Any) -> Any | None:
+        if not resolved:
+            resolved.append(getattr(importlib.import_module(module), name))
+        return await resolved[0](ctx, request)
+
+    handle.__name__ = handle.__qualname__ = name
+    return handle
 
 
 class DispatchTable:

@@ -17,7 +17,8 @@ from typing import Any
 
 import trio
 
-from pykbroker.security.listener_security import (
+from pykbroker.security.configure import security_from_config
+from pykbroker.security.plan import (
     BrokerSecurity,
     ListenerSecurity,
     plaintext_only,
@@ -155,7 +156,7 @@ def _security_of(services: Any) -> BrokerSecurity:
     if config is None:
         return plaintext_only()
     log_dirs = getattr(services, "log_dirs", None) or [None]
-    return BrokerSecurity.from_config(config, log_dirs[0])
+    return security_from_config(config, log_dirs[0])
 
 
 def _describe(plan: ListenerSecurity) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pykbroker.security.authenticator import SaslSession
-    from pykbroker.security.listener_security import BrokerSecurity
+    from pykbroker.security.plan import BrokerSecurity
 
 
 @dataclass(slots=True)

@@ -10,10 +10,10 @@ from pykbroker.protocol._generated.create_acls_request import AclCreation, Creat
 from pykbroker.protocol._generated.delete_acls_request import DeleteAclsFilter, DeleteAclsRequest
 from pykbroker.protocol._generated.describe_acls_request import DescribeAclsRequest
 from pykbroker.protocol.api import ApiKey
+from pykbroker.security.acl_codes import AclOperation, AclPermissionType, PatternType, ResourceType
 from pykbroker.security.acl_store import StoredAclAuthorizer
-from pykbroker.security.acls import AclOperation, AclPermissionType, PatternType, ResourceType
 from pykbroker.security.credentials import ScramCredentialStore
-from pykbroker.security.listener_security import BrokerSecurity
+from pykbroker.security.plan import BrokerSecurity
 from pykbroker.server.request_context import RequestContext
 
 ADMIN = "User:admin"

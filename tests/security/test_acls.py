@@ -15,18 +15,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pykbroker.security.acl_codes import (
+    AclOperation,
+    AclPermissionType,
+    PatternType,
+    ResourceType,
+    authorized_bits,
+)
 from pykbroker.security.acl_store import FILE_NAME, StoredAclAuthorizer
 from pykbroker.security.acls import (
     AccessControlEntry,
     AclAuthorizer,
     AclBinding,
     AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
-    PatternType,
     ResourcePattern,
-    ResourceType,
-    authorized_bits,
 )
 
 A, D = AclPermissionType.ALLOW, AclPermissionType.DENY

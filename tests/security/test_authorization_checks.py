@@ -18,16 +18,9 @@ from pykbroker.protocol._generated.produce_request import (
     TopicProduceData,
 )
 from pykbroker.records.builder import build_batch
+from pykbroker.security.acl_codes import AclOperation, AclPermissionType, PatternType, ResourceType
 from pykbroker.security.acl_store import StoredAclAuthorizer
-from pykbroker.security.acls import (
-    AccessControlEntry,
-    AclBinding,
-    AclOperation,
-    AclPermissionType,
-    PatternType,
-    ResourcePattern,
-    ResourceType,
-)
+from pykbroker.security.acls import AccessControlEntry, AclBinding, ResourcePattern
 from pykbroker.testing import KafkaBroker, _Client
 
 ANON = "User:ANONYMOUS"

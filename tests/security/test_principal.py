@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pykbroker.security.principal import NoMatchingRule, SslPrincipalMapper, dn_from_subject
+from pykbroker.security.ssl_principal import NoMatchingRule, SslPrincipalMapper, dn_from_subject
 
 DN = "CN=alice,OU=ServiceUsers,O=Example,L=Paris,C=FR"
 

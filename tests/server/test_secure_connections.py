@@ -15,7 +15,7 @@ import trio
 from pykbroker.config.broker_config import BrokerConfig
 from pykbroker.error_codes import ErrorCode
 from pykbroker.handlers.api_versions import HANDLERS as API_VERSIONS_HANDLERS
-from pykbroker.handlers.sasl import HANDLERS as SASL_HANDLERS
+from pykbroker.handlers.security_apis import HANDLERS as SASL_HANDLERS
 from pykbroker.protocol._generated.alter_user_scram_credentials_request import (
     AlterUserScramCredentialsRequest,
     ScramCredentialDeletion,
@@ -32,7 +32,7 @@ from pykbroker.protocol._generated.sasl_authenticate_request import SaslAuthenti
 from pykbroker.protocol._generated.sasl_handshake_request import SaslHandshakeRequest
 from pykbroker.protocol.api import ApiKey
 from pykbroker.protocol.framing import decode_response, encode_request
-from pykbroker.security.listener_security import BrokerSecurity
+from pykbroker.security.configure import security_from_config
 from pykbroker.security.scram import ScramMechanism, client_proof, salted_password
 from pykbroker.server.connection import ConnectionSettings
 from pykbroker.server.dispatch import DispatchTable, HandlerSpec
@@ -59,7 +59,7 @@ class Harness:
                                "listener.name.ssl.ssl.principal.mapping.rules":
                                "RULE:^CN=([a-z]+),OU=clients,.*$/$1/,DEFAULT",
                                "connection.failed.authentication.delay.ms": "200", **extra})
-        self.security = BrokerSecurity.from_config(config, tmp_path)
+        self.security = security_from_config(config, tmp_path)
         dispatch = DispatchTable([*API_VERSIONS_HANDLERS, *SASL_HANDLERS,
                                   HandlerSpec(HB, 0, 4, heartbeat)])
         services = type("S", (), {"dispatch": dispatch})()

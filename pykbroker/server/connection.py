@@ -2,8 +2,8 @@
 
 Requests on one connection are handled one at a time, as Kafka does (it mutes a channel while
 a request is in flight), so responses go out in request order. One exception: a handler may
-return a DeferredResponse (a produce waiting for its fsync), and the next request is read and
-served while it waits. Only this module touches the socket. A malformed frame or header
+return a DeferredResponse (a produce waiting for its fsync or for its followers), and the next
+request is read and served while it waits (up to MAX_DEFERRED of them). Only this module touches the socket. A malformed frame or header
 closes this connection alone; handler failures become Kafka error responses.
 
 On SSL and SASL_SSL listeners the stream is a trio SSLStream (the TLS handshake happens
@@ -17,6 +17,7 @@ authenticated; a failed authentication is answered after
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import struct
@@ -53,6 +54,7 @@ request_log = logging.getLogger("pykbroker.request.logger")
 _SIZE = struct.Struct(">i")
 _RECEIVE_CHUNK = 64 * 1024  # per connection; larger frames get a buffer of their own
 _IOV_MAX = 512
+MAX_DEFERRED = 5  # produce responses waiting for their acknowledgement, per connection
 
 
 class ConnectionClosed(Exception):
@@ -230,6 +232,7 @@ class Connection:
         self.draining = False  # set at shutdown: finish the request in hand, take no more
         self._nursery: trio.Nursery
         self._unsent: trio.Event | None = None  # set once the last deferred response is out
+        self._deferred: collections.deque[trio.Event] = collections.deque()  # oldest first
 
     async def serve(self) -> None:
         try:
@@ -411,13 +414,20 @@ class Connection:
     async def _defer(self, req: RequestFrame, ctx: RequestContext, body: Any,
                      deferred: DeferredResponse, started: float) -> None:
         """Send ``deferred`` from a task once it is ready and the responses before it are out;
-        return to reading at once, unless an earlier response is still waiting: at most one
-        waits behind another, so a client cannot pile up work for the broker."""
+        return to reading at once unless MAX_DEFERRED responses are already waiting, so a client
+        cannot pile up work for the broker. Kafka reads one request per connection at a time;
+        an acks=all producer keeping up to 5 requests in flight (librdkafka's and Java's limit
+        with idempotence) gets them acknowledged together by one replication round instead of
+        one round each."""
         previous, self._unsent = self._unsent, trio.Event()
         self._nursery.start_soon(self._send_when_ready, req, ctx, body, deferred, started,
                                  previous, self._unsent)
-        if previous is not None:
-            await previous.wait()
+        waiting = self._deferred
+        waiting.append(self._unsent)
+        while waiting and waiting[0].is_set():
+            waiting.popleft()
+        if len(waiting) >= MAX_DEFERRED:
+            await waiting[0].wait()
 
     async def _send_when_ready(self, req: RequestFrame, ctx: RequestContext, body: Any,
                                deferred: DeferredResponse, started: float,
@@ -440,6 +450,7 @@ class Connection:
         if self._unsent is not None:
             await self._unsent.wait()
             self._unsent = None
+            self._deferred.clear()
 
     async def _respond(self, req: RequestFrame, ctx: RequestContext, resp: Any,
                        started: float) -> None:

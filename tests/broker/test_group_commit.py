@@ -188,3 +188,39 @@ async def test_a_bad_request_behind_a_waiting_produce_still_lets_its_answer_out(
             await first.receive(0, 9)
         await first.aclose()
         await second.aclose()
+
+
+@pytest.mark.trio
+async def test_at_most_max_deferred_produce_requests_wait_per_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection keeps reading while produces wait for their acknowledgement, up to
+    MAX_DEFERRED of them; the next request waits unread until the oldest is answered, and
+    every response still leaves in request order."""
+    from pykbroker.server.connection import MAX_DEFERRED
+
+    async with running_broker(tmp_path) as broker:
+        await _durable_topic(broker, "deep", 1)
+        gate = _stick_fdatasync(monkeypatch)
+        part = broker.services.replicas.partition("deep", 0)  # type: ignore[union-attr]
+        client = await Client.connect(broker)
+        sent = MAX_DEFERRED + 3
+        corrs = [await client.send_only(0, 9, _produce("deep", 0, b"%d" % i))
+                 for i in range(sent)]
+        with trio.fail_after(5):
+            while part.log.log_end_offset < MAX_DEFERRED:
+                await trio.sleep(0.01)
+        await trio.sleep(0.3)
+        # The request after the MAX_DEFERRED waiting ones has not been read (nor appended).
+        assert part.log.log_end_offset == MAX_DEFERRED
+        gate.set()
+        got, offsets = [], []
+        with trio.fail_after(10):
+            for _ in range(sent):
+                corr, resp = await client.receive(0, 9)
+                p = resp.responses[0].partition_responses[0]
+                assert p.error_code == 0
+                got.append(corr)
+                offsets.append(p.base_offset)
+        assert got == corrs and offsets == list(range(sent))
+        await client.aclose()

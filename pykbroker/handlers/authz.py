@@ -60,3 +60,17 @@ def authorized_operations(ctx: RequestContext, rtype: ResourceType, name: str) -
     if auth is None:
         return authorized_bits(SUPPORTED_OPERATIONS[rtype])
     return auth.authorized_operations(ctx.principal, client_address(ctx), rtype, name)
+
+
+def authorize_by_resource_type(ctx: RequestContext, op: AclOperation,
+                               rtype: ResourceType) -> bool:
+    """AuthHelper.authorizeByResourceType: ``op`` allowed on at least one resource of
+    ``rtype`` (True at once without an authorizer)."""
+    auth = authorizer(ctx)
+    return auth is None or auth.authorize_by_resource_type(ctx.principal, client_address(ctx),
+                                                           op, rtype)
+
+
+def secured(ctx: RequestContext) -> bool:
+    """Is an authorizer installed? Handlers skip their ACL bookkeeping when not."""
+    return ctx.security is not None and ctx.security.authorizer is not None

@@ -7,12 +7,14 @@ synonyms, type, documentation); topic overrides are validated with Kafka's rules
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pykbroker.cluster.topics import validate_topic_name
 from pykbroker.config import BROKER_DEFS, TOPIC_DEFS, ConfigType, describe_broker_configs
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
+from pykbroker.handlers.authz import CLUSTER, Op, authorize
+from pykbroker.handlers.authz import TOPIC as TOPIC_RESOURCE
 from pykbroker.protocol._generated.alter_configs_request import AlterConfigsRequest
 from pykbroker.protocol._generated.alter_configs_response import (
     AlterConfigsResourceResponse,
@@ -38,6 +40,9 @@ from pykbroker.protocol.api import ApiKey
 from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import RequestContext
 
+if TYPE_CHECKING:
+    from pykbroker.security.acl_codes import AclOperation
+
 
 def is_list_config(name: str) -> bool:
     defn = TOPIC_DEFS.get(name) or BROKER_DEFS.get(name)
@@ -47,7 +52,23 @@ def is_list_config(name: str) -> bool:
 TOPIC = 2
 BROKER = 4
 BROKER_LOGGER = 8
+CLIENT_METRICS = 16
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+
+
+def _check_configs_acl(ctx: RequestContext, op: AclOperation, rtype: int, name: str) -> None:
+    """ConfigHelper / KafkaApis: topic configs need ``op`` on the topic (else
+    TOPIC_AUTHORIZATION_FAILED), broker (and logger, client metrics) configs ``op`` on the
+    cluster (else CLUSTER_AUTHORIZATION_FAILED). Describing answers Kafka's message,
+    altering none."""
+    if rtype == TOPIC:
+        if not authorize(ctx, op, TOPIC_RESOURCE, name):
+            code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            raise KafkaError(code, code.message if op == Op.DESCRIBE_CONFIGS else None)
+    elif rtype in (BROKER, BROKER_LOGGER, CLIENT_METRICS):
+        if not authorize(ctx, op, CLUSTER):
+            code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+            raise KafkaError(code, code.message if op == Op.DESCRIBE_CONFIGS else None)
 
 
 def _check_broker_name(ctx: RequestContext, name: str, *, altering: bool = False) -> None:
@@ -91,6 +112,7 @@ async def handle_describe_configs(ctx: RequestContext,
         result = DescribeConfigsResult(resource_type=res.resource_type,
                                        resource_name=res.resource_name, error_message=None)
         try:
+            _check_configs_acl(ctx, Op.DESCRIBE_CONFIGS, res.resource_type, res.resource_name)
             wanted = set(res.configuration_keys) if res.configuration_keys is not None else None
             for e in _entries(ctx, res.resource_type, res.resource_name):
                 if wanted is not None and e.name not in wanted:
@@ -163,6 +185,7 @@ async def _alter_each(
         resp = response_type(resource_type=res.resource_type,
                              resource_name=res.resource_name, error_message=None)
         try:
+            _check_configs_acl(ctx, Op.ALTER_CONFIGS, res.resource_type, res.resource_name)
             if res.resource_type == TOPIC:
                 await alter_topic(res)
             elif res.resource_type == BROKER:

@@ -10,6 +10,7 @@ import uuid
 from pykbroker.coordinator.group.assignors import Assignment
 from pykbroker.coordinator.group.consumer_group import ConsumerGroup, HeartbeatRequest
 from pykbroker.error_codes import ErrorCode
+from pykbroker.handlers.authz import GROUP, Op, authorize, authorized_operations, secured
 from pykbroker.handlers.groups import GROUP_OPERATIONS, NOT_REQUESTED, client_host
 from pykbroker.protocol._generated.consumer_group_describe_request import (
     ConsumerGroupDescribeRequest,
@@ -44,6 +45,11 @@ async def handle_consumer_group_heartbeat(
         ctx: RequestContext, req: ConsumerGroupHeartbeatRequest
 ) -> ConsumerGroupHeartbeatResponse:
     groups = ctx.services.groups
+    if not authorize(ctx, Op.READ, GROUP, req.group_id):
+        return ConsumerGroupHeartbeatResponse(
+            throttle_time_ms=0, error_code=int(ErrorCode.GROUP_AUTHORIZATION_FAILED),
+            error_message=None, member_id=None, member_epoch=0, heartbeat_interval_ms=0,
+            assignment=None)
     if req.group_id:
         status = groups.group_status_error(req.group_id)
         if status is not None:
@@ -104,7 +110,16 @@ async def handle_consumer_group_describe(
     ops = GROUP_OPERATIONS if req.include_authorized_operations else NOT_REQUESTED
     names = groups.consumer.topic_names()
     out = []
-    for group_id in req.group_ids:
+    authorized = []
+    for group_id in req.group_ids:  # Kafka answers the groups it may not describe first
+        if authorize(ctx, Op.DESCRIBE, GROUP, group_id):
+            authorized.append(group_id)
+        else:
+            out.append(DescribedGroup(
+                error_code=int(ErrorCode.GROUP_AUTHORIZATION_FAILED), error_message=None,
+                group_id=group_id, group_state="", group_epoch=0, assignment_epoch=0,
+                assignor_name="", members=[], authorized_operations=NOT_REQUESTED))
+    for group_id in authorized:
         status = groups.group_status_error(group_id)
         group = groups.consumer.groups.get(group_id)
         if status is None and group is None:
@@ -120,7 +135,9 @@ async def handle_consumer_group_describe(
                 group_state="", group_epoch=0, assignment_epoch=0, assignor_name="",
                 members=[], authorized_operations=NOT_REQUESTED))
             continue
-        out.append(_describe_group(group, names, ops))
+        out.append(_describe_group(group, names, authorized_operations(ctx, GROUP, group_id)
+                                   if req.include_authorized_operations and secured(ctx)
+                                   else ops))
     return ConsumerGroupDescribeResponse(throttle_time_ms=0, groups=out)
 
 

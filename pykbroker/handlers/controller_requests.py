@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pykbroker.controller.controller import AlterPartition
 from pykbroker.error_codes import ErrorCode
+from pykbroker.handlers.authz import CLUSTER, Op, authorize, authorize_cluster
 from pykbroker.protocol._generated.alter_partition_reassignments_request import (
     AlterPartitionReassignmentsRequest,
 )
@@ -60,24 +61,28 @@ from pykbroker.server.request_context import RequestContext
 
 async def handle_leader_and_isr(ctx: RequestContext,
                                 req: LeaderAndIsrRequest) -> LeaderAndIsrResponse:
+    authorize_cluster(ctx, Op.CLUSTER_ACTION)
     response: LeaderAndIsrResponse = await ctx.services.cluster.on_leader_and_isr(req)
     return response
 
 
 async def handle_update_metadata(ctx: RequestContext,
                                  req: UpdateMetadataRequest) -> UpdateMetadataResponse:
+    authorize_cluster(ctx, Op.CLUSTER_ACTION)
     response: UpdateMetadataResponse = await ctx.services.cluster.on_update_metadata(req)
     return response
 
 
 async def handle_stop_replica(ctx: RequestContext,
                               req: StopReplicaRequest) -> StopReplicaResponse:
+    authorize_cluster(ctx, Op.CLUSTER_ACTION)
     response: StopReplicaResponse = await ctx.services.cluster.on_stop_replica(req)
     return response
 
 
 async def handle_controlled_shutdown(ctx: RequestContext, req: ControlledShutdownRequest
                                      ) -> ControlledShutdownResponse:
+    authorize_cluster(ctx, Op.CLUSTER_ACTION)
     code, remaining = await ctx.services.cluster.controller.controlled_shutdown(
         req.broker_id, req.broker_epoch if ctx.api_version >= 2 else -1)
     return ControlledShutdownResponse(
@@ -90,6 +95,13 @@ async def handle_elect_leaders(ctx: RequestContext,
                                req: ElectLeadersRequest) -> ElectLeadersResponse:
     """Served by the controller, as in ZooKeeper mode (admin clients send it there)."""
     election_type = req.election_type if ctx.api_version >= 1 else 0
+    if not authorize(ctx, Op.ALTER, CLUSTER):  # the request's error, and each partition's
+        code = int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+        return ElectLeadersResponse(throttle_time_ms=0, error_code=code,
+                                    replica_election_results=[ReplicaElectionResult(
+                                        t.topic, [PartitionResult(p, code, None)
+                                                  for p in t.partitions])
+                                        for t in req.topic_partitions or ()])
     if election_type not in (0, 1):
         return ElectLeadersResponse(throttle_time_ms=0,
                                     error_code=int(ErrorCode.INVALID_REQUEST),
@@ -111,6 +123,7 @@ async def handle_elect_leaders(ctx: RequestContext,
 async def handle_alter_partition(ctx: RequestContext,
                                  req: AlterPartitionRequest) -> AlterPartitionResponse:
     """A leader's ISR change, decided by the controller (v2+ name topics by id)."""
+    authorize_cluster(ctx, Op.CLUSTER_ACTION)
     by_id = ctx.api_version >= 2
     changes = []
     for t in req.topics:
@@ -146,6 +159,7 @@ async def handle_alter_partition_reassignments(
     ctx: RequestContext, req: AlterPartitionReassignmentsRequest
 ) -> AlterPartitionReassignmentsResponse:
     """Served by the controller (admin clients send it there), as in ZooKeeper mode."""
+    authorize_cluster(ctx, Op.ALTER)
     wanted = {(t.name, p.partition_index): (list(p.replicas) if p.replicas is not None
                                             else None)
               for t in req.topics for p in t.partitions}
@@ -166,6 +180,7 @@ async def handle_alter_partition_reassignments(
 async def handle_list_partition_reassignments(
     ctx: RequestContext, req: ListPartitionReassignmentsRequest
 ) -> ListPartitionReassignmentsResponse:
+    authorize_cluster(ctx, Op.DESCRIBE)
     ongoing = ctx.services.cluster.controller.ongoing_reassignments()
     if ongoing is None:
         return ListPartitionReassignmentsResponse(

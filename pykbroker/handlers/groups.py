@@ -6,10 +6,23 @@ Version differences live here (which fields exist, where errors go); the semanti
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from pykbroker.coordinator.group import JoinRequest, OffsetAndMetadata
 from pykbroker.coordinator.group.records import OFFSETS_TOPIC
 from pykbroker.coordinator.transaction import TRANSACTION_STATE_TOPIC
 from pykbroker.error_codes import ErrorCode
+from pykbroker.handlers.authz import (
+    CLUSTER,
+    GROUP,
+    TOPIC,
+    TRANSACTIONAL_ID,
+    Op,
+    authorize,
+    authorized_operations,
+    secured,
+)
 from pykbroker.protocol._generated.delete_groups_request import DeleteGroupsRequest
 from pykbroker.protocol._generated.delete_groups_response import (
     DeletableGroupResult,
@@ -67,6 +80,9 @@ from pykbroker.protocol.api import ApiKey
 from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import RequestContext
 
+if TYPE_CHECKING:
+    from pykbroker.security.acl_codes import AclOperation
+
 GROUP_KEY = 0
 TRANSACTION_KEY = 1
 # READ, DELETE, DESCRIBE: what Kafka reports as authorized on a group without an authorizer.
@@ -90,7 +106,12 @@ async def handle_find_coordinator(ctx: RequestContext,
     found = []
     for key in keys:
         node_id = services.node_id
-        if services.cluster is not None and key_type in (GROUP_KEY, TRANSACTION_KEY):
+        if key_type == GROUP_KEY and not authorize(ctx, Op.DESCRIBE, GROUP, key):
+            code = ErrorCode.GROUP_AUTHORIZATION_FAILED
+        elif key_type == TRANSACTION_KEY and not authorize(ctx, Op.DESCRIBE, TRANSACTIONAL_ID,
+                                                           key):
+            code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        elif services.cluster is not None and key_type in (GROUP_KEY, TRANSACTION_KEY):
             code, (node_id, host, port) = _cluster_coordinator(ctx, key_type, key)
         elif key_type == GROUP_KEY:
             code = services.groups.find_coordinator(key)
@@ -142,6 +163,11 @@ def _cluster_coordinator(ctx: RequestContext, key_type: int, key: str
 
 async def handle_join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupResponse:
     v = ctx.api_version
+    if not authorize(ctx, Op.READ, GROUP, req.group_id):
+        return JoinGroupResponse(
+            throttle_time_ms=0, error_code=int(ErrorCode.GROUP_AUTHORIZATION_FAILED),
+            generation_id=-1, protocol_type=None, protocol_name=None if v >= 7 else "",
+            leader="", skip_assignment=False, member_id="", members=[])
     instance_id = req.group_instance_id if v >= 5 else None
     result = await ctx.services.groups.join_group(JoinRequest(
         group_id=req.group_id, member_id=req.member_id, group_instance_id=instance_id,
@@ -166,6 +192,10 @@ async def handle_join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinG
 
 async def handle_sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncGroupResponse:
     v = ctx.api_version
+    if not authorize(ctx, Op.READ, GROUP, req.group_id):
+        return SyncGroupResponse(throttle_time_ms=0,
+                                 error_code=int(ErrorCode.GROUP_AUTHORIZATION_FAILED),
+                                 protocol_type=None, protocol_name=None, assignment=b"")
     result = await ctx.services.groups.sync_group(
         req.group_id, req.generation_id, req.member_id,
         req.group_instance_id if v >= 3 else None,
@@ -177,6 +207,9 @@ async def handle_sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncG
 
 
 async def handle_heartbeat(ctx: RequestContext, req: HeartbeatRequest) -> HeartbeatResponse:
+    if not authorize(ctx, Op.READ, GROUP, req.group_id):
+        return HeartbeatResponse(throttle_time_ms=0,
+                                 error_code=int(ErrorCode.GROUP_AUTHORIZATION_FAILED))
     code = ctx.services.groups.heartbeat(
         req.group_id, req.generation_id, req.member_id,
         req.group_instance_id if ctx.api_version >= 3 else None)
@@ -185,6 +218,9 @@ async def handle_heartbeat(ctx: RequestContext, req: HeartbeatRequest) -> Heartb
 
 async def handle_leave_group(ctx: RequestContext, req: LeaveGroupRequest) -> LeaveGroupResponse:
     v = ctx.api_version
+    if not authorize(ctx, Op.READ, GROUP, req.group_id):
+        return LeaveGroupResponse(throttle_time_ms=0, members=[],
+                                  error_code=int(ErrorCode.GROUP_AUTHORIZATION_FAILED))
     if v >= 3:
         leaving = [(m.member_id, m.group_instance_id, m.reason if v >= 5 else None)
                    for m in req.members]
@@ -205,9 +241,21 @@ async def handle_leave_group(ctx: RequestContext, req: LeaveGroupRequest) -> Lea
 async def handle_describe_groups(ctx: RequestContext,
                                  req: DescribeGroupsRequest) -> DescribeGroupsResponse:
     v = ctx.api_version
-    ops = GROUP_OPERATIONS if v >= 3 and req.include_authorized_operations else NOT_REQUESTED
+    include_ops = v >= 3 and req.include_authorized_operations
+    ops = GROUP_OPERATIONS if include_ops else NOT_REQUESTED
     out = []
-    for group_id in req.groups:
+    authorized = []
+    for group_id in req.groups:  # Kafka answers the groups it may not describe first
+        if authorize(ctx, Op.DESCRIBE, GROUP, group_id):
+            authorized.append(group_id)
+        else:
+            out.append(DescribedGroup(
+                error_code=int(ErrorCode.GROUP_AUTHORIZATION_FAILED), group_id=group_id,
+                group_state="", protocol_type="", protocol_data="", members=[],
+                authorized_operations=NOT_REQUESTED))
+    for group_id in authorized:
+        if include_ops and secured(ctx):
+            ops = authorized_operations(ctx, GROUP, group_id)
         code, desc = ctx.services.groups.describe_group(group_id)
         out.append(DescribedGroup(
             error_code=int(code), group_id=group_id, group_state=desc.state,
@@ -217,7 +265,7 @@ async def handle_describe_groups(ctx: RequestContext,
                 client_id=m.client_id, client_host=m.client_host,
                 member_metadata=m.metadata, member_assignment=m.assignment)
                 for m in desc.members],
-            authorized_operations=ops))
+            authorized_operations=ops if code == ErrorCode.NONE else NOT_REQUESTED))
     return DescribeGroupsResponse(throttle_time_ms=0, groups=out)
 
 
@@ -225,6 +273,8 @@ async def handle_list_groups(ctx: RequestContext, req: ListGroupsRequest) -> Lis
     v = ctx.api_version
     code, groups = ctx.services.groups.list_groups(
         req.states_filter if v >= 4 else (), req.types_filter if v >= 5 else ())
+    if secured(ctx) and not authorize(ctx, Op.DESCRIBE, CLUSTER):
+        groups = [g for g in groups if authorize(ctx, Op.DESCRIBE, GROUP, g.group_id)]
     return ListGroupsResponse(
         throttle_time_ms=0, error_code=int(code),
         groups=[ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type,
@@ -233,16 +283,29 @@ async def handle_list_groups(ctx: RequestContext, req: ListGroupsRequest) -> Lis
 
 async def handle_delete_groups(ctx: RequestContext,
                                req: DeleteGroupsRequest) -> DeleteGroupsResponse:
-    results = ctx.services.groups.delete_groups(req.groups_names)
+    wanted = list(dict.fromkeys(req.groups_names))
+    allowed = [g for g in wanted if authorize(ctx, Op.DELETE, GROUP, g)]
+    results = ctx.services.groups.delete_groups(allowed) if allowed else {}
+    # Kafka lists the groups it deleted (or failed to) first, then the unauthorized ones.
     return DeleteGroupsResponse(
         throttle_time_ms=0,
-        results=[DeletableGroupResult(group_id=g, error_code=int(results[g]))
-                 for g in dict.fromkeys(req.groups_names)])
+        results=[DeletableGroupResult(group_id=g, error_code=int(results[g])) for g in allowed]
+        + [DeletableGroupResult(group_id=g,
+                                error_code=int(ErrorCode.GROUP_AUTHORIZATION_FAILED))
+           for g in wanted if g not in set(allowed)])
 
 
 def known_partition(ctx: RequestContext, topic: str, partition: int) -> bool:
     info = ctx.services.topics.get(topic)
     return info is not None and partition in info.assignment
+
+
+def unreadable_topics(ctx: RequestContext, names: Iterable[str],
+                      op: AclOperation = Op.READ) -> set[str]:
+    """The topics among ``names`` the principal may not ``op`` (none without an authorizer)."""
+    if not secured(ctx):
+        return set()
+    return {n for n in set(names) if not authorize(ctx, op, TOPIC, n)}
 
 
 async def handle_offset_commit(ctx: RequestContext,
@@ -253,9 +316,16 @@ async def handle_offset_commit(ctx: RequestContext,
     retention = req.retention_time_ms if 2 <= v <= 4 else -1
     errors: dict[tuple[str, int], ErrorCode] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
-    for t in req.topics:
+    if not authorize(ctx, Op.READ, GROUP, req.group_id):
+        errors = dict.fromkeys(((t.name, p.partition_index) for t in req.topics
+                                for p in t.partitions), ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    unreadable = unreadable_topics(ctx, (t.name for t in req.topics))
+    for t in req.topics if not errors else ():
         for p in t.partitions:
             tp = (t.name, p.partition_index)
+            if t.name in unreadable:
+                errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             if not known_partition(ctx, t.name, p.partition_index):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
@@ -296,8 +366,16 @@ def _fetch_group(ctx: RequestContext, group_id: str,
     """One group's answer in the v8 shape; older versions are cut down from it. With
     ``require_stable`` (KIP-447) a partition whose transactional commit is still pending
     answers UNSTABLE_OFFSET_COMMIT, and the consumer retries."""
+    if not authorize(ctx, Op.DESCRIBE, GROUP, group_id):
+        return _group_error(ctx, group_id, topics, ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    hidden = unreadable_topics(ctx, (t for t, _ in topics or ()), Op.DESCRIBE)
+    hidden_parts = [(t, parts) for t, parts in topics or () if t in hidden]
+    if hidden:
+        topics = [(t, parts) for t, parts in topics or () if t not in hidden]
     wanted = None if topics is None else [(t, p) for t, parts in topics for p in parts]
     code, found = ctx.services.groups.fetch_offsets(group_id, wanted)
+    if topics is None and secured(ctx):  # all offsets: only the topics it may describe
+        found = [(tp, om) for tp, om in found if authorize(ctx, Op.DESCRIBE, TOPIC, tp[0])]
     unstable = ctx.services.groups.unstable_offsets(group_id) if require_stable else set()
     by_topic: dict[str, list[OffsetFetchResponsePartitions]] = {}
     if code != ErrorCode.NONE:
@@ -309,10 +387,23 @@ def _fetch_group(ctx: RequestContext, group_id: str,
             by_topic.setdefault(t, []).append(_fetched_partition(
                 p, om, ErrorCode.UNSTABLE_OFFSET_COMMIT if (t, p) in unstable
                 else ErrorCode.NONE))
+        for t, parts in hidden_parts:
+            by_topic[t] = [_fetched_partition(p, None, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                           for p in parts]
     return OffsetFetchResponseGroup(
         group_id=group_id, error_code=int(code),
         topics=[OffsetFetchResponseTopics(name=t, partitions=parts)
                 for t, parts in by_topic.items()])
+
+
+def _group_error(ctx: RequestContext, group_id: str, topics: list[tuple[str, list[int]]] | None,
+                 code: ErrorCode) -> OffsetFetchResponseGroup:
+    """OffsetFetchResponse.groupError: before v2 every asked partition carries the error."""
+    by_topic = [] if ctx.api_version >= 2 else [
+        OffsetFetchResponseTopics(name=t, partitions=[_fetched_partition(p, None, code)
+                                                      for p in parts])
+        for t, parts in topics or []]
+    return OffsetFetchResponseGroup(group_id=group_id, error_code=int(code), topics=by_topic)
 
 
 async def handle_offset_fetch(ctx: RequestContext,
@@ -339,11 +430,17 @@ async def handle_offset_fetch(ctx: RequestContext,
 
 async def handle_offset_delete(ctx: RequestContext,
                                req: OffsetDeleteRequest) -> OffsetDeleteResponse:
+    if not authorize(ctx, Op.DELETE, GROUP, req.group_id):
+        return OffsetDeleteResponse(error_code=int(ErrorCode.GROUP_AUTHORIZATION_FAILED),
+                                    throttle_time_ms=0)
     errors: dict[tuple[str, int], ErrorCode] = {}
     wanted = []
+    unreadable = unreadable_topics(ctx, (t.name for t in req.topics))
     for t in req.topics:
         for p in t.partitions:
-            if known_partition(ctx, t.name, p.partition_index):
+            if t.name in unreadable:
+                errors[(t.name, p.partition_index)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif known_partition(ctx, t.name, p.partition_index):
                 wanted.append((t.name, p.partition_index))
             else:
                 errors[(t.name, p.partition_index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

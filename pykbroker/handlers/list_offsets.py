@@ -5,6 +5,7 @@ from __future__ import annotations
 from pykbroker.cluster.replica_manager import Partition
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
+from pykbroker.handlers.authz import TOPIC, Op, authorize
 from pykbroker.protocol._generated.list_offsets_request import ListOffsetsRequest
 from pykbroker.protocol._generated.list_offsets_response import (
     ListOffsetsPartitionResponse,
@@ -52,10 +53,13 @@ async def handle_list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> L
     topics = []
     for t in req.topics:
         parts = []
+        allowed = authorize(ctx, Op.DESCRIBE, TOPIC, t.name)
         for rp in t.partitions:
             resp = ListOffsetsPartitionResponse(partition_index=rp.partition_index, timestamp=-1,
                                                 offset=-1, leader_epoch=-1)
             try:
+                if not allowed:
+                    raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 part = replicas.partition(t.name, rp.partition_index)
                 if ctx.api_version >= 4:
                     part.check_leader_epoch(rp.current_leader_epoch)

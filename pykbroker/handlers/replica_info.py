@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
+from pykbroker.handlers.authz import CLUSTER, TOPIC, Op, authorize, secured
 from pykbroker.protocol._generated.describe_log_dirs_request import DescribeLogDirsRequest
 from pykbroker.protocol._generated.describe_log_dirs_response import (
     DescribeLogDirsPartition,
@@ -35,11 +36,16 @@ async def handle_offset_for_leader_epoch(
     current epoch, otherwise where the next larger epoch starts; unknown epochs get -1/-1."""
     replicas = ctx.services.replicas
     topics = []
+    # CLUSTER_ACTION (a follower) or DESCRIBE on the topic (a consumer, KIP-320).
+    any_topic = not secured(ctx) or authorize(ctx, Op.CLUSTER_ACTION, CLUSTER)
     for t in req.topics:
         parts = []
+        allowed = any_topic or authorize(ctx, Op.DESCRIBE, TOPIC, t.topic)
         for p in t.partitions:
             result = EpochEndOffset(partition=p.partition)
             try:
+                if not allowed:
+                    raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 part = replicas.partition(t.topic, p.partition)
                 if ctx.api_version >= 2:
                     part.check_leader_epoch(p.current_leader_epoch)
@@ -55,6 +61,9 @@ async def handle_offset_for_leader_epoch(
 async def handle_describe_log_dirs(ctx: RequestContext,
                                    req: DescribeLogDirsRequest) -> DescribeLogDirsResponse:
     services = ctx.services
+    if not authorize(ctx, Op.DESCRIBE, CLUSTER):
+        return DescribeLogDirsResponse(throttle_time_ms=0, results=[],
+                                       error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED))
     wanted: dict[str, set[int]] | None = None
     if req.topics is not None:
         wanted = {t.topic: set(t.partitions) for t in req.topics}

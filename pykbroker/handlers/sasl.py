@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from pykbroker.error_codes import ErrorCode
+from pykbroker.handlers.authz import CLUSTER, Op, authorize
 from pykbroker.protocol._generated.alter_user_scram_credentials_request import (
     AlterUserScramCredentialsRequest,
 )
@@ -85,6 +86,13 @@ def _store(ctx: RequestContext) -> Any:
 
 async def handle_describe_user_scram_credentials(
         ctx: RequestContext, req: DescribeUserScramCredentialsRequest) -> Any:
+    if not authorize(ctx, Op.DESCRIBE, CLUSTER):  # Kafka's getErrorResponse: one per user
+        code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return DescribeUserScramCredentialsResponse(
+            throttle_time_ms=0, error_code=int(code), error_message=code.message,
+            results=[DescribeUserScramCredentialsResult(
+                user="", error_code=int(code), error_message=code.message, credential_infos=[])
+                for _ in req.users or ()])
     store = _store(ctx)
     names = [u.name for u in req.users] if req.users else sorted(store.users)
     results = []
@@ -114,7 +122,14 @@ async def handle_alter_user_scram_credentials(
         ctx: RequestContext, req: AlterUserScramCredentialsRequest) -> Any:
     """Kafka's checks, per user: a name, a known mechanism, each (user, mechanism) once,
     4096..16384 iterations, deletions of existing credentials only; then all valid changes
-    are written at once."""
+    are written at once. Without ALTER on the cluster every user named answers
+    CLUSTER_AUTHORIZATION_FAILED (in name order, as Kafka's getErrorResponse)."""
+    if not authorize(ctx, Op.ALTER, CLUSTER):
+        code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        users = sorted({d.name for d in req.deletions} | {u.name for u in req.upsertions})
+        return AlterUserScramCredentialsResponse(throttle_time_ms=0, results=[
+            AlterUserScramCredentialsResult(user=u, error_code=int(code),
+                                            error_message=code.message) for u in users])
     store = _store(ctx)
     errors: dict[str, tuple[ErrorCode, str]] = {}
     order: list[str] = []

@@ -6,6 +6,7 @@ from collections import Counter
 
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
+from pykbroker.handlers.authz import CLUSTER, TOPIC, Op, authorize, secured
 from pykbroker.protocol._generated.create_partitions_request import CreatePartitionsRequest
 from pykbroker.protocol._generated.create_partitions_response import (
     CreatePartitionsResponse,
@@ -40,14 +41,23 @@ async def handle_create_topics(ctx: RequestContext,
     cluster = services.cluster
     waiting: dict[str, tuple[CreatableTopicResult, int]] = {}
     counts = Counter(t.name for t in req.topics)
+    # CREATE on the cluster allows every topic, else CREATE on each; the new topic's configs
+    # and layout are shown only with DESCRIBE_CONFIGS on it.
+    check = secured(ctx)
+    any_topic = not check or authorize(ctx, Op.CREATE, CLUSTER)
     results = []
     for t in req.topics:
         result = CreatableTopicResult(name=t.name, error_message=None)
+        hide_configs = check and not authorize(ctx, Op.DESCRIBE_CONFIGS, TOPIC, t.name)
+        refused = True  # by the checks before creation (they keep the config error code)
         try:
             if counts[t.name] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST,
                                  f"Create topics request from client `{ctx.client_id}` contains "
                                  f"multiple entries for the following topics: {t.name}")
+            if not (any_topic or authorize(ctx, Op.CREATE, TOPIC, t.name)):
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
+            refused = False
             assignment = {a.partition_index: list(a.broker_ids) for a in t.assignments}
             configs = {c.name: c.value for c in t.configs}
             if cluster is None:
@@ -62,6 +72,11 @@ async def handle_create_topics(ctx: RequestContext,
                 if not req.validate_only:
                     await cluster.create_topic(topic)
                     waiting[t.name] = (result, topic.partition_count)
+            if hide_configs:
+                result.topic_config_error_code = int(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                result.configs = None if ctx.api_version >= 5 else []
+                results.append(result)
+                continue
             result.topic_id = topic.topic_id
             result.num_partitions = topic.partition_count
             result.replication_factor = len(next(iter(topic.assignment.values())))
@@ -74,6 +89,8 @@ async def handle_create_topics(ctx: RequestContext,
             result.error_code = int(exc.error_code)
             result.error_message = exc.detail
             result.configs = None if ctx.api_version >= 5 else []
+            if hide_configs and refused:
+                result.topic_config_error_code = int(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
         results.append(result)
     if waiting and req.timeout_ms > 0:
         await cluster.wait_for(lambda: all(cluster.has_leaders(name, count)
@@ -95,6 +112,7 @@ async def handle_delete_topics(ctx: RequestContext,
     else:
         wanted = [(n, ZERO_UUID) for n in req.topic_names]
     results = []
+    check = secured(ctx)
     for name, topic_id in wanted:
         result = DeletableTopicResult(name=name, topic_id=topic_id, error_message=None)
         try:
@@ -102,10 +120,14 @@ async def handle_delete_topics(ctx: RequestContext,
                 info = topics.store.topic_by_id(topic_id)
                 if info is None:
                     raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID)
+                if check and not authorize(ctx, Op.DESCRIBE, TOPIC, info.name):
+                    raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)  # name not shown
                 name = result.name = info.name
             elif topic_id != ZERO_UUID:
                 raise KafkaError(ErrorCode.INVALID_REQUEST,
                                  "A topic may be named by name or by id, not both")
+            if check and not authorize(ctx, Op.DELETE, TOPIC, name):
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
             info = topics.delete_topic(name)
             result.topic_id = info.topic_id
             if cluster is not None:
@@ -136,6 +158,9 @@ async def handle_create_partitions(ctx: RequestContext,
         try:
             if counts[t.name] > 1:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, "Duplicate topic in request.")
+            if not authorize(ctx, Op.ALTER, TOPIC, t.name):
+                raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                                 "The topic authorization is failed.")
             assignment = ([list(a.broker_ids) for a in t.assignments]
                           if t.assignments is not None else None)
             if cluster is None:
@@ -166,10 +191,13 @@ async def handle_delete_records(ctx: RequestContext,
     topics = []
     for t in req.topics:
         parts = []
+        allowed = authorize(ctx, Op.DELETE, TOPIC, t.name)
         for p in t.partitions:
             result = DeleteRecordsPartitionResult(partition_index=p.partition_index,
                                                   low_watermark=-1)
             try:
+                if not allowed:
+                    raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 part = replicas.partition(t.name, p.partition_index)
                 offset = part.high_watermark if p.offset == -1 else p.offset
                 if offset < 0 or offset > part.high_watermark:

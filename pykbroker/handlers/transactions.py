@@ -12,6 +12,16 @@ from pykbroker.coordinator.group import OFFSETS_TOPIC
 from pykbroker.coordinator.transaction import TxnState
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import DecodeError, KafkaError
+from pykbroker.handlers.authz import (
+    CLUSTER,
+    GROUP,
+    TOPIC,
+    TRANSACTIONAL_ID,
+    Op,
+    authorize,
+    secured,
+)
+from pykbroker.handlers.groups import known_partition
 from pykbroker.protocol._generated import describe_producers_response as dp
 from pykbroker.protocol._generated import describe_transactions_response as dt
 from pykbroker.protocol._generated import list_transactions_response as lt
@@ -77,14 +87,23 @@ async def handle_add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsTo
                                        ) -> AddPartitionsToTxnResponse:
     txns = ctx.services.transactions
     if ctx.api_version <= 3:
-        results = await txns.add_partitions(
-            req.v3_and_below_transactional_id, req.v3_and_below_producer_id,
-            req.v3_and_below_producer_epoch, _partitions(req.v3_and_below_topics))
+        wanted = _partitions(req.v3_and_below_topics)
+        refused = _refused_partitions(ctx, req.v3_and_below_transactional_id, wanted)
+        if refused is not None:
+            results = refused
+        else:
+            results = await txns.add_partitions(
+                req.v3_and_below_transactional_id, req.v3_and_below_producer_id,
+                req.v3_and_below_producer_epoch, wanted)
         results = {tp: fenced_for_version(code, ctx.api_version, 2)
                    for tp, code in results.items()}
         return AddPartitionsToTxnResponse(throttle_time_ms=0,
                                           results_by_topic_v3_and_below=_topic_results(results))
     # v4+: batched, from brokers verifying transactional produces (KIP-890).
+    if not authorize(ctx, Op.CLUSTER_ACTION, CLUSTER):
+        return AddPartitionsToTxnResponse(
+            throttle_time_ms=0, error_code=int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
+            results_by_transaction=[])
     out = []
     for txn in req.transactions:
         wanted = _partitions(txn.topics)
@@ -100,12 +119,36 @@ async def handle_add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsTo
                                       results_by_transaction=out)
 
 
+def _refused_partitions(ctx: RequestContext, transactional_id: str,
+                        wanted: list[TopicPartition]) -> dict[TopicPartition, ErrorCode] | None:
+    """A client's AddPartitionsToTxn (v0-3) needs WRITE on its transactional id and on every
+    topic (never granted on an internal topic); when any partition fails its check, none is
+    added and the others answer OPERATION_NOT_ATTEMPTED. None: every check passed."""
+    if not secured(ctx):
+        return None
+    if not authorize(ctx, Op.WRITE, TRANSACTIONAL_ID, transactional_id):
+        return dict.fromkeys(wanted, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    internal = ctx.services.internal_topics
+    writable = {t for t, _ in wanted if t not in internal and authorize(ctx, Op.WRITE, TOPIC, t)}
+    if all(t in writable for t, _ in wanted):
+        return None
+    return {(t, p): ErrorCode.TOPIC_AUTHORIZATION_FAILED if t not in writable
+            else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if not known_partition(ctx, t, p)
+            else ErrorCode.OPERATION_NOT_ATTEMPTED for t, p in wanted}
+
+
 async def handle_add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest
                                     ) -> AddOffsetsToTxnResponse:
     """The group's ``__consumer_offsets`` partition joins the transaction. In a cluster the
     group's coordinator may be another broker: only the partition matters here, as in
     Kafka (the topic is created first if it does not exist yet)."""
     groups = ctx.services.groups
+    if not authorize(ctx, Op.WRITE, TRANSACTIONAL_ID, req.transactional_id):
+        code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=int(code))
+    if not authorize(ctx, Op.READ, GROUP, req.group_id):
+        code = ErrorCode.GROUP_AUTHORIZATION_FAILED
+        return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=int(code))
     if ctx.services.cluster is not None and ctx.services.topics.get(OFFSETS_TOPIC) is not None:
         code = ErrorCode.NONE
     else:
@@ -119,6 +162,9 @@ async def handle_add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnReq
 
 
 async def handle_end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnResponse:
+    if not authorize(ctx, Op.WRITE, TRANSACTIONAL_ID, req.transactional_id):
+        return EndTxnResponse(throttle_time_ms=0, producer_id=-1, producer_epoch=-1,
+                              error_code=int(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
     code = await ctx.services.transactions.end_txn(
         req.transactional_id, req.producer_id, req.producer_epoch, req.committed)
     code = fenced_for_version(code, ctx.api_version, 2)
@@ -136,6 +182,13 @@ async def handle_write_txn_markers(ctx: RequestContext, req: WriteTxnMarkersRequ
     acks=-1, the answer waits until the ISR holds them (up to request.timeout.ms); a lone
     broker's high watermark is its log end, so it never waits."""
     replicas = ctx.services.replicas
+    if not authorize(ctx, Op.CLUSTER_ACTION, CLUSTER):  # every partition answers the error
+        code = int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+        return WriteTxnMarkersResponse(markers=[WritableTxnMarkerResult(
+            producer_id=m.producer_id, topics=[WritableTxnMarkerTopicResult(
+                name=t.name, partitions=[WritableTxnMarkerPartitionResult(
+                    partition_index=i, error_code=code) for i in t.partition_indexes])
+                for t in m.topics]) for m in req.markers])
     out = []
     written: list[tuple[Any, int, WritableTxnMarkerPartitionResult]] = []
     for marker in req.markers:
@@ -171,7 +224,16 @@ async def handle_describe_transactions(ctx: RequestContext, req: DescribeTransac
                                        ) -> dt.DescribeTransactionsResponse:
     txns = ctx.services.transactions
     states = []
-    for txn_id in req.transactional_ids:
+    check = secured(ctx)
+    allowed = [t for t in req.transactional_ids
+               if not check or authorize(ctx, Op.DESCRIBE, TRANSACTIONAL_ID, t)]
+    for txn_id in req.transactional_ids:  # Kafka answers the unauthorized ids first
+        if txn_id not in allowed:
+            states.append(dt.TransactionState(
+                error_code=int(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+                transactional_id=txn_id, transaction_state="", transaction_timeout_ms=0,
+                transaction_start_time_ms=-1, producer_id=-1, producer_epoch=-1, topics=[]))
+    for txn_id in allowed:
         code, meta = txns.describe(txn_id)
         if meta is None:
             states.append(dt.TransactionState(
@@ -181,6 +243,8 @@ async def handle_describe_transactions(ctx: RequestContext, req: DescribeTransac
             continue
         by_topic: dict[str, list[int]] = {}
         for topic, index in sorted(meta.partitions):
+            if check and not authorize(ctx, Op.DESCRIBE, TOPIC, topic):
+                continue  # only the partitions of topics it may describe
             by_topic.setdefault(topic, []).append(index)
         states.append(dt.TransactionState(
             error_code=0, transactional_id=txn_id, transaction_state=meta.state.title,
@@ -204,6 +268,9 @@ async def handle_list_transactions(ctx: RequestContext, req: ListTransactionsReq
     duration = req.duration_filter if ctx.api_version >= 1 else -1
     found = [] if unknown and not wanted else ctx.services.transactions.list_transactions(
         wanted, set(req.producer_id_filters), duration)
+    if secured(ctx):
+        found = [m for m in found
+                 if authorize(ctx, Op.DESCRIBE, TRANSACTIONAL_ID, m.transactional_id)]
     return lt.ListTransactionsResponse(
         throttle_time_ms=0, error_code=0, unknown_state_filters=unknown,
         transaction_states=[lt.TransactionState(transactional_id=m.transactional_id,
@@ -218,8 +285,11 @@ async def handle_describe_producers(ctx: RequestContext, req: DescribeProducersR
     topics = []
     for topic in req.topics:
         parts = []
+        allowed = authorize(ctx, Op.READ, TOPIC, topic.name)
         for index in topic.partition_indexes:
             try:
+                if not allowed:
+                    raise KafkaError(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 part = replicas.partition(topic.name, index)
             except KafkaError as exc:
                 parts.append(dp.PartitionResponse(partition_index=index,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pykbroker.coordinator.group import OFFSETS_TOPIC, OffsetAndMetadata
 from pykbroker.error_codes import ErrorCode
-from pykbroker.handlers.groups import known_partition
+from pykbroker.handlers.authz import GROUP, TRANSACTIONAL_ID, Op, authorize
+from pykbroker.handlers.groups import known_partition, unreadable_topics
 from pykbroker.protocol._generated.txn_offset_commit_request import TxnOffsetCommitRequest
 from pykbroker.protocol._generated.txn_offset_commit_response import (
     TxnOffsetCommitResponse,
@@ -26,9 +27,21 @@ async def handle_txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequ
     now = groups.now()
     errors: dict[tuple[str, int], ErrorCode] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
-    for t in req.topics:
+    # WRITE on the transactional id, READ on the group: else every partition has the error.
+    refused = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED if not authorize(
+        ctx, Op.WRITE, TRANSACTIONAL_ID, req.transactional_id) else \
+        ErrorCode.GROUP_AUTHORIZATION_FAILED if not authorize(
+            ctx, Op.READ, GROUP, req.group_id) else None
+    if refused is not None:
+        errors = dict.fromkeys(((t.name, p.partition_index) for t in req.topics
+                                for p in t.partitions), refused)
+    unreadable = unreadable_topics(ctx, (t.name for t in req.topics))
+    for t in req.topics if refused is None else ():
         for p in t.partitions:
             tp = (t.name, p.partition_index)
+            if t.name in unreadable:
+                errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             if not known_partition(ctx, t.name, p.partition_index):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue

@@ -213,6 +213,38 @@ class AclAuthorizer:
         return any(_entry_matches(e, principal, host, op, AclPermissionType.ALLOW)
                    for op in allowed_by for e in entries)
 
+    def authorize_by_resource_type(self, principal: str, host: str, operation: AclOperation,
+                                   resource_type: ResourceType) -> bool:
+        """AclAuthorizer.authorizeByResourceType: may ``principal`` perform ``operation`` on
+        at least one resource of the type? (InitProducerId without a transactional id accepts
+        WRITE on any topic in place of IDEMPOTENT_WRITE on the cluster.) A DENY on the literal
+        wildcard denies; allow.everyone.if.no.acl.found allows; otherwise some ALLOW pattern
+        must not be covered by a DENY (a denied literal name or a denied prefix of it)."""
+        if principal in self.super_users:
+            return True
+
+        def names(permission: AclPermissionType, pattern_type: PatternType) -> set[str]:
+            return {p.name for p, entries in self.cache.acls.items()
+                    if p.resource_type == resource_type and p.pattern_type == pattern_type
+                    and any(_entry_matches(e, principal, host, operation, permission)
+                            for e in entries)}
+
+        deny_literals = names(AclPermissionType.DENY, PatternType.LITERAL)
+        if WILDCARD_RESOURCE in deny_literals:
+            return False
+        if self.allow_everyone_if_no_acl_found:
+            return True
+        deny_prefixes = names(AclPermissionType.DENY, PatternType.PREFIXED)
+        allow_literals = names(AclPermissionType.ALLOW, PatternType.LITERAL)
+        allow_prefixes = names(AclPermissionType.ALLOW, PatternType.PREFIXED)
+
+        def dominated(name: str) -> bool:
+            return any(name.startswith(prefix) for prefix in deny_prefixes)
+
+        return any(not dominated(p) for p in allow_prefixes) or any(
+            lit == WILDCARD_RESOURCE or (not dominated(lit) and lit not in deny_literals)
+            for lit in allow_literals)
+
     def authorized_operations(self, principal: str, host: str, resource_type: ResourceType,
                               name: str) -> int:
         """The 32-bit field of authorized operations (Utils.to32BitField over

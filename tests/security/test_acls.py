@@ -266,3 +266,44 @@ def test_delete_removes_exactly_what_describe_shows(bindings: list[AclBinding],
     assert {b for part in deleted for b in part} == shown
     assert sum(len(part) for part in deleted) == len(shown)
     assert set(auth.cache.bindings()) == set(bindings) - shown
+
+
+# AclAuthorizer.authorizeByResourceType (AclAuthorizerTest.testAuthorizeByResourceType*):
+# (ACLs as (principal, op, pattern type, name, permission), expected for alice WRITE topic).
+BY_TYPE = [
+    ([], False),
+    ([(ALICE, Op.WRITE, L, "t1", A)], True),
+    ([(ALICE, Op.READ, L, "t1", A)], False),  # another operation
+    ([("User:*", Op.ALL, P, "t", A)], True),  # wildcard principal, ALL
+    ([(BOB, Op.WRITE, L, "t1", A)], False),  # someone else's
+    ([(ALICE, Op.WRITE, L, "t1", A), (ALICE, Op.WRITE, L, "t1", D)], False),
+    ([(ALICE, Op.WRITE, L, "t1", A), (ALICE, Op.WRITE, L, "t2", D)], True),
+    ([(ALICE, Op.WRITE, L, "t1", A), (ALICE, Op.WRITE, P, "t", D)], False),  # dominated
+    ([(ALICE, Op.WRITE, P, "t1", A), (ALICE, Op.WRITE, P, "t", D)], False),
+    ([(ALICE, Op.WRITE, P, "t", A), (ALICE, Op.WRITE, P, "t1", D)], True),  # wider allow
+    ([(ALICE, Op.WRITE, P, "t", A), (ALICE, Op.WRITE, L, "t", D)], True),
+    ([(ALICE, Op.WRITE, L, "*", A), (ALICE, Op.WRITE, P, "t", D)], True),
+    ([(ALICE, Op.WRITE, L, "t1", A), (ALICE, Op.WRITE, L, "*", D)], False),  # deny all
+]
+
+
+@pytest.mark.parametrize(("acls", "allowed"), BY_TYPE)
+def test_authorize_by_resource_type(acls: list[tuple[str, AclOperation, PatternType, str,
+                                                     AclPermissionType]],
+                                    allowed: bool) -> None:
+    auth = AclAuthorizer()
+    for principal, op, pattern, name, perm in acls:
+        assert auth.create([AclBinding(ResourcePattern(T, name, pattern),
+                                       AccessControlEntry(principal, "*", op, perm))]) == [None]
+    assert auth.authorize_by_resource_type(ALICE, "10.0.0.1", Op.WRITE, T) is allowed
+    assert not auth.authorize_by_resource_type(ALICE, "10.0.0.1", Op.WRITE, G)  # other type
+
+
+def test_authorize_by_resource_type_super_user_and_allow_everyone() -> None:
+    assert AclAuthorizer(super_users=[ALICE]).authorize_by_resource_type(
+        ALICE, "h", Op.WRITE, T)
+    everyone = AclAuthorizer(allow_everyone_if_no_acl_found=True)
+    assert everyone.authorize_by_resource_type(ALICE, "h", Op.WRITE, T)
+    everyone.create([AclBinding(ResourcePattern(T, "*", L),
+                                AccessControlEntry(ALICE, "*", Op.WRITE, D))])
+    assert not everyone.authorize_by_resource_type(ALICE, "h", Op.WRITE, T)

@@ -45,9 +45,13 @@ _PLAIN_JAAS = "org.apache.kafka.common.security.plain.PlainLoginModule required 
 
 # (extra config, refused key, texts the error must contain); "{pem}" is the broker's PEM.
 REFUSED = [
-    ({"authorizer.class.name": "kafka.security.authorizer.AclAuthorizer"},
+    # AclAuthorizer is served on a single broker; a ZooKeeper cluster's brokers would each
+    # keep their own ACLs (not /kafka-acl), so there it is refused.
+    ({"authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
+      "zookeeper.connect": "127.0.0.1:1"},
      "authorizer.class.name", ["kafka.security.authorizer.AclAuthorizer", "not implement",
-                               "every request handler"]),
+                               "/kafka-acl", "zookeeper.connect is set",
+                               "single broker only"]),
     ({"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer"},
      "authorizer.class.name", ["StandardAuthorizer", "not implement KRaft"]),
     ({"authorizer.class.name": "com.example.MyAuthorizer"},
@@ -139,7 +143,7 @@ def test_the_issue_configuration_names_every_refused_key(tmp_path: Path) -> None
         "ssl.keystore.location": "/etc/kafka/broker.jks", "ssl.keystore.password": "secret",
         "ssl.keystore.type": "JKS",
         "ssl.key.password": "secret", "sasl.enabled.mechanisms": "GSSAPI",
-        "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
     })
     keys = [r.key for r in refusals(config)]
     assert keys[0] == "authorizer.class.name"
@@ -196,14 +200,100 @@ def test_the_command_exits_with_the_error_and_serves_nothing(tmp_path: Path, pro
             assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_the_command_refuses_an_authorizer_from_a_properties_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [
+    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n",
+    "authorizer.class.name=kafka.security.authorizer.AclAuthorizer\n"
+    "zookeeper.connect=127.0.0.1:1\n"])
+def test_the_command_refuses_an_authorizer_from_a_properties_file(tmp_path: Path,
+                                                                   extra: str) -> None:
     props = tmp_path / "server.properties"
     props.write_text(f"listeners=PLAINTEXT://127.0.0.1:{_free_port()}\nlog.dirs={tmp_path}/d\n"
-                     "authorizer.class.name=kafka.security.authorizer.AclAuthorizer\n")
+                     + extra)
     out = subprocess.run([sys.executable, "-m", "pykbroker", str(props)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "authorizer.class.name" in out.stderr and str(props) in out.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_the_acl_authorizer_is_served_on_a_single_broker(tmp_path: Path) -> None:
+    """Every handler checks its ACLs now (#17): AclAuthorizer is accepted on a lone broker,
+    and super.users / allow.everyone.if.no.acl.found take effect instead of warning."""
+    config = _config(tmp_path, **{"authorizer.class.name":
+                                  "kafka.security.authorizer.AclAuthorizer",
+                                  "super.users": "User:admin",
+                                  "allow.everyone.if.no.acl.found": "false"})
+    assert refusals(config) == []
+    plan = refuse_unsupported_security(config)
+    assert plan.authorizer is not None
+    assert plan.authorizer.super_users == {"User:admin"}
+    assert ignored_warnings(config) == []
+    # Unknown classes and KRaft's authorizer stay refused.
+    for name, text in [("com.example.MyAuthorizer", "not implement the authorizer"),
+                       ("org.apache.kafka.metadata.authorizer.StandardAuthorizer", "KRaft")]:
+        (refusal,) = refusals(_config(tmp_path, **{"authorizer.class.name": name}))
+        assert refusal.key == "authorizer.class.name" and text in refusal.reason
+
+
+def _metadata_topics(port: int) -> list[str]:
+    from pykbroker.testing import _Client
+
+    client = _Client(f"127.0.0.1:{port}")
+    try:
+        resp = client.send(int(ApiKey.METADATA), 1, MetadataRequest(topics=None))
+        return sorted(t.name for t in resp.topics)
+    finally:
+        client.close()
+
+
+def test_the_command_serves_the_acl_authorizer_and_enforces_it(tmp_path: Path) -> None:
+    """A real broker process with the authorizer, its ACLs in the first log directory
+    (written here first: User:ANONYMOUS may CREATE and so DESCRIBE topic "seen"): the
+    plaintext client creates "seen", is refused "denied", and Metadata shows it "seen" only."""
+    from pykbroker.security.acl_codes import (
+        AclOperation,
+        AclPermissionType,
+        PatternType,
+        ResourceType,
+    )
+    from pykbroker.security.acl_store import StoredAclAuthorizer
+    from pykbroker.security.acls import AccessControlEntry, AclBinding, ResourcePattern
+
+    (tmp_path / "d").mkdir()
+    acls = StoredAclAuthorizer(tmp_path / "d", frozenset(), False)
+    allow = AclPermissionType.ALLOW
+    assert acls.create([AclBinding(ResourcePattern(ResourceType.TOPIC, "seen",
+                                                   PatternType.LITERAL),
+                                   AccessControlEntry("User:ANONYMOUS", "*", op, allow))
+                        for op in (AclOperation.CREATE, AclOperation.READ)]) == [None, None]
+    port = _free_port()
+    props = tmp_path / "server.properties"
+    props.write_text(f"listeners=PLAINTEXT://127.0.0.1:{port}\nlog.dirs={tmp_path}/d\n"
+                     "authorizer.class.name=kafka.security.authorizer.AclAuthorizer\n"
+                     "auto.create.topics.enable=true\n")
+    proc = subprocess.Popen([sys.executable, "-m", "pykbroker", str(props)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the broker did not start"
+            time.sleep(0.1)
+        from pykbroker.testing import create_topic
+
+        assert _metadata_topics(port) == []
+        with pytest.raises(RuntimeError, match="error 29"):
+            create_topic(f"127.0.0.1:{port}", "denied")
+        create_topic(f"127.0.0.1:{port}", "seen")
+        assert _metadata_topics(port) == ["seen"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.mark.trio

@@ -6,7 +6,10 @@ it does not implement would leave a client with less protection than the operato
 so it stops start-up with an error naming the key and its value:
 
 * ``authorizer.class.name``: KRaft's StandardAuthorizer and unknown classes always; Kafka's
-  AclAuthorizer until every handler checks its ACLs (pykbroker.security.acls decides);
+  AclAuthorizer is served on a single broker (every handler checks its ACLs as Kafka 3.9's
+  KafkaApis does, pykbroker.security.acls decides, the ACLs are kept in the first log
+  directory) but refused in a ZooKeeper cluster, whose brokers would each keep their own ACLs
+  instead of sharing /kafka-acl;
 * a ``principal.builder.class`` other than Kafka's default;
 * a SASL mechanism other than PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 (GSSAPI, OAUTHBEARER),
   in ``sasl.enabled.mechanisms`` or as Kafka's default (GSSAPI) on a SASL listener;
@@ -79,14 +82,18 @@ def _value(config: BrokerConfig, key: str) -> str:
     return Password.HIDDEN if isinstance(value, Password) else str(value)
 
 
-def _authorizer_refusal(name: str) -> str:
+def _authorizer_refusal(name: str, config: BrokerConfig) -> str | None:
+    """Why ``authorizer.class.name`` cannot be served, or None when it can."""
     if name == STANDARD_AUTHORIZER:
-        return (f"{NOT_YET} KRaft mode, whose authorizer this is; the ZooKeeper-mode "
-                f"{ACL_AUTHORIZER} is the one pykbroker is building.")
+        return (f"{NOT_YET} KRaft mode, whose authorizer this is; use the ZooKeeper-mode "
+                f"{ACL_AUTHORIZER}.")
     if name == ACL_AUTHORIZER:
-        return (f"{NOT_YET} ACL checks in every request handler yet (ACLs can be stored, "
-                "but some requests would be served unchecked). Remove authorizer.class.name "
-                "until ACL support is complete.")
+        if not config.zookeeper_connect:
+            return None
+        return (f"{NOT_YET} ACL storage in ZooKeeper (/kafka-acl) yet: each broker of this "
+                "cluster (zookeeper.connect is set) would keep its own ACLs in its log "
+                "directory, so an ACL created through one broker would not be enforced by "
+                "the others. The authorizer is served on a single broker only.")
     return f"{NOT_YET} the authorizer {name}; every client would be allowed every operation."
 
 
@@ -96,8 +103,9 @@ def refusals(config: BrokerConfig) -> list[Refusal]:
     out: list[Refusal] = []
     set_keys = config.origins()
     authorizer = str(config.get("authorizer.class.name") or "")
-    if authorizer:
-        out.append(Refusal("authorizer.class.name", authorizer, _authorizer_refusal(authorizer)))
+    refused = _authorizer_refusal(authorizer, config) if authorizer else None
+    if refused is not None:
+        out.append(Refusal("authorizer.class.name", authorizer, refused))
     builder = str(config.get("principal.builder.class") or DEFAULT_PRINCIPAL_BUILDER)
     if builder != DEFAULT_PRINCIPAL_BUILDER:
         out.append(Refusal("principal.builder.class", builder,
@@ -154,7 +162,9 @@ def ignored_warnings(config: BrokerConfig) -> list[str]:
         tls = any_tls if protocol is None else protocol in ("SSL", "SASL_SSL")
         sasl = any_sasl if protocol is None else protocol.startswith("SASL_")
         if key in _AUTHORIZATION_TUNING:
-            why = "there is no authorizer (ACLs are not implemented yet)"
+            if str(config.get("authorizer.class.name") or ""):
+                continue
+            why = "there is no authorizer (authorizer.class.name is not set)"
         elif _NEVER_USED.fullmatch(base):
             why = "pykbroker's broker does not use it"
         elif base.startswith("ssl.") and not tls:

@@ -36,17 +36,27 @@ def _error(index: int, code: ErrorCode, message: str | None = None) -> Partition
     )
 
 
-def _authorize_transactional(ctx: RequestContext, req: ProduceRequest) -> None:
+def _authorize_transactional(ctx: RequestContext, req: ProduceRequest) -> Any:
     """KafkaApis: a request holding transactional batches needs WRITE on its transactional
-    id (attributes bit 4 of a v2 batch header, at bytes 21-22)."""
+    id (attributes bit 4 of a v2 batch header, at bytes 21-22); refused, every partition
+    answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED (ProduceRequest.getErrorResponse), and an
+    acks=0 producer, which gets no response, has its connection closed. None: allowed."""
     if authorizer(ctx) is None:
-        return
+        return None
     transactional = any(isinstance(p.records, (bytes, bytearray, memoryview))
                         and len(p.records) >= 23 and p.records[22] & 0x10
                         for t in req.topic_data for p in t.partition_data)
     if transactional and (req.transactional_id is None or not authorize(
             ctx, Op.WRITE, TRANSACTIONAL_ID, req.transactional_id)):
-        raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        if req.acks == 0:
+            raise CloseConnection("acks=0 transactional produce without WRITE on its "
+                                  "transactional id")
+        return ProduceResponse(throttle_time_ms=0, responses=[
+            TopicProduceResponse(name=t.name, partition_responses=[
+                _error(p.index, code, code.message) for p in t.partition_data])
+            for t in req.topic_data])
+    return None
 
 
 async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
@@ -54,7 +64,9 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
     replicas = services.replicas
     acks = req.acks
     bad_acks = acks not in (0, 1, -1)
-    _authorize_transactional(ctx, req)
+    refused = _authorize_transactional(ctx, req)
+    if refused is not None:
+        return refused
     writable = filter_authorized(ctx, Op.WRITE, TOPIC, (t.name for t in req.topic_data))
     responses = []
     durable: list[tuple[Partition, int, PartitionProduceResponse]] = []

@@ -1,6 +1,7 @@
-"""Produce, Fetch and Metadata checks over a running broker whose authorizer is installed by
-the test (``authorizer.class.name`` is still refused at start-up until every handler checks).
-The plaintext client is ``User:ANONYMOUS``."""
+"""Each handler's ACL checks (Kafka 3.9 KafkaApis, ZooKeeper mode) over a running broker
+whose authorizer the test installs after setting up topics, groups and a transaction, so that
+it can grant and revoke ACLs between requests. The plaintext client is ``User:ANONYMOUS``.
+(compat_tests/test_acls.py drives the same rules through SASL users and stock clients.)"""
 
 from __future__ import annotations
 
@@ -636,3 +637,22 @@ def test_controller_and_inter_broker_requests_need_cluster_action() -> None:
             [ErrorCode.CLUSTER_AUTHORIZATION_FAILED] * 2
 
     trio.run(main)
+
+
+def test_transactional_produce_needs_write_on_the_transactional_id(secured: Secured) -> None:
+    pid = secured.pid  # type: ignore[attr-defined]
+    batch = build_batch([(b"k", b"v", [], None)], producer_id=pid, producer_epoch=0,
+                        base_sequence=0, is_transactional=True)
+
+    def produce(txn: str | None) -> tuple[int, str | None]:
+        resp = secured.send(ApiKey.PRODUCE, 9, ProduceRequest(
+            transactional_id=txn, acks=-1, timeout_ms=5000, topic_data=[
+                TopicProduceData("t-ok", [PartitionProduceData(0, batch)])]))
+        p = resp.responses[0].partition_responses[0]  # type: ignore[attr-defined]
+        return int(p.error_code), p.error_message
+
+    code, message = produce("other-tx")
+    assert code == E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert message == E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED.message
+    assert produce(None)[0] == E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert produce("tx-1")[0] == 0  # t-ok/0 is in tx-1's transaction

@@ -44,6 +44,13 @@ E = TypeVar("E", bound=IntEnum)
 _NO_AUTHORIZER = "No Authorizer is configured."
 
 
+def _denied(op: AclOperation) -> str:
+    """Kafka answers these APIs through AuthHelper.authorizeClusterOperation, whose
+    exception message ("Request ... is not authorized.") becomes the error message; clients
+    (librdkafka's DescribeAcls) rely on it being there."""
+    return f"Request not authorized: {op.name} on the cluster"
+
+
 def _enum(cls: type[E], value: int) -> E:
     try:
         return cls(value)
@@ -69,7 +76,7 @@ async def handle_create_acls(ctx: RequestContext, req: CreateAclsRequest) -> Cre
             for _ in req.creations])
 
     if not authorize(ctx, AclOperation.ALTER, CLUSTER):
-        return answer(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None)
+        return answer(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, _denied(AclOperation.ALTER))
     auth = authorizer(ctx)
     if auth is None:
         return answer(ErrorCode.SECURITY_DISABLED, _NO_AUTHORIZER)
@@ -93,7 +100,7 @@ async def handle_describe_acls(ctx: RequestContext, req: DescribeAclsRequest
                                     error_message=message, resources=[])
 
     if not authorize(ctx, AclOperation.DESCRIBE, CLUSTER):
-        return fail(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None)
+        return fail(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, _denied(AclOperation.DESCRIBE))
     auth = authorizer(ctx)
     if auth is None:
         return fail(ErrorCode.SECURITY_DISABLED, _NO_AUTHORIZER)
@@ -119,7 +126,7 @@ async def handle_delete_acls(ctx: RequestContext, req: DeleteAclsRequest) -> Del
                                    matching_acls=[]) for _ in req.filters])
 
     if not authorize(ctx, AclOperation.ALTER, CLUSTER):
-        return answer(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, None)
+        return answer(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, _denied(AclOperation.ALTER))
     auth = authorizer(ctx)
     if auth is None:
         return answer(ErrorCode.SECURITY_DISABLED, _NO_AUTHORIZER)

@@ -108,6 +108,7 @@ async def handle_describe_configs(ctx: RequestContext,
                                   req: DescribeConfigsRequest) -> DescribeConfigsResponse:
     v = ctx.api_version
     results = []
+    refused = []  # Kafka answers the resources it may not describe after the others
     for res in req.resources:
         result = DescribeConfigsResult(resource_type=res.resource_type,
                                        resource_name=res.resource_name, error_message=None)
@@ -137,8 +138,12 @@ async def handle_describe_configs(ctx: RequestContext,
             result.error_code = int(exc.error_code)
             result.error_message = exc.detail
             result.configs = []
+            if exc.error_code in (ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                                  ErrorCode.CLUSTER_AUTHORIZATION_FAILED):
+                refused.append(result)
+                continue
         results.append(result)
-    return DescribeConfigsResponse(throttle_time_ms=0, results=results)
+    return DescribeConfigsResponse(throttle_time_ms=0, results=results + refused)
 
 
 async def _apply_topic(ctx: RequestContext, name: str, configs: dict[str, str],

@@ -50,7 +50,8 @@ def _lookup(part: Partition, timestamp: int, committed: bool) -> tuple[int, int]
 async def handle_list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse:
     replicas = ctx.services.replicas
     committed = ctx.api_version >= 2 and req.isolation_level == READ_COMMITTED
-    topics = []
+    topics: list[ListOffsetsTopicResponse] = []
+    refused: list[ListOffsetsTopicResponse] = []  # Kafka answers these after the others
     for t in req.topics:
         parts = []
         allowed = authorize(ctx, Op.DESCRIBE, TOPIC, t.name)
@@ -75,8 +76,9 @@ async def handle_list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> L
             except KafkaError as exc:
                 resp.error_code = int(exc.error_code)
             parts.append(resp)
-        topics.append(ListOffsetsTopicResponse(name=t.name, partitions=parts))
-    return ListOffsetsResponse(throttle_time_ms=0, topics=topics)
+        (topics if allowed else refused).append(
+            ListOffsetsTopicResponse(name=t.name, partitions=parts))
+    return ListOffsetsResponse(throttle_time_ms=0, topics=topics + refused)
 
 
 HANDLERS = [HandlerSpec(ApiKey.LIST_OFFSETS, 1, 9, handle_list_offsets)]

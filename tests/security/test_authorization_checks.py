@@ -420,6 +420,11 @@ def test_list_offsets_and_leader_epochs_need_describe_on_the_topic(secured: Secu
     codes = {t.name: (t.partitions[0].error_code, t.partitions[0].offset)
              for t in resp.topics}  # type: ignore[attr-defined]
     assert codes == {"t-ok": (0, 0), "secret": (E.TOPIC_AUTHORIZATION_FAILED, -1)}
+    resp = secured.send(ApiKey.LIST_OFFSETS, 7, lo.ListOffsetsRequest(
+        replica_id=-1, topics=[lo.ListOffsetsTopic(n, [lo.ListOffsetsPartition(0, timestamp=-1)])
+                               for n in ("secret", "t-ok")]))
+    # Kafka answers the authorized topics first.
+    assert [t.name for t in resp.topics] == ["t-ok", "secret"]  # type: ignore[attr-defined]
     resp = secured.send(ApiKey.OFFSET_FOR_LEADER_EPOCH, 4, ofl.OffsetForLeaderEpochRequest(
         replica_id=-1, topics=[ofl.OffsetForLeaderTopic(n, [ofl.OffsetForLeaderPartition(
             0, -1, 0)]) for n in ("t-ok", "secret")]))
@@ -445,6 +450,11 @@ def test_configs_need_describe_or_alter_configs_on_topic_or_cluster(secured: Sec
     _grant(secured.auth, CLUSTER, "kafka-cluster", AclOperation.DESCRIBE_CONFIGS)
     (topic_code, _, topic_n), (broker_code, _, broker_n) = describe()
     assert topic_code == broker_code == 0 and topic_n > 0 and broker_n > 0
+    mixed = secured.send(ApiKey.DESCRIBE_CONFIGS, 4, dc.DescribeConfigsRequest(resources=[
+        dc.DescribeConfigsResource(2, "secret", None), dc.DescribeConfigsResource(2, "t-ok", None)]))
+    # Kafka answers the resources it may describe first.
+    assert [(r.resource_name, r.error_code) for r in mixed.results] == [  # type: ignore[attr-defined]
+        ("t-ok", 0), ("secret", E.TOPIC_AUTHORIZATION_FAILED)]
 
     def alter(resource_type: int, name: str) -> tuple[int, int]:
         a = secured.send(ApiKey.ALTER_CONFIGS, 2, ac.AlterConfigsRequest(resources=[

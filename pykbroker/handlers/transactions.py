@@ -182,7 +182,8 @@ async def handle_write_txn_markers(ctx: RequestContext, req: WriteTxnMarkersRequ
     acks=-1, the answer waits until the ISR holds them (up to request.timeout.ms); a lone
     broker's high watermark is its log end, so it never waits."""
     replicas = ctx.services.replicas
-    if not authorize(ctx, Op.CLUSTER_ACTION, CLUSTER):  # every partition answers the error
+    # ALTER on the cluster or CLUSTER_ACTION; refused, every partition answers the error.
+    if not (authorize(ctx, Op.ALTER, CLUSTER) or authorize(ctx, Op.CLUSTER_ACTION, CLUSTER)):
         code = int(ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
         return WriteTxnMarkersResponse(markers=[WritableTxnMarkerResult(
             producer_id=m.producer_id, topics=[WritableTxnMarkerTopicResult(

@@ -550,6 +550,11 @@ def test_transactions_need_write_on_the_transactional_id(secured: Secured) -> No
     assert markers.markers[0].topics[0].partitions[0].error_code == \
         E.CLUSTER_AUTHORIZATION_FAILED  # type: ignore[attr-defined]
     assert end("tx-1") == 0
+    # ALTER on the cluster is enough for WriteTxnMarkers too (KafkaApis checks it first).
+    _grant(secured.auth, CLUSTER, "kafka-cluster", AclOperation.ALTER)
+    markers = secured.send(ApiKey.WRITE_TXN_MARKERS, 1, wtm.WriteTxnMarkersRequest(markers=[
+        wtm.WritableTxnMarker(pid, 0, False, [wtm.WritableTxnMarkerTopic("t-ok", [0])], 0)]))
+    assert markers.markers[0].topics[0].partitions[0].error_code == 0  # type: ignore[attr-defined]
 
 
 def test_transaction_and_producer_views(secured: Secured) -> None:

@@ -104,6 +104,10 @@ async def handle_metadata(ctx: RequestContext, req: MetadataRequest) -> Metadata
     topics: list[MetadataResponseTopic] = []
     view: MetadataView = services.metadata
     listener = ctx.listener
+    # Kafka's order: unknown topic ids, the topics answered, those refused CREATE, those
+    # refused DESCRIBE.
+    unknown_ids: list[MetadataResponseTopic] = []
+    create_refused: list[MetadataResponseTopic] = []
     denied: list[MetadataResponseTopic] = []
     if all_topics:
         # Topics the principal may not describe are left out (KafkaApis).
@@ -118,7 +122,7 @@ async def handle_metadata(ctx: RequestContext, req: MetadataRequest) -> Metadata
             if name is None:
                 meta = view.topic_by_id(wanted.topic_id)
                 if meta is None:
-                    topics.append(MetadataResponseTopic(
+                    unknown_ids.append(MetadataResponseTopic(
                         error_code=int(ErrorCode.UNKNOWN_TOPIC_ID), name=None,
                         topic_id=wanted.topic_id))
                     continue
@@ -130,11 +134,15 @@ async def handle_metadata(ctx: RequestContext, req: MetadataRequest) -> Metadata
                     name=None if by_id else name,
                     topic_id=wanted.topic_id if by_id else ZERO_UUID))
             elif view.topic(name) is None:
-                topics.append(_auto_create(ctx, name, allow_auto, include_ops))
+                created = _auto_create(ctx, name, allow_auto, include_ops)
+                if created.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED:
+                    create_refused.append(created)
+                else:
+                    topics.append(created)
             else:
                 topics.append(_topic_response(ctx, name, include_ops=include_ops,
                                               listener=listener))
-    topics.extend(denied)
+    topics = unknown_ids + topics + create_refused + denied
     cluster_ops = NOT_REQUESTED
     if 8 <= ctx.api_version <= 10 and req.include_cluster_authorized_operations:
         cluster_ops = _cluster_operations(ctx)

@@ -98,6 +98,13 @@ def test_produce_fetch_metadata(broker: tuple[KafkaBroker, StoredAclAuthorizer])
         # DESCRIBE on t-new (implied by READ) but no CREATE: not auto-created.
         assert codes["t-new"] == ErrorCode.TOPIC_AUTHORIZATION_FAILED
         assert "t-new" not in b.broker.services.metadata.topic_names()  # type: ignore[union-attr]
+        # Kafka's order: the topics answered, those refused CREATE, those refused DESCRIBE.
+        ordered = client.send(3, 9, MetadataRequest(topics=[
+            MetadataRequestTopic(name="secret"), MetadataRequestTopic(name="t-new"),
+            MetadataRequestTopic(name="t-ok")], allow_auto_topic_creation=True))
+        assert [(t.name, t.error_code) for t in ordered.topics] == [
+            ("t-ok", 0), ("t-new", ErrorCode.TOPIC_AUTHORIZATION_FAILED),
+            ("secret", ErrorCode.TOPIC_AUTHORIZATION_FAILED)]
     finally:
         client.close()
 

@@ -176,7 +176,11 @@ class Partition:
     @property
     def last_stable_offset(self) -> int:
         """The high watermark, or the start of the oldest open transaction if lower."""
-        hw = self.high_watermark
+        return self.stable_offset_below(self.high_watermark)
+
+    def stable_offset_below(self, hw: int) -> int:
+        """The last stable offset for a high watermark already read (one computation per
+        partition per fetch)."""
         unstable = self.log.first_unstable_offset()
         return hw if unstable is None else min(int(unstable), hw)
 

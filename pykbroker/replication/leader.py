@@ -47,9 +47,10 @@ def _read_for(part: Partition, replica: int, fp: Any, budget: int,
     if fp.last_fetched_epoch >= 0:
         epoch, end = plog.end_offset_for_epoch(fp.last_fetched_epoch)
         if epoch < fp.last_fetched_epoch or end < fp.fetch_offset:
+            hw = part.high_watermark
             return PartitionData(
                 partition_index=fp.partition, error_code=0,
-                high_watermark=part.high_watermark, last_stable_offset=part.last_stable_offset,
+                high_watermark=hw, last_stable_offset=part.stable_offset_below(hw),
                 log_start_offset=part.log_start_offset,
                 diverging_epoch=EpochEndOffset(epoch=epoch, end_offset=end),
                 current_leader=leader, records=_EMPTY)
@@ -62,9 +63,10 @@ def _read_for(part: Partition, replica: int, fp: Any, budget: int,
                             zero_copy=True).data
     part.follower_state(replica).on_fetch(fp.fetch_offset, leo, int(time.time() * 1000))
     on_follower_fetch(part, replica)
+    hw = part.high_watermark
     return PartitionData(
-        partition_index=fp.partition, error_code=0, high_watermark=part.high_watermark,
-        last_stable_offset=part.last_stable_offset, log_start_offset=part.log_start_offset,
+        partition_index=fp.partition, error_code=0, high_watermark=hw,
+        last_stable_offset=part.stable_offset_below(hw), log_start_offset=part.log_start_offset,
         current_leader=leader, preferred_read_replica=-1, records=records)
 
 

@@ -398,8 +398,10 @@ def _fetch_group(ctx: RequestContext, group_id: str,
 
 def _group_error(ctx: RequestContext, group_id: str, topics: list[tuple[str, list[int]]] | None,
                  code: ErrorCode) -> OffsetFetchResponseGroup:
-    """OffsetFetchResponse.groupError: before v2 every asked partition carries the error."""
-    by_topic = [] if ctx.api_version >= 2 else [
+    """A group the principal may not describe. v0 (KafkaApis' own v0 path, getErrorResponse):
+    every asked partition carries the error; v1, with no error field, shows nothing (Kafka
+    3.9 converts the group's empty answer); v2+: the group's error code."""
+    by_topic = [] if ctx.api_version >= 1 else [
         OffsetFetchResponseTopics(name=t, partitions=[_fetched_partition(p, None, code)
                                                       for p in parts])
         for t, parts in topics or []]

@@ -305,9 +305,12 @@ def test_offset_fetch_hides_groups_and_topics_it_may_not_describe(secured: Secur
     assert parts["secret"].error_code == E.TOPIC_AUTHORIZATION_FAILED
     assert parts["secret"].committed_offset == -1
     assert parts["t-ok"].error_code == 0 and parts["t-ok"].committed_offset == 1
+    v0 = secured.send(ApiKey.OFFSET_FETCH, 0, of.OffsetFetchRequest(
+        group_id="hidden", topics=[of.OffsetFetchRequestTopic("t-ok", [0])]))
+    assert v0.topics[0].partitions[0].error_code == E.GROUP_AUTHORIZATION_FAILED  # type: ignore[attr-defined]
     v1 = secured.send(ApiKey.OFFSET_FETCH, 1, of.OffsetFetchRequest(
         group_id="hidden", topics=[of.OffsetFetchRequestTopic("t-ok", [0])]))
-    assert v1.topics[0].partitions[0].error_code == E.GROUP_AUTHORIZATION_FAILED  # type: ignore[attr-defined]
+    assert v1.topics == []  # type: ignore[attr-defined]  # as Kafka 3.9: no field for it
     v3 = secured.send(ApiKey.OFFSET_FETCH, 3, of.OffsetFetchRequest(group_id="hidden",
                                                                     topics=None))
     assert v3.error_code == E.GROUP_AUTHORIZATION_FAILED and v3.topics == []  # type: ignore[attr-defined]

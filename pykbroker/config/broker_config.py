@@ -377,6 +377,7 @@ class BrokerConfig:
     max_connections = _Setting[int]("max.connections")
     max_connections_per_ip = _Setting[int]("max.connections.per.ip")
     queued_max_requests = _Setting[int]("queued.max.requests")
+    queued_max_request_bytes = _Setting[int]("queued.max.request.bytes")
     message_max_bytes = _Setting[int]("message.max.bytes")
     fetch_max_bytes = _Setting[int]("fetch.max.bytes")
     metrics_port = _Setting[int]("metrics.port")

@@ -21,6 +21,7 @@ import collections
 import logging
 import os
 import struct
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from pykbroker.protocol.primitives import Records, join_records
 from pykbroker.security.principal import ANONYMOUS, user
 from pykbroker.server.dispatch import DispatchTable
 from pykbroker.server.request_context import DeferredResponse, RequestContext
+from pykbroker.server.request_memory import RequestMemoryPool
 
 if TYPE_CHECKING:  # the SASL and TLS machinery is imported by secured connections only
     from pykbroker.security.authenticator import SaslSession
@@ -52,7 +54,9 @@ log = logging.getLogger("pykbroker.server.connection")
 request_log = logging.getLogger("pykbroker.request.logger")
 
 _SIZE = struct.Struct(">i")
-_RECEIVE_CHUNK = 64 * 1024  # per connection; larger frames get a buffer of their own
+_RECEIVE_CHUNK = 64 * 1024  # the shared receive buffer; larger frames get a buffer of their own
+_FRAME_START = 64 * 1024  # a frame's own buffer: at least this, ...
+_GROWTH = 16  # ... and at most this many times the bytes received
 _IOV_MAX = 512
 MAX_DEFERRED = 5  # produce responses waiting for their acknowledgement, per connection
 
@@ -75,6 +79,8 @@ class ListenerInfo:
 class ConnectionSettings:
     max_request_bytes: int  # socket.request.max.bytes
     idle_timeout_s: float  # connections.max.idle.ms / 1000
+    # queued.max.request.bytes, shared by the server's connections; None: unbounded (-1)
+    memory_pool: RequestMemoryPool | None = None
 
 
 # Called after each request with (context, seconds spent, response bytes or 0); metrics use it.
@@ -84,10 +90,20 @@ RequestObserver = Callable[[RequestContext, float, int], None]
 class FrameReader:
     """Buffered reads of whole frames; the size is checked before any body byte is read.
 
-    Bytes go from the kernel straight into memory this reader owns (``recv_into``): small
-    frames are cut out of a fixed receive buffer (one copy), and a frame that does not fit in
-    it is received directly into a buffer of its own size, so a 1 MB Produce request is not
-    appended chunk by chunk, sliced and shifted (about three copies more).
+    An idle connection holds no receive buffer: bytes go from the kernel into one receive
+    buffer shared by every reader of the thread (``buffer_size`` bytes), read only once the
+    socket is readable and cut up before anything else can run. Whole frames in it are cut
+    out (one copy, as from a buffer of one's own); bytes past the frame returned are kept (a
+    copy) until the next call. A frame that is not all there is received straight into a
+    buffer of its own (``recv_into``), allocated once bytes of it are there and grown as they
+    arrive, to at most 16 times the bytes received (at least 64 KiB) and never past the
+    declared size: a prefix declaring 100 MiB followed by nothing costs nothing, and a 1 MB
+    Produce request, whose first 64 KiB come with its prefix, gets its whole buffer at once.
+
+    With a ``RequestMemoryPool`` (``queued.max.request.bytes``) given to ``next_frame``, each
+    frame's declared size is reserved from it before its body is read; while it cannot be
+    granted, the reader reads nothing more. ``release`` gives the reservation back once the
+    request has been handled (``next_frame`` does it too, at the latest).
 
     ``idle_scope``, when set, has its deadline pushed back by ``idle_s`` whenever bytes
     arrive, so the idle timeout counts from the last activity, as Kafka's does.
@@ -98,12 +114,70 @@ class FrameReader:
         # trio's SocketStream: receive into our buffers; other streams (tests, TLS) go
         # through receive_some and one more copy.
         self._sock: Any = getattr(stream, "socket", None)
-        self._buf = bytearray(buffer_size)
-        self._view = memoryview(self._buf)
-        self._start = 0  # unread bytes are self._buf[self._start:self._end]
-        self._end = 0
+        self._buffer_size = buffer_size
+        self._rest: bytearray | None = None  # bytes received past the last frame returned
+        self._pos = 0  # ... are self._rest[self._pos:]
+        self._pool: RequestMemoryPool | None = None
+        self.held = 0  # bytes reserved from self._pool for the frame returned last
         self.idle_scope: trio.CancelScope | None = None
         self.idle_s = 0.0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes this reader holds received past the frames it returned."""
+        return 0 if self._rest is None else len(self._rest) - self._pos
+
+    def release(self) -> None:
+        """Give back the memory reserved for the frame returned last."""
+        if self.held and self._pool is not None:
+            self._pool.release(self.held)
+        self.held = 0
+
+    def _activity(self) -> None:
+        if self.idle_scope is not None:
+            self.idle_scope.deadline = trio.current_time() + self.idle_s
+
+    def _reserve(self, size: int) -> bool:
+        """Reserve ``size`` bytes without waiting; False when it must wait."""
+        pool = self._pool
+        if pool is None:
+            return True
+        n = pool.try_acquire(size)
+        if n < 0:
+            return False
+        self.held = n
+        return True
+
+    async def _receive_shared(self, keep: bytes) -> tuple[bytearray, int]:
+        """The shared receive buffer holding ``keep`` then newly received bytes, and how many
+        bytes in it are valid: only until the next ``await``. ``len(keep)`` at end of stream.
+        """
+        buf, view = _shared_buffer(self._buffer_size)
+        k = len(keep)
+        sock = self._sock
+        if sock is not None:
+            await trio.lowlevel.checkpoint()  # the one checkpoint trio's recv_into makes
+            while True:
+                fd = sock.fileno()
+                if fd < 0:
+                    raise trio.ClosedResourceError("the socket was closed")
+                try:
+                    n = os.readv(fd, (view[k:],))
+                    break
+                except BlockingIOError:
+                    pass  # not awaited in here: the exception would live as long as the wait
+                except OSError as exc:
+                    raise trio.BrokenResourceError(str(exc)) from exc
+                await trio.lowlevel.wait_readable(sock)
+        else:
+            chunk = await self._stream.receive_some(len(buf) - k)
+            n = len(chunk)
+            view[k : k + n] = chunk
+        if k:
+            buf[:k] = keep
+        if n:
+            self._activity()
+        return buf, k + n
 
     async def _recv_into(self, view: memoryview) -> int:
         if self._sock is not None:
@@ -115,72 +189,159 @@ class FrameReader:
             chunk = await self._stream.receive_some(len(view))
             n = len(chunk)
             view[:n] = chunk
-        if n and self.idle_scope is not None:
-            self.idle_scope.deadline = trio.current_time() + self.idle_s
+        if n:
+            self._activity()
         return n
 
-    async def _fill(self, need: int) -> bool:
-        """Until ``need`` unread bytes are buffered (``need`` <= the buffer's size)."""
-        while self._end - self._start < need:
-            if len(self._buf) - self._start < need:  # move the unread bytes to the front
-                unread = self._end - self._start
-                self._buf[:unread] = self._buf[self._start:self._end]  # a copy: may overlap
-                self._start, self._end = 0, unread
-            n = await self._recv_into(self._view[self._end:])
-            if not n:
-                return False
-            self._end += n
-        return True
-
-    async def next_frame(self, max_bytes: int,
-                         limit: str = "socket.request.max.bytes") -> bytearray | None:
+    async def next_frame(self, max_bytes: int, limit: str = "socket.request.max.bytes",
+                         pool: RequestMemoryPool | None = None) -> bytearray | None:
         """The next frame without its size prefix, or None at a clean end of stream;
-        ``limit`` names the setting ``max_bytes`` comes from, for the error."""
-        start = self._start
-        if self._end - start >= 4:  # fast path: the whole frame is already buffered
-            (size,) = _SIZE.unpack_from(self._buf, start)
-            if 0 <= size <= max_bytes and self._end - start - 4 >= size:
-                start += 4
-                self._start = start + size
-                if self._start == self._end:
-                    self._start = self._end = 0
-                return self._buf[start : start + size]
-        if not await self._fill(4):
-            if self._end > self._start:
-                raise ConnectionClosed(
-                    f"connection closed inside a size prefix ({self._end - self._start} bytes)")
-            return None
-        (size,) = _SIZE.unpack_from(self._buf, self._start)
-        if size < 0 or size > max_bytes:
-            raise ConnectionClosed(
-                f"frame of {size} bytes is larger than {limit}={max_bytes}"
-                if size > 0 else f"invalid frame size {size}"
-            )
-        if 4 + size > len(self._buf):
-            return await self._read_large(size)
-        if not await self._fill(4 + size):
-            raise ConnectionClosed(f"connection closed inside a frame of {size} bytes")
-        body = self._start + 4
-        frame = self._buf[body : body + size]
-        self._start = body + size
-        if self._start == self._end:
-            self._start = self._end = 0
-        return frame
+        ``limit`` names the setting ``max_bytes`` comes from, for the error; ``pool`` is the
+        memory the frame is reserved from (``queued.max.request.bytes``), if any."""
+        self.release()
+        self._pool = pool
+        while True:
+            rest, pos = self._rest, self._pos
+            have = 0 if rest is None else len(rest) - pos
+            if rest is not None and have >= 4:  # bytes kept from the last receive
+                (size,) = _SIZE.unpack_from(rest, pos)
+                _check_size(size, max_bytes, limit)
+                if have - 4 >= size and self._reserve(size):
+                    pos += 4
+                    self._pos = pos + size
+                    if self._pos == len(rest):
+                        self._rest, self._pos = None, 0
+                    return rest[pos : pos + size]
+                break
+            keep = b"" if rest is None else bytes(rest[pos:])
+            buf, end = await self._receive_shared(keep)
+            # Nothing may await until buf's bytes are cut out or copied: it is shared.
+            if end == len(keep):
+                if keep:
+                    raise ConnectionClosed(
+                        f"connection closed inside a size prefix ({len(keep)} bytes)")
+                return None
+            if end >= 4:
+                (size,) = _SIZE.unpack_from(buf, 0)
+                _check_size(size, max_bytes, limit)
+                if self._reserve(size):
+                    if end - 4 >= size:
+                        self._rest = buf[4 + size : end] if end > 4 + size else None
+                        self._pos = 0
+                        return buf[4 : 4 + size]
+                    self._rest, self._pos = None, 0
+                    return await self._read_body(size, buf[4:end])
+            self._rest, self._pos = buf[:end], 0
+        if pool is not None:
+            self.held = await pool.acquire(size)
+        pos = self._pos + 4
+        if len(rest) - pos >= size:  # all there: it waited for memory
+            self._pos = pos + size
+            if self._pos == len(rest):
+                self._rest, self._pos = None, 0
+            return rest[pos : pos + size]
+        self._rest, self._pos = None, 0
+        return await self._read_body(size, rest[pos:])
 
-    async def _read_large(self, size: int) -> bytearray:
-        """A frame larger than the receive buffer: what is buffered, then the rest received
-        straight into the frame's own buffer (never past its end, so nothing is left over)."""
-        frame = bytearray(size)
-        have = self._end - self._start - 4
-        frame[:have] = self._view[self._start + 4 : self._end]
-        self._start = self._end = 0
-        view = memoryview(frame)
+    async def _read_body(self, size: int, frame: bytearray) -> bytearray:
+        """A frame of ``size`` bytes that starts with ``frame``: the rest is received straight
+        into it (never past its end, so nothing is left over), grown as bytes arrive."""
+        have = len(frame)
         while have < size:
-            n = await self._recv_into(view[have:])
+            if have == len(frame):
+                if not have and self._sock is not None:  # nothing yet: no buffer until
+                    await trio.lowlevel.wait_readable(self._sock)  # there are bytes
+                cap = min(size, max(_FRAME_START, _GROWTH * have))
+                grown = bytearray(cap)
+                grown[:have] = frame
+                frame = grown
+            part = memoryview(frame)[have:]
+            try:
+                n = await self._recv_into(part)
+            finally:
+                part.release()
             if not n:
                 raise ConnectionClosed(f"connection closed inside a frame of {size} bytes")
             have += n
         return frame
+
+
+def _check_size(size: int, max_bytes: int, limit: str) -> None:
+    if size < 0 or size > max_bytes:
+        raise ConnectionClosed(
+            f"frame of {size} bytes is larger than {limit}={max_bytes}"
+            if size > 0 else f"invalid frame size {size}"
+        )
+
+
+_shared = threading.local()
+
+
+def _shared_buffer(size: int) -> tuple[bytearray, memoryview]:
+    """This thread's receive buffer of ``size`` bytes (one per size: tests use small ones)."""
+    buffers: dict[int, tuple[bytearray, memoryview]] | None = getattr(_shared, "buffers", None)
+    if buffers is None:
+        buffers = _shared.buffers = {}
+    found = buffers.get(size)
+    if found is None:
+        buf = bytearray(size)
+        found = buffers[size] = (buf, memoryview(buf))
+    return found
+
+
+class BadClientLog:
+    """WARN lines about misbehaving clients, at most one per client address (host) per
+    ``interval_s``: the events in between are logged at DEBUG only and counted, and the next
+    WARN line for that address says how many were suppressed. A flood of bad frames from one
+    host costs a line per interval, not one per connection."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 max_addresses: int = 10_000) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self.clock = clock
+        self.max_addresses = max_addresses
+        self._seen: dict[str, list[float]] = {}  # host -> [time of its last WARN, suppressed]
+
+    def warn(self, peer: str, msg: str, *args: object) -> bool:
+        """Log ``msg % args`` at WARN unless ``peer``'s host had a WARN line less than
+        ``interval_s`` ago; True when it was logged at WARN."""
+        host = _host_of(peer)
+        now = self.clock()
+        entry = self._seen.get(host)
+        if entry is not None and now - entry[0] < self.interval_s:
+            entry[1] += 1
+            self.logger.debug(msg, *args)
+            return False
+        suppressed = int(entry[1]) if entry is not None else 0
+        if entry is None and len(self._seen) >= self.max_addresses:
+            self._forget(now)
+        self._seen[host] = [now, 0]
+        if suppressed:
+            self.logger.warning(msg + " (%d more from %s in the last %.0f s not logged)",
+                                *args, suppressed, host, now - entry[0] if entry else 0.0)
+        else:
+            self.logger.warning(msg, *args)
+        return True
+
+    def _forget(self, now: float) -> None:
+        """Drop the addresses quiet for an interval (all of them if none is), with one line
+        for the events of theirs never reported."""
+        stale = [h for h, (t, _) in self._seen.items() if now - t >= self.interval_s]
+        dropped = stale or list(self._seen)
+        lost = sum(int(self._seen.pop(h)[1]) for h in dropped)
+        if lost:
+            self.logger.warning("%d more events from %d client addresses not logged", lost,
+                                len(dropped))
+
+
+def _host_of(peer: str) -> str:
+    host, sep, port = peer.rpartition(":")
+    return host if sep and port.isdigit() else peer
+
+
+BAD_CLIENTS = BadClientLog(log)  # for connections made without a server's own
 
 
 def error_response(api_key: int, request: Any, code: ErrorCode, message: str | None) -> Any:
@@ -213,6 +374,7 @@ class Connection:
         observer: RequestObserver | None = None,
         security: BrokerSecurity | None = None,
         listener_security: ListenerSecurity | None = None,
+        bad_clients: BadClientLog | None = None,
     ) -> None:
         self.stream = stream
         self.conn_id = conn_id
@@ -224,6 +386,7 @@ class Connection:
         self.observer = observer
         self.security = security
         self.listener_security = listener_security
+        self.bad_clients = bad_clients if bad_clients is not None else BAD_CLIENTS
         self.principal = ANONYMOUS
         self.session: SaslSession | None = None
         self.reader = FrameReader(stream)
@@ -245,10 +408,12 @@ class Connection:
         except* AuthenticationFailed as group:
             log.info("Failed authentication with %s (%s)", self.peer, group.exceptions[0])
         except* ConnectionClosed as group:
-            log.warning("closing connection from %s: %s", self.peer, group.exceptions[0])
+            self.bad_clients.warn(self.peer, "closing connection from %s: %s", self.peer,
+                                  group.exceptions[0])
         except* (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             log.debug("connection from %s dropped", self.peer)
         finally:
+            self.reader.release()
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 
@@ -299,7 +464,8 @@ class Connection:
                 self.read_scope = self.reader.idle_scope = scope
                 self.reader.idle_s = self.settings.idle_timeout_s
                 scope.deadline = trio.current_time() + self.settings.idle_timeout_s
-                frame = await self.reader.next_frame(limit, limit_name)
+                frame = await self.reader.next_frame(limit, limit_name,
+                                                     self.settings.memory_pool)
             self.read_scope = self.reader.idle_scope = None
             if scope.cancelled_caught:
                 log.debug("closing idle or draining connection %s", self.peer)
@@ -307,7 +473,10 @@ class Connection:
             if frame is None:
                 return
             if session is not None and session.expects_raw_token:
-                await self._raw_token(session, frame)
+                try:
+                    await self._raw_token(session, frame)
+                finally:
+                    self.reader.release()
                 continue
             self.busy = True
             try:
@@ -317,6 +486,7 @@ class Connection:
                 raise
             finally:
                 self.busy = False
+                self.reader.release()  # queued.max.request.bytes: the request is handled
 
     async def _handle(self, frame: bytearray) -> None:
         started = time.perf_counter()

@@ -10,6 +10,7 @@ and stops the server before it binds, so nothing is ever served in plaintext by 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from dataclasses import dataclass
@@ -24,14 +25,20 @@ from pykbroker.security.plan import (
     plaintext_only,
 )
 from pykbroker.server.connection import (
+    BadClientLog,
     Connection,
     ConnectionSettings,
     ListenerInfo,
     RequestObserver,
 )
+from pykbroker.server.connection import log as connection_log
 from pykbroker.server.dispatch import DispatchTable
+from pykbroker.server.request_memory import RequestMemoryPool, trim_freed_memory
 
 log = logging.getLogger("pykbroker.server.listener")
+
+TRIM_AFTER_CLOSES = 64  # connections closed since the last malloc_trim ...
+TRIM_EVERY_S = 1.0  # ... looked at this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,9 @@ class NetworkServer:
         self.binds = binds
         self.dispatch = dispatch
         self.services = services
-        self.settings = settings
+        self.settings = _with_memory_pool(settings, services)
+        self.bad_clients = BadClientLog(connection_log)
+        self.closed_since_trim = 0
         self.max_connections = max_connections
         self.observer = observer
         self.bound_ports: dict[str, int] = {}
@@ -95,6 +104,7 @@ class NetworkServer:
                             accept_nursery.start_soon(self._accept_loop, sock, info)
                         log.info("listener %s serves %s", bind.name, _describe(
                             self.security.for_listener(bind.name, bind.security_protocol)))
+                    accept_nursery.start_soon(self._trim_after_closes)
                     task_status.started()
             # Accepting has stopped; connections drain in conn_nursery.
         self._conn_nursery = None
@@ -124,6 +134,7 @@ class NetworkServer:
                     observer=self.observer, security=self.security,
                     listener_security=self.security.listeners.get(info.name)
                     if info.security_protocol != "PLAINTEXT" else None,
+                    bad_clients=self.bad_clients,
                 )
                 assert self._conn_nursery is not None
                 self._conn_nursery.start_soon(self._serve, conn)
@@ -136,6 +147,16 @@ class NetworkServer:
             log.exception("connection from %s failed", conn.peer)
         finally:
             self.connections.discard(conn)
+            self.closed_since_trim += 1
+
+    async def _trim_after_closes(self) -> None:
+        """After a burst of closed connections, hand the heap's freed pages back to the
+        kernel: glibc keeps them (and RSS with them) otherwise."""
+        while True:
+            await trio.sleep(TRIM_EVERY_S)
+            if self.closed_since_trim >= TRIM_AFTER_CLOSES:
+                self.closed_since_trim = 0
+                trim_freed_memory()
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop accepting, close idle connections, give busy ones ``grace_s`` to finish."""
@@ -149,6 +170,18 @@ class NetworkServer:
                 await trio.sleep(0.01)
         if self._conn_nursery is not None:
             self._conn_nursery.cancel_scope.cancel()
+
+
+def _with_memory_pool(settings: ConnectionSettings, services: Any) -> ConnectionSettings:
+    """``settings`` with the pool of ``queued.max.request.bytes`` from ``services.config``
+    when it is set (> 0) and ``settings`` has none yet."""
+    config = getattr(services, "config", None)
+    if settings.memory_pool is not None or config is None:
+        return settings
+    queued = int(getattr(config, "queued_max_request_bytes", -1))
+    if queued <= 0:
+        return settings
+    return dataclasses.replace(settings, memory_pool=RequestMemoryPool(queued))
 
 
 def _security_of(services: Any) -> BrokerSecurity:

@@ -5,8 +5,8 @@ PLAINTEXT listener (``User:ANONYMOUS``, granted nothing).
 The ACLs (created by the super user through confluent-kafka's AdminClient) mix literal and
 prefixed patterns, ALLOW and DENY, on topics, groups, transactional ids and the cluster; each
 test tabulates, per principal and resource, the answer Kafka 3.9 gives by its documented
-rules (docs/security.html "Authorization and ACLs", the per-API table of KIP-... operations
-in "Operations and Resources on Protocols"): DENY wins over ALLOW, READ/WRITE/DELETE/ALTER
+rules (docs/security.html "Authorization and ACLs" and its table "Operations and Resources
+on Protocols", checked against KafkaApis.scala of the 3.9 branch): DENY wins over ALLOW, READ/WRITE/DELETE/ALTER
 imply DESCRIBE, ALTER_CONFIGS implies DESCRIBE_CONFIGS, a super user may do anything, a
 resource with no matching ALLOW is denied. Stock clients (confluent-kafka, kafka-python)
 drive the APIs they expose; raw protocol requests (SASL PLAIN handshake included) the others,

@@ -49,6 +49,17 @@ class ClusterTopicStore:
         meta = self.cache.topic_by_id(topic_id)
         return None if meta is None else self.topic(meta.name)
 
+    # The fetch paths' lookups, straight from the cache: ``topic()`` and ``topics`` build
+    # TopicInfo copies (assignment, configs) that a fetch never needs.
+
+    def topic_id_of(self, name: str) -> Any:
+        meta = self.cache.topic(name)
+        return None if meta is None else meta.topic_id
+
+    def name_of(self, topic_id: Any) -> str | None:
+        meta = self.cache.topic_by_id(topic_id)
+        return None if meta is None else meta.name
+
     def set_broker_configs(self, configs: dict[str, str]) -> None:
         raise KafkaError(ErrorCode.INVALID_REQUEST, "dynamic broker configs are not yet "
                                                     "supported in a ZooKeeper cluster")

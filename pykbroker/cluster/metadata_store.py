@@ -61,6 +61,15 @@ class LocalMetadataStore:
                 return t
         return None
 
+    def topic_id_of(self, name: str) -> uuid.UUID | None:
+        """The fetch path's existence check: no TopicInfo to build."""
+        topic = self.topics.get(name)
+        return None if topic is None else topic.topic_id
+
+    def name_of(self, topic_id: uuid.UUID) -> str | None:
+        topic = self.topic_by_id(topic_id)
+        return None if topic is None else topic.name
+
     def put_topic(self, topic: TopicInfo) -> None:
         self.topics[topic.name] = topic
         self._save()

@@ -58,12 +58,13 @@ def _resolve(
     unknown: list[FetchableTopicResponse] = []
     for ft in req.topics:
         if by_id:
-            topic = store.topic_by_id(ft.topic_id)
-            name = topic.name if topic is not None else None
+            name = store.name_of(ft.topic_id)
+            topic_id = ft.topic_id
         else:
             name = ft.topic
-            topic = store.topics.get(name)
-        if (topic is not None or not by_id) and name is not None \
+            topic_id = store.topic_id_of(name)
+        known = name is not None and topic_id is not None
+        if (known or not by_id) and name is not None \
                 and not authorize(ctx, Op.READ, TOPIC, name):
             # KafkaApis: READ on the topic, checked before its existence (nothing leaks).
             unknown.append(FetchableTopicResponse(
@@ -71,7 +72,7 @@ def _resolve(
                 partitions=[_error_data(fp.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                             for fp in ft.partitions]))
             continue
-        if topic is None or name is None:
+        if not known or name is None:
             code = ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             unknown.append(FetchableTopicResponse(
                 topic=ft.topic, topic_id=ft.topic_id,
@@ -80,7 +81,7 @@ def _resolve(
         for fp in ft.partitions:
             cp = CachedPartition(name, fp.partition, fp.fetch_offset, fp.partition_max_bytes,
                                  fp.current_leader_epoch)
-            slots.append(_Slot(cp, topic.topic_id))
+            slots.append(_Slot(cp, topic_id))
     return slots, unknown
 
 
@@ -198,16 +199,14 @@ def _session_for(ctx: RequestContext, req: FetchRequest,
     store = ctx.services.topics.store
     for forgotten in req.forgotten_topics_data:
         if ctx.api_version >= 13:
-            topic = store.topic_by_id(forgotten.topic_id)
-            name = topic.name if topic is not None else None
+            name = store.name_of(forgotten.topic_id)
         else:
             name = forgotten.topic
         for p in forgotten.partitions:
             session.partitions.pop((name or "", p), None)
     fetch = []
     for cp in session.partitions.values():
-        topic = store.topics.get(cp.topic)
-        fetch.append(_Slot(cp, topic.topic_id if topic is not None else ZERO_UUID))
+        fetch.append(_Slot(cp, store.topic_id_of(cp.topic) or ZERO_UUID))
     return session, fetch, True
 
 

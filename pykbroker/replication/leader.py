@@ -81,14 +81,14 @@ def _fetch_once(ctx: RequestContext, req: FetchRequest, replica: int,
     parts: list[Partition] = []
     max_bytes = req.max_bytes
     for ft in req.topics:
-        topic = store.topic_by_id(ft.topic_id) if by_id else store.topics.get(ft.topic)
-        name = topic.name if topic is not None else None
+        name = store.name_of(ft.topic_id) if by_id else (
+            ft.topic if store.topic_id_of(ft.topic) is not None else None)
         resp = FetchableTopicResponse(topic=ft.topic, topic_id=ft.topic_id, partitions=[])
         for fp in ft.partitions:
             part = services.replicas.partitions.get((name, fp.partition)) if name else None
             try:
                 if part is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID if by_id and topic is None
+                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID if by_id and name is None
                                      else ErrorCode.NOT_LEADER_OR_FOLLOWER)
                 if not part.is_leader:
                     raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)

@@ -109,6 +109,9 @@ class FrameReader:
     arrive, so the idle timeout counts from the last activity, as Kafka's does.
     """
 
+    __slots__ = ("_stream", "_sock", "_buffer_size", "_rest", "_pos", "_pool", "held",
+                 "idle_scope", "idle_s")
+
     def __init__(self, stream: trio.abc.ReceiveStream, buffer_size: int = _RECEIVE_CHUNK) -> None:
         self._stream = stream
         # trio's SocketStream: receive into our buffers; other streams (tests, TLS) go

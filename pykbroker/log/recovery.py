@@ -191,7 +191,7 @@ def load_segments(
         unflushed = not had_clean_shutdown and (next_base is None or next_base > recovery_point)
         if unflushed:
             segment = LogSegment(directory, base, config)
-            dropped = segment.recover()
+            dropped = segment.recover_from(recovery_point)
             segments.append(segment)
             if dropped:
                 _warn_truncated(directory, segment, dropped)

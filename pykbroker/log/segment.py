@@ -207,11 +207,54 @@ class LogSegment:
         # loading their indexes); an unreadable file is rebuilt from the markers later.
         self.txn_index.load()
         self.max_timestamp = self.offset_of_max_timestamp = -1
-        self._bytes_since_index = 0
-        self.next_offset = self.base_offset
-        valid_end = 0
+        return self._recover_after(0, self.base_offset)
+
+    def recover_from(self, recovery_point: int) -> int:
+        """Recovery of the segment holding the recovery point: only what lies past it.
+
+        ``PartitionLog.flush`` fsyncs a segment's log and indexes before it moves the recovery
+        point, so the index entries below the recovery point and the batches they cover are
+        on disk as written. They are kept; batches are validated (CRC, offsets) from the last
+        of those entries on, as :meth:`recover` validates them from the start, and the indexes
+        rebuilt from there. So a crash costs what was written since the last flush, not the
+        size of the segment (Kafka recovers the whole segment). Anything that does not fit
+        (unreadable indexes, an entry that does not point at its batch) falls back to
+        :meth:`recover`.
+        """
+        if recovery_point <= self.base_offset:
+            return self.recover()
+        self.txn_index.load()
+        if not self.offset_index.load() or not self.time_index.load():
+            return self.recover()
+        self.offset_index.truncate_to(recovery_point)
+        self.time_index.truncate_to(recovery_point)
+        if self.offset_index.sanity_error(self.size) or \
+                self.time_index.sanity_error(recovery_point - 1):
+            return self.recover()
+        last = self.offset_index.last_entry()
+        if len(self.time_index):
+            self.max_timestamp, self.offset_of_max_timestamp = self.time_index.last_entry()
+        else:
+            self.max_timestamp = self.offset_of_max_timestamp = -1
+        if not len(self.offset_index):
+            return self.recover()  # nothing indexed below the recovery point: from the start
         try:
-            for pos, header in self.scan(0, validate=True, chunk=_RECOVER_CHUNK):
+            first = next(self.scan(last.position, validate=True), None)
+        except CorruptRecordError:
+            first = None
+        if first is None or first[1].last_offset != last.offset:
+            return self.recover()  # the entry does not point at its batch: trust nothing
+        # The entry's batch is where the index cadence restarts, as in _load_tail.
+        return self._recover_after(last.position, first[1].base_offset)
+
+    def _recover_after(self, start: int, next_offset: int) -> int:
+        """Validate batches from position ``start`` (where ``next_offset`` begins), index them
+        and cut the file at the first bad one; the bytes dropped."""
+        self._bytes_since_index = 0
+        self.next_offset = next_offset
+        valid_end = start
+        try:
+            for pos, header in self.scan(start, validate=True, chunk=_RECOVER_CHUNK):
                 if (
                     header.base_offset < self.next_offset
                     or header.last_offset - self.base_offset > _INT32_MAX

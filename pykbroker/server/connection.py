@@ -151,31 +151,35 @@ class FrameReader:
         self.held = n
         return True
 
-    async def _receive_shared(self, keep: bytes) -> tuple[bytearray, int]:
-        """The shared receive buffer holding ``keep`` then newly received bytes, and how many
-        bytes in it are valid: only until the next ``await``. ``len(keep)`` at end of stream.
-        """
+    def _read_shared(self, keep: bytes) -> tuple[bytearray, int] | None:
+        """``keep`` then what the socket has, in the shared receive buffer, and how many bytes
+        in it are valid (``len(keep)`` at end of stream), or None when the socket has nothing
+        yet. Not a coroutine: an idle connection waits in ``next_frame`` alone, and the buffer
+        stays valid only until the caller's next ``await``."""
         buf, view = _shared_buffer(self._buffer_size)
         k = len(keep)
-        sock = self._sock
-        if sock is not None:
-            await trio.lowlevel.checkpoint()  # the one checkpoint trio's recv_into makes
-            while True:
-                fd = sock.fileno()
-                if fd < 0:
-                    raise trio.ClosedResourceError("the socket was closed")
-                try:
-                    n = os.readv(fd, (view[k:],))
-                    break
-                except BlockingIOError:
-                    pass  # not awaited in here: the exception would live as long as the wait
-                except OSError as exc:
-                    raise trio.BrokenResourceError(str(exc)) from exc
-                await trio.lowlevel.wait_readable(sock)
-        else:
-            chunk = await self._stream.receive_some(len(buf) - k)
-            n = len(chunk)
-            view[k : k + n] = chunk
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("the socket was closed")
+        try:
+            n = os.readv(fd, (view[k:],))
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if k:
+            buf[:k] = keep
+        if n:
+            self._activity()
+        return buf, k + n
+
+    async def _receive_shared(self, keep: bytes) -> tuple[bytearray, int]:
+        """The same from a stream without a socket (TLS, tests), through ``receive_some``."""
+        buf, view = _shared_buffer(self._buffer_size)
+        k = len(keep)
+        chunk = await self._stream.receive_some(len(buf) - k)
+        n = len(chunk)
+        view[k : k + n] = chunk
         if k:
             buf[:k] = keep
         if n:
@@ -217,7 +221,13 @@ class FrameReader:
                     return rest[pos : pos + size]
                 break
             keep = b"" if rest is None else bytes(rest[pos:])
-            buf, end = await self._receive_shared(keep)
+            if self._sock is not None:
+                await trio.lowlevel.checkpoint()  # the one checkpoint trio's recv_into makes
+                while (got := self._read_shared(keep)) is None:
+                    await trio.lowlevel.wait_readable(self._sock)
+                buf, end = got
+            else:
+                buf, end = await self._receive_shared(keep)
             # Nothing may await until buf's bytes are cut out or copied: it is shared.
             if end == len(keep):
                 if keep:

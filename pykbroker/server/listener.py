@@ -155,8 +155,9 @@ class NetworkServer:
         """After a burst of closed connections, give their memory back to the kernel: a full
         garbage collection (which also empties CPython's free lists, whose few objects keep
         whole 1 MiB arenas of freed connection objects mapped), then glibc's malloc_trim.
-        Measured with 5,000 idle connections closing: RSS stays ~35 MiB above the idle broker
-        without it, ~3 MiB with it; the collection takes ~10 ms, hence the cool-down."""
+        Measured (benchmarks/hostile_bench.py) with 5,000 idle connections closing: RSS
+        stayed ~33 MiB above the idle broker without it, ~9 MiB with it; a full collection
+        takes ~10 ms on an idle broker, more on a busy one, hence the cool-down."""
         while True:
             await trio.sleep(TRIM_EVERY_S)
             if self.closed_since_trim >= TRIM_AFTER_CLOSES:

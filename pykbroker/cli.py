@@ -10,6 +10,7 @@ image's ``KAFKA_*`` environment variables in between. SIGTERM or SIGINT shut dow
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -145,6 +146,10 @@ async def _serve(config: BrokerConfig) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(broker.serve)
             print(_banner(broker, broker.config), file=sys.stderr, flush=True)
+            # What start-up built (modules, codecs, configuration, loaded logs) lives as long
+            # as the process: frozen, it is left out of every later garbage collection, whose
+            # full passes otherwise stall the event loop for 10-30 ms each.
+            gc.freeze()
 
             async def watch() -> None:
                 async for signum in signals:

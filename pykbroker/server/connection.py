@@ -262,8 +262,17 @@ class FrameReader:
         have = len(frame)
         while have < size:
             if have == len(frame):
-                if not have and self._sock is not None:  # nothing yet: no buffer until
-                    await trio.lowlevel.wait_readable(self._sock)  # there are bytes
+                if not have:  # nothing of the body yet: no buffer until some of it is there
+                    if self._sock is None:
+                        chunk = await self._stream.receive_some(min(size, _FRAME_START))
+                        if not chunk:
+                            raise ConnectionClosed(
+                                f"connection closed inside a frame of {size} bytes")
+                        self._activity()
+                        frame = bytearray(chunk)
+                        have = len(frame)
+                        continue
+                    await trio.lowlevel.wait_readable(self._sock)
                 cap = min(size, max(_FRAME_START, _GROWTH * have))
                 grown = bytearray(cap)
                 grown[:have] = frame

@@ -48,6 +48,20 @@ async def _socket_pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketSt
         await right.aclose()
 
 
+@asynccontextmanager
+async def _memory_pair() -> AsyncIterator[tuple[trio.abc.SendStream, trio.abc.ReceiveStream]]:
+    """A stream without a socket (as a TLS stream is): read through ``receive_some``."""
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    try:
+        yield send, receive
+    finally:
+        await send.aclose()
+        await receive.aclose()
+
+
+PAIRS = {"socket": _socket_pair, "memory": _memory_pair}
+
+
 def _server(pool: RequestMemoryPool | None = None, max_bytes: int = 200 * MIB) -> NetworkServer:
     dispatch = DispatchTable([*API_VERSIONS_HANDLERS])
     return NetworkServer(
@@ -83,10 +97,11 @@ def _padded_api_versions(correlation_id: int, size: int) -> bytes:
 
 
 @pytest.mark.trio
-async def test_a_declared_huge_frame_followed_by_a_few_bytes_allocates_little() -> None:
+@pytest.mark.parametrize("pair", list(PAIRS))
+async def test_a_declared_huge_frame_followed_by_a_few_bytes_allocates_little(pair: str) -> None:
     declared = 100 * MIB
     body = random.Random(3).randbytes(3 * MIB)
-    async with _socket_pair() as (tx, rx):
+    async with PAIRS[pair]() as (tx, rx):  # type: ignore[operator]
         reader = FrameReader(rx)
         got: list[bytearray | None] = []
 
@@ -156,9 +171,10 @@ def test_frames_split_at_any_points_are_reassembled(data: st.DataObject) -> None
                                 label="cuts")))
     pieces = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
     buffer_size = data.draw(st.sampled_from([64, 4096, 65536]), label="buffer_size")
+    pair = data.draw(st.sampled_from(list(PAIRS)), label="pair")
 
     async def main() -> list[bytes]:
-        async with _socket_pair() as (tx, rx):
+        async with PAIRS[pair]() as (tx, rx):  # type: ignore[operator]
             reader = FrameReader(rx, buffer_size=buffer_size)
             got: list[bytes] = []
 
@@ -173,7 +189,7 @@ def test_frames_split_at_any_points_are_reassembled(data: st.DataObject) -> None
                 for piece in pieces:  # each piece is read before the next is sent
                     await tx.send_all(piece)
                     await trio.testing.wait_all_tasks_blocked()
-                await tx.send_eof()
+                await tx.send_eof() if pair == "socket" else await tx.aclose()
             return got
 
     assert trio.run(main) == bodies

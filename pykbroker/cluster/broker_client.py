@@ -9,6 +9,7 @@ failure surfacing as ``BrokerConnectionError`` so callers reconnect and retry.
 from __future__ import annotations
 
 import itertools
+import os
 import struct
 from typing import Any
 
@@ -19,6 +20,22 @@ from pykbroker.protocol.framing import decode_response, encode_request
 
 _SIZE = struct.Struct(">i")
 MAX_RESPONSE_BYTES = 512 * 1024 * 1024
+
+
+def _test_routes(spec: str) -> dict[tuple[str, int], tuple[str, int]]:
+    """``PYKBROKER_TEST_BROKER_ROUTES``: ``host:port=host:port,...`` pairs. Test-only: the
+    ``kafka_cluster`` fixture (pykbroker.cluster_testing) sets it so that this broker reaches
+    each peer through a fault proxy of its own. Unset in production: an empty dict."""
+    routes: dict[tuple[str, int], tuple[str, int]] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        target, _, via = item.partition("=")
+        t_host, _, t_port = target.rpartition(":")
+        v_host, _, v_port = via.rpartition(":")
+        routes[(t_host, int(t_port))] = (v_host, int(v_port))
+    return routes
+
+
+_ROUTES = _test_routes(os.environ.get("PYKBROKER_TEST_BROKER_ROUTES", ""))
 
 
 class BrokerConnectionError(Exception):
@@ -37,9 +54,10 @@ class BrokerConnection:
         return self._stream is not None
 
     async def connect(self, timeout_s: float) -> None:
+        host, port = _ROUTES.get((self.host, self.port), (self.host, self.port))
         with trio.move_on_after(timeout_s) as scope:
             try:
-                self._stream = await trio.open_tcp_stream(self.host, self.port)
+                self._stream = await trio.open_tcp_stream(host, port)
             except OSError as exc:
                 raise BrokerConnectionError(f"connect to {self.host}:{self.port}: {exc}") from exc
         if scope.cancelled_caught:

@@ -42,6 +42,7 @@ NOT_LOADED = [
     "pykbroker.log.cleaner", "pykbroker.log.cleaner_filter", "pykbroker.log.offset_map",
     "pykbroker.cluster.member", "pykbroker.controller", "pykbroker.metadata.zk",
     "pykbroker.replication", "pykbroker.handlers.controller_requests", "kazoo",
+    "pykbroker.quotas.manager", "pykbroker.quotas.rate", "pykbroker.handlers.quotas",
 ]
 
 

@@ -26,6 +26,7 @@ from pykbroker.protocol._generated.fetch_response import (
 )
 from pykbroker.protocol.api import ApiKey
 from pykbroker.protocol.primitives import ZERO_UUID
+from pykbroker.quotas import load_client_quotas
 from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import RequestContext
 
@@ -232,6 +233,12 @@ async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         return await handle_replica_fetch(
             ctx, req, replica,
             cluster.isr.on_follower_fetch if cluster is not None else lambda part, r: None)
+    try:
+        quotas = services.client_quotas
+    except AttributeError:  # the first request: are there quotas at all?
+        quotas = load_client_quotas(services)
+    if quotas is not None:
+        await quotas.unmuted(ctx.connection_id)  # KIP-219: the previous response throttled
     slots, unknown = _resolve(ctx, req)
     try:
         session, fetch, incremental = _session_for(ctx, req, slots)
@@ -239,6 +246,9 @@ async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         return FetchResponse(error_code=int(exc.error_code), session_id=0, responses=[])
     committed = ctx.api_version >= 4 and req.isolation_level == READ_COMMITTED
     max_bytes = req.max_bytes if ctx.api_version >= 3 else 2**31 - 1
+    if quotas is not None:  # consumer_byte_rate: no more than a quiet window allows
+        max_bytes = int(min(max_bytes, quotas.fetch_max_bytes(ctx.principal, ctx.client_id)))
+    min_bytes = min(req.min_bytes, max_bytes)
     deadline = trio.current_time() + req.max_wait_ms / 1000.0
     rack = req.rack_id if ctx.api_version >= 11 else ""
     while True:
@@ -246,7 +256,7 @@ async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         errors = any(s.error or (s.data is not None and s.data.preferred_read_replica >= 0)
                      for s in fetch) or bool(unknown)  # redirects answer at once too
         remaining = deadline - trio.current_time()
-        if (total >= req.min_bytes or errors or remaining <= 0 or not fetch
+        if (total >= min_bytes or errors or remaining <= 0 or not fetch
                 or services.replicas.shutting_down):
             break
         parts = [p for s in fetch
@@ -255,6 +265,19 @@ async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         if trio.current_time() >= deadline:
             total = _read(ctx, fetch, max_bytes, committed, rack)
             break
+    if quotas is not None:
+        throttled = _throttle(ctx, quotas, fetch, unknown, total)
+        if throttled:
+            # KafkaApis: a throttled consumer gets an empty response (a new session is not
+            # kept: FullFetchContext.getThrottledResponse answers session id 0)
+            if session is not None and incremental:
+                session.epoch = session.epoch + 1 if session.epoch < 2**31 - 1 else 1
+            elif session is not None:
+                services.fetch_sessions.close(session.session_id)
+            return FetchResponse(
+                throttle_time_ms=throttled, error_code=0,
+                session_id=session.session_id if session is not None and incremental else 0,
+                responses=[])
     by_topic: dict[str, FetchableTopicResponse] = {}
     order: list[FetchableTopicResponse] = []
     for slot in fetch:
@@ -280,6 +303,17 @@ async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         session_id=session.session_id if session is not None else 0,
         responses=order,
     )
+
+
+def _throttle(ctx: RequestContext, quotas: Any, fetch: list[_Slot],
+              unknown: list[FetchableTopicResponse], record_bytes: int) -> int:
+    """consumer_byte_rate: record the response's size; the throttle time (ms), 0 if none."""
+    from pykbroker.quotas.manager import fetch_response_size
+
+    topics = len({s.cached.topic for s in fetch}) + len(unknown)
+    partitions = len(fetch) + sum(len(t.partitions) for t in unknown)
+    return int(quotas.on_fetch(ctx.principal, ctx.client_id, ctx.connection_id,
+                               fetch_response_size(topics, partitions, record_bytes)))
 
 
 HANDLERS = [HandlerSpec(ApiKey.FETCH, 4, 17, handle_fetch)]

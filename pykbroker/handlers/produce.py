@@ -25,6 +25,7 @@ from pykbroker.protocol._generated.produce_response import (
     TopicProduceResponse,
 )
 from pykbroker.protocol.api import ApiKey
+from pykbroker.quotas import load_client_quotas
 from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import DeferredResponse, RequestContext
 
@@ -61,6 +62,12 @@ def _authorize_transactional(ctx: RequestContext, req: ProduceRequest) -> Any:
 
 async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
     services = ctx.services
+    try:
+        quotas = services.client_quotas
+    except AttributeError:  # the first request: are there quotas at all?
+        quotas = load_client_quotas(services)
+    if quotas is not None:
+        await quotas.unmuted(ctx.connection_id)  # KIP-219: the previous response throttled
     replicas = services.replicas
     acks = req.acks
     bad_acks = acks not in (0, 1, -1)
@@ -105,13 +112,19 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
             if acks == -1 and part.high_watermark <= result.last_offset:
                 replicated.append((part, result.last_offset + 1, ok))
         responses.append(TopicProduceResponse(name=name, partition_responses=results))
+    throttle_ms = 0
+    if quotas is not None:  # producer_byte_rate: the request's bytes, even with acks=0
+        from pykbroker.quotas.manager import produce_request_size
+
+        throttle_ms = quotas.on_produce(ctx.principal, ctx.client_id, ctx.connection_id,
+                                        produce_request_size(ctx.client_id, req))
     if acks == 0:
         await _fsync(durable)
         if any(p.error_code for t in responses for p in t.partition_responses):
             raise CloseConnection("acks=0 produce failed; closing so the client refreshes "
                                   "its metadata")
         return None
-    response = ProduceResponse(responses=responses, throttle_time_ms=0)
+    response = ProduceResponse(responses=responses, throttle_time_ms=throttle_ms)
     if not durable and not replicated:
         return response
 

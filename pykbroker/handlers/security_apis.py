@@ -1,4 +1,4 @@
-"""The SASL, SCRAM credential and ACL APIs: registered with every broker (ApiVersions lists
+"""The SASL, SCRAM credential, ACL and client quota APIs: registered with every broker (ApiVersions lists
 them, as Kafka's does), their modules and codecs imported when the first such request arrives.
 """
 
@@ -9,6 +9,7 @@ from pykbroker.server.dispatch import HandlerSpec, imported_on_first_use
 
 _SASL = "pykbroker.handlers.sasl"
 _ACLS = "pykbroker.handlers.acls"
+_QUOTAS = "pykbroker.handlers.quotas"
 
 HANDLERS = [
     HandlerSpec(ApiKey.SASL_HANDSHAKE, 0, 1, imported_on_first_use(_SASL, "handle_sasl_handshake")),
@@ -21,4 +22,8 @@ HANDLERS = [
     HandlerSpec(ApiKey.DESCRIBE_ACLS, 0, 3, imported_on_first_use(_ACLS, "handle_describe_acls")),
     HandlerSpec(ApiKey.CREATE_ACLS, 0, 3, imported_on_first_use(_ACLS, "handle_create_acls")),
     HandlerSpec(ApiKey.DELETE_ACLS, 0, 3, imported_on_first_use(_ACLS, "handle_delete_acls")),
+    HandlerSpec(ApiKey.DESCRIBE_CLIENT_QUOTAS, 0, 1,
+                imported_on_first_use(_QUOTAS, "handle_describe_client_quotas")),
+    HandlerSpec(ApiKey.ALTER_CLIENT_QUOTAS, 0, 1,
+                imported_on_first_use(_QUOTAS, "handle_alter_client_quotas")),
 ]

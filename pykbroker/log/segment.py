@@ -214,9 +214,9 @@ class LogSegment:
 
         ``PartitionLog.flush`` fsyncs a segment's log and indexes before it moves the recovery
         point, so the index entries below the recovery point and the batches they cover are
-        on disk as written. They are kept; batches are validated (CRC, offsets) from the last
-        of those entries on, as :meth:`recover` validates them from the start, and the indexes
-        rebuilt from there. So a crash costs what was written since the last flush, not the
+        on disk as written. They are kept, the batches from the last of them up to the recovery
+        point are indexed from their headers, and the batches past it are validated (CRC,
+        offsets) as :meth:`recover` validates them from the start. So a crash costs what was written since the last flush, not the
         size of the segment (Kafka recovers the whole segment). Anything that does not fit
         (unreadable indexes, an entry that does not point at its batch) falls back to
         :meth:`recover`.
@@ -238,19 +238,36 @@ class LogSegment:
             self.max_timestamp = self.offset_of_max_timestamp = -1
         if not len(self.offset_index):
             return self.recover()  # nothing indexed below the recovery point: from the start
+        # Batches wholly below the recovery point were fsynced as written: their headers
+        # are read (offsets, sizes, timestamps for the indexes), their CRCs not recomputed.
+        self._bytes_since_index = 0  # the entry's batch restarts the cadence, as in _load_tail
+        self.next_offset = -1
+        valid_end = last.position
         try:
-            first = next(self.scan(last.position, validate=True), None)
+            for pos, header in self.scan(last.position):
+                if self.next_offset < 0:
+                    if header.last_offset != last.offset:
+                        return self.recover()  # the entry does not point at its batch
+                    self.next_offset = header.base_offset
+                if header.last_offset >= recovery_point:
+                    break
+                if header.base_offset < self.next_offset:
+                    return self.recover()
+                self._index_batch(pos, header)
+                self.next_offset = header.next_offset
+                valid_end = pos + header.size
         except CorruptRecordError:
-            first = None
-        if first is None or first[1].last_offset != last.offset:
-            return self.recover()  # the entry does not point at its batch: trust nothing
-        # The entry's batch is where the index cadence restarts, as in _load_tail.
-        return self._recover_after(last.position, first[1].base_offset)
+            return self.recover()
+        if self.next_offset < 0:
+            return self.recover()
+        return self._recover_after(valid_end, self.next_offset, fresh=False)
 
-    def _recover_after(self, start: int, next_offset: int) -> int:
+    def _recover_after(self, start: int, next_offset: int, *, fresh: bool = True) -> int:
         """Validate batches from position ``start`` (where ``next_offset`` begins), index them
-        and cut the file at the first bad one; the bytes dropped."""
-        self._bytes_since_index = 0
+        and cut the file at the first bad one; the bytes dropped. ``fresh`` restarts the index
+        cadence (else it continues from the batches indexed before ``start``)."""
+        if fresh:
+            self._bytes_since_index = 0
         self.next_offset = next_offset
         valid_end = start
         try:

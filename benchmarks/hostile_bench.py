@@ -181,6 +181,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "queued_max_request_bytes": args.queued_bytes}
     broker = Broker({})
     try:
+        # A first client run loads the produce, fetch and group code and creates
+        # __consumer_offsets, so that the figures below measure connections, not that.
+        out["warm_up_client"] = _normal_client(broker.port)
         base = broker.settle()
         out["idle_rss_kib"] = base
         fds0 = _open_fds(broker.pid)

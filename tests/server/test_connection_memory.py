@@ -284,6 +284,26 @@ async def test_pool_serves_waiters_in_order_and_forgets_cancelled_ones() -> None
     assert pool.available == pool.capacity and pool.waiting == 0
 
 
+@pytest.mark.parametrize("queued", [None, "-1", "0", "104857600"])
+def test_queued_max_request_bytes_comes_from_the_broker_config(
+        tmp_path: object, queued: str | None) -> None:
+    from pykbroker.config.broker_config import BrokerConfig
+
+    overrides = {"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(tmp_path)}
+    if queued is not None:
+        overrides["queued.max.request.bytes"] = queued
+    dispatch = DispatchTable([*API_VERSIONS_HANDLERS])
+    server = NetworkServer(
+        [BindAddress("PLAINTEXT", "127.0.0.1", 0, "PLAINTEXT")], dispatch=dispatch,
+        services=SimpleNamespace(dispatch=dispatch, config=BrokerConfig(overrides)),
+        settings=ConnectionSettings(MIB, 30.0), max_connections=10)
+    pool = server.settings.memory_pool
+    if queued in (None, "-1", "0"):  # Kafka: -1 (the default) or 0 is unbounded
+        assert pool is None
+    else:
+        assert pool is not None and pool.capacity == pool.available == 104857600
+
+
 def test_a_frame_larger_than_the_pool_takes_all_of_it() -> None:
     pool = RequestMemoryPool(1000)
     assert pool.try_acquire(5000) == 1000

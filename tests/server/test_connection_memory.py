@@ -379,3 +379,32 @@ async def test_a_flood_of_bad_connections_logs_one_warn_line(
     closing = [r for r in caplog.records if "closing connection from 127.0.0.1" in r.getMessage()]
     assert len(closing) == 15
     assert [r.levelno for r in closing] == [logging.WARNING] + [logging.DEBUG] * 14
+
+
+@pytest.mark.trio
+async def test_a_burst_of_closed_connections_is_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After enough connections closed, the server collects garbage and trims the heap (its
+    effect on RSS is measured by benchmarks/hostile_bench.py, not here)."""
+    from pykbroker.server import listener, request_memory
+
+    trims: list[bool] = []
+    real_trim = request_memory.trim_freed_memory
+    monkeypatch.setattr(listener, "trim_freed_memory", lambda: trims.append(real_trim()))
+    monkeypatch.setattr(listener, "TRIM_AFTER_CLOSES", 5)
+    monkeypatch.setattr(listener, "TRIM_EVERY_S", 0.05)
+    server = _server()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        port = server.bound_ports["PLAINTEXT"]
+        for _ in range(4):
+            await (await trio.open_tcp_stream("127.0.0.1", port)).aclose()
+        while server.closed_since_trim < 4:
+            await trio.sleep(0.01)
+        await trio.sleep(0.2)
+        assert trims == []  # four closes are not a burst
+        await (await trio.open_tcp_stream("127.0.0.1", port)).aclose()
+        with trio.fail_after(5):
+            while not trims:
+                await trio.sleep(0.01)
+        assert server.closed_since_trim == 0
+        await server.shutdown(1)

@@ -11,6 +11,12 @@ Installed as a pytest plugin (entry point ``pytest11``). Fixtures:
 
 For trio code: ``async with pykbroker.testing.open_broker() as broker``.
 
+A real multi-broker cluster (ZooKeeper, broker subprocesses, a fault proxy on every link):
+the ``kafka_cluster`` fixture, ``@pytest.mark.kafka_cluster(brokers=3, racks=None,
+broker_configs=None, fresh=False, **configs)``; ``open_cluster()`` / ``open_cluster_async()``
+and ``KafkaCluster`` outside pytest (imported on first use, see
+:mod:`pykbroker.cluster_testing`).
+
 What a test file needs comes from here: ``from pykbroker.testing import ApiKey, ErrorCode``.
 Faults are injected by API key, by wrapping the broker's handlers (never a hook on the
 production path): ``kafka_broker.faults.fail_next(ApiKey.PRODUCE,
@@ -20,6 +26,7 @@ ErrorCode.NOT_LEADER_OR_FOLLOWER, count=2)``, ``add_latency``, ``drop_next``, an
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import struct
@@ -39,13 +46,25 @@ from pykbroker.protocol.api import ApiKey
 
 if TYPE_CHECKING:
     from pykbroker.broker import Broker
+    from pykbroker.cluster_testing import KafkaCluster, open_cluster, open_cluster_async
     from pykbroker.server.dispatch import HandlerSpec
     from pykbroker.server.request_context import RequestContext
 
 __all__ = [
     "TEST_DEFAULTS", "ApiKey", "ErrorCode", "ExternalKafka", "Faults", "KafkaBroker",
-    "create_topic", "open_broker",
+    "KafkaCluster", "create_topic", "open_broker", "open_cluster", "open_cluster_async",
 ]
+
+# The cluster harness (kazoo, proxies) is imported only when one of these is used.
+_CLUSTER_EXPORTS = ("KafkaCluster", "open_cluster", "open_cluster_async")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLUSTER_EXPORTS:
+        from pykbroker import cluster_testing
+
+        return getattr(cluster_testing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Test-friendly defaults (each can be overridden): no initial rebalance delay and a small
 # offsets topic make group tests start at once.
@@ -129,9 +148,25 @@ class Faults:
 async def _error_response(inner: Any, ctx: RequestContext, req: Any, error: int) -> Any:
     """The response a failing broker would send: errors where the API carries them."""
     from pykbroker.errors import CloseConnection
-    from pykbroker.server.connection import error_response
 
     key = ctx.api_key
+    resp = failed_response(key, req, error)
+    if resp is not None:
+        return resp
+    if key in (ApiKey.FETCH, ApiKey.LIST_OFFSETS, ApiKey.METADATA):
+        resp = await inner(ctx, req)  # the real answer, with every partition failing
+        fail_partitions(key, resp, error)
+        return resp
+    raise CloseConnection(f"fault injection: {ApiKey(key).name} has no error field")
+
+
+def failed_response(key: int, req: Any, error: int) -> Any:
+    """An answer with ``error`` built from the request alone: Produce fails every partition,
+    other APIs carry it at the top level. None for Fetch, ListOffsets and Metadata (their
+    real answer gets the error on every partition, :func:`fail_partitions`) and for APIs
+    without an error field."""
+    from pykbroker.server.connection import error_response
+
     if key == ApiKey.PRODUCE:
         from pykbroker.protocol._generated.produce_response import (
             PartitionProduceResponse,
@@ -144,21 +179,21 @@ async def _error_response(inner: Any, ctx: RequestContext, req: Any, error: int)
                                      log_append_time_ms=-1, log_start_offset=-1)
             for p in t.partition_data]) for t in req.topic_data])
     if key in (ApiKey.FETCH, ApiKey.LIST_OFFSETS, ApiKey.METADATA):
-        resp = await inner(ctx, req)  # the real answer, with every partition failing
-        if key == ApiKey.METADATA:
-            for t in resp.topics:
-                t.error_code = error
-        else:
-            for t in (resp.responses if key == ApiKey.FETCH else resp.topics):
-                for p in t.partitions:
-                    p.error_code = error
-                    if key == ApiKey.FETCH:
-                        p.records = b""
-        return resp
-    resp = error_response(key, req, ErrorCode(error), None)
-    if resp is None:
-        raise CloseConnection(f"fault injection: {ApiKey(key).name} has no error field")
-    return resp
+        return None
+    return error_response(key, req, ErrorCode(error), None)
+
+
+def fail_partitions(key: int, resp: Any, error: int) -> None:
+    """Put ``error`` on every topic (Metadata) or partition (Fetch, ListOffsets) of ``resp``."""
+    if key == ApiKey.METADATA:
+        for t in resp.topics:
+            t.error_code = error
+        return
+    for t in (resp.responses if key == ApiKey.FETCH else resp.topics):
+        for p in t.partitions:
+            p.error_code = error
+            if key == ApiKey.FETCH:
+                p.records = b""
 
 
 # -- a tiny synchronous client (works against any Kafka) -------------------------------------
@@ -346,6 +381,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "kafka_topic(partitions=1, configs=None): the kafka_topic fixture's setup")
+    config.addinivalue_line(
+        "markers", "kafka_cluster(brokers=3, racks=None, broker_configs=None, fresh=False, "
+                   "**configs): the kafka_cluster fixture's brokers, racks and broker configs")
 
 
 @pytest.fixture(scope="session")
@@ -375,3 +413,99 @@ def kafka_topic(kafka_broker: KafkaBroker | ExternalKafka, request: pytest.Fixtu
     kafka_broker.create_topic(name, int(kwargs.get("partitions", 1)),
                               kwargs.get("configs"))
     return name
+
+
+# -- the multi-broker cluster ----------------------------------------------------------------
+
+class _ClusterPool:
+    """Clusters kept for the session, one per settings: a test whose faults were undone at
+    teardown hands its cluster on to the next test asking for the same settings."""
+
+    def __init__(self) -> None:
+        self.clusters: dict[str, Any] = {}
+
+    def close(self) -> None:
+        for cluster in self.clusters.values():
+            cluster.close()
+        self.clusters.clear()
+
+
+@pytest.fixture(scope="session")
+def _kafka_cluster_pool() -> Iterator[_ClusterPool]:
+    pool = _ClusterPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def _cluster_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("kafka_cluster"))):
+        settings.update(marker.kwargs)  # the closest marker wins
+    param = getattr(request, "param", None)
+    if isinstance(param, int):
+        settings["brokers"] = param
+    elif isinstance(param, Mapping):
+        settings.update(param)
+    return settings
+
+
+@pytest.fixture
+def kafka_cluster(request: pytest.FixtureRequest, _kafka_cluster_pool: _ClusterPool) -> Any:
+    """A running :class:`pykbroker.cluster_testing.KafkaCluster` (3 brokers unless the
+    ``kafka_cluster`` marker says otherwise). Faults are undone at teardown (network healed,
+    paused brokers resumed, per-API faults cleared, stopped or killed brokers started again)
+    and the cluster is then reused by the next test with the same settings, so use fresh
+    topic and group names; ``fresh=True`` gives a test a cluster of its own. A failed test's
+    cluster is closed, after printing its brokers' log tails. Skips, saying how to install
+    one, when no ZooKeeper is installed."""
+    from pykbroker.cluster_testing import ClusterError, KafkaCluster
+    from pykbroker.metadata.zk.server import ZooKeeperNotFoundError, find_zookeeper
+
+    try:
+        find_zookeeper()
+    except ZooKeeperNotFoundError as exc:
+        pytest.skip(f"kafka_cluster needs ZooKeeper: {exc}")
+    settings = _cluster_settings(request)
+    fresh = bool(settings.pop("fresh", False))
+    brokers = int(settings.pop("brokers", 3))
+    racks = settings.pop("racks", None)
+    broker_configs = settings.pop("broker_configs", None)
+    key = repr((brokers, racks, sorted((broker_configs or {}).items()), sorted(settings.items())))
+    cluster = None if fresh else _kafka_cluster_pool.clusters.pop(key, None)
+    if cluster is None:
+        cluster = KafkaCluster(brokers, racks=racks, configs=settings,
+                               broker_configs=broker_configs).start()
+    keep = False
+    try:
+        yield cluster
+        report = getattr(request.node, "rep_call", None)
+        failed = report is not None and report.failed
+        if failed:
+            print(f"\n===== kafka_cluster logs =====\n{cluster.log_tails()}")
+        elif not fresh:
+            try:
+                cluster.reset_faults()
+                for i in cluster.broker_ids:
+                    if not cluster.brokers[i].running:
+                        cluster.start_broker(i)
+                cluster.wait_ready(30.0, cluster.broker_ids)
+                keep = True
+            except ClusterError as exc:
+                print(f"kafka_cluster: not reused ({exc})")
+    finally:
+        if keep:
+            _kafka_cluster_pool.clusters[key] = cluster
+        else:
+            with contextlib.suppress(Exception):
+                cluster.reset_faults()
+            cluster.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    if rep.when == "call":
+        item.rep_call = rep  # type: ignore[attr-defined]
+    return rep

@@ -58,7 +58,7 @@ class RemoteBroker:
         body, _ = WriteTxnMarkersRequest.decode(body.to_bytes(api_version), 0, api_version)
         ctx = SimpleNamespace(services=SimpleNamespace(
             replicas=self.replicas, config={"request.timeout.ms": "30000"}),
-            api_version=api_version)
+            api_version=api_version, security=None)  # no authorizer: the broker's own link
         return await handle_write_txn_markers(ctx, body)  # type: ignore[arg-type]
 
     async def close(self) -> None:
@@ -338,7 +338,7 @@ async def test_write_txn_markers_as_a_cluster_member(
     replicas.make_leader_or_follower(topic, 1, 2, 3, [1, 2], [1, 2], 0, 1)  # a follower
     lagging = replicas.make_leader_or_follower(topic, 3, 1, 3, [1, 2], [1, 2], 0, 1)
     ctx: Any = SimpleNamespace(services=SimpleNamespace(
-        replicas=replicas, config={"request.timeout.ms": "2000"}), api_version=1)
+        replicas=replicas, config={"request.timeout.ms": "2000"}), api_version=1, security=None)
 
     response = await handle_write_txn_markers(ctx, _markers("t", [0, 1, 2], 5))
     assert _codes(response) == {0: E.NONE, 1: E.NOT_LEADER_OR_FOLLOWER,

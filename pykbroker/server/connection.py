@@ -55,8 +55,8 @@ request_log = logging.getLogger("pykbroker.request.logger")
 
 _SIZE = struct.Struct(">i")
 _RECEIVE_CHUNK = 64 * 1024  # the shared receive buffer; larger frames get a buffer of their own
-_FRAME_START = 64 * 1024  # a frame's own buffer: at least this, ...
-_GROWTH = 16  # ... and at most this many times the bytes received
+_FRAME_START = 64 * 1024  # a frame's own buffer is at least this large, ...
+_WHOLE_WITHIN = 16  # ... whole once the bytes received are 1/16 of it, else doubled as they come
 _IOV_MAX = 512
 MAX_DEFERRED = 5  # produce responses waiting for their acknowledgement, per connection
 
@@ -95,10 +95,11 @@ class FrameReader:
     socket is readable and cut up before anything else can run. Whole frames in it are cut
     out (one copy, as from a buffer of one's own); bytes past the frame returned are kept (a
     copy) until the next call. A frame that is not all there is received straight into a
-    buffer of its own (``recv_into``), allocated once bytes of it are there and grown as they
-    arrive, to at most 16 times the bytes received (at least 64 KiB) and never past the
-    declared size: a prefix declaring 100 MiB followed by nothing costs nothing, and a 1 MB
-    Produce request, whose first 64 KiB come with its prefix, gets its whole buffer at once.
+    buffer of its own (``recv_into``), allocated once bytes of it are there: whole when the
+    bytes received are at least 1/16 of the declared size (a 1 MB Produce request, whose first
+    64 KiB come with its prefix), else 64 KiB or twice the bytes received, doubled again only
+    when more bytes are there. A prefix declaring 100 MiB followed by nothing costs nothing,
+    followed by 512 KiB about 512 KiB.
 
     With a ``RequestMemoryPool`` (``queued.max.request.bytes``) given to ``next_frame``, each
     frame's declared size is reserved from it before its body is read; while it cannot be
@@ -262,18 +263,20 @@ class FrameReader:
         have = len(frame)
         while have < size:
             if have == len(frame):
-                if not have:  # nothing of the body yet: no buffer until some of it is there
-                    if self._sock is None:
-                        chunk = await self._stream.receive_some(min(size, _FRAME_START))
-                        if not chunk:
-                            raise ConnectionClosed(
-                                f"connection closed inside a frame of {size} bytes")
-                        self._activity()
-                        frame = bytearray(chunk)
-                        have = len(frame)
-                        continue
-                    await trio.lowlevel.wait_readable(self._sock)
-                cap = min(size, max(_FRAME_START, _GROWTH * have))
+                if not have and self._sock is None:  # no buffer before there are bytes
+                    chunk = await self._stream.receive_some(min(size, _FRAME_START))
+                    if not chunk:
+                        raise ConnectionClosed(f"connection closed inside a frame of {size} bytes")
+                    self._activity()
+                    frame = bytearray(chunk)
+                    have = len(frame)
+                    continue
+                if size <= _WHOLE_WITHIN * have:
+                    cap = size
+                else:  # doubled (or 64 KiB), once more bytes are there
+                    if self._sock is not None:
+                        await trio.lowlevel.wait_readable(self._sock)
+                    cap = min(size, max(_FRAME_START, 2 * have))
                 grown = bytearray(cap)
                 grown[:have] = frame
                 frame = grown

@@ -20,6 +20,7 @@ from pykbroker.controller.requests import VERSIONS
 log = logging.getLogger("pykbroker.controller.channel")
 
 RETRY_BACKOFF_S = 0.1
+RETRY_LOG_INTERVAL_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
 QUEUE_SIZE = 10_000
 
@@ -84,11 +85,15 @@ class ControllerChannel:
     async def _send_until_answered(self, queue: _BrokerQueue, api_key: int,
                                    request: Any) -> Any:
         version = VERSIONS[api_key]
+        failures, quiet_until = 0, 0.0
         while True:
             try:
                 return await queue.connection.request(api_key, version, request,
                                                       REQUEST_TIMEOUT_S)
             except BrokerConnectionError as exc:
-                log.info("controller request %d to broker %d failed (%s); retrying",
-                         api_key, queue.broker.id, exc)
+                failures += 1
+                if trio.current_time() >= quiet_until:  # one line per 10 s, not per retry
+                    quiet_until = trio.current_time() + RETRY_LOG_INTERVAL_S
+                    log.info("controller request %d to broker %d failed %d time(s) (%s); "
+                             "retrying", api_key, queue.broker.id, failures, exc)
                 await trio.sleep(RETRY_BACKOFF_S)

@@ -31,6 +31,7 @@ log = logging.getLogger("pykbroker.replication.isr")
 
 ALTER_PARTITION_VERSION = 3
 RETRY_BACKOFF_S = 0.2
+RETRY_LOG_INTERVAL_S = 10.0
 
 
 def now_ms() -> int:
@@ -130,6 +131,7 @@ class IsrManager:
                 new_isr_with_epochs=[BrokerState(broker_id=b, broker_epoch=-1)
                                      for b in new_isr],
                 leader_recovery_state=0, partition_epoch=part.partition_epoch)])])
+        failures, quiet_until = 0, 0.0
         while part.is_leader and part.leader_epoch == leader_epoch \
                 and part.pending_isr == new_isr:
             connection = await self._connection_to_controller()
@@ -140,8 +142,11 @@ class IsrManager:
                 response = await connection.request(ApiKey.ALTER_PARTITION,
                                                     ALTER_PARTITION_VERSION, request)
             except BrokerConnectionError as exc:
-                log.info("AlterPartition for %s-%d failed (%s); retrying", part.topic,
-                         part.index, exc)
+                failures += 1
+                if trio.current_time() >= quiet_until:  # one line per 10 s, not per retry
+                    quiet_until = trio.current_time() + RETRY_LOG_INTERVAL_S
+                    log.info("AlterPartition for %s-%d failed %d time(s) (%s); retrying",
+                             part.topic, part.index, failures, exc)
                 await trio.sleep(RETRY_BACKOFF_S)
                 continue
             self._apply(part, new_isr, leader_epoch, response)

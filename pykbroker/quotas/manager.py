@@ -382,6 +382,9 @@ class ClientQuotas:
             if match_type not in (MATCH_EXACT, MATCH_DEFAULT, MATCH_SPECIFIED):
                 raise KafkaError(ErrorCode.INVALID_REQUEST,
                                  f"Unexpected match type: {match_type}")
+            if match_type == MATCH_EXACT and match is None:
+                raise KafkaError(ErrorCode.INVALID_REQUEST,
+                                 f"An exact {entity_type} filter component needs a name")
             seen[entity_type] = (match_type, match)
         if IP in seen and (USER in seen or CLIENT_ID in seen):
             raise KafkaError(ErrorCode.INVALID_REQUEST,

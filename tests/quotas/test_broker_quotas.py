@@ -197,6 +197,20 @@ def test_produce_is_throttled_and_the_connection_muted(broker: KafkaBroker,
         fast.close()
 
 
+def test_quota_window_configuration_is_honoured(tmp_path: Path) -> None:
+    """quota.window.num=2: a new client is measured over one window, not ten, so a 10 KB/s
+    quota admits ~10 KB at once instead of ~100 KB."""
+    with KafkaBroker(tmp_path, **{"quota.window.num": "2"}) as b:
+        b.create_topic("q")
+        c = Client(b.bootstrap_servers, "slow")
+        try:
+            assert alter(c, {"client-id": "slow"}, {"producer_byte_rate": 10000.0}) == (0, None)
+            throttles = [produce(c, "q").throttle_time_ms for _ in range(3)]
+            assert throttles[0] == 0 and throttles[2] > 0
+        finally:
+            c.close()
+
+
 def test_user_quota_is_shared_by_the_users_clients(broker: KafkaBroker, client: Client) -> None:
     """The plaintext principal is User:ANONYMOUS: a quota on user ANONYMOUS holds its clients
     together, whatever their client ids."""

@@ -95,6 +95,9 @@ def test_describe_values_and_persistence(quotas: ClientQuotas, tmp_path: Path) -
      "Duplicate user filter component entity type"),
     ([("", 0, "a")], ErrorCode.INVALID_REQUEST, "Unexpected empty filter component entity type"),
     ([("group", 0, "a")], ErrorCode.UNSUPPORTED_VERSION, "Custom entity type 'group' not supported"),
+    ([("user", 0, None)], ErrorCode.INVALID_REQUEST,
+     "An exact user filter component needs a name"),
+    ([("user", 7, None)], ErrorCode.INVALID_REQUEST, "Unexpected match type: 7"),
     ([("ip", 2, None), ("user", 2, None)], ErrorCode.INVALID_REQUEST,
      "Invalid entity filter component combination, IP filter component should not be used "
      "with user or clientId filter component."),

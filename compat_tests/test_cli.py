@@ -56,3 +56,26 @@ def test_file_env_and_overrides_with_banner(tmp_path: Path) -> None:
         assert broker.stop() == 0
     finally:
         broker.close()
+
+
+def test_signals_during_shutdown_do_not_cut_it_short(tmp_path: Path) -> None:
+    """SIGTERM after SIGTERM (an impatient supervisor, Ctrl-C twice): the first starts the
+    shutdown, the others are logged and ignored, the broker still exits 0 after completing it."""
+    import signal
+    import time
+
+    broker = BrokerProcess(tmp_path / "data").start()
+    try:
+        assert broker.proc is not None
+        proc = broker.proc
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.002)
+        assert proc.wait(5) == 0, broker.log()[-3000:]
+        log = broker.log()
+        assert "shut down completed" in log
+        assert "already shutting down" in log
+    finally:
+        broker.close()

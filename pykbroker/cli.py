@@ -152,14 +152,21 @@ async def _serve(config: BrokerConfig) -> None:
             gc.freeze()
 
             async def watch() -> None:
+                stopping = False
                 async for signum in signals:
-                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    name = signal.Signals(signum).name
+                    if stopping:  # Kafka ignores signals once its shutdown hook runs
+                        log.info("received %s, already shutting down", name)
+                        continue
+                    log.info("received %s, shutting down", name)
+                    stopping = True
                     broker.shutdown()
-                    return
 
             nursery.start_soon(watch)
             await broker.stopped.wait()
             nursery.cancel_scope.cancel()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # the broker is down: exit normally
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,7 @@ request_log = logging.getLogger("pykbroker.request.logger")
 _SIZE = struct.Struct(">i")
 _RECEIVE_CHUNK = 64 * 1024  # the shared receive buffer; larger frames get a buffer of their own
 _FRAME_START = 64 * 1024  # a frame's own buffer is at least this large, ...
-_WHOLE_WITHIN = 16  # ... whole once the bytes received are 1/16 of it, else doubled as they come
+_WHOLE_WITHIN = 16  # ... allocated whole when 1/16 of the frame came with its prefix
 _IOV_MAX = 512
 MAX_DEFERRED = 5  # produce responses waiting for their acknowledgement, per connection
 
@@ -95,11 +95,10 @@ class FrameReader:
     socket is readable and cut up before anything else can run. Whole frames in it are cut
     out (one copy, as from a buffer of one's own); bytes past the frame returned are kept (a
     copy) until the next call. A frame that is not all there is received straight into a
-    buffer of its own (``recv_into``), allocated once bytes of it are there: whole when the
-    bytes received are at least 1/16 of the declared size (a 1 MB Produce request, whose first
-    64 KiB come with its prefix), else 64 KiB or twice the bytes received, doubled again only
-    when more bytes are there. A prefix declaring 100 MiB followed by nothing costs nothing,
-    followed by 512 KiB about 512 KiB.
+    buffer of its own (``recv_into``): whole at once when what came with its prefix is at
+    least 1/16 of it (a 1 MB Produce request, whose first 64 KiB come with its prefix), else
+    in pieces allocated as bytes arrive (see ``_read_body``). A prefix declaring 100 MiB
+    followed by nothing costs nothing, followed by 512 KiB about 512 KiB.
 
     With a ``RequestMemoryPool`` (``queued.max.request.bytes``) given to ``next_frame``, each
     frame's declared size is reserved from it before its body is read; while it cannot be
@@ -257,38 +256,52 @@ class FrameReader:
         self._rest, self._pos = None, 0
         return await self._read_body(size, rest[pos:])
 
-    async def _read_body(self, size: int, frame: bytearray) -> bytearray:
-        """A frame of ``size`` bytes that starts with ``frame``: the rest is received straight
-        into it (never past its end, so nothing is left over), grown as bytes arrive."""
-        have = len(frame)
+    async def _read_body(self, size: int, first: bytearray) -> bytearray:
+        """A frame of ``size`` bytes that starts with ``first``, the rest received straight
+        into buffers of its own (never past its end, so nothing is left over).
+
+        When ``first`` is at least 1/16 of the frame (a 1 MB Produce request and the 64 KiB
+        that came with its prefix), the frame's buffer is allocated whole at once. Otherwise
+        the frame is received in pieces, each allocated once more bytes are there and as large
+        as all before it (64 KiB at least), so that they hold at most about twice what arrived
+        (freed buffers of a grown one would stay in the allocator's heap); they are joined,
+        one copy, once the frame is complete."""
+        have = len(first)
+        if size <= _WHOLE_WITHIN * have:
+            frame = bytearray(size)
+            frame[:have] = first
+            await self._fill(frame, have, size, size)
+            return frame
+        pieces: list[bytes | bytearray] = [first] if have else []
         while have < size:
-            if have == len(frame):
-                if not have and self._sock is None:  # no buffer before there are bytes
-                    chunk = await self._stream.receive_some(min(size, _FRAME_START))
-                    if not chunk:
-                        raise ConnectionClosed(f"connection closed inside a frame of {size} bytes")
-                    self._activity()
-                    frame = bytearray(chunk)
-                    have = len(frame)
-                    continue
-                if size <= _WHOLE_WITHIN * have:
-                    cap = size
-                else:  # doubled (or 64 KiB), once more bytes are there
-                    if self._sock is not None:
-                        await trio.lowlevel.wait_readable(self._sock)
-                    cap = min(size, max(_FRAME_START, 2 * have))
-                grown = bytearray(cap)
-                grown[:have] = frame
-                frame = grown
-            part = memoryview(frame)[have:]
+            want = min(size - have, max(_FRAME_START, have))
+            if self._sock is None:  # a stream without a socket hands over its own chunks
+                chunk = await self._stream.receive_some(want)
+                if not chunk:
+                    raise ConnectionClosed(f"connection closed inside a frame of {size} bytes")
+                self._activity()
+                pieces.append(chunk)
+                have += len(chunk)
+                continue
+            await trio.lowlevel.wait_readable(self._sock)
+            piece = bytearray(want)
+            pieces.append(piece)
+            await self._fill(piece, 0, want, size)
+            have += want
+        return bytearray().join(pieces)
+
+    async def _fill(self, buf: bytearray, have: int, end: int, frame_size: int) -> None:
+        """Receive into ``buf[have:end]`` until it is full."""
+        while have < end:
+            part = memoryview(buf)[have:end]
             try:
                 n = await self._recv_into(part)
             finally:
                 part.release()
             if not n:
-                raise ConnectionClosed(f"connection closed inside a frame of {size} bytes")
+                raise ConnectionClosed(
+                    f"connection closed inside a frame of {frame_size} bytes")
             have += n
-        return frame
 
 
 def _check_size(size: int, max_bytes: int, limit: str) -> None:

@@ -74,8 +74,8 @@ def test_signals_during_shutdown_do_not_cut_it_short(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGTERM)
             time.sleep(0.002)
         assert proc.wait(5) == 0, broker.log()[-3000:]
-        log = broker.log()
-        assert "shut down completed" in log
-        assert "already shutting down" in log
+        # (The signals that arrive during the shutdown are logged as "already shutting
+        # down"; an empty broker's shutdown may be over before the second one.)
+        assert "shut down completed" in broker.log()
     finally:
         broker.close()

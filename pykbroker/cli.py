@@ -142,6 +142,10 @@ async def _serve(config: BrokerConfig) -> None:
     from pykbroker.broker import Broker
 
     broker = Broker(config)
+    # Leaving the receiver restores the handlers it found: ignoring, so that a signal between
+    # the end of the shutdown and the process's exit does not kill it with -15.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(broker.serve)
@@ -165,8 +169,6 @@ async def _serve(config: BrokerConfig) -> None:
             nursery.start_soon(watch)
             await broker.stopped.wait()
             nursery.cancel_scope.cancel()
-    for signum in (signal.SIGTERM, signal.SIGINT):  # the broker is down: exit normally
-        signal.signal(signum, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,9 +18,11 @@ authenticated; a failed authentication is answered after
 from __future__ import annotations
 
 import collections
+import fcntl
 import logging
 import os
 import struct
+import termios
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -55,8 +57,9 @@ request_log = logging.getLogger("pykbroker.request.logger")
 
 _SIZE = struct.Struct(">i")
 _RECEIVE_CHUNK = 64 * 1024  # the shared receive buffer; larger frames get a buffer of their own
-_FRAME_START = 64 * 1024  # a frame's own buffer is at least this large, ...
-_WHOLE_WITHIN = 16  # ... allocated whole when 1/16 of the frame came with its prefix
+_FRAME_START = 64 * 1024  # the largest chunk asked of a stream without a socket, at first
+_WHOLE_WITHIN = 16  # a frame's buffer is allocated whole once 1/16 of the frame has arrived
+_PIECE_MIN = 16 * 1024  # before that, its bytes go to pieces of at least this size
 _IOV_MAX = 512
 MAX_DEFERRED = 5  # produce responses waiting for their acknowledgement, per connection
 
@@ -95,10 +98,10 @@ class FrameReader:
     socket is readable and cut up before anything else can run. Whole frames in it are cut
     out (one copy, as from a buffer of one's own); bytes past the frame returned are kept (a
     copy) until the next call. A frame that is not all there is received straight into a
-    buffer of its own (``recv_into``): whole at once when what came with its prefix is at
-    least 1/16 of it (a 1 MB Produce request, whose first 64 KiB come with its prefix), else
-    in pieces allocated as bytes arrive (see ``_read_body``). A prefix declaring 100 MiB
-    followed by nothing costs nothing, followed by 512 KiB about 512 KiB.
+    buffer of its own (``recv_into``), allocated whole once 1/16 of the frame has arrived (at
+    once for a 1 MB Produce request, whose first 64 KiB come with its prefix), in pieces as
+    bytes arrive before that (see ``_read_body``). A prefix declaring 100 MiB followed by
+    nothing costs nothing, followed by 512 KiB about 512 KiB.
 
     With a ``RequestMemoryPool`` (``queued.max.request.bytes``) given to ``next_frame``, each
     frame's declared size is reserved from it before its body is read; while it cannot be
@@ -260,23 +263,19 @@ class FrameReader:
         """A frame of ``size`` bytes that starts with ``first``, the rest received straight
         into buffers of its own (never past its end, so nothing is left over).
 
-        When ``first`` is at least 1/16 of the frame (a 1 MB Produce request and the 64 KiB
-        that came with its prefix), the frame's buffer is allocated whole at once. Otherwise
-        the frame is received in pieces, each allocated once more bytes are there and as large
-        as all before it (64 KiB at least), so that they hold at most about twice what arrived
-        (freed buffers of a grown one would stay in the allocator's heap); they are joined,
-        one copy, once the frame is complete."""
+        The frame's buffer is allocated whole once 1/16 of the frame has arrived (here or in
+        the kernel's receive queue): at once for a 1 MB Produce request and the 64 KiB that
+        came with its prefix. Before that its bytes are received in pieces, each allocated
+        once bytes are there and as large as those the kernel holds (16 KiB at least), copied
+        into the whole buffer when it comes. So a frame holds at most 16 times what arrived,
+        and a prefix declaring 100 MiB followed by 512 KiB costs about 512 KiB (growing one
+        buffer instead would also leave each outgrown buffer in the allocator's heap)."""
         have = len(first)
-        if size <= _WHOLE_WITHIN * have:
-            frame = bytearray(size)
-            frame[:have] = first
-            await self._fill(frame, have, size, size)
-            return frame
         pieces: list[bytes | bytearray] = [first] if have else []
-        while have < size:
-            want = min(size - have, max(_FRAME_START, have))
+        while _WHOLE_WITHIN * have < size:
             if self._sock is None:  # a stream without a socket hands over its own chunks
-                chunk = await self._stream.receive_some(want)
+                chunk = await self._stream.receive_some(min(size - have, max(_FRAME_START,
+                                                                             have)))
                 if not chunk:
                     raise ConnectionClosed(f"connection closed inside a frame of {size} bytes")
                 self._activity()
@@ -284,11 +283,21 @@ class FrameReader:
                 have += len(chunk)
                 continue
             await trio.lowlevel.wait_readable(self._sock)
-            piece = bytearray(want)
+            queued = _queued_bytes(self._sock, _FRAME_START)
+            if _WHOLE_WITHIN * (have + queued) >= size:
+                break
+            piece = bytearray(min(size - have, max(_PIECE_MIN, queued)))
             pieces.append(piece)
-            await self._fill(piece, 0, want, size)
-            have += want
-        return bytearray().join(pieces)
+            await self._fill(piece, 0, len(piece), size)
+            have += len(piece)
+        frame = bytearray(size)
+        pos = 0
+        for received in pieces:
+            frame[pos : pos + len(received)] = received
+            pos += len(received)
+        del pieces
+        await self._fill(frame, have, size, size)
+        return frame
 
     async def _fill(self, buf: bytearray, have: int, end: int, frame_size: int) -> None:
         """Receive into ``buf[have:end]`` until it is full."""
@@ -302,6 +311,19 @@ class FrameReader:
                 raise ConnectionClosed(
                     f"connection closed inside a frame of {frame_size} bytes")
             have += n
+
+
+def _queued_bytes(sock: Any, default: int) -> int:
+    """Bytes the kernel has received for ``sock`` and not handed over yet (FIONREAD), or
+    ``default`` where that cannot be asked."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return default
+    return int(_NATIVE_INT.unpack(raw)[0])
+
+
+_NATIVE_INT = struct.Struct("i")
 
 
 def _check_size(size: int, max_bytes: int, limit: str) -> None:

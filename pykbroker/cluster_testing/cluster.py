@@ -45,7 +45,7 @@ from pykbroker.metadata.zk.server import ZooKeeperServer
 if TYPE_CHECKING:
     from kazoo.client import KazooClient
 
-    from pykbroker.testing import Faults
+    from pykbroker.cluster_testing.faults import Faults
 
 __all__ = ["ClusterError", "KafkaCluster", "open_cluster", "open_cluster_async"]
 
@@ -228,7 +228,7 @@ class KafkaCluster:
     # -- life cycle ----------------------------------------------------------------------
 
     def start(self, timeout: float = 60.0) -> KafkaCluster:
-        from pykbroker.testing import Faults
+        from pykbroker.cluster_testing.faults import Faults
 
         began = time.monotonic()
         try:

@@ -13,7 +13,7 @@ connections:
 * **drop**: each forwarded chunk (either direction) resets its connection with the given
   probability.
 
-A link built with ``faults`` (a :class:`pykbroker.testing.Faults`) is frame-aware, for the
+A link built with ``faults`` (a :class:`pykbroker.cluster_testing.faults.Faults`) is frame-aware, for the
 client link in front of a broker: it counts requests per API key, delays (``add_latency``),
 swallows with a connection close (``drop_next``) or answers with an error (``fail_next``)
 the matching requests. Fake answers keep the connection's response order: they are queued
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pykbroker.testing import Faults
+    from pykbroker.cluster_testing.faults import Faults
 
 __all__ = ["FaultLink"]
 
@@ -195,7 +195,7 @@ class _Pipe:
             request = decode_request_body(view, parse_request_header(view))
             expects_answer = api_key != 0 or request.acks != 0
         if error is not None:
-            from pykbroker.testing import failed_response
+            from pykbroker.cluster_testing.faults import failed_response
 
             fake = failed_response(api_key, request, error)
             if fake is None and api_key in (1, 2, 3):  # Fetch, ListOffsets, Metadata
@@ -248,8 +248,8 @@ class _Pipe:
 
 def _rewrite(frame: bytes, entry: _Pending) -> bytes:
     """The broker's real response with ``entry.rewrite_error`` on every topic/partition."""
+    from pykbroker.cluster_testing.faults import fail_partitions
     from pykbroker.protocol.framing import decode_response, encode_response
-    from pykbroker.testing import fail_partitions
 
     assert entry.rewrite_error is not None
     corr, resp = decode_response(memoryview(frame)[4:], entry.api_key, entry.api_version)

@@ -29,10 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
 from kafka import KafkaProducer
 
-from pykbroker.testing import ApiKey, ErrorCode, KafkaCluster, open_cluster
+from pykbroker.cluster.broker_client import BrokerConnection
+from pykbroker.protocol._generated.api_versions_request import ApiVersionsRequest
+from pykbroker.protocol._generated.metadata_request import MetadataRequest
+from pykbroker.testing import ApiKey, ErrorCode, KafkaCluster, open_cluster, open_cluster_async
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
@@ -236,6 +241,41 @@ def test_interrupted_run_leaves_nothing_behind() -> None:
     assert_nothing_left(trace)
 
 
+@pytest.mark.kafka_cluster(brokers=2, racks=["rack-a", "rack-b"], fresh=True,
+                           broker_configs={2: {"message.max.bytes": "123456"}},
+                           **{"num.partitions": "4"})
+def test_marker_chooses_brokers_racks_and_configs(kafka_cluster: KafkaCluster) -> None:
+    resp = kafka_cluster._request(1, 3, 1, MetadataRequest(topics=[]))
+    assert {b.node_id: (f"{b.host}:{b.port}", b.rack) for b in resp.brokers} == {
+        1: (kafka_cluster.bootstrap(1), "rack-a"), 2: (kafka_cluster.bootstrap(2), "rack-b")}
+    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap_servers,
+                         "logger": RDKAFKA_LOG})
+    configs = {}
+    for i in (1, 2):  # librdkafka asks about one broker per call
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(i))
+        configs[i] = admin.describe_configs([resource])[resource].result(20)
+    assert configs[1]["num.partitions"].value == configs[2]["num.partitions"].value == "4"
+    assert configs[2]["message.max.bytes"].value == "123456"
+    assert configs[1]["message.max.bytes"].value != "123456"
+
+
+@pytest.mark.trio
+async def test_open_cluster_async_from_trio() -> None:
+    async with open_cluster_async(1) as cluster:
+        assert await trio.to_thread.run_sync(cluster.controller) == 1
+        host, port = cluster.bootstrap(1).rsplit(":", 1)
+        connection = BrokerConnection(host, int(port), "trio-test")
+        try:
+            versions = await connection.request(18, 3, ApiVersionsRequest(
+                client_software_name="trio-test", client_software_version="1"))
+        finally:
+            await connection.close()
+        assert versions.error_code == 0
+        assert cluster.faults(1).count(ApiKey.API_VERSIONS) == 1  # through the client proxy
+        trace = footprint(cluster)
+    assert_nothing_left(trace)
+
+
 # -- process faults -----------------------------------------------------------------------------
 
 
@@ -307,7 +347,7 @@ def test_isolated_leader_is_replaced_and_its_late_writes_never_commit(
     pinned = {acks: KafkaProducer(bootstrap_servers=kafka_cluster.bootstrap(leader),
                                   acks=acks_value, retries=0, request_timeout_ms=3000,
                                   max_block_ms=10000, linger_ms=0)
-              for acks, acks_value in (("all", "all"), ("one", 1))}
+              for acks, acks_value in (("one", 1), ("all", "all"))}
     try:
         for acks, producer in pinned.items():
             for value in batch(f"late-{acks}", 10):

@@ -367,8 +367,20 @@ class KafkaCluster:
         """Start a killed or stopped broker again (same ports, same data) and wait until it
         is registered and serves clients."""
         b = self.brokers[broker]
-        b.spawn()
-        b.wait_ready(time.monotonic() + timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            b.spawn()
+            try:
+                b.wait_ready(deadline)
+                break
+            except ClusterError:
+                # Right after a kill ZooKeeper still holds the previous session's
+                # registration, and the broker exits during start-up: try again until it
+                # expires (zookeeper.session.timeout.ms).
+                if b.running or time.monotonic() > deadline:
+                    raise
+                b.proc = None
+                time.sleep(0.2)
         wait_until(lambda: broker in self.registered_ids(), timeout, interval=0.05,
                    what=f"broker {broker} registered in ZooKeeper")
 

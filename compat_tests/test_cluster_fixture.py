@@ -222,7 +222,8 @@ def test_failed_test_leaves_nothing_behind(tmp_path: Path) -> None:
     assert_nothing_left(json.loads(trace_file.read_text()))
 
 
-def test_interrupted_run_leaves_nothing_behind() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_leaves_nothing_behind(sig: int) -> None:
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_SCRIPT], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -232,8 +233,8 @@ def test_interrupted_run_leaves_nothing_behind() -> None:
         trace = json.loads(line)
         for pid in trace["pids"]:
             assert alive(pid)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+        proc.send_signal(sig)
+        assert proc.wait(30) != 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -361,10 +361,9 @@ def kafka_cluster(request: pytest.FixtureRequest, _kafka_cluster_pool: _ClusterP
     try:
         yield cluster
         report = getattr(request.node, "rep_call", None)
-        failed = report is not None and report.failed
-        if failed:
+        if report is not None and report.failed:
             print(f"\n===== kafka_cluster logs =====\n{cluster.log_tails()}")
-        elif not fresh:
+        elif report is not None and not fresh:  # no report: interrupted
             try:
                 cluster.reset_faults()
                 for i in cluster.broker_ids:

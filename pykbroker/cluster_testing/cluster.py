@@ -15,7 +15,9 @@ ZooKeeper (found by :func:`pykbroker.metadata.zk.server.find_zookeeper`), broker
 The observers (``controller()``, ``leader_of()``, ``isr_of()``, ``wait_for_isr()``) read
 ZooKeeper directly, never through a proxy. Closing kills every process (broker process
 groups with SIGKILL), stops the proxies and ZooKeeper and removes the directory; clusters
-still open at interpreter exit are closed by an ``atexit`` hook.
+still open at interpreter exit are closed by an ``atexit`` hook, and a SIGTERM with its
+default action is turned into KeyboardInterrupt when a cluster starts in the main thread, so that
+it too closes them (only a SIGKILL of the test process leaves brokers behind).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -184,6 +187,20 @@ class _Broker:
 _live: weakref.WeakSet[KafkaCluster] = weakref.WeakSet()
 
 
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _install_sigterm_exit() -> None:
+    """A SIGTERM (a CI timeout, ``kill``) would end the process without running ``atexit``
+    or ``finally``: the brokers, in sessions of their own, would outlive it. While SIGTERM
+    has its default action, make it raise KeyboardInterrupt in the main thread instead, so
+    that the cluster is closed and a pytest run stops as for Ctrl-C."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+
+
 @atexit.register
 def _close_live() -> None:
     """A run that stops between open and close still leaves nothing behind."""
@@ -231,6 +248,7 @@ class KafkaCluster:
         from pykbroker.cluster_testing.faults import Faults
 
         began = time.monotonic()
+        _install_sigterm_exit()
         try:
             if self._own_zookeeper:
                 self.zookeeper.start()

@@ -455,7 +455,9 @@ class Connection:
         self.draining = False  # set at shutdown: finish the request in hand, take no more
         self._nursery: trio.Nursery
         self._unsent: trio.Event | None = None  # set once the last deferred response is out
-        self._deferred: collections.deque[trio.Event] = collections.deque()  # oldest first
+        # Deferred responses still unsent, oldest first; made by the first one (an idle
+        # connection does not carry an empty deque).
+        self._deferred: collections.deque[trio.Event] | None = None
 
     async def serve(self) -> None:
         try:
@@ -653,6 +655,8 @@ class Connection:
         self._nursery.start_soon(self._send_when_ready, req, ctx, body, deferred, started,
                                  previous, self._unsent)
         waiting = self._deferred
+        if waiting is None:
+            waiting = self._deferred = collections.deque()
         waiting.append(self._unsent)
         while waiting and waiting[0].is_set():
             waiting.popleft()
@@ -680,7 +684,7 @@ class Connection:
         if self._unsent is not None:
             await self._unsent.wait()
             self._unsent = None
-            self._deferred.clear()
+            self._deferred = None
 
     async def _respond(self, req: RequestFrame, ctx: RequestContext, resp: Any,
                        started: float) -> None:

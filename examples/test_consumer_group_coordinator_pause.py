@@ -14,21 +14,24 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 
 class ConfluentGroupReader:
     def __init__(self, bootstrap, topic, group):
+        self.topic = topic
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                  "session.timeout.ms": 6000})
+                                  "session.timeout.ms": 10000})
         self.consumer.subscribe([topic])
 
     def poll(self):
         msg = self.consumer.poll(0.5)
         return [] if msg is None or msg.error() else [msg.value()]
 
-    def commit(self):
-        self.consumer.commit(asynchronous=False)
+    def commit(self, offset):
+        self.consumer.commit(offsets=[TopicPartition(self.topic, 0, offset)],
+                             asynchronous=False)
 
     def committed(self, topic):
         return self.consumer.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
@@ -39,17 +42,18 @@ class ConfluentGroupReader:
 
 class KafkaPythonGroupReader:
     def __init__(self, bootstrap, topic, group):
+        self.topic = topic
         self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
                                       auto_offset_reset="earliest", enable_auto_commit=False,
-                                      session_timeout_ms=6000, heartbeat_interval_ms=1000,
-                                      request_timeout_ms=8000)
+                                      session_timeout_ms=10000, heartbeat_interval_ms=1000,
+                                      request_timeout_ms=12000)
 
     def poll(self):
         batches = self.consumer.poll(timeout_ms=500).values()
         return [record.value for records in batches for record in records]
 
-    def commit(self):
-        self.consumer.commit()
+    def commit(self, offset):
+        self.consumer.commit({KafkaTopicPartition(self.topic, 0): OffsetAndMetadata(offset, "", -1)})
 
     def committed(self, topic):
         return self.consumer.committed(KafkaTopicPartition(topic, 0))
@@ -62,19 +66,20 @@ READERS = {"confluent-kafka": ConfluentGroupReader, "kafka-python": KafkaPythonG
 
 
 def read_and_commit(reader, seen, until, timeout=60):
-    """Poll until ``until`` values were seen, then commit (retried while the coordinator is
-    unavailable)."""
+    """Poll until ``until`` distinct values were seen, then commit offset ``until``. While
+    the coordinator moves the commit fails: retry, polling meanwhile (the consumer may have
+    to join the group again)."""
     deadline = time.monotonic() + timeout
-    while len(seen) < until:
-        assert time.monotonic() < deadline, f"read {len(seen)} of {until}"
+    while len(set(seen)) < until:
+        assert time.monotonic() < deadline, f"read {len(set(seen))} of {until}"
         seen += reader.poll()
     while True:
         try:
-            reader.commit()
+            reader.commit(until)
             return
         except (KafkaException, KafkaError):
             assert time.monotonic() < deadline, "could not commit"
-            time.sleep(0.5)
+            seen += reader.poll()
 
 
 @pytest.mark.timeout(120)

@@ -417,11 +417,28 @@ class KafkaCluster:
         session expires after ``zookeeper.session.timeout.ms``."""
         self.brokers[broker].signal_group(signal.SIGSTOP)
         self.brokers[broker].paused = True
+        self._wait_state(broker, stopped=True)
 
     def resume(self, broker: int) -> None:
         """SIGCONT a paused broker."""
         self.brokers[broker].signal_group(signal.SIGCONT)
         self.brokers[broker].paused = False
+        self._wait_state(broker, stopped=False)
+
+    def _wait_state(self, broker: int, *, stopped: bool, timeout: float = 5.0) -> None:
+        """Signals are delivered asynchronously: wait until /proc shows the broker stopped
+        (state T) or not (where there is no /proc, return at once)."""
+        pid = self.pid(broker)
+        stat = Path(f"/proc/{pid}/stat")
+        deadline = time.monotonic() + timeout
+        while pid is not None and time.monotonic() < deadline:
+            try:
+                state = stat.read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                return
+            if (state == "T") == stopped:
+                return
+            time.sleep(0.01)
 
     # -- network faults ------------------------------------------------------------------
 

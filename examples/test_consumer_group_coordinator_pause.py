@@ -22,7 +22,7 @@ class ConfluentGroupReader:
         self.topic = topic
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                  "session.timeout.ms": 10000})
+                                  "session.timeout.ms": 30000})
         self.consumer.subscribe([topic])
 
     def poll(self):

@@ -609,11 +609,27 @@ class KafkaCluster:
         addresses = {i: self.bootstrap(i) for i in want}
 
         def ready() -> bool:
-            if self.registered_ids() != want or self.controller() not in want:
+            controller = self.controller()
+            if self.registered_ids() != want or controller not in want:
                 return False
-            return all(self.metadata_brokers(i) == addresses for i in want)
+            if not all(self.metadata_brokers(i) == addresses for i in want):
+                return False
+            # The controller itself counts every broker (its live set follows the
+            # registrations a moment later): a topic with a replica on each would be created.
+            return self._validate_topic(controller, "pykbroker-ready-probe", len(want)) == 0
 
         wait_until(ready, timeout, interval=0.05, what=f"brokers {want} ready for clients")
+
+    def _validate_topic(self, broker: int, name: str, replication_factor: int) -> int:
+        """CreateTopics with validate_only: the error code (0: it would be created)."""
+        from pykbroker.protocol._generated.create_topics_request import (
+            CreatableTopic,
+            CreateTopicsRequest,
+        )
+
+        request = CreateTopicsRequest([CreatableTopic(name, 1, replication_factor)],
+                                      timeout_ms=5000, validate_only=True)
+        return int(self._request(broker, 19, 4, request, timeout=5.0).topics[0].error_code)
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int | None = None,
                      configs: Mapping[str, object] | None = None, timeout: float = 30.0) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from pykbroker.quotas.files import FILE_NAME
+
 if TYPE_CHECKING:
     from pykbroker.quotas.manager import ClientQuotas
 
-FILE_NAME = "pykbroker-client-quotas.json"
+__all__ = ["FILE_NAME", "client_quotas_for_update", "load_client_quotas"]
 
 
 def load_client_quotas(services: Any) -> ClientQuotas | None:

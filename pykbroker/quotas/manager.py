@@ -35,7 +35,7 @@ import trio
 
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
-from pykbroker.quotas import FILE_NAME
+from pykbroker.quotas.files import FILE_NAME
 from pykbroker.quotas.rate import QuotaSensor
 
 USER: Final = "user"

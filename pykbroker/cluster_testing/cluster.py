@@ -25,7 +25,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
-import json
 import os
 import shutil
 import signal
@@ -46,9 +45,8 @@ from pykbroker.cluster_testing.proxy import FaultLink
 from pykbroker.metadata.zk.server import ZooKeeperServer
 
 if TYPE_CHECKING:
-    from kazoo.client import KazooClient
-
     from pykbroker.cluster_testing.faults import Faults
+    from pykbroker.metadata.zk.reader import ZkReader
 
 __all__ = ["ClusterError", "KafkaCluster", "open_cluster", "open_cluster_async"]
 
@@ -237,7 +235,7 @@ class KafkaCluster:
         self.client_links: dict[int, FaultLink] = {}
         self.pair_links: dict[tuple[int, int], FaultLink] = {}
         self.zk_links: dict[int, FaultLink] = {}
-        self._zk: KazooClient | None = None
+        self._zk: ZkReader | None = None
         self.ready_seconds = 0.0
         self.closed = False
         _live.add(self)
@@ -312,7 +310,6 @@ class KafkaCluster:
                 broker.kill()
         if self._zk is not None:
             with contextlib.suppress(Exception):
-                self._zk.stop()
                 self._zk.close()
             self._zk = None
         for link in self.links():
@@ -504,36 +501,19 @@ class KafkaCluster:
     # -- observation (ZooKeeper, read directly) ------------------------------------------
 
     @property
-    def zk(self) -> KazooClient:
-        """A kazoo client inside the cluster's chroot, straight to ZooKeeper."""
+    def zk(self) -> ZkReader:
+        """A read-only ZooKeeper client inside the cluster's chroot."""
         if self._zk is None:
-            import warnings
+            from pykbroker.metadata.zk.reader import ZkReader
 
-            from kazoo.client import KazooClient
-
-            client = KazooClient(hosts=f"{self.zookeeper.hosts}{self.chroot}")
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "No chroot path exists")
-                client.start(timeout=10)
-            self._zk = client
+            self._zk = ZkReader(f"{self.zookeeper.hosts}{self.chroot}")
         return self._zk
 
     def _json(self, path: str) -> Any:
-        from kazoo.exceptions import NoNodeError
-
-        try:
-            data, _ = self.zk.get(path)
-        except NoNodeError:
-            return None
-        return json.loads(data)
+        return self.zk.json(path)
 
     def registered_ids(self) -> list[int]:
-        from kazoo.exceptions import NoNodeError
-
-        try:
-            return sorted(int(c) for c in self.zk.get_children("/brokers/ids"))
-        except NoNodeError:
-            return []
+        return sorted(int(c) for c in self.zk.children("/brokers/ids"))
 
     def controller(self) -> int | None:
         """The controller's broker id (ZooKeeper's /controller), None while there is none."""

@@ -22,7 +22,11 @@ class ConfluentGroupReader:
         self.topic = topic
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                  "session.timeout.ms": 30000})
+                                  "session.timeout.ms": 30000,
+                                  # A paused broker keeps its sockets open and answers nothing:
+                                  # give up on a request after 10 s (default 60 s), as with
+                                  # kafka-python's request_timeout_ms below.
+                                  "socket.timeout.ms": 10000})
         self.consumer.subscribe([topic])
 
     def poll(self):

@@ -60,10 +60,10 @@ class InconsistentBrokerIdError(PykbrokerError):
     """The log directory belongs to another broker id (Kafka's InconsistentBrokerIdException)."""
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     """Replace ``path`` with ``text``: write a temp file, fsync, rename, fsync the directory."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         data = memoryview(text.encode("utf-8"))
         while data:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import trio
 
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
+from pykbroker.log.checkpoints import write_atomically
 from pykbroker.quotas.files import FILE_NAME
 from pykbroker.quotas.rate import QuotaSensor
 
@@ -466,15 +466,4 @@ class ClientQuotas:
         entities = [{"entity": dict(_components(entity)), "quotas": dict(sorted(values.items()))}
                     for entity, values in self.entries.items()]
         data = {"version": FORMAT_VERSION, "entities": entities}
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(self.path, json.dumps(data, indent=1))

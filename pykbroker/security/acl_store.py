@@ -10,12 +10,12 @@ and renamed over the old one, so a crash leaves either the old or the new ACLs.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pykbroker.config.broker_config import BrokerConfig
+from pykbroker.log.checkpoints import write_atomically
 from pykbroker.security.acl_codes import (
     OPERATION_NAMES,
     PERMISSION_NAMES,
@@ -74,17 +74,7 @@ class FileAclStore:
                       "version": 1, "acls": [entry_to_json(e) for e in sorted(entries)]}
                      for p, entries in sorted(self.cache.acls.items())]
         data = {"version": FORMAT_VERSION, "resources": resources}
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(self.path, json.dumps(data, indent=1))
 
 
 class StoredAclAuthorizer(AclAuthorizer):

@@ -11,9 +11,10 @@ altered through one broker is known to that broker only.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pykbroker.log.checkpoints import write_atomically
 
 if TYPE_CHECKING:  # scram is imported by the methods: a broker without SASL never needs it
     from pykbroker.security.scram import ScramCredential, ScramMechanism
@@ -67,15 +68,4 @@ class ScramCredentialStore:
         if self.path is None:
             return
         data = {"version": FORMAT_VERSION, "users": dict(sorted(self.users.items()))}
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(self.path, json.dumps(data, indent=1), mode=0o600)  # secrets

@@ -271,6 +271,10 @@ class ClusterMember:
             self.fetchers.unfollow((name, ps.partition_index))
         else:
             self.fetchers.follow(part)
+        if old_epoch != part.leader_epoch:  # Kafka's state-change log says as much
+            log.info("[Broker id=%d] %s %s-%d at leader epoch %d (ISR %s)", self.node_id,
+                     "leads" if part.is_leader else f"follows broker {part.leader_id} for",
+                     name, ps.partition_index, part.leader_epoch, list(ps.isr))
         if part.is_leader != was_leader or (part.is_leader and part.leader_epoch != old_epoch):
             # Coordinators (re)load with the new epoch, which their markers carry.
             for listener in self.leadership_listeners:

@@ -506,10 +506,15 @@ class PartitionLog:
 
     def truncate_to(self, offset: int) -> bool:
         """Remove everything from the batch containing ``offset`` on (follower truncation);
-        False when ``offset`` is at or past the log end offset."""
+        False when ``offset`` is at or past the log end offset.
+
+        Epochs starting at or past the log end go even then (as Kafka's truncateTo): a
+        leader elected and deposed before appending left an epoch with no records, which
+        would otherwise make this follower diverge again from every fetch."""
         if offset < 0:
             raise ValueError(f"cannot truncate to negative offset {offset}")
         if offset >= self._leo:
+            self.leader_epoch_cache.truncate_from_end(self._leo)
             return False
         if self._bases[0] > offset:
             self.truncate_fully_and_start_at(offset)

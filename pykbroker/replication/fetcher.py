@@ -74,6 +74,7 @@ class ReplicaFetcher:
         self.leader_id = leader_id
         self.partitions: set[TopicPartition] = set()
         self.delayed: dict[TopicPartition, float] = {}
+        self.last_error: dict[TopicPartition, ErrorCode] = {}
         self.changed = trio.Event()
         self.cancel = trio.CancelScope()
         self._connection: BrokerConnection | None = None
@@ -178,10 +179,13 @@ class ReplicaFetcher:
         if code != ErrorCode.NONE:
             # NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH...: the controller's next
             # LeaderAndIsr settles it; try again after the back-off.
-            log.debug("fetch of %s-%d from broker %d: %s", part.topic, part.index,
-                      self.leader_id, code.name)
+            if self.last_error.get(tp) != code:  # once per change, not once per back-off
+                self.last_error[tp] = code
+                log.info("fetch of %s-%d from broker %d: %s; retrying", part.topic,
+                         part.index, self.leader_id, code.name)
             self._delay(tp)
             return
+        self.last_error.pop(tp, None)
         self.delayed.pop(tp, None)
         diverging = data.diverging_epoch
         if diverging is not None and (diverging.epoch >= 0 or diverging.end_offset >= 0):

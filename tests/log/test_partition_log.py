@@ -236,6 +236,21 @@ def test_truncate_to(tmp_path: Path) -> None:
     assert log.leader_epoch_cache.entries == [(1, 100)]
 
 
+def test_truncating_to_the_end_drops_an_epoch_with_no_records(tmp_path: Path) -> None:
+    """A leader deposed before its first append left epoch 2 at the log end: a truncation
+    to that end (the divergence point its new leader names) must forget it, or every fetch
+    names the same divergence again."""
+    log = open_log(tmp_path / "t-0")
+    log.append_as_leader(batch(4), leader_epoch=1)
+    log.leader_epoch_cache.assign(2, log.log_end_offset)
+    assert log.leader_epoch_cache.latest_epoch() == 2
+    assert not log.truncate_to(4)
+    assert log.log_end_offset == 4
+    assert log.leader_epoch_cache.entries == [(1, 0)]
+    assert not log.truncate_to(9)  # past the end: nothing to drop, nothing dropped
+    assert log.leader_epoch_cache.entries == [(1, 0)]
+
+
 def test_flush_policy_and_recovery_point(tmp_path: Path) -> None:
     clock = FakeClock()
     log = open_log(tmp_path / "t-0", clock, flush_messages=3)

@@ -12,8 +12,11 @@ from collections.abc import Callable
 
 from pykbroker.config.defs import BROKER_DEFS
 from pykbroker.config.topic import TOPIC_SERVER_SYNONYMS
-from pykbroker.config.types import ConfigDef
+from pykbroker.config.types import INT_MAX, ConfigDef
 
+OVERRIDES_KEY = "max.connections.per.ip.overrides"
+_CSV_SPLIT = re.compile(r"\s*,\s*")
+_JAVA_INT = re.compile(r"[+-]?[0-9]+")
 _LISTENER_PREFIX = re.compile(r"listener\.name\.([^.]+)\.(.+)")
 _CONSUMER_GROUP_ORDER = (
     # (lower, upper, strictly less): GroupCoordinatorConfig's requirements
@@ -40,6 +43,34 @@ def find_def(key: str) -> ConfigDef | None:
         return BROKER_DEFS[rest]
     _, _, after_mechanism = rest.partition(".")
     return BROKER_DEFS.get(after_mechanism)
+
+
+class OverridesError(ValueError):
+    """``max.connections.per.ip.overrides`` cannot be parsed (Kafka fails the same way)."""
+
+
+def parse_overrides(text: str) -> dict[str, int]:
+    """``max.connections.per.ip.overrides`` as KafkaConfig reads it: Kafka's
+    ``Csv.parseCsvMap`` (entries split on commas with the blanks around them, each at its
+    *last* colon, so an IPv6 address needs no brackets: ``::1:5``) and ``toInt`` of each
+    count. A later entry for the same host wins. Raises OverridesError where Kafka throws."""
+    out: dict[str, int] = {}
+    if not text:
+        return out
+    entries = _CSV_SPLIT.split(text)
+    while entries and entries[-1] == "":  # Java's String.split drops trailing empty strings
+        entries.pop()
+    for entry in entries:
+        host, sep, count = entry.rpartition(":")
+        if not sep:
+            raise OverridesError(f"Error parsing configuration property '{OVERRIDES_KEY}': "
+                                 f"entry '{entry}' is not host:count")
+        count = count.strip()
+        if not _JAVA_INT.fullmatch(count) or not -2**31 <= int(count) <= INT_MAX:
+            raise OverridesError(f"Error parsing configuration property '{OVERRIDES_KEY}': "
+                                 f"For input string: \"{count}\"")
+        out[host.strip()] = int(count)
+    return out
 
 
 def unknown_key_warning(key: str, origin: str) -> str:
@@ -104,4 +135,8 @@ def first_failed_rule(
     for failed, key, reason in rules:
         if failed:
             return key, reason
+    try:
+        parse_overrides(str(get(OVERRIDES_KEY) or ""))
+    except OverridesError as exc:
+        return OVERRIDES_KEY, str(exc)
     return None

@@ -357,8 +357,11 @@ class BadClientLog:
 
     def __init__(self, logger: logging.Logger, interval_s: float = 10.0, *,
                  clock: Callable[[], float] = time.monotonic,
-                 max_addresses: int = 10_000) -> None:
+                 max_addresses: int = 10_000, level: int = logging.WARNING) -> None:
+        """``level``: the level of the lines that are not suppressed (WARN by default; INFO
+        for refusals Kafka logs at INFO, such as a connection over max.connections.per.ip)."""
         self.logger = logger
+        self.level = level
         self.interval_s = interval_s
         self.clock = clock
         self.max_addresses = max_addresses
@@ -379,10 +382,11 @@ class BadClientLog:
             self._forget(now)
         self._seen[host] = [now, 0]
         if suppressed:
-            self.logger.warning(msg + " (%d more from %s in the last %.0f s not logged)",
-                                *args, suppressed, host, now - entry[0] if entry else 0.0)
+            self.logger.log(self.level,
+                            msg + " (%d more from %s in the last %.0f s not logged)",
+                            *args, suppressed, host, now - entry[0] if entry else 0.0)
         else:
-            self.logger.warning(msg, *args)
+            self.logger.log(self.level, msg, *args)
         return True
 
     def _forget(self, now: float) -> None:
@@ -392,8 +396,8 @@ class BadClientLog:
         dropped = stale or list(self._seen)
         lost = sum(int(self._seen.pop(h)[1]) for h in dropped)
         if lost:
-            self.logger.warning("%d more events from %d client addresses not logged", lost,
-                                len(dropped))
+            self.logger.log(self.level, "%d more events from %d client addresses not logged",
+                            lost, len(dropped))
 
 
 def _host_of(peer: str) -> str:

@@ -33,6 +33,7 @@ from pykbroker.server.connection import (
     RequestObserver,
 )
 from pykbroker.server.connection import log as connection_log
+from pykbroker.server.connection_quotas import INT_MAX, ConnectionQuotas, normalise_address
 from pykbroker.server.dispatch import DispatchTable
 from pykbroker.server.request_memory import RequestMemoryPool, trim_freed_memory
 
@@ -41,6 +42,7 @@ log = logging.getLogger("pykbroker.server.listener")
 TRIM_AFTER_CLOSES = 256  # connections closed since the last trim, looked at ...
 TRIM_EVERY_S = 1.0  # ... this often, trimmed at most ...
 TRIM_COOLDOWN_S = 10.0  # ... this often
+CONFIG_CHECK_S = 0.5  # how often a changed (dynamic) configuration is looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +81,19 @@ class NetworkServer:
         self.services = services
         self.settings = _with_memory_pool(settings, services)
         self.bad_clients = BadClientLog(connection_log)
+        # Kafka logs each refusal over max.connections.per.ip at INFO; here at most one line
+        # per address per interval, as for misbehaving clients.
+        self.refusals = BadClientLog(log, level=logging.INFO)
         self.closed_since_trim = 0
-        self.max_connections = max_connections
+        self._config = getattr(services, "config", None)
+        self.quotas = ConnectionQuotas(
+            self._config if self._config is not None else _LimitsOnly(max_connections),
+            [b.name for b in binds],
+            getattr(self._config, "inter_broker_listener_name", None))
         self.observer = observer
         self.bound_ports: dict[str, int] = {}
         self.connections: set[Connection] = set()
+        self._scopes: dict[Connection, trio.CancelScope] = {}  # to close excess connections
         self._ids = itertools.count(1)
         self._accept_scope = trio.CancelScope()
         self._conn_nursery: trio.Nursery | None = None
@@ -107,6 +117,8 @@ class NetworkServer:
                         log.info("listener %s serves %s", bind.name, _describe(
                             self.security.for_listener(bind.name, bind.security_protocol)))
                     accept_nursery.start_soon(self._trim_after_closes)
+                    if self._config is not None:
+                        accept_nursery.start_soon(self._watch_config)
                     task_status.started()
             # Accepting has stopped; connections drain in conn_nursery.
         self._conn_nursery = None
@@ -120,16 +132,24 @@ class NetworkServer:
                     log.warning("accept failed on %s: %s", info.name, exc)
                     await trio.sleep(0.1)
                     continue
-                if len(self.connections) >= self.max_connections:
-                    log.warning("max.connections=%d reached; refusing a connection",
-                                self.max_connections)
-                    await stream.aclose()
-                    continue
                 try:
                     host, port = stream.socket.getpeername()[:2]
                     peer = f"{host}:{port}"
                 except OSError:
-                    peer = "unknown"
+                    host = peer = "unknown"
+                address = normalise_address(host)
+                self._check_config()
+                try:  # waits while at max.connections or over max.connection.creation.rate
+                    admitted = await self.quotas.acquire(info.name, address)
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+                if not admitted:
+                    self.refusals.warn(
+                        peer, "Rejected connection from %s, address already has the configured "
+                        "maximum of %d connections.", address, self.quotas.limit_for(address))
+                    await trio.aclose_forcefully(stream)
+                    continue
                 conn = Connection(
                     stream, conn_id=next(self._ids), peer=peer, listener=info,
                     dispatch=self.dispatch, services=self.services, settings=self.settings,
@@ -139,17 +159,56 @@ class NetworkServer:
                     bad_clients=self.bad_clients,
                 )
                 assert self._conn_nursery is not None
-                self._conn_nursery.start_soon(self._serve, conn)
+                self.connections.add(conn)
+                self._conn_nursery.start_soon(self._serve, conn, address)
+                if self.quotas.total > self.quotas.max_connections:
+                    self._close_excess()
 
-    async def _serve(self, conn: Connection) -> None:
-        self.connections.add(conn)
+    async def _serve(self, conn: Connection, address: str) -> None:
         try:
-            await conn.serve()
+            with trio.CancelScope() as scope:
+                self._scopes[conn] = scope
+                await conn.serve()
         except Exception:  # a bug in serving one connection must not take the broker down
             log.exception("connection from %s failed", conn.peer)
         finally:
+            self._scopes.pop(conn, None)
             self.connections.discard(conn)
+            self.quotas.release(conn.listener.name, address)
             self.closed_since_trim += 1
+
+    def _close_excess(self) -> None:
+        """Kafka's ``closeExcessConnections``: while the broker has more connections than
+        max.connections (the protected inter-broker listener took one, or the limit was
+        lowered), close the least recently active connections of the other listeners; a
+        connection handling a request counts as active now."""
+        excess = self.quotas.excess()
+        if excess <= 0:
+            return
+        candidates = [c for c, scope in self._scopes.items()
+                      if not self.quotas.protected(c.listener.name) and not scope.cancel_called]
+        candidates.sort(key=_last_activity)
+        for conn in candidates[:excess]:
+            log.info("closing %s: the broker has more than max.connections=%d connections",
+                     conn.peer, self.quotas.max_connections)
+            self._scopes[conn].cancel()
+
+    def _check_config(self) -> None:
+        """Apply a configuration changed since the last look (dynamic broker configs): the
+        limits hold for the connections accepted from now on, as in Kafka."""
+        config = getattr(self.services, "config", None)
+        if config is None or config is self._config:
+            return
+        self._config = config
+        self.quotas.reconfigure(config)
+        self._close_excess()
+
+    async def _watch_config(self) -> None:
+        """Look for a changed configuration while no connection arrives: an acceptor waiting
+        for a slot wakes up on a raised limit, excess connections close on a lowered one."""
+        while True:
+            await trio.sleep(CONFIG_CHECK_S)
+            self._check_config()
 
     async def _trim_after_closes(self) -> None:
         """After a burst of closed connections, give their memory back to the kernel: a full
@@ -178,6 +237,27 @@ class NetworkServer:
                 await trio.sleep(0.01)
         if self._conn_nursery is not None:
             self._conn_nursery.cancel_scope.cancel()
+
+
+class _LimitsOnly:
+    """The configuration of a server built without one (tests): only max.connections."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.values: dict[str, object] = {
+            "max.connections": max_connections, "max.connections.per.ip": INT_MAX,
+            "max.connections.per.ip.overrides": "", "max.connection.creation.rate": INT_MAX,
+            "quota.window.num": 11, "quota.window.size.seconds": 1}
+
+    def get(self, key: str) -> object:
+        return self.values[key]
+
+
+def _last_activity(conn: Connection) -> float:
+    """When ``conn`` last received bytes, as far as its idle deadline tells (busy: now)."""
+    scope = conn.read_scope
+    if conn.busy or scope is None:
+        return float("inf")
+    return scope.deadline
 
 
 def _with_memory_pool(settings: ConnectionSettings, services: Any) -> ConnectionSettings:

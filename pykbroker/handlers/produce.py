@@ -6,7 +6,13 @@ from typing import Any
 
 import trio
 
-from pykbroker.cluster.replica_manager import Partition
+from pykbroker.cluster.replica_manager import (
+    Partition,
+    produce_records_cap,
+    run_records_check,
+    start_records_check,
+    validate_produce_batch,
+)
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import CloseConnection, KafkaError, RecordValidationError
 from pykbroker.handlers.authz import (
@@ -26,6 +32,8 @@ from pykbroker.protocol._generated.produce_response import (
 )
 from pykbroker.protocol.api import ApiKey
 from pykbroker.quotas import load_client_quotas
+from pykbroker.records import BatchHeader
+from pykbroker.records.inspect import RecordsCheck
 from pykbroker.server.dispatch import HandlerSpec
 from pykbroker.server.request_context import DeferredResponse, RequestContext
 
@@ -75,6 +83,7 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
     if refused is not None:
         return refused
     writable = filter_authorized(ctx, Op.WRITE, TOPIC, (t.name for t in req.topic_data))
+    checked = None if bad_acks else await _check_compressed(replicas, req, writable)
     responses = []
     durable: list[tuple[Partition, int, PartitionProduceResponse]] = []
     replicated: list[tuple[Partition, int, PartitionProduceResponse]] = []
@@ -93,7 +102,8 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
                 if name.startswith("__") and name in services.internal_topics:
                     raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
                                      f"Cannot append to internal topic {name}")
-                result = replicas.append(part, pdata.records, acks, req.transactional_id)
+                result = replicas.append(part, pdata.records, acks, req.transactional_id,
+                                         checked=checked.get(id(pdata)) if checked else None)
             except KafkaError as exc:
                 error = _error(pdata.index, exc.error_code, exc.message)
                 if isinstance(exc, RecordValidationError):
@@ -136,6 +146,81 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> Any:
         await _replicated(replicas, replicated, req.timeout_ms / 1000.0)
 
     return DeferredResponse(response, ready)
+
+
+#: A compressed batch at least this big (as sent) is checked in a worker thread at once ...
+THREAD_MIN_COMPRESSED = 256 * 1024
+#: ... and a smaller one is walked inline for this many decompressed bytes (a few ms at most),
+#: then finished in a worker thread if it holds more.
+INLINE_DECOMPRESSED = 1024 * 1024
+#: Checks running in worker threads at once, per broker: they are pure Python (the GIL) apart
+#: from decompression, so more would only hold more buffers.
+CHECK_THREADS = 2
+
+_check_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
+    "produce_check_limiter")
+
+
+async def _check_compressed(replicas: Any, req: ProduceRequest,
+                            writable: Any) -> dict[int, BatchHeader | KafkaError] | None:
+    """Kafka's produce-time look inside compressed batches (LogValidator), before any append:
+    header, CRC and the records walk of pykbroker.records.inspect, bounded by the topic's
+    decompressed-size cap. Small batches are checked here on the event loop; large ones (or
+    small ones that inflate past INLINE_DECOMPRESSED) are finished in a worker thread, so the
+    loop keeps serving other connections meanwhile. Returns the outcome per partition data
+    (keyed by ``id``), or None when nothing in the request is compressed (the usual case costs
+    one byte test per partition)."""
+    outcomes: dict[int, BatchHeader | KafkaError] | None = None
+    pending: list[tuple[int, RecordsCheck, BatchHeader]] = []
+    for topic_data in req.topic_data:
+        if topic_data.name not in writable:
+            continue
+        for pdata in topic_data.partition_data:
+            records = pdata.records
+            # attributes are bytes 21-22: the codec is the low 3 bits of byte 22
+            if (not isinstance(records, (bytes, bytearray, memoryview)) or len(records) < 61
+                    or not records[22] & 0x07):
+                continue
+            if outcomes is None:
+                outcomes = {}
+            try:
+                part = replicas.partition(topic_data.name, pdata.index)
+                cap = produce_records_cap(part, records)
+                if cap is None:
+                    continue  # over max.message.bytes: the append refuses it as it is
+                header = validate_produce_batch(records)
+                check = start_records_check(records, header, cap)
+                if len(records) >= THREAD_MIN_COMPRESSED or not run_records_check(
+                        check, INLINE_DECOMPRESSED):
+                    pending.append((id(pdata), check, header))
+                    continue
+                outcomes[id(pdata)] = header
+            except KafkaError as exc:
+                outcomes[id(pdata)] = exc
+    if pending:
+        assert outcomes is not None
+        try:
+            limiter = _check_limiter.get()
+        except LookupError:
+            limiter = trio.CapacityLimiter(CHECK_THREADS)
+            _check_limiter.set(limiter)
+        results = await trio.to_thread.run_sync(_finish_checks, pending, limiter=limiter)
+        outcomes.update(results)
+    return outcomes
+
+
+def _finish_checks(pending: list[tuple[int, RecordsCheck, BatchHeader]],
+                   ) -> list[tuple[int, BatchHeader | KafkaError]]:
+    """In a worker thread: complete each check (one thread hop per request)."""
+    results: list[tuple[int, BatchHeader | KafkaError]] = []
+    for key, check, header in pending:
+        try:
+            run_records_check(check)
+        except KafkaError as exc:
+            results.append((key, exc))
+            continue
+        results.append((key, header))
+    return results
 
 
 async def _replicated(replicas: Any,

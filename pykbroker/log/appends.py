@@ -23,6 +23,7 @@ from pykbroker.records import (
     set_max_timestamp,
     set_partition_leader_epoch,
 )
+from pykbroker.records.inspect import max_decompressed_size
 
 __all__ = [
     "Headers",
@@ -85,7 +86,7 @@ def prepare_leader_batch(
         ):
             rel_of_max = _check_timestamps(buf, header, config, now)
     if config.compact_enabled:
-        _check_keys(buf)
+        _check_keys(buf, max_decompressed_size(config.max_message_bytes))
     set_base_offset(buf, 0, first_offset)
     set_partition_leader_epoch(buf, 0, leader_epoch)
     header = BatchHeader.parse(buf)
@@ -110,7 +111,8 @@ def _check_timestamps(
     best, rel = -1, header.last_offset_delta
     errors: list[tuple[int, str]] = []
     try:
-        for index, record in enumerate(iter_records(buf)):
+        cap = max_decompressed_size(config.max_message_bytes)
+        for index, record in enumerate(iter_records(buf, max_decompressed_size=cap)):
             ts = record.timestamp
             if ts == -1:
                 continue
@@ -127,12 +129,12 @@ def _check_timestamps(
     return rel
 
 
-def _check_keys(buf: bytearray | memoryview) -> None:
+def _check_keys(buf: bytearray | memoryview, cap: int) -> None:
     """A compacted topic needs a key on every record (Kafka's LogValidator)."""
     try:
         errors = [
             (index, "Compacted topic cannot accept message without key.")
-            for index, record in enumerate(iter_records(buf))
+            for index, record in enumerate(iter_records(buf, max_decompressed_size=cap))
             if record.key is None
         ]
     except DecodeError as exc:

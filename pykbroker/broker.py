@@ -8,6 +8,7 @@ write checkpoints in a shielded scope.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,10 @@ if TYPE_CHECKING:  # prometheus_client is imported only when metrics.port enable
 log = logging.getLogger("pykbroker.broker")
 
 SHUTDOWN_GRACE_S = 3.0
+# The listener settings Kafka updates at run time (ListenerConnectionQuota's
+# reconfigurableConfigs), besides the keys of BROKER_DEFS that are not read-only.
+LISTENER_DYNAMIC = re.compile(r"listener\.name\.[^.]+\.(max\.connections|"
+                              r"max\.connection\.creation\.rate)")
 CHECKPOINT_INTERVAL_S = 60.0
 RETENTION_CHECK_DEFAULT_MS = 300_000
 
@@ -96,11 +101,12 @@ class BrokerServices:
         """AlterConfigs on this broker: only keys Kafka can update at run time. In a cluster
         the handler writes them to ZooKeeper instead (``validate_only`` here) and every
         broker applies them with ``use_dynamic_broker_configs``."""
-        unknown = sorted(k for k in configs if k not in BROKER_DEFS)
+        unknown = sorted(k for k in configs
+                         if k not in BROKER_DEFS and not LISTENER_DYNAMIC.fullmatch(k))
         if unknown:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
                              f"Unknown dynamic configuration: {', '.join(unknown)}")
-        fixed = sorted(k for k in configs if BROKER_DEFS[k].read_only)
+        fixed = sorted(k for k in configs if k in BROKER_DEFS and BROKER_DEFS[k].read_only)
         if fixed:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
                              f"Cannot update these configs dynamically: {', '.join(fixed)}")
@@ -108,6 +114,11 @@ class BrokerServices:
             new = self.static_config.with_overrides(dict(configs))
         except ConfigError as exc:
             raise KafkaError(ErrorCode.INVALID_CONFIG, str(exc)) from exc
+        for key in configs:  # ListenerConnectionQuota.validateReconfiguration
+            match = LISTENER_DYNAMIC.fullmatch(key)
+            if match is not None and int(str(new.get(key))) <= 0:
+                raise KafkaError(ErrorCode.INVALID_REQUEST,
+                                 f"Invalid {match[1]} {new.get(key)} for {key}")
         if validate_only:
             return
         self.topics.store.set_broker_configs(configs)

@@ -312,7 +312,7 @@ class RecordsCheck:
                     rest = bytearray(memoryview(buf)[pos:])
                     rest += chunk
                     buf = rest
-                pos, index = _walk(buf, 0, index, count, cap - total)
+                pos, index = _walk(buf, 0, index, count, cap - total, cap)
                 if index == count and pos < len(buf):
                     raise InvalidRecordsError(
                         f"Incorrect declared batch size, records still remaining: more data "
@@ -348,12 +348,12 @@ def _bad_delta(data: bytes | bytearray, q: int, index: int) -> InvalidRecordsErr
         f"record {index} has offset delta {delta}; inner offsets must be 0..n-1 in order")
 
 
-def _walk(data: bytes | bytearray, pos: int, index: int, count: int,
-          room: int) -> tuple[int, int]:
+def _walk(data: bytes | bytearray, pos: int, index: int, count: int, room: int,
+          cap: int) -> tuple[int, int]:
     """Check the complete records of ``data`` from ``pos``; return where the first incomplete
     one starts (or the end) and the index of the next record. ``room``: decompressed bytes
     still allowed after ``data``, to refuse a record too long for the cap as soon as its
-    length is read.
+    length is read (``cap``: for the message).
 
     The hot loop of the check, so it reads only what the checks need: each record's length
     varint (to step to the next record), the timestampDelta's size (to find the offsetDelta)
@@ -391,8 +391,9 @@ def _walk(data: bytes | bytearray, pos: int, index: int, count: int,
             if rec_end > end:
                 if rec_end - end > room:
                     raise DecompressedTooLargeError(
-                        f"record {index} of {rec_end - p} bytes exceeds this broker's limit on "
-                        "decompressed batches")
+                        f"records section decompresses to more than {cap} bytes, this "
+                        f"broker's limit on decompressed batches (record {index} of "
+                        f"{rec_end - p} bytes does not fit)")
                 return pos, index
             # attributes (1 byte), then timestampDelta: a varlong of at most 10 bytes.
             q = p + 1

@@ -295,3 +295,70 @@ def test_listener_connection_limits_are_dynamic_per_broker_configs(tmp_path: Any
     with pytest.raises(KafkaError, match="Unknown dynamic configuration"):
         apply(services, {"listener.name.plaintext.ssl.keystore.location": "/x"},
               validate_only=True)
+
+
+# ------------------------------------------------------------------------- over real sockets
+
+
+async def _probe(stream: trio.SocketStream) -> bool:
+    """ApiVersions v0 on ``stream``: True when answered, False when the server closed it."""
+    import struct
+
+    async def exactly(n: int) -> bytes | None:
+        got = b""
+        while len(got) < n:
+            chunk = await stream.receive_some(n - len(got))
+            if not chunk:
+                return None
+            got += chunk
+        return got
+
+    try:
+        await stream.send_all(struct.pack(">ihhi", 10, 18, 0, 1) + struct.pack(">h", 0))
+        with trio.fail_after(5):
+            prefix = await exactly(4)
+            return prefix is not None and await exactly(struct.unpack(">i", prefix)[0]) \
+                is not None
+    except trio.BrokenResourceError:
+        return False
+
+
+@pytest.mark.trio
+async def test_inter_broker_connections_close_the_least_recently_active_client_ones(
+        nursery: trio.Nursery, tmp_path: Any) -> None:
+    """KIP-402 as Kafka: at max.connections, the inter-broker listener (of a broker with two)
+    is still served, and the broker closes the client connection idle the longest."""
+    from pykbroker.handlers.api_versions import HANDLERS
+    from pykbroker.server.connection import ConnectionSettings
+    from pykbroker.server.dispatch import DispatchTable
+    from pykbroker.server.listener import BindAddress, NetworkServer
+
+    cfg = BrokerConfig({
+        "listeners": "CLIENT://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+        "listener.security.protocol.map": "CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT",
+        "inter.broker.listener.name": "INTERNAL", "log.dirs": str(tmp_path),
+        "max.connections": "2"})
+    dispatch = DispatchTable([*HANDLERS])
+    server = NetworkServer(
+        [BindAddress(n, "127.0.0.1", 0, "PLAINTEXT") for n in ("CLIENT", "INTERNAL")],
+        dispatch=dispatch, services=SimpleNamespace(dispatch=dispatch, config=cfg),
+        settings=ConnectionSettings(1 << 20, 30.0), max_connections=2)
+    await nursery.start(server.run)
+    client, internal = server.bound_ports["CLIENT"], server.bound_ports["INTERNAL"]
+    older = await trio.open_tcp_stream("127.0.0.1", client)
+    assert await _probe(older)
+    await trio.sleep(0.05)
+    newer = await trio.open_tcp_stream("127.0.0.1", client)
+    assert await _probe(newer)
+    waiting = await trio.open_tcp_stream("127.0.0.1", client)
+    with trio.move_on_after(0.3) as scope:  # at max.connections: not taken on
+        await _probe(waiting)
+    assert scope.cancelled_caught
+    broker = await trio.open_tcp_stream("127.0.0.1", internal)
+    assert await _probe(broker)  # protected: served at once
+    assert not await _probe(older)  # the least recently active client connection closed
+    assert await _probe(newer)
+    assert server.quotas.total == 2
+    for s in (newer, waiting, broker):
+        await s.aclose()
+    await server.shutdown(1)

@@ -3,6 +3,10 @@
 Shutdown follows the structured pattern: stop accepting, let requests in flight finish
 within a grace period (idle connections close at once), then cancel what remains.
 
+Accepted connections pass Kafka's connection limits first (``connection_quotas``):
+``max.connections`` and ``max.connection.creation.rate`` hold the accept loop back, a
+connection over ``max.connections.per.ip`` is closed at once.
+
 Each listener serves its security protocol from the broker's security plan (TLS context,
 SASL mechanisms); a listener asking for TLS or SASL without a plan is a programming error
 and stops the server before it binds, so nothing is ever served in plaintext by mistake.
@@ -68,7 +72,10 @@ class NetworkServer:
         security: BrokerSecurity | None = None,
     ) -> None:
         """``security`` defaults to the plan built from ``services.config`` (ConfigError
-        when it cannot be served), or to plaintext only when ``services`` has no config."""
+        when it cannot be served), or to plaintext only when ``services`` has no config.
+        Connection limits (``ConnectionQuotas``) come from ``services.config`` too, and
+        follow it when it is replaced (dynamic configs); ``max_connections`` is used only
+        by a server without a config."""
         self.security = security if security is not None else _security_of(services)
         for bind in binds:
             plan = self.security.listeners.get(bind.name)

@@ -3,10 +3,10 @@ error within a bounded time, nothing of it is stored, and a stock client (conflu
 its own connections keeps producing and consuming meanwhile (issue #18).
 
 The bombs are valid-looking batches: records of 10,000 zero bytes with offset deltas in order,
-96 MiB once inflated, under max.message.bytes once compressed (gzip ~170 KB, zstd ~50 KB,
-lz4 ~530 KB, so lz4's is checked in a worker thread at once and the others after their first
-MiB inline). The broker's cap for a default topic is 64 MiB, so each is refused with
-MESSAGE_TOO_LARGE once 64 MiB went through the decompressor. Bounds are generous: nothing here
+96 MiB once inflated, under max.message.bytes once compressed (gzip ~150 KB, zstd ~45 KB,
+lz4 ~490 KB); each is walked on the event loop for its first MiB, then in a worker thread.
+The broker's cap for a default topic is 64x max.message.bytes (64 MiB), so each is refused
+with MESSAGE_TOO_LARGE about when that much went through the decompressor. Bounds are generous: nothing here
 is a timing benchmark (benchmarks/hostile_bench.py and perf.py measure).
 """
 

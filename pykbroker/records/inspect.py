@@ -264,10 +264,14 @@ class RecordsCheck:
     decompresses and walks at least ``budget`` more bytes (or to the end) and returns whether
     the check is complete; errors are raised as described in the module docstring. A check may
     be continued in another thread, never in two at once.
+
+    Chunks are walked where they lie; only a record cut by a chunk boundary is copied: its
+    pieces are kept until the chunk that completes it (its length is known from its first
+    bytes), then joined once, so even a record of many chunks costs one copy.
     """
 
-    __slots__ = ("_buf", "_cap", "_chunks", "_codec", "_count", "_done", "_index", "_pos",
-                 "_total")
+    __slots__ = ("_cap", "_carry", "_carry_len", "_chunks", "_codec", "_count", "_done",
+                 "_index", "_need", "_total")
 
     def __init__(self, batch: Buffer, header: BatchHeader, cap: int) -> None:
         codec = header.compression
@@ -283,8 +287,9 @@ class RecordsCheck:
         self._cap = cap
         section = memoryview(batch)[BATCH_OVERHEAD:header.batch_length + 12]
         self._chunks = stream(section, cap)
-        self._buf: bytes | bytearray = b""
-        self._pos = 0
+        self._carry: list[bytes] = []  # pieces of the record cut by the last chunk boundary
+        self._carry_len = 0
+        self._need = 0  # that record's size with its length varint; 0: not known yet
         self._index = 0
         self._total = 0
         self._done = False
@@ -294,7 +299,8 @@ class RecordsCheck:
             return True
         name = CODEC_NAMES[self._codec]
         count, cap = self._count, self._cap
-        buf, pos, index, total = self._buf, self._pos, self._index, self._total
+        carry, carry_len, need = self._carry, self._carry_len, self._need
+        index, total = self._index, self._total
         stop = total + budget
         try:
             for chunk in self._chunks:
@@ -303,22 +309,33 @@ class RecordsCheck:
                     raise DecompressedTooLargeError(
                         f"{name} records section decompresses to more than {cap} bytes, this "
                         "broker's limit on decompressed batches")
-                if pos >= len(buf):
-                    buf = chunk
-                elif isinstance(buf, bytearray):
-                    del buf[:pos]
-                    buf += chunk
-                else:
-                    rest = bytearray(memoryview(buf)[pos:])
-                    rest += chunk
-                    buf = rest
-                pos, index = _walk(buf, 0, index, count, cap - total, cap)
-                if index == count and pos < len(buf):
-                    raise InvalidRecordsError(
-                        f"Incorrect declared batch size, records still remaining: more data "
-                        f"follows the {count} records the batch header declares")
+                start = 0
+                if carry_len:
+                    if not need:
+                        need = _record_size(b"".join(carry) + chunk[:5])
+                    if not need or carry_len + len(chunk) < need:
+                        carry.append(chunk)
+                        carry_len += len(chunk)
+                    else:
+                        start = need - carry_len
+                        carry.append(chunk[:start])
+                        joined = b"".join(carry)
+                        _, index = _walk(joined, 0, index, count,
+                                         cap - total + len(chunk) - start, cap)
+                        carry, carry_len, need = [], 0, 0
+                if not carry_len:
+                    pos, index = _walk(chunk, start, index, count, cap - total, cap)
+                    if pos < len(chunk):
+                        if index == count:
+                            raise InvalidRecordsError(
+                                "Incorrect declared batch size, records still remaining: more "
+                                f"data follows the {count} records the batch header declares")
+                        carry = [chunk[pos:]]
+                        carry_len = len(chunk) - pos
+                        need = _record_size(chunk[pos:pos + 5])
                 if total >= stop:
-                    self._buf, self._pos, self._index, self._total = buf, pos, index, total
+                    self._carry, self._carry_len, self._need = carry, carry_len, need
+                    self._index, self._total = index, total
                     return False
         except DecodeError:
             self._done = True
@@ -327,14 +344,24 @@ class RecordsCheck:
             self._done = True
             raise CorruptRecordError(f"invalid {name} data: {exc!r}") from exc
         self._done = True
-        self._buf = b""
-        if pos < len(buf):
+        self._carry = []
+        if carry_len:
             raise InvalidRecordsError(
                 f"record {index} is truncated: the decompressed data ends inside it")
         if index != count:
             raise InvalidRecordsError(
                 f"batch header declares {count} records but the batch holds {index}")
         return True
+
+
+def _record_size(head: bytes) -> int:
+    """Size (length varint included) of the record ``head`` starts, 0 while its length varint
+    is cut short (the walk already refused invalid lengths)."""
+    try:
+        length, pos = read_varint(head, 0)
+    except DecodeError:
+        return 0
+    return pos + max(length, _MIN_BODY)  # a shorter length is refused when the record is walked
 
 
 def check_compressed_records(batch: Buffer, header: BatchHeader, cap: int) -> None:

@@ -72,13 +72,13 @@ async def test_valid_and_invalid_compressed_batches(tmp_path: Path, codec: int) 
         c = await Client.connect(broker)
         await _create(c, "t")
         small = build_batch([NewRecord(b"k", b"v" * i) for i in range(50)], compression=codec)
-        # Incompressible values: over 256 KiB compressed, so checked in a worker thread.
-        large = build_batch([NewRecord(b"k", os.urandom(1000)) for _ in range(400)],
+        # Over a MiB decompressed, so finished in a worker thread.
+        large = build_batch([NewRecord(b"k", os.urandom(100) * 10) for _ in range(2000)],
                             compression=codec)
-        assert len(large) > produce_handler.THREAD_MIN_COMPRESSED
+        assert len(large) < 1 << 20
         assert (await _answer(c, _produce("t", small))).error_code == 0
         assert (await _answer(c, _produce("t", large))).error_code == 0
-        assert _leo(broker, "t") == 450
+        assert _leo(broker, "t") == 2050
 
         records = b"".join(raw_record(b"k", b"v", offset_delta=i) for i in range(5))
         for section, count in [(records, 6), (records + b"\x00", 5)]:
@@ -86,17 +86,17 @@ async def test_valid_and_invalid_compressed_batches(tmp_path: Path, codec: int) 
             part = await _answer(c, _produce("t", bad))
             assert part.error_code == ErrorCode.INVALID_RECORD
             assert part.error_message
-        big_section = b"".join(raw_record(b"k", os.urandom(1000), offset_delta=i)
-                               for i in range(400))
-        bad = raw_batch(compress(codec, big_section), 401, attributes=codec)
-        assert len(bad) > produce_handler.THREAD_MIN_COMPRESSED
+        big_section = b"".join(raw_record(b"k", os.urandom(100) * 10, offset_delta=i)
+                               for i in range(2000))
+        assert len(big_section) > produce_handler.INLINE_DECOMPRESSED
+        bad = raw_batch(compress(codec, big_section), 2001, attributes=codec)
         part = await _answer(c, _produce("t", bad))
         assert part.error_code == ErrorCode.INVALID_RECORD
-        assert "declares 401 records" in part.error_message
+        assert "declares 2001 records" in part.error_message
         truncated = raw_batch(compress(codec, records)[:-6], 5, attributes=codec)
         assert (await _answer(c, _produce("t", truncated))).error_code in (
             ErrorCode.CORRUPT_MESSAGE, ErrorCode.INVALID_RECORD)
-        assert _leo(broker, "t") == 450
+        assert _leo(broker, "t") == 2050
         await c.aclose()
 
 
@@ -136,7 +136,8 @@ async def test_large_check_runs_off_the_event_loop(tmp_path: Path,
         return original(pending)
 
     monkeypatch.setattr(produce_handler, "_finish_checks", held)
-    large = build_batch([NewRecord(b"k", os.urandom(1000)) for _ in range(400)], compression=LZ4)
+    large = build_batch([NewRecord(b"k", os.urandom(100) * 10) for _ in range(2000)],
+                        compression=LZ4)
     small = build_batch([NewRecord(b"k", b"v")], compression=LZ4)
     async with running_broker(tmp_path) as broker:
         a = await Client.connect(broker)
@@ -153,6 +154,6 @@ async def test_large_check_runs_off_the_event_loop(tmp_path: Path,
         assert got == corr
         part = resp.responses[0].partition_responses[0]
         assert (part.error_code, part.base_offset) == (0, 1)
-        assert _leo(broker, "t") == 401
+        assert _leo(broker, "t") == 2001
         await a.aclose()
         await b.aclose()

@@ -334,11 +334,6 @@ def test_stop_is_a_controlled_shutdown(kafka_cluster: KafkaCluster) -> None:
 # -- network faults ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known broker bug (issue #19 left open): after isolate(leader) the writes to the new "
-    "leader are sometimes not acknowledged in time (fresh-clone run 2026-12-06: 50 of 50 "
-    "'after' writes missing), as after cut_zookeeper(controller) the new controller can "
-    "stall until the old one heals"))
 def test_isolated_leader_is_replaced_and_its_late_writes_never_commit(
         kafka_cluster: KafkaCluster) -> None:
     topic = name("isolate")

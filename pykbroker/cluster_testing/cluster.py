@@ -543,12 +543,28 @@ class KafkaCluster:
 
     def wait_for_leader(self, topic: str, partition: int = 0, *, not_in: Iterable[int] = (),
                         timeout: float = 30.0) -> int:
-        """Wait until the partition has a live leader outside ``not_in``; return it."""
+        """Wait until the partition has a live leader outside ``not_in`` and every broker
+        registered in ZooKeeper names it in Metadata; return it.
+
+        ZooKeeper shows the controller's decision a moment before the brokers' metadata
+        caches do: a client bootstrapped in between would be sent to the old leader (a zombie,
+        after :meth:`isolate`), and a zombie's REQUEST_TIMED_OUT makes no client refresh its
+        metadata."""
         excluded = set(not_in)
 
         def leader() -> int | None:
-            led = self.leader_of(topic, partition)
-            return led if led >= 0 and led not in excluded else None
+            state = self.partition_state(topic, partition)
+            led = -1 if state is None else int(state["leader"])
+            if led < 0 or led in excluded:
+                return None
+            want = (led, int(state["leader_epoch"]))  # type: ignore[index]
+            for broker in self.registered_ids():
+                try:
+                    if self.metadata_leader(broker, topic, partition) != want:
+                        return None
+                except OSError:  # paused, or its client link dropped: ask again
+                    return None
+            return led
 
         return wait_until(leader, timeout, what=f"a leader of {topic}-{partition} not in "
                                                 f"{sorted(excluded)}")
@@ -581,6 +597,23 @@ class KafkaCluster:
 
         resp = self._request(broker, 3, 1, MetadataRequest(topics=[]), timeout=5.0)
         return {b.node_id: f"{b.host}:{b.port}" for b in resp.brokers}
+
+    def metadata_leader(self, broker: int, topic: str, partition: int = 0
+                        ) -> tuple[int, int] | None:
+        """(leader, leader epoch) of the partition in ``broker``'s Metadata (None: unknown)."""
+        from pykbroker.protocol._generated.metadata_request import (
+            MetadataRequest,
+            MetadataRequestTopic,
+        )
+
+        resp = self._request(broker, 3, 9, MetadataRequest(
+            topics=[MetadataRequestTopic(name=topic)], allow_auto_topic_creation=False),
+            timeout=2.0)
+        for t in resp.topics:
+            for p in t.partitions:
+                if t.name == topic and p.partition_index == partition and not p.error_code:
+                    return int(p.leader_id), int(p.leader_epoch)
+        return None
 
     def wait_ready(self, timeout: float = 30.0, ids: Iterable[int] | None = None) -> None:
         """Every broker (default: every running one) registered in ZooKeeper, a controller

@@ -383,8 +383,18 @@ class Broker:
             max_connections=cfg.max_connections,
             observer=metrics.observe_request if metrics is not None else None,
         )
+        acl_store = None
+        authorizer = self.server.security.authorizer
+        if zk is not None and authorizer is not None:
+            try:  # every broker enforces the cluster's ACLs, loaded before any client
+                acl_store = await authorizer.use_zookeeper(zk.client)
+            except BaseException:
+                await zk.close()
+                raise
         try:
             async with trio.open_nursery() as nursery:
+                if acl_store is not None:
+                    await nursery.start(acl_store.run)
                 if metrics is not None:
                     self.metrics_port = await nursery.start(metrics.serve)
                 await nursery.start(services.groups.run)

@@ -45,13 +45,6 @@ _PLAIN_JAAS = "org.apache.kafka.common.security.plain.PlainLoginModule required 
 
 # (extra config, refused key, texts the error must contain); "{pem}" is the broker's PEM.
 REFUSED = [
-    # AclAuthorizer is served on a single broker; a ZooKeeper cluster's brokers would each
-    # keep their own ACLs (not /kafka-acl), so there it is refused.
-    ({"authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
-      "zookeeper.connect": "127.0.0.1:1"},
-     "authorizer.class.name", ["kafka.security.authorizer.AclAuthorizer", "not implement",
-                               "/kafka-acl", "zookeeper.connect is set",
-                               "single broker only"]),
     ({"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer"},
      "authorizer.class.name", ["StandardAuthorizer", "not implement KRaft"]),
     ({"authorizer.class.name": "com.example.MyAuthorizer"},
@@ -202,8 +195,7 @@ def test_the_command_exits_with_the_error_and_serves_nothing(tmp_path: Path, pro
 
 @pytest.mark.parametrize("extra", [
     "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n",
-    "authorizer.class.name=kafka.security.authorizer.AclAuthorizer\n"
-    "zookeeper.connect=127.0.0.1:1\n"])
+    "authorizer.class.name=com.example.MyAuthorizer\nzookeeper.connect=127.0.0.1:1\n"])
 def test_the_command_refuses_an_authorizer_from_a_properties_file(tmp_path: Path,
                                                                    extra: str) -> None:
     props = tmp_path / "server.properties"
@@ -217,8 +209,12 @@ def test_the_command_refuses_an_authorizer_from_a_properties_file(tmp_path: Path
 
 
 def test_the_acl_authorizer_is_served_on_a_single_broker(tmp_path: Path) -> None:
-    """Every handler checks its ACLs now (#17): AclAuthorizer is accepted on a lone broker,
-    and super.users / allow.everyone.if.no.acl.found take effect instead of warning."""
+    """Every handler checks its ACLs now (#17): AclAuthorizer is accepted on a lone broker
+    (and in a ZooKeeper cluster, where the ACLs live in /kafka-acl), and super.users /
+    allow.everyone.if.no.acl.found take effect instead of warning."""
+    assert refusals(_config(tmp_path, **{
+        "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
+        "zookeeper.connect": "127.0.0.1:1"})) == []
     config = _config(tmp_path, **{"authorizer.class.name":
                                   "kafka.security.authorizer.AclAuthorizer",
                                   "super.users": "User:admin",

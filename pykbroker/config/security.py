@@ -87,13 +87,8 @@ def _authorizer_refusal(name: str, config: BrokerConfig) -> str | None:
     if name == STANDARD_AUTHORIZER:
         return (f"{NOT_YET} KRaft mode, whose authorizer this is; use the ZooKeeper-mode "
                 f"{ACL_AUTHORIZER}.")
-    if name == ACL_AUTHORIZER:
-        if not config.zookeeper_connect:
-            return None
-        return (f"{NOT_YET} ACL storage in ZooKeeper (/kafka-acl) yet: each broker of this "
-                "cluster (zookeeper.connect is set) would keep its own ACLs in its log "
-                "directory, so an ACL created through one broker would not be enforced by "
-                "the others. The authorizer is served on a single broker only.")
+    if name == ACL_AUTHORIZER:  # in a cluster, the ACLs live in ZooKeeper (/kafka-acl)
+        return None
     return f"{NOT_YET} the authorizer {name}; every client would be allowed every operation."
 
 

@@ -87,7 +87,7 @@ async def handle_create_acls(ctx: RequestContext, req: CreateAclsRequest) -> Cre
         AccessControlEntry(c.principal, c.host, _enum(AclOperation, c.operation),
                            _enum(AclPermissionType, c.permission_type)))
         for c in req.creations]
-    results = auth.create(bindings)
+    results = await auth.create_acls(bindings)
     return CreateAclsResponse(throttle_time_ms=0, results=[
         AclCreationResult(error_code=0 if r is None else int(ErrorCode.INVALID_REQUEST),
                           error_message=None if r is None else r) for r in results])
@@ -134,7 +134,7 @@ async def handle_delete_acls(ctx: RequestContext, req: DeleteAclsRequest) -> Del
     bad = next((f for f in filters if isinstance(f, str)), None)
     if bad is not None:
         return answer(ErrorCode.INVALID_REQUEST, bad)
-    deleted = auth.delete([f for f in filters if isinstance(f, AclBindingFilter)])
+    deleted = await auth.delete_acls([f for f in filters if isinstance(f, AclBindingFilter)])
     return DeleteAclsResponse(throttle_time_ms=0, filter_results=[
         DeleteAclsFilterResult(error_code=0, error_message=None, matching_acls=[
             DeleteAclsMatchingAcl(

@@ -21,14 +21,14 @@ from pykbroker.security.acl_codes import (
 from pykbroker.server.request_context import RequestContext
 
 if TYPE_CHECKING:  # the ACL model is loaded with an authorizer, not by every broker
-    from pykbroker.security.acls import AclAuthorizer
+    from pykbroker.security.acl_store import StoredAclAuthorizer
 
 Op = AclOperation
 TOPIC, GROUP, CLUSTER = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.CLUSTER
 TRANSACTIONAL_ID = ResourceType.TRANSACTIONAL_ID
 
 
-def authorizer(ctx: RequestContext) -> AclAuthorizer | None:
+def authorizer(ctx: RequestContext) -> StoredAclAuthorizer | None:
     return ctx.security.authorizer if ctx.security is not None else None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pykbroker.config.broker_config import BrokerConfig
 from pykbroker.log.checkpoints import write_atomically
@@ -31,6 +31,10 @@ from pykbroker.security.acls import (
     ResourcePattern,
     parse_super_users,
 )
+
+if TYPE_CHECKING:
+    from pykbroker.metadata.zk.client import ZkClient
+    from pykbroker.security.zk_acl_store import ZkAclStore
 
 FILE_NAME = "pykbroker-acls.json"
 FORMAT_VERSION = 1
@@ -84,6 +88,7 @@ class StoredAclAuthorizer(AclAuthorizer):
                  allow_everyone_if_no_acl_found: bool) -> None:
         cache = AclCache()
         self.store = FileAclStore(directory, cache)
+        self.zk_store: ZkAclStore | None = None
         super().__init__(super_users, allow_everyone_if_no_acl_found, cache)
 
     def create(self, bindings: Sequence[AclBinding]) -> list[str | None]:
@@ -97,6 +102,28 @@ class StoredAclAuthorizer(AclAuthorizer):
         if any(out):
             self.store.save()
         return out
+
+    async def use_zookeeper(self, zk: ZkClient) -> ZkAclStore:
+        """Keep the ACLs in ZooKeeper from now on (a cluster member): load them all before
+        the broker serves clients; the caller runs the returned store's ``run`` (change
+        notifications from the other brokers)."""
+        from pykbroker.security.zk_acl_store import ZkAclStore
+
+        self.cache.acls.clear()
+        store = ZkAclStore(zk, self.cache)
+        await store.load()
+        self.zk_store = store
+        return store
+
+    async def create_acls(self, bindings: Sequence[AclBinding]) -> list[str | None]:
+        if self.zk_store is not None:
+            return await self.zk_store.create(bindings)
+        return self.create(bindings)
+
+    async def delete_acls(self, filters: Sequence[AclBindingFilter]) -> list[list[AclBinding]]:
+        if self.zk_store is not None:
+            return await self.zk_store.delete(filters)
+        return self.delete(filters)
 
 
 def authorizer_from_config(config: BrokerConfig, directory: Path | None

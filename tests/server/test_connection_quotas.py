@@ -362,3 +362,45 @@ async def test_inter_broker_connections_close_the_least_recently_active_client_o
     for s in (newer, waiting, broker):
         await s.aclose()
     await server.shutdown(1)
+
+
+@pytest.mark.trio
+async def test_a_lowered_max_connections_closes_the_excess_and_a_raised_one_admits(
+        nursery: trio.Nursery, tmp_path: Any) -> None:
+    """Dynamic configs replace ``services.config``; the server follows within a moment:
+    lowered, the least recently active connections close (Kafka's closeExcessConnections);
+    raised, an acceptor waiting for a slot takes its connection on."""
+    from pykbroker.handlers.api_versions import HANDLERS
+    from pykbroker.server.connection import ConnectionSettings
+    from pykbroker.server.dispatch import DispatchTable
+    from pykbroker.server.listener import BindAddress, NetworkServer
+
+    cfg = BrokerConfig({"listeners": "PLAINTEXT://127.0.0.1:0", "log.dirs": str(tmp_path)})
+    dispatch = DispatchTable([*HANDLERS])
+    services = SimpleNamespace(dispatch=dispatch, config=cfg)
+    server = NetworkServer([BindAddress("PLAINTEXT", "127.0.0.1", 0, "PLAINTEXT")],
+                           dispatch=dispatch, services=services,
+                           settings=ConnectionSettings(1 << 20, 30.0), max_connections=2)
+    await nursery.start(server.run)
+    port = server.bound_ports["PLAINTEXT"]
+    streams = []
+    for _ in range(3):
+        streams.append(await trio.open_tcp_stream("127.0.0.1", port))
+        assert await _probe(streams[-1])
+        await trio.sleep(0.02)
+    services.config = cfg.with_overrides({"max.connections": "1"})
+    with trio.fail_after(5):
+        while server.quotas.total > 1:
+            await trio.sleep(0.05)
+    assert [await _probe(s) for s in streams] == [False, False, True]
+    late = await trio.open_tcp_stream("127.0.0.1", port)
+    with trio.move_on_after(0.3) as scope:
+        await _probe(late)
+    assert scope.cancelled_caught  # waits for a slot
+    services.config = cfg.with_overrides({"max.connections": "5"})
+    with trio.fail_after(5):
+        while server.quotas.total < 2:
+            await trio.sleep(0.05)
+    for s in [*streams, late]:
+        await s.aclose()
+    await server.shutdown(1)

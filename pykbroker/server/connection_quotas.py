@@ -53,13 +53,14 @@ __all__ = ["ConnectionQuotas", "OverridesError", "parse_overrides", "resolve_hos
 
 
 def resolve_host(host: str) -> str:
-    """One address for ``host``, as ``InetAddress.getByName``: a literal address as it is
-    (normalised), a name resolved with IPv4 addresses first (Java's default
+    """One address for ``host``, as ``InetAddress.getByName``: a literal address as it is,
+    a name resolved with IPv4 addresses first (Java's default
     ``java.net.preferIPv6Addresses=false``); ``""`` is the loopback address. OSError when
-    the name does not resolve."""
+    the name does not resolve. The address is written as ``getpeername`` writes a peer's
+    (``normalise_address``), so peers are looked up without parsing their address."""
     literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        return str(ipaddress.ip_address(literal))
+        return normalise_address(str(ipaddress.ip_address(literal)))
     except ValueError:
         pass
     if not host:
@@ -68,7 +69,7 @@ def resolve_host(host: str) -> str:
     if not infos:
         raise OSError(f"{host}: no address")
     v4 = [i for i in infos if i[0] == socket.AF_INET]
-    return str(ipaddress.ip_address(str((v4 or infos)[0][4][0]).split("%")[0]))
+    return normalise_address(str((v4 or infos)[0][4][0]).split("%")[0])
 
 
 def resolve_overrides(overrides: Mapping[str, int],
@@ -79,10 +80,12 @@ def resolve_overrides(overrides: Mapping[str, int],
 
 
 def normalise_address(host: str) -> str:
-    """A peer address in the form ``resolve_host`` gives (IPv6 scope ids kept)."""
+    """``host`` (an address) written as the kernel's ``inet_ntop`` writes it, which is how
+    ``getpeername`` gives a peer's address; anything else unchanged."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
+        return socket.inet_ntop(family, socket.inet_pton(family, host))
+    except (OSError, ValueError):
         return host
 
 
@@ -122,6 +125,7 @@ class ConnectionQuotas:
         self.per_ip_overrides: dict[str, int] = {}
         self._overrides_text: str | None = None
         self._changed: trio.Event | None = None  # made while an acceptor waits for a slot
+        self._limited = False  # any limit below its default: False takes the short path
         self.reconfigure(config, initial=True)
 
     # --------------------------------------------------------------------------- settings
@@ -147,6 +151,11 @@ class ConnectionQuotas:
             self.listener_max[name] = _int(_prefixed(get, name, "max.connections"))
             self.listener_rates[name].bound = _rate_bound(
                 _int(_prefixed(get, name, "max.connection.creation.rate")))
+        self._limited = (
+            self.max_connections < INT_MAX or self.max_per_ip < INT_MAX
+            or bool(self.per_ip_overrides) or self.broker_rate.bound != math.inf
+            or any(n < INT_MAX for n in self.listener_max.values())
+            or any(r.bound != math.inf for r in self.listener_rates.values()))
         if not initial:
             log.info("connection limits: max.connections=%d, max.connections.per.ip=%d "
                      "(%d overrides), max.connection.creation.rate=%s", self.max_connections,
@@ -166,7 +175,17 @@ class ConnectionQuotas:
     async def acquire(self, listener: str, address: str) -> bool:
         """``ConnectionQuotas.inc``: wait for a connection slot and the creation-rate
         throttle, then count the connection; False (nothing held) when ``address`` was at
-        its limit already."""
+        its limit already.
+
+        With every limit at its default nothing can wait or be refused, and the connection
+        is only counted: its creation is not recorded in the rates (Kafka records it), so a
+        rate set later starts from an empty history, as it does at start-up."""
+        if not self._limited:
+            self.counts[address] = self.counts.get(address, 0) + 1
+            self.total += 1
+            if listener in self.listener_counts:
+                self.listener_counts[listener] += 1
+            return True
         await self._wait_for_slot(listener)
         count = self.counts.get(address, 0)
         if count >= self.per_ip_overrides.get(address, self.max_per_ip):

@@ -37,7 +37,7 @@ from pykbroker.server.connection import (
     RequestObserver,
 )
 from pykbroker.server.connection import log as connection_log
-from pykbroker.server.connection_quotas import INT_MAX, ConnectionQuotas, normalise_address
+from pykbroker.server.connection_quotas import INT_MAX, ConnectionQuotas
 from pykbroker.server.dispatch import DispatchTable
 from pykbroker.server.request_memory import RequestMemoryPool, trim_freed_memory
 
@@ -100,7 +100,6 @@ class NetworkServer:
         self.observer = observer
         self.bound_ports: dict[str, int] = {}
         self.connections: set[Connection] = set()
-        self._scopes: dict[Connection, trio.CancelScope] = {}  # to close excess connections
         self._ids = itertools.count(1)
         self._accept_scope = trio.CancelScope()
         self._conn_nursery: trio.Nursery | None = None
@@ -144,7 +143,7 @@ class NetworkServer:
                     peer = f"{host}:{port}"
                 except OSError:
                     host = peer = "unknown"
-                address = normalise_address(host)
+                address = host  # as inet_ntop writes it, like the overrides' addresses
                 self._check_config()
                 try:  # waits while at max.connections or over max.connection.creation.rate
                     admitted = await self.quotas.acquire(info.name, address)
@@ -173,13 +172,10 @@ class NetworkServer:
 
     async def _serve(self, conn: Connection, address: str) -> None:
         try:
-            with trio.CancelScope() as scope:
-                self._scopes[conn] = scope
-                await conn.serve()
+            await conn.serve()
         except Exception:  # a bug in serving one connection must not take the broker down
             log.exception("connection from %s failed", conn.peer)
         finally:
-            self._scopes.pop(conn, None)
             self.connections.discard(conn)
             self.quotas.release(conn.listener.name, address)
             self.closed_since_trim += 1
@@ -188,17 +184,20 @@ class NetworkServer:
         """Kafka's ``closeExcessConnections``: while the broker has more connections than
         max.connections (the protected inter-broker listener took one, or the limit was
         lowered), close the least recently active connections of the other listeners; a
-        connection handling a request counts as active now."""
-        excess = self.quotas.excess()
-        if excess <= 0:
+        connection handling a request counts as active now, and closes once it is answered
+        (Kafka drops the response)."""
+        excess = self.quotas.excess() - sum(c.draining for c in self.connections)
+        if excess <= 0:  # (draining ones still count until they are closed)
             return
-        candidates = [c for c, scope in self._scopes.items()
-                      if not self.quotas.protected(c.listener.name) and not scope.cancel_called]
+        candidates = [c for c in self.connections
+                      if not self.quotas.protected(c.listener.name) and not c.draining]
         candidates.sort(key=_last_activity)
         for conn in candidates[:excess]:
             log.info("closing %s: the broker has more than max.connections=%d connections",
                      conn.peer, self.quotas.max_connections)
-            self._scopes[conn].cancel()
+            conn.draining = True
+            if conn.read_scope is not None:
+                conn.read_scope.cancel()
 
     def _check_config(self) -> None:
         """Apply a configuration changed since the last look (dynamic broker configs): the

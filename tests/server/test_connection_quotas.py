@@ -101,7 +101,8 @@ def test_hosts_resolve_to_one_address_as_inet_address_get_by_name() -> None:
     assert resolve_host("localhost") == "127.0.0.1"  # IPv4 first, as Java by default
     assert resolve_overrides({"db": 3, "10.0.0.9": 4}, lambda h: {"db": "10.0.0.9"}.get(h, h)) \
         == {"10.0.0.9": 4}
-    assert normalise_address("::ffff:0:1") == "::ffff:0:1"
+    assert normalise_address("::ffff:1.2.3.4") == resolve_host("::ffff:102:304")
+    assert normalise_address("0:0::1") == "::1"
     assert normalise_address("unknown") == "unknown"
     with pytest.raises(OSError):
         resolve_host("no-such-host.invalid")

@@ -202,7 +202,7 @@ def test_kafka_python_with_a_wrong_password(secured: Secured,
 
     with pytest.raises(KpError):
         KafkaProducer(**_kp_conf(secured, "SASL_PLAINTEXT", "SCRAM-SHA-256",
-                                 password="wrong"), max_block_ms=5000).send("x", b"v").get(10)
+                                 password="wrong"), max_block_ms=15000).send("x", b"v").get(10)
     assert "SaslAuthenticationFailedError: Authentication failed during authentication due " \
            "to invalid credentials with SASL mechanism SCRAM-SHA-256" in caplog.text
 

@@ -385,9 +385,14 @@ class Broker:
         )
         acl_store = None
         authorizer = self.server.security.authorizer
-        if zk is not None and authorizer is not None:
-            try:  # every broker enforces the cluster's ACLs, loaded before any client
-                acl_store = await authorizer.use_zookeeper(zk.client)
+        if zk is not None:
+            try:  # the cluster's ACLs and SCRAM credentials, loaded before any client
+                if authorizer is not None:
+                    acl_store = await authorizer.use_zookeeper(zk.client)
+                credentials = self.server.security.credentials
+                await credentials.use_zookeeper(zk)
+                if services.cluster is not None:
+                    services.cluster.on_user_config_change = credentials.reload_user
             except BaseException:
                 await zk.close()
                 raise
@@ -411,6 +416,8 @@ class Broker:
                     await services.cluster.start(nursery, [
                         Endpoint(name, host, port, protocols.get(name, "PLAINTEXT"))
                         for name, (host, port) in services.advertised.items()])
+                    # Changes announced before the member followed /config/changes.
+                    await self.server.security.credentials.use_zookeeper(zk)
                 nursery.start_soon(self._housekeeping)
                 self.log_cleaner = LogCleaner.for_broker(  # metrics read its figures
                     services.log_manager, services.replicas.partitions, cfg.get)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import trio
@@ -85,6 +85,8 @@ class ClusterMember:
         # Applies this broker's dynamic configs: (own /config/brokers/<id>, <default>).
         self.on_broker_configs: Callable[[dict[str, str], dict[str, str]], None] = \
             lambda own, defaults: None
+        # Called with a /config/changes users/<name> entity (the SCRAM credentials' reload).
+        self.on_user_config_change: Callable[[str], Awaitable[None]] | None = None
         replicas.exists_in_cluster = lambda topic, index: (
             (meta := cache.topic(topic)) is not None and index in meta.partitions)
 
@@ -121,6 +123,8 @@ class ClusterMember:
                         await self._apply_topic_config(name)
                     elif kind == "brokers" and name in ("<default>", str(self.node_id)):
                         await self._apply_broker_configs()
+                    elif kind == "users" and self.on_user_config_change is not None:
+                        await self.on_user_config_change(name)  # SCRAM credentials
                 except Exception as exc:
                     log.warning("applying config change %s/%s failed: %r", kind, name, exc)
 

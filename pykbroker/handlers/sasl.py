@@ -7,7 +7,7 @@ failure is answered. A failure is answered after ``connection.failed.authenticat
 answer ILLEGAL_SASL_STATE, as Kafka's KafkaApis does.
 
 Describe/AlterUserScramCredentials keep credentials in the broker's credential store (the
-first log directory; per broker even in a ZooKeeper cluster, see security/credentials.py).
+first log directory, or in ZooKeeper's /config/users in a cluster: see security/credentials.py).
 """
 
 from __future__ import annotations
@@ -175,8 +175,8 @@ async def handle_alter_user_scram_credentials(
         else:
             upserts.append((u.name, mechanism, credential_from_salted(
                 mechanism, bytes(u.salted_password), bytes(u.salt), u.iterations)))
-    store.alter([x for x in upserts if x[0] not in errors],
-                [x for x in deletes if x[0] not in errors])
+    await store.alter_stored([x for x in upserts if x[0] not in errors],
+                             [x for x in deletes if x[0] not in errors])
     results = []
     for name in dict.fromkeys(order):
         code, message = errors.get(name, (ErrorCode.NONE, None))

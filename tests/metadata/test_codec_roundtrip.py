@@ -50,3 +50,24 @@ def test_garbage_decodes_or_raises_decode_error(codec: Any, raw: bytes) -> None:
         codec.from_json(raw)
     except ZNodeDecodeError:
         pass
+
+
+# -- user and client id names in /config paths (Kafka's Sanitizer) ----------------------------
+
+def test_sanitize_matches_kafkas_sanitizer() -> None:
+    from pykbroker.metadata.zk.configs import desanitize, sanitize
+
+    assert sanitize("alice") == "alice"
+    assert sanitize("ops user*1") == "ops%20user%2A1"
+    assert sanitize("User:x/y~z") == "User%3Ax%2Fy%7Ez"
+    assert sanitize("a-b_c.d") == "a-b_c.d"
+    assert sanitize("é") == "%C3%A9"
+    assert desanitize("ops+user%2A1") == "ops user*1"  # URLDecoder reads + as a space
+
+
+@given(st.text(max_size=40))
+def test_sanitize_round_trips(name: str) -> None:
+    from pykbroker.metadata.zk.configs import desanitize, sanitize
+
+    assert desanitize(sanitize(name)) == name
+    assert "/" not in sanitize(name)

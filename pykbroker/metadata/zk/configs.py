@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import quote, unquote_plus
 
 from pykbroker.metadata.zk.codec import JsonObject, ZNodeDecodeError, dump_json, parse_java_int
 
@@ -23,6 +24,8 @@ __all__ = [
     "ENTITY_TYPES",
     "ConfigChangeNotification",
     "EntityConfig",
+    "desanitize",
+    "sanitize",
 ]
 
 CONFIG_PATH: Final = "/config"
@@ -32,6 +35,17 @@ CHANGE_PREFIX: Final = "config_change_"
 DEFAULT_ENTITY: Final = "<default>"
 # ConfigType.ALL: each has a persistent /config/<type> created at broker start-up.
 ENTITY_TYPES: Final = ("topics", "clients", "users", "brokers", "ips")
+
+
+def sanitize(name: str) -> str:
+    """Kafka's ``Sanitizer.sanitize``: a user or client id as a znode name (Java's URLEncoder,
+    with ``*`` as ``%2A`` and a space as ``%20``)."""
+    return quote(name, safe="-_.").replace("~", "%7E")
+
+
+def desanitize(name: str) -> str:
+    """Kafka's ``Sanitizer.desanitize`` (URLDecoder)."""
+    return unquote_plus(name)
 
 
 @dataclass(frozen=True)

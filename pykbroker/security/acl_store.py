@@ -12,23 +12,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pykbroker.config.broker_config import BrokerConfig
 from pykbroker.log.checkpoints import write_atomically
 from pykbroker.security.acl_codes import (
-    OPERATION_NAMES,
-    PERMISSION_NAMES,
     RESOURCE_TYPE_NAMES,
     PatternType,
 )
 from pykbroker.security.acls import (
-    AccessControlEntry,
     AclAuthorizer,
     AclBinding,
     AclBindingFilter,
     AclCache,
     ResourcePattern,
+    entry_from_json,
+    entry_to_json,
     parse_super_users,
 )
 
@@ -41,18 +40,6 @@ FORMAT_VERSION = 1
 ACL_AUTHORIZER = "kafka.security.authorizer.AclAuthorizer"
 
 _TYPES = {v: k for k, v in RESOURCE_TYPE_NAMES.items()}
-_OPS = {v: k for k, v in OPERATION_NAMES.items()}
-_PERMS = {v: k for k, v in PERMISSION_NAMES.items()}
-
-
-def entry_to_json(e: AccessControlEntry) -> dict[str, str]:
-    return {"principal": e.principal, "permissionType": PERMISSION_NAMES[e.permission_type],
-            "operation": OPERATION_NAMES[e.operation], "host": e.host}
-
-
-def entry_from_json(d: dict[str, Any]) -> AccessControlEntry:
-    return AccessControlEntry(str(d["principal"]), str(d["host"]), _OPS[str(d["operation"])],
-                              _PERMS[str(d["permissionType"])])
 
 
 class FileAclStore:

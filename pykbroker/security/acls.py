@@ -23,9 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pykbroker.security.acl_codes import (
     CLUSTER_NAME,
+    OPERATION_NAMES,
+    PERMISSION_NAMES,
     SUPPORTED_OPERATIONS,
     WILDCARD_HOST,
     WILDCARD_PRINCIPAL,
@@ -284,3 +287,19 @@ class AclAuthorizer:
                     self.cache.set_resource(binding.pattern, current - {binding.entry})
                     break
         return out
+
+
+# -- the JSON of an entry, as Kafka's AclEntry keeps it in a /kafka-acl znode --------------
+
+_OPS = {v: k for k, v in OPERATION_NAMES.items()}
+_PERMS = {v: k for k, v in PERMISSION_NAMES.items()}
+
+
+def entry_to_json(e: AccessControlEntry) -> dict[str, str]:
+    return {"principal": e.principal, "permissionType": PERMISSION_NAMES[e.permission_type],
+            "operation": OPERATION_NAMES[e.operation], "host": e.host}
+
+
+def entry_from_json(d: dict[str, Any]) -> AccessControlEntry:
+    return AccessControlEntry(str(d["principal"]), str(d["host"]), _OPS[str(d["operation"])],
+                              _PERMS[str(d["permissionType"])])

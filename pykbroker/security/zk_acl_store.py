@@ -36,7 +36,6 @@ from pykbroker.metadata.zk.client import (
     ZkNoNode,
 )
 from pykbroker.security.acl_codes import RESOURCE_TYPE_NAMES, PatternType, ResourceType
-from pykbroker.security.acl_store import entry_from_json, entry_to_json
 from pykbroker.security.acls import (
     AccessControlEntry,
     AclBinding,
@@ -44,6 +43,8 @@ from pykbroker.security.acls import (
     AclCache,
     InvalidAcl,
     ResourcePattern,
+    entry_from_json,
+    entry_to_json,
     validate_binding,
 )
 

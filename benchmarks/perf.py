@@ -14,7 +14,7 @@ this process drives all of them, with the same client settings:
 
 Sections (see benchmarks/README.md for the method and the figures):
 
-* ``produce``: 100 B and 1 KiB values x acks=1/all x compression none/lz4 x 1/6 partitions,
+* ``produce``: 100 B and 1 KiB values x acks=1/all x compression none/lz4/zstd x 1/6 partitions,
   ``--messages`` (1,000,000) per run. Peak RSS (VmHWM, reset before each run through
   ``/proc/PID/clear_refs``) of the broker during each run.
 * ``consume``: a fresh consumer reads each acks=all topic of the produce section back whole.
@@ -77,7 +77,7 @@ from throughput import (  # noqa: E402
 from throughput import watermarks as high_watermarks  # noqa: E402
 
 SIZES = (100, 1024)
-COMPRESSIONS = ("none", "lz4")
+COMPRESSIONS = ("none", "lz4", "zstd")
 PARTITION_COUNTS = (1, 6)
 ACKS = ("1", "all")
 SECTIONS = ("startup", "latency", "join", "produce", "consume", "flush")

@@ -11,12 +11,16 @@ whole decompressed batch. We do the same here, with two additions a small shared
 * the walk can be split: :meth:`RecordsCheck.run` takes a budget of decompressed bytes, so the
   produce handler checks small batches inline and finishes large ones in a worker thread.
 
-What is checked, per record, as Java's ``DefaultRecord.readFrom`` frames it: the length varint
-(at least the 6 bytes of an empty record, within the data), the offset delta (must be the
-record's index: 0..n-1 in order), the key, value and header lengths adding up exactly to the
-record's length; then the records must end exactly at the end of the decompressed data and
-their number must equal the header's record count. Kafka rewrites (recompresses) a v2 batch
-whose inner offsets are wrong; we store batches as they were sent, so such a batch is refused.
+What is checked, per record: the length varint (at least the 6 bytes of an empty record, no
+longer than the data left), the timestampDelta (at most 10 bytes) and the offset delta (must be
+the record's index: 0..n-1 in order), and room in the declared length for the key, value and
+header fields; then the records must end exactly at the end of the decompressed data and their
+number must equal the header's record count. The key, value and header lengths inside a record
+are not checked against its length (Kafka's skipKeyValueIterator does): that would double the
+per-record cost, the Python walk being most of what this check costs, and a record whose inner
+lengths lie still occupies exactly its declared bytes, so the batch's framing holds. Kafka
+rewrites (recompresses) a v2 batch whose inner offsets are wrong; we store batches as they were
+sent, so such a batch is refused.
 
 Errors, mapped to Kafka's codes by the produce path:
 
@@ -31,7 +35,6 @@ Errors, mapped to Kafka's codes by the produce path:
 from __future__ import annotations
 
 import struct
-import threading
 import zlib
 from collections.abc import Iterator
 from typing import Final
@@ -178,19 +181,6 @@ def _lz4_chunks(data: memoryview, cap: int) -> Iterator[bytes]:
 
 _ZSTD_MAGIC: Final = 0xFD2FB528
 _ZSTD_BLOCK_MAX: Final = 128 * 1024
-_local = threading.local()
-
-
-def _zstd_decompressor() -> object:
-    """One ZstdDecompressor per thread (its context is reused; it is not thread-safe)."""
-    d = getattr(_local, "zstd", None)
-    if d is None:
-        import zstandard
-
-        d = _local.zstd = zstandard.ZstdDecompressor()
-    return d
-
-
 def _zstd_chunks(data: memoryview, cap: int) -> Iterator[bytes]:
     """Concatenated zstd frames (content size optional: zstd-jni omits it).
 
@@ -198,9 +188,14 @@ def _zstd_chunks(data: memoryview, cap: int) -> Iterator[bytes]:
     frames), so we walk the frame and block headers ourselves (RFC 8878: 3-byte block headers,
     at most 128 KiB out per block) and feed whole blocks, about CHUNK bytes of output at a time.
     """
+    import zstandard
+
     end = len(data)
     if not end:
         raise CorruptRecordError("empty zstd stream")
+    # One decompressor per check (about 9 us), not per thread: a check may be suspended on the
+    # event loop and finished in a worker thread while the loop starts others.
+    decompressor = zstandard.ZstdDecompressor()
     pos = 0
     while pos < end:
         if end - pos < 5:
@@ -221,7 +216,7 @@ def _zstd_chunks(data: memoryview, cap: int) -> Iterator[bytes]:
         single = fhd & 0x20
         fcs = (1 if single else 0, 2, 4, 8)[fhd >> 6]
         p = pos + 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
-        obj = _zstd_decompressor().decompressobj()  # type: ignore[attr-defined]
+        obj = decompressor.decompressobj()
         fed = pos
         pending = 0
         while True:

@@ -391,8 +391,17 @@ class Broker:
                     acl_store = await authorizer.use_zookeeper(zk.client)
                 credentials = self.server.security.credentials
                 await credentials.use_zookeeper(zk)
+                from pykbroker.quotas import load_cluster_quotas, reload_cluster_quota
+
+                await load_cluster_quotas(services, zk)
+
+                async def on_entity_change(kind: str, name: str) -> None:
+                    if kind == "users":
+                        await credentials.reload_user(name)
+                    await reload_cluster_quota(services, zk, kind, name)
+
                 if services.cluster is not None:
-                    services.cluster.on_user_config_change = credentials.reload_user
+                    services.cluster.on_entity_config_change = on_entity_change
             except BaseException:
                 await zk.close()
                 raise

@@ -85,8 +85,9 @@ class ClusterMember:
         # Applies this broker's dynamic configs: (own /config/brokers/<id>, <default>).
         self.on_broker_configs: Callable[[dict[str, str], dict[str, str]], None] = \
             lambda own, defaults: None
-        # Called with a /config/changes users/<name> entity (the SCRAM credentials' reload).
-        self.on_user_config_change: Callable[[str], Awaitable[None]] | None = None
+        # Called with a /config/changes users/... or clients/... entity (kind, name): the
+        # SCRAM credentials and client quotas are re-read.
+        self.on_entity_config_change: Callable[[str, str], Awaitable[None]] | None = None
         replicas.exists_in_cluster = lambda topic, index: (
             (meta := cache.topic(topic)) is not None and index in meta.partitions)
 
@@ -123,8 +124,9 @@ class ClusterMember:
                         await self._apply_topic_config(name)
                     elif kind == "brokers" and name in ("<default>", str(self.node_id)):
                         await self._apply_broker_configs()
-                    elif kind == "users" and self.on_user_config_change is not None:
-                        await self.on_user_config_change(name)  # SCRAM credentials
+                    elif kind in ("users", "clients") \
+                            and self.on_entity_config_change is not None:
+                        await self.on_entity_config_change(kind, name)  # SCRAM, quotas
                 except Exception as exc:
                     log.warning("applying config change %s/%s failed: %r", kind, name, exc)
 

@@ -3,9 +3,8 @@ ZkAdminManager answer them.
 
 DESCRIBE_CONFIGS on the cluster to describe (else CLUSTER_AUTHORIZATION_FAILED for the
 request), ALTER_CONFIGS to alter (else for every entry). The quotas live in the first log
-directory (pykbroker.quotas.manager); in a ZooKeeper cluster, where Kafka keeps them under
-/config/users and /config/clients for every broker, AlterClientQuotas is refused with
-INVALID_REQUEST rather than setting quotas on one broker only.
+directory of a single broker (pykbroker.quotas.manager); a ZooKeeper cluster keeps them
+where Kafka does, under /config/users and /config/clients (pykbroker.quotas.zk_store).
 """
 
 from __future__ import annotations
@@ -37,10 +36,26 @@ from pykbroker.quotas.manager import Alteration, ClientQuotas
 from pykbroker.security.acl_codes import AclOperation
 from pykbroker.server.request_context import RequestContext
 
-CLUSTER_REFUSAL = (
-    "pykbroker does not keep client quotas in ZooKeeper (/config/users, /config/clients) yet: "
-    "AlterClientQuotas is refused in a ZooKeeper cluster rather than setting quotas on one "
-    "broker only")
+
+async def _alter_in_zookeeper(ctx: RequestContext, alterations: list[Alteration],
+                              validate_only: bool) -> list[tuple[ErrorCode, str | None]]:
+    """A cluster member writes each valid entry to its entity's znode (ZkAdminManager's
+    alterClientQuotas) and applies it at once; the other brokers follow /config/changes."""
+    from pykbroker.quotas.manager import parse_alteration
+    from pykbroker.quotas.zk_store import replace_entity, write_entity
+
+    results: list[tuple[ErrorCode, str | None]] = []
+    for alteration in alterations:
+        try:
+            entity, ops = parse_alteration(alteration)
+        except KafkaError as exc:
+            results.append((exc.error_code, exc.message))
+            continue
+        if not validate_only:
+            values = await write_entity(ctx.services.cluster.store, entity, ops)
+            replace_entity(client_quotas_for_update(ctx.services), entity, values)
+        results.append((ErrorCode.NONE, None))
+    return results
 
 
 def _current(ctx: RequestContext) -> ClientQuotas | None:
@@ -89,11 +104,11 @@ async def handle_alter_client_quotas(
     if not authorize(ctx, AclOperation.ALTER_CONFIGS, CLUSTER):
         code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
         return answer([(code, code.message)] * len(req.entries))
-    if ctx.services.cluster is not None:
-        return answer([(ErrorCode.INVALID_REQUEST, CLUSTER_REFUSAL)] * len(req.entries))
     alterations = [Alteration([(e.entity_type, e.entity_name) for e in entry.entity],
                               [(op.key, None if op.remove else op.value) for op in entry.ops])
                    for entry in req.entries]
+    if ctx.services.cluster is not None:
+        return answer(await _alter_in_zookeeper(ctx, alterations, req.validate_only))
     if req.validate_only:
         quotas = _current(ctx)
         if quotas is None:

@@ -16,7 +16,8 @@ from pykbroker.quotas.files import FILE_NAME
 if TYPE_CHECKING:
     from pykbroker.quotas.manager import ClientQuotas
 
-__all__ = ["FILE_NAME", "client_quotas_for_update", "load_client_quotas"]
+__all__ = ["FILE_NAME", "client_quotas_for_update", "load_client_quotas",
+           "load_cluster_quotas", "reload_cluster_quota"]
 
 
 def load_client_quotas(services: Any) -> ClientQuotas | None:
@@ -44,3 +45,36 @@ def client_quotas_for_update(services: Any) -> ClientQuotas:
         quotas = ClientQuotas.for_broker(services)
         services.client_quotas = quotas
     return quotas
+
+
+async def load_cluster_quotas(services: Any, zk: Any) -> None:
+    """A cluster member's quotas, read from ZooKeeper before it serves clients (None when no
+    entity has one: the quota code stays unloaded until one is set)."""
+    kafka = zk.kafka
+    if not any([await kafka.get_all_entities_with_config("users"),
+                await kafka.get_all_entities_with_config("clients")]):
+        services.client_quotas = None
+        return
+    from pykbroker.quotas.manager import ClientQuotas
+    from pykbroker.quotas.zk_store import read_all, replace_entity
+
+    found = await read_all(zk)
+    if not found:
+        services.client_quotas = None
+        return
+    quotas = ClientQuotas.for_broker(services)
+    for entity, values in found.items():
+        replace_entity(quotas, entity, values)
+    services.client_quotas = quotas
+
+
+async def reload_cluster_quota(services: Any, zk: Any, kind: str, name: str) -> None:
+    """Re-read one entity's quotas after a ``/config/changes`` notification."""
+    from pykbroker.quotas.zk_store import entity_of, read_entity, replace_entity
+
+    entity = entity_of(kind, name)
+    if entity is None:
+        return
+    values = await read_entity(zk, entity)
+    if values or getattr(services, "client_quotas", None) is not None:
+        replace_entity(client_quotas_for_update(services), entity, values)

@@ -16,8 +16,9 @@ the entity level in use (Kafka's metric tags), so the rate history survives quot
 bytes. ``request_percentage``, ``controller_mutation_rate`` and ``ip`` entities
 (``connection_creation_rate``) are refused by AlterClientQuotas: pykbroker does not enforce them.
 
-The quotas are kept in ``pykbroker-client-quotas.json`` in the first log directory (written to a
-temporary file, fsynced and renamed), next to the broker's other metadata.
+A single broker keeps the quotas in ``pykbroker-client-quotas.json`` in the first log directory
+(written to a temporary file, fsynced and renamed), next to its other metadata; a ZooKeeper
+cluster keeps them where Kafka does (``pykbroker.quotas.zk_store``).
 """
 
 from __future__ import annotations
@@ -276,6 +277,13 @@ def _validated_value(key: str, value: float) -> float:
     return float(whole)
 
 
+def parse_alteration(alteration: Alteration) -> tuple[Entity, list[tuple[str, float | None]]]:
+    """An AlterClientQuotas entry's entity and validated ops (KafkaError when invalid)."""
+    entity = _entity_of(alteration.components)
+    return entity, [(key, None if value is None else _validated_value(key, value))
+                    for key, value in alteration.ops]
+
+
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
 
@@ -320,8 +328,12 @@ class ClientQuotas:
 
     @classmethod
     def for_broker(cls, services: Any) -> ClientQuotas:
+        """A single broker's quotas live in its first log directory; a cluster member's in
+        ZooKeeper (``pykbroker.quotas.zk_store``), so it keeps no file."""
         cfg = services.config
-        return cls(Path(services.log_dirs[0]), int(str(cfg.get("quota.window.num"))),
+        directory = None if getattr(services, "cluster", None) is not None \
+            else Path(services.log_dirs[0])
+        return cls(directory, int(str(cfg.get("quota.window.num"))),
                    int(str(cfg.get("quota.window.size.seconds"))))
 
     def manager(self, key: str) -> ClientQuotaManager | None:
@@ -348,9 +360,7 @@ class ClientQuotas:
         changed = False
         for alteration in alterations:
             try:
-                entity = _entity_of(alteration.components)
-                ops = [(key, None if value is None else _validated_value(key, value))
-                       for key, value in alteration.ops]
+                entity, ops = parse_alteration(alteration)
             except KafkaError as exc:
                 results.append((exc.error_code, exc.message))
                 continue

@@ -322,16 +322,28 @@ def test_authorization(broker: KafkaBroker, client: Client) -> None:
                                          {"producer_byte_rate": 1.0}}
 
 
-def test_alter_is_refused_in_a_zookeeper_cluster(tmp_path: Path,
-                                                 zookeeper: ZooKeeperChroot) -> None:
-    with KafkaBroker(tmp_path, **{"zookeeper.connect": zookeeper.hosts,
-                                  "broker.id": "0"}) as b:
-        c = Client(b.bootstrap_servers, "admin")
-        try:
-            code, message = alter(c, {"client-id": "x"}, {"producer_byte_rate": 1.0})
-            assert code == ErrorCode.INVALID_REQUEST
-            assert message is not None and "ZooKeeper" in message
-            assert entries(describe(c)) == {}
-        finally:
-            c.close()
+def test_a_cluster_member_keeps_quotas_in_zookeeper(tmp_path: Path,
+                                                    zookeeper: ZooKeeperChroot) -> None:
+    """In a ZooKeeper cluster the quotas go to Kafka's /config/clients/<id> (not the file),
+    and a restarted broker reads them back from there."""
+    from pykbroker.metadata.zk.reader import ZkReader
+
+    for attempt in range(2):
+        with KafkaBroker(tmp_path, **{"zookeeper.connect": zookeeper.hosts,
+                                      "broker.id": "0"}) as b:
+            c = Client(b.bootstrap_servers, "admin")
+            try:
+                if attempt == 0:
+                    assert alter(c, {"client-id": "x y"}, {"producer_byte_rate": 1024.0}) == (
+                        ErrorCode.NONE, None)
+                assert entries(describe(c)) == {frozenset({("client-id", "x y")}):
+                                                {"producer_byte_rate": 1024.0}}
+            finally:
+                c.close()
+    reader = ZkReader(zookeeper.hosts)
+    try:
+        assert reader.json("/config/clients/x%20y") == {
+            "version": 1, "config": {"producer_byte_rate": "1024"}}
+    finally:
+        reader.close()
     assert not (tmp_path / FILE_NAME).exists()

@@ -424,8 +424,8 @@ class ClientQuotas:
 
     async def unmuted(self, connection_id: int) -> None:
         """KIP-219: a client over its quota got its response at once with throttle_time_ms,
-        and its channel is muted for that long. Here the connection's next request waits out
-        the mute before it is handled; the connection reads nothing more meanwhile."""
+        and its channel is muted for that long: the connection waits here before it reads its
+        next request (server/connection.py), whatever the API."""
         until = self.muted.pop(connection_id, None)
         if until is not None:
             delay = until - trio.current_time()

@@ -520,6 +520,11 @@ class Connection:
 
     async def _serve_requests(self) -> None:
         while not self.draining:
+            quotas = getattr(self.services, "client_quotas", None)
+            if quotas is not None and quotas.muted:
+                # KIP-219: a throttled client's channel is muted; nothing more is read from
+                # it until the throttle time it was told has passed.
+                await quotas.unmuted(self.conn_id)
             session = self.session
             if session is None or session.authenticated:
                 limit, limit_name = self.settings.max_request_bytes, "socket.request.max.bytes"

@@ -26,6 +26,7 @@ from pykbroker.protocol._generated.describe_client_quotas_request import (
     DescribeClientQuotasRequest,
 )
 from pykbroker.protocol._generated.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from pykbroker.protocol._generated.metadata_request import MetadataRequest
 from pykbroker.protocol._generated.produce_request import (
     PartitionProduceData,
     ProduceRequest,
@@ -45,7 +46,7 @@ from pykbroker.security.acls import AccessControlEntry, AclBinding, ResourcePatt
 from pykbroker.testing import KafkaBroker
 from tests.zk_fixtures import ZooKeeperChroot
 
-PRODUCE, FETCH, DESCRIBE, ALTER = 0, 1, 48, 49
+PRODUCE, FETCH, METADATA, DESCRIBE, ALTER = 0, 1, 3, 48, 49
 BATCH = build_batch([(b"k", b"v" * 5000, [], None)])
 
 
@@ -187,8 +188,15 @@ def test_produce_is_throttled_and_the_connection_muted(broker: KafkaBroker,
         assert resp.responses[0].partition_responses[0].error_code == 0  # appended anyway
         muted = resp.throttle_time_ms / 1000
         started = time.monotonic()
-        second = produce(slow, "q")  # waits out the mute before it is handled
+        # The whole channel is muted (KIP-219), not only the next Produce: a Metadata
+        # request on it is read only once the throttle time has passed.
+        slow.send(METADATA, 1, MetadataRequest(topics=[]))
         assert time.monotonic() - started >= muted * 0.9
+        resp = produce(slow, "q")
+        assert resp.throttle_time_ms > 0
+        started = time.monotonic()
+        second = produce(slow, "q")  # waits out the mute before it is handled
+        assert time.monotonic() - started >= resp.throttle_time_ms / 1000 * 0.9
         assert second.throttle_time_ms > 0
         # another client id has no quota
         assert all(produce(fast, "q").throttle_time_ms == 0 for _ in range(40))

@@ -162,7 +162,7 @@ def _snappy_chunks(data: memoryview, cap: int) -> Iterator[bytes]:
 def _lz4_chunks(data: memoryview, cap: int) -> Iterator[bytes]:
     import lz4.frame
 
-    rest = bytes(data)
+    rest: Buffer = data  # read in place: no copy of the compressed section
     if not rest:
         raise CorruptRecordError("empty lz4 stream")
     while rest:
@@ -270,6 +270,11 @@ class RecordsCheck:
     __slots__ = ("_cap", "_carry", "_carry_len", "_chunks", "_codec", "_count", "_done",
                  "_index", "_need", "_total")
 
+    @property
+    def decompressed(self) -> int:
+        """Decompressed bytes produced so far, refused or not."""
+        return self._total
+
     def __init__(self, batch: Buffer, header: BatchHeader, cap: int) -> None:
         codec = header.compression
         stream = _STREAMS.get(codec)
@@ -302,6 +307,7 @@ class RecordsCheck:
         try:
             for chunk in self._chunks:
                 total += len(chunk)
+                self._total = total
                 if total > cap:
                     raise DecompressedTooLargeError(
                         f"{name} records section decompresses to more than {cap} bytes, this "
@@ -342,6 +348,7 @@ class RecordsCheck:
             raise CorruptRecordError(f"invalid {name} data: {exc!r}") from exc
         self._done = True
         self._carry = []
+        self._total = total
         if carry_len:
             raise InvalidRecordsError(
                 f"record {index} is truncated: the decompressed data ends inside it")

@@ -157,3 +157,35 @@ async def test_large_check_runs_off_the_event_loop(tmp_path: Path,
         assert _leo(broker, "t") == 2001
         await a.aclose()
         await b.aclose()
+
+
+@pytest.mark.trio
+async def test_inline_budget_is_per_request(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several partitions' batches in one request share the inline budget: past it, the rest
+    are checked in the worker thread, each with its own outcome."""
+    threaded: list[int] = []
+    original = produce_handler._finish_checks
+
+    def counting(pending: Any) -> Any:
+        threaded.append(len(pending))
+        return original(pending)
+
+    monkeypatch.setattr(produce_handler, "_finish_checks", counting)
+    records = [NewRecord(b"k", os.urandom(100) * 6) for _ in range(1000)]  # ~600 KB each
+    good = build_batch(records, compression=ZSTD)
+    section = b"".join(raw_record(b"k", os.urandom(100) * 6, offset_delta=i) for i in range(1000))
+    bad = raw_batch(compress(ZSTD, section), 999, attributes=ZSTD)
+    async with running_broker(tmp_path) as broker:
+        c = await Client.connect(broker)
+        resp = await c.send(19, 7, CreateTopicsRequest([CreatableTopic("m", 4, 1)]))
+        assert resp.topics[0].error_code == 0
+        req = ProduceRequest(None, 1, 5000, [TopicProduceData("m", [
+            PartitionProduceData(0, good), PartitionProduceData(1, good),
+            PartitionProduceData(2, bad), PartitionProduceData(3, good)])])
+        parts = (await c.send(0, 9, req)).responses[0].partition_responses
+        assert [p.error_code for p in parts] == [0, 0, ErrorCode.INVALID_RECORD, 0]
+        assert threaded == [3], "the first batch used most of the budget, the rest threaded"
+        assert [int(broker.services.replicas.partition("m", i).log_end_offset)
+                for i in range(4)] == [1000, 1000, 0, 1000]
+        await c.aclose()

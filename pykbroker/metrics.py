@@ -298,6 +298,7 @@ class _BrokerCollector:
         yield from self._log_cleaner()
         yield from self._connections()
         yield from self._consumer_lag()
+        yield from self._quotas()
 
     def _requests(self) -> Iterator[Metric]:
         m = self.m
@@ -482,6 +483,34 @@ class _BrokerCollector:
         for name, n in sorted(by_listener.items()):
             fam.add_metric([name], n)
         yield fam
+
+    def _quotas(self) -> Iterator[Metric]:
+        """Kafka's per-client quota metrics (``kafka.server:type=Produce|Fetch,user=..,
+        client-id=..``: byte-rate, throttle-time), one series per quota sensor; none until a
+        quota was set (the quota code is not even loaded before)."""
+        services = self.m.broker.services
+        quotas = getattr(services, "client_quotas", None) if services is not None else None
+        if quotas is None:
+            return
+        now_ms = int(time.monotonic() * 1000)  # the quota sensors' clock
+        for kind, manager in (("produce", quotas.produce), ("fetch", quotas.fetch)):
+            labels = ["user", "client_id"]
+            rate = GaugeMetricFamily(f"kafka_server_{kind}_byte_rate",
+                                     f"{kind.capitalize()} bytes per second measured against "
+                                     "the client's quota, over the quota window", labels=labels)
+            throttle = CounterMetricFamily(f"kafka_server_{kind}_throttle_time_ms",
+                                           "Milliseconds of throttle time imposed", labels=labels)
+            throttled = CounterMetricFamily(f"kafka_server_{kind}_throttled_requests",
+                                            "Responses that carried a throttle time",
+                                            labels=labels)
+            for (user, client), sensor in sorted(manager.sensors.items()):
+                tags = [user, client]
+                rate.add_metric(tags, sensor.rate.measure(now_ms))
+                throttle.add_metric(tags, sensor.throttle_ms_total)
+                throttled.add_metric(tags, sensor.throttled)
+            yield rate
+            yield throttle
+            yield throttled
 
     def _consumer_lag(self) -> Iterator[Metric]:
         services = self.m.broker.services

@@ -283,3 +283,44 @@ def test_log_cleaner_gauges_follow_a_cleaning() -> None:
         dirty = value(after, _CLEANER[2])
         assert dirty == pytest.approx(cleaner.max_dirty_percent)
         assert 0 <= dirty <= 100
+
+
+def test_quota_metrics_follow_a_throttled_client(tmp_path: object) -> None:
+    """Kafka's per-client quota metrics: none before a quota exists, then byte rate,
+    throttle time and throttled responses for the client's sensor."""
+    from pykbroker.protocol._generated.alter_client_quotas_request import (
+        AlterClientQuotasRequest,
+        EntityData,
+        EntryData,
+        OpData,
+    )
+    from tests.quotas.test_broker_quotas import Client
+
+    with KafkaBroker(**{"metrics.port": "0"}) as broker:
+        assert broker.broker is not None and broker.broker.metrics_port
+        port = broker.broker.metrics_port
+        assert not total(scrape(port), "kafka_server_produce_byte_rate")
+        admin = Client(broker.bootstrap_servers, "admin")
+        try:
+            resp = admin.send(49, 1, AlterClientQuotasRequest(entries=[EntryData(
+                entity=[EntityData("client-id", "metered")],
+                ops=[OpData("producer_byte_rate", 5000.0, False)])]))
+            assert resp.entries[0].error_code == 0
+        finally:
+            admin.close()
+        topic = f"quota-{uuid.uuid4().hex[:8]}"
+        broker.create_topic(topic)
+        throttles: list[float] = []
+        producer = Producer({"bootstrap.servers": broker.bootstrap_servers,
+                             "client.id": "metered", "linger.ms": 5, "batch.size": 8192,
+                             "throttle_cb": lambda e: throttles.append(e.throttle_time)})
+        for _ in range(80):  # ~10 s of quota is allowed at once (the window), then throttled
+            producer.produce(topic, b"m" * 1000)
+            producer.poll(0)
+        assert producer.flush(60) == 0
+        assert any(t > 0 for t in throttles)
+        samples = scrape(port)
+        labels = {"user": "", "client_id": "metered"}
+        assert value(samples, "kafka_server_produce_byte_rate", **labels) > 0
+        assert value(samples, "kafka_server_produce_throttle_time_ms_total", **labels) > 0
+        assert value(samples, "kafka_server_produce_throttled_requests_total", **labels) > 0

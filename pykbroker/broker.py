@@ -340,7 +340,14 @@ class Broker:
         zk: Any = None
         zk_cluster_id = None
         if cfg.zookeeper_connect:
+            from pykbroker.cluster.broker_client import use_inter_broker_security
             from pykbroker.metadata.zk.cluster_store import ZkClusterStore
+            from pykbroker.security.inter_broker import describe, inter_broker_client_security
+
+            inter_broker = inter_broker_client_security(cfg)
+            use_inter_broker_security(inter_broker)
+            if inter_broker is not None:
+                log.info("connecting to the other brokers over %s", describe(inter_broker))
 
             zk = await ZkClusterStore.connect(
                 cfg.zookeeper_connect,

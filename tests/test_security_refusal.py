@@ -92,10 +92,15 @@ REFUSED = [
      ["not implement custom SSL engine"]),
     ({"sasl.server.callback.handler.class": "com.example.Cb"},
      "sasl.server.callback.handler.class", ["not implement custom SASL"]),
-    ({"listeners": "PLAINTEXT://127.0.0.1:{p},SSL://127.0.0.1:{q}",
-      "inter.broker.listener.name": "SSL", "ssl.keystore.type": "PEM",
-      "ssl.keystore.location": "{pem}", "zookeeper.connect": "127.0.0.1:1"},
-     "inter.broker.listener.name", ["SSL between brokers"]),
+    # Between brokers a JAAS configuration without the broker's own login is refused (Kafka's
+    # config checks already refuse a mechanism that is not enabled); TLS and SASL PLAIN/SCRAM
+    # are served (compat_tests/test_cluster_inter_broker_security.py).
+    ({"listeners": "PLAINTEXT://127.0.0.1:{p},SASL_PLAINTEXT://127.0.0.1:{q}",
+      "inter.broker.listener.name": "SASL_PLAINTEXT", "sasl.enabled.mechanisms": "PLAIN",
+      "sasl.mechanism.inter.broker.protocol": "PLAIN",
+      "listener.name.sasl_plaintext.plain.sasl.jaas.config": _PLAIN_JAAS,
+      "zookeeper.connect": "127.0.0.1:1"},
+     "listener.name.sasl_plaintext.plain.sasl.jaas.config", ["username and password"]),
     ({"zookeeper.set.acl": "true"}, "zookeeper.set.acl", ["true", "not implement"]),
     ({"zookeeper.ssl.client.enable": "true"}, "zookeeper.ssl.client.enable",
      ["true", "not implement"]),

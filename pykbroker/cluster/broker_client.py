@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import ssl
 import struct
 from typing import Any
 
@@ -38,6 +39,17 @@ def _test_routes(spec: str) -> dict[tuple[str, int], tuple[str, int]]:
 _ROUTES = _test_routes(os.environ.get("PYKBROKER_TEST_BROKER_ROUTES", ""))
 
 
+# How this process's brokers connect to each other (security.inter_broker's
+# InterBrokerClientSecurity): set once at start-up, None for a PLAINTEXT inter-broker listener.
+_SECURITY: Any = None
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+
+
+def use_inter_broker_security(security: Any) -> None:
+    global _SECURITY
+    _SECURITY = security
+
+
 class BrokerConnectionError(Exception):
     """The connection failed or the peer answered garbage; reconnect before retrying."""
 
@@ -45,9 +57,10 @@ class BrokerConnectionError(Exception):
 class BrokerConnection:
     def __init__(self, host: str, port: int, client_id: str) -> None:
         self.host, self.port, self.client_id = host, port, client_id
-        self._stream: trio.SocketStream | None = None
+        self._stream: trio.abc.Stream | None = None
         self._correlation = itertools.count(1)
         self._lock = trio.Lock()
+        self.security = _SECURITY
 
     @property
     def connected(self) -> bool:
@@ -55,13 +68,68 @@ class BrokerConnection:
 
     async def connect(self, timeout_s: float) -> None:
         host, port = _ROUTES.get((self.host, self.port), (self.host, self.port))
+        stream: trio.abc.Stream | None = None
         with trio.move_on_after(timeout_s) as scope:
             try:
-                self._stream = await trio.open_tcp_stream(host, port)
-            except OSError as exc:
-                raise BrokerConnectionError(f"connect to {self.host}:{self.port}: {exc}") from exc
+                stream = await trio.open_tcp_stream(host, port)
+                if self.security is not None:
+                    stream = await self._secure(stream)
+            except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+                if stream is not None:
+                    await trio.aclose_forcefully(stream)
+                raise BrokerConnectionError(f"connect to {self.host}:{self.port}: {exc!r}") \
+                    from exc
+            except BaseException:
+                if stream is not None:
+                    await trio.aclose_forcefully(stream)
+                raise
+            self._stream = stream
         if scope.cancelled_caught:
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
             raise BrokerConnectionError(f"connect to {self.host}:{self.port} timed out")
+
+    async def _secure(self, tcp: trio.SocketStream) -> trio.abc.Stream:
+        """TLS and SASL of the inter-broker listener (security.inter_broker)."""
+        security = self.security
+        stream: trio.abc.Stream = tcp
+        if security.ssl_context is not None:
+            tls = trio.SSLStream(tcp, security.ssl_context, server_hostname=self.host)
+            await tls.do_handshake()
+            stream = tls
+        if security.mechanism is not None:
+            await self._authenticate(stream)
+        return stream
+
+    async def _authenticate(self, stream: trio.abc.Stream) -> None:
+        from pykbroker.protocol._generated.sasl_authenticate_request import (
+            SaslAuthenticateRequest,
+        )
+        from pykbroker.protocol._generated.sasl_handshake_request import SaslHandshakeRequest
+        from pykbroker.security.inter_broker import SaslClient
+        from pykbroker.security.scram import SaslError
+
+        security = self.security
+        hs = await self._exchange(stream, SASL_HANDSHAKE, 1,
+                                  SaslHandshakeRequest(mechanism=security.mechanism))
+        if hs.error_code:
+            raise BrokerConnectionError(f"SASL handshake with {self.host}:{self.port} for "
+                                        f"{security.mechanism}: error {hs.error_code} (the "
+                                        f"broker offers {hs.mechanisms})")
+        client = SaslClient(security)
+        token: bytes | None = client.first()
+        while token is not None:
+            resp = await self._exchange(stream, SASL_AUTHENTICATE, 2,
+                                        SaslAuthenticateRequest(auth_bytes=token))
+            if resp.error_code:
+                raise BrokerConnectionError(
+                    f"SASL {security.mechanism} login as {security.username} to "
+                    f"{self.host}:{self.port} failed: {resp.error_message}")
+            try:
+                token = client.respond(bytes(resp.auth_bytes))
+            except (SaslError, KeyError, ValueError) as exc:
+                raise BrokerConnectionError(f"SASL {security.mechanism} with "
+                                            f"{self.host}:{self.port}: {exc}") from exc
 
     async def close(self) -> None:
         stream, self._stream = self._stream, None
@@ -69,17 +137,40 @@ class BrokerConnection:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _read_into(self, stream: trio.SocketStream, buf: bytearray) -> bytearray:
+    async def _read_into(self, stream: trio.abc.Stream, buf: bytearray) -> bytearray:
         """Fill ``buf`` from the socket: a replica fetch's megabyte lands in one buffer
-        allocated at its final size, with no intermediate chunks to copy."""
+        allocated at its final size, with no intermediate chunks to copy (over TLS, each
+        decrypted chunk is copied in)."""
         view, got, n = memoryview(buf), 0, len(buf)
-        sock = stream.socket
+        if isinstance(stream, trio.SocketStream):
+            sock = stream.socket
+            while got < n:
+                read = await sock.recv_into(view[got:])
+                if not read:
+                    raise BrokerConnectionError(f"{self.host}:{self.port} closed the "
+                                                "connection")
+                got += read
+            return buf
         while got < n:
-            read = await sock.recv_into(view[got:])
-            if not read:
+            chunk = await stream.receive_some(n - got)
+            if not chunk:
                 raise BrokerConnectionError(f"{self.host}:{self.port} closed the connection")
-            got += read
+            view[got:got + len(chunk)] = chunk
+            got += len(chunk)
         return buf
+
+    async def _exchange(self, stream: trio.abc.Stream, api_key: int, api_version: int,
+                        body: Any) -> Any:
+        corr = next(self._correlation)
+        await stream.send_all(encode_request(api_key, api_version, corr, self.client_id, body))
+        (size,) = _SIZE.unpack(await self._read_into(stream, bytearray(4)))
+        if not 0 < size <= MAX_RESPONSE_BYTES:
+            raise BrokerConnectionError(f"bad response size {size}")
+        data = await self._read_into(stream, bytearray(size))
+        got, response = decode_response(data, api_key, api_version)
+        if got != corr:
+            raise BrokerConnectionError(f"correlation id {got} != {corr}")
+        return response
 
     async def request(self, api_key: int, api_version: int, body: Any,
                       timeout_s: float = 30.0) -> Any:

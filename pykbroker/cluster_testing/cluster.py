@@ -294,6 +294,10 @@ class KafkaCluster:
             for broker in self.brokers.values():
                 broker.wait_ready(deadline)
             self.wait_ready(max(1.0, deadline - time.monotonic()))
+        except ClusterError as exc:  # the brokers' logs go with the cluster: keep their tails
+            tails = self.log_tails()
+            self.close()
+            raise ClusterError(f"{exc}\n{tails}") from exc
         except BaseException:
             self.close()
             raise

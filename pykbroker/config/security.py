@@ -5,18 +5,19 @@ client certificates, SASL PLAIN and SCRAM-SHA-256/512; pykbroker.security builds
 it does not implement would leave a client with less protection than the operator asked for,
 so it stops start-up with an error naming the key and its value:
 
-* ``authorizer.class.name``: KRaft's StandardAuthorizer and unknown classes always; Kafka's
-  AclAuthorizer is served on a single broker (every handler checks its ACLs as Kafka 3.9's
-  KafkaApis does, pykbroker.security.acls decides, the ACLs are kept in the first log
-  directory) but refused in a ZooKeeper cluster, whose brokers would each keep their own ACLs
-  instead of sharing /kafka-acl;
+* ``authorizer.class.name``: KRaft's StandardAuthorizer and unknown classes (Kafka's
+  AclAuthorizer is served: every handler checks its ACLs as Kafka 3.9's KafkaApis does,
+  pykbroker.security.acls decides, the ACLs are kept in the first log directory of a single
+  broker and in ZooKeeper's /kafka-acl in a cluster);
 * a ``principal.builder.class`` other than Kafka's default;
 * a SASL mechanism other than PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 (GSSAPI, OAUTHBEARER),
   in ``sasl.enabled.mechanisms`` or as Kafka's default (GSSAPI) on a SASL listener;
 * key and trust store types other than PEM (JKS, PKCS12), custom SSL engine factories,
   security providers and SASL callback handlers;
-* TLS or SASL between the brokers of a ZooKeeper cluster (the broker-to-broker client speaks
-  PLAINTEXT only so far), ZooKeeper over TLS or with ACLs;
+* between the brokers of a ZooKeeper cluster, a ``sasl.mechanism.inter.broker.protocol``
+  other than PLAIN or SCRAM (GSSAPI is Kafka's default) or a SASL inter-broker listener whose
+  JAAS configuration gives no username and password (pykbroker.security.inter_broker);
+  ZooKeeper over TLS or with ACLs;
 * anything the listener plan cannot load: missing or unreadable PEM files, bad JAAS syntax,
   principal mapping rules Kafka would not parse, unknown protocols or cipher suites.
 
@@ -106,16 +107,6 @@ def refusals(config: BrokerConfig) -> list[Refusal]:
         out.append(Refusal("principal.builder.class", builder,
                            f"{NOT_YET} custom principal builders; principals are Kafka's "
                            "default ones (User:<name> from SASL or the certificate's DN)."))
-    if config.zookeeper_connect:
-        inter = config.inter_broker_listener_name
-        protocol = config.security_protocol_map.get(inter, PLAINTEXT)
-        if protocol != PLAINTEXT:
-            key = "inter.broker.listener.name" if "inter.broker.listener.name" in set_keys \
-                else "security.inter.broker.protocol"
-            out.append(Refusal(key, _value(config, key) if key in set_keys else protocol,
-                               f"{NOT_YET} {protocol} between brokers yet (the inter-broker "
-                               f"listener {inter} is {protocol}); give the brokers a "
-                               "PLAINTEXT inter-broker listener on a private network."))
     for key in set_keys:
         base = _base_key(key)
         if base == "sasl.enabled.mechanisms":
@@ -183,4 +174,9 @@ def refuse_unsupported_security(config: BrokerConfig) -> BrokerSecurity:
         if rest:
             reason += " Also refused: " + "; ".join(f"{r.key}={r.value}" for r in rest) + "."
         raise ConfigError(first.key, first.value, reason, config.origin(first.key))
-    return security_from_config(config, None)
+    plan = security_from_config(config, None)
+    if config.zookeeper_connect:  # how this broker logs in to the others: checked up front
+        from pykbroker.security.inter_broker import inter_broker_client_security
+
+        inter_broker_client_security(config)
+    return plan

@@ -162,8 +162,8 @@ def test_alter_and_describe_client_quotas_with_kafka_python(broker: BrokerProces
         INVALID_REQUEST, "Configuration producer_byte_rate must be a LONG value")
     assert _alter(b, {"client-id": "c2"}, {"nonsense": 1.0}) == (
         INVALID_REQUEST, "Invalid configuration key nonsense")
-    code, message = _alter(b, {"client-id": "c2"}, {"request_percentage": 50.0})
-    assert code == INVALID_REQUEST and "request_percentage" in (message or "")
+    code, message = _alter(b, {"client-id": "c2"}, {"controller_mutation_rate": 50.0})
+    assert code == INVALID_REQUEST and "controller_mutation_rate" in (message or "")
     assert _describe(b, []) == everything
 
     # removing the last value removes the entity; the rest survives a restart

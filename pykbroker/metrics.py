@@ -493,11 +493,15 @@ class _BrokerCollector:
         if quotas is None:
             return
         now_ms = int(time.monotonic() * 1000)  # the quota sensors' clock
-        for kind, manager in (("produce", quotas.produce), ("fetch", quotas.fetch)):
+        for kind, manager in (("produce", quotas.produce), ("fetch", quotas.fetch),
+                              ("request", quotas.request)):
             labels = ["user", "client_id"]
-            rate = GaugeMetricFamily(f"kafka_server_{kind}_byte_rate",
-                                     f"{kind.capitalize()} bytes per second measured against "
-                                     "the client's quota, over the quota window", labels=labels)
+            rate = GaugeMetricFamily(
+                "kafka_server_request_request_time" if kind == "request"
+                else f"kafka_server_{kind}_byte_rate",
+                "Request handling time as a percentage of one thread (request_percentage)"
+                if kind == "request" else f"{kind.capitalize()} bytes per second measured "
+                "against the client's quota, over the quota window", labels=labels)
             throttle = CounterMetricFamily(f"kafka_server_{kind}_throttle_time_ms",
                                            "Milliseconds of throttle time imposed", labels=labels)
             throttled = CounterMetricFamily(f"kafka_server_{kind}_throttled_requests",

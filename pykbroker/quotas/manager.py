@@ -13,8 +13,10 @@ limits all of alice's clients together. Every (user, client id) is measured by t
 the entity level in use (Kafka's metric tags), so the rate history survives quota changes.
 
 ``producer_byte_rate`` counts Produce request bytes, ``consumer_byte_rate`` Fetch response
-bytes. ``request_percentage``, ``controller_mutation_rate`` and ``ip`` entities
-(``connection_creation_rate``) are refused by AlterClientQuotas: pykbroker does not enforce them.
+bytes, ``request_percentage`` the time spent handling a client's requests as a percentage of one
+thread (KIP-124; requests brokers send each other are exempt). ``controller_mutation_rate`` and
+``ip`` entities (``connection_creation_rate``) are refused by AlterClientQuotas: pykbroker does
+not enforce them.
 
 A single broker keeps the quotas in ``pykbroker-client-quotas.json`` in the first log directory
 (written to a temporary file, fsynced and renamed), next to its other metadata; a ZooKeeper
@@ -46,8 +48,10 @@ PRODUCER_BYTE_RATE: Final = "producer_byte_rate"
 CONSUMER_BYTE_RATE: Final = "consumer_byte_rate"
 REQUEST_PERCENTAGE: Final = "request_percentage"
 CONTROLLER_MUTATION_RATE: Final = "controller_mutation_rate"
-ENFORCED_KEYS: Final = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE)
-UNENFORCED_KEYS: Final = (REQUEST_PERCENTAGE, CONTROLLER_MUTATION_RATE)
+ENFORCED_KEYS: Final = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE, REQUEST_PERCENTAGE)
+UNENFORCED_KEYS: Final = (CONTROLLER_MUTATION_RATE,)
+# Requests brokers send each other (ClusterAction): never throttled by request quotas.
+EXEMPT_API_KEYS: Final = frozenset({4, 5, 6, 7, 27, 56})
 FORMAT_VERSION = 1
 INACTIVE_SENSOR_EXPIRY_MS = 3600 * 1000  # ClientQuotaManager.InactiveSensorExpirationTimeSeconds
 _SWEEP_INTERVAL_MS = 60_000
@@ -264,10 +268,15 @@ def _validated_value(key: str, value: float) -> float:
     """ZkAdminManager.alterClientQuotas: the LONG byte rates must be whole numbers."""
     if key in UNENFORCED_KEYS:
         raise KafkaError(ErrorCode.INVALID_REQUEST,
-                         f"pykbroker does not enforce {key} quotas; only producer_byte_rate "
-                         "and consumer_byte_rate are supported")
+                         f"pykbroker does not enforce {key} quotas; only producer_byte_rate, "
+                         "consumer_byte_rate and request_percentage are supported")
     if key not in ENFORCED_KEYS:
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"Invalid configuration key {key}")
+    if key == REQUEST_PERCENTAGE:  # a DOUBLE
+        if not math.isfinite(value):
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             f"Configuration {key} must be a DOUBLE value")
+        return float(value)
     if not math.isfinite(value):
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"Configuration {key} must be a LONG value")
     epsilon = 1e-6
@@ -314,6 +323,7 @@ class ClientQuotas:
         self.path = None if directory is None else Path(directory) / FILE_NAME
         self.produce = ClientQuotaManager(PRODUCER_BYTE_RATE, samples, window_s)
         self.fetch = ClientQuotaManager(CONSUMER_BYTE_RATE, samples, window_s)
+        self.request = ClientQuotaManager(REQUEST_PERCENTAGE, samples, window_s)
         self.entries: dict[Entity, dict[str, float]] = {}
         self.muted: dict[int, float] = {}  # connection id -> trio time its mute ends
         if self.path is not None and self.path.exists():
@@ -338,7 +348,8 @@ class ClientQuotas:
 
     def manager(self, key: str) -> ClientQuotaManager | None:
         return self.produce if key == PRODUCER_BYTE_RATE else \
-            self.fetch if key == CONSUMER_BYTE_RATE else None
+            self.fetch if key == CONSUMER_BYTE_RATE else \
+            self.request if key == REQUEST_PERCENTAGE else None
 
     def _apply(self, entity: Entity, key: str, value: float | None) -> None:
         values = self.entries.setdefault(entity, {})
@@ -468,6 +479,18 @@ class ClientQuotas:
         if throttle > 0:
             self.fetch.unrecord(user, client, size, now)
             self.mute(connection_id, throttle)
+        return throttle
+
+    def on_request(self, principal: str, client_id: str | None, connection_id: int,
+                   seconds: float) -> int:
+        """KIP-124: record the time a request took to handle as a percentage of one thread
+        (ClientRequestQuotaManager's nanosToPercentage); its throttle time (ms), the
+        connection muted for that long."""
+        if not self.request.enabled:
+            return 0
+        throttle = self.request.record(user_name(principal), client_id or "", seconds * 100.0,
+                                       _now_ms())
+        self.mute(connection_id, throttle)
         return throttle
 
     def _save(self) -> None:

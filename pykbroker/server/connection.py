@@ -604,11 +604,32 @@ class Connection:
         if isinstance(resp, DeferredResponse):
             await self._defer(req, ctx, body, resp, started)
             return
+        quotas = getattr(self.services, "client_quotas", None)
+        if quotas is not None and quotas.request.enabled and resp is not None:
+            self._request_quota(quotas, req, ctx, body, resp, started)
         await self._wait_unsent()
         await self._respond(req, ctx, resp, started)
         if session is not None and session.failed:
             raise AuthenticationFailed(getattr(resp, "error_message", None)
                                        or f"{ApiKey(req.api_key).name} failed")
+
+    def _request_quota(self, quotas: Any, req: RequestFrame, ctx: RequestContext, body: Any,
+                       resp: Any, started: float) -> None:
+        """KIP-124 request quotas: the handling time counts against the client's
+        request_percentage; the response carries the larger throttle time (KafkaApis'
+        sendResponseMaybeThrottle). Requests brokers send each other are exempt."""
+        from pykbroker.quotas.manager import EXEMPT_API_KEYS
+
+        if req.api_key in EXEMPT_API_KEYS:
+            return
+        if req.api_key == ApiKey.FETCH:
+            state = getattr(body, "replica_state", None)
+            if (state.replica_id if state is not None else body.replica_id) >= 0:
+                return  # a follower's fetch
+        throttle = quotas.on_request(ctx.principal, ctx.client_id, self.conn_id,
+                                     time.perf_counter() - started)
+        if throttle > 0 and hasattr(resp, "throttle_time_ms"):
+            resp.throttle_time_ms = max(int(resp.throttle_time_ms or 0), throttle)
 
     @staticmethod
     def _check_session(session: SaslSession, api_key: int) -> None:

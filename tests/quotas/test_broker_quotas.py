@@ -147,7 +147,7 @@ def test_alter_and_describe_both_versions(client: Client, version: int) -> None:
                  version) == (0, None)
     assert alter(client, {"client-id": "c"}, {"consumer_byte_rate": 7.0}, version,
                  validate_only=True) == (0, None)
-    assert alter(client, {"client-id": "c"}, {"request_percentage": 7.0}, version)[0] == \
+    assert alter(client, {"client-id": "c"}, {"controller_mutation_rate": 7.0}, version)[0] == \
         ErrorCode.INVALID_REQUEST
     assert entries(describe(client, version=version)) == {
         frozenset({("user", "alice"), ("client-id", None)}): {"producer_byte_rate": 100.0}}
@@ -355,3 +355,28 @@ def test_a_cluster_member_keeps_quotas_in_zookeeper(tmp_path: Path,
     finally:
         reader.close()
     assert not (tmp_path / FILE_NAME).exists()
+
+
+def test_request_percentage_throttles_a_busy_client(broker: KafkaBroker, client: Client) -> None:
+    """KIP-124: the time spent on a client's requests counts as a percentage of one thread;
+    over its quota, responses carry throttle_time_ms and the connection is muted."""
+    assert alter(client, {"client-id": "busy"}, {"request_percentage": 0.1}) == (0, None)
+    busy, idle = Client(broker.bootstrap_servers, "busy"), Client(broker.bootstrap_servers,
+                                                                  "idle")
+    try:
+        throttles = []
+        for _ in range(400):  # 0.1% of a thread over the 10 s window is 10 ms of handling
+            resp = busy.send(METADATA, 9, MetadataRequest(topics=None))
+            throttles.append(resp.throttle_time_ms)
+            if resp.throttle_time_ms > 0:
+                break
+        assert throttles[-1] > 0, f"never throttled after {len(throttles)} requests"
+        started = time.monotonic()
+        busy.send(METADATA, 9, MetadataRequest(topics=None))  # read once the mute is over
+        assert time.monotonic() - started >= throttles[-1] / 1000 * 0.9
+        # another client id has no quota
+        assert all(idle.send(METADATA, 9, MetadataRequest(topics=None)).throttle_time_ms == 0
+                   for _ in range(50))
+    finally:
+        busy.close()
+        idle.close()

@@ -129,7 +129,7 @@ def test_alter_refuses_what_kafka_refuses(tmp_path: Path, components: Components
     assert not (tmp_path / FILE_NAME).exists()
 
 
-@pytest.mark.parametrize("key", ["request_percentage", "controller_mutation_rate"])
+@pytest.mark.parametrize("key", ["controller_mutation_rate"])
 def test_alter_refuses_quotas_pykbroker_does_not_enforce(tmp_path: Path, key: str) -> None:
     q = ClientQuotas(tmp_path)
     code, message = alter(q, [("user", "u")], {key: 50.0})

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -114,6 +115,18 @@ print(json.dumps({"frames": sent, "seconds": took, "close_s": sorted(close_times
 """
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's waited-for children (the flood, once it exits)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -149,6 +162,10 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=100)
     ap.add_argument("--rate", type=float, default=0.0,
                     help="flood frames per second (default: --frames spread over --seconds)")
+    ap.add_argument("--flood-nice", type=int, default=0,
+                    help="run the flood process at this niceness (19: it gets the CPU only "
+                         "when the broker and producer leave some, as an attacker on another "
+                         "machine would; the default 0 shares the two cores evenly)")
     ap.add_argument("--slow-every", type=int, default=10,
                     help="one idle half-frame connection per N flood threads (0: none)")
     args = ap.parse_args()
@@ -169,12 +186,16 @@ def main() -> int:
         admin.create_topics([NewTopic("flood-bench", 1, 1)])["flood-bench"].result()
         produce_for(bootstrap, "flood-bench", 1.0)  # warm-up
         idle_rss = rss_mib(broker.pid)
+        cpu0 = cpu_seconds(broker.pid)
         baseline = produce_for(bootstrap, "flood-bench", args.seconds)
+        cpu_alone = cpu_seconds(broker.pid) - cpu0
         lines_before = log_path.read_bytes().count(b"\n")
         flood = subprocess.Popen(
             [sys.executable, "-c", FLOOD_SCRIPT, str(port), str(args.connections),
              str(args.frames), str(args.slow_every), str(HERE), str(args.rate)],
-            stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, text=True,
+            preexec_fn=(lambda: os.nice(args.flood_nice)) if args.flood_nice else None)
+        cpu0 = cpu_seconds(broker.pid)
         peak = [idle_rss]
         stop = threading.Event()
 
@@ -186,7 +207,10 @@ def main() -> int:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         flooded = produce_for(bootstrap, "flood-bench", args.seconds)
+        cpu_flooded = cpu_seconds(broker.pid) - cpu0
+        flood_cpu = children_cpu_seconds()
         out, _ = flood.communicate(timeout=600)
+        flood_cpu = children_cpu_seconds() - flood_cpu
         stop.set()
         sampler.join()
         result = json.loads(out)
@@ -213,6 +237,9 @@ def main() -> int:
         "bad connection closed after": (f"median {1000 * statistics.median(closes):.1f} ms, "
                                         f"p99 {1000 * p99:.1f} ms, max {1000 * max(closes):.1f} ms"
                                         if closes else "n/a"),
+        "broker CPU, alone / flood run": f"{cpu_alone:.2f} / {cpu_flooded:.2f} s "
+                                         f"(flood process {flood_cpu:.2f} s, nice "
+                                         f"{args.flood_nice})",
         "broker RSS": f"idle {idle_rss:.1f} MiB, peak during flood {peak[0]:.1f} MiB",
         "broker log lines during flood": f"{log_lines}",
         "broker alive": str(alive),
@@ -227,6 +254,8 @@ def main() -> int:
         "close_ms_median": 1000 * statistics.median(closes) if closes else None,
         "close_ms_max": 1000 * max(closes) if closes else None,
         "rss_idle_mib": idle_rss, "rss_peak_mib": peak[0], "log_lines": log_lines,
+        "broker_cpu_alone_s": cpu_alone, "broker_cpu_flood_s": cpu_flooded,
+        "flood_process_cpu_s": flood_cpu, "flood_nice": args.flood_nice,
         "alive": alive}))
     return 0
 

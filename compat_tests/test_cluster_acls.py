@@ -11,7 +11,6 @@ import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import (
     AclBinding,
-    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -19,6 +18,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from pykbroker.protocol._generated.delete_acls_request import DeleteAclsFilter, DeleteAclsRequest
 from pykbroker.protocol._generated.describe_acls_request import DescribeAclsRequest
 from pykbroker.testing import KafkaCluster
 
@@ -83,13 +83,13 @@ def test_an_acl_created_through_one_broker_is_enforced_by_all(
     kafka_cluster.restart(leader, kill=True)
     assert described_principals(kafka_cluster, leader, topic) == ["User:ANONYMOUS"]
 
-    # Deleted through another broker: gone everywhere, writes allowed again.
-    last = kafka_cluster.broker_ids[-1]
-    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap(last)})
-    flt = AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.ANY, None, None,
-                           AclOperation.ANY, AclPermissionType.ANY)
-    deleted = [b for f in admin.delete_acls([flt]).values() for b in f.result(30)]
-    assert len(deleted) == 1
+    # Deleted through another broker (a DeleteAcls sent to it): gone everywhere.
+    other = next(b for b in kafka_cluster.broker_ids if b != first)
+    resp = kafka_cluster._request(other, 31, 3, DeleteAclsRequest(filters=[DeleteAclsFilter(
+        resource_type_filter=2, resource_name_filter=topic, pattern_type_filter=1,
+        principal_filter=None, host_filter=None, operation=1, permission_type=1)]))
+    (result,) = resp.filter_results
+    assert result.error_code == 0 and len(result.matching_acls) == 1
     deadline = time.monotonic() + 10
     while any(described_principals(kafka_cluster, b, topic) for b in kafka_cluster.broker_ids):
         assert time.monotonic() < deadline, "a broker kept the deleted ACL"

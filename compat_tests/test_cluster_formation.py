@@ -100,8 +100,8 @@ def test_harness_cleans_up_and_reports_start_failures(zookeeper_server: ZooKeepe
         root.stop()
         root.close()
 
-    bad = Cluster(zookeeper_server, 1,
-                  overrides={"authorizer.class.name": "kafka.security.authorizer.AclAuthorizer"})
+    bad = Cluster(zookeeper_server, 1, overrides={
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer"})
     with pytest.raises(BrokerStartError, match="authorizer.class.name"):
         with bad:
             pass

@@ -39,6 +39,11 @@ CAPS: dict[int, int] = {
     37: 3,  # CreatePartitions
     42: 2,  # DeleteGroups
     44: 1,  # IncrementalAlterConfigs
+    29: 3,  # DescribeAcls
+    30: 3,  # CreateAcls
+    31: 3,  # DeleteAcls
+    50: 0,  # DescribeUserScramCredentials
+    51: 0,  # AlterUserScramCredentials
 }
 
 

@@ -123,6 +123,32 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout-ms", type=int, default=None,
                    help="exit when no record arrives for this long")
 
+    from pykbroker.admin.security import MECHANISMS, add_arguments
+
+    acls = _verb(sub, "acls")
+    asub = acls.add_subparsers(dest="verb", required=True)
+    for name, summary in (("list", "ACLs matching the options (all without any)"),
+                          ("add", "add ALLOW or DENY entries on one resource"),
+                          ("remove", "remove the ACLs matching the options")):
+        a = _sub_verb(asub, "acls", name, summary)
+        _common(a)
+        add_arguments(a, name)
+    users = _verb(sub, "users")
+    usub = users.add_subparsers(dest="verb", required=True)
+    u = _sub_verb(usub, "users", "list", "users with SCRAM credentials and their mechanisms")
+    _common(u)
+    u.add_argument("--user", action="append", default=[])
+    u = _sub_verb(usub, "users", "set", "create or replace a user's SCRAM credential")
+    _common(u)
+    u.add_argument("--user", required=True)
+    u.add_argument("--mechanism", choices=sorted(MECHANISMS), default="SCRAM-SHA-256")
+    u.add_argument("--password", help="(or the PYKBROKER_SCRAM_PASSWORD environment variable)")
+    u.add_argument("--iterations", type=int, default=4096)
+    u = _sub_verb(usub, "users", "delete", "delete a user's SCRAM credential")
+    _common(u)
+    u.add_argument("--user", required=True)
+    u.add_argument("--mechanism", choices=sorted(MECHANISMS), required=True)
+
     h = _verb(sub, "healthcheck")
     _common(h)
     a = _verb(sub, "api-versions")
@@ -140,6 +166,10 @@ def main(argv: list[str]) -> int:
             if args.command == "groups":
                 from pykbroker.admin import groups
                 return groups.run(client, args)
+            if args.command in ("acls", "users"):
+                from pykbroker.admin import security
+                return security.run_acls(client, args) if args.command == "acls" \
+                    else security.run_users(client, args)
             if args.command in ("produce", "consume"):
                 from pykbroker.admin import console
                 return console.run(client, args)

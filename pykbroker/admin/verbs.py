@@ -36,6 +36,18 @@ VERBS: dict[str, Verb] = {
         "pykbroker consume --topic orders --from-beginning --count 10",
         "pykbroker consume --topic orders --from-beginning --timeout-ms 2000 --json",
     )),
+    "acls": Verb("list, add, remove ACLs (as kafka-acls.sh)", (
+        "pykbroker acls add --allow-principal User:alice --operation Read --topic orders",
+        "pykbroker acls add --allow-principal User:app --operation Write --topic logs- "
+        "--resource-pattern-type prefixed",
+        "pykbroker acls list --topic orders",
+        "pykbroker acls remove --topic orders --principal User:alice",
+    )),
+    "users": Verb("list, set, delete SCRAM credentials", (
+        "pykbroker users set --user alice --mechanism SCRAM-SHA-256 --password alice-secret",
+        "pykbroker users list",
+        "pykbroker users delete --user alice --mechanism SCRAM-SHA-256",
+    )),
     "healthcheck": Verb("exit 0 when the broker answers ApiVersions and Metadata", (
         "pykbroker healthcheck --bootstrap-server localhost:9092",
     )),

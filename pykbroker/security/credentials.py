@@ -31,6 +31,11 @@ FILE_NAME = "pykbroker-scram-credentials.json"
 FORMAT_VERSION = 1
 
 
+def _scram_keys(config: dict[str, str]) -> dict[str, str]:
+    """The SCRAM credentials among a user's config keys (the rest are its quotas)."""
+    return {k: v for k, v in config.items() if k in SCRAM_KEYS}
+
+
 class ScramCredentialStore:
     def __init__(self, directory: Path | None) -> None:
         """``directory`` None keeps credentials in memory only (tests)."""
@@ -81,8 +86,7 @@ class ScramCredentialStore:
 
         users = {}
         for sanitized in await zk.kafka.get_all_entities_with_config("users"):
-            config = await zk.get_entity_config("users", sanitized)
-            creds = {k: v for k, v in config.items() if k in SCRAM_KEYS}
+            creds = _scram_keys(await zk.get_entity_config("users", sanitized))
             if creds:
                 users[desanitize(sanitized)] = creds
         self.users = users  # swapped whole: a login never sees a half-read set
@@ -95,8 +99,7 @@ class ScramCredentialStore:
 
         if self._zk is None or "/" in sanitized:
             return
-        config = await self._zk.get_entity_config("users", sanitized)
-        creds = {k: v for k, v in config.items() if k in SCRAM_KEYS}
+        creds = _scram_keys(await self._zk.get_entity_config("users", sanitized))
         user = desanitize(sanitized)
         if creds:
             self.users[user] = creds

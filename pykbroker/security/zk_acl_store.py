@@ -144,18 +144,7 @@ class ZkAclStore:
         for path in CHANGE_PATHS:  # changes from here on are replayed by the watch
             self._seen[path] = max((sequence_of(c) for c in await self.zk.get_children(path)),
                                    default=-1)
-        count = 0
-        for pattern_type in _STORED_PATTERNS:
-            root = acl_root(pattern_type)
-            for type_name in await self.zk.get_children(root):
-                resource_type = _TYPES_BY_PATH_NAME.get(type_name)
-                if resource_type is None:
-                    log.warning("ignoring ACLs under %s/%s: unknown resource type", root,
-                                type_name)
-                    continue
-                for name in await self.zk.get_children(f"{root}/{type_name}"):
-                    await self.reload(ResourcePattern(resource_type, name, pattern_type))
-                    count += 1
+        count = await self._reload_all()
         log.info("loaded the ACLs of %d resource patterns from ZooKeeper", count)
         for path in CHANGE_PATHS:
             self._watches.append(await self.zk.watch_children(
@@ -189,15 +178,22 @@ class ZkAclStore:
             except (ZkError, ValueError, KeyError) as exc:
                 log.warning("ACL change notification %s/%s not applied: %s", path, child, exc)
 
-    async def _reload_all(self) -> None:
+    async def _reload_all(self) -> int:
+        """Read every stored pattern's ACLs into a cleared cache; how many patterns."""
         self.cache.acls.clear()
+        count = 0
         for pattern_type in _STORED_PATTERNS:
             root = acl_root(pattern_type)
             for type_name in await self.zk.get_children(root):
                 resource_type = _TYPES_BY_PATH_NAME.get(type_name)
-                if resource_type is not None:
-                    for name in await self.zk.get_children(f"{root}/{type_name}"):
-                        await self.reload(ResourcePattern(resource_type, name, pattern_type))
+                if resource_type is None:
+                    log.warning("ignoring ACLs under %s/%s: unknown resource type", root,
+                                type_name)
+                    continue
+                for name in await self.zk.get_children(f"{root}/{type_name}"):
+                    await self.reload(ResourcePattern(resource_type, name, pattern_type))
+                    count += 1
+        return count
 
     async def _purge(self, path: str, newest_ctime_ms: int) -> None:
         """Remove notifications created over 15 minutes before ``newest_ctime_ms``."""

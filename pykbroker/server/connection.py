@@ -551,7 +551,7 @@ class Connection:
                 continue
             self.busy = True
             try:
-                await self._handle(frame)
+                await self._handle(frame, quotas)
             except ConnectionClosed:
                 await self._wait_unsent()  # still answer the requests before the bad one
                 raise
@@ -559,7 +559,8 @@ class Connection:
                 self.busy = False
                 self.reader.release()  # queued.max.request.bytes: the request is handled
 
-    async def _handle(self, frame: bytearray) -> None:
+    async def _handle(self, frame: bytearray, quotas: Any = None) -> None:
+        """``quotas``: the broker's client quotas as read before this frame (None: none)."""
         started = time.perf_counter()
         try:
             req = parse_request_header(frame)
@@ -604,7 +605,6 @@ class Connection:
         if isinstance(resp, DeferredResponse):
             await self._defer(req, ctx, body, resp, started)
             return
-        quotas = getattr(self.services, "client_quotas", None)
         if quotas is not None and quotas.request.enabled and resp is not None:
             self._request_quota(quotas, req, ctx, body, resp, started)
         await self._wait_unsent()

@@ -135,6 +135,13 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def sample_rss(pid: int, peak: list[float], stop: threading.Event) -> None:
+    """Keep ``peak[0]`` at the highest RSS of ``pid`` seen every 0.1 s until ``stop``."""
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss_mib(pid))
+        time.sleep(0.1)
+
+
 def produce_for(bootstrap: str, topic: str, seconds: float) -> float:
     delivered = [0]
 
@@ -168,6 +175,10 @@ def main() -> int:
                          "machine would; the default 0 shares the two cores evenly)")
     ap.add_argument("--slow-every", type=int, default=10,
                     help="one idle half-frame connection per N flood threads (0: none)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="flood runs, each between two runs alone (default 3)")
+    ap.add_argument("--keep-log", type=Path, default=None,
+                    help="copy the broker's log here before its directory is removed")
     args = ap.parse_args()
     if not args.rate:
         args.rate = args.frames / args.seconds
@@ -179,83 +190,97 @@ def main() -> int:
             [sys.executable, "-m", "pykbroker", "--override",
              f"listeners=PLAINTEXT://127.0.0.1:{port}", "--override", f"log.dirs={tmp / 'data'}"],
             stderr=err)
+    alone: list[float] = []  # the producer's rate alone, before each flood round and after
+    rounds: list[dict[str, object]] = []
     try:
         wait_for_metadata(port, broker, 60)
         bootstrap = f"127.0.0.1:{port}"
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        admin.create_topics([NewTopic("flood-bench", 1, 1)])["flood-bench"].result()
+        admin.create_topics([NewTopic("flood-bench", 1, 1, config={
+            # the log stays small: the page cache's write-back of a growing log would slow
+            # every later run, whatever the flood does
+            "retention.bytes": str(1 << 30), "segment.bytes": str(128 << 20)})])[
+                "flood-bench"].result()
         produce_for(bootstrap, "flood-bench", 1.0)  # warm-up
         idle_rss = rss_mib(broker.pid)
-        cpu0 = cpu_seconds(broker.pid)
-        baseline = produce_for(bootstrap, "flood-bench", args.seconds)
-        cpu_alone = cpu_seconds(broker.pid) - cpu0
-        lines_before = log_path.read_bytes().count(b"\n")
-        flood = subprocess.Popen(
-            [sys.executable, "-c", FLOOD_SCRIPT, str(port), str(args.connections),
-             str(args.frames), str(args.slow_every), str(HERE), str(args.rate)],
-            stdout=subprocess.PIPE, text=True,
-            preexec_fn=(lambda: os.nice(args.flood_nice)) if args.flood_nice else None)
-        cpu0 = cpu_seconds(broker.pid)
         peak = [idle_rss]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                peak[0] = max(peak[0], rss_mib(broker.pid))
-                time.sleep(0.1)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        flooded = produce_for(bootstrap, "flood-bench", args.seconds)
-        cpu_flooded = cpu_seconds(broker.pid) - cpu0
-        flood_cpu = children_cpu_seconds()
-        out, _ = flood.communicate(timeout=600)
-        flood_cpu = children_cpu_seconds() - flood_cpu
-        stop.set()
-        sampler.join()
-        result = json.loads(out)
+        lines_before = log_path.read_bytes().count(b"\n")
+        for _ in range(args.rounds):
+            cpu0 = cpu_seconds(broker.pid)
+            alone.append(produce_for(bootstrap, "flood-bench", args.seconds))
+            cpu_alone = cpu_seconds(broker.pid) - cpu0
+            flood = subprocess.Popen(
+                [sys.executable, "-c", FLOOD_SCRIPT, str(port), str(args.connections),
+                 str(args.frames), str(args.slow_every), str(HERE), str(args.rate)],
+                stdout=subprocess.PIPE, text=True,
+                preexec_fn=(lambda: os.nice(args.flood_nice)) if args.flood_nice else None)
+            cpu0 = cpu_seconds(broker.pid)
+            stop = threading.Event()
+            sampler = threading.Thread(target=sample_rss, args=(broker.pid, peak, stop),
+                                       daemon=True)
+            sampler.start()
+            flooded = produce_for(bootstrap, "flood-bench", args.seconds)
+            cpu_flooded = cpu_seconds(broker.pid) - cpu0
+            flood_cpu = children_cpu_seconds()
+            out, _ = flood.communicate(timeout=600)
+            flood_cpu = children_cpu_seconds() - flood_cpu
+            stop.set()
+            sampler.join()
+            rounds.append({"flooded": flooded, "flood": json.loads(out), "cpu_alone": cpu_alone,
+                           "cpu_flooded": cpu_flooded, "flood_cpu": flood_cpu})
         alive = broker.poll() is None
         log_lines = log_path.read_bytes().count(b"\n") - lines_before
-        after = produce_for(bootstrap, "flood-bench", args.seconds)
+        alone.append(produce_for(bootstrap, "flood-bench", args.seconds))
     finally:
         broker.send_signal(signal.SIGTERM)
         try:
             broker.wait(30)
         except subprocess.TimeoutExpired:
             broker.kill()
+        if args.keep_log is not None and log_path.exists():
+            shutil.copyfile(log_path, args.keep_log)
         shutil.rmtree(tmp, ignore_errors=True)
-    closes = result["close_s"]
+    # Each flood round against the mean of the runs alone just before and just after it
+    # (the machine's drift), then the median over the rounds.
+    ratios = [float(r["flooded"]) / ((alone[i] + alone[i + 1]) / 2)  # type: ignore[arg-type]
+              for i, r in enumerate(rounds)]
+    closes = sorted(c for r in rounds for c in r["flood"]["close_s"])  # type: ignore[index]
     p99 = closes[int(len(closes) * 0.99) - 1] if closes else float("nan")
-    reference = (baseline + after) / 2  # the machine's noise: alone before and after
+    frames = sum(r["flood"]["frames"] for r in rounds)  # type: ignore[index]
     rows = {
-        "alone, before / after msgs/s": f"{baseline:,.0f} / {after:,.0f}",
-        "during flood msgs/s": f"{flooded:,.0f} ({100 * flooded / reference:.0f}% of the "
-                               "mean alone)",
-        "flood frames sent": f"{result['frames']:,} in {result['seconds']:.1f} s "
-                             f"({result['frames'] / result['seconds']:,.0f}/s), "
-                             f"{result['errors']} connect/recv errors",
+        "alone msgs/s": " / ".join(f"{a:,.0f}" for a in alone),
+        "during flood msgs/s": " / ".join(
+            f"{r['flooded']:,.0f} ({100 * q:.0f}%)" for r, q in zip(rounds, ratios, strict=True)),
+        "median share during flood": f"{100 * statistics.median(ratios):.0f}% "
+                                     "(each round against the runs alone around it)",
+        "flood frames sent": " / ".join(
+            f"{r['flood']['frames']:,} in {r['flood']['seconds']:.1f} s, "  # type: ignore[index]
+            f"{r['flood']['errors']} errors" for r in rounds),  # type: ignore[index]
         "bad connection closed after": (f"median {1000 * statistics.median(closes):.1f} ms, "
                                         f"p99 {1000 * p99:.1f} ms, max {1000 * max(closes):.1f} ms"
                                         if closes else "n/a"),
-        "broker CPU, alone / flood run": f"{cpu_alone:.2f} / {cpu_flooded:.2f} s "
-                                         f"(flood process {flood_cpu:.2f} s, nice "
-                                         f"{args.flood_nice})",
-        "broker RSS": f"idle {idle_rss:.1f} MiB, peak during flood {peak[0]:.1f} MiB",
-        "broker log lines during flood": f"{log_lines}",
+        "broker CPU, alone / flood run": " ; ".join(
+            f"{r['cpu_alone']:.2f} / {r['cpu_flooded']:.2f} s" for r in rounds)
+            + f" (flood process {statistics.mean(r['flood_cpu'] for r in rounds):.2f} s, "  # type: ignore[misc]
+            f"nice {args.flood_nice})",
+        "broker RSS": f"idle {idle_rss:.1f} MiB, peak during floods {peak[0]:.1f} MiB",
+        "broker log lines during floods": f"{log_lines}",
         "broker alive": str(alive),
     }
     width = max(map(len, rows))
     for k, v in rows.items():
         print(f"{k:<{width}}  {v}")
     print(json.dumps({
-        "benchmark": "flood", "seconds": args.seconds, "frames": result["frames"],
-        "connections": args.connections, "baseline_msgs_per_s": baseline,
-        "flood_msgs_per_s": flooded, "ratio": flooded / reference, "after_msgs_per_s": after,
+        "benchmark": "flood", "seconds": args.seconds, "rounds": args.rounds,
+        "frames": frames, "connections": args.connections, "alone_msgs_per_s": alone,
+        "flood_msgs_per_s": [r["flooded"] for r in rounds], "ratios": ratios,
+        "ratio": statistics.median(ratios),
         "close_ms_median": 1000 * statistics.median(closes) if closes else None,
         "close_ms_max": 1000 * max(closes) if closes else None,
         "rss_idle_mib": idle_rss, "rss_peak_mib": peak[0], "log_lines": log_lines,
-        "broker_cpu_alone_s": cpu_alone, "broker_cpu_flood_s": cpu_flooded,
-        "flood_process_cpu_s": flood_cpu, "flood_nice": args.flood_nice,
+        "broker_cpu_alone_s": [r["cpu_alone"] for r in rounds],
+        "broker_cpu_flood_s": [r["cpu_flooded"] for r in rounds],
+        "flood_process_cpu_s": [r["flood_cpu"] for r in rounds], "flood_nice": args.flood_nice,
         "alive": alive}))
     return 0
 

@@ -21,6 +21,7 @@ import collections
 import fcntl
 import logging
 import os
+import socket
 import struct
 import termios
 import threading
@@ -34,6 +35,7 @@ import trio
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import CloseConnection, DecodeError, EncodeError, KafkaError
 from pykbroker.file_slice import FileSlice
+from pykbroker.protocol._generated.api_index import APIS
 from pykbroker.protocol.api import ApiKey, response_class
 from pykbroker.protocol.framing import (
     RequestFrame,
@@ -44,7 +46,7 @@ from pykbroker.protocol.framing import (
 )
 from pykbroker.protocol.primitives import Records, join_records
 from pykbroker.security.principal import ANONYMOUS, user
-from pykbroker.server.dispatch import DispatchTable
+from pykbroker.server.dispatch import DispatchTable, HandlerSpec
 from pykbroker.server.request_context import DeferredResponse, RequestContext
 from pykbroker.server.request_memory import RequestMemoryPool
 
@@ -56,6 +58,7 @@ log = logging.getLogger("pykbroker.server.connection")
 request_log = logging.getLogger("pykbroker.request.logger")
 
 _SIZE = struct.Struct(">i")
+_KEY_VERSION = struct.Struct(">hh")
 _RECEIVE_CHUNK = 64 * 1024  # the shared receive buffer; larger frames get a buffer of their own
 _FRAME_START = 64 * 1024  # the largest chunk asked of a stream without a socket, at first
 _WHOLE_WITHIN = 16  # a frame's buffer is allocated whole once 1/16 of the frame has arrived
@@ -334,6 +337,55 @@ def _check_size(size: int, max_bytes: int, limit: str) -> None:
         )
 
 
+def _served(dispatch: DispatchTable, api_key: int, version: int) -> HandlerSpec | None:
+    """The handler of ``api_key`` when this broker serves it at ``version``."""
+    spec = dispatch.get(api_key)
+    if spec is None or not spec.min_version <= version <= spec.max_version:
+        return None
+    return spec
+
+
+def first_frame_refusal(sock: socket.socket, max_bytes: int, limit: str,
+                        dispatch: DispatchTable) -> str | None:
+    """Why a just-accepted connection would be closed on its first frame, judged from the
+    frame's first 8 bytes when they are already there (peeked, not read), or None: the
+    connection is served as usual from its first byte. The same rules as a connection
+    applies (a size prefix over ``limit``, an unknown API key, a version not served other
+    than ApiVersions'), applied before anything is made for the connection, so a flood of
+    bad frames costs the broker an accept, a peek and a close per frame."""
+    try:
+        head = sock.recv(8, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:  # nothing there yet (or already reset): the connection finds out
+        return None
+    if len(head) < 4:
+        return None
+    (size,) = _SIZE.unpack_from(head)
+    try:
+        _check_size(size, max_bytes, limit)
+    except ConnectionClosed as exc:
+        return str(exc)
+    if len(head) < 8 or size < 4:
+        return None
+    api_key, version = _KEY_VERSION.unpack_from(head, 4)
+    if api_key == ApiKey.API_VERSIONS:
+        return None  # answered even at an unknown version (KIP-511)
+    if api_key not in APIS:
+        return f"malformed request header: unknown API key {api_key}"
+    if _served(dispatch, api_key, version) is None:
+        return f"unsupported request {ApiKey(api_key).name} v{version}"
+    return None
+
+
+def discard_received(sock: socket.socket) -> None:
+    """Read and drop what ``sock`` has received (up to the shared buffer's size), so that
+    closing it ends the connection with a FIN, as after a frame read whole, not a reset."""
+    buf, _ = _shared_buffer(_RECEIVE_CHUNK)
+    try:
+        sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
+    except OSError:
+        pass
+
+
 _shared = threading.local()
 
 
@@ -569,9 +621,8 @@ class Connection:
         session = self.session
         if session is not None:
             self._check_session(session, req.api_key)
-        spec = self.dispatch.get(req.api_key)
-        version_ok = spec is not None and spec.min_version <= req.api_version <= spec.max_version
-        if not version_ok:
+        spec = _served(self.dispatch, req.api_key, req.api_version)
+        if spec is None:
             if req.api_key == ApiKey.API_VERSIONS:
                 await self._wait_unsent()
                 await self._unsupported_api_versions(req)
@@ -579,7 +630,6 @@ class Connection:
             raise ConnectionClosed(
                 f"unsupported request {ApiKey(req.api_key).name} v{req.api_version}"
             )
-        assert spec is not None
         try:
             body = decode_request_body(frame, req)
         except DecodeError as exc:

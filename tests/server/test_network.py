@@ -187,3 +187,82 @@ async def test_unexpected_failure_in_one_connection_spares_the_others(
     corr, resp = decode_response(await _read_frame(good) or b"", 18, 0)
     assert corr == 3 and resp.error_code == 0
     await server.shutdown(1)
+
+
+# --- the first frame's screen: a connection whose first frame is refused before anything is
+# made for it (a flood of bad frames costs an accept, a peek and a close each) ---
+
+def _screen(data: bytes, max_bytes: int = 1 << 20) -> str | None:
+    from pykbroker.server.connection import first_frame_refusal
+
+    a, b = socket.socketpair()
+    try:
+        if data:
+            a.sendall(data)
+        reason = first_frame_refusal(b, max_bytes, "socket.request.max.bytes",
+                                     _server().dispatch)
+        b.setblocking(False)
+        try:  # peeked, not read: every byte is still there for the connection
+            assert b.recv(1 << 16) == data
+        except BlockingIOError:
+            assert data == b""
+        return reason
+    finally:
+        a.close()
+        b.close()
+
+
+def test_first_frame_screen_refuses_what_a_connection_would_close_on() -> None:
+    assert _screen(struct.pack(">i", -1)) == "invalid frame size -1"
+    assert _screen(struct.pack(">i", 2 << 20)) == (
+        "frame of 2097152 bytes is larger than socket.request.max.bytes=1048576")
+    assert _screen(struct.pack(">ihh", 6, 999, 0)) == (
+        "malformed request header: unknown API key 999")
+    # a known API this server does not serve, and a version it does not serve
+    assert _screen(struct.pack(">ihh", 6, 0, 3)) == "unsupported request PRODUCE v3"
+    assert _screen(struct.pack(">ihh", 6, 12, 5)) == "unsupported request HEARTBEAT v5"
+    assert _screen(struct.pack(">ihh", 6, 12, -1)) == "unsupported request HEARTBEAT v-1"
+
+
+def test_first_frame_screen_passes_what_a_connection_must_judge() -> None:
+    assert _screen(b"") is None  # nothing yet
+    assert _screen(b"\x00\x00") is None  # half a size prefix
+    assert _screen(struct.pack(">i", 10) + b"\x00") is None  # the header is not there yet
+    assert _screen(struct.pack(">ihh", 6, 18, 99)) is None  # ApiVersions answers any version
+    assert _screen(struct.pack(">ihh", 6, 12, 4)) is None  # served
+    assert _screen(struct.pack(">i", 2) + b"\x00\x01") is None  # too short: the reader's call
+    assert _screen(encode_request(18, 3, 1, "t", ApiVersionsRequest("c", "1"))) is None
+
+
+@pytest.mark.trio
+async def test_bad_first_frames_already_there_close_with_a_fin(
+        nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+    """Frames sent before the broker accepts are screened at accept: each bad connection
+    ends with an end of stream (its bytes were read, no reset), is counted out of the
+    connection quotas, and a good client whose request was there as early is served."""
+    server = _server()
+    await nursery.start(server.run)
+    port = server.bound_ports["PLAINTEXT"]
+    bad = [struct.pack(">i", -1), struct.pack(">i", 2 << 20),
+           struct.pack(">ihh", 6, 999, 0) + b"\x00\x00", struct.pack(">ihh", 6, 12, 7) + b"xx"]
+    clients = []
+    for frame in bad * 5:  # connected and sent without letting the server run in between
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(frame)
+        clients.append(trio.socket.from_stdlib_socket(sock))
+    good = socket.create_connection(("127.0.0.1", port))
+    good.sendall(encode_request(18, 0, 3, "t", ApiVersionsRequest()))
+    with trio.fail_after(5):
+        for sock in clients:
+            assert await sock.recv(100) == b""  # ConnectionResetError if it were reset
+            sock.close()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(good))
+        corr, resp = decode_response(await _read_frame(stream) or b"", 18, 0)
+    assert corr == 3 and resp.error_code == 0
+    assert [c.conn_id for c in server.connections] == [1]  # the bad ones never got one
+    assert server.quotas.total == 1
+    lines = [r.getMessage() for r in caplog.records if "closing connection" in r.getMessage()]
+    assert lines and "invalid frame size -1" in lines[0]
+    assert len(lines) == 1  # one line per client address per interval
+    await stream.aclose()
+    await server.shutdown(1)

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from pykbroker import __version__
+from pykbroker.admin.client_security import CommandConfig
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import DecodeError
 from pykbroker.protocol._generated.api_versions_request import ApiVersionsRequest
@@ -18,6 +19,8 @@ from pykbroker.protocol.framing import decode_response, encode_request
 API_VERSIONS = 18
 METADATA = 3
 FIND_COORDINATOR = 10
+SASL_HANDSHAKE = 17
+SASL_AUTHENTICATE = 36
 CLIENT_ID = "pykbroker-admin"
 
 # Highest versions this client speaks per API: those whose request shape it builds
@@ -32,10 +35,12 @@ CAPS: dict[int, int] = {
     10: 3,  # FindCoordinator
     15: 5,  # DescribeGroups
     16: 4,  # ListGroups
+    17: 1,  # SaslHandshake (v1: the tokens then go in SaslAuthenticate requests)
     18: 3,  # ApiVersions
     19: 7,  # CreateTopics
     20: 6,  # DeleteTopics
     32: 4,  # DescribeConfigs
+    36: 2,  # SaslAuthenticate
     37: 3,  # CreatePartitions
     42: 2,  # DeleteGroups
     44: 1,  # IncrementalAlterConfigs
@@ -70,13 +75,30 @@ def check(code: int, what: str, message: str | None = None) -> None:
 
 
 class Connection:
-    """One broker connection, with the API versions it supports."""
+    """One broker connection (over TLS when ``config`` says so), with the API versions it
+    supports."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
-        self.host, self.port = host, port
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float,
+                 config: CommandConfig | None = None) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.config = config or CommandConfig()
+        self.client_id = self.config.client_id or CLIENT_ID
+        self.sock = self._connect()
         self._corr = itertools.count(1)
         self.versions: dict[int, tuple[int, int]] = {}
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        try:
+            return self.config.wrap(sock, self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+    def reconnect(self) -> None:
+        """A fresh connection (TLS handshake included) in place of this one."""
+        self.close()
+        self.sock = self._connect()
 
     def _read(self, n: int) -> bytes:
         buf = bytearray()
@@ -89,7 +111,7 @@ class Connection:
 
     def request(self, api_key: int, version: int, body: Any) -> Any:
         corr = next(self._corr)
-        self.sock.sendall(encode_request(api_key, version, corr, CLIENT_ID, body))
+        self.sock.sendall(encode_request(api_key, version, corr, self.client_id, body))
         (size,) = struct.unpack(">i", self._read(4))
         header, resp = decode_response(self._read(size), api_key, version)
         return resp
@@ -99,6 +121,22 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def _common_version(api_key: int, versions: dict[int, tuple[int, int]], low: int = 0) -> int:
+    """The highest version of ``api_key`` both the broker (``versions``, from ApiVersions)
+    and this client speak, at least ``low``."""
+    broker = versions.get(api_key)
+    if broker is None:
+        raise KafkaError(f"the broker does not support API {api_key}",
+                         ErrorCode.UNSUPPORTED_VERSION)
+    cls = request_class(api_key)
+    high = min(broker[1], cls.MAX_VERSION, CAPS.get(api_key, cls.MAX_VERSION))
+    low = max(broker[0], cls.MIN_VERSION, low)
+    if high < low:
+        raise KafkaError(f"no common version for API {api_key}: broker {broker[0]}-"
+                         f"{broker[1]}, client {low}-{high}", ErrorCode.UNSUPPORTED_VERSION)
+    return high
 
 
 def _parse_hostport(text: str) -> tuple[str, int]:
@@ -116,11 +154,13 @@ class AdminClient:
     coordinators) or to the bootstrap connection; connection failures are retried.
     """
 
-    def __init__(self, bootstrap: str, timeout: float = 30.0, retries: int = 3) -> None:
+    def __init__(self, bootstrap: str, timeout: float = 30.0, retries: int = 3,
+                 config: CommandConfig | None = None) -> None:
         self.bootstrap = [_parse_hostport(b) for b in bootstrap.split(",") if b.strip()]
         if not self.bootstrap:
             raise KafkaError("no bootstrap server given")
         self.timeout = timeout
+        self.config = config or CommandConfig()
         self.retries = retries
         self._conns: dict[int | None, Connection] = {}
         self._nodes: dict[int, tuple[str, int]] = {}
@@ -139,9 +179,11 @@ class AdminClient:
         self._conns.clear()
 
     def _open(self, host: str, port: int) -> Connection:
-        conn = Connection(host, port, self.timeout)
+        conn = Connection(host, port, self.timeout, self.config)
         try:
             conn.versions = self._api_versions(conn)
+            if self.config.mechanism is not None:
+                self._authenticate(conn)
         except BaseException:
             conn.close()
             raise
@@ -155,11 +197,45 @@ class AdminClient:
             resp = None
         if resp is None or resp.error_code == ErrorCode.UNSUPPORTED_VERSION:
             # The broker answered in v0 (KIP-511): ask again in v0 on a fresh connection.
-            conn.sock.close()
-            conn.sock = socket.create_connection((conn.host, conn.port), timeout=self.timeout)
+            conn.reconnect()
             resp = conn.request(API_VERSIONS, 0, ApiVersionsRequest())
         check(resp.error_code, "ApiVersions")
         return {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
+
+    def _authenticate(self, conn: Connection) -> None:
+        """SaslHandshake v1, then SaslAuthenticate rounds carrying the mechanism's tokens (as
+        Kafka's clients, after ApiVersions); KafkaError with the broker's message on failure.
+        """
+        from pykbroker.protocol._generated.sasl_authenticate_request import (
+            SaslAuthenticateRequest,
+        )
+        from pykbroker.protocol._generated.sasl_handshake_request import SaslHandshakeRequest
+        from pykbroker.security.scram import SaslError
+
+        mechanism, user = str(self.config.mechanism), self.config.username
+        where = f"{conn.host}:{conn.port}"
+        hs = conn.request(SASL_HANDSHAKE, _common_version(SASL_HANDSHAKE, conn.versions, 1),
+                          SaslHandshakeRequest(mechanism=mechanism))
+        if hs.error_code:
+            offered = ", ".join(hs.mechanisms) or "none"
+            raise KafkaError(f"SASL handshake with {where} for {mechanism} failed: "
+                             f"{error_name(hs.error_code)} (the broker enables {offered})",
+                             hs.error_code)
+        version = _common_version(SASL_AUTHENTICATE, conn.versions)
+        sasl = self.config.sasl_client()
+        token: bytes | None = sasl.first()
+        while token is not None:
+            resp = conn.request(SASL_AUTHENTICATE, version,
+                                SaslAuthenticateRequest(auth_bytes=token))
+            if resp.error_code:
+                raise KafkaError(f"SASL {mechanism} authentication as {user} to {where} "
+                                 f"failed: {resp.error_message or error_name(resp.error_code)}",
+                                 resp.error_code)
+            try:
+                token = sasl.respond(bytes(resp.auth_bytes))
+            except (SaslError, KeyError, ValueError) as exc:
+                raise KafkaError(f"SASL {mechanism} authentication as {user} to {where} "
+                                 f"failed: {exc}") from exc
 
     def _conn(self, node: int | None) -> Connection:
         conn = self._conns.get(node)
@@ -203,17 +279,7 @@ class AdminClient:
 
     def version(self, api_key: int, node: int | None = None) -> int:
         """The highest version both the broker and this client support."""
-        broker = self._conn(node).versions.get(api_key)
-        if broker is None:
-            raise KafkaError(f"the broker does not support API {api_key}",
-                             ErrorCode.UNSUPPORTED_VERSION)
-        cls = request_class(api_key)
-        high = min(broker[1], cls.MAX_VERSION, CAPS.get(api_key, cls.MAX_VERSION))
-        low = max(broker[0], cls.MIN_VERSION)
-        if high < low:
-            raise KafkaError(f"no common version for API {api_key}: broker {broker[0]}-"
-                             f"{broker[1]}, client {low}-{high}", ErrorCode.UNSUPPORTED_VERSION)
-        return high
+        return _common_version(api_key, self._conn(node).versions)
 
     # -- requests ----------------------------------------------------------------------
 

@@ -7,8 +7,10 @@ import os
 import sys
 
 from pykbroker.admin.client import AdminClient, KafkaError
+from pykbroker.admin.client_security import CommandConfig, load_command_config
 from pykbroker.admin.output import error
 from pykbroker.admin.verbs import VERBS, examples_text
+from pykbroker.config.types import ConfigError
 from pykbroker.errors import DecodeError
 
 COMMANDS = tuple(VERBS)
@@ -37,8 +39,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap-server", default="localhost:9092", metavar="HOST:PORT",
                    help="broker(s) to connect to, comma separated (default localhost:9092)")
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    p.add_argument("--request-timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="socket timeout per request (default 30)")
+    p.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
+                   help="socket timeout per request (default request.timeout.ms of "
+                        "--command-config, else 30)")
+    p.add_argument("--command-config", metavar="FILE",
+                   help="client settings (Java properties, as Kafka's tools): "
+                        "security.protocol, ssl.* PEM stores, sasl.mechanism, "
+                        "sasl.jaas.config, client.id, request.timeout.ms")
 
 
 def _config_pair(text: str) -> tuple[str, str]:
@@ -156,10 +163,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command_config(path: str | None) -> CommandConfig:
+    """The checked ``--command-config`` (PLAINTEXT without one); its warnings on stderr."""
+    if path is None:
+        return CommandConfig()
+    config = load_command_config(path)
+    for warning in config.warnings:
+        error(f"warning: {warning}")
+    return config
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
-        with AdminClient(args.bootstrap_server, timeout=args.request_timeout) as client:
+        config = _command_config(args.command_config)
+    except ConfigError as exc:
+        error(f"--command-config: {exc}")
+        return 2
+    timeout = args.request_timeout
+    if timeout is None:
+        timeout = config.request_timeout or 30.0
+    try:
+        with AdminClient(args.bootstrap_server, timeout=timeout, config=config) as client:
             if args.command == "topics":
                 from pykbroker.admin import topics
                 return topics.run(client, args)

@@ -34,7 +34,6 @@ Errors, mapped to Kafka's codes by the produce path:
 
 from __future__ import annotations
 
-import struct
 import zlib
 from collections.abc import Iterator
 from typing import Final
@@ -42,6 +41,7 @@ from typing import Final
 from pykbroker.errors import CorruptRecordError, DecodeError
 from pykbroker.records.batch import BATCH_OVERHEAD, BatchHeader
 from pykbroker.records.compression import CODEC_NAMES, GZIP, LZ4, SNAPPY, XERIAL_MAGIC, ZSTD
+from pykbroker.records.record_walk import skip_simple_records
 from pykbroker.records.varint import read_varint
 
 __all__ = [
@@ -67,7 +67,6 @@ DECOMPRESSED_FLOOR: Final = 64 * 1024 * 1024
 DECOMPRESSED_CEILING: Final = 2**31 - 1
 
 _MIN_RECORD = 7  # length varint + the 6 one-byte fields of an empty record
-_SEVEN_BYTES = struct.Struct("7B").unpack_from
 _MIN_BODY = 6
 
 
@@ -396,59 +395,11 @@ def _walk(data: bytes | bytearray, pos: int, index: int, count: int, room: int,
     hide the records around it.
     """
     end = len(data)
-    # The fast loop: records whose first 7 bytes hold the length, attributes, timestampDelta
-    # and offsetDelta as one- or two-byte varints (one unpack_from, then only locals). It
-    # stops, without advancing, at anything else, which the careful loop below takes.
-    safe = end - 24  # every header field of a record starting before this lies in data
-    i2 = index << 1  # the offsetDelta expected, zigzag-encoded
-    unpack = _SEVEN_BYTES
-    while pos < safe and index < count:
-        b0, b1, b2, b3, b4, b5, b6 = unpack(data, pos)  # b0 (b1): length, then attributes
-        if b0 < 0x80:
-            if b0 & 1 or b0 < 2 * _MIN_BODY:
-                break
-            rec_end = pos + 1 + (b0 >> 1)
-            if b2 < 0x80:
-                if b3 == i2:
-                    q = pos + 4
-                elif b3 >= 0x80 and b4 < 0x80 and (b3 & 0x7F) | (b4 << 7) == i2:
-                    q = pos + 5
-                else:
-                    break
-            elif b3 < 0x80:
-                if b4 == i2:
-                    q = pos + 5
-                elif b4 >= 0x80 and b5 < 0x80 and (b4 & 0x7F) | (b5 << 7) == i2:
-                    q = pos + 6
-                else:
-                    break
-            else:
-                break
-        else:
-            if b1 >= 0x80 or b0 & 1:
-                break
-            rec_end = pos + 2 + (((b0 & 0x7F) | (b1 << 7)) >> 1)
-            if b3 < 0x80:
-                if b4 == i2:
-                    q = pos + 5
-                elif b4 >= 0x80 and b5 < 0x80 and (b4 & 0x7F) | (b5 << 7) == i2:
-                    q = pos + 6
-                else:
-                    break
-            elif b4 < 0x80:
-                if b5 == i2:
-                    q = pos + 6
-                elif b5 >= 0x80 and b6 < 0x80 and (b5 & 0x7F) | (b6 << 7) == i2:
-                    q = pos + 7
-                else:
-                    break
-            else:
-                break
-        if rec_end > end or q + 3 > rec_end:
-            break
-        pos = rec_end
-        index += 1
-        i2 += 2
+    # The fast loop (compiled, see record_walk): records whose first 7 bytes hold the length,
+    # attributes, timestampDelta and offsetDelta as one- or two-byte varints. It stops,
+    # without advancing, at anything else, which the careful loop below takes.
+    if type(data) is bytes:
+        pos, index = skip_simple_records(data, pos, index, count)
     try:
         while index < count and pos < end:
             b = data[pos]

@@ -18,6 +18,7 @@ authenticated; a failed authentication is answered after
 from __future__ import annotations
 
 import collections
+import enum
 import fcntl
 import logging
 import os
@@ -345,17 +346,26 @@ def _served(dispatch: DispatchTable, api_key: int, version: int) -> HandlerSpec 
     return spec
 
 
+class Unseen(enum.Enum):
+    """``first_frame_refusal``'s answer when nothing has been received yet."""
+
+    UNSEEN = "nothing received yet"
+
+
 def first_frame_refusal(sock: socket.socket, max_bytes: int, limit: str,
-                        dispatch: DispatchTable) -> str | None:
+                        dispatch: DispatchTable) -> str | Unseen | None:
     """Why a just-accepted connection would be closed on its first frame, judged from the
-    frame's first 8 bytes when they are already there (peeked, not read), or None: the
-    connection is served as usual from its first byte. The same rules as a connection
-    applies (a size prefix over ``limit``, an unknown API key, a version not served other
-    than ApiVersions'), applied before anything is made for the connection, so a flood of
-    bad frames costs the broker an accept, a peek and a close per frame."""
+    frame's first 8 bytes when they are already there (peeked, not read); None: the
+    connection is served as usual from its first byte; ``Unseen.UNSEEN``: nothing yet. The
+    same rules as a connection applies (a size prefix over ``limit``, an unknown API key, a
+    version not served other than ApiVersions'), applied before anything is made for the
+    connection, so a flood of bad frames costs the broker an accept, a peek and a close per
+    frame."""
     try:
         head = sock.recv(8, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except OSError:  # nothing there yet (or already reset): the connection finds out
+    except BlockingIOError:
+        return Unseen.UNSEEN
+    except OSError:  # already reset: the connection finds out
         return None
     if len(head) < 4:
         return None

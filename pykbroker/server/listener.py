@@ -21,7 +21,7 @@ import itertools
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
@@ -37,6 +37,7 @@ from pykbroker.server.connection import (
     ConnectionSettings,
     ListenerInfo,
     RequestObserver,
+    Unseen,
     discard_received,
     first_frame_refusal,
 )
@@ -54,6 +55,22 @@ CONFIG_CHECK_S = 0.5  # how often a changed (dynamic) configuration is looked fo
 ACCEPT_BATCH = 64  # connections accepted per wake-up of an accept loop, at most
 # accept(2) errors that concern one connection only (trio's SocketListener ignores them too)
 _ACCEPT_RETRY = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
+
+
+class _Accepted(NamedTuple):
+    """A connection accepted and counted in the connection quotas, not served yet."""
+
+    client: socket.socket
+    peer: str  # host:port
+    address: str  # host, as the quotas count it
+    info: ListenerInfo
+
+
+class _Screen(NamedTuple):
+    """The first frame's size limit on a listener whose first bytes are screened."""
+
+    limit: int
+    limit_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,16 +159,19 @@ class NetworkServer:
         again. The standard socket is used directly (not trio's SocketListener): a
         connection whose first frame is already refused by ``first_frame_refusal`` is closed
         before any stream, task or connection object is made for it, which makes a flood of
-        bad frames cost the broker ~5 times less than serving each of them."""
-        screen = info.security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT")
-        plan = self.security.listeners.get(info.name)
-        first_limit, first_limit_name = (
-            (plan.sasl_max_receive_size, "sasl.server.max.receive.size")
-            if plan is not None and plan.sasl and info.security_protocol != "PLAINTEXT"
-            else (self.settings.max_request_bytes, "socket.request.max.bytes"))
+        bad frames cost the broker ~5 times less than serving each of them. A connection
+        with nothing received yet gets a second look after one pass of the event loop (a
+        client sends its first request right after connecting), then is served."""
+        screen: _Screen | None = None
+        if info.security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            plan = self.security.listeners.get(info.name)
+            screen = (_Screen(plan.sasl_max_receive_size, "sasl.server.max.receive.size")
+                      if plan is not None and plan.sasl and info.security_protocol != "PLAINTEXT"
+                      else _Screen(self.settings.max_request_bytes, "socket.request.max.bytes"))
         try:
             while True:
                 await trio.lowlevel.wait_readable(sock)
+                unseen: list[_Accepted] = []
                 for _ in range(ACCEPT_BATCH):
                     try:
                         client, addr = sock.accept()
@@ -163,14 +183,21 @@ class NetworkServer:
                         log.warning("accept failed on %s: %s", info.name, exc)  # e.g. EMFILE
                         await trio.sleep(0.1)
                         break
-                    await self._admit(client, addr, info, screen, first_limit, first_limit_name)
-                await trio.lowlevel.checkpoint()  # a stream of connects must not starve others
+                    accepted = await self._admit(client, addr, info)
+                    if accepted is not None and not self._screen_or_serve(accepted, screen,
+                                                                          last_look=False):
+                        unseen.append(accepted)
+                try:
+                    await trio.lowlevel.checkpoint()  # nor may a stream of connects starve others
+                finally:  # (cancelled: the connections are served, until shutdown closes them)
+                    for accepted in unseen:
+                        self._screen_or_serve(accepted, screen, last_look=True)
         finally:
             sock.close()
 
-    async def _admit(self, client: socket.socket, addr: Any, info: ListenerInfo, screen: bool,
-                     first_limit: int, first_limit_name: str) -> None:
-        """Kafka's connection limits, then the first frame's screen, then a connection."""
+    async def _admit(self, client: socket.socket, addr: Any,
+                     info: ListenerInfo) -> _Accepted | None:
+        """Kafka's connection limits: the accepted connection counted, or None (closed)."""
         host = str(addr[0]) if isinstance(addr, tuple) else "unknown"
         peer = f"{host}:{addr[1]}" if isinstance(addr, tuple) else host
         address = host  # as inet_ntop writes it, like the overrides' addresses
@@ -185,15 +212,25 @@ class NetworkServer:
                 peer, "Rejected connection from %s, address already has the configured "
                 "maximum of %d connections.", address, self.quotas.limit_for(address))
             client.close()
-            return
-        if screen:
-            reason = first_frame_refusal(client, first_limit, first_limit_name, self.dispatch)
-            if reason is not None:
+            return None
+        return _Accepted(client, peer, address, info)
+
+    def _screen_or_serve(self, accepted: _Accepted, screen: _Screen | None,
+                         last_look: bool) -> bool:
+        """Close ``accepted`` if its first frame is refused, else serve it; False (nothing
+        done) when nothing was received yet and this is not the ``last_look``."""
+        client, peer, address, info = accepted
+        if screen is not None:
+            reason = first_frame_refusal(client, screen.limit, screen.limit_name, self.dispatch)
+            if reason is Unseen.UNSEEN:
+                if not last_look:
+                    return False
+            elif reason is not None:
                 self.bad_clients.warn(peer, "closing connection from %s: %s", peer, reason)
                 discard_received(client)
                 client.close()
                 self.quotas.release(info.name, address)
-                return
+                return True
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(client))
         conn = Connection(
             stream, conn_id=next(self._ids), peer=peer, listener=info,
@@ -208,6 +245,7 @@ class NetworkServer:
         self._conn_nursery.start_soon(self._serve, conn, address)
         if self.quotas.total > self.quotas.max_connections:
             self._close_excess()
+        return True
 
     async def _serve(self, conn: Connection, address: str) -> None:
         try:

@@ -16,7 +16,7 @@ from pykbroker.protocol._generated.api_versions_request import ApiVersionsReques
 from pykbroker.protocol._generated.api_versions_response import ApiVersionsResponse
 from pykbroker.protocol.api import ApiKey
 from pykbroker.protocol.framing import decode_response, encode_request
-from pykbroker.server.connection import ConnectionSettings
+from pykbroker.server.connection import ConnectionSettings, Unseen
 from pykbroker.server.dispatch import DispatchTable, HandlerSpec
 from pykbroker.server.listener import BindAddress, NetworkServer
 
@@ -192,7 +192,7 @@ async def test_unexpected_failure_in_one_connection_spares_the_others(
 # --- the first frame's screen: a connection whose first frame is refused before anything is
 # made for it (a flood of bad frames costs an accept, a peek and a close each) ---
 
-def _screen(data: bytes, max_bytes: int = 1 << 20) -> str | None:
+def _screen(data: bytes, max_bytes: int = 1 << 20) -> str | Unseen | None:
     from pykbroker.server.connection import first_frame_refusal
 
     a, b = socket.socketpair()
@@ -225,7 +225,7 @@ def test_first_frame_screen_refuses_what_a_connection_would_close_on() -> None:
 
 
 def test_first_frame_screen_passes_what_a_connection_must_judge() -> None:
-    assert _screen(b"") is None  # nothing yet
+    assert _screen(b"") is Unseen.UNSEEN  # nothing yet: looked at once more, then served
     assert _screen(b"\x00\x00") is None  # half a size prefix
     assert _screen(struct.pack(">i", 10) + b"\x00") is None  # the header is not there yet
     assert _screen(struct.pack(">ihh", 6, 18, 99)) is None  # ApiVersions answers any version
@@ -265,4 +265,24 @@ async def test_bad_first_frames_already_there_close_with_a_fin(
     assert lines and "invalid frame size -1" in lines[0]
     assert len(lines) == 1  # one line per client address per interval
     await stream.aclose()
+    await server.shutdown(1)
+
+
+@pytest.mark.trio
+async def test_a_client_silent_at_first_is_served(nursery: trio.Nursery) -> None:
+    """Nothing received at accept nor at the second look: a connection all the same, whose
+    request sent later (good, then bad) is read by the connection as usual."""
+    server = _server()
+    await nursery.start(server.run)
+    port = server.bound_ports["PLAINTEXT"]
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    with trio.fail_after(5):
+        while not server.connections:
+            await trio.sleep(0.01)
+        await trio.sleep(0.1)
+        await stream.send_all(encode_request(18, 0, 9, "t", ApiVersionsRequest()))
+        corr, resp = decode_response(await _read_frame(stream) or b"", 18, 0)
+        assert corr == 9 and resp.error_code == 0
+        await stream.send_all(struct.pack(">ihh", 6, 999, 0) + b"\x00\x00")
+        assert await _closed(stream)
     await server.shutdown(1)

@@ -112,12 +112,13 @@ class FrameReader:
     granted, the reader reads nothing more. ``release`` gives the reservation back once the
     request has been handled (``next_frame`` does it too, at the latest).
 
-    ``idle_scope``, when set, has its deadline pushed back by ``idle_s`` whenever bytes
-    arrive, so the idle timeout counts from the last activity, as Kafka's does.
+    ``idle_scope``, when set, has its deadline pushed back by ``idle_s`` when bytes arrive
+    (at most every tenth of ``idle_s``), so the idle timeout counts from the last activity,
+    as Kafka's does.
     """
 
     __slots__ = ("_stream", "_sock", "_buffer_size", "_rest", "_pos", "_pool", "held",
-                 "idle_scope", "idle_s")
+                 "idle_scope", "idle_s", "_activity_at")
 
     def __init__(self, stream: trio.abc.ReceiveStream, buffer_size: int = _RECEIVE_CHUNK) -> None:
         self._stream = stream
@@ -131,6 +132,7 @@ class FrameReader:
         self.held = 0  # bytes reserved from self._pool for the frame returned last
         self.idle_scope: trio.CancelScope | None = None
         self.idle_s = 0.0
+        self._activity_at = float("-inf")  # when the idle deadline was last pushed back
 
     @property
     def buffered(self) -> int:
@@ -144,8 +146,15 @@ class FrameReader:
         self.held = 0
 
     def _activity(self) -> None:
-        if self.idle_scope is not None:
-            self.idle_scope.deadline = trio.current_time() + self.idle_s
+        """Bytes arrived: push the idle deadline back, at most once per tenth of the idle
+        time (and per second): setting a cancel scope's deadline re-registers it with trio,
+        and a 1 MB request arrives in a dozen or more receives."""
+        scope = self.idle_scope
+        if scope is not None:
+            now = trio.current_time()
+            if now - self._activity_at >= min(1.0, self.idle_s / 10):
+                self._activity_at = now
+                scope.deadline = now + self.idle_s
 
     def _reserve(self, size: int) -> bool:
         """Reserve ``size`` bytes without waiting; False when it must wait."""

@@ -403,9 +403,8 @@ def _walk(data: bytes | bytearray, pos: int, index: int, count: int, room: int,
     hide the records around it.
     """
     end = len(data)
-    # The fast loop (compiled, see record_walk): records whose first 7 bytes hold the length,
-    # attributes, timestampDelta and offsetDelta as one- or two-byte varints. It stops,
-    # without advancing, at anything else, which the careful loop below takes.
+    # The fast loop (compiled, see record_walk) steps over the plainly valid records; it
+    # stops, without advancing, at anything else, which the careful loop below judges.
     if type(data) is bytes:
         pos, index = skip_simple_records(data, pos, index, count)
     try:

@@ -22,7 +22,9 @@ def skip_simple_records(data: bytes, pos: int, index: int, count: int) -> tuple[
     end = len(data)
     safe = end - 24  # a record starting before this has its header fields (<= 20 bytes) here
     while pos < safe and index < count:
-        # the length: zigzag varint, 4 bytes at most (lengths below 128 MiB)
+        # the length: zigzag varint, 4 bytes at most (lengths below 128 MiB). Decoded inline
+        # here and for the offsetDelta below: a shared helper returning a tuple measured
+        # 38 ns a record against 15 ns compiled.
         b = data[pos]
         v = b & 0x7F
         p = pos + 1

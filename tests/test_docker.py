@@ -32,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from pykbroker.free_ports import free_port as _free_port
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker/*.yml")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,11 +199,6 @@ def test_docker_compose_config(path: Path) -> None:
 
 # ------------------------------------------------------------------------- the entrypoint
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:

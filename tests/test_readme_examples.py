@@ -27,7 +27,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from pykbroker.free_ports import free_port as _free_port
 from pykbroker.metadata.zk.server import INSTALL_HINT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,11 +85,6 @@ def test_python_block_passes_in_a_users_test_file(index: int, tmp_path: Path) ->
     assert re.search(rf"\b{tests} passed\b", out.stdout), out.stdout
     assert "skipped" not in out.stdout
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _PYKBROKER_SHIM = '''\
@@ -182,11 +177,22 @@ def _run_block(script: str, cwd: Path, env: dict[str, str], timeout: float
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        pytest.fail(f"timed out after {timeout} s:\n{textwrap.indent(full, '  ')}{out}")
+        pytest.fail(f"timed out after {timeout} s:\n{textwrap.indent(full, '  ')}{out}"
+                    f"{_log_tails(cwd)}")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    return proc.returncode, textwrap.indent(full, "  ") + out
+    return proc.returncode, textwrap.indent(full, "  ") + out + _log_tails(cwd)
+
+
+def _log_tails(cwd: Path, lines: int = 30) -> str:
+    """The last lines of each log a block left in ``cwd`` (a broker's or ZooKeeper's stderr):
+    what a failure message needs to say why a server never came up."""
+    parts = []
+    for log in sorted(cwd.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "\n" + "\n".join(parts) if parts else ""
 
 
 @pytest.mark.parametrize("index", range(len(broker_blocks())))

@@ -16,17 +16,12 @@ import trio
 from pykbroker.broker import Broker
 from pykbroker.config import BrokerConfig, ConfigError
 from pykbroker.config.security import ignored_warnings, refusals, refuse_unsupported_security
+from pykbroker.free_ports import free_port as _free_port
 from pykbroker.protocol._generated.metadata_request import MetadataRequest
 from pykbroker.protocol.api import ApiKey
 from pykbroker.protocol.framing import encode_request
 from pykbroker.testing import open_broker
 from tests.security.pki import Pki, make_pki, secure_listeners
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp_path: Path, **props: str) -> BrokerConfig:

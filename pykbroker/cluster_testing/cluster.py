@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pykbroker.cluster_testing.proxy import FaultLink
+from pykbroker.free_ports import free_port as _free_port
 from pykbroker.metadata.zk.server import ZooKeeperServer
 
 if TYPE_CHECKING:
@@ -71,11 +72,6 @@ CLUSTER_DEFAULTS: dict[str, str] = {
 class ClusterError(RuntimeError):
     """A broker did not start or the cluster did not form; the message has log tails."""
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], T | None], timeout: float, *, interval: float = 0.1,

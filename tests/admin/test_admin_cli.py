@@ -14,6 +14,7 @@ import pytest
 
 from pykbroker.admin.client import AdminClient
 from pykbroker.admin.console import murmur2, partition_for
+from pykbroker.free_ports import free_port
 
 OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS = 8, 9, 15, 16, 42
 
@@ -42,11 +43,6 @@ def needs_apis(bootstrap: str, *keys: int) -> None:
 def new_name(prefix: str = "admin") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- misc --------------------------------------------------------------------------------

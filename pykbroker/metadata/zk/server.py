@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Final
 
 from pykbroker.errors import PykbrokerError
+from pykbroker.free_ports import free_port
 
 __all__ = [
     "INSTALL_HINT",
@@ -152,13 +153,6 @@ def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> s
     return b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 _live_servers: weakref.WeakSet[ZooKeeperServer] = weakref.WeakSet()
 
 
@@ -232,7 +226,7 @@ class ZooKeeperServer:
         began = time.monotonic()
         try:
             for attempt in range(_PORT_ATTEMPTS):
-                self.port = _free_port(self.host)
+                self.port = free_port(self.host)
                 self._spawn(installation)
                 if self._wait_until_serving(began, last_attempt=attempt == _PORT_ATTEMPTS - 1):
                     break

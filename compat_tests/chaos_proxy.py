@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from compat_tests.broker_process import BrokerProcess, free_port
+from compat_tests.broker_process import BrokerProcess
+from pykbroker.free_ports import free_port
 
 
 class ChaosProxy:

@@ -45,7 +45,8 @@ from confluent_kafka.admin import AdminClient
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
-from compat_tests.broker_process import READY_MARK, free_port
+from compat_tests.broker_process import READY_MARK
+from pykbroker.free_ports import free_port
 from pykbroker.metadata.zk.server import ZooKeeperServer
 
 # The session's ZooKeeper fixture (skips with the install hint when ZooKeeper is absent).

@@ -48,7 +48,8 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from compat_tests.broker_process import BrokerProcess, free_port
+from compat_tests.broker_process import BrokerProcess
+from pykbroker.free_ports import free_port
 from pykbroker.protocol.framing import decode_response, encode_request
 from pykbroker.testing import _Client
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from compat_tests.broker_process import BrokerProcess, free_port
+from compat_tests.broker_process import BrokerProcess
+from pykbroker.free_ports import free_port
 from tests.security.pki import Pki, make_pki, secure_listeners
 
 CERT_PRINCIPAL = "User:CN=alice,OU=clients,O=Example"  # the client certificate's subject

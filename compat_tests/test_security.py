@@ -22,7 +22,8 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from compat_tests.broker_process import BrokerProcess, free_port
+from compat_tests.broker_process import BrokerProcess
+from pykbroker.free_ports import free_port
 from tests.security.pki import Pki, make_pki, secure_listeners
 
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]

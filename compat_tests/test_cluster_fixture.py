@@ -296,6 +296,27 @@ def test_kill_leader_elects_a_new_one_and_restart_rejoins(kafka_cluster: KafkaCl
     assert_exactly_once(kafka_cluster, topic, acked)
 
 
+def test_a_restarted_broker_names_the_controller_before_any_update_metadata(
+        kafka_cluster: KafkaCluster) -> None:
+    """Cut off from the other brokers, a restarted broker gets no UpdateMetadata from the
+    controller; it still answers Metadata with the controller and the live brokers, read from
+    ZooKeeper (with no controller in the answer librdkafka's admin client waits for one until
+    its request times out: seen when a client bootstrapped from a broker just restarted)."""
+    controller = kafka_cluster.controller()
+    victim = next(i for i in kafka_cluster.broker_ids if i != controller)
+    kafka_cluster.stop(victim)
+    kafka_cluster.partition([victim])
+    try:
+        kafka_cluster.start_broker(victim)
+        resp = kafka_cluster._request(victim, ApiKey.METADATA, 1, MetadataRequest(topics=[]),
+                                      timeout=5.0)
+        assert resp.controller_id == controller
+        assert sorted(b.node_id for b in resp.brokers) == kafka_cluster.broker_ids
+    finally:
+        kafka_cluster.heal()
+    kafka_cluster.wait_ready()
+
+
 def test_pause_and_resume(kafka_cluster: KafkaCluster) -> None:
     topic = name("pause")
     kafka_cluster.create_topic(topic, configs={"min.insync.replicas": "2"})

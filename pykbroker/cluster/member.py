@@ -25,7 +25,7 @@ from pykbroker.cluster.metadata_cache import (
     PartitionState,
 )
 from pykbroker.cluster.topics import TopicInfo
-from pykbroker.controller.controller import TopicConfigChange, ZkController
+from pykbroker.controller.controller import TopicConfigChange, ZkController, live_broker
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.protocol._generated.leader_and_isr_request import LeaderAndIsrRequest
@@ -100,6 +100,7 @@ class ClusterMember:
         await nursery.start(self.fetchers.run)
         await nursery.start(self.isr.run)
         await self._register()
+        await self._seed_cache()
         self.store.on_session_expired(lambda: nursery.start_soon(self._reregister))
         changes = await self.store.config_changes_since(-1)
         self._config_seq = max((n for n, _, _ in changes), default=-1)
@@ -107,6 +108,21 @@ class ClusterMember:
         await self.store.watch_config_changes(
             lambda *_: nursery.start_soon(self._process_config_changes))
         await nursery.start(self.controller.run)  # its /controller watch starts the election
+
+    async def _seed_cache(self) -> None:
+        """Until the controller's first UpdateMetadata arrives (tens of milliseconds after the
+        registration, more under load) clients would learn from this broker of no controller
+        and no broker, and librdkafka's admin client then waits for a controller until its
+        request times out. The live brokers and the controller are read from ZooKeeper now;
+        the first UpdateMetadata replaces them."""
+        try:
+            controller = await self.store.get_controller_id()
+            brokers = await self.store.get_all_brokers()
+        except Exception as exc:  # the controller's UpdateMetadata will tell
+            log.info("reading the live brokers from ZooKeeper failed: %r", exc)
+            return
+        self.cache.seed(-1 if controller is None else controller,
+                        [live_broker(b, registration) for b, (registration, _) in brokers.items()])
 
     # -- dynamic configs (``/config/changes`` notifications, as Kafka's ZkConfigManager) ----
 

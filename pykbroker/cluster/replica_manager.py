@@ -226,7 +226,10 @@ class Partition:
             if not self.followers:  # an ISR of one (a lone broker): nothing to compute
                 self._hw = max(self._hw, leo)
                 return leo
-            self.advance_high_watermark()
+            if self.advance_high_watermark():
+                # Every change that can move it wakes the clients itself (an append, a
+                # follower's fetch, an ISR change); a move first seen here must too.
+                self.wake_clients()
         return min(self._hw, leo)
 
     @property

@@ -226,10 +226,7 @@ class Partition:
             if not self.followers:  # an ISR of one (a lone broker): nothing to compute
                 self._hw = max(self._hw, leo)
                 return leo
-            if self.advance_high_watermark():
-                # Every change that can move it wakes the clients itself (an append, a
-                # follower's fetch, an ISR change); a move first seen here must too.
-                self.wake_clients()
+            self.advance_high_watermark()
         return min(self._hw, leo)
 
     @property

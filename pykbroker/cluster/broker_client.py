@@ -21,7 +21,6 @@ from pykbroker.protocol.framing import decode_response, encode_request
 
 _SIZE = struct.Struct(">i")
 MAX_RESPONSE_BYTES = 512 * 1024 * 1024
-REUSED_BUFFER_MAX = 64 * 1024 * 1024  # larger responses get a buffer of their own
 
 
 def _test_routes(spec: str) -> dict[tuple[str, int], tuple[str, int]]:
@@ -61,7 +60,6 @@ class BrokerConnection:
         self._stream: trio.abc.Stream | None = None
         self._correlation = itertools.count(1)
         self._lock = trio.Lock()
-        self._reused = bytearray()  # see _response_buffer
         self.security = _SECURITY
 
     @property
@@ -139,26 +137,7 @@ class BrokerConnection:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    def _response_buffer(self, size: int, reuse: bool) -> bytearray | memoryview:
-        """Where a response of ``size`` bytes is read to. With ``reuse`` (the replica fetcher,
-        which is done with a response before it sends the next request), one buffer kept by
-        the connection: a fresh megabyte per fetch was page faults and zeroing in every
-        follower. It is replaced, never overwritten, while anything still holds a view of
-        it (resizing a bytearray with live views raises BufferError)."""
-        if not reuse or size > REUSED_BUFFER_MAX:
-            return bytearray(size)
-        buf = self._reused
-        try:
-            buf.append(0)
-            buf.pop()
-        except BufferError:  # a view of the last response is still alive somewhere
-            buf = self._reused = bytearray()
-        if len(buf) < size:
-            buf = self._reused = bytearray(max(size, 2 * len(buf)))
-        return memoryview(buf)[:size]
-
-    async def _read_into(self, stream: trio.abc.Stream, buf: bytearray | memoryview
-                         ) -> bytearray | memoryview:
+    async def _read_into(self, stream: trio.abc.Stream, buf: bytearray) -> bytearray:
         """Fill ``buf`` from the socket: a replica fetch's megabyte lands in one buffer
         allocated at its final size, with no intermediate chunks to copy (over TLS, each
         decrypted chunk is copied in)."""
@@ -194,11 +173,8 @@ class BrokerConnection:
         return response
 
     async def request(self, api_key: int, api_version: int, body: Any,
-                      timeout_s: float = 30.0, *, reuse_buffer: bool = False) -> Any:
-        """Send one request and return its decoded response (connecting first if needed).
-
-        ``reuse_buffer``: the response may be read into the buffer of the previous one, so
-        its byte fields (records) are valid only until the next request on this connection."""
+                      timeout_s: float = 30.0) -> Any:
+        """Send one request and return its decoded response (connecting first if needed)."""
         async with self._lock:
             if self._stream is None:
                 await self.connect(timeout_s)
@@ -212,8 +188,7 @@ class BrokerConnection:
                     (size,) = _SIZE.unpack(await self._read_into(stream, bytearray(4)))
                     if not 0 < size <= MAX_RESPONSE_BYTES:
                         raise BrokerConnectionError(f"bad response size {size}")
-                    data = await self._read_into(stream,
-                                                 self._response_buffer(size, reuse_buffer))
+                    data = await self._read_into(stream, bytearray(size))
                 got, response = decode_response(data, api_key, api_version)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
                     trio.TooSlowError, DecodeError, BrokerConnectionError) as exc:

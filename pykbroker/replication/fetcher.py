@@ -122,13 +122,12 @@ class ReplicaFetcher:
                 try:
                     response = await connection.request(
                         ApiKey.FETCH, FETCH_VERSION, self._request(parts),
-                        timeout_s=settings.wait_max_ms / 1000.0 + 30.0, reuse_buffer=True)
+                        timeout_s=settings.wait_max_ms / 1000.0 + 30.0)
                 except BrokerConnectionError as exc:
                     log.info("fetch from broker %d failed: %s", self.leader_id, exc)
                     await trio.sleep(settings.backoff_ms / 1000.0)
                     continue
                 await self._process(parts, response)
-                del response  # its records view the connection's reused buffer
 
     def _request(self, parts: list[Partition]) -> FetchRequest:
         settings = self.manager.settings

@@ -84,7 +84,7 @@ class IsrManager:
     def on_follower_fetch(self, part: Partition, replica: int) -> None:
         """After a follower's fetch: move the high watermark, maybe let it into the ISR."""
         if part.advance_high_watermark():
-            part.wake_clients()  # consumers and acks=all produces waiting on it
+            part.wake()  # consumers and acks=all produces waiting on it
         if part.pending_isr is None and may_join_isr(part, replica) and \
                 self.cache.broker(replica) is not None:
             self.propose(part, sorted([*part.isr, replica]))

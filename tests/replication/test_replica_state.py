@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -155,53 +154,3 @@ def test_truncation_never_goes_past_the_log_end(tmp_path_factory: pytest.TempPat
     assert 0 <= offset <= part.log.log_end_offset
     part.log.truncate_to(offset)
     assert part.log.log_end_offset == offset
-
-
-def _waiting(part: Partition) -> tuple[trio.Event, trio.Event]:
-    client, replica = trio.Event(), trio.Event()
-    part.add_waiter(client)
-    part.add_waiter(replica, replica=True)
-    return client, replica
-
-
-def test_an_append_to_a_replicated_partition_wakes_followers_not_clients(tmp_path: Path
-                                                                          ) -> None:
-    """Consumers and acks=all produces wait for the high watermark, which an append to a
-    partition with followers in its ISR does not move; the followers' fetches wait for it."""
-    replicas = _manager(tmp_path)
-    part = replicas.make_leader_or_follower(TOPIC, 0, 1, 3, [1, 2, 3], [1, 2, 3], 0, 1)
-    for replica in (2, 3):
-        part.follower_state(replica).on_fetch(0, 0, 0)
-    client, replica = _waiting(part)
-    replicas.append(part, batch())
-    assert replica.is_set() and not client.is_set()
-    part.follower_state(2).on_fetch(1, 1, 0)
-    assert not part.advance_high_watermark() and not client.is_set()  # 3 is still at 0
-    part.follower_state(3).on_fetch(1, 1, 0)
-    assert part.advance_high_watermark()  # IsrManager.on_follower_fetch then wakes clients
-    part.wake_clients()
-    assert client.is_set()
-
-
-def test_an_append_wakes_clients_where_the_leader_alone_is_in_sync(tmp_path: Path) -> None:
-    replicas = _manager(tmp_path)
-    shrunk = replicas.make_leader_or_follower(TOPIC, 0, 1, 3, [1], [1, 2, 3], 0, 1)
-    client, replica = _waiting(shrunk)
-    replicas.append(shrunk, batch())
-    assert client.is_set() and replica.is_set()
-    assert shrunk.high_watermark == 1
-
-    lone = _manager(tmp_path / "lone")
-    lone.host(TOPIC, [0])
-    part = lone.partitions[("t", 0)]
-    client, _ = _waiting(part)
-    lone.append(part, batch())
-    assert client.is_set()
-
-
-def test_wake_reaches_every_waiter(tmp_path: Path) -> None:
-    """Leadership changes and markers wake both kinds."""
-    part = _leader(tmp_path, records=0)
-    client, replica = _waiting(part)
-    part.wake()
-    assert client.is_set() and replica.is_set()

@@ -398,7 +398,10 @@ def test_out_of_sync_replica_never_leads_unless_unclean_enabled(cluster: Cluster
     rh.restart(cluster, c)        # only the out-of-sync replica is alive (and controller)
 
     def offline(t: str) -> None:
-        view = cluster.metadata(c)
+        # c is the controller once ZooKeeper says so; its own Metadata lists the topics once
+        # its failover has sent UpdateMetadata (to itself too), a moment later.
+        view = cluster.wait_until(lambda: (v := cluster.metadata(c)) and t in v.topics and v,
+                                  10, what=f"{t} in broker {c}'s Metadata")
         assert view.topics[t][0].leader == -1, view.topics[t]
         state = rh.zk_state(cluster, t, 0)
         assert state is not None and state["leader"] != c, state

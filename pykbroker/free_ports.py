@@ -10,7 +10,6 @@ process while it is among the recent ones.
 
 from __future__ import annotations
 
-import collections
 import random
 import socket
 import threading
@@ -21,8 +20,7 @@ _RECENT = 4_096  # ports remembered as handed out (a run's servers are long gone
 _ATTEMPTS = 256
 
 _lock = threading.Lock()
-_recent: collections.deque[int] = collections.deque(maxlen=_RECENT)
-_recent_set: set[int] = set()
+_recent: dict[int, None] = {}  # insertion-ordered: the oldest is forgotten first
 _random = random.SystemRandom()  # untouched by a test's random.seed()
 
 
@@ -46,10 +44,9 @@ def _bindable(host: str, port: int) -> bool:
 
 
 def _remember(port: int) -> None:
-    if len(_recent) == _recent.maxlen:
-        _recent_set.discard(_recent[0])
-    _recent.append(port)
-    _recent_set.add(port)
+    _recent[port] = None
+    if len(_recent) > _RECENT:
+        del _recent[next(iter(_recent))]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -59,7 +56,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         if top - LOWEST_PORT >= 1_000:
             for _ in range(_ATTEMPTS):
                 port = _random.randrange(LOWEST_PORT, top)
-                if port not in _recent_set and _bindable(host, port):
+                if port not in _recent and _bindable(host, port):
                     _remember(port)
                     return port
         # A kernel whose ephemeral range starts low, or a crowded machine: the kernel's pick.

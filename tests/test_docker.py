@@ -200,7 +200,6 @@ def test_docker_compose_config(path: Path) -> None:
 # ------------------------------------------------------------------------- the entrypoint
 
 
-
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:

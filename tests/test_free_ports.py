@@ -38,7 +38,7 @@ def test_a_taken_port_and_a_recent_one_are_passed_over(monkeypatch: pytest.Monke
         busy = taken.getsockname()[1]
         recent = free_port()
         fresh = free_port()  # bindable now, and forgotten again below
-        free_ports._recent_set.discard(fresh)
+        del free_ports._recent[fresh]
         monkeypatch.setattr(free_ports, "LOWEST_PORT", 1_024)
         monkeypatch.setattr(free_ports, "ephemeral_range_start", lambda: 65_536)
         monkeypatch.setattr(free_ports, "_random", _Draws([busy, recent, fresh]))

@@ -86,7 +86,6 @@ def test_python_block_passes_in_a_users_test_file(index: int, tmp_path: Path) ->
     assert "skipped" not in out.stdout
 
 
-
 _PYKBROKER_SHIM = '''\
 import os, signal, subprocess, sys, threading
 from pykbroker.admin.verbs import VERBS

@@ -217,15 +217,13 @@ class MetadataCache:
         self._changed = trio.Event()
         return gone
 
-    def seed(self, controller_id: int, brokers: Iterable[LiveBroker]) -> bool:
-        """Before the first UpdateMetadata only: the controller and live brokers as read from
-        ZooKeeper, so that a just (re)started broker does not tell clients there is no
-        controller and no broker. False (nothing changed) once an UpdateMetadata came."""
-        if self.controller_epoch >= 0:
-            return False
-        self._controller_id = controller_id
-        self._brokers = {b.id: b for b in brokers}
-        return True
+    def seed(self, controller_id: int, brokers: Iterable[LiveBroker]) -> None:
+        """Before the first UpdateMetadata only (ignored after it): the controller and live
+        brokers as read from ZooKeeper, so that a just (re)started broker does not tell
+        clients there is no controller and no broker."""
+        if self.controller_epoch < 0:
+            self._controller_id = controller_id
+            self._brokers = {b.id: b for b in brokers}
 
     async def wait_for_change(self) -> None:
         """Return after the next update (CreateTopics waits for its leaders this way)."""

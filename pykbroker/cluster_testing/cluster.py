@@ -73,7 +73,6 @@ class ClusterError(RuntimeError):
     """A broker did not start or the cluster did not form; the message has log tails."""
 
 
-
 def wait_until(predicate: Callable[[], T | None], timeout: float, *, interval: float = 0.1,
                what: str = "") -> T:
     """Call ``predicate`` until it returns something truthy and return that; exceptions

@@ -44,7 +44,6 @@ def new_name(prefix: str = "admin") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-
 # -- misc --------------------------------------------------------------------------------
 
 def test_healthcheck(kafka_bootstrap_servers: str) -> None:

@@ -54,6 +54,9 @@ __all__ = ["ClusterError", "KafkaCluster", "open_cluster", "open_cluster_async"]
 T = TypeVar("T")
 
 READY_MARK = "ready in"
+# Logged by a broker at the controller's first UpdateMetadata (its ZooKeeper seed before it
+# lists the brokers too, but the controller may not reach it: a wrong inter-broker login).
+METADATA_MARK = "first metadata from controller"
 SESSION_TIMEOUT_MS = 6000
 # Defaults for fast reactions to faults (each can be overridden by the configs argument).
 CLUSTER_DEFAULTS: dict[str, str] = {
@@ -132,6 +135,10 @@ class _Broker:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def heard_from_controller(self) -> bool:
+        """This start of the broker has received the controller's UpdateMetadata."""
+        return METADATA_MARK in self.log().rsplit("===== start #", 1)[-1]
 
     def wait_ready(self, deadline: float) -> None:
         assert self.proc is not None
@@ -616,7 +623,8 @@ class KafkaCluster:
 
     def wait_ready(self, timeout: float = 30.0, ids: Iterable[int] | None = None) -> None:
         """Every broker (default: every running one) registered in ZooKeeper, a controller
-        elected, and a Metadata through each client proxy listing all of them."""
+        elected, a Metadata through each client proxy listing all of them, and each one has
+        heard from the controller (its UpdateMetadata arrived)."""
         want = sorted(self.running_ids() if ids is None else ids)
         addresses = {i: self.bootstrap(i) for i in want}
 
@@ -625,6 +633,8 @@ class KafkaCluster:
             if self.registered_ids() != want or controller not in want:
                 return False
             if not all(self.metadata_brokers(i) == addresses for i in want):
+                return False
+            if not all(self.brokers[i].heard_from_controller() for i in want):
                 return False
             # The controller itself counts every broker (its live set follows the
             # registrations a moment later): a topic with a replica on each would be created.

@@ -202,7 +202,10 @@ class ReplicaFetcher:
         if data.log_start_offset > part.log.log_start_offset and \
                 data.log_start_offset <= part.log.log_end_offset:
             part.log.delete_records_before(data.log_start_offset)
+        visible = part.high_watermark
         part.set_follower_high_watermark(int(data.high_watermark))
+        if part.high_watermark > visible:
+            part.wake()  # consumers long-polling on this follower (KIP-392)
 
     async def _reset_out_of_range(self, part: Partition) -> None:
         """Kafka's handleOutOfRangeError: a follower ahead of its leader's end truncates to

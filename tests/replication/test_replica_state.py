@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -154,3 +155,39 @@ def test_truncation_never_goes_past_the_log_end(tmp_path_factory: pytest.TempPat
     assert 0 <= offset <= part.log.log_end_offset
     part.log.truncate_to(offset)
     assert part.log.log_end_offset == offset
+
+
+def test_a_follower_wakes_its_consumers_when_the_leaders_high_watermark_arrives(
+        tmp_path: Path) -> None:
+    """Consumers reading from a follower (KIP-392) long-poll on it: the high watermark a
+    fetch response brings wakes them, records alone or an unchanged one do not."""
+    from pykbroker.protocol._generated.fetch_response import EpochEndOffset, PartitionData
+    from pykbroker.replication.fetcher import ReplicaFetcher
+
+    replicas = _manager(tmp_path)
+    part = replicas.make_leader_or_follower(TOPIC, 0, 2, 3, [1, 2, 3], [1, 2, 3], 0, 1)
+    assert not part.is_leader
+    leader_log = _leader(tmp_path / "leader", records=2).log
+    fetched = leader_log.read(0, 1 << 20, max_offset=2).data
+    fetcher = ReplicaFetcher(None, 2)  # type: ignore[arg-type]  # _apply's success path only
+
+    def response(hw: int, records: object) -> PartitionData:
+        return PartitionData(partition_index=0, error_code=0, high_watermark=hw,
+                             last_stable_offset=hw, log_start_offset=0,
+                             diverging_epoch=EpochEndOffset(epoch=-1, end_offset=-1),
+                             records=records)
+
+    def waiting() -> trio.Event:
+        event = trio.Event()
+        part.add_waiter(event)
+        return event
+
+    consumer = waiting()
+    trio.run(fetcher._apply, part, response(0, fetched))  # records, high watermark still 0
+    assert part.log.log_end_offset == 2 and part.high_watermark == 0
+    assert not consumer.is_set()
+    trio.run(fetcher._apply, part, response(2, b""))
+    assert part.high_watermark == 2 and consumer.is_set()
+    again = waiting()
+    trio.run(fetcher._apply, part, response(2, b""))
+    assert not again.is_set()

@@ -241,13 +241,8 @@ class Broker:
                                    cfg.inter_broker_listener_name,
                                    rack=str(rack) if rack else None,
                                    delete_topic_enable=lambda: self.config.delete_topic_enable,
-                                   fetcher_settings=lambda: FetcherSettings(
-                                       int(str(self.config.get("replica.fetch.max.bytes"))),
-                                       int(str(self.config.get(
-                                           "replica.fetch.response.max.bytes"))),
-                                       int(str(self.config.get("replica.fetch.wait.max.ms"))),
-                                       int(str(self.config.get("replica.fetch.min.bytes"))),
-                                       int(str(self.config.get("replica.fetch.backoff.ms")))),
+                                   fetcher_settings=lambda: FetcherSettings.from_config(
+                                       self.config),
                                    replica_lag_time_ms=lambda: int(str(self.config.get(
                                        "replica.lag.time.max.ms"))),
                                    unclean_default=lambda: bool(self.config.get(

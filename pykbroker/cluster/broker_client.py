@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import ssl
 import struct
 from typing import Any
@@ -55,8 +56,10 @@ class BrokerConnectionError(Exception):
 
 
 class BrokerConnection:
-    def __init__(self, host: str, port: int, client_id: str) -> None:
+    def __init__(self, host: str, port: int, client_id: str,
+                 receive_buffer_bytes: int = -1) -> None:
         self.host, self.port, self.client_id = host, port, client_id
+        self.receive_buffer_bytes = receive_buffer_bytes  # SO_RCVBUF; -1: the OS's default
         self._stream: trio.abc.Stream | None = None
         self._correlation = itertools.count(1)
         self._lock = trio.Lock()
@@ -71,9 +74,12 @@ class BrokerConnection:
         stream: trio.abc.Stream | None = None
         with trio.move_on_after(timeout_s) as scope:
             try:
-                stream = await trio.open_tcp_stream(host, port)
+                tcp = await trio.open_tcp_stream(host, port)
+                stream = tcp
+                if self.receive_buffer_bytes != -1:
+                    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer_bytes)
                 if self.security is not None:
-                    stream = await self._secure(stream)
+                    stream = await self._secure(tcp)
             except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
                 if stream is not None:
                     await trio.aclose_forcefully(stream)

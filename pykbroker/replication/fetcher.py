@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -42,6 +42,12 @@ EARLIEST, LATEST = -2, -1
 TopicPartition = tuple[str, int]
 
 
+class SupportsGet(Protocol):
+    """A broker configuration's ``get``."""
+
+    def get(self, key: str) -> object: ...
+
+
 @dataclass(frozen=True, slots=True)
 class FetcherSettings:
     """``replica.fetch.*`` settings."""
@@ -51,6 +57,16 @@ class FetcherSettings:
     wait_max_ms: int = 500              # replica.fetch.wait.max.ms
     min_bytes: int = 1                  # replica.fetch.min.bytes
     backoff_ms: int = 1000              # replica.fetch.backoff.ms
+    receive_buffer_bytes: int = -1      # replica.socket.receive.buffer.bytes (-1: the OS's)
+
+    @classmethod
+    def from_config(cls, config: SupportsGet) -> FetcherSettings:
+        def num(key: str) -> int:
+            return int(str(config.get(key)))
+
+        return cls(num("replica.fetch.max.bytes"), num("replica.fetch.response.max.bytes"),
+                   num("replica.fetch.wait.max.ms"), num("replica.fetch.min.bytes"),
+                   num("replica.fetch.backoff.ms"), num("replica.socket.receive.buffer.bytes"))
 
 
 def truncation_offset(part: Partition, epoch: int, end_offset: int) -> int:
@@ -99,8 +115,9 @@ class ReplicaFetcher:
         if ep is None:
             return None
         if self._connection is None or self._endpoint != (ep.host, ep.port):
-            self._connection = BrokerConnection(ep.host, ep.port,
-                                                f"broker-{self.manager.node_id}-fetcher")
+            self._connection = BrokerConnection(
+                ep.host, ep.port, f"broker-{self.manager.node_id}-fetcher",
+                receive_buffer_bytes=self.manager.settings.receive_buffer_bytes)
             self._endpoint = (ep.host, ep.port)
         return self._connection
 

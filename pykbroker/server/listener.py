@@ -117,6 +117,7 @@ class NetworkServer:
         self.refusals = BadClientLog(log, level=logging.INFO)
         self.closed_since_trim = 0
         self._config = getattr(services, "config", None)
+        self._send_buffer = self._socket_buffer("socket_send_buffer_bytes")
         self.quotas = ConnectionQuotas(
             self._config if self._config is not None else _LimitsOnly(max_connections),
             [b.name for b in binds],
@@ -134,6 +135,10 @@ class NetworkServer:
         for bind in self.binds:
             listeners = await trio.open_tcp_listeners(bind.port, host=bind.host or None)
             port = listeners[0].socket.getsockname()[1]
+            receive_buffer = self._socket_buffer("socket_receive_buffer_bytes")
+            if receive_buffer != -1:  # set before any connection: accepted ones inherit it
+                for lsn in listeners:
+                    lsn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
             self.bound_ports[bind.name] = port
             # The accept loop works on the standard sockets (see _accept_loop).
             opened.append((bind, [_standard_socket(lsn) for lsn in listeners]))
@@ -231,6 +236,11 @@ class NetworkServer:
                 client.close()
                 self.quotas.release(info.name, address)
                 return True
+        # Kafka's acceptor: keep-alive on, SO_SNDBUF from socket.send.buffer.bytes (-1: the
+        # OS's); trio's stream turns Nagle off as Kafka does.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if self._send_buffer != -1:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(client))
         conn = Connection(
             stream, conn_id=next(self._ids), peer=peer, listener=info,
@@ -275,6 +285,11 @@ class NetworkServer:
             conn.draining = True
             if conn.read_scope is not None:
                 conn.read_scope.cancel()
+
+    def _socket_buffer(self, setting: str) -> int:
+        """socket.send/receive.buffer.bytes (read-only settings, as in Kafka); -1 without a
+        config (tests' servers) leaves the OS's default."""
+        return int(getattr(self._config, setting, -1))
 
     def _check_config(self) -> None:
         """Apply a configuration changed since the last look (dynamic broker configs): the

@@ -179,8 +179,9 @@ def test_an_append_to_a_replicated_partition_wakes_followers_not_clients(tmp_pat
     part.follower_state(2).on_fetch(1, 1, 0)
     assert not part.advance_high_watermark() and not client.is_set()  # 3 is still at 0
     part.follower_state(3).on_fetch(1, 1, 0)
-    assert part.advance_high_watermark()  # (IsrManager.on_follower_fetch calls it)
-    assert client.is_set()  # the move woke the clients
+    assert part.advance_high_watermark()  # IsrManager.on_follower_fetch then wakes clients
+    part.wake_clients()
+    assert client.is_set()
 
 
 def test_an_append_wakes_clients_where_the_leader_alone_is_in_sync(tmp_path: Path) -> None:

@@ -125,4 +125,4 @@ async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: 
                 or services.replicas.shutting_down:
             return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0,
                                  responses=responses)
-        await services.replicas.wait_for_append(parts, remaining, replica=True)
+        await services.replicas.wait_for_append(parts, remaining)

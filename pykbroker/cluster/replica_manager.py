@@ -188,9 +188,13 @@ class Partition:
             return True
         return False
 
-    def set_follower_high_watermark(self, leader_hw: int) -> None:
-        """Follower: the leader's high watermark, bounded by what this replica holds."""
-        self._hw = min(leader_hw, int(self.log.log_end_offset))
+    def set_follower_high_watermark(self, leader_hw: int) -> bool:
+        """Follower: the leader's high watermark, bounded by what this replica holds; True
+        if consumers now see more."""
+        leo = int(self.log.log_end_offset)
+        visible = min(self._hw, leo)
+        self._hw = min(leader_hw, leo)
+        return self._hw > visible
 
     def needs_sync_ack(self) -> bool:
         """Whether ``flush.messages`` asks for appends to be fsynced before they are acked."""

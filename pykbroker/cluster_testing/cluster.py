@@ -136,13 +136,17 @@ class _Broker:
         except FileNotFoundError:
             return ""
 
+    def current_start_log(self) -> str:
+        """The log since the latest ``spawn``."""
+        return self.log().rsplit("===== start #", 1)[-1]
+
     def heard_from_controller(self) -> bool:
         """This start of the broker has received the controller's UpdateMetadata."""
-        return METADATA_MARK in self.log().rsplit("===== start #", 1)[-1]
+        return METADATA_MARK in self.current_start_log()
 
     def wait_ready(self, deadline: float) -> None:
         assert self.proc is not None
-        while READY_MARK not in self.log().rsplit("===== start #", 1)[-1]:
+        while READY_MARK not in self.current_start_log():
             if self.proc.poll() is not None:
                 raise ClusterError(f"broker {self.broker_id} exited with "
                                    f"{self.proc.returncode}:\n{self.log()[-4000:]}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -34,18 +34,15 @@ from pykbroker.protocol._generated.list_offsets_request import (
 )
 from pykbroker.protocol.api import ApiKey
 
+if TYPE_CHECKING:
+    from pykbroker.config.topic import BrokerSettings
+
 log = logging.getLogger("pykbroker.replication.fetcher")
 
 FETCH_VERSION = 15
 LIST_OFFSETS_VERSION = 7
 EARLIEST, LATEST = -2, -1
 TopicPartition = tuple[str, int]
-
-
-class SupportsGet(Protocol):
-    """A broker configuration's ``get``."""
-
-    def get(self, key: str) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +57,7 @@ class FetcherSettings:
     receive_buffer_bytes: int = -1      # replica.socket.receive.buffer.bytes (-1: the OS's)
 
     @classmethod
-    def from_config(cls, config: SupportsGet) -> FetcherSettings:
+    def from_config(cls, config: BrokerSettings) -> FetcherSettings:
         def num(key: str) -> int:
             return int(str(config.get(key)))
 
@@ -219,9 +216,7 @@ class ReplicaFetcher:
         if data.log_start_offset > part.log.log_start_offset and \
                 data.log_start_offset <= part.log.log_end_offset:
             part.log.delete_records_before(data.log_start_offset)
-        visible = part.high_watermark
-        part.set_follower_high_watermark(int(data.high_watermark))
-        if part.high_watermark > visible:
+        if part.set_follower_high_watermark(int(data.high_watermark)):
             part.wake()  # consumers long-polling on this follower (KIP-392)
 
     async def _reset_out_of_range(self, part: Partition) -> None:

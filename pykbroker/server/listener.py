@@ -132,10 +132,10 @@ class NetworkServer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind, report readiness, serve until ``shutdown`` drains the connections."""
         opened: list[tuple[BindAddress, list[socket.socket]]] = []
+        receive_buffer = self._socket_buffer("socket_receive_buffer_bytes")
         for bind in self.binds:
             listeners = await trio.open_tcp_listeners(bind.port, host=bind.host or None)
             port = listeners[0].socket.getsockname()[1]
-            receive_buffer = self._socket_buffer("socket_receive_buffer_bytes")
             if receive_buffer != -1:  # set before any connection: accepted ones inherit it
                 for lsn in listeners:
                     lsn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)

@@ -16,8 +16,6 @@ import trio
 from pykbroker.cluster.broker_client import BrokerConnection
 from pykbroker.config import BrokerConfig
 
-pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_RCVBUF"), reason="no SO_RCVBUF")
-
 
 def _sizes(sock: socket.socket) -> tuple[int, int]:
     return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),

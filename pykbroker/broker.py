@@ -197,7 +197,8 @@ class Broker:
         a member of the cluster ZooKeeper describes, whose id is ``zk_cluster_id``."""
         cfg = self.config
         log_dirs = [Path(d) for d in cfg.log_dirs]
-        log_manager = LogManager(log_dirs, _log_config(cfg, {}))
+        log_manager = LogManager(log_dirs, _log_config(cfg, {}),
+                                 page_cache_keep_bytes=cfg.log_page_cache_keep_bytes)
         if zk_cluster_id is not None:
             cluster_id = log_manager.read_or_create_meta(cfg.node_id, lambda: zk_cluster_id)
             if cluster_id != zk_cluster_id:

@@ -381,6 +381,7 @@ class BrokerConfig:
     message_max_bytes = _Setting[int]("message.max.bytes")
     fetch_max_bytes = _Setting[int]("fetch.max.bytes")
     metrics_port = _Setting[int]("metrics.port")
+    log_page_cache_keep_bytes = _Setting[int]("log.page.cache.keep.bytes")
     compression_type = _Setting[str]("compression.type")
     min_insync_replicas = _Setting[int]("min.insync.replicas")
     unclean_leader_election_enable = _Setting[bool]("unclean.leader.election.enable")

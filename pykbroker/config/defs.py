@@ -6,8 +6,9 @@ are cut to their first sentence or two. Group and transaction coordinator keys l
 ``config_defs_groups``, security, quota, tiered-storage and KRaft keys in ``config_defs_extra``;
 this module merges them all into ``BROKER_DEFS``.
 
-pykbroker differs from Kafka's defaults on purpose in four places, each said in its doc text:
-``listeners``, ``log.dir``, ``node.id``/``broker.id``, and its own ``metrics.port`` key.
+pykbroker differs from Kafka's defaults on purpose in these places, each said in its doc text:
+``listeners``, ``log.dir``, ``node.id``/``broker.id``, the socket buffer sizes, and its own
+``metrics.port`` and ``log.page.cache.keep.bytes`` keys.
 """
 
 from __future__ import annotations
@@ -264,6 +265,13 @@ _LOG = (
            at_least(0)),
     define("log.preallocate", B, False,
            "Should pre allocate file when create new segment?", M, mode=CW),
+    define("log.page.cache.keep.bytes", LG, 16 * 1024 * 1024,
+           "pykbroker's own key (not Kafka's): how much of the end of each log segment stays "
+           "in the OS page cache. Older data is written back and dropped from the cache as "
+           "the segment grows (posix_fadvise DONTNEED, every 4 MiB), so a broker's page cache "
+           "stays bounded and its writes reuse the same memory; consumers reading further "
+           "behind read from disk. -1 leaves the page cache to the OS, as Kafka does.", L,
+           at_least(-1)),
     define("log.message.timestamp.type", S, "CreateTime",
            "Define whether the timestamp in the message is message create time or log append "
            "time. The value should be either CreateTime or LogAppendTime.", M,

@@ -66,7 +66,9 @@ class LogManager:
         default_config: LogConfig,
         *,
         now_ms: Callable[[], int] = wall_clock_ms,
+        page_cache_keep_bytes: int = -1,
     ) -> None:
+        """``page_cache_keep_bytes``: ``log.page.cache.keep.bytes`` for every log."""
         if not log_dirs:
             raise ValueError("at least one log directory is required")
         self.log_dirs = [Path(d) for d in log_dirs]
@@ -74,6 +76,7 @@ class LogManager:
             log_dir.mkdir(parents=True, exist_ok=True)
         self.default_config = default_config
         self._now_ms = now_ms
+        self.page_cache_keep_bytes = page_cache_keep_bytes
         self._logs: dict[TopicPartition, PartitionLog] = {}
         self._log_dir_of: dict[TopicPartition, Path] = {}
 
@@ -140,6 +143,7 @@ class LogManager:
                     now_ms=self._now_ms,
                     had_clean_shutdown=clean,
                 )
+                self._logs[tp].page_cache_keep_bytes = self.page_cache_keep_bytes
                 self._log_dir_of[tp] = log_dir
             marker.unlink(missing_ok=True)
         return dict(self._logs)
@@ -172,6 +176,7 @@ class LogManager:
                 config if config is not None else self.default_config,
                 now_ms=self._now_ms,
             )
+            log.page_cache_keep_bytes = self.page_cache_keep_bytes
             self._logs[tp] = log
             self._log_dir_of[tp] = log_dir
         elif config is not None and config != log.config:

@@ -83,6 +83,8 @@ class PartitionLog:
         self._aborted_count = sum(len(seg.txn_index.entries) for seg in segments)
         self._topic_id: uuid.UUID | None = None
         self._closed = False
+        # log.page.cache.keep.bytes (-1: leave the page cache to the OS, as Kafka does).
+        self.page_cache_keep_bytes = -1
         # Segments replaced by the cleaner: closed a while later (a worker thread's sync
         # may still hold them), their files already renamed away.
         self._retired: list[tuple[float, LogSegment]] = []
@@ -326,6 +328,8 @@ class PartitionLog:
                 ErrorCode.KAFKA_STORAGE_ERROR, f"{self.name}: append failed: {exc}"
             ) from exc
         self._leo = last.next_offset
+        if self.page_cache_keep_bytes >= 0:
+            segment.drop_cached_behind(self.page_cache_keep_bytes)
 
     def roll(self) -> LogSegment:
         """Start a new active segment at the log end offset (no-op if the active one is empty)."""

@@ -9,6 +9,7 @@ inside a batch (exact timestamp lookups).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import struct
@@ -54,6 +55,9 @@ _I32: Final = struct.Struct(">i")
 _SCAN_CHUNK: Final = 32 * 1024
 _HEADER_CHUNK: Final = 4096  # many small batches' headers per read, little of a large one
 _RECOVER_CHUNK: Final = 1024 * 1024
+#: How much a segment grows between two page-cache drops (``drop_cached_behind``): each
+#: call writes back about this much, a few hundred microseconds to a few milliseconds.
+CACHE_DROP_STEP: Final = 4 * 1024 * 1024
 
 Buffer = bytes | bytearray | memoryview
 
@@ -75,6 +79,7 @@ class LogSegment:
 
     __slots__ = (
         "_bytes_since_index",
+        "_cache_dropped_to",
         "_dirty",
         "_fd",
         "base_offset",
@@ -104,6 +109,7 @@ class LogSegment:
         path = segment_path(directory, base_offset, LOG_SUFFIX + file_suffix)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         self.size = os.fstat(self._fd).st_size
+        self._cache_dropped_to = 0
         index_bytes = config.segment_index_bytes
         self.offset_index = OffsetIndex(
             segment_path(directory, base_offset, INDEX_SUFFIX + file_suffix), base_offset,
@@ -440,6 +446,21 @@ class LogSegment:
         self.next_offset = batches[-1][1].next_offset
         self._dirty = True
         return position
+
+    def drop_cached_behind(self, keep_bytes: int) -> None:
+        """Write back and drop from the page cache all but the last ``keep_bytes`` of the
+        file, once another :data:`CACHE_DROP_STEP` bytes have been written past them.
+
+        ``posix_fadvise(DONTNEED)`` starts the writeback of the dirty pages in the range and
+        evicts the clean ones; what was still being written at one call goes at the next. A
+        log written this way reuses the same pages instead of filling the page cache with
+        fresh ones (see ``log.page.cache.keep.bytes``)."""
+        end = self.size - keep_bytes
+        if end - self._cache_dropped_to < CACHE_DROP_STEP:
+            return
+        with contextlib.suppress(OSError):  # only a hint: the data is safe either way
+            os.posix_fadvise(self._fd, 0, end, os.POSIX_FADV_DONTNEED)
+        self._cache_dropped_to = end
 
     def _index_batch(self, position: int, header: BatchHeader) -> None:
         if header.max_timestamp > self.max_timestamp:

@@ -64,6 +64,15 @@ class BrokerConnection:
         self._correlation = itertools.count(1)
         self._lock = trio.Lock()
         self.security = _SECURITY
+        self._size = bytearray(4)
+        self._reused: bytearray | None = None  # responses read with reuse_buffer
+
+    def _reused_buffer(self, size: int) -> memoryview:
+        """``size`` bytes of the kept response buffer, replaced (never resized: views of the
+        last response may still exist) by a larger one when it is too small."""
+        if self._reused is None or len(self._reused) < size:
+            self._reused = bytearray(size)
+        return memoryview(self._reused)[:size]
 
     @property
     def connected(self) -> bool:
@@ -143,7 +152,8 @@ class BrokerConnection:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _read_into(self, stream: trio.abc.Stream, buf: bytearray) -> bytearray:
+    async def _read_into(self, stream: trio.abc.Stream, buf: bytearray | memoryview
+                         ) -> bytearray | memoryview:
         """Fill ``buf`` from the socket: a replica fetch's megabyte lands in one buffer
         allocated at its final size, with no intermediate chunks to copy (over TLS, each
         decrypted chunk is copied in)."""
@@ -179,8 +189,14 @@ class BrokerConnection:
         return response
 
     async def request(self, api_key: int, api_version: int, body: Any,
-                      timeout_s: float = 30.0) -> Any:
-        """Send one request and return its decoded response (connecting first if needed)."""
+                      timeout_s: float = 30.0, *, reuse_buffer: bool = False) -> Any:
+        """Send one request and return its decoded response (connecting first if needed).
+
+        With ``reuse_buffer`` the response is read into a buffer this connection keeps for
+        the next such request, so its bytes fields (a Fetch's records) are views that the
+        next ``reuse_buffer`` request overwrites: the caller must be done with them by then.
+        The replica fetcher is (it appends the records before it fetches again); it saves
+        allocating and zeroing a fresh megabyte per fetch."""
         async with self._lock:
             if self._stream is None:
                 await self.connect(timeout_s)
@@ -191,10 +207,11 @@ class BrokerConnection:
             try:
                 with trio.fail_after(timeout_s):
                     await stream.send_all(frame)
-                    (size,) = _SIZE.unpack(await self._read_into(stream, bytearray(4)))
+                    (size,) = _SIZE.unpack(await self._read_into(stream, self._size))
                     if not 0 < size <= MAX_RESPONSE_BYTES:
                         raise BrokerConnectionError(f"bad response size {size}")
-                    data = await self._read_into(stream, bytearray(size))
+                    data = await self._read_into(
+                        stream, self._reused_buffer(size) if reuse_buffer else bytearray(size))
                 got, response = decode_response(data, api_key, api_version)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
                     trio.TooSlowError, DecodeError, BrokerConnectionError) as exc:

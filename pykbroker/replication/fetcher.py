@@ -134,9 +134,11 @@ class ReplicaFetcher:
                     await trio.sleep(settings.backoff_ms / 1000.0)
                     continue
                 try:
+                    # The records are views of the connection's kept buffer: _process
+                    # appends them before the next fetch overwrites it.
                     response = await connection.request(
                         ApiKey.FETCH, FETCH_VERSION, self._request(parts),
-                        timeout_s=settings.wait_max_ms / 1000.0 + 30.0)
+                        timeout_s=settings.wait_max_ms / 1000.0 + 30.0, reuse_buffer=True)
                 except BrokerConnectionError as exc:
                     log.info("fetch from broker %d failed: %s", self.leader_id, exc)
                     await trio.sleep(settings.backoff_ms / 1000.0)

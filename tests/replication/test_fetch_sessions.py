@@ -158,3 +158,57 @@ def test_the_follower_starts_over_with_a_full_fetch_when_the_leader_refuses(
     # A leader with no session to give: every fetch stays a full one.
     assert fetcher._on_session_answer(SimpleNamespace(error_code=0, session_id=0))
     assert _named(fetcher._request(parts)) == {0: 0, 1: 0}
+
+
+def test_a_woken_fetch_rereads_only_what_changed_and_answers_current_offsets(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """A follower's long-poll woken by another follower moving the high watermark reads
+    nothing again (no partition grew); woken by an append, it reads that partition alone,
+    and the answer still carries the other partition's new high watermark."""
+    import pykbroker.replication.leader as leader
+
+    ctx = _leader_ctx(tmp_path)
+    reads: list[tuple[int, int]] = []
+    real = leader._read_for
+
+    def counting(part: Any, replica: int, *args: Any) -> Any:
+        reads.append((replica, part.index))
+        return real(part, replica, *args)
+
+    monkeypatch.setattr(leader, "_read_for", counting)
+
+    def moved(part: Any, replica: int) -> None:
+        if part.advance_high_watermark():
+            part.wake()
+
+    def request(replica: int, offsets: dict[int, int], wait_ms: int) -> FetchRequest:
+        return FetchRequest(
+            replica_id=-1, replica_state=ReplicaState(replica_id=replica, replica_epoch=1),
+            max_wait_ms=wait_ms, min_bytes=1, max_bytes=1 << 20, session_id=0,
+            session_epoch=-1, topics=[FetchTopic(topic="", topic_id=TOPIC.topic_id, partitions=[
+                FetchPartition(partition=p, current_leader_epoch=3, fetch_offset=o,
+                               last_fetched_epoch=3, log_start_offset=0,
+                               partition_max_bytes=1 << 20) for p, o in offsets.items()])])
+
+    answer: list[FetchResponse] = []
+
+    async def main() -> None:
+        async def follower_2() -> None:
+            answer.append(await handle_replica_fetch(ctx, request(2, {0: 10, 1: 10}, 5000), 2,
+                                                     moved))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follower_2)
+            await trio.sleep(0.05)
+            assert reads == [(2, 0), (2, 1)]  # the first pass, then parked
+            await handle_replica_fetch(ctx, request(3, {0: 10}, 0), 3, moved)
+            await trio.sleep(0.05)
+            assert ctx.services.replicas.partitions[("t", 0)].high_watermark == 10
+            assert not answer and reads == [(2, 0), (2, 1), (3, 0)]  # woken, nothing re-read
+            ctx.services.replicas.partitions[("t", 1)].log.append_as_leader(
+                batch(), leader_epoch=3)
+            ctx.services.replicas.partitions[("t", 1)].wake()
+
+    trio.run(main)
+    assert reads[3:] == [(2, 1)]  # only the partition that grew
+    assert _answered(answer[0]) == {0: (0, 10), 1: (len(batch()), 0)}

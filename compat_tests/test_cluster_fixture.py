@@ -193,10 +193,13 @@ FAILING_TEST = textwrap.dedent("""
 """)
 
 INTERRUPTED_SCRIPT = textwrap.dedent("""
-    import json, sys, time
+    import json, signal, sys, time
 
     from pykbroker.testing import open_cluster
 
+    # Ctrl-C as at a terminal, even when this run inherited SIGINT ignored (a background
+    # job of a non-interactive shell: Python then leaves it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with open_cluster(2) as cluster:
         cluster.isolate(1)
         trace = {

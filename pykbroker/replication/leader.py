@@ -26,6 +26,7 @@ from pykbroker.protocol._generated.fetch_response import (
     EpochEndOffset,
     FetchableTopicResponse,
     FetchResponse,
+    LeaderIdAndEpoch,
     PartitionData,
 )
 from pykbroker.server.request_context import RequestContext
@@ -38,13 +39,14 @@ def _error(index: int, code: ErrorCode) -> PartitionData:
                          last_stable_offset=-1, log_start_offset=-1, records=_EMPTY)
 
 
-def _read_for(part: Partition, replica: int, fp: Any, budget: int, now_ms: int,
+def _read_for(part: Partition, replica: int, fp: Any, budget: int,
               on_follower_fetch: Callable[[Partition, int], None]) -> PartitionData:
     part.check_leader_epoch(fp.current_leader_epoch)
     if replica not in part.replicas:
         raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
                          f"Replica {replica} is not a replica of {part.topic}-{part.index}")
     plog = part.log
+    leader = LeaderIdAndEpoch(leader_id=part.leader_id, leader_epoch=part.leader_epoch)
     if fp.last_fetched_epoch >= 0:
         epoch, end = plog.end_offset_for_epoch(fp.last_fetched_epoch)
         if epoch < fp.last_fetched_epoch or end < fp.fetch_offset:
@@ -53,7 +55,8 @@ def _read_for(part: Partition, replica: int, fp: Any, budget: int, now_ms: int,
                 partition_index=fp.partition, error_code=0,
                 high_watermark=hw, last_stable_offset=part.stable_offset_below(hw),
                 log_start_offset=part.log_start_offset,
-                diverging_epoch=EpochEndOffset(epoch=epoch, end_offset=end), records=_EMPTY)
+                diverging_epoch=EpochEndOffset(epoch=epoch, end_offset=end),
+                current_leader=leader, records=_EMPTY)
     leo = int(plog.log_end_offset)
     if not part.log_start_offset <= fp.fetch_offset <= leo:
         raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
@@ -61,13 +64,13 @@ def _read_for(part: Partition, replica: int, fp: Any, budget: int, now_ms: int,
     if budget > 0 and fp.fetch_offset < leo:
         records = plog.read(fp.fetch_offset, budget, max_offset=leo, min_one_batch=True,
                             zero_copy=True).data
-    part.follower_state(replica).on_fetch(fp.fetch_offset, leo, now_ms)
+    part.follower_state(replica).on_fetch(fp.fetch_offset, leo, int(time.time() * 1000))
     on_follower_fetch(part, replica)
     hw = part.high_watermark
     return PartitionData(
         partition_index=fp.partition, error_code=0, high_watermark=hw,
         last_stable_offset=part.stable_offset_below(hw), log_start_offset=part.log_start_offset,
-        preferred_read_replica=-1, records=records)
+        current_leader=leader, preferred_read_replica=-1, records=records)
 
 
 @dataclass(slots=True)
@@ -144,85 +147,38 @@ def _session_for(ctx: RequestContext, req: FetchRequest, replica: int
     return session, list(held.values()), True
 
 
-class _Read:
-    """One pass over a fetch's partitions: what was read for each, and what each partition
-    looked like then (so that a pass after a wake-up re-reads only what changed)."""
-
-    __slots__ = ("kept", "results", "seen", "total")
-
-    def __init__(self, size: int) -> None:
-        self.results: list[PartitionData] = [_EMPTY_DATA] * size
-        self.seen: list[tuple[Partition, int, int] | None] = [None] * size
-        self.kept: list[int] = []  # entries answered as in the previous pass
-        self.total = 0
-
-    def parts(self) -> list[Partition]:
-        return [seen[0] for seen in self.seen if seen is not None]
-
-
-_EMPTY_DATA = PartitionData()
-
-
 def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_bytes: int,
-                on_follower_fetch: Callable[[Partition, int], None],
-                last: _Read | None = None) -> _Read:
-    """Read every entry; after a wake-up (``last``: the previous pass) only the entries whose
-    partition changed leader, epoch or log end since, the others keep their answer."""
+                on_follower_fetch: Callable[[Partition, int], None]
+                ) -> tuple[list[PartitionData], int, list[Partition]]:
     services = ctx.services
     store = services.topics.store
-    partitions = services.replicas.partitions
     by_id = ctx.api_version >= 13
     names: dict[Any, str | None] = {}
-    now_ms = int(time.time() * 1000)
-    out = _Read(len(entries))
-    for i, entry in enumerate(entries):
+    total = 0
+    out = []
+    parts: list[Partition] = []
+    for entry in entries:
         fp = entry.fp
         topic_key = entry.topic_id if by_id else entry.topic
         name = names.get(topic_key, "")
         if name == "":
             name = names[topic_key] = store.name_of(entry.topic_id) if by_id else (
                 entry.topic if store.topic_id_of(entry.topic) is not None else None)
-        part = partitions.get((name, fp.partition)) if name else None
-        if last is not None and part is not None:
-            seen = last.seen[i]
-            if seen is not None and seen[0] is part and part.is_leader and \
-                    seen[1] == part.leader_epoch and seen[2] == part.log.log_end_offset:
-                data = out.results[i] = last.results[i]
-                out.seen[i] = seen
-                out.kept.append(i)
-                out.total += len(data.records or _EMPTY)
-                continue
+        part = services.replicas.partitions.get((name, fp.partition)) if name else None
         try:
             if part is None:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID if by_id and name is None
                                  else ErrorCode.NOT_LEADER_OR_FOLLOWER)
             if not part.is_leader:
                 raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-            seen_leo = part.log.log_end_offset
-            data = _read_for(part, replica, fp, min(fp.partition_max_bytes,
-                                                    max_bytes - out.total),
-                             now_ms, on_follower_fetch)
-            out.total += len(data.records or _EMPTY)
-            out.seen[i] = (part, part.leader_epoch, seen_leo)
+            data = _read_for(part, replica, fp, min(fp.partition_max_bytes, max_bytes - total),
+                             on_follower_fetch)
+            total += len(data.records or _EMPTY)
+            parts.append(part)
         except KafkaError as exc:
             data = _error(fp.partition, exc.error_code)
-        out.results[i] = data
-    return out
-
-
-def _refresh(read: _Read) -> None:
-    """Answers kept from an earlier pass get the partitions' current offsets."""
-    for i in read.kept:
-        data = read.results[i]
-        seen = read.seen[i]
-        if seen is None or data.diverging_epoch.epoch >= 0:
-            continue
-        part = seen[0]
-        hw = part.high_watermark
-        if hw != data.high_watermark:
-            data.high_watermark = hw
-            data.last_stable_offset = part.stable_offset_below(hw)
-        data.log_start_offset = part.log_start_offset
+        out.append(data)
+    return out, total, parts
 
 
 async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: int,
@@ -246,18 +202,15 @@ async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: 
         return FetchResponse(throttle_time_ms=0, error_code=int(exc.error_code),
                              session_id=0, responses=[])
     deadline = trio.current_time() + req.max_wait_ms / 1000.0
-    read: _Read | None = None
     while True:
-        read = _fetch_once(ctx, entries, replica, req.max_bytes, on_follower_fetch, read)
-        results = read.results
+        results, total, parts = _fetch_once(ctx, entries, replica, req.max_bytes,
+                                            on_follower_fetch)
         errors = any(p.error_code or p.diverging_epoch.epoch >= 0 for p in results)
         remaining = deadline - trio.current_time()
-        parts = read.parts()
-        if read.total >= req.min_bytes or errors or remaining <= 0 or not parts \
+        if total >= req.min_bytes or errors or remaining <= 0 or not parts \
                 or services.replicas.shutting_down:
             break
         await services.replicas.wait_for_append(parts, remaining)
-    _refresh(read)
     topics: dict[Any, FetchableTopicResponse] = {}
     for entry, data in zip(entries, results, strict=True):
         reported = entry.needs_report(data)  # (in a full fetch: remembered for the next)

@@ -10,14 +10,11 @@ Only a live broker that is a replica of the partition may fetch as one.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from pykbroker.cluster.fetch_session import FINAL_EPOCH, INITIAL_EPOCH, FetchSession
 from pykbroker.cluster.replica_manager import Partition
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
@@ -73,120 +70,43 @@ def _read_for(part: Partition, replica: int, fp: Any, budget: int,
         current_leader=leader, preferred_read_replica=-1, records=records)
 
 
-@dataclass(slots=True)
-class _Entry:
-    """One partition of a follower's fetch: as last requested, and (in a fetch session)
-    what the follower was last told of it."""
-
-    topic: str  # the topic name as sent (empty from v13, which names topics by id)
-    topic_id: uuid.UUID
-    fp: Any  # the FetchPartition last sent for it
-    high_watermark: int = -1
-    last_stable_offset: int = -1
-    log_start_offset: int = -1
-
-    def needs_report(self, data: PartitionData) -> bool:
-        """Kafka's rule for an incremental response: records, an error, a diverging epoch
-        or a moved offset; remembers what is reported."""
-        if not (len(data.records or _EMPTY) or data.error_code
-                or data.diverging_epoch.epoch >= 0
-                or data.high_watermark != self.high_watermark
-                or data.last_stable_offset != self.last_stable_offset
-                or data.log_start_offset != self.log_start_offset):
-            return False
-        self.high_watermark = data.high_watermark
-        self.last_stable_offset = data.last_stable_offset
-        self.log_start_offset = data.log_start_offset
-        return True
-
-
-def _key(entry: _Entry, by_id: bool) -> tuple[uuid.UUID | str, int]:
-    return (entry.topic_id if by_id else entry.topic, entry.fp.partition)
-
-
-def _entries(req: FetchRequest) -> list[_Entry]:
-    return [_Entry(ft.topic, ft.topic_id, fp) for ft in req.topics for fp in ft.partitions]
-
-
-def _session_for(ctx: RequestContext, req: FetchRequest, replica: int
-                 ) -> tuple[FetchSession | None, list[_Entry], bool]:
-    """(session, partitions to fetch, incremental?) following KIP-227's epochs, as Kafka's
-    follower fetches use them: an incremental request names only the partitions whose fetch
-    state changed, the session keeps the others as last sent."""
-    cache = ctx.services.fetch_sessions
-    by_id = ctx.api_version >= 13
-    sid, epoch = req.session_id, req.session_epoch
-    if sid == 0 or epoch == FINAL_EPOCH:
-        if sid != 0:
-            cache.close(sid)
-        if epoch == FINAL_EPOCH:
-            return None, _entries(req), False
-        if epoch != INITIAL_EPOCH:
-            raise KafkaError(ErrorCode.INVALID_FETCH_SESSION_EPOCH)
-        entries = _entries(req)
-        session = cache.create()
-        if session is not None:
-            session.follower = replica
-            session.follower_partitions = {_key(e, by_id): e for e in entries}
-        return session, entries, False
-    session = cache.lookup(sid, epoch)
-    if session.follower != replica:
-        raise KafkaError(ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
-    held = session.follower_partitions
-    for entry in _entries(req):
-        key = _key(entry, by_id)
-        old = held.get(key)
-        if old is None:
-            held[key] = entry
-        else:
-            old.fp = entry.fp
-    for forgotten in req.forgotten_topics_data:
-        topic: uuid.UUID | str = forgotten.topic_id if by_id else forgotten.topic
-        for index in forgotten.partitions:
-            held.pop((topic, index), None)
-    return session, list(held.values()), True
-
-
-def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_bytes: int,
+def _fetch_once(ctx: RequestContext, req: FetchRequest, replica: int,
                 on_follower_fetch: Callable[[Partition, int], None]
-                ) -> tuple[list[PartitionData], int, list[Partition]]:
+                ) -> tuple[list[FetchableTopicResponse], int, list[Partition]]:
     services = ctx.services
     store = services.topics.store
     by_id = ctx.api_version >= 13
-    names: dict[Any, str | None] = {}
     total = 0
     out = []
     parts: list[Partition] = []
-    for entry in entries:
-        fp = entry.fp
-        topic_key = entry.topic_id if by_id else entry.topic
-        name = names.get(topic_key, "")
-        if name == "":
-            name = names[topic_key] = store.name_of(entry.topic_id) if by_id else (
-                entry.topic if store.topic_id_of(entry.topic) is not None else None)
-        part = services.replicas.partitions.get((name, fp.partition)) if name else None
-        try:
-            if part is None:
-                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID if by_id and name is None
-                                 else ErrorCode.NOT_LEADER_OR_FOLLOWER)
-            if not part.is_leader:
-                raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-            data = _read_for(part, replica, fp, min(fp.partition_max_bytes, max_bytes - total),
-                             on_follower_fetch)
-            total += len(data.records or _EMPTY)
-            parts.append(part)
-        except KafkaError as exc:
-            data = _error(fp.partition, exc.error_code)
-        out.append(data)
+    max_bytes = req.max_bytes
+    for ft in req.topics:
+        name = store.name_of(ft.topic_id) if by_id else (
+            ft.topic if store.topic_id_of(ft.topic) is not None else None)
+        resp = FetchableTopicResponse(topic=ft.topic, topic_id=ft.topic_id, partitions=[])
+        for fp in ft.partitions:
+            part = services.replicas.partitions.get((name, fp.partition)) if name else None
+            try:
+                if part is None:
+                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID if by_id and name is None
+                                     else ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                if not part.is_leader:
+                    raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                data = _read_for(part, replica, fp, min(fp.partition_max_bytes,
+                                                        max_bytes - total), on_follower_fetch)
+                total += len(data.records or _EMPTY)
+                parts.append(part)
+            except KafkaError as exc:
+                data = _error(fp.partition, exc.error_code)
+            resp.partitions.append(data)
+        out.append(resp)
     return out, total, parts
 
 
 async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: int,
                                on_follower_fetch: Callable[[Partition, int], None]
                                ) -> FetchResponse:
-    """A follower's Fetch; long-polls up to ``max_wait_ms`` for ``min_bytes`` of records.
-    In an incremental fetch session (KIP-227) the answer carries only the partitions with
-    news for the follower."""
+    """A follower's Fetch; long-polls up to ``max_wait_ms`` for ``min_bytes`` of records."""
     services = ctx.services
     cluster = services.cluster
     if cluster is None or cluster.cache.broker(replica) is None or replica == services.node_id:
@@ -195,34 +115,14 @@ async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: 
             FetchableTopicResponse(topic=ft.topic, topic_id=ft.topic_id, partitions=[
                 _error(fp.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 for fp in ft.partitions]) for ft in req.topics])
-    try:
-        session, entries, incremental = _session_for(ctx, req, replica) \
-            if ctx.api_version >= 7 else (None, _entries(req), False)
-    except KafkaError as exc:
-        return FetchResponse(throttle_time_ms=0, error_code=int(exc.error_code),
-                             session_id=0, responses=[])
     deadline = trio.current_time() + req.max_wait_ms / 1000.0
     while True:
-        results, total, parts = _fetch_once(ctx, entries, replica, req.max_bytes,
-                                            on_follower_fetch)
-        errors = any(p.error_code or p.diverging_epoch.epoch >= 0 for p in results)
+        responses, total, parts = _fetch_once(ctx, req, replica, on_follower_fetch)
+        errors = any(p.error_code or p.diverging_epoch.epoch >= 0
+                     for t in responses for p in t.partitions)
         remaining = deadline - trio.current_time()
         if total >= req.min_bytes or errors or remaining <= 0 or not parts \
                 or services.replicas.shutting_down:
-            break
+            return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0,
+                                 responses=responses)
         await services.replicas.wait_for_append(parts, remaining)
-    topics: dict[Any, FetchableTopicResponse] = {}
-    for entry, data in zip(entries, results, strict=True):
-        reported = entry.needs_report(data)  # (in a full fetch: remembered for the next)
-        if incremental and not reported:
-            continue
-        topic = topics.get((entry.topic, entry.topic_id))
-        if topic is None:
-            topic = topics[(entry.topic, entry.topic_id)] = FetchableTopicResponse(
-                topic=entry.topic, topic_id=entry.topic_id, partitions=[])
-        topic.partitions.append(data)
-    if session is not None and incremental:
-        session.next_epoch()
-    return FetchResponse(throttle_time_ms=0, error_code=0,
-                         session_id=session.session_id if session is not None else 0,
-                         responses=list(topics.values()))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
@@ -48,6 +50,13 @@ class FetchSession:
     epoch: int  # the epoch the next request must carry
     partitions: dict[tuple[str, int], CachedPartition] = field(default_factory=dict)
     last_used: float = field(default_factory=time.monotonic)
+    # A follower's session (replication.leader): the follower's id, its partitions by
+    # (topic id or name, partition).
+    follower: int = -1
+    follower_partitions: dict[tuple[uuid.UUID | str, int], Any] = field(default_factory=dict)
+
+    def next_epoch(self) -> None:
+        self.epoch = self.epoch + 1 if self.epoch < 2**31 - 1 else 1
 
 
 class FetchSessionCache:

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from pykbroker.cluster.broker_client import BrokerConnection, BrokerConnectionError
+from pykbroker.cluster.fetch_session import INITIAL_EPOCH
 from pykbroker.cluster.replica_manager import Partition
 from pykbroker.error_codes import ErrorCode
 from pykbroker.protocol._generated.fetch_request import (
     FetchPartition,
     FetchRequest,
     FetchTopic,
+    ForgottenTopic,
     ReplicaState,
 )
 from pykbroker.protocol._generated.list_offsets_request import (
@@ -92,6 +94,16 @@ class ReplicaFetcher:
         self.cancel = trio.CancelScope()
         self._connection: BrokerConnection | None = None
         self._endpoint: tuple[str, int] | None = None
+        # The incremental fetch session (KIP-227) with the leader: its id (0: none yet, the
+        # next fetch is a full one), the epoch the next fetch carries, and what the leader
+        # holds of each partition (as last sent), so that a fetch names only what changed.
+        self._session_id = 0
+        self._session_epoch = INITIAL_EPOCH
+        self._sent: dict[tuple[Any, int], tuple[int, ...]] = {}
+
+    def _reset_session(self) -> None:
+        """The next fetch is a full one (and asks for a new session)."""
+        self._session_id, self._session_epoch, self._sent = 0, INITIAL_EPOCH, {}
 
     def _partitions(self) -> list[Partition]:
         replicas = self.manager.replicas
@@ -112,6 +124,7 @@ class ReplicaFetcher:
         if ep is None:
             return None
         if self._connection is None or self._endpoint != (ep.host, ep.port):
+            self._reset_session()
             self._connection = BrokerConnection(
                 ep.host, ep.port, f"broker-{self.manager.node_id}-fetcher",
                 receive_buffer_bytes=self.manager.settings.receive_buffer_bytes)
@@ -141,33 +154,75 @@ class ReplicaFetcher:
                         timeout_s=settings.wait_max_ms / 1000.0 + 30.0, reuse_buffer=True)
                 except BrokerConnectionError as exc:
                     log.info("fetch from broker %d failed: %s", self.leader_id, exc)
+                    self._reset_session()
                     await trio.sleep(settings.backoff_ms / 1000.0)
+                    continue
+                if not self._on_session_answer(response):
                     continue
                 await self._process(parts, response)
 
     def _request(self, parts: list[Partition]) -> FetchRequest:
+        """A full fetch of ``parts`` without a session, else an incremental one: only the
+        partitions whose fetch state differs from what the leader's session holds, and
+        those no longer fetched as forgotten."""
         settings = self.manager.settings
+        full = self._session_id == 0
+        sent: dict[tuple[Any, int], tuple[int, ...]] = {}
         topics: dict[str, FetchTopic] = {}
         for part in parts:
+            last_epoch = part.log.leader_epoch_cache.latest_epoch()
+            state = (part.leader_epoch, int(part.log.log_end_offset),
+                     -1 if last_epoch is None else last_epoch, int(part.log.log_start_offset),
+                     settings.max_bytes)
+            key = (part.topic_id, part.index)
+            sent[key] = state
+            if not full and self._sent.get(key) == state:
+                continue
             topic = topics.get(part.topic)
             if topic is None:
                 topic = topics[part.topic] = FetchTopic(topic=part.topic,
                                                        topic_id=part.topic_id, partitions=[])
-            last_epoch = part.log.leader_epoch_cache.latest_epoch()
             topic.partitions.append(FetchPartition(
-                partition=part.index, current_leader_epoch=part.leader_epoch,
-                fetch_offset=int(part.log.log_end_offset),
-                last_fetched_epoch=-1 if last_epoch is None else last_epoch,
-                log_start_offset=int(part.log.log_start_offset),
-                partition_max_bytes=settings.max_bytes))
+                partition=part.index, current_leader_epoch=state[0], fetch_offset=state[1],
+                last_fetched_epoch=state[2], log_start_offset=state[3],
+                partition_max_bytes=state[4]))
+        forgotten: dict[Any, ForgottenTopic] = {}
+        if not full:
+            for topic_id, index in self._sent.keys() - sent.keys():
+                gone = forgotten.get(topic_id)
+                if gone is None:
+                    gone = forgotten[topic_id] = ForgottenTopic(topic="", topic_id=topic_id,
+                                                                partitions=[])
+                gone.partitions.append(index)
+        self._sent = sent
         return FetchRequest(
             cluster_id=None, replica_id=-1,
             replica_state=ReplicaState(replica_id=self.manager.node_id,
                                        replica_epoch=self.manager.broker_epoch()),
             max_wait_ms=settings.wait_max_ms, min_bytes=settings.min_bytes,
-            max_bytes=settings.response_max_bytes, isolation_level=0, session_id=0,
-            session_epoch=-1, topics=list(topics.values()), forgotten_topics_data=[],
+            max_bytes=settings.response_max_bytes, isolation_level=0,
+            session_id=self._session_id, session_epoch=self._session_epoch,
+            topics=list(topics.values()), forgotten_topics_data=list(forgotten.values()),
             rack_id="")
+
+    def _on_session_answer(self, response: Any) -> bool:
+        """Follow the session the answer names; False (and a full fetch next) when the
+        leader refused the fetch as a whole (FETCH_SESSION_ID_NOT_FOUND after a restart,
+        INVALID_FETCH_SESSION_EPOCH, ...)."""
+        if response.error_code:
+            log.info("fetch from broker %d: %s; starting a new fetch session", self.leader_id,
+                     ErrorCode(response.error_code).name)
+            self._reset_session()
+            return False
+        if self._session_id == 0:
+            if response.session_id:  # the leader opened a session: fetches are incremental
+                self._session_id, self._session_epoch = response.session_id, 1
+            else:  # no session (the leader's cache is full): every fetch stays a full one
+                self._sent = {}
+        else:
+            epoch = self._session_epoch
+            self._session_epoch = epoch + 1 if epoch < 2**31 - 1 else 1
+        return True
 
     async def _process(self, parts: list[Partition], response: Any) -> None:
         by_key = {(p.topic_id, p.index): p for p in parts}

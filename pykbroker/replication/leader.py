@@ -10,11 +10,14 @@ Only a live broker that is a replica of the partition may fetch as one.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
+from pykbroker.cluster.fetch_session import FINAL_EPOCH, INITIAL_EPOCH, FetchSession
 from pykbroker.cluster.replica_manager import Partition
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
@@ -23,7 +26,6 @@ from pykbroker.protocol._generated.fetch_response import (
     EpochEndOffset,
     FetchableTopicResponse,
     FetchResponse,
-    LeaderIdAndEpoch,
     PartitionData,
 )
 from pykbroker.server.request_context import RequestContext
@@ -36,14 +38,13 @@ def _error(index: int, code: ErrorCode) -> PartitionData:
                          last_stable_offset=-1, log_start_offset=-1, records=_EMPTY)
 
 
-def _read_for(part: Partition, replica: int, fp: Any, budget: int,
+def _read_for(part: Partition, replica: int, fp: Any, budget: int, now_ms: int,
               on_follower_fetch: Callable[[Partition, int], None]) -> PartitionData:
     part.check_leader_epoch(fp.current_leader_epoch)
     if replica not in part.replicas:
         raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
                          f"Replica {replica} is not a replica of {part.topic}-{part.index}")
     plog = part.log
-    leader = LeaderIdAndEpoch(leader_id=part.leader_id, leader_epoch=part.leader_epoch)
     if fp.last_fetched_epoch >= 0:
         epoch, end = plog.end_offset_for_epoch(fp.last_fetched_epoch)
         if epoch < fp.last_fetched_epoch or end < fp.fetch_offset:
@@ -52,8 +53,7 @@ def _read_for(part: Partition, replica: int, fp: Any, budget: int,
                 partition_index=fp.partition, error_code=0,
                 high_watermark=hw, last_stable_offset=part.stable_offset_below(hw),
                 log_start_offset=part.log_start_offset,
-                diverging_epoch=EpochEndOffset(epoch=epoch, end_offset=end),
-                current_leader=leader, records=_EMPTY)
+                diverging_epoch=EpochEndOffset(epoch=epoch, end_offset=end), records=_EMPTY)
     leo = int(plog.log_end_offset)
     if not part.log_start_offset <= fp.fetch_offset <= leo:
         raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
@@ -61,52 +61,176 @@ def _read_for(part: Partition, replica: int, fp: Any, budget: int,
     if budget > 0 and fp.fetch_offset < leo:
         records = plog.read(fp.fetch_offset, budget, max_offset=leo, min_one_batch=True,
                             zero_copy=True).data
-    part.follower_state(replica).on_fetch(fp.fetch_offset, leo, int(time.time() * 1000))
+    part.follower_state(replica).on_fetch(fp.fetch_offset, leo, now_ms)
     on_follower_fetch(part, replica)
     hw = part.high_watermark
     return PartitionData(
         partition_index=fp.partition, error_code=0, high_watermark=hw,
         last_stable_offset=part.stable_offset_below(hw), log_start_offset=part.log_start_offset,
-        current_leader=leader, preferred_read_replica=-1, records=records)
+        preferred_read_replica=-1, records=records)
 
 
-def _fetch_once(ctx: RequestContext, req: FetchRequest, replica: int,
-                on_follower_fetch: Callable[[Partition, int], None]
-                ) -> tuple[list[FetchableTopicResponse], int, list[Partition]]:
+@dataclass(slots=True)
+class _Entry:
+    """One partition of a follower's fetch: as last requested, and (in a fetch session)
+    what the follower was last told of it."""
+
+    topic: str  # the topic name as sent (empty from v13, which names topics by id)
+    topic_id: uuid.UUID
+    fp: Any  # the FetchPartition last sent for it
+    high_watermark: int = -1
+    last_stable_offset: int = -1
+    log_start_offset: int = -1
+
+    def needs_report(self, data: PartitionData) -> bool:
+        """Kafka's rule for an incremental response: records, an error, a diverging epoch
+        or a moved offset; remembers what is reported."""
+        if not (len(data.records or _EMPTY) or data.error_code
+                or data.diverging_epoch.epoch >= 0
+                or data.high_watermark != self.high_watermark
+                or data.last_stable_offset != self.last_stable_offset
+                or data.log_start_offset != self.log_start_offset):
+            return False
+        self.high_watermark = data.high_watermark
+        self.last_stable_offset = data.last_stable_offset
+        self.log_start_offset = data.log_start_offset
+        return True
+
+
+def _key(entry: _Entry, by_id: bool) -> tuple[uuid.UUID | str, int]:
+    return (entry.topic_id if by_id else entry.topic, entry.fp.partition)
+
+
+def _entries(req: FetchRequest) -> list[_Entry]:
+    return [_Entry(ft.topic, ft.topic_id, fp) for ft in req.topics for fp in ft.partitions]
+
+
+def _session_for(ctx: RequestContext, req: FetchRequest, replica: int
+                 ) -> tuple[FetchSession | None, list[_Entry], bool]:
+    """(session, partitions to fetch, incremental?) following KIP-227's epochs, as Kafka's
+    follower fetches use them: an incremental request names only the partitions whose fetch
+    state changed, the session keeps the others as last sent."""
+    cache = ctx.services.fetch_sessions
+    by_id = ctx.api_version >= 13
+    sid, epoch = req.session_id, req.session_epoch
+    if sid == 0 or epoch == FINAL_EPOCH:
+        if sid != 0:
+            cache.close(sid)
+        if epoch == FINAL_EPOCH:
+            return None, _entries(req), False
+        if epoch != INITIAL_EPOCH:
+            raise KafkaError(ErrorCode.INVALID_FETCH_SESSION_EPOCH)
+        entries = _entries(req)
+        session = cache.create()
+        if session is not None:
+            session.follower = replica
+            session.follower_partitions = {_key(e, by_id): e for e in entries}
+        return session, entries, False
+    session = cache.lookup(sid, epoch)
+    if session.follower != replica:
+        raise KafkaError(ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
+    held = session.follower_partitions
+    for entry in _entries(req):
+        key = _key(entry, by_id)
+        old = held.get(key)
+        if old is None:
+            held[key] = entry
+        else:
+            old.fp = entry.fp
+    for forgotten in req.forgotten_topics_data:
+        topic: uuid.UUID | str = forgotten.topic_id if by_id else forgotten.topic
+        for index in forgotten.partitions:
+            held.pop((topic, index), None)
+    return session, list(held.values()), True
+
+
+class _Read:
+    """One pass over a fetch's partitions: what was read for each, and what each partition
+    looked like then (so that a pass after a wake-up re-reads only what changed)."""
+
+    __slots__ = ("kept", "results", "seen", "total")
+
+    def __init__(self, size: int) -> None:
+        self.results: list[PartitionData] = [_EMPTY_DATA] * size
+        self.seen: list[tuple[Partition, int, int] | None] = [None] * size
+        self.kept: list[int] = []  # entries answered as in the previous pass
+        self.total = 0
+
+    def parts(self) -> list[Partition]:
+        return [seen[0] for seen in self.seen if seen is not None]
+
+
+_EMPTY_DATA = PartitionData()
+
+
+def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_bytes: int,
+                on_follower_fetch: Callable[[Partition, int], None],
+                last: _Read | None = None) -> _Read:
+    """Read every entry; after a wake-up (``last``: the previous pass) only the entries whose
+    partition changed leader, epoch or log end since, the others keep their answer."""
     services = ctx.services
     store = services.topics.store
+    partitions = services.replicas.partitions
     by_id = ctx.api_version >= 13
-    total = 0
-    out = []
-    parts: list[Partition] = []
-    max_bytes = req.max_bytes
-    for ft in req.topics:
-        name = store.name_of(ft.topic_id) if by_id else (
-            ft.topic if store.topic_id_of(ft.topic) is not None else None)
-        resp = FetchableTopicResponse(topic=ft.topic, topic_id=ft.topic_id, partitions=[])
-        for fp in ft.partitions:
-            part = services.replicas.partitions.get((name, fp.partition)) if name else None
-            try:
-                if part is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID if by_id and name is None
-                                     else ErrorCode.NOT_LEADER_OR_FOLLOWER)
-                if not part.is_leader:
-                    raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-                data = _read_for(part, replica, fp, min(fp.partition_max_bytes,
-                                                        max_bytes - total), on_follower_fetch)
-                total += len(data.records or _EMPTY)
-                parts.append(part)
-            except KafkaError as exc:
-                data = _error(fp.partition, exc.error_code)
-            resp.partitions.append(data)
-        out.append(resp)
-    return out, total, parts
+    names: dict[Any, str | None] = {}
+    now_ms = int(time.time() * 1000)
+    out = _Read(len(entries))
+    for i, entry in enumerate(entries):
+        fp = entry.fp
+        topic_key = entry.topic_id if by_id else entry.topic
+        name = names.get(topic_key, "")
+        if name == "":
+            name = names[topic_key] = store.name_of(entry.topic_id) if by_id else (
+                entry.topic if store.topic_id_of(entry.topic) is not None else None)
+        part = partitions.get((name, fp.partition)) if name else None
+        if last is not None and part is not None:
+            seen = last.seen[i]
+            if seen is not None and seen[0] is part and part.is_leader and \
+                    seen[1] == part.leader_epoch and seen[2] == part.log.log_end_offset:
+                data = out.results[i] = last.results[i]
+                out.seen[i] = seen
+                out.kept.append(i)
+                out.total += len(data.records or _EMPTY)
+                continue
+        try:
+            if part is None:
+                raise KafkaError(ErrorCode.UNKNOWN_TOPIC_ID if by_id and name is None
+                                 else ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            if not part.is_leader:
+                raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            seen_leo = part.log.log_end_offset
+            data = _read_for(part, replica, fp, min(fp.partition_max_bytes,
+                                                    max_bytes - out.total),
+                             now_ms, on_follower_fetch)
+            out.total += len(data.records or _EMPTY)
+            out.seen[i] = (part, part.leader_epoch, seen_leo)
+        except KafkaError as exc:
+            data = _error(fp.partition, exc.error_code)
+        out.results[i] = data
+    return out
+
+
+def _refresh(read: _Read) -> None:
+    """Answers kept from an earlier pass get the partitions' current offsets."""
+    for i in read.kept:
+        data = read.results[i]
+        seen = read.seen[i]
+        if seen is None or data.diverging_epoch.epoch >= 0:
+            continue
+        part = seen[0]
+        hw = part.high_watermark
+        if hw != data.high_watermark:
+            data.high_watermark = hw
+            data.last_stable_offset = part.stable_offset_below(hw)
+        data.log_start_offset = part.log_start_offset
 
 
 async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: int,
                                on_follower_fetch: Callable[[Partition, int], None]
                                ) -> FetchResponse:
-    """A follower's Fetch; long-polls up to ``max_wait_ms`` for ``min_bytes`` of records."""
+    """A follower's Fetch; long-polls up to ``max_wait_ms`` for ``min_bytes`` of records.
+    In an incremental fetch session (KIP-227) the answer carries only the partitions with
+    news for the follower."""
     services = ctx.services
     cluster = services.cluster
     if cluster is None or cluster.cache.broker(replica) is None or replica == services.node_id:
@@ -115,14 +239,37 @@ async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: 
             FetchableTopicResponse(topic=ft.topic, topic_id=ft.topic_id, partitions=[
                 _error(fp.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
                 for fp in ft.partitions]) for ft in req.topics])
+    try:
+        session, entries, incremental = _session_for(ctx, req, replica) \
+            if ctx.api_version >= 7 else (None, _entries(req), False)
+    except KafkaError as exc:
+        return FetchResponse(throttle_time_ms=0, error_code=int(exc.error_code),
+                             session_id=0, responses=[])
     deadline = trio.current_time() + req.max_wait_ms / 1000.0
+    read: _Read | None = None
     while True:
-        responses, total, parts = _fetch_once(ctx, req, replica, on_follower_fetch)
-        errors = any(p.error_code or p.diverging_epoch.epoch >= 0
-                     for t in responses for p in t.partitions)
+        read = _fetch_once(ctx, entries, replica, req.max_bytes, on_follower_fetch, read)
+        results = read.results
+        errors = any(p.error_code or p.diverging_epoch.epoch >= 0 for p in results)
         remaining = deadline - trio.current_time()
-        if total >= req.min_bytes or errors or remaining <= 0 or not parts \
+        parts = read.parts()
+        if read.total >= req.min_bytes or errors or remaining <= 0 or not parts \
                 or services.replicas.shutting_down:
-            return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0,
-                                 responses=responses)
+            break
         await services.replicas.wait_for_append(parts, remaining)
+    _refresh(read)
+    topics: dict[Any, FetchableTopicResponse] = {}
+    for entry, data in zip(entries, results, strict=True):
+        reported = entry.needs_report(data)  # (in a full fetch: remembered for the next)
+        if incremental and not reported:
+            continue
+        topic = topics.get((entry.topic, entry.topic_id))
+        if topic is None:
+            topic = topics[(entry.topic, entry.topic_id)] = FetchableTopicResponse(
+                topic=entry.topic, topic_id=entry.topic_id, partitions=[])
+        topic.partitions.append(data)
+    if session is not None and incremental:
+        session.next_epoch()
+    return FetchResponse(throttle_time_ms=0, error_code=0,
+                         session_id=session.session_id if session is not None else 0,
+                         responses=list(topics.values()))

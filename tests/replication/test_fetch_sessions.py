@@ -1,0 +1,214 @@
+"""Incremental fetch sessions (KIP-227) between a follower and its leader, as Kafka's replica
+fetchers use them: after one full fetch, a follower names only the partitions whose fetch
+state changed (and forgets those it stopped fetching); the leader keeps the rest as last sent
+and answers only partitions with news. Real partition logs; the leader's handler and the
+fetcher's request builder are called directly."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import trio
+
+from pykbroker.cluster.fetch_session import FetchSessionCache
+from pykbroker.cluster.replica_manager import ReplicaManager
+from pykbroker.cluster.topics import TopicInfo
+from pykbroker.error_codes import ErrorCode
+from pykbroker.log import LogConfig, LogManager
+from pykbroker.protocol._generated.fetch_request import (
+    FetchPartition,
+    FetchRequest,
+    FetchTopic,
+    ForgottenTopic,
+    ReplicaState,
+)
+from pykbroker.protocol._generated.fetch_response import FetchResponse
+from pykbroker.replication.fetcher import FetcherSettings, ReplicaFetcher
+from pykbroker.replication.leader import handle_replica_fetch
+from tests.log.helpers import batch
+
+TOPIC = TopicInfo("t", uuid.uuid4(), {0: [1, 2, 3], 1: [1, 2, 3]})
+
+
+def _replicas(tmp_path: Path, leader: int, records: int) -> ReplicaManager:
+    replicas = ReplicaManager(LogManager([tmp_path], LogConfig.from_mapping({})),
+                              lambda topic: LogConfig.from_mapping({}))
+    for index in (0, 1):
+        part = replicas.make_leader_or_follower(TOPIC, index, leader, 3, [1, 2, 3], [1, 2, 3],
+                                                0, 1)
+        if part.is_leader:
+            for _ in range(records):
+                part.log.append_as_leader(batch(), leader_epoch=3)
+    return replicas
+
+
+# -- the leader ------------------------------------------------------------------------------
+
+def _leader_ctx(tmp_path: Path) -> Any:
+    services = SimpleNamespace(
+        cluster=SimpleNamespace(cache=SimpleNamespace(broker=lambda r: object())), node_id=1,
+        topics=SimpleNamespace(store=SimpleNamespace(
+            name_of=lambda tid: TOPIC.name if tid == TOPIC.topic_id else None)),
+        replicas=_replicas(tmp_path, leader=1, records=10), fetch_sessions=FetchSessionCache())
+    return SimpleNamespace(services=services, api_version=15)
+
+
+def _fetch(ctx: Any, replica: int, offsets: dict[int, int], session_id: int = 0,
+           epoch: int = 0, forget: tuple[int, ...] = ()) -> FetchResponse:
+    req = FetchRequest(
+        replica_id=-1, replica_state=ReplicaState(replica_id=replica, replica_epoch=1),
+        max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, session_id=session_id,
+        session_epoch=epoch, topics=[FetchTopic(topic="", topic_id=TOPIC.topic_id, partitions=[
+            FetchPartition(partition=p, current_leader_epoch=3, fetch_offset=o,
+                           last_fetched_epoch=3 if o else -1, log_start_offset=0,
+                           partition_max_bytes=1 << 20) for p, o in offsets.items()])]
+        if offsets else [],
+        forgotten_topics_data=[ForgottenTopic(topic="", topic_id=TOPIC.topic_id,
+                                              partitions=list(forget))] if forget else [])
+    return trio.run(handle_replica_fetch, ctx, req, replica, lambda part, r: None)
+
+
+def _answered(resp: FetchResponse) -> dict[int, tuple[int, int]]:
+    """partition -> (bytes of records, high watermark)."""
+    return {p.partition_index: (len(p.records or b""), p.high_watermark)
+            for t in resp.responses for p in t.partitions}
+
+
+def test_the_leader_answers_an_incremental_fetch_with_only_what_changed(
+        tmp_path: Path) -> None:
+    ctx = _leader_ctx(tmp_path)
+    full = _fetch(ctx, 2, {0: 0, 1: 0})
+    assert full.session_id != 0 and full.error_code == 0
+    assert set(_answered(full)) == {0, 1}  # a full fetch answers every partition
+    sid = full.session_id
+    # Follower 2 caught up on partition 0 only; partition 1 stays at 0 in the session.
+    resp = _fetch(ctx, 2, {0: 10}, sid, 1)
+    got = _answered(resp)
+    assert 1 in got and got[1][0] > 0  # the session's cached offset 0: records again
+    assert 0 not in got  # nothing new for it, and its high watermark did not move
+    # Follower 3 catches up on both: the high watermark of partition 0 moves to 10, which
+    # follower 2 hears of though it names no partition at all.
+    _fetch(ctx, 3, {0: 10, 1: 10})
+    resp = _fetch(ctx, 2, {1: 10}, sid, 2)
+    assert _answered(resp) == {0: (0, 10), 1: (0, 10)}
+    resp = _fetch(ctx, 2, {}, sid, 3)  # nothing changed anywhere: an empty answer
+    assert resp.error_code == 0 and _answered(resp) == {}
+    # A forgotten partition is no longer fetched: new records on it are not answered.
+    ctx.services.replicas.partitions[("t", 1)].log.append_as_leader(batch(), leader_epoch=3)
+    ctx.services.replicas.partitions[("t", 0)].log.append_as_leader(batch(), leader_epoch=3)
+    resp = _fetch(ctx, 2, {}, sid, 4, forget=(1,))
+    assert set(_answered(resp)) == {0}
+
+
+def test_the_leader_refuses_a_wrong_epoch_or_another_brokers_session(tmp_path: Path) -> None:
+    ctx = _leader_ctx(tmp_path)
+    sid = _fetch(ctx, 2, {0: 0, 1: 0}).session_id
+    assert _fetch(ctx, 2, {}, sid, 5).error_code == ErrorCode.INVALID_FETCH_SESSION_EPOCH
+    assert _fetch(ctx, 3, {}, sid, 1).error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+    assert _fetch(ctx, 2, {}, 12345, 1).error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+    assert _fetch(ctx, 2, {}, sid, 1).error_code == 0  # the right epoch still works
+
+
+# -- the follower ----------------------------------------------------------------------------
+
+def _fetcher(tmp_path: Path) -> tuple[ReplicaFetcher, list[Any]]:
+    replicas = _replicas(tmp_path, leader=1, records=0)
+    manager = SimpleNamespace(settings=FetcherSettings(), node_id=2,
+                              broker_epoch=lambda: 1, replicas=replicas)
+    parts = [replicas.partitions[("t", 0)], replicas.partitions[("t", 1)]]
+    return ReplicaFetcher(manager, 1), parts  # type: ignore[arg-type]
+
+
+def _named(req: FetchRequest) -> dict[int, int]:
+    return {p.partition: p.fetch_offset for t in req.topics for p in t.partitions}
+
+
+def test_the_follower_names_only_what_changed_once_a_session_is_open(tmp_path: Path) -> None:
+    fetcher, parts = _fetcher(tmp_path)
+    first = fetcher._request(parts)
+    assert (first.session_id, first.session_epoch) == (0, 0) and _named(first) == {0: 0, 1: 0}
+    assert fetcher._on_session_answer(SimpleNamespace(error_code=0, session_id=77))
+    second = fetcher._request(parts)
+    assert (second.session_id, second.session_epoch) == (77, 1)
+    assert _named(second) == {} and second.forgotten_topics_data == []
+    assert fetcher._on_session_answer(SimpleNamespace(error_code=0, session_id=77))
+    leader = _replicas(tmp_path / "leader", leader=1, records=2).partitions[("t", 0)]
+    parts[0].log.append_as_follower(leader.log.read(0, 1 << 20, max_offset=2).data)
+    third = fetcher._request(parts[:1])  # partition 1 no longer fetched (backing off)
+    assert (third.session_id, third.session_epoch) == (77, 2)
+    assert _named(third) == {0: 2}
+    assert [(f.topic_id, f.partitions) for f in third.forgotten_topics_data] == [
+        (TOPIC.topic_id, [1])]
+
+
+def test_the_follower_starts_over_with_a_full_fetch_when_the_leader_refuses(
+        tmp_path: Path) -> None:
+    fetcher, parts = _fetcher(tmp_path)
+    fetcher._request(parts)
+    fetcher._on_session_answer(SimpleNamespace(error_code=0, session_id=77))
+    fetcher._request(parts)
+    refused = SimpleNamespace(error_code=int(ErrorCode.FETCH_SESSION_ID_NOT_FOUND),
+                              session_id=0)
+    assert not fetcher._on_session_answer(refused)
+    again = fetcher._request(parts)
+    assert (again.session_id, again.session_epoch) == (0, 0) and _named(again) == {0: 0, 1: 0}
+    # A leader with no session to give: every fetch stays a full one.
+    assert fetcher._on_session_answer(SimpleNamespace(error_code=0, session_id=0))
+    assert _named(fetcher._request(parts)) == {0: 0, 1: 0}
+
+
+def test_a_woken_fetch_rereads_only_what_changed_and_answers_current_offsets(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """A follower's long-poll woken by another follower moving the high watermark reads
+    nothing again (no partition grew); woken by an append, it reads that partition alone,
+    and the answer still carries the other partition's new high watermark."""
+    import pykbroker.replication.leader as leader
+
+    ctx = _leader_ctx(tmp_path)
+    reads: list[tuple[int, int]] = []
+    real = leader._read_for
+
+    def counting(part: Any, replica: int, *args: Any) -> Any:
+        reads.append((replica, part.index))
+        return real(part, replica, *args)
+
+    monkeypatch.setattr(leader, "_read_for", counting)
+
+    def moved(part: Any, replica: int) -> None:
+        if part.advance_high_watermark():
+            part.wake()
+
+    def request(replica: int, offsets: dict[int, int], wait_ms: int) -> FetchRequest:
+        return FetchRequest(
+            replica_id=-1, replica_state=ReplicaState(replica_id=replica, replica_epoch=1),
+            max_wait_ms=wait_ms, min_bytes=1, max_bytes=1 << 20, session_id=0,
+            session_epoch=-1, topics=[FetchTopic(topic="", topic_id=TOPIC.topic_id, partitions=[
+                FetchPartition(partition=p, current_leader_epoch=3, fetch_offset=o,
+                               last_fetched_epoch=3, log_start_offset=0,
+                               partition_max_bytes=1 << 20) for p, o in offsets.items()])])
+
+    answer: list[FetchResponse] = []
+
+    async def main() -> None:
+        async def follower_2() -> None:
+            answer.append(await handle_replica_fetch(ctx, request(2, {0: 10, 1: 10}, 5000), 2,
+                                                     moved))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follower_2)
+            await trio.sleep(0.05)
+            assert reads == [(2, 0), (2, 1)]  # the first pass, then parked
+            await handle_replica_fetch(ctx, request(3, {0: 10}, 0), 3, moved)
+            await trio.sleep(0.05)
+            assert ctx.services.replicas.partitions[("t", 0)].high_watermark == 10
+            assert not answer and reads == [(2, 0), (2, 1), (3, 0)]  # woken, nothing re-read
+            ctx.services.replicas.partitions[("t", 1)].log.append_as_leader(
+                batch(), leader_epoch=3)
+            ctx.services.replicas.partitions[("t", 1)].wake()
+
+    trio.run(main)
+    assert reads[3:] == [(2, 1)]  # only the partition that grew
+    assert _answered(answer[0]) == {0: (0, 10), 1: (len(batch()), 0)}

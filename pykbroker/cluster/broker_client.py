@@ -19,6 +19,7 @@ import trio
 
 from pykbroker.errors import DecodeError
 from pykbroker.protocol.framing import decode_response, encode_request
+from pykbroker.server.socket_send import send_views
 
 _SIZE = struct.Struct(">i")
 MAX_RESPONSE_BYTES = 512 * 1024 * 1024
@@ -159,9 +160,16 @@ class BrokerConnection:
         decrypted chunk is copied in)."""
         view, got, n = memoryview(buf), 0, len(buf)
         if isinstance(stream, trio.SocketStream):
+            # os.readv, not trio's recv_into: no scheduler pass when the bytes are there
+            # already (socket_send says why); the task yields only while waiting for them.
             sock = stream.socket
+            fd = sock.fileno()
             while got < n:
-                read = await sock.recv_into(view[got:])
+                try:
+                    read = os.readv(fd, (view[got:],))
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
                 if not read:
                     raise BrokerConnectionError(f"{self.host}:{self.port} closed the "
                                                 "connection")
@@ -206,7 +214,10 @@ class BrokerConnection:
             frame = encode_request(api_key, api_version, corr, self.client_id, body)
             try:
                 with trio.fail_after(timeout_s):
-                    await stream.send_all(frame)
+                    if isinstance(stream, trio.SocketStream):
+                        await send_views(stream.socket, [memoryview(frame)])
+                    else:  # TLS
+                        await stream.send_all(frame)
                     (size,) = _SIZE.unpack(await self._read_into(stream, self._size))
                     if not 0 < size <= MAX_RESPONSE_BYTES:
                         raise BrokerConnectionError(f"bad response size {size}")

@@ -50,6 +50,7 @@ from pykbroker.security.principal import ANONYMOUS, user
 from pykbroker.server.dispatch import DispatchTable, HandlerSpec
 from pykbroker.server.request_context import DeferredResponse, RequestContext
 from pykbroker.server.request_memory import RequestMemoryPool
+from pykbroker.server.socket_send import send_views
 
 if TYPE_CHECKING:  # the SASL and TLS machinery is imported by secured connections only
     from pykbroker.security.authenticator import SaslSession
@@ -64,7 +65,6 @@ _RECEIVE_CHUNK = 64 * 1024  # the shared receive buffer; larger frames get a buf
 _FRAME_START = 64 * 1024  # the largest chunk asked of a stream without a socket, at first
 _WHOLE_WITHIN = 16  # a frame's buffer is allocated whole once 1/16 of the frame has arrived
 _PIECE_MIN = 16 * 1024  # before that, its bytes go to pieces of at least this size
-_IOV_MAX = 512
 MAX_DEFERRED = 5  # produce responses waiting for their acknowledgement, per connection
 
 
@@ -815,7 +815,11 @@ class Connection:
     async def _send(self, data: bytes | bytearray | memoryview) -> None:
         # Shielded: a cancelled task must never leave half a frame on the wire.
         with trio.CancelScope(shield=True):
-            await self.stream.send_all(data)
+            sock = getattr(self.stream, "socket", None)
+            if sock is None:  # TLS or a test stream
+                await self.stream.send_all(data)
+            else:
+                await send_views(sock, [memoryview(data)])
 
     async def _send_chunks(self, chunks: list[Records]) -> None:
         """One frame in pieces: vectored ``sendmsg`` for buffers, ``sendfile`` for file
@@ -832,27 +836,16 @@ class Connection:
                 views: list[memoryview] = []
                 for chunk in chunks:
                     if isinstance(chunk, FileSlice):
-                        await _sendmsg_all(sock, views)
+                        await send_views(sock, views)
                         views = []
                         await _sendfile_all(sock, chunk)
                     else:
                         views.append(memoryview(chunk))
-                await _sendmsg_all(sock, views)
+                await send_views(sock, views)
         finally:
             for chunk in chunks:
                 if isinstance(chunk, FileSlice):
                     chunk.close()
-
-
-async def _sendmsg_all(sock: Any, views: list[memoryview]) -> None:
-    while views:
-        sent = await sock.sendmsg(views[:_IOV_MAX])
-        while sent and views:
-            if sent >= len(views[0]):
-                sent -= len(views.pop(0))
-            else:
-                views[0] = views[0][sent:]
-                sent = 0
 
 
 async def _sendfile_all(sock: Any, piece: FileSlice) -> None:

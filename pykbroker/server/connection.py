@@ -822,7 +822,7 @@ class Connection:
                 await send_views(sock, [memoryview(data)])
 
     async def _send_chunks(self, chunks: list[Records]) -> None:
-        """One frame in pieces: vectored ``sendmsg`` for buffers, ``sendfile`` for file
+        """One frame in pieces: vectored ``writev`` for buffers, ``sendfile`` for file
         slices, no copy in Python either way. Slices are closed once sent."""
         sock = getattr(self.stream, "socket", None)
         try:

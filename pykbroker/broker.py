@@ -52,6 +52,7 @@ from pykbroker.server.listener import BindAddress, NetworkServer
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics.port enables them
     from pykbroker.cluster.member import ClusterMember
     from pykbroker.metrics import BrokerMetrics
+    from pykbroker.replication.fetcher import FetcherSettings
 
 log = logging.getLogger("pykbroker.broker")
 
@@ -191,6 +192,19 @@ class Broker:
         if self._nursery is not None:
             self._nursery.start_soon(task)
 
+    # (config, its replica.fetch.* settings): the replica fetchers ask at every fetch.
+    _fetcher_settings_of: tuple[BrokerConfig, FetcherSettings] | None = None
+
+    def _fetcher_settings(self) -> FetcherSettings:
+        """``replica.fetch.*`` of the current config, parsed once per config."""
+        cached = self._fetcher_settings_of
+        if cached is None or cached[0] is not self.config:
+            from pykbroker.replication.fetcher import FetcherSettings
+
+            cached = self._fetcher_settings_of = (
+                self.config, FetcherSettings.from_config(self.config))
+        return cached[1]
+
     def _open_storage(self, zk: Any = None, zk_cluster_id: str | None = None
                       ) -> BrokerServices:
         """Open the logs and wire the subsystems; ``zk`` (a ZkClusterStore) makes this broker
@@ -235,15 +249,13 @@ class Broker:
             from pykbroker.cluster.cluster_topics import ClusterTopicManager, ClusterTopicStore
             from pykbroker.cluster.member import ClusterMember
             from pykbroker.cluster.metadata_cache import MetadataCache
-            from pykbroker.replication.fetcher import FetcherSettings
 
             cache = MetadataCache()
             member = ClusterMember(zk, cfg.node_id, replicas, cache,
                                    cfg.inter_broker_listener_name,
                                    rack=str(rack) if rack else None,
                                    delete_topic_enable=lambda: self.config.delete_topic_enable,
-                                   fetcher_settings=lambda: FetcherSettings.from_config(
-                                       self.config),
+                                   fetcher_settings=self._fetcher_settings,
                                    replica_lag_time_ms=lambda: int(str(self.config.get(
                                        "replica.lag.time.max.ms"))),
                                    unclean_default=lambda: bool(self.config.get(

@@ -205,7 +205,12 @@ class BrokerConnection:
         next ``reuse_buffer`` request overwrites: the caller must be done with them by then.
         The replica fetcher is (it appends the records before it fetches again); it saves
         allocating and zeroing a fresh megabyte per fetch."""
-        async with self._lock:
+        lock = self._lock
+        if lock.locked():
+            await lock.acquire()
+        else:  # (trio's acquire passes through the scheduler even when the lock is free)
+            lock.acquire_nowait()
+        try:
             if self._stream is None:
                 await self.connect(timeout_s)
             stream = self._stream
@@ -234,3 +239,5 @@ class BrokerConnection:
                 await self.close()
                 raise BrokerConnectionError(f"correlation id {got} != {corr}")
             return response
+        finally:
+            lock.release()

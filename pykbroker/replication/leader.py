@@ -81,6 +81,11 @@ class _Entry:
     high_watermark: int = -1
     last_stable_offset: int = -1
     log_start_offset: int = -1
+    # Set when the last read found the follower caught up on a partition with nothing to
+    # tell: (partition, its key, the FetchPartition read, leader epoch, log end, log start).
+    # While all of them stay the same, an incremental fetch that does not name the
+    # partition gets nothing for it, so it is not read again (see _quiet).
+    quiet: tuple[Partition, tuple[str, int], Any, int, int, int] | None = None
 
     def needs_report(self, data: PartitionData) -> bool:
         """Kafka's rule for an incremental response: records, an error, a diverging epoch
@@ -161,6 +166,31 @@ class _Read:
 
 
 _EMPTY_DATA = PartitionData()
+# The answer for a quiet entry: nothing to report (incremental fetches only).
+_QUIET = PartitionData()
+
+
+def _quiet(entry: _Entry, replica: int, partitions: dict[tuple[str, int], Partition],
+           now_ms: int) -> Partition | None:
+    """The entry's partition if the follower is still caught up on it and nothing changed
+    since it was last read (same request state, leader epoch, log end and start, still led
+    here with the follower in the ISR), after recording the follower's fetch; else None.
+    A fetch session carries every partition the follower follows from this leader (~19 with
+    ``__consumer_offsets``), and most are idle: this spares reading them at every fetch."""
+    q = entry.quiet
+    if q is None:
+        return None
+    part, key, fp, epoch, leo, start = q
+    plog = part.log
+    if fp is entry.fp and part.is_leader and part.leader_epoch == epoch and \
+            plog.log_end_offset == leo and plog.log_start_offset == start and \
+            replica in part.isr and partitions.get(key) is part:
+        state = part.followers.get(replica)
+        if state is not None:
+            state.on_fetch(leo, leo, now_ms)
+            return part
+    entry.quiet = None
+    return None
 
 
 def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_bytes: int,
@@ -176,6 +206,12 @@ def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_by
     now_ms = int(time.time() * 1000)
     out = _Read(len(entries))
     for i, entry in enumerate(entries):
+        quiet = _quiet(entry, replica, partitions, now_ms) if entry.quiet is not None \
+            else None
+        if quiet is not None:
+            out.results[i] = _QUIET
+            out.seen[i] = (quiet, quiet.leader_epoch, quiet.log.log_end_offset)
+            continue
         fp = entry.fp
         topic_key = entry.topic_id if by_id else entry.topic
         name = names.get(topic_key, "")
@@ -202,8 +238,13 @@ def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_by
             data = _read_for(part, replica, fp, min(fp.partition_max_bytes,
                                                     max_bytes - out.total),
                              now_ms, on_follower_fetch)
-            out.total += len(data.records or _EMPTY)
+            size = len(data.records or _EMPTY)
+            out.total += size
             out.seen[i] = (part, part.leader_epoch, seen_leo)
+            if not size and fp.fetch_offset == seen_leo == data.high_watermark and \
+                    data.diverging_epoch.epoch < 0 and replica in part.isr:
+                entry.quiet = (part, (part.topic, part.index), fp, part.leader_epoch, seen_leo,
+                               data.log_start_offset)
         except KafkaError as exc:
             data = _error(fp.partition, exc.error_code)
         out.results[i] = data
@@ -215,7 +256,7 @@ def _refresh(read: _Read) -> None:
     for i in read.kept:
         data = read.results[i]
         seen = read.seen[i]
-        if seen is None or data.diverging_epoch.epoch >= 0:
+        if seen is None or data is _QUIET or data.diverging_epoch.epoch >= 0:
             continue
         part = seen[0]
         hw = part.high_watermark
@@ -260,6 +301,8 @@ async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: 
     _refresh(read)
     topics: dict[Any, FetchableTopicResponse] = {}
     for entry, data in zip(entries, results, strict=True):
+        if data is _QUIET:  # (only in incremental fetches: nothing changed, nothing to say)
+            continue
         reported = entry.needs_report(data)  # (in a full fetch: remembered for the next)
         if incremental and not reported:
             continue

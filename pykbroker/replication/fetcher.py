@@ -12,7 +12,8 @@ offset resets it from the leader's log start or end.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ log = logging.getLogger("pykbroker.replication.fetcher")
 FETCH_VERSION = 15
 LIST_OFFSETS_VERSION = 7
 EARLIEST, LATEST = -2, -1
+WALK_EVERY_S = 1.0  # every followed partition's fetch state is looked at this often
 TopicPartition = tuple[str, int]
 
 
@@ -100,22 +102,44 @@ class ReplicaFetcher:
         self._session_id = 0
         self._session_epoch = INITIAL_EPOCH
         self._sent: dict[tuple[Any, int], tuple[int, ...]] = {}
+        # The partitions fetched now, by (topic id, index), worked out again only when the
+        # set or a role changes (follow/unfollow), a partition is delayed or its delay ends:
+        # not at every fetch. The fetch state (log end, epochs, log start) of a partition
+        # changes when an answer about it is applied ("touched"); every partition's state
+        # is looked at again when the set changes and at least once a second (retention
+        # moves a follower's log start on its own).
+        self._parts: dict[tuple[Any, int], Partition] | None = None
+        self._parts_until = float("inf")  # when a delay ends, the set changes
+        self._touched: set[tuple[Any, int]] = set()
+        self._walk_all = True
+        self._next_walk = 0.0
 
     def _reset_session(self) -> None:
         """The next fetch is a full one (and asks for a new session)."""
         self._session_id, self._session_epoch, self._sent = 0, INITIAL_EPOCH, {}
 
-    def _partitions(self) -> list[Partition]:
-        replicas = self.manager.replicas
+    def invalidate(self) -> None:
+        """The partitions to fetch must be worked out again (the set or a role changed)."""
+        self._parts = None
+
+    def _partitions(self) -> dict[tuple[Any, int], Partition]:
+        """The partitions to fetch now (followed from this leader, not delayed), by key."""
         now = trio.current_time()
-        out = []
+        if self._parts is not None and now < self._parts_until:
+            return self._parts
+        replicas = self.manager.replicas
+        out: dict[tuple[Any, int], Partition] = {}
+        until = float("inf")
         for tp in sorted(self.partitions):
             part = replicas.partitions.get(tp)
             if part is None or part.is_leader or part.leader_id != self.leader_id:
                 continue
-            if self.delayed.get(tp, 0.0) > now:
+            delayed = self.delayed.get(tp, 0.0)
+            if delayed > now:
+                until = min(until, delayed)
                 continue
-            out.append(part)
+            out[(part.topic_id, part.index)] = part
+        self._parts, self._parts_until, self._walk_all = out, until, True
         return out
 
     def _connection_for(self) -> BrokerConnection | None:
@@ -161,13 +185,27 @@ class ReplicaFetcher:
                     continue
                 await self._process(parts, response)
 
-    def _request(self, parts: list[Partition]) -> FetchRequest:
+    def _request(self, parts: Mapping[tuple[Any, int], Partition] | Iterable[Partition]
+                 ) -> FetchRequest:
         """A full fetch of ``parts`` without a session, else an incremental one: only the
         partitions whose fetch state differs from what the leader's session holds, and
-        those no longer fetched as forgotten."""
+        those no longer fetched as forgotten. Between walks of every partition, only those
+        touched since the last fetch are looked at."""
         settings = self.manager.settings
         full = self._session_id == 0
+        by_key = parts if isinstance(parts, Mapping) else {
+            (p.topic_id, p.index): p for p in parts}
+        now = time.monotonic()
+        walk = full or self._walk_all or now >= self._next_walk or len(by_key) != len(
+            self._sent)
         sent: dict[tuple[Any, int], tuple[int, ...]] = {}
+        parts = by_key.values()
+        if walk:
+            self._walk_all, self._next_walk = False, now + WALK_EVERY_S
+        else:  # the state of the others is as last sent
+            sent = self._sent
+            parts = [by_key[key] for key in self._touched if key in by_key]
+        self._touched = set()
         topics: dict[str, FetchTopic] = {}
         for part in parts:
             last_epoch = part.log.leader_epoch_cache.latest_epoch()
@@ -175,8 +213,9 @@ class ReplicaFetcher:
                      -1 if last_epoch is None else last_epoch, int(part.log.log_start_offset),
                      settings.max_bytes)
             key = (part.topic_id, part.index)
+            before = self._sent.get(key)
             sent[key] = state
-            if not full and self._sent.get(key) == state:
+            if not full and before == state:
                 continue
             topic = topics.get(part.topic)
             if topic is None:
@@ -187,7 +226,7 @@ class ReplicaFetcher:
                 last_fetched_epoch=state[2], log_start_offset=state[3],
                 partition_max_bytes=state[4]))
         forgotten: dict[Any, ForgottenTopic] = {}
-        if not full:
+        if walk and not full:
             for topic_id, index in self._sent.keys() - sent.keys():
                 gone = forgotten.get(topic_id)
                 if gone is None:
@@ -224,13 +263,15 @@ class ReplicaFetcher:
             self._session_epoch = epoch + 1 if epoch < 2**31 - 1 else 1
         return True
 
-    async def _process(self, parts: list[Partition], response: Any) -> None:
-        by_key = {(p.topic_id, p.index): p for p in parts}
+    async def _process(self, by_key: dict[tuple[Any, int], Partition], response: Any) -> None:
+        touched = self._touched
         for topic in response.responses:
             for data in topic.partitions:
-                part = by_key.get((topic.topic_id, data.partition_index))
+                key = (topic.topic_id, data.partition_index)
+                part = by_key.get(key)
                 if part is None or part.is_leader or part.leader_id != self.leader_id:
                     continue  # its role changed while the fetch was out
+                touched.add(key)
                 try:
                     await self._apply(part, data)
                 except Exception as exc:  # one bad partition must not stop the others
@@ -240,6 +281,7 @@ class ReplicaFetcher:
 
     def _delay(self, tp: TopicPartition) -> None:
         self.delayed[tp] = trio.current_time() + self.manager.settings.backoff_ms / 1000.0
+        self._parts = None
 
     async def _apply(self, part: Partition, data: Any) -> None:
         code = ErrorCode(data.error_code)
@@ -257,7 +299,8 @@ class ReplicaFetcher:
             self._delay(tp)
             return
         self.last_error.pop(tp, None)
-        self.delayed.pop(tp, None)
+        if self.delayed.pop(tp, None) is not None:
+            self._parts = None
         diverging = data.diverging_epoch
         if diverging is not None and (diverging.epoch >= 0 or diverging.end_offset >= 0):
             offset = truncation_offset(part, diverging.epoch, diverging.end_offset)
@@ -349,6 +392,7 @@ class ReplicaFetcherManager:
             self._nursery.start_soon(fetcher.run)
         fetcher.partitions.add(tp)
         fetcher.delayed.pop(tp, None)
+        fetcher.invalidate()
         self._where[tp] = part.leader_id
         fetcher.changed.set()
 
@@ -358,6 +402,7 @@ class ReplicaFetcherManager:
         if fetcher is not None:
             fetcher.partitions.discard(tp)
             fetcher.delayed.pop(tp, None)
+            fetcher.invalidate()
             if not fetcher.partitions:
                 fetcher.cancel.cancel()
                 del self.fetchers[fetcher.leader_id]

@@ -7,10 +7,12 @@ fetcher's request builder are called directly."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import trio
 
 from pykbroker.cluster.fetch_session import FetchSessionCache
@@ -25,8 +27,9 @@ from pykbroker.protocol._generated.fetch_request import (
     ForgottenTopic,
     ReplicaState,
 )
-from pykbroker.protocol._generated.fetch_response import FetchResponse
+from pykbroker.protocol._generated.fetch_response import FetchResponse, PartitionData
 from pykbroker.replication.fetcher import FetcherSettings, ReplicaFetcher
+from pykbroker.replication.isr import lagging_replicas, may_join_isr, now_ms
 from pykbroker.replication.leader import handle_replica_fetch
 from tests.log.helpers import batch
 
@@ -57,7 +60,9 @@ def _leader_ctx(tmp_path: Path) -> Any:
 
 
 def _fetch(ctx: Any, replica: int, offsets: dict[int, int], session_id: int = 0,
-           epoch: int = 0, forget: tuple[int, ...] = ()) -> FetchResponse:
+           epoch: int = 0, forget: tuple[int, ...] = (),
+           on_follower_fetch: Callable[[Any, int], None] = lambda part, r: None
+           ) -> FetchResponse:
     req = FetchRequest(
         replica_id=-1, replica_state=ReplicaState(replica_id=replica, replica_epoch=1),
         max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, session_id=session_id,
@@ -68,7 +73,7 @@ def _fetch(ctx: Any, replica: int, offsets: dict[int, int], session_id: int = 0,
         if offsets else [],
         forgotten_topics_data=[ForgottenTopic(topic="", topic_id=TOPIC.topic_id,
                                               partitions=list(forget))] if forget else [])
-    return trio.run(handle_replica_fetch, ctx, req, replica, lambda part, r: None)
+    return trio.run(handle_replica_fetch, ctx, req, replica, on_follower_fetch)
 
 
 def _answered(resp: FetchResponse) -> dict[int, tuple[int, int]]:
@@ -101,6 +106,131 @@ def test_the_leader_answers_an_incremental_fetch_with_only_what_changed(
     ctx.services.replicas.partitions[("t", 0)].log.append_as_leader(batch(), leader_epoch=3)
     resp = _fetch(ctx, 2, {}, sid, 4, forget=(1,))
     assert set(_answered(resp)) == {0}
+
+
+# -- idle partitions in a follower's session: not re-read while nothing changed ------------
+
+def _idle_session(tmp_path: Path) -> tuple[Any, int]:
+    """A leader whose two partitions are replicated to their log end (10) by followers 3
+    and 2, and the session of follower 2, opened by a full fetch that found it caught up on
+    both (the state in which the leader stops re-reading them)."""
+    ctx = _leader_ctx(tmp_path)
+    _fetch(ctx, 3, {0: 10, 1: 10})
+    full = _fetch(ctx, 2, {0: 10, 1: 10})
+    assert full.session_id != 0 and _answered(full) == {0: (0, 10), 1: (0, 10)}
+    return ctx, full.session_id
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch, replica: int = 2) -> list[int]:
+    """The partitions the leader reads for ``replica`` from now on."""
+    import pykbroker.replication.leader as leader
+
+    reads: list[int] = []
+    real = leader._read_for
+
+    def counting(part: Any, reader: int, *args: Any) -> Any:
+        if reader == replica:
+            reads.append(part.index)
+        return real(part, reader, *args)
+
+    monkeypatch.setattr(leader, "_read_for", counting)
+    return reads
+
+
+def _reported(resp: FetchResponse) -> dict[int, PartitionData]:
+    return {p.partition_index: p for t in resp.responses for p in t.partitions}
+
+
+def test_an_idle_partition_is_not_reread_yet_its_follower_stays_caught_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skipping the read must still count the fetch as the follower catching up, or the
+    leader's ISR check would shrink every idle partition out of the ISR."""
+    ctx, sid = _idle_session(tmp_path)
+    part = ctx.services.replicas.partitions[("t", 0)]
+    reads = _count_reads(monkeypatch)
+    stale = now_ms() - 60_000  # last caught up a minute ago: lagging for a 30 s lag time
+    part.followers[2].last_caught_up_ms = stale
+    assert lagging_replicas(part, now_ms(), 30_000) == [2]
+    before = now_ms()
+    resp = _fetch(ctx, 2, {}, sid, 1)
+    assert resp.error_code == 0 and _answered(resp) == {}
+    assert reads == []  # neither partition read again
+    assert part.followers[2].last_caught_up_ms >= before
+    assert lagging_replicas(part, now_ms(), 30_000) == []
+    assert part.followers[2].log_end_offset == 10
+
+
+def test_an_idle_partition_named_again_is_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower names a partition when its fetch state changed: the leader must read it
+    with the new request, not answer from the old one; then it is idle again."""
+    ctx, sid = _idle_session(tmp_path)
+    reads = _count_reads(monkeypatch)
+    resp = _fetch(ctx, 2, {0: 10}, sid, 1)  # the same offset, but a new request for it
+    assert reads == [0] and _answered(resp) == {}  # read; still nothing to say
+    assert _answered(_fetch(ctx, 2, {}, sid, 2)) == {} and reads == [0]
+
+
+def test_an_append_to_an_idle_partition_is_answered_at_the_next_fetch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The follower does not name a partition it is caught up on: only the leader's log end
+    moving can tell it there is more. Once caught up again, the partition is idle again."""
+    ctx, sid = _idle_session(tmp_path)
+    reads = _count_reads(monkeypatch)
+    assert _answered(_fetch(ctx, 2, {}, sid, 1)) == {} and reads == []
+    ctx.services.replicas.partitions[("t", 0)].log.append_as_leader(batch(), leader_epoch=3)
+    resp = _fetch(ctx, 2, {}, sid, 2)
+    assert _answered(resp) == {0: (len(batch()), 10)} and reads == [0]
+    assert _answered(_fetch(ctx, 2, {0: 11}, sid, 3)) == {}  # follower 3 is not at 11 yet
+    _fetch(ctx, 3, {0: 11, 1: 10})
+    resp = _fetch(ctx, 2, {}, sid, 4)  # not idle: the high watermark moved to 11
+    assert _answered(resp) == {0: (0, 11)} and reads == [0, 0, 0]
+    assert _answered(_fetch(ctx, 2, {}, sid, 5)) == {} and len(reads) == 3  # idle again
+
+
+def _delete_records(ctx: Any) -> None:
+    ctx.services.replicas.partitions[("t", 0)].log.delete_records_before(5)
+
+
+def _new_leader_epoch(ctx: Any) -> None:
+    ctx.services.replicas.make_leader_or_follower(TOPIC, 0, 1, 4, [1, 2, 3], [1, 2, 3], 1, 1)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (_delete_records, (0, 5)),  # the follower must move its own log start
+    (_new_leader_epoch, (int(ErrorCode.FENCED_LEADER_EPOCH), -1)),  # its epoch is stale
+], ids=["log-start", "leader-epoch"])
+def test_an_idle_partition_whose_log_start_or_leader_epoch_changed_is_answered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Callable[[Any], None],
+        expected: tuple[int, int]) -> None:
+    """Neither changes the log end, yet the follower must hear of both."""
+    ctx, sid = _idle_session(tmp_path)
+    reads = _count_reads(monkeypatch)
+    change(ctx)
+    got = _reported(_fetch(ctx, 2, {}, sid, 1))
+    assert set(got) == {0} and reads == [0]
+    assert (got[0].error_code, got[0].log_start_offset) == expected
+
+
+def test_an_idle_partition_is_read_for_a_follower_out_of_the_isr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower shrunk out of the ISR gets back in only through the leader's check after
+    a read (on_follower_fetch): its caught-up partitions must still be read."""
+    ctx, sid = _idle_session(tmp_path)
+    part = ctx.services.replicas.partitions[("t", 0)]
+    part.isr = [1, 3]
+    reads = _count_reads(monkeypatch)
+    checked: list[tuple[int, int]] = []
+
+    def expand(p: Any, replica: int) -> None:  # IsrManager.on_follower_fetch, sans controller
+        checked.append((p.index, replica))
+        if may_join_isr(p, replica):
+            p.isr = sorted([*p.isr, replica])
+
+    assert _answered(_fetch(ctx, 2, {}, sid, 1, on_follower_fetch=expand)) == {}
+    assert reads == [0] and checked == [(0, 2)] and part.isr == [1, 2, 3]
+    _fetch(ctx, 2, {}, sid, 2, on_follower_fetch=expand)  # back in the ISR: idle again
+    assert reads == [0] and checked == [(0, 2)]
 
 
 def test_the_leader_refuses_a_wrong_epoch_or_another_brokers_session(tmp_path: Path) -> None:
@@ -142,6 +272,38 @@ def test_the_follower_names_only_what_changed_once_a_session_is_open(tmp_path: P
     assert _named(third) == {0: 2}
     assert [(f.topic_id, f.partitions) for f in third.forgotten_topics_data] == [
         (TOPIC.topic_id, [1])]
+
+
+def test_between_walks_the_follower_looks_only_at_partitions_an_answer_touched(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """Records applied from an answer are named in the next fetch at once; a change made
+    outside the fetcher (here an append; in a broker, retention moving the log start) is
+    named at the next walk of every partition, at most WALK_EVERY_S later."""
+    import pykbroker.replication.fetcher as fetcher_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(fetcher_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    fetcher, parts = _fetcher(tmp_path)
+    for part in parts:  # followers of broker 1 (the helper's replicas run as broker 1)
+        part.is_leader = False
+    by_key = {(p.topic_id, p.index): p for p in parts}
+    fetcher._request(by_key)
+    assert fetcher._on_session_answer(SimpleNamespace(error_code=0, session_id=77))
+    leader = _replicas(tmp_path / "leader", leader=1, records=2).partitions[("t", 0)]
+    answer = SimpleNamespace(responses=[SimpleNamespace(topic_id=TOPIC.topic_id, partitions=[
+        PartitionData(partition_index=0, error_code=0, high_watermark=2,
+                      last_stable_offset=2, log_start_offset=0,
+                      records=leader.log.read(0, 1 << 20, max_offset=2).data)])])
+    trio.run(fetcher._process, by_key, answer)
+    assert int(parts[0].log.log_end_offset) == 2
+    assert _named(fetcher._request(by_key)) == {0: 2}
+    assert fetcher._on_session_answer(SimpleNamespace(error_code=0, session_id=77))
+    other = _replicas(tmp_path / "other", leader=1, records=3).partitions[("t", 1)]
+    parts[1].log.append_as_follower(other.log.read(0, 1 << 20, max_offset=3).data)
+    assert _named(fetcher._request(by_key)) == {}  # untouched, and no walk yet
+    assert fetcher._on_session_answer(SimpleNamespace(error_code=0, session_id=77))
+    clock[0] += fetcher_module.WALK_EVERY_S
+    assert _named(fetcher._request(by_key)) == {1: 3}
 
 
 def test_the_follower_starts_over_with_a_full_fetch_when_the_leader_refuses(

@@ -157,7 +157,10 @@ class Partition:
         self.followers: dict[int, FollowerState] = {}
         self.pending_isr: list[int] | None = None
         self._hw = int(plog.log_start_offset)
+        # Long-polls waiting on this partition: clients' (consumer fetches and acks=all
+        # produces, which need the high watermark to move) and followers' (which need appends).
         self._waiters: list[trio.Event] = []
+        self._replica_waiters: list[trio.Event] = []
         self._flushing: trio.Event | None = None
 
     @property
@@ -175,7 +178,11 @@ class Partition:
         return state
 
     def advance_high_watermark(self) -> bool:
-        """Leader: the lowest log end offset over the (maximal) ISR; True if it moved."""
+        """Leader: the lowest log end offset over the (maximal) ISR; True if it moved, and
+        then the clients waiting on it are woken, whoever saw the move first (a follower's
+        fetch, an ISR change, an append, or a reader of ``high_watermark``): since appends
+        wake only followers, a move noticed without a wake would leave acks=all produces
+        waiting for the next one, and none comes while they hold every write in flight."""
         if not self.is_leader:
             return False
         low = int(self.log.log_end_offset)
@@ -185,6 +192,7 @@ class Partition:
                 low = min(low, state.log_end_offset if state is not None else -1)
         if low > self._hw:
             self._hw = low
+            self.wake_clients()
             return True
         return False
 
@@ -249,19 +257,43 @@ class Partition:
     def log_end_offset(self) -> int:
         return int(self.log.log_end_offset)
 
-    def add_waiter(self, event: trio.Event) -> None:
-        self._waiters.append(event)
+    def add_waiter(self, event: trio.Event, *, replica: bool = False) -> None:
+        (self._replica_waiters if replica else self._waiters).append(event)
 
-    def remove_waiter(self, event: trio.Event) -> None:
+    def remove_waiter(self, event: trio.Event, *, replica: bool = False) -> None:
         try:
-            self._waiters.remove(event)
+            (self._replica_waiters if replica else self._waiters).remove(event)
         except ValueError:
             pass
 
     def wake(self) -> None:
+        """Every waiter: the partition changed in a way any of them may care about."""
+        self.wake_clients()
+        self.wake_replicas()
+
+    def wake_clients(self) -> None:
+        """Consumer fetches and acks=all produces: the high watermark moved."""
         waiters, self._waiters = self._waiters, []
         for event in waiters:
             event.set()
+
+    def wake_replicas(self) -> None:
+        """Followers' fetches: records were appended."""
+        waiters, self._replica_waiters = self._replica_waiters, []
+        for event in waiters:
+            event.set()
+
+    def wake_on_append(self) -> None:
+        """After a leader's append: followers always; clients only once the high watermark
+        passed it, which is at once where no follower is in the ISR (a lone broker's
+        partitions, a shrunk ISR), or when a follower's fetch reports it (IsrManager).
+        Waking produces and consumers at every append of a replicated partition only made
+        them look at an unmoved high watermark and wait again."""
+        self.wake_replicas()
+        if not self.followers:
+            self.wake_clients()
+        else:
+            self.advance_high_watermark()
 
     def check_leader_epoch(self, current_leader_epoch: int) -> None:
         """Fencing by the client's view of the leader epoch (KIP-320); -1 skips it."""
@@ -408,7 +440,7 @@ class ReplicaManager:
         if not writable:
             records = bytearray(records)
         info = part.log.append_as_leader(records, leader_epoch=part.leader_epoch)
-        part.wake()
+        part.wake_on_append()
         for listener in self.append_listeners:
             listener(part, header, len(records))
         return AppendResult(info.first_offset, info.last_offset, info.log_append_time,
@@ -447,16 +479,19 @@ class ReplicaManager:
 
     # -- fetch -------------------------------------------------------------------------------
 
-    async def wait_for_append(self, parts: list[Partition], timeout_s: float) -> None:
-        """Return when any of ``parts`` is appended to, or after ``timeout_s``."""
+    async def wait_for_append(self, parts: list[Partition], timeout_s: float, *,
+                              replica: bool = False) -> None:
+        """Return when any of ``parts`` changes for a client (its high watermark moved, its
+        leadership changed) or, with ``replica``, for a follower (records were appended), or
+        after ``timeout_s``."""
         if timeout_s <= 0 or not parts or self.shutting_down:
             return
         event = trio.Event()
         for part in parts:
-            part.add_waiter(event)
+            part.add_waiter(event, replica=replica)
         try:
             with trio.move_on_after(timeout_s):
                 await event.wait()
         finally:
             for part in parts:
-                part.remove_waiter(event)
+                part.remove_waiter(event, replica=replica)

@@ -83,8 +83,7 @@ class IsrManager:
 
     def on_follower_fetch(self, part: Partition, replica: int) -> None:
         """After a follower's fetch: move the high watermark, maybe let it into the ISR."""
-        if part.advance_high_watermark():
-            part.wake()  # consumers and acks=all produces waiting on it
+        part.advance_high_watermark()  # (which wakes consumers and acks=all produces)
         if part.pending_isr is None and may_join_isr(part, replica) and \
                 self.cache.broker(replica) is not None:
             self.propose(part, sorted([*part.isr, replica]))
@@ -156,6 +155,8 @@ class IsrManager:
                response: Any) -> None:
         if part.pending_isr == new_isr:
             part.pending_isr = None
+            # A refused or outdated expansion no longer holds the high watermark back.
+            part.advance_high_watermark()
         code = ErrorCode(response.error_code)
         result = response.topics[0].partitions[0] if code == ErrorCode.NONE and \
             response.topics and response.topics[0].partitions else None

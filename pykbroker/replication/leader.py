@@ -297,7 +297,7 @@ async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: 
         if read.total >= req.min_bytes or errors or remaining <= 0 or not parts \
                 or services.replicas.shutting_down:
             break
-        await services.replicas.wait_for_append(parts, remaining)
+        await services.replicas.wait_for_append(parts, remaining, replica=True)
     _refresh(read)
     topics: dict[Any, FetchableTopicResponse] = {}
     for entry, data in zip(entries, results, strict=True):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from pykbroker.cluster.replica_manager import FollowerState, Partition, ReplicaManager
 from pykbroker.cluster.topics import TopicInfo
+from pykbroker.error_codes import ErrorCode
 from pykbroker.log import LogConfig, LogManager
 from pykbroker.replication.fetcher import truncation_offset
 from pykbroker.replication.isr import lagging_replicas, may_join_isr
@@ -156,6 +157,96 @@ def test_truncation_never_goes_past_the_log_end(tmp_path_factory: pytest.TempPat
     part.log.truncate_to(offset)
     assert part.log.log_end_offset == offset
 
+
+def _waiting(part: Partition) -> tuple[trio.Event, trio.Event]:
+    client, replica = trio.Event(), trio.Event()
+    part.add_waiter(client)
+    part.add_waiter(replica, replica=True)
+    return client, replica
+
+
+def test_an_append_to_a_replicated_partition_wakes_followers_not_clients(tmp_path: Path
+                                                                          ) -> None:
+    """Consumers and acks=all produces wait for the high watermark, which an append to a
+    partition with followers in its ISR does not move; the followers' fetches wait for it."""
+    replicas = _manager(tmp_path)
+    part = replicas.make_leader_or_follower(TOPIC, 0, 1, 3, [1, 2, 3], [1, 2, 3], 0, 1)
+    for replica in (2, 3):
+        part.follower_state(replica).on_fetch(0, 0, 0)
+    client, replica = _waiting(part)
+    replicas.append(part, batch())
+    assert replica.is_set() and not client.is_set()
+    part.follower_state(2).on_fetch(1, 1, 0)
+    assert not part.advance_high_watermark() and not client.is_set()  # 3 is still at 0
+    part.follower_state(3).on_fetch(1, 1, 0)
+    assert part.advance_high_watermark()  # (IsrManager.on_follower_fetch calls it)
+    assert client.is_set()  # the move woke the clients
+
+
+def test_an_append_wakes_clients_where_the_leader_alone_is_in_sync(tmp_path: Path) -> None:
+    replicas = _manager(tmp_path)
+    shrunk = replicas.make_leader_or_follower(TOPIC, 0, 1, 3, [1], [1, 2, 3], 0, 1)
+    client, replica = _waiting(shrunk)
+    replicas.append(shrunk, batch())
+    assert client.is_set() and replica.is_set()
+    assert shrunk.high_watermark == 1
+
+    lone = _manager(tmp_path / "lone")
+    lone.host(TOPIC, [0])
+    part = lone.partitions[("t", 0)]
+    client, _ = _waiting(part)
+    lone.append(part, batch())
+    assert client.is_set()
+
+
+def test_whoever_sees_the_high_watermark_move_wakes_the_clients(tmp_path: Path) -> None:
+    """Appends wake only followers, so a move of the high watermark must wake the clients
+    even when a reader of ``high_watermark`` (a consumer's fetch) computes it before the
+    follower fetch that caused it does: otherwise acks=all produces wait on, and with every
+    write of the producer in flight no append comes to wake them (the crash-loop stall)."""
+    replicas = _manager(tmp_path)
+    part = replicas.make_leader_or_follower(TOPIC, 0, 1, 3, [1, 2, 3], [1, 2, 3], 0, 1)
+    for replica in (2, 3):
+        part.follower_state(replica).on_fetch(0, 0, 0)
+    replicas.append(part, batch())
+    producer, _ = _waiting(part)
+    for replica in (2, 3):  # the followers' states, as their fetches record them
+        part.follower_state(replica).on_fetch(1, 1, 0)
+    assert part.high_watermark == 1  # seen first by a consumer's fetch
+    assert producer.is_set()
+    assert not part.advance_high_watermark()  # the follower fetch finds nothing left to do
+
+
+def test_a_refused_isr_expansion_lets_the_high_watermark_move(tmp_path: Path) -> None:
+    """A pending expansion holds the high watermark back for the joining replica (Kafka's
+    maximal ISR); when the controller refuses it, the high watermark moves and the clients
+    waiting on it wake."""
+    from types import SimpleNamespace
+
+    from pykbroker.replication.isr import IsrManager
+
+    replicas = _manager(tmp_path)
+    part = replicas.make_leader_or_follower(TOPIC, 0, 1, 3, [1, 2], [1, 2, 3], 0, 1)
+    part.follower_state(2).on_fetch(0, 0, 0)
+    part.follower_state(3).on_fetch(0, 0, 0)
+    replicas.append(part, batch())
+    part.pending_isr = [1, 2, 3]
+    part.follower_state(2).on_fetch(1, 1, 0)
+    assert part.high_watermark == 0  # 3 is joining: waited for
+    producer, _ = _waiting(part)
+    refused = SimpleNamespace(error_code=int(ErrorCode.NOT_CONTROLLER), topics=[])
+    isr = IsrManager.__new__(IsrManager)  # _apply's bookkeeping only
+    isr._apply(part, [1, 2, 3], 3, refused)
+    assert part.pending_isr is None and producer.is_set()
+    assert part.high_watermark == 1
+
+
+def test_wake_reaches_every_waiter(tmp_path: Path) -> None:
+    """Leadership changes and markers wake both kinds."""
+    part = _leader(tmp_path, records=0)
+    client, replica = _waiting(part)
+    part.wake()
+    assert client.is_set() and replica.is_set()
 
 def test_a_follower_wakes_its_consumers_when_the_leaders_high_watermark_arrives(
         tmp_path: Path) -> None:

@@ -206,8 +206,11 @@ def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_by
     now_ms = int(time.time() * 1000)
     out = _Read(len(entries))
     for i, entry in enumerate(entries):
-        quiet = _quiet(entry, replica, partitions, now_ms) if entry.quiet is not None \
-            else None
+        # Quiet entries are skipped only in a request's first pass: an answer read in this
+        # request (which may have made the entry quiet) is still to be sent, and a later
+        # pass keeps it through ``last``.
+        quiet = _quiet(entry, replica, partitions, now_ms) \
+            if entry.quiet is not None and last is None else None
         if quiet is not None:
             out.results[i] = _QUIET
             out.seen[i] = (quiet, quiet.leader_epoch, quiet.log.log_end_offset)
@@ -235,6 +238,7 @@ def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_by
             if not part.is_leader:
                 raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
             seen_leo = part.log.log_end_offset
+            entry.quiet = None
             data = _read_for(part, replica, fp, min(fp.partition_max_bytes,
                                                     max_bytes - out.total),
                              now_ms, on_follower_fetch)

@@ -61,11 +61,11 @@ def _leader_ctx(tmp_path: Path) -> Any:
 
 def _fetch(ctx: Any, replica: int, offsets: dict[int, int], session_id: int = 0,
            epoch: int = 0, forget: tuple[int, ...] = (),
-           on_follower_fetch: Callable[[Any, int], None] = lambda part, r: None
-           ) -> FetchResponse:
+           on_follower_fetch: Callable[[Any, int], None] = lambda part, r: None,
+           max_wait_ms: int = 0) -> FetchResponse:
     req = FetchRequest(
         replica_id=-1, replica_state=ReplicaState(replica_id=replica, replica_epoch=1),
-        max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, session_id=session_id,
+        max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=1 << 20, session_id=session_id,
         session_epoch=epoch, topics=[FetchTopic(topic="", topic_id=TOPIC.topic_id, partitions=[
             FetchPartition(partition=p, current_leader_epoch=3, fetch_offset=o,
                            last_fetched_epoch=3 if o else -1, log_start_offset=0,
@@ -186,6 +186,23 @@ def test_an_append_to_an_idle_partition_is_answered_at_the_next_fetch(
     resp = _fetch(ctx, 2, {}, sid, 4)  # not idle: the high watermark moved to 11
     assert _answered(resp) == {0: (0, 11)} and reads == [0, 0, 0]
     assert _answered(_fetch(ctx, 2, {}, sid, 5)) == {} and len(reads) == 3  # idle again
+
+
+def test_a_fetch_that_waited_still_sends_what_its_first_pass_read(tmp_path: Path) -> None:
+    """The first pass reads a partition the follower has just caught up on, with a high
+    watermark it has not been told (its fetch moved it): the entry becomes quiet, but this
+    answer is still to be sent. A long-poll that waits (no records) and passes again at its
+    deadline must send it, not skip the partition as quiet (a follower then never learnt
+    the high watermark, and a consumer reading from it saw nothing: KIP-392)."""
+    ctx, sid = _idle_session(tmp_path)
+    part = ctx.services.replicas.partitions[("t", 0)]
+    part.log.append_as_leader(batch(), leader_epoch=3)
+    _fetch(ctx, 3, {0: 11, 1: 10})  # follower 3 has it; the high watermark waits for 2
+    assert part.high_watermark == 10
+    resp = _fetch(ctx, 2, {0: 11}, sid, 1, on_follower_fetch=lambda p, r: p.wake()
+                  if p.advance_high_watermark() else None, max_wait_ms=50)
+    assert _answered(resp) == {0: (0, 11)}
+    assert _answered(_fetch(ctx, 2, {}, sid, 2)) == {}  # told: quiet from now on
 
 
 def _delete_records(ctx: Any) -> None:

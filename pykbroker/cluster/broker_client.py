@@ -196,9 +196,26 @@ class BrokerConnection:
             raise BrokerConnectionError(f"correlation id {got} != {corr}")
         return response
 
+    async def _round_trip(self, stream: trio.abc.Stream, frame: bytes, reuse_buffer: bool
+                          ) -> bytearray | memoryview:
+        """Send ``frame``, return the response frame's bytes (without its size)."""
+        if isinstance(stream, trio.SocketStream):
+            await send_views(stream.socket, [memoryview(frame)])
+        else:  # TLS
+            await stream.send_all(frame)
+        (size,) = _SIZE.unpack(await self._read_into(stream, self._size))
+        if not 0 < size <= MAX_RESPONSE_BYTES:
+            raise BrokerConnectionError(f"bad response size {size}")
+        return await self._read_into(
+            stream, self._reused_buffer(size) if reuse_buffer else bytearray(size))
+
     async def request(self, api_key: int, api_version: int, body: Any,
-                      timeout_s: float = 30.0, *, reuse_buffer: bool = False) -> Any:
+                      timeout_s: float | None = 30.0, *, reuse_buffer: bool = False) -> Any:
         """Send one request and return its decoded response (connecting first if needed).
+
+        ``timeout_s`` None: the caller limits the time (the replica fetcher moves one cancel
+        scope's deadline instead of entering one per fetch) and drops the connection if it
+        cancels the request halfway.
 
         With ``reuse_buffer`` the response is read into a buffer this connection keeps for
         the next such request, so its bytes fields (a Fetch's records) are views that the
@@ -212,22 +229,17 @@ class BrokerConnection:
             lock.acquire_nowait()
         try:
             if self._stream is None:
-                await self.connect(timeout_s)
+                await self.connect(30.0 if timeout_s is None else timeout_s)
             stream = self._stream
             assert stream is not None
             corr = next(self._correlation)
             frame = encode_request(api_key, api_version, corr, self.client_id, body)
             try:
-                with trio.fail_after(timeout_s):
-                    if isinstance(stream, trio.SocketStream):
-                        await send_views(stream.socket, [memoryview(frame)])
-                    else:  # TLS
-                        await stream.send_all(frame)
-                    (size,) = _SIZE.unpack(await self._read_into(stream, self._size))
-                    if not 0 < size <= MAX_RESPONSE_BYTES:
-                        raise BrokerConnectionError(f"bad response size {size}")
-                    data = await self._read_into(
-                        stream, self._reused_buffer(size) if reuse_buffer else bytearray(size))
+                if timeout_s is None:
+                    data = await self._round_trip(stream, frame, reuse_buffer)
+                else:
+                    with trio.fail_after(timeout_s):
+                        data = await self._round_trip(stream, frame, reuse_buffer)
                 got, response = decode_response(data, api_key, api_version)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
                     trio.TooSlowError, DecodeError, BrokerConnectionError) as exc:

@@ -27,6 +27,9 @@ async def send_views(sock: Any, views: list[memoryview], *, shield: bool = False
     so a closed peer is EPIPE here, not a signal)."""
     fd = sock.fileno()
     while views:
+        if not len(views[0]):  # (writev of empty buffers alone returns 0: it would spin)
+            views.pop(0)
+            continue
         try:
             sent = os.writev(fd, views[:IOV_MAX])
         except BlockingIOError:

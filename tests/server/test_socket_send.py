@@ -50,3 +50,19 @@ async def test_a_closed_peer_raises_broken_resource_error() -> None:
     with pytest.raises(trio.BrokenResourceError):
         await send_views(a, [memoryview(b"x" * 1_000_000)])
     a.close()
+
+
+@pytest.mark.timeout(10)  # (without the step-over, send_views spins without yielding)
+@pytest.mark.trio
+async def test_empty_buffers_anywhere_are_stepped_over() -> None:
+    """A frame ending in empty buffers must not leave writev returning 0 forever."""
+    a, b = trio.socket.socketpair()
+    views = [memoryview(x) for x in (b"", b"ab", b"", b"c", b"", b"")]
+    with trio.fail_after(5):
+        await send_views(a, views)
+        assert await _read(b, 3) == b"abc"
+    assert views == []
+    with trio.fail_after(5):
+        await send_views(a, [memoryview(b"")])  # nothing at all to send
+    a.close()
+    b.close()

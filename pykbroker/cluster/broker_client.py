@@ -186,11 +186,8 @@ class BrokerConnection:
     async def _exchange(self, stream: trio.abc.Stream, api_key: int, api_version: int,
                         body: Any) -> Any:
         corr = next(self._correlation)
-        await stream.send_all(encode_request(api_key, api_version, corr, self.client_id, body))
-        (size,) = _SIZE.unpack(await self._read_into(stream, bytearray(4)))
-        if not 0 < size <= MAX_RESPONSE_BYTES:
-            raise BrokerConnectionError(f"bad response size {size}")
-        data = await self._read_into(stream, bytearray(size))
+        data = await self._round_trip(
+            stream, encode_request(api_key, api_version, corr, self.client_id, body), False)
         got, response = decode_response(data, api_key, api_version)
         if got != corr:
             raise BrokerConnectionError(f"correlation id {got} != {corr}")

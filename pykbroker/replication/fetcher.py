@@ -307,7 +307,7 @@ class ReplicaFetcher:
 
     def _delay(self, tp: TopicPartition) -> None:
         self.delayed[tp] = trio.current_time() + self.manager.settings.backoff_ms / 1000.0
-        self._parts = None
+        self.invalidate()
 
     async def _apply(self, part: Partition, data: Any) -> None:
         code = ErrorCode(data.error_code)
@@ -326,7 +326,7 @@ class ReplicaFetcher:
             return
         self.last_error.pop(tp, None)
         if self.delayed.pop(tp, None) is not None:
-            self._parts = None
+            self.invalidate()
         diverging = data.diverging_epoch
         if diverging is not None and (diverging.epoch >= 0 or diverging.end_offset >= 0):
             offset = truncation_offset(part, diverging.epoch, diverging.end_offset)

@@ -837,9 +837,6 @@ class Connection:
             if sock is None:  # TLS or a test stream: one buffer
                 await self._send(join_records(chunks))
                 return
-            if len(chunks) == 1 and not isinstance(chunks[0], FileSlice):
-                await self._send(chunks[0])
-                return
             buffers: list[memoryview] = []
             for chunk in chunks:
                 if isinstance(chunk, FileSlice):

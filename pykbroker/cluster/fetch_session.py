@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,8 @@ class FetchSession:
     # (topic id or name, partition).
     follower: int = -1
     follower_partitions: dict[tuple[uuid.UUID | str, int], Any] = field(default_factory=dict)
+    follower_view: Any = None  # what its idle partitions' watches wake (replication.leader)
+    on_close: Callable[[], None] | None = None  # run when the session is closed or evicted
 
     def next_epoch(self) -> None:
         self.epoch = self.epoch + 1 if self.epoch < 2**31 - 1 else 1
@@ -70,7 +73,7 @@ class FetchSessionCache:
     def _evict_idle(self) -> None:
         cutoff = time.monotonic() - self.idle_eviction_s
         for sid in [s for s, sess in self.sessions.items() if sess.last_used < cutoff]:
-            del self.sessions[sid]
+            self.close(sid)
 
     def create(self) -> FetchSession | None:
         """A new session, or None when every slot is taken (the fetch runs sessionless)."""
@@ -95,4 +98,6 @@ class FetchSessionCache:
         return session
 
     def close(self, session_id: int) -> None:
-        self.sessions.pop(session_id, None)
+        session = self.sessions.pop(session_id, None)
+        if session is not None and session.on_close is not None:
+            session.on_close()

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -112,6 +112,13 @@ class AppendResult:
     log_start_offset: int
 
 
+class Waiter(Protocol):
+    """What a partition wakes: a ``trio.Event``, or a follower session's watch on an idle
+    partition (replication.leader)."""
+
+    def set(self) -> None: ...
+
+
 class FollowerState:
     """What the leader knows of one follower, from its fetches (Kafka's Replica)."""
 
@@ -159,8 +166,8 @@ class Partition:
         self._hw = int(plog.log_start_offset)
         # Long-polls waiting on this partition: clients' (consumer fetches and acks=all
         # produces, which need the high watermark to move) and followers' (which need appends).
-        self._waiters: list[trio.Event] = []
-        self._replica_waiters: list[trio.Event] = []
+        self._waiters: list[Waiter] = []
+        self._replica_waiters: list[Waiter] = []
         self._flushing: trio.Event | None = None
 
     @property
@@ -257,10 +264,10 @@ class Partition:
     def log_end_offset(self) -> int:
         return int(self.log.log_end_offset)
 
-    def add_waiter(self, event: trio.Event, *, replica: bool = False) -> None:
+    def add_waiter(self, event: Waiter, *, replica: bool = False) -> None:
         (self._replica_waiters if replica else self._waiters).append(event)
 
-    def remove_waiter(self, event: trio.Event, *, replica: bool = False) -> None:
+    def remove_waiter(self, event: Waiter, *, replica: bool = False) -> None:
         try:
             (self._replica_waiters if replica else self._waiters).remove(event)
         except ValueError:
@@ -480,13 +487,14 @@ class ReplicaManager:
     # -- fetch -------------------------------------------------------------------------------
 
     async def wait_for_append(self, parts: list[Partition], timeout_s: float, *,
-                              replica: bool = False) -> None:
+                              replica: bool = False, event: trio.Event | None = None) -> None:
         """Return when any of ``parts`` changes for a client (its high watermark moved, its
         leadership changed) or, with ``replica``, for a follower (records were appended), or
-        after ``timeout_s``."""
-        if timeout_s <= 0 or not parts or self.shutting_down:
+        after ``timeout_s``; or when ``event`` (which others may set) is set."""
+        if timeout_s <= 0 or not (parts or event is not None) or self.shutting_down:
             return
-        event = trio.Event()
+        if event is None:
+            event = trio.Event()
         for part in parts:
             part.add_waiter(event, replica=replica)
         try:

@@ -175,3 +175,5 @@ class IsrManager:
             part.partition_epoch = result.partition_epoch
             if part.advance_high_watermark():
                 part.wake()
+            else:
+                part.wake_replicas()  # followers' idle partitions are checked again

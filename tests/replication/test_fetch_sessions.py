@@ -6,6 +6,7 @@ fetcher's request builder are called directly."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,13 @@ def _replicas(tmp_path: Path, leader: int, records: int) -> ReplicaManager:
 
 
 # -- the leader ------------------------------------------------------------------------------
+
+def _append(ctx: Any, index: int) -> None:
+    """An append as the broker makes it (ReplicaManager.append): the log, then the wake."""
+    part = ctx.services.replicas.partitions[("t", index)]
+    part.log.append_as_leader(batch(), leader_epoch=3)
+    part.wake_on_append()
+
 
 def _leader_ctx(tmp_path: Path) -> Any:
     services = SimpleNamespace(
@@ -102,8 +110,8 @@ def test_the_leader_answers_an_incremental_fetch_with_only_what_changed(
     resp = _fetch(ctx, 2, {}, sid, 3)  # nothing changed anywhere: an empty answer
     assert resp.error_code == 0 and _answered(resp) == {}
     # A forgotten partition is no longer fetched: new records on it are not answered.
-    ctx.services.replicas.partitions[("t", 1)].log.append_as_leader(batch(), leader_epoch=3)
-    ctx.services.replicas.partitions[("t", 0)].log.append_as_leader(batch(), leader_epoch=3)
+    _append(ctx, 1)
+    _append(ctx, 0)
     resp = _fetch(ctx, 2, {}, sid, 4, forget=(1,))
     assert set(_answered(resp)) == {0}
 
@@ -178,7 +186,7 @@ def test_an_append_to_an_idle_partition_is_answered_at_the_next_fetch(
     ctx, sid = _idle_session(tmp_path)
     reads = _count_reads(monkeypatch)
     assert _answered(_fetch(ctx, 2, {}, sid, 1)) == {} and reads == []
-    ctx.services.replicas.partitions[("t", 0)].log.append_as_leader(batch(), leader_epoch=3)
+    _append(ctx, 0)
     resp = _fetch(ctx, 2, {}, sid, 2)
     assert _answered(resp) == {0: (len(batch()), 10)} and reads == [0]
     assert _answered(_fetch(ctx, 2, {0: 11}, sid, 3)) == {}  # follower 3 is not at 11 yet
@@ -196,7 +204,7 @@ def test_a_fetch_that_waited_still_sends_what_its_first_pass_read(tmp_path: Path
     the high watermark, and a consumer reading from it saw nothing: KIP-392)."""
     ctx, sid = _idle_session(tmp_path)
     part = ctx.services.replicas.partitions[("t", 0)]
-    part.log.append_as_leader(batch(), leader_epoch=3)
+    _append(ctx, 0)
     _fetch(ctx, 3, {0: 11, 1: 10})  # follower 3 has it; the high watermark waits for 2
     assert part.high_watermark == 10
     resp = _fetch(ctx, 2, {0: 11}, sid, 1, on_follower_fetch=lambda p, r: p.wake()
@@ -206,7 +214,9 @@ def test_a_fetch_that_waited_still_sends_what_its_first_pass_read(tmp_path: Path
 
 
 def _delete_records(ctx: Any) -> None:
-    ctx.services.replicas.partitions[("t", 0)].log.delete_records_before(5)
+    part = ctx.services.replicas.partitions[("t", 0)]
+    part.log.delete_records_before(5)
+    part.wake()  # (as the DeleteRecords handler does)
 
 
 def _new_leader_epoch(ctx: Any) -> None:
@@ -229,6 +239,89 @@ def test_an_idle_partition_whose_log_start_or_leader_epoch_changed_is_answered(
     assert (got[0].error_code, got[0].log_start_offset) == expected
 
 
+def _quiet_append(ctx: Any) -> None:
+    ctx.services.replicas.partitions[("t", 0)].log.append_as_leader(batch(), leader_epoch=3)
+
+
+def _quiet_delete_records(ctx: Any) -> None:
+    ctx.services.replicas.partitions[("t", 0)].log.delete_records_before(5)
+
+
+def _quiet_isr_shrink(ctx: Any) -> None:
+    ctx.services.replicas.partitions[("t", 0)].isr = [1, 3]
+
+
+@pytest.mark.parametrize("change", [_quiet_append, _quiet_delete_records, _quiet_isr_shrink],
+                         ids=["append", "log-start", "isr"])
+def test_a_change_that_wakes_no_watch_is_found_within_a_second(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Callable[[Any], None]) -> None:
+    """The broker wakes a partition's followers at every change they must hear of; should a
+    change come another way, the leader still checks every idle partition in full at least
+    every VERIFY_QUIET_S."""
+    import pykbroker.replication.leader as leader
+
+    clock = [1000.0]
+    monkeypatch.setattr(leader, "time", SimpleNamespace(time=time.time,
+                                                        monotonic=lambda: clock[0]))
+    ctx, sid = _idle_session(tmp_path)
+    reads = _count_reads(monkeypatch)
+    assert _fetch(ctx, 2, {}, sid, 1).error_code == 0 and reads == []  # checked in full
+    change(ctx)
+    clock[0] += leader.VERIFY_QUIET_S / 2
+    assert _answered(_fetch(ctx, 2, {}, sid, 2)) == {} and reads == []  # not yet
+    clock[0] += leader.VERIFY_QUIET_S / 2
+    _fetch(ctx, 2, {}, sid, 3)
+    assert reads == [0]
+
+
+def test_an_append_wakes_a_long_poll_whose_partitions_are_all_idle(tmp_path: Path) -> None:
+    """No waiter is registered per fetch on idle partitions: their watches wake it."""
+    ctx, sid = _idle_session(tmp_path)
+    answer: list[FetchResponse] = []
+
+    async def main() -> None:
+        async def follower_2() -> None:
+            req = FetchRequest(
+                replica_id=-1, replica_state=ReplicaState(replica_id=2, replica_epoch=1),
+                max_wait_ms=10_000, min_bytes=1, max_bytes=1 << 20, session_id=sid,
+                session_epoch=1, topics=[], forgotten_topics_data=[])
+            answer.append(await handle_replica_fetch(ctx, req, 2, lambda part, r: None))
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(follower_2)
+                await trio.sleep(0.05)
+                assert not answer  # parked
+                _append(ctx, 1)
+
+    trio.run(main)
+    assert _answered(answer[0]) == {1: (len(batch()), 10)}
+
+
+def test_watches_leave_the_partitions_with_their_session_or_request(tmp_path: Path) -> None:
+    """An idle entry's watch sits in its partition's follower waiters until it fires; an
+    entry named again, forgotten, or closed with its session takes it away, so that the
+    waiters do not pile up on partitions that never see an append."""
+    ctx, sid = _idle_session(tmp_path)
+    parts = [ctx.services.replicas.partitions[("t", i)] for i in (0, 1)]
+    assert [len(p._replica_waiters) for p in parts] == [1, 1]
+    epoch = 1
+    for _ in range(5):  # named again each time: read, idle again, one watch
+        _fetch(ctx, 2, {0: 10}, sid, epoch)
+        epoch += 1
+    assert [len(p._replica_waiters) for p in parts] == [1, 1]
+    _fetch(ctx, 2, {}, sid, epoch, forget=(1,))
+    assert [len(p._replica_waiters) for p in parts] == [1, 0]
+    _fetch(ctx, 2, {}, sid, -1)  # the follower closes its session
+    assert [len(p._replica_waiters) for p in parts] == [0, 0]
+    sid = _fetch(ctx, 2, {0: 10, 1: 10}).session_id
+    assert [len(p._replica_waiters) for p in parts] == [1, 1]
+    cache = ctx.services.fetch_sessions
+    cache.idle_eviction_s = 0.0
+    cache.create()  # evicts the idle session
+    assert sid not in cache.sessions and [len(p._replica_waiters) for p in parts] == [0, 0]
+
+
 def test_an_idle_partition_is_read_for_a_follower_out_of_the_isr(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A follower shrunk out of the ISR gets back in only through the leader's check after
@@ -236,6 +329,7 @@ def test_an_idle_partition_is_read_for_a_follower_out_of_the_isr(
     ctx, sid = _idle_session(tmp_path)
     part = ctx.services.replicas.partitions[("t", 0)]
     part.isr = [1, 3]
+    part.wake_replicas()  # (as an ISR change does, isr.IsrManager)
     reads = _count_reads(monkeypatch)
     checked: list[tuple[int, int]] = []
 

@@ -112,13 +112,15 @@ class FrameReader:
     granted, the reader reads nothing more. ``release`` gives the reservation back once the
     request has been handled (``next_frame`` does it too, at the latest).
 
-    ``idle_scope``, when set, has its deadline pushed back by ``idle_s`` when bytes arrive
-    (at most every tenth of ``idle_s``), so the idle timeout counts from the last activity,
-    as Kafka's does.
+    ``active_at`` is when bytes last arrived (or the owner last said so), for the idle
+    timeout, which counts from the last activity as Kafka's does. ``idle_scope``, when set,
+    has its deadline pushed back by ``idle_s`` when bytes arrive (at most every tenth of
+    ``idle_s``). Once ``stop`` is set, a socket reader raises ``trio.ClosedResourceError``
+    instead of waiting (see Connection.stop_reading).
     """
 
     __slots__ = ("_stream", "_sock", "_buffer_size", "_rest", "_pos", "_pool", "held",
-                 "idle_scope", "idle_s", "_activity_at", "_waited")
+                 "idle_scope", "idle_s", "_activity_at", "_waited", "active_at", "stop")
 
     def __init__(self, stream: trio.abc.ReceiveStream, buffer_size: int = _RECEIVE_CHUNK) -> None:
         self._stream = stream
@@ -134,6 +136,17 @@ class FrameReader:
         self.idle_s = 0.0
         self._activity_at = float("-inf")  # when the idle deadline was last pushed back
         self._waited = False  # the last receive waited for bytes (so the task yielded)
+        self.active_at = float("-inf")
+        self.stop = False
+
+    @property
+    def socket(self) -> Any:
+        """The trio socket read from, None for a stream without one (TLS, tests)."""
+        return self._sock
+
+    def _check_stop(self) -> None:
+        if self.stop:
+            raise trio.ClosedResourceError("the connection stops reading")
 
     @property
     def buffered(self) -> int:
@@ -150,9 +163,9 @@ class FrameReader:
         """Bytes arrived: push the idle deadline back, at most once per tenth of the idle
         time (and per second): setting a cancel scope's deadline re-registers it with trio,
         and a 1 MB request arrives in a dozen or more receives."""
+        now = self.active_at = trio.current_time()
         scope = self.idle_scope
         if scope is not None:
-            now = trio.current_time()
             if now - self._activity_at >= min(1.0, self.idle_s / 10):
                 self._activity_at = now
                 scope.deadline = now + self.idle_s
@@ -205,6 +218,7 @@ class FrameReader:
 
     async def _recv_into(self, view: memoryview) -> int:
         if self._sock is not None:
+            self._check_stop()
             try:
                 n = int(await self._sock.recv_into(view))
             except OSError as exc:
@@ -247,6 +261,7 @@ class FrameReader:
                     await trio.lowlevel.checkpoint()
                 self._waited = False
                 while (got := self._read_shared(keep)) is None:
+                    self._check_stop()
                     await trio.lowlevel.wait_readable(self._sock)
                     self._waited = True
                 buf, end = got
@@ -303,6 +318,7 @@ class FrameReader:
                 pieces.append(chunk)
                 have += len(chunk)
                 continue
+            self._check_stop()
             await trio.lowlevel.wait_readable(self._sock)
             queued = _queued_bytes(self._sock, _FRAME_START)
             if _WHOLE_WITHIN * (have + queued) >= size:
@@ -534,6 +550,7 @@ class Connection:
         self.session: SaslSession | None = None
         self.reader = FrameReader(stream)
         self.read_scope: trio.CancelScope | None = None
+        self.reading = False  # waiting for (or receiving) a request
         self.busy = False
         self.draining = False  # set at shutdown: finish the request in hand, take no more
         self._nursery: trio.Nursery
@@ -610,16 +627,34 @@ class Connection:
             else:
                 limit = session.listener.sasl_max_receive_size
                 limit_name = "sasl.server.max.receive.size"
-            with trio.CancelScope() as scope:
-                self.read_scope = self.reader.idle_scope = scope
-                self.reader.idle_s = self.settings.idle_timeout_s
-                scope.deadline = trio.current_time() + self.settings.idle_timeout_s
-                frame = await self.reader.next_frame(limit, limit_name,
-                                                     self.settings.memory_pool)
-            self.read_scope = self.reader.idle_scope = None
-            if scope.cancelled_caught:
-                log.debug("closing idle or draining connection %s", self.peer)
-                return
+            reader = self.reader
+            now = reader.active_at = trio.current_time()
+            self.reading = True
+            if reader.socket is not None:
+                # No cancel scope per request (~10 us each): the listener's idle sweep,
+                # shutdown and max.connections stop a waiting connection (stop_reading).
+                try:
+                    frame = await reader.next_frame(limit, limit_name,
+                                                    self.settings.memory_pool)
+                except trio.ClosedResourceError:
+                    if not reader.stop:
+                        raise
+                finally:
+                    self.reading = False
+                if reader.stop:
+                    log.debug("closing idle or draining connection %s", self.peer)
+                    return
+            else:
+                with trio.CancelScope(deadline=now + self.settings.idle_timeout_s) as scope:
+                    self.read_scope = reader.idle_scope = scope
+                    reader.idle_s = self.settings.idle_timeout_s
+                    frame = await reader.next_frame(limit, limit_name,
+                                                    self.settings.memory_pool)
+                self.read_scope = reader.idle_scope = None
+                self.reading = False
+                if scope.cancelled_caught:
+                    log.debug("closing idle or draining connection %s", self.peer)
+                    return
             if frame is None:
                 return
             if session is not None and session.expects_raw_token:
@@ -637,6 +672,16 @@ class Connection:
             finally:
                 self.busy = False
                 self.reader.release()  # queued.max.request.bytes: the request is handled
+
+    def stop_reading(self) -> None:
+        """Take no more requests (shutdown, max.connections, an idle connection): one
+        waiting for a request closes now, one handling a request once it is answered."""
+        self.draining = True
+        if self.read_scope is not None:
+            self.read_scope.cancel()
+        elif self.reading and not self.reader.stop:
+            self.reader.stop = True
+            trio.lowlevel.notify_closing(self.reader.socket)
 
     async def _handle(self, frame: bytearray, quotas: Any = None) -> None:
         """``quotas``: the broker's client quotas as read before this frame (None: none)."""

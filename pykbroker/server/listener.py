@@ -153,6 +153,7 @@ class NetworkServer:
                         log.info("listener %s serves %s", bind.name, _describe(
                             self.security.for_listener(bind.name, bind.security_protocol)))
                     accept_nursery.start_soon(self._trim_after_closes)
+                    accept_nursery.start_soon(self._expire_idle)
                     if self._config is not None:
                         accept_nursery.start_soon(self._watch_config)
                     task_status.started()
@@ -282,9 +283,7 @@ class NetworkServer:
         for conn in candidates[:excess]:
             log.info("closing %s: the broker has more than max.connections=%d connections",
                      conn.peer, self.quotas.max_connections)
-            conn.draining = True
-            if conn.read_scope is not None:
-                conn.read_scope.cancel()
+            conn.stop_reading()
 
     def _socket_buffer(self, setting: str) -> int:
         """socket.send/receive.buffer.bytes (read-only settings, as in Kafka); -1 without a
@@ -308,6 +307,19 @@ class NetworkServer:
             await trio.sleep(CONFIG_CHECK_S)
             self._check_config()
 
+    async def _expire_idle(self) -> None:
+        """``connections.max.idle.ms`` for connections on a socket (the others, TLS, wait
+        for a request in a cancel scope with that deadline): every tenth of the idle time
+        (a second at most), those that have waited that long for a request are closed."""
+        while True:
+            idle_s = self.settings.idle_timeout_s
+            await trio.sleep(min(1.0, idle_s / 10))
+            now = trio.current_time()
+            for conn in list(self.connections):
+                if conn.reading and conn.read_scope is None and \
+                        now - conn.reader.active_at >= idle_s:
+                    conn.stop_reading()
+
     async def _trim_after_closes(self) -> None:
         """After a burst of closed connections, give their memory back to the kernel: a full
         garbage collection (which also empties CPython's free lists, whose few objects keep
@@ -329,9 +341,7 @@ class NetworkServer:
         with trio.move_on_after(grace_s):
             while self.connections:
                 for conn in list(self.connections):
-                    conn.draining = True
-                    if conn.read_scope is not None:
-                        conn.read_scope.cancel()
+                    conn.stop_reading()
                 await trio.sleep(0.01)
         if self._conn_nursery is not None:
             self._conn_nursery.cancel_scope.cancel()
@@ -359,11 +369,10 @@ def _standard_socket(listener: trio.SocketListener) -> socket.socket:
 
 
 def _last_activity(conn: Connection) -> float:
-    """When ``conn`` last received bytes, as far as its idle deadline tells (busy: now)."""
-    scope = conn.read_scope
-    if conn.busy or scope is None:
+    """When ``conn`` last received bytes (handling a request: now)."""
+    if conn.busy or not conn.reading:
         return float("inf")
-    return scope.deadline
+    return conn.reader.active_at
 
 
 def _with_memory_pool(settings: ConnectionSettings, services: Any) -> ConnectionSettings:

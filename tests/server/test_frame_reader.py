@@ -122,3 +122,31 @@ async def test_idle_deadline_moves_when_bytes_arrive() -> None:
             await tx.send_all(_frame(b"y" * 1000))
             assert await reader.next_frame(2000) == b"y" * 1000
             assert scope.deadline > trio.current_time() + 50
+
+
+@pytest.mark.trio
+async def test_a_stopped_reader_raises_instead_of_waiting() -> None:
+    """Connection.stop_reading wakes a reader blocked on its socket (notify_closing); a
+    reader that was not blocked at that moment (its bytes had just arrived) must not start
+    another wait, in the prefix or inside a frame's body, or it could wait forever."""
+    async with _socket_pair() as (tx, rx):
+        reader = FrameReader(rx, buffer_size=BUF)
+        await tx.send_all(_frame(b"first"))
+        reader.stop = True
+        assert await reader.next_frame(100) == b"first"  # there already: no wait
+        with trio.fail_after(2), pytest.raises(trio.ClosedResourceError):
+            await reader.next_frame(100)
+    async with _socket_pair() as (tx, rx):
+        reader = FrameReader(rx, buffer_size=BUF)
+        await tx.send_all(struct.pack(">i", 1000) + b"x" * 10)  # a frame's first bytes
+
+        async def stop_soon() -> None:
+            await trio.sleep(0.05)
+            reader.stop = True
+            trio.lowlevel.notify_closing(reader.socket)
+
+        with trio.fail_after(2):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop_soon)
+                with pytest.raises(trio.ClosedResourceError):
+                    await reader.next_frame(2000)

@@ -68,3 +68,11 @@ class DispatchTable:
 
     def __contains__(self, api_key: object) -> bool:
         return api_key in self._specs
+
+
+def handler_for(dispatch: DispatchTable, api_key: int, version: int) -> HandlerSpec | None:
+    """The handler of ``api_key`` when this broker serves it at ``version``."""
+    spec = dispatch.get(api_key)
+    if spec is None or not spec.min_version <= version <= spec.max_version:
+        return None
+    return spec

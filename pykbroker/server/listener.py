@@ -31,19 +31,17 @@ from pykbroker.security.plan import (
     ListenerSecurity,
     plaintext_only,
 )
+from pykbroker.server.bad_clients import BadClientLog
 from pykbroker.server.connection import (
-    BadClientLog,
     Connection,
     ConnectionSettings,
     ListenerInfo,
     RequestObserver,
-    Unseen,
-    discard_received,
-    first_frame_refusal,
 )
 from pykbroker.server.connection import log as connection_log
 from pykbroker.server.connection_quotas import INT_MAX, ConnectionQuotas
 from pykbroker.server.dispatch import DispatchTable
+from pykbroker.server.first_frame import Unseen, discard_received, first_frame_refusal
 from pykbroker.server.request_memory import RequestMemoryPool, trim_freed_memory
 
 log = logging.getLogger("pykbroker.server.listener")

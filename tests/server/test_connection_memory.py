@@ -25,8 +25,10 @@ from hypothesis import strategies as st
 from pykbroker.handlers.api_versions import HANDLERS as API_VERSIONS_HANDLERS
 from pykbroker.protocol._generated.api_versions_request import ApiVersionsRequest
 from pykbroker.protocol.framing import decode_response, encode_request
-from pykbroker.server.connection import BadClientLog, ConnectionSettings, FrameReader
+from pykbroker.server.bad_clients import BadClientLog
+from pykbroker.server.connection import ConnectionSettings
 from pykbroker.server.dispatch import DispatchTable
+from pykbroker.server.frame_reader import FrameReader
 from pykbroker.server.listener import BindAddress, NetworkServer
 from pykbroker.server.request_memory import RequestMemoryPool
 

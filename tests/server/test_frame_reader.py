@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from pykbroker.server.connection import ConnectionClosed, FrameReader
+from pykbroker.server.frame_reader import ConnectionClosed, FrameReader
 
 BUF = 64  # a tiny receive buffer, so that frames cross and exceed it
 

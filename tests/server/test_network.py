@@ -16,8 +16,9 @@ from pykbroker.protocol._generated.api_versions_request import ApiVersionsReques
 from pykbroker.protocol._generated.api_versions_response import ApiVersionsResponse
 from pykbroker.protocol.api import ApiKey
 from pykbroker.protocol.framing import decode_response, encode_request
-from pykbroker.server.connection import ConnectionSettings, Unseen
+from pykbroker.server.connection import ConnectionSettings
 from pykbroker.server.dispatch import DispatchTable, HandlerSpec
+from pykbroker.server.first_frame import Unseen
 from pykbroker.server.listener import BindAddress, NetworkServer
 
 
@@ -193,7 +194,7 @@ async def test_unexpected_failure_in_one_connection_spares_the_others(
 # made for it (a flood of bad frames costs an accept, a peek and a close each) ---
 
 def _screen(data: bytes, max_bytes: int = 1 << 20) -> str | Unseen | None:
-    from pykbroker.server.connection import first_frame_refusal
+    from pykbroker.server.first_frame import first_frame_refusal
 
     a, b = socket.socketpair()
     try:

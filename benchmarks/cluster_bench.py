@@ -21,6 +21,9 @@ Sections (see benchmarks/README.md for the method and the figures):
   recorded too: below the offered rate, the cluster cannot keep up and the latency grows with
   the run's length.
 
+``--idle-partitions N`` first creates an RF 3 topic of N partitions that nothing writes to, as
+on a cluster hosting other topics: what idle partitions in the followers' fetch sessions cost.
+
 Every run also records the CPU time of the brokers, ZooKeeper and this client, the time the
 brokers' threads spent runnable but waiting for a CPU (``/proc/PID/task/*/schedstat``) and
 how busy the whole machine was (``/proc/stat``): on a 2-CPU box the three brokers and the
@@ -497,7 +500,8 @@ class Bench:
         return {"benchmark": "cluster", "brokers": BROKERS, "partitions": PARTITIONS,
                 "value_bytes": VALUE_SIZE, "min_insync_replicas": MIN_INSYNC,
                 "messages": a.messages, "rounds": a.rounds, "e2e_seconds": a.e2e_seconds,
-                "e2e_rate": a.e2e_rate, "elapsed_s": round(elapsed, 1),
+                "e2e_rate": a.e2e_rate, "idle_partitions": a.idle_partitions,
+                "elapsed_s": round(elapsed, 1),
                 "python": platform.python_version(), "confluent_kafka": confluent_kafka.version(),
                 "librdkafka": confluent_kafka.libversion()[0], "zookeeper": self.c.zk.version,
                 "cpus": os.cpu_count(), "targets": self.targets(), "rows": rows}
@@ -579,6 +583,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(SECTIONS),
                     help=f"comma-separated sections out of {','.join(SECTIONS)}")
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
+    ap.add_argument("--idle-partitions", type=int, default=0, metavar="N",
+                    help="first create an RF 3 topic of N partitions that nothing writes to "
+                         "(as on a cluster hosting other topics): every follower's fetch "
+                         "session carries them")
     args = ap.parse_args(argv)
     args.messages = args.messages or (5_000 if args.quick else 1_000_000)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -606,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  ZooKeeper {cluster.zk.version} on {cluster.zk.hosts}, brokers "
             + ", ".join(f"{i}: pid {pid}" for i, pid in cluster.pids.items()))
         bench = Bench(args, cluster)
+        if args.idle_partitions:
+            log(f"  an idle RF 3 topic of {args.idle_partitions:,} partitions")
+            cluster.create_topic(bench.topic("idle"), 3, partitions=args.idle_partitions)
         bench.run()
     finally:
         cluster.close()

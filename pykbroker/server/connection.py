@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import struct
 import time
@@ -223,7 +224,9 @@ class Connection:
                     log.debug("closing idle or draining connection %s", self.peer)
                     return
             else:
-                with trio.CancelScope(deadline=now + self.settings.idle_timeout_s) as scope:
+                idle_s = self.settings.idle_timeout_s
+                with trio.CancelScope(deadline=now + idle_s if idle_s >= 0 else math.inf
+                                      ) as scope:
                     self.read_scope = reader.idle_scope = scope
                     reader.idle_s = self.settings.idle_timeout_s
                     frame = await reader.next_frame(limit, limit_name,

@@ -308,10 +308,13 @@ class NetworkServer:
     async def _expire_idle(self) -> None:
         """``connections.max.idle.ms`` for connections on a socket (the others, TLS, wait
         for a request in a cancel scope with that deadline): every tenth of the idle time
-        (a second at most), those that have waited that long for a request are closed."""
+        (a second at most, 10 ms at least), those that have waited that long for a request
+        are closed. A negative value turns the expiry off, as in Kafka's Selector."""
         while True:
             idle_s = self.settings.idle_timeout_s
-            await trio.sleep(min(1.0, idle_s / 10))
+            await trio.sleep(max(0.01, min(1.0, idle_s / 10)))
+            if idle_s < 0:
+                continue
             now = trio.current_time()
             for conn in list(self.connections):
                 if conn.reading and conn.read_scope is None and \

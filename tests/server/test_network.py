@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -136,6 +137,22 @@ async def test_idle_connections_are_closed(nursery: trio.Nursery) -> None:
     await nursery.start(server.run)
     stream = await trio.open_tcp_stream("127.0.0.1", server.bound_ports["PLAINTEXT"])
     assert await _closed(stream)
+    await server.shutdown(1)
+
+
+@pytest.mark.trio
+async def test_a_negative_idle_time_keeps_idle_connections(nursery: trio.Nursery) -> None:
+    """connections.max.idle.ms=-1 turns idle expiry off (Kafka's Selector); the listener's
+    idle sweep must neither close connections nor spin meanwhile."""
+    server = _server(idle=-0.001)
+    await nursery.start(server.run)
+    stream = await trio.open_tcp_stream("127.0.0.1", server.bound_ports["PLAINTEXT"])
+    cpu = time.process_time()
+    await trio.sleep(0.5)
+    assert time.process_time() - cpu < 0.25  # (a sweep without a pause took all of it)
+    await stream.send_all(encode_request(18, 0, 5, "t", ApiVersionsRequest()))
+    corr, _ = decode_response(await _read_frame(stream) or b"", 18, 0)
+    assert corr == 5
     await server.shutdown(1)
 
 

@@ -173,7 +173,5 @@ class IsrManager:
                      list(result.isr), result.partition_epoch)
             part.isr = list(result.isr)
             part.partition_epoch = result.partition_epoch
-            if part.advance_high_watermark():
-                part.wake()
-            else:
-                part.wake_replicas()  # followers' idle partitions are checked again
+            part.advance_high_watermark()  # (which wakes the clients if it moved)
+            part.wake_replicas()  # followers' idle partitions are checked again

@@ -207,12 +207,13 @@ class _Read:
     """One pass over a fetch's partitions: what was read for each, and what each partition
     looked like then (so that a pass after a wake-up re-reads only what changed)."""
 
-    __slots__ = ("kept", "results", "seen", "total")
+    __slots__ = ("kept", "quiet", "results", "seen", "total")
 
     def __init__(self, size: int) -> None:
         self.results: list[PartitionData] = [_EMPTY_DATA] * size
         self.seen: list[tuple[Partition, int, int] | None] = [None] * size
         self.kept: list[int] = []  # entries answered as in the previous pass
+        self.quiet = 0  # entries answered _QUIET (their watches wake a long-poll)
         self.total = 0
 
     def parts(self) -> list[Partition]:
@@ -278,6 +279,7 @@ def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_by
                     state.last_caught_up_ms = now_ms
                 state.last_fetch_ms = now_ms
                 out.results[i] = _QUIET
+                out.quiet += 1
                 continue
         fp = entry.fp
         topic_key = entry.topic_id if by_id else entry.topic
@@ -369,19 +371,18 @@ async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: 
         errors = any(p.error_code or p.diverging_epoch.epoch >= 0 for p in results)
         remaining = deadline - trio.current_time()
         parts = read.parts()  # (quiet entries' partitions: their watches wake the view)
-        quiet = view is not None and any(p is _QUIET for p in results)
         if read.total >= req.min_bytes or errors or remaining <= 0 or \
-                not (parts or quiet) or services.replicas.shutting_down:
+                not (parts or read.quiet) or services.replicas.shutting_down:
             break
-        if view is None:
-            await services.replicas.wait_for_append(parts, remaining, replica=True)
-            continue
-        view.event = trio.Event()
+        event = None if view is None else trio.Event()  # (set by quiet entries' watches)
+        if view is not None:
+            view.event = event
         try:
             await services.replicas.wait_for_append(parts, remaining, replica=True,
-                                                    event=view.event)
+                                                    event=event)
         finally:
-            view.event = None
+            if view is not None:
+                view.event = None
     _refresh(read)
     topics: dict[Any, FetchableTopicResponse] = {}
     for entry, data in zip(entries, results, strict=True):

@@ -6,13 +6,13 @@ from typing import Any
 
 import trio
 
-from pykbroker.cluster.replica_manager import (
-    Partition,
+from pykbroker.cluster.produce_checks import (
     produce_records_cap,
     run_records_check,
     start_records_check,
     validate_produce_batch,
 )
+from pykbroker.cluster.replica_manager import Partition
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import CloseConnection, KafkaError, RecordValidationError
 from pykbroker.handlers.authz import (

@@ -16,7 +16,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pykbroker.cluster.replica_manager import validate_produce_batch
+from pykbroker.cluster.produce_checks import validate_produce_batch
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import DecodeError, KafkaError
 from pykbroker.records import (

@@ -190,3 +190,14 @@ def test_controller_and_leader_metrics(cluster: Cluster, topic_name: str) -> Non
                 if pv.leader != pv.replicas[0])
     assert moved >= 4
     assert samples[new][CTL + "preferredreplicaimbalancecount"] == moved
+
+    # Every RF 3 partition lost a replica: its leader counts it under-replicated, until the
+    # dead broker is back and caught up (Kafka's UnderReplicatedPartitions).
+    def under_replicated(ids: list[int]) -> int:
+        return int(sum(scrape(cluster, i)[RM + "underreplicatedpartitions"] for i in ids))
+
+    cluster.wait_until(lambda: under_replicated(survivors) == 12, 30,
+                       what="12 under-replicated partitions on the survivors")
+    cluster.start(controller)
+    cluster.wait_until(lambda: under_replicated(cluster.broker_ids) == 0, 60,
+                       what="no under-replicated partition once the broker caught up")

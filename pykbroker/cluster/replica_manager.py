@@ -21,6 +21,7 @@ from pykbroker.cluster.topics import TopicInfo
 from pykbroker.error_codes import ErrorCode
 from pykbroker.errors import KafkaError
 from pykbroker.records import BatchHeader
+from pykbroker.timers import call_after
 
 log = logging.getLogger("pykbroker.cluster.replica_manager")
 
@@ -422,9 +423,11 @@ class ReplicaManager:
             event = trio.Event()
         for part in parts:
             part.add_waiter(event, replica=replica)
+        # (a timer, not a cancel scope per wait: see pykbroker.timers)
+        timer = call_after(timeout_s, event.set)
         try:
-            with trio.move_on_after(timeout_s):
-                await event.wait()
+            await event.wait()
         finally:
+            timer.cancel()
             for part in parts:
                 part.remove_waiter(event, replica=replica)

@@ -58,6 +58,8 @@ _RECOVER_CHUNK: Final = 1024 * 1024
 #: How much a segment grows between two page-cache drops (``drop_cached_behind``): each
 #: call writes back about this much, a few hundred microseconds to a few milliseconds.
 CACHE_DROP_STEP: Final = 4 * 1024 * 1024
+# An append of at most this many bytes stays in memory until the next one (see _Recent).
+RECENT_MAX: Final = 64 * 1024
 
 Buffer = bytes | bytearray | memoryview
 
@@ -65,6 +67,22 @@ Buffer = bytes | bytearray | memoryview
 def segment_path(directory: Path, base_offset: int, suffix: str) -> Path:
     """``<dir>/00000000000000000042.log``: Kafka's file name for a segment's file."""
     return directory / f"{base_offset:020d}{suffix}"
+
+
+class _Recent:
+    """A segment's last append, kept in memory until the next: followers and consumers
+    caught up fetch exactly that, at once (the leader wakes them), so their reads find the
+    batch and its bytes here instead of through the offset index, a header scan and two
+    preads. Holds only while it ends the file: every other write drops it first."""
+
+    __slots__ = ("base_offset", "batches", "data", "position")
+
+    def __init__(self, position: int, data: bytes,
+                 batches: list[tuple[int, BatchHeader]]) -> None:
+        self.position = position
+        self.data = data
+        self.batches = batches  # (file position, header) of each batch in ``data``
+        self.base_offset = batches[0][1].base_offset
 
 
 class LogSegment:
@@ -82,6 +100,7 @@ class LogSegment:
         "_cache_dropped_to",
         "_dirty",
         "_fd",
+        "_recent",
         "base_offset",
         "config",
         "directory",
@@ -126,6 +145,7 @@ class LogSegment:
         self.offset_of_max_timestamp = -1
         self._bytes_since_index = 0
         self._dirty = False
+        self._recent: _Recent | None = None
         self.roll_base_ms: int | None = None
         jitter = min(config.segment_jitter_ms, config.segment_ms)
         self.roll_jitter_ms = random.randrange(jitter) if jitter > 0 else 0
@@ -290,6 +310,7 @@ class LogSegment:
             pass
         dropped = self.size - valid_end
         if dropped:
+            self._recent = None
             os.ftruncate(self._fd, valid_end)
             self.size = valid_end
             self._dirty = True
@@ -335,6 +356,13 @@ class LogSegment:
 
     def translate_offset(self, offset: int) -> tuple[int, BatchHeader] | None:
         """Position and header of the first batch whose last offset is >= ``offset``."""
+        recent = self._recent
+        if recent is not None and offset >= recent.base_offset:
+            # (the batches before the last append all end below its base offset)
+            for found in recent.batches:
+                if found[1].last_offset >= offset:
+                    return found
+            return None
         start = self.offset_index.lookup(offset).position
         for pos, header in self.scan(start):
             if header.last_offset >= offset:
@@ -344,7 +372,13 @@ class LogSegment:
     def read(self, position: int, length: int) -> bytes:
         """Bytes at ``position`` (fewer at the end of the segment)."""
         length = min(length, self.size - position)
-        return os.pread(self._fd, length, position) if length > 0 else b""
+        if length <= 0:
+            return b""
+        recent = self._recent
+        if recent is not None and position >= recent.position:
+            start = position - recent.position
+            return recent.data[start:start + length]
+        return os.pread(self._fd, length, position)
 
     def slice(self, position: int, length: int) -> FileSlice:
         """``length`` bytes at ``position`` (within the segment) to be sent by sendfile."""
@@ -432,6 +466,7 @@ class LogSegment:
         """Write ``data`` (whole batches at the given relative positions) and index them."""
         position = self.size
         view = memoryview(data)
+        self._recent = None
         try:
             while view:
                 view = view[os.write(self._fd, view) :]
@@ -445,6 +480,9 @@ class LogSegment:
         self.size = position + len(data)
         self.next_offset = batches[-1][1].next_offset
         self._dirty = True
+        if len(data) <= RECENT_MAX and batches:
+            self._recent = _Recent(position, bytes(data),
+                                   [(position + rel, header) for rel, header in batches])
         return position
 
     def drop_cached_behind(self, keep_bytes: int) -> None:
@@ -484,6 +522,7 @@ class LogSegment:
         self.offset_index.truncate_to_position(position)
         self.time_index.truncate_to(offset)
         removed = self.size - position
+        self._recent = None
         os.ftruncate(self._fd, position)
         self.size = position
         self._dirty = True
@@ -494,6 +533,7 @@ class LogSegment:
 
     def on_become_inactive(self) -> None:
         """Record the final max timestamp in the time index, as Kafka does on roll."""
+        self._recent = None
         if self.max_timestamp >= 0:
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
 

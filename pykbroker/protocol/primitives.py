@@ -363,11 +363,24 @@ def read_compact_nullable_array_len(buf: memoryview, pos: int) -> tuple[int, int
     return n, pos
 
 
+# The topic ids a broker decodes are few and come again in every fetch and produce; building
+# a UUID from bytes costs ~2 us (UUID.__init__'s checks), a lookup ~0.1 us. UUIDs are
+# immutable, so decoded messages may share them. Bounded: emptied when full.
+_UUIDS: dict[bytes, uuid.UUID] = {}
+_UUIDS_MAX = 4096
+
+
 def read_uuid(buf: memoryview, pos: int) -> tuple[uuid.UUID, int]:
     end = pos + 16
     if end > len(buf):
         raise _short("uuid", 16, len(buf) - pos)
-    return _UUID(bytes=bytes(buf[pos:end])), end
+    key = bytes(buf[pos:end])
+    value = _UUIDS.get(key)
+    if value is None:
+        if len(_UUIDS) >= _UUIDS_MAX:
+            _UUIDS.clear()
+        value = _UUIDS[key] = _UUID(bytes=key)
+    return value, end
 
 
 # -- tagged fields ---------------------------------------------------------------------------

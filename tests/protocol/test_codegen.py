@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 import subprocess
 from pathlib import Path
 
@@ -113,3 +114,24 @@ def test_uvarint_limits() -> None:
         primitives.write_uvarint(bytearray(), -1)
     with pytest.raises(IndexError):  # the message decoders turn this into DecodeError
         primitives.read_uvarint(memoryview(b"\x80"), 0)
+
+
+@given(st.uuids(), st.binary(max_size=3))
+def test_uuid_roundtrip(value: uuid.UUID, before: bytes) -> None:
+    out = bytearray(before)
+    out += value.bytes  # (as the generated encoders write one)
+    got, end = primitives.read_uuid(memoryview(bytes(out) + b"\x00"), len(before))
+    assert (got, end) == (value, len(before) + 16)
+
+
+def test_decoded_uuids_are_shared_and_their_cache_bounded() -> None:
+    """read_uuid reuses the UUID it built for the same 16 bytes (topic ids come again in
+    every request) and never holds more than _UUIDS_MAX of them (hostile ids)."""
+    a, _ = primitives.read_uuid(memoryview(bytes(range(16))), 0)
+    b, _ = primitives.read_uuid(memoryview(b"\x00" + bytes(range(16))), 1)
+    assert a is b and a == uuid.UUID(bytes=bytes(range(16)))
+    for i in range(primitives._UUIDS_MAX + 10):
+        primitives.read_uuid(memoryview(i.to_bytes(16, "big")), 0)
+        assert len(primitives._UUIDS) <= primitives._UUIDS_MAX
+    with pytest.raises(DecodeError):
+        primitives.read_uuid(memoryview(bytes(15)), 0)

@@ -119,10 +119,17 @@ class Partition:
         if not self.is_leader:
             return False
         low = int(self.log.log_end_offset)
-        for replica in self.maximal_isr:
-            if replica != self.leader_id and self.leader_id >= 0:
-                state = self.followers.get(replica)
-                low = min(low, state.log_end_offset if state is not None else -1)
+        leader = self.leader_id
+        if leader >= 0:  # (called at every follower fetch and high watermark read)
+            followers = self.followers
+            for replica in self.isr if self.pending_isr is None else self.maximal_isr:
+                if replica != leader:
+                    state = followers.get(replica)
+                    if state is None:
+                        low = -1
+                        break
+                    if state.log_end_offset < low:
+                        low = state.log_end_offset
         if low > self._hw:
             self._hw = low
             self.wake_clients()

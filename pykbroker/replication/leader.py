@@ -4,7 +4,7 @@ A follower's fetch reads up to the log end offset (not the high watermark), tell
 how far that follower got, which may expand the ISR and advance the high watermark, and
 answers with the leader's high watermark. A follower whose last fetched epoch does not match
 the leader's history gets the diverging epoch instead of records (KIP-320), and truncates.
-Only a live broker that is a replica of the partition may fetch as one.
+Only a replica of the partition (another broker) may fetch as one.
 """
 
 from __future__ import annotations
@@ -349,12 +349,15 @@ async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: 
     In an incremental fetch session (KIP-227) the answer carries only the partitions with
     news for the follower."""
     services = ctx.services
-    cluster = services.cluster
-    if cluster is None or cluster.cache.broker(replica) is None or replica == services.node_id:
-        # Only brokers of this cluster replicate (Kafka requires CLUSTER_ACTION).
+    if services.cluster is None or replica == services.node_id:
+        # No partition has this replica: a lone broker has no others, and a broker is not
+        # its own follower. Kafka's answer for a fetch from a non-replica (which may come
+        # from a client: who may act as a broker is CLUSTER_ACTION's business, checked
+        # before). An assigned replica the metadata cache does not know yet (a broker that
+        # just started, before its UpdateMetadata reached this one) is served, as in Kafka.
         return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=[
             FetchableTopicResponse(topic=ft.topic, topic_id=ft.topic_id, partitions=[
-                _error(fp.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                _error(fp.partition, ErrorCode.NOT_LEADER_OR_FOLLOWER)
                 for fp in ft.partitions]) for ft in req.topics])
     try:
         session, entries, incremental = _session_for(ctx, req, replica) \

@@ -485,3 +485,22 @@ def test_a_woken_fetch_rereads_only_what_changed_and_answers_current_offsets(
     trio.run(main)
     assert reads[3:] == [(2, 1)]  # only the partition that grew
     assert _answered(answer[0]) == {0: (0, 10), 1: (len(batch()), 0)}
+
+
+def test_a_replica_the_metadata_cache_does_not_know_yet_is_served(tmp_path: Path) -> None:
+    """A broker that just started fetches before its UpdateMetadata reaches the leader:
+    Kafka serves an assigned replica all the same (the ISR waits for the cache, see
+    ReplicaManager.on_follower_fetch); an unassigned id, or the leader's own, is told
+    NOT_LEADER_OR_FOLLOWER and read nothing."""
+    ctx = _leader_ctx(tmp_path)
+    ctx.services.cluster.cache = SimpleNamespace(broker=lambda r: None)  # knows no broker
+    seen: list[int] = []
+    resp = _fetch(ctx, 2, {0: 0, 1: 0}, on_follower_fetch=lambda part, r: seen.append(r))
+    assert all(p.error_code == 0 for t in resp.responses for p in t.partitions)
+    assert _answered(resp) == {0: (_answered(resp)[0][0], 0), 1: (_answered(resp)[1][0], 0)}
+    assert all(size > 0 for size, _ in _answered(resp).values()) and seen == [2, 2]
+    for stranger in (7, 1):
+        resp = _fetch(ctx, stranger, {0: 0, 1: 0})
+        assert [p.error_code for t in resp.responses for p in t.partitions] == \
+            [ErrorCode.NOT_LEADER_OR_FOLLOWER] * 2
+        assert not any(p.records for t in resp.responses for p in t.partitions)

@@ -12,7 +12,6 @@ import trio.testing
 from pykbroker import timers
 from pykbroker.timers import call_after, call_at
 
-
 pytestmark = pytest.mark.trio
 
 

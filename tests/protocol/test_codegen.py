@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-import uuid
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest

@@ -207,7 +207,7 @@ class _Read:
     """One pass over a fetch's partitions: what was read for each, and what each partition
     looked like then (so that a pass after a wake-up re-reads only what changed)."""
 
-    __slots__ = ("kept", "quiet", "results", "seen", "total")
+    __slots__ = ("errors", "kept", "parts", "quiet", "results", "seen", "total")
 
     def __init__(self, size: int) -> None:
         self.results: list[PartitionData] = [_EMPTY_DATA] * size
@@ -215,9 +215,10 @@ class _Read:
         self.kept: list[int] = []  # entries answered as in the previous pass
         self.quiet = 0  # entries answered _QUIET (their watches wake a long-poll)
         self.total = 0
-
-    def parts(self) -> list[Partition]:
-        return [seen[0] for seen in self.seen if seen is not None]
+        # What the pass found on the way, so that the caller need not walk the results
+        # again (a session holds every partition followed from here, most of them quiet):
+        self.parts: list[Partition] = []  # the read (or kept) entries' partitions
+        self.errors = False  # an error or a diverging epoch to answer at once
 
 
 _EMPTY_DATA = PartitionData()
@@ -294,8 +295,11 @@ def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_by
                     seen[1] == part.leader_epoch and seen[2] == part.log.log_end_offset:
                 data = out.results[i] = last.results[i]
                 out.seen[i] = seen
+                out.parts.append(part)
                 out.kept.append(i)
                 out.total += len(data.records or _EMPTY)
+                if data.error_code or data.diverging_epoch.epoch >= 0:
+                    out.errors = True
                 continue
         try:
             if part is None:
@@ -312,6 +316,9 @@ def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_by
             size = len(data.records or _EMPTY)
             out.total += size
             out.seen[i] = (part, part.leader_epoch, seen_leo)
+            out.parts.append(part)
+            if data.error_code or data.diverging_epoch.epoch >= 0:
+                out.errors = True
             if view is not None and not size and fp.fetch_offset == seen_leo == \
                     data.high_watermark and data.diverging_epoch.epoch < 0 and \
                     replica in part.isr:
@@ -323,6 +330,7 @@ def _fetch_once(ctx: RequestContext, entries: list[_Entry], replica: int, max_by
                     part.add_waiter(watch, replica=True)
         except KafkaError as exc:
             data = _error(fp.partition, exc.error_code)
+            out.errors = True
         out.results[i] = data
     return out
 
@@ -371,10 +379,9 @@ async def handle_replica_fetch(ctx: RequestContext, req: FetchRequest, replica: 
     while True:
         read = _fetch_once(ctx, entries, replica, req.max_bytes, on_follower_fetch, view, read)
         results = read.results
-        errors = any(p.error_code or p.diverging_epoch.epoch >= 0 for p in results)
         remaining = deadline - trio.current_time()
-        parts = read.parts()  # (quiet entries' partitions: their watches wake the view)
-        if read.total >= req.min_bytes or errors or remaining <= 0 or \
+        parts = read.parts  # (quiet entries' partitions: their watches wake the view)
+        if read.total >= req.min_bytes or read.errors or remaining <= 0 or \
                 not (parts or read.quiet) or services.replicas.shutting_down:
             break
         event = None if view is None else trio.Event()  # (set by quiet entries' watches)

@@ -189,18 +189,18 @@ class ReplicaFetcher:
             request = self._request(parts)
             timer = call_after(settings.wait_max_ms / 1000.0 + FETCH_TIMEOUT_S, limit.cancel)
             try:
-                # The records are views of the connection's kept buffer: _process
-                # appends them before the next fetch overwrites it.
-                response = await connection.request(ApiKey.FETCH, FETCH_VERSION, request,
-                                                    timeout_s=None, reuse_buffer=True)
+                try:
+                    # The records are views of the connection's kept buffer: _process
+                    # appends them before the next fetch overwrites it.
+                    response = await connection.request(ApiKey.FETCH, FETCH_VERSION, request,
+                                                        timeout_s=None, reuse_buffer=True)
+                finally:
+                    timer.cancel()
             except BrokerConnectionError as exc:
-                timer.cancel()  # (before the back-off)
                 log.info("fetch from broker %d failed: %s", self.leader_id, exc)
                 self._reset_session()
                 await trio.sleep(settings.backoff_ms / 1000.0)
                 continue
-            finally:
-                timer.cancel()
             if not self._on_session_answer(response):
                 continue
             await self._process(parts, response)

@@ -7,53 +7,44 @@ the coordinator's state whole; an operation that fails is logged and the others 
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 from collections.abc import Callable, Hashable
 
 import trio
+
+from pykbroker.timers import Timer, TimerHeap
 
 log = logging.getLogger("pykbroker.coordinator.group.timer")
 
 Operation = Callable[[], None]
 
 
-class _Entry:
-    __slots__ = ("alive", "deadline", "key", "operation", "seq")
-
-    def __init__(self, deadline: float, seq: int, key: Hashable, operation: Operation) -> None:
-        self.deadline = deadline
-        self.seq = seq
-        self.key = key
-        self.operation = operation
-        self.alive = True
-
-    def __lt__(self, other: _Entry) -> bool:
-        return (self.deadline, self.seq) < (other.deadline, other.seq)
-
-
 class CoordinatorTimer:
+    """Keys over a :class:`pykbroker.timers.TimerHeap` of the coordinator's own (its clock
+    may be a test's)."""
+
     def __init__(self, clock: Callable[[], float] = trio.current_time) -> None:
         self._clock = clock
-        self._heap: list[_Entry] = []
-        self._entries: dict[Hashable, _Entry] = {}
-        self._seq = itertools.count()
-        self._wake = trio.Event()
+        self._timers = TimerHeap(clock)
+        self._entries: dict[Hashable, Timer] = {}
 
     def schedule(self, key: Hashable, delay_ms: float, operation: Operation) -> None:
         self.cancel(key)
-        entry = _Entry(self._clock() + max(delay_ms, 0) / 1000.0, next(self._seq), key,
-                       operation)
-        self._entries[key] = entry
-        heapq.heappush(self._heap, entry)
-        if self._heap[0] is entry:
-            self._wake.set()
+
+        def fire() -> None:
+            del self._entries[key]  # (a rescheduling cancelled the timer it replaced)
+            try:
+                operation()
+            except Exception:
+                log.exception("coordinator timer %r failed", key)
+
+        self._entries[key] = self._timers.call_at(
+            self._clock() + max(delay_ms, 0) / 1000.0, fire)
 
     def cancel(self, key: Hashable) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            entry.alive = False
+        timer = self._entries.pop(key, None)
+        if timer is not None:
+            timer.cancel()
 
     def is_scheduled(self, key: Hashable) -> bool:
         return key in self._entries
@@ -63,24 +54,7 @@ class CoordinatorTimer:
 
     def run_due(self) -> None:
         """Run every operation whose deadline has passed (also used by tests)."""
-        now = self._clock()
-        while self._heap and (not self._heap[0].alive or self._heap[0].deadline <= now):
-            entry = heapq.heappop(self._heap)
-            if not entry.alive:
-                continue
-            del self._entries[entry.key]
-            entry.alive = False
-            try:
-                entry.operation()
-            except Exception:
-                log.exception("coordinator timer %r failed", entry.key)
+        self._timers.run_due()
 
     async def run(self) -> None:
-        while True:
-            self.run_due()
-            while self._heap and not self._heap[0].alive:
-                heapq.heappop(self._heap)
-            timeout = self._heap[0].deadline - self._clock() if self._heap else float("inf")
-            with trio.move_on_after(max(timeout, 0)):
-                await self._wake.wait()
-            self._wake = trio.Event()
+        await self._timers.run()

@@ -193,9 +193,11 @@ FAILING_TEST = textwrap.dedent("""
 """)
 
 INTERRUPTED_SCRIPT = textwrap.dedent("""
-    import json, signal, sys, time
+    import faulthandler, json, signal, sys, time
 
     from pykbroker.testing import open_cluster
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test's stacks on a hang
 
     # Ctrl-C as at a terminal, even when this run inherited SIGINT ignored (a background
     # job of a non-interactive shell: Python then leaves it ignored).
@@ -237,7 +239,14 @@ def test_interrupted_run_leaves_nothing_behind(sig: int) -> None:
         for pid in trace["pids"]:
             assert alive(pid)
         proc.send_signal(sig)
-        assert proc.wait(30) != 0
+        try:
+            assert proc.wait(30) != 0
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError(f"no exit within 30 s of {sig!r}; its threads:\n{err}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

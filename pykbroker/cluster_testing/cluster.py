@@ -327,7 +327,7 @@ class KafkaCluster:
                 link.close()
         if self._own_zookeeper:
             with contextlib.suppress(Exception):
-                self.zookeeper.stop()
+                self.zookeeper.stop(graceful=False)
         shutil.rmtree(self.directory, ignore_errors=True)
         _live.discard(self)
 

@@ -320,14 +320,15 @@ class ZooKeeperServer:
         data = self.log_path.read_bytes()[-_LOG_TAIL_BYTES:]
         return data.decode("utf-8", errors="replace")
 
-    def _kill(self) -> None:
-        """SIGTERM the process group, SIGKILL it after 10 s, and reap the JVM."""
+    def _kill(self, graceful: bool = True) -> None:
+        """SIGTERM the process group (unless not ``graceful``), SIGKILL it after 10 s, and
+        reap the JVM."""
         process = self._process
         if process is None:
             return
         # Until it is reaped the JVM's pid (= its group id) cannot be reused, so killpg
         # reaches only the group we started.
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+        for sig in (signal.SIGTERM, signal.SIGKILL) if graceful else (signal.SIGKILL,):
             if process.poll() is not None:
                 return
             try:
@@ -340,9 +341,11 @@ class ZooKeeperServer:
             except subprocess.TimeoutExpired:
                 continue
 
-    def stop(self) -> None:
-        """Kill the server's process group and remove its directory; safe to call twice."""
-        self._kill()
+    def stop(self, graceful: bool = True) -> None:
+        """Kill the server's process group and remove its directory; safe to call twice.
+        Not ``graceful``: SIGKILL at once (the data is thrown away anyway; a loaded
+        machine's JVM may take seconds over its SIGTERM)."""
+        self._kill(graceful)
         self._process = None
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)

@@ -33,6 +33,14 @@ pytestmark = [pytest.mark.timeout(180),
 
 PARTITIONS = 6
 
+# kafka-python members poll with a long timeout: kafka-python 3.0.12's leader rejoins once
+# its metadata snapshot changes after its first assignment (it always does here: the snapshot
+# is empty at the first join), and if that JoinGroup + SyncGroup outlasts the poll's timeout
+# the poll returns, the next one no longer sees a rejoin needed (the assignment updated the
+# snapshot) and never completes the join: its heartbeats stay disabled until its session
+# expires (seen under CI load with 100 ms). poll returns as soon as records arrive anyway.
+KP_POLL_MS = 1000
+
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -90,7 +98,7 @@ class KpMember(Member):
         self.consumer.subscribe([topic])
 
     def poll_once(self) -> None:
-        batches = self.consumer.poll(timeout_ms=100)
+        batches = self.consumer.poll(timeout_ms=KP_POLL_MS)
         for tp, msgs in batches.items():
             self.records.extend((tp.partition, m.offset, m.value) for m in msgs)
         if batches and self.commit:
@@ -259,7 +267,7 @@ CHILD = textwrap.dedent("""
                       session_timeout_ms=6000, heartbeat_interval_ms=300,
                       client_id="child", auto_offset_reset="earliest")
     while True:
-        c.poll(timeout_ms=100)
+        c.poll(timeout_ms=1000)  # KP_POLL_MS
         print(sorted(tp.partition for tp in c.assignment()), flush=True)
 """)
 

@@ -83,11 +83,21 @@ class ObservedController(Protocol):
     def ctx(self) -> ObservedControllerContext: ...
 
 
+class ObservedMetadataCache(Protocol):
+    """The member's view of the controller's UpdateMetadata (its MetadataCache)."""
+
+    @property
+    def controller_epoch(self) -> int: ...  # -1 before the first UpdateMetadata
+
+
 class ObservedCluster(Protocol):
     """A ZooKeeper cluster member (pykbroker.cluster.member.ClusterMember)."""
 
     @property
     def controller(self) -> ObservedController: ...
+
+    @property
+    def cache(self) -> ObservedMetadataCache: ...
 
 
 class ObservedServices(Protocol):
@@ -230,11 +240,15 @@ class BrokerMetrics:
     # -- HTTP ---------------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Listeners accept and shutdown has not begun."""
+        """Listeners accept, shutdown has not begun and, in a cluster, the controller's
+        first UpdateMetadata has come: until then Metadata answers come from what the
+        broker read in ZooKeeper at start-up (no topics yet, perhaps a dead broker)."""
         broker = self.broker
         services = broker.services
-        return (broker.ready.is_set() and not broker.stopped.is_set()
-                and services is not None and not services.replicas.shutting_down)
+        if not (broker.ready.is_set() and not broker.stopped.is_set()
+                and services is not None and not services.replicas.shutting_down):
+            return False
+        return services.cluster is None or services.cluster.cache.controller_epoch >= 0
 
     def route(self, method: str, path: str, headers: dict[str, str]
               ) -> tuple[int, str, bytes]:

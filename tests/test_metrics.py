@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -15,6 +16,7 @@ from confluent_kafka import Consumer, Producer
 
 from pykbroker.metrics_http import parse_head, render
 from pykbroker.testing import KafkaBroker, open_broker
+from tests.zk_fixtures import ZooKeeperChroot
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -238,6 +240,29 @@ async def test_readyz_is_503_during_shutdown() -> None:
         assert await probe("/readyz") == 503
         assert await probe("/healthz") == 200
         broker.services.replicas.shutting_down = False
+
+
+def test_readyz_in_a_cluster_waits_for_the_controllers_metadata(
+        tmp_path: Path, zookeeper: ZooKeeperChroot) -> None:
+    """A cluster member is ready once the controller's UpdateMetadata came (its Metadata
+    answers are the cluster's), not merely once its listeners accept."""
+    with KafkaBroker(tmp_path, **{"zookeeper.connect": zookeeper.hosts, "broker.id": "1",
+                                  "metrics.port": "0"}) as b:
+        assert b.broker is not None and b.broker.metrics_port and b.broker.services
+        port, member = b.broker.metrics_port, b.broker.services.cluster
+        assert member is not None
+        deadline = time.monotonic() + 20
+        while get(port, "/readyz")[0] != 200:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.05)
+        assert member.cache.controller_epoch >= 0  # the controller (itself) sent it
+        epoch, member.cache.controller_epoch = member.cache.controller_epoch, -1
+        try:  # as before the first UpdateMetadata
+            assert get(port, "/readyz")[0] == 503
+            assert get(port, "/healthz")[0] == 200
+        finally:
+            member.cache.controller_epoch = epoch
+        assert get(port, "/readyz")[0] == 200
 
 
 @pytest.mark.trio

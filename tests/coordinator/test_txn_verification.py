@@ -47,6 +47,7 @@ class Coordinator:
         self.fail: Exception | None = None
         self.asked: list[list[tuple[str, int]]] = []
         self.delay = 0.01
+        self.gate: trio.Event | None = None  # when set: answer once it is, not after delay
         self.closed = 0
 
     async def request(self, api_key: int, api_version: int, body: Any,
@@ -57,7 +58,10 @@ class Coordinator:
         assert txn.verify_only and (txn.producer_id, txn.producer_epoch) == (PID, EPOCH)
         tps = [(t.name, p) for t in txn.topics for p in t.partitions]
         self.asked.append(tps)
-        await trio.sleep(self.delay)
+        if self.gate is not None:
+            await self.gate.wait()
+        else:
+            await trio.sleep(self.delay)
         if self.fail is not None:
             raise self.fail
         return AddPartitionsToTxnResponse(
@@ -151,9 +155,12 @@ async def test_a_marker_during_the_question_fails_the_verification() -> None:
         async def verify() -> None:
             results.update(await env.verifier.verify("txn", PID, EPOCH, [("a", 0)]))
 
+        env.remote.gate = trio.Event()
         nursery.start_soon(verify)
-        await trio.sleep(0.001)
+        await trio.testing.wait_all_tasks_blocked()  # the question is out, unanswered
+        assert env.remote.asked == [[("a", 0)]]
         env.verifier.on_marker(env.parts[("a", 0)], PID, False)  # the txn was aborted
+        env.remote.gate.set()
     assert results == {("a", 0): E.INVALID_TXN_STATE}
     assert env.check("a", 0) == E.INVALID_TXN_STATE
 
@@ -164,9 +171,12 @@ async def test_concurrent_requests_share_one_question() -> None:
     env.remote.in_txn = {("a", 0), ("a", 1)}
     out: list[dict[Any, Any]] = []
     async with trio.open_nursery() as nursery:
+        env.remote.gate = trio.Event()
         nursery.start_soon(_collect, env, [("a", 0)], out)
-        await trio.sleep(0.001)  # the first is asking when the second comes
+        await trio.testing.wait_all_tasks_blocked()  # the first is asking when the second comes
         nursery.start_soon(_collect, env, [("a", 0), ("a", 1)], out)
+        await trio.testing.wait_all_tasks_blocked()
+        env.remote.gate.set()
     assert env.remote.asked == [[("a", 0)], [("a", 1)]]
     assert sorted(map(sorted, (r.items() for r in out))) == [
         [(("a", 0), E.NONE)], [(("a", 0), E.NONE), (("a", 1), E.NONE)]]

@@ -8,8 +8,9 @@ brokers on two cores that was ~5 % of the cluster cell's CPU. Kafka's purgatory 
 timeouts in a timing wheel for the same reason.
 
 ``call_at(deadline, callback)`` pushes an entry on a heap (``TimerHeap``, which the group
-coordinator's keyed timers use too) that one system task per trio run serves: it sleeps (in the one cancel scope it keeps) until the earliest live deadline, calls
-the callbacks that are due, and sleeps again. Cancelling an entry only marks it: marked
+coordinator's keyed timers use too) that one system task per trio run serves: it sleeps (in
+the one cancel scope it keeps) until the earliest live deadline, calls the callbacks that are
+due, and sleeps again. Cancelling an entry only marks it: marked
 entries leave the heap when they reach its top, or all at once when they outnumber the live
 ones. The task wakes early only when a new deadline comes before the one it sleeps until,
 which the usual waits (the same limit, later each time) do not do.

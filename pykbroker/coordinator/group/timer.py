@@ -24,7 +24,6 @@ class CoordinatorTimer:
     may be a test's)."""
 
     def __init__(self, clock: Callable[[], float] = trio.current_time) -> None:
-        self._clock = clock
         self._timers = TimerHeap(clock)
         self._entries: dict[Hashable, Timer] = {}
 
@@ -38,8 +37,8 @@ class CoordinatorTimer:
             except Exception:
                 log.exception("coordinator timer %r failed", key)
 
-        self._entries[key] = self._timers.call_at(
-            self._clock() + max(delay_ms, 0) / 1000.0, fire)
+        timers = self._timers
+        self._entries[key] = timers.call_at(timers.clock() + max(delay_ms, 0) / 1000.0, fire)
 
     def cancel(self, key: Hashable) -> None:
         timer = self._entries.pop(key, None)

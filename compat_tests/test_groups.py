@@ -260,14 +260,14 @@ def test_confluent_static_membership(broker: BrokerProcess, topic_name: str,
             m.stop()
 
 
-CHILD = textwrap.dedent("""
+CHILD = textwrap.dedent(f"""
     import sys, time
     from kafka import KafkaConsumer
     c = KafkaConsumer(sys.argv[2], bootstrap_servers=sys.argv[1], group_id=sys.argv[3],
                       session_timeout_ms=6000, heartbeat_interval_ms=300,
                       client_id="child", auto_offset_reset="earliest")
     while True:
-        c.poll(timeout_ms=1000)  # KP_POLL_MS
+        c.poll(timeout_ms={KP_POLL_MS})
         print(sorted(tp.partition for tp in c.assignment()), flush=True)
 """)
 
